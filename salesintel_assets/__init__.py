@@ -1,0 +1,1 @@
+"""salesintel: a sales intelligence and alert platform as Dagster assets."""

@@ -1,0 +1,1 @@
+"""Asset modules: thin wiring around the domain logic, one module per layer."""

@@ -1,0 +1,1 @@
+"""anomalies layer assets."""

@@ -1,0 +1,34 @@
+"""Build an asset check from a pandera model: the table is read from the
+warehouse and validated lazily, so every failing rule is reported at once."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pandera.pandas as pa
+
+from salesintel_assets.resources.warehouse import Warehouse
+
+
+def table_schema_check(asset: str, model: type[pa.DataFrameModel], name: str | None = None,
+                       blocking: bool = False) -> dg.AssetChecksDefinition:
+    """``<asset>_schema_valid``: the stored table satisfies its pandera model."""
+    check_name = name or f"{asset}_schema_valid"
+
+    @dg.asset_check(asset=asset, name=check_name, blocking=blocking,
+                    description=f"{asset} satisfies the {model.__name__} pandera model.")
+    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        frame = warehouse.read_table(asset)
+        if frame is None:
+            return dg.AssetCheckResult(passed=False, description=f"table {asset} does not exist")
+        try:
+            model.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            summary = cases.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
+            return dg.AssetCheckResult(passed=False, metadata={
+                "failures": int(len(cases)),
+                "by_rule": dg.MetadataValue.md(summary.head(20).to_markdown(index=False)),
+            })
+        return dg.AssetCheckResult(passed=True, metadata={"rows": len(frame)})
+
+    return _check

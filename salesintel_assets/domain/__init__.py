@@ -1,0 +1,1 @@
+"""Domain logic: plain pandas/numpy modules that never import Dagster."""

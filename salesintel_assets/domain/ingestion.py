@@ -1,0 +1,95 @@
+"""Incremental pulls: text normalisation, change detection by content hash,
+and the merge that keeps the latest version of every deal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.constants import EXPORT_COLUMNS
+
+# Optional columns a CRM may deliver beside the export format.
+OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
+RAW_COLUMNS = EXPORT_COLUMNS + OPTIONAL_COLUMNS
+LINEAGE_COLUMNS = ("_pull_id", "_pulled_at", "_source", "_row_hash")
+DATE_COLUMNS = ("created_date", "closed_date", "stage_entered_date")
+
+
+def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:
+    """Render typed deals as the text a CRM export holds ("" for missing),
+    so every source lands in the raw layer in one form."""
+    out = pd.DataFrame(index=deals.index)
+    for col in deals.columns:
+        values = deals[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            fmt = "%Y-%m-%dT%H:%M:%S" if col == "last_modified" else "%Y-%m-%d"
+            text = values.dt.strftime(fmt)
+        elif pd.api.types.is_float_dtype(values):
+            whole = values.notna() & (values == values.round())
+            text = values.astype(object).where(~whole, values.round().astype("Int64").astype(str))
+            text = text.astype(str)
+        else:
+            text = values.astype(str)
+        out[col] = text.where(values.notna(), "")
+    return out
+
+
+def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
+    """Keep the known columns as text, adding empty optional ones. Missing
+    required columns stay missing: the schema gate reports them."""
+    out = page.copy()
+    for col in OPTIONAL_COLUMNS:
+        if col not in out.columns:
+            out[col] = ""
+    known = [c for c in RAW_COLUMNS if c in out.columns]
+    return out[known].astype(str).reset_index(drop=True)
+
+
+def row_hashes(raw: pd.DataFrame) -> pd.Series:
+    """A content hash of each row over the known columns (lineage excluded)."""
+    cols = [c for c in RAW_COLUMNS if c in raw.columns]
+    return pd.util.hash_pandas_object(raw[cols], index=False).astype("uint64")
+
+
+def changed_rows(pull: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Rows of the pull whose content differs from the stored latest version
+    of the same deal (all rows when nothing is stored yet)."""
+    if previous is None or previous.empty:
+        return pull
+    stored = previous[["deal_id", "_row_hash"]].drop_duplicates()
+    probe = pull[["deal_id", "_row_hash"]].merge(stored, how="left", indicator=True)
+    return pull[(probe["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+
+
+def latest_first_order(raw: pd.DataFrame) -> np.ndarray:
+    """Positions sorted so that, per deal, the most recent version comes last:
+    by last_modified when known, then by arrival order."""
+    modified = pd.to_datetime(raw["last_modified"].replace("", None), errors="coerce")
+    order = pd.DataFrame({"m": modified, "pos": np.arange(len(raw))})
+    return order.sort_values(["m", "pos"], na_position="first", kind="stable").index.to_numpy()
+
+
+def keep_latest(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(latest version of each deal_id, the superseded versions)."""
+    ordered = raw.iloc[latest_first_order(raw)]
+    superseded = ordered.duplicated("deal_id", keep="last")
+    return ordered[~superseded].sort_index(), ordered[superseded].sort_index()
+
+
+def merge_latest(previous: pd.DataFrame | None, changes: pd.DataFrame) -> pd.DataFrame:
+    """The stored latest versions updated with a pull's changes."""
+    if previous is None or previous.empty:
+        merged = changes
+    else:
+        merged = pd.concat([previous, changes], ignore_index=True)
+    latest, _ = keep_latest(merged.reset_index(drop=True))
+    return latest.sort_values("deal_id", kind="stable").reset_index(drop=True)
+
+
+def cursor_of(raw: pd.DataFrame | None) -> pd.Timestamp | None:
+    """The incremental cursor: the newest last_modified already stored."""
+    if raw is None or raw.empty:
+        return None
+    stamps = pd.to_datetime(raw["last_modified"].replace("", None), errors="coerce")
+    newest = stamps.max()
+    return None if pd.isna(newest) else newest

@@ -1,0 +1,31 @@
+"""The raw lake: every pull kept as an immutable Parquet file beside a JSON
+note of when and from where it came."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+
+def write_pull(folder: Path, pull_id: str, frame: pd.DataFrame, note: dict) -> Path:
+    """Write a pull once. An existing file is never overwritten: the lake is
+    append-only, so a re-run that reuses an id is an error, not a rewrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{pull_id}.parquet"
+    if target.exists():
+        raise FileExistsError(f"raw pull {target} already exists; pulls are immutable")
+    partial = folder / f".{pull_id}.parquet.partial"
+    frame.to_parquet(partial, index=False)
+    os.replace(partial, target)
+    meta = {**note, "pull_id": pull_id, "rows": int(len(frame)), "file": target.name}
+    (folder / f"{pull_id}.json").write_text(json.dumps(meta, indent=2, default=str))
+    return target
+
+
+def list_pulls(folder: Path) -> pd.DataFrame:
+    """The notes of every stored pull, oldest first."""
+    notes = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return pd.DataFrame(notes)

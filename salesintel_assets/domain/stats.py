@@ -1,0 +1,120 @@
+"""Honest statistics for proportions of small counts: intervals, exact tests
+and false-discovery control. Shared by the metrics, drivers and anomalies
+layers so every segment rate is judged the same way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes, trials, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval per element; NaN where there are no trials.
+    Unlike the normal interval it stays inside [0, 1] and is sane at 0 or n."""
+    k = np.asarray(successes, dtype="float64")
+    n = np.asarray(trials, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    low = np.where(n > 0, np.clip(centre - half, 0, 1), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0, 1), np.nan)
+    return low, high
+
+
+def binomial_test(successes, trials, p0, alternative: str = "two-sided") -> np.ndarray:
+    """Exact binomial test p-values, element-wise (NaN where trials == 0)."""
+    k = np.atleast_1d(np.asarray(successes, dtype="int64"))
+    n = np.atleast_1d(np.asarray(trials, dtype="int64"))
+    p = np.broadcast_to(np.asarray(p0, dtype="float64"), k.shape)
+    out = np.full(k.shape, np.nan)
+    for i in range(k.size):
+        if n[i] > 0 and 0 < p[i] < 1:
+            out[i] = stats.binomtest(int(k[i]), int(n[i]), float(p[i]), alternative=alternative).pvalue
+    return out
+
+
+def beta_binomial_test(successes, trials, base_successes, base_trials,
+                       alternative: str = "two-sided") -> np.ndarray:
+    """P-values for a window rate against a baseline rate that is itself
+    estimated: the window count is beta-binomial under Beta(base_k + 1/2,
+    base_n - base_k + 1/2), so a small baseline widens the null instead of
+    being taken as the truth."""
+    k = np.atleast_1d(np.asarray(successes, dtype="int64"))
+    n = np.atleast_1d(np.asarray(trials, dtype="int64"))
+    a = np.atleast_1d(np.asarray(base_successes, dtype="float64")) + 0.5
+    b = np.atleast_1d(np.asarray(base_trials, dtype="float64")) - np.atleast_1d(
+        np.asarray(base_successes, dtype="float64")) + 0.5
+    k, n, a, b = np.broadcast_arrays(k, n, a, b)
+    out = np.full(k.shape, np.nan)
+    for i in range(k.size):
+        if n[i] <= 0:
+            continue
+        dist = stats.betabinom(int(n[i]), a[i], b[i])
+        lower = dist.cdf(k[i])
+        upper = dist.sf(k[i] - 1)
+        if alternative == "less":
+            out[i] = lower
+        elif alternative == "greater":
+            out[i] = upper
+        else:
+            out[i] = min(1.0, 2 * min(lower, upper))
+    return out
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """BH-adjusted q-values (NaN p-values stay NaN and do not count as tests)."""
+    p = np.asarray(p_values, dtype="float64")
+    q = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return q
+    order = np.argsort(p[ok])
+    ranked = p[ok][order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
+    values = np.empty(m)
+    values[order] = adjusted
+    q[ok] = values
+    return q
+
+
+def shrunk_rate(successes, trials, prior_rate: float, prior_strength: float) -> np.ndarray:
+    """Empirical-Bayes (beta prior) rate: (k + m*p0) / (n + m). Tiny segments
+    stay near the prior instead of swinging to 0 or 1."""
+    k = np.asarray(successes, dtype="float64")
+    n = np.asarray(trials, dtype="float64")
+    return (k + prior_strength * prior_rate) / (n + prior_strength)
+
+
+def beta_prior_strength(successes, trials) -> float:
+    """Method-of-moments strength m of a beta prior fitted to segment rates:
+    how many pseudo-deals of the global rate a segment's own deals must
+    outweigh. Large when segments barely differ (heavy shrinkage)."""
+    k = np.asarray(successes, dtype="float64")
+    n = np.asarray(trials, dtype="float64")
+    keep = n > 0
+    if keep.sum() < 2:
+        return 1e6
+    k, n = k[keep], n[keep]
+    p = k.sum() / n.sum()
+    rates = k / n
+    observed = np.average((rates - p) ** 2, weights=n)
+    sampling = p * (1 - p) * len(n) / n.sum()
+    between = observed - sampling
+    if between <= 1e-12 or p in (0, 1):
+        return 1e6
+    return float(max(p * (1 - p) / between - 1, 1.0))
+
+
+def rate_table(frame: pd.DataFrame, by, won_col: str = "is_won") -> pd.DataFrame:
+    """deals, won, win_rate and its Wilson interval per group."""
+    grouped = frame.groupby(by, observed=True)[won_col].agg(deals="size", won="sum")
+    grouped["won"] = grouped["won"].astype("int64")
+    grouped["win_rate"] = grouped["won"] / grouped["deals"]
+    grouped["ci_low"], grouped["ci_high"] = wilson_interval(grouped["won"], grouped["deals"])
+    return grouped.reset_index()

@@ -1,0 +1,56 @@
+"""Asset metadata helpers: row counts, markdown previews, column schemas
+derived from the pandera models, and plots embedded as images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+
+def frame_metadata(frame: pd.DataFrame, preview_rows: int = 10, **extra) -> dict:
+    """Row count and a markdown preview of the first rows."""
+    preview = frame.head(preview_rows)
+    meta = {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
+    }
+    meta.update(extra)
+    return meta
+
+
+def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
+    """The table's columns as the Dagster UI shows them, from the pandera model."""
+    schema = model.to_schema()
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, str(col.dtype), description=col.description or "",
+                           constraints=dg.TableColumnConstraints(nullable=col.nullable, unique=col.unique))
+            for name, col in schema.columns.items()
+        ]
+    )
+
+
+def schema_metadata(model: type[pa.DataFrameModel]) -> dict:
+    return {"dagster/column_schema": column_schema(model)}
+
+
+def fail_after(hours: float, warn_hours: float | None = None) -> dg.FreshnessPolicy:
+    """A time-window freshness policy: fail when not updated within ``hours``."""
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=hours),
+        warn_window=timedelta(hours=warn_hours) if warn_hours else None,
+    )
+
+
+def figure_markdown(fig) -> dg.MetadataValue:
+    """A ``matplotlib.figure.Figure`` (built without pyplot, so no GUI
+    backend or global state) as an inline PNG the Dagster UI renders."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=90)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")

@@ -1,0 +1,124 @@
+"""CRM sources. Each returns deals in the export format, page by page, and
+only what changed since a cursor when the CRM can say so.
+
+HubSpot and Salesforce will be further subclasses: their APIs are paged and
+filter on a last-modified time, which is exactly ``fetch_deal_pages(since)``.
+"""
+
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Optional
+
+import dagster as dg
+import pandas as pd
+
+from salesintel_assets.domain.ingestion import as_export_text
+
+
+class CRMSource(dg.ConfigurableResource):
+    """What every CRM source offers. Subclasses override the fetch methods."""
+
+    page_size: int = 100_000
+
+    def describe(self) -> str:
+        """Where the data comes from, recorded with every raw pull."""
+        raise NotImplementedError
+
+    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
+        """Deals as text in the export format (plus ``last_modified`` and
+        ``stage_entered_date`` when the CRM knows them), changed after ``since``
+        when the CRM supports it, otherwise everything."""
+        raise NotImplementedError
+
+    def fetch_stage_history(self) -> pd.DataFrame:
+        """deal_id, stage, entered_date; empty when the CRM has no history."""
+        return pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
+                             "entered_date": pd.Series(dtype="datetime64[ns]")})
+
+    def fetch_activities(self) -> pd.DataFrame:
+        """activity_id, deal_id, sales_rep_id, activity_type, activity_date."""
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in
+                             ("activity_id", "deal_id", "sales_rep_id", "activity_type")}
+                            ).assign(activity_date=pd.Series(dtype="datetime64[ns]"))
+
+    def fetch_org(self) -> Optional[pd.DataFrame]:
+        """The sales org (rep -> manager -> CRO) or None when the CRM has none."""
+        return None
+
+    def default_as_of(self) -> date:
+        """The analysis date when SALESINTEL_AS_OF is not set."""
+        return date.today()
+
+
+@lru_cache(maxsize=4)
+def _world(n_deals: int, seed: int):
+    """One generated world per process and size: pulls at several clocks share it."""
+    from salesintel_assets.domain import sample_crm
+
+    return sample_crm.generate_world(n_deals=n_deals, seed=seed)
+
+
+class SampleCRM(CRMSource):
+    """The generated CRM shipped with the package: deterministic by seed.
+    ``clock`` (YYYY-MM-DD, default the sample's end date) is the CRM's "now";
+    advancing it produces new and changed deals."""
+
+    n_deals: int = 6000
+    seed: int = 42
+    clock: Optional[str] = None
+
+    def _clock(self) -> date:
+        from salesintel_assets.domain.sample_crm import SAMPLE_END_DATE
+
+        return date.fromisoformat(self.clock) if self.clock else SAMPLE_END_DATE
+
+    def _snapshot(self):
+        from salesintel_assets.domain.sample_crm import snapshot
+
+        return snapshot(_world(self.n_deals, self.seed), self._clock())
+
+    def describe(self) -> str:
+        return f"sample:n_deals={self.n_deals},seed={self.seed},clock={self._clock().isoformat()}"
+
+    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
+        deals = self._snapshot().deals
+        if since is not None:
+            deals = deals[deals["last_modified"] > since]
+        for start in range(0, len(deals), self.page_size):
+            yield as_export_text(deals.iloc[start : start + self.page_size])
+
+    def fetch_stage_history(self) -> pd.DataFrame:
+        return self._snapshot().stage_history
+
+    def fetch_activities(self) -> pd.DataFrame:
+        return self._snapshot().activities
+
+    def fetch_org(self) -> Optional[pd.DataFrame]:
+        return self._snapshot().reps
+
+    def default_as_of(self) -> date:
+        return self._clock()
+
+
+class CsvCRM(CRMSource):
+    """A CRM export file in the contract's CSV format. A file cannot say what
+    changed, so every pull reads it whole and ingestion keeps the rows whose
+    content changed. ``org_path`` optionally names a CSV of the sales org."""
+
+    path: str
+    org_path: Optional[str] = None
+
+    def describe(self) -> str:
+        return f"csv:{Path(self.path).resolve()}"
+
+    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
+        reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, chunksize=self.page_size)
+        for page in reader:
+            yield page.apply(lambda col: col.str.strip())
+
+    def fetch_org(self) -> Optional[pd.DataFrame]:
+        if not self.org_path:
+            return None
+        return pd.read_csv(self.org_path, dtype=str, keep_default_na=False)

@@ -1,0 +1,3 @@
+"""Sensors: alert materialisation, delivery and run-failure notices."""
+
+sensors: list = []

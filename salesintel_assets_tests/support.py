@@ -1,0 +1,67 @@
+"""Test helpers: build resources in a temporary home, run jobs in process,
+read tables back from the real DuckDB file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from salesintel_assets.definitions import build_definitions
+from salesintel_assets.resources.factory import build_resources
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "skygeni_sales_data.csv"
+
+
+def run_job(resources: dict, job: str = "salesintel_job", raise_on_error: bool = True,
+            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Run a job of the real definitions with these resources, in process."""
+    defs = build_definitions(resources)
+    return defs.resolve_job_def(job).execute_in_process(raise_on_error=raise_on_error, instance=instance)
+
+
+def run_selection(resources: dict, selection: str, raise_on_error: bool = True,
+                  instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Materialise an asset selection string (e.g. ``"group:ingestion group:warehouse"``,
+    ``"*deal_metrics"``) of the real definitions."""
+    defs = build_definitions(resources)
+    job = dg.define_asset_job("test_selection_job", selection=selection, executor_def=dg.in_process_executor)
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    return defs.resolve_job_def("test_selection_job").execute_in_process(
+        raise_on_error=raise_on_error, instance=instance)
+
+
+def read_table(home: Path, name: str) -> pd.DataFrame:
+    con = duckdb.connect(str(Path(home) / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(f'SELECT * FROM main."{name}"').df()
+    finally:
+        con.close()
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """check name -> passed, for every check evaluated in the run."""
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            out[evaluation.check_name] = evaluation.passed
+    return out
+
+
+def sample_resources(home: Path, **kwargs) -> dict:
+    """Resources on the embedded sample CRM in a temporary home."""
+    from salesintel_assets.resources.crm import SampleCRM
+
+    crm_args = {k: kwargs.pop(k) for k in ("n_deals", "seed", "clock") if k in kwargs}
+    return build_resources(home=str(home), crm=SampleCRM(**crm_args), **kwargs)
+
+
+def csv_resources(home: Path, path: Path, **kwargs) -> dict:
+    from salesintel_assets.resources.crm import CsvCRM
+
+    org_path = kwargs.pop("org_path", None)
+    return build_resources(home=str(home), crm=CsvCRM(path=str(path), org_path=org_path), **kwargs)

@@ -1,0 +1,36 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="salesintel",
+    version="0.1.0",
+    description="Sales intelligence and alert platform built on Dagster software-defined assets.",
+    packages=find_packages(exclude=["salesintel_assets_tests*"]),
+    package_data={"salesintel_assets": ["rules.yaml"]},
+    python_requires=">=3.11,<3.13",
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-duckdb==0.29.27",
+        "dagster-slack==0.29.27",
+        "dagster-pandera==0.29.27",
+        "duckdb>=1.1,<3",
+        "pandas>=2.2,<3",
+        "pandera>=0.35,<0.36",
+        "numpy>=2.0,<3",
+        "scipy>=1.13,<2",
+        "scikit-learn>=1.6,<2",
+        "mlflow>=3.17,<4",
+        "slack_sdk>=3.33,<4",
+        "pyarrow>=17",
+        "pyyaml>=6",
+        "tabulate>=0.9",
+        "pydantic>=2.7,<3",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    entry_points={
+        "console_scripts": ["salesintel=salesintel_assets.cli:main"],
+    },
+)
