@@ -23,6 +23,19 @@ def frame_metadata(frame: pd.DataFrame, preview_rows: int = 10, **extra) -> dict
     return meta
 
 
+def table_metadata(con, table: str, preview_rows: int = 10, **extra) -> dict:
+    """Row count and preview of a table written with SQL (not loaded whole)."""
+    from salesintel_assets.resources.warehouse import table_preview
+
+    count, preview = table_preview(con, table, preview_rows)
+    meta = {
+        "dagster/row_count": dg.MetadataValue.int(count),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
+    }
+    meta.update(extra)
+    return meta
+
+
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
     """The table's columns as the Dagster UI shows them, from the pandera model."""
     schema = model.to_schema()

@@ -1,5 +1,7 @@
-"""Ingestion layer: incremental CRM pulls through the data-quality gates."""
+"""Ingestion layer: incremental CRM pulls through the data-quality gates.
 
+The pull writes its tables with SQL upserts instead of returning frames, so
+an incremental pull touches only the rows that changed."""
 
 import uuid
 from datetime import datetime, timezone
@@ -9,10 +11,11 @@ import pandas as pd
 
 from salesintel_assets.constants import INGESTION
 from salesintel_assets.domain import ingestion, lake, quality
-from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
+from salesintel_assets.domain.tables import table_exists
+from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
+from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, append_frame, transaction, upsert_frame
 from salesintel_assets.schemas import ingestion as schemas
 
 FRESHNESS = fail_after(hours=4)
@@ -20,21 +23,20 @@ SCHEMA_CHECK = "raw_deals_schema_valid"
 BREAKER_CHECK = "pull_within_error_budget"
 
 
+def _spec(name: str, model, description: str) -> dg.AssetSpec:
+    return dg.AssetSpec(name, group_name=INGESTION, freshness_policy=FRESHNESS, kinds={"duckdb"},
+                        description=description, metadata=schema_metadata(model))
+
+
 @dg.multi_asset(
-    outs={
-        "raw_deals": dg.AssetOut(
-            group_name=INGESTION, freshness_policy=FRESHNESS, kinds={"duckdb"},
-            description="Latest pulled version of every deal, as the CRM delivered it.",
-            metadata=schema_metadata(schemas.RawDeals)),
-        "quarantined_deals": dg.AssetOut(
-            group_name=INGESTION, freshness_policy=FRESHNESS, kinds={"duckdb"},
-            description="Every rejected row of every pull, with its rule and reason.",
-            metadata=schema_metadata(schemas.QuarantinedDeals)),
-        "data_quality_report": dg.AssetOut(
-            group_name=INGESTION, freshness_policy=FRESHNESS, kinds={"duckdb"},
-            description="Per pull and rule: rows touched, action taken, circuit breaker state.",
-            metadata=schema_metadata(schemas.DataQualityReport)),
-    },
+    specs=[
+        _spec("raw_deals", schemas.RawDeals, "Latest pulled version of every deal, as the CRM delivered it."),
+        _spec("quarantined_deals", schemas.QuarantinedDeals, "Every rejected row of every pull, with rule and reason."),
+        _spec("data_quality_report", schemas.DataQualityReport,
+              "Per pull and rule: rows touched, action taken, circuit-breaker state."),
+        _spec("raw_stage_history", schemas.RawStageHistory, "When each deal entered each stage (CRM history)."),
+        _spec("raw_activities", schemas.RawActivities, "Calls, emails and meetings logged against deals."),
+    ],
     check_specs=[
         dg.AssetCheckSpec(SCHEMA_CHECK, asset="raw_deals", blocking=True,
                           description="Every required column is present and parses."),
@@ -46,79 +48,66 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
              warehouse: Warehouse, home: SalesintelHome):
     """Pull what changed since the last stored pull, keep it in the raw lake,
     gate it, and merge it into the latest version of every deal. A pull that
-    fails a gate is kept in the lake but not merged, so the cursor stays put
-    and the next run retries it."""
+    fails a gate stays in the lake but is not merged, so the cursor stays put
+    and the next run pulls it again."""
     rules = settings.rules()
-    previous = warehouse.read_table("raw_deals")
-    since = ingestion.cursor_of(previous)
-    pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
-    pages = list(crm.fetch_deal_pages(since))
-    pull = ingestion.conform_raw(pd.concat(pages, ignore_index=True) if pages else pd.DataFrame())
-    pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=crm.describe(),
-                       _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-    lake.write_pull(home.subdir("lake/raw_deals"), pull_id, pull,
-                    {"pulled_at": pulled_at, "source": crm.describe(), "since": since, "run_id": context.run_id})
+    source = crm.describe()
+    with warehouse.connect() as con:
+        since = ingestion.stored_cursor(con)
+        pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+        pages = list(crm.fetch_deal_pages(since))
+        pull = ingestion.conform_raw(pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS)))
+        pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
+                           _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
+        lake.write_pull(home.subdir("lake/raw_deals"), pull_id, pull,
+                        {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
 
-    changes = ingestion.changed_rows(pull, previous)
-    result = quality.validate_deals(changes, rules)
-    tripped = result.breaker_tripped(rules)
-    accepted = not result.schema_errors and not tripped
-    raw = ingestion.merge_latest(previous, changes) if accepted else _unchanged(previous, pull)
+        changes = ingestion.changed_rows(con, pull)
+        result = quality.validate_deals(changes, rules)
+        tripped = result.breaker_tripped(rules)
+        accepted = not result.schema_errors and not tripped
+        report = quality.report_rows(result, rules).assign(pull_id=pull_id, pulled_at=pulled_at, source=source,
+                                                          accepted=accepted)
+        with transaction(con):
+            if accepted:
+                with_id = changes[changes["deal_id"].str.strip() != ""]
+                latest, _ = ingestion.keep_latest(with_id)
+                upsert_frame(con, "raw_deals", latest.reset_index(drop=True), "deal_id")
+            elif not table_exists(con, "raw_deals"):
+                upsert_frame(con, "raw_deals", pull.iloc[:0], "deal_id")
+            append_frame(con, "quarantined_deals", result.quarantined)
+            append_frame(con, "data_quality_report", report)
+            upsert_frame(con, "raw_stage_history", crm.fetch_stage_history(since), "deal_id")
+            upsert_frame(con, "raw_activities", crm.fetch_activities(since), "activity_id")
+        context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, "
+                         f"{len(result.quarantined)} quarantined, accepted={accepted}")
 
-    report = quality.report_rows(result, rules).assign(pull_id=pull_id, pulled_at=pulled_at,
-                                                      source=crm.describe(), accepted=accepted)
-    report = _append(warehouse.read_table("data_quality_report"), report)
-    quarantined = _append(warehouse.read_table("quarantined_deals"), result.quarantined)
-    context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, "
-                     f"{len(result.quarantined)} quarantined, accepted={accepted}")
-
-    yield dg.Output(raw, output_name="raw_deals", metadata=frame_metadata(
-        raw, pulled_rows=len(pull), changed_rows=len(changes), cursor=str(since), source=crm.describe()))
-    yield dg.Output(quarantined, output_name="quarantined_deals",
-                    metadata=frame_metadata(quarantined, new_rows=len(result.quarantined)))
-    yield dg.Output(report, output_name="data_quality_report",
-                    metadata=frame_metadata(report.tail(len(quality.RULE_ACTIONS))))
+        yield dg.MaterializeResult(asset_key="raw_deals", metadata=table_metadata(
+            con, "raw_deals", pulled_rows=len(pull), changed_rows=len(changes), cursor=str(since), source=source,
+            accepted=accepted))
+        yield dg.MaterializeResult(asset_key="quarantined_deals", metadata=table_metadata(
+            con, "quarantined_deals", new_rows=len(result.quarantined)))
+        yield dg.MaterializeResult(asset_key="data_quality_report", metadata=frame_metadata(
+            report[["rule", "action", "rows", "share", "batch_rows", "breaker_tripped", "detail"]],
+            bad_share=round(result.bad_share, 4)))
+        yield dg.MaterializeResult(asset_key="raw_stage_history", metadata=table_metadata(con, "raw_stage_history"))
+        yield dg.MaterializeResult(asset_key="raw_activities", metadata=table_metadata(con, "raw_activities"))
     yield dg.AssetCheckResult(
         check_name=SCHEMA_CHECK, asset_key="raw_deals", passed=not result.schema_errors,
         metadata={"errors": "; ".join(result.schema_errors) or "none"},
-        description="Schema broken: data team, fix the export." if result.schema_errors else None)
+        description="Schema broken: the export must be fixed (data team)." if result.schema_errors else None)
+    limit = rules.quality.circuit_breaker.max_bad_share
     yield dg.AssetCheckResult(
         check_name=BREAKER_CHECK, asset_key="data_quality_report", passed=not tripped,
         metadata={"bad_rows": result.bad_rows, "batch_rows": result.batch_rows,
-                  "bad_share": round(result.bad_share, 4),
-                  "limit": rules.quality.circuit_breaker.max_bad_share},
-        description=(f"{result.bad_share:.1%} of the pull broke rules (limit "
-                     f"{rules.quality.circuit_breaker.max_bad_share:.0%}): pull not merged") if tripped else None)
+                  "bad_share": round(result.bad_share, 4), "limit": limit},
+        description=(f"{result.bad_share:.1%} of the pull broke rules (limit {limit:.0%}): "
+                     "pull kept in the lake, not merged") if tripped else None)
 
 
-def _append(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    if previous is None or previous.empty:
-        return new.reset_index(drop=True)
-    if new.empty:
-        return previous
-    return pd.concat([previous, new], ignore_index=True)
-
-
-def _unchanged(previous: pd.DataFrame | None, pull: pd.DataFrame) -> pd.DataFrame:
-    return previous if previous is not None else pull.iloc[:0]
-
-
-@dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawStageHistory))
-def raw_stage_history(crm: CRMSource) -> dg.Output[pd.DataFrame]:
-    """When each deal entered each stage, as the CRM records it (empty for a file export)."""
-    history = crm.fetch_stage_history()
-    return dg.Output(history, metadata=frame_metadata(history))
-
-
-@dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawActivities))
-def raw_activities(crm: CRMSource) -> dg.Output[pd.DataFrame]:
-    """Calls, emails and meetings logged against deals."""
-    activities = crm.fetch_activities()
-    return dg.Output(activities, metadata=frame_metadata(activities))
-
-
-@dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawSalesReps))
+@dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawSalesReps),
+          kinds={"duckdb"})
 def raw_sales_reps(crm: CRMSource) -> dg.Output[pd.DataFrame]:
     """The sales org (rep -> manager -> CRO) when the CRM or an org file has one."""
     org = crm.fetch_org()

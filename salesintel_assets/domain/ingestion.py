@@ -3,10 +3,12 @@ and the merge that keeps the latest version of every deal."""
 
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import EXPORT_COLUMNS
+from salesintel_assets.domain.tables import table_exists
 
 # Optional columns a CRM may deliver beside the export format.
 OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
@@ -51,22 +53,26 @@ def row_hashes(raw: pd.DataFrame) -> pd.Series:
     return pd.util.hash_pandas_object(raw[cols], index=False).astype("uint64")
 
 
-def changed_rows(pull: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+def changed_rows(con: duckdb.DuckDBPyConnection, pull: pd.DataFrame) -> pd.DataFrame:
     """Rows of the pull whose content differs from the stored latest version
-    of the same deal (all rows when nothing is stored yet)."""
-    if previous is None or previous.empty:
+    of the same deal (all rows when nothing is stored yet), in pull order."""
+    if not table_exists(con, "raw_deals") or pull.empty:
         return pull
-    stored = previous[["deal_id", "_row_hash"]].drop_duplicates()
-    probe = pull[["deal_id", "_row_hash"]].merge(stored, how="left", indicator=True)
-    return pull[(probe["_merge"] == "left_only").to_numpy()].reset_index(drop=True)
+    con.register("_pull", pull[["deal_id", "_row_hash"]].assign(_pos=np.arange(len(pull))))
+    try:
+        keep = con.sql("SELECT p._pos FROM _pull p ANTI JOIN main.raw_deals r "
+                       "ON p.deal_id = r.deal_id AND p._row_hash = r._row_hash ORDER BY p._pos").df()["_pos"]
+    finally:
+        con.unregister("_pull")
+    return pull.iloc[keep.to_numpy()].reset_index(drop=True)
 
 
 def latest_first_order(raw: pd.DataFrame) -> np.ndarray:
     """Positions sorted so that, per deal, the most recent version comes last:
     by last_modified when known, then by arrival order."""
     modified = pd.to_datetime(raw["last_modified"].replace("", None), errors="coerce")
-    order = pd.DataFrame({"m": modified, "pos": np.arange(len(raw))})
-    return order.sort_values(["m", "pos"], na_position="first", kind="stable").index.to_numpy()
+    order = pd.DataFrame({"m": modified.to_numpy(), "pos": np.arange(len(raw))})
+    return order.sort_values(["m", "pos"], na_position="first", kind="stable")["pos"].to_numpy()
 
 
 def keep_latest(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -76,20 +82,11 @@ def keep_latest(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ordered[~superseded].sort_index(), ordered[superseded].sort_index()
 
 
-def merge_latest(previous: pd.DataFrame | None, changes: pd.DataFrame) -> pd.DataFrame:
-    """The stored latest versions updated with a pull's changes."""
-    if previous is None or previous.empty:
-        merged = changes
-    else:
-        merged = pd.concat([previous, changes], ignore_index=True)
-    latest, _ = keep_latest(merged.reset_index(drop=True))
-    return latest.sort_values("deal_id", kind="stable").reset_index(drop=True)
-
-
-def cursor_of(raw: pd.DataFrame | None) -> pd.Timestamp | None:
-    """The incremental cursor: the newest last_modified already stored."""
-    if raw is None or raw.empty:
+def stored_cursor(con: duckdb.DuckDBPyConnection) -> pd.Timestamp | None:
+    """The incremental cursor: the newest last_modified already stored. It
+    only moves when a pull is merged, so a failed pull is pulled again."""
+    if not table_exists(con, "raw_deals"):
         return None
-    stamps = pd.to_datetime(raw["last_modified"].replace("", None), errors="coerce")
-    newest = stamps.max()
-    return None if pd.isna(newest) else newest
+    newest = con.execute("SELECT max(TRY_CAST(NULLIF(last_modified, '') AS TIMESTAMP)) "
+                         "FROM main.raw_deals").fetchall()[0][0]
+    return None if newest is None else pd.Timestamp(newest)

@@ -79,7 +79,10 @@ def validate_deals(raw: pd.DataFrame, rules: Rules) -> QualityResult:
         return QualityResult(_typed_empty(), _quarantine_frame(raw.iloc[:0], [], []), counts,
                              [f"missing required columns: {', '.join(missing)}"], len(raw))
 
-    latest, superseded = keep_latest(raw.reset_index(drop=True))
+    raw = raw.reset_index(drop=True)
+    has_id = raw["deal_id"].astype(str).str.strip() != ""
+    latest, superseded = keep_latest(raw[has_id])
+    latest = pd.concat([latest, raw[~has_id]]).sort_index()
     counts["duplicates"] = len(superseded)
     rejected = [_quarantine_frame(superseded, ["duplicates"] * len(superseded),
                                   ["superseded by a more recent version of the same deal_id"] * len(superseded))]

@@ -8,13 +8,16 @@ The world is simulated as *truth* first (every deal's whole lifecycle, up to
 is what makes an advancing clock produce genuinely new and changed deals, so
 incremental pulls by ``last_modified`` have real work to do.
 
-The world is stationary, apart from three planted problems that start shortly
-before the end date (``PLANTED_EFFECTS``), so a detector has a clean baseline
-and something real to find. About one row in a hundred is dirty
-(``DIRTY_KINDS``), enough to exercise every data-quality rule but far below
-the pipeline's circuit breaker. Segment effects are deliberately modest
-except where a problem is planted: an honest analysis finds the planted ones
-and not much else.
+Rates, mixes and cycle lengths are stationary (only volume grows, as a young
+company's does), apart from three planted problems that start shortly before
+the end date (``PLANTED_EFFECTS``), so a detector has a clean baseline and
+something real to find. The CRM "went live" at the start of the history with
+the then-open pipeline imported, so close-date metrics carry no warm-up bias.
+
+About one row in a hundred is dirty (``DIRTY_KINDS``), enough to exercise
+every data-quality rule but far below the pipeline's circuit breaker. Segment
+effects are deliberately modest except where a problem is planted: an honest
+analysis finds the planted ones and not much else.
 
 Everything is vectorised numpy (no per-deal Python loops) and drawn from one
 ``numpy.random.Generator(seed)``, so the same arguments give identical frames
@@ -32,6 +35,9 @@ import pandas as pd
 SAMPLE_END_DATE = date(2026, 6, 30)
 SAMPLE_HORIZON_DAYS = 90
 HISTORY_DAYS = 548  # about 18 months of deals created up to the end date
+# The CRM went live HISTORY_DAYS before the end date with the then-open
+# pipeline imported, so a few deals were created up to this long before it.
+MIGRATED_DAYS = 180
 
 EXPORT_COLUMNS = (
     "deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region",
@@ -55,16 +61,17 @@ ACTIVITY_TYPES = ("call", "email", "meeting")
 REGION_WEIGHTS = (0.30, 0.27, 0.22, 0.21)
 INDUSTRY_WEIGHTS = (0.22, 0.18, 0.20, 0.18, 0.22)
 # Europe is the fintech hub: enough volume for a segment problem to be provable.
-EUROPE_FINTECH_SHARE = 0.32
+EUROPE_FINTECH_SHARE = 0.40
 PRODUCT_WEIGHTS = (0.36, 0.34, 0.30)
 LEAD_SOURCE_WEIGHTS = (0.26, 0.25, 0.24, 0.25)
-# The company grows: creation volume rises linearly by this share over the
-# history (and keeps rising through the horizon). Rates and mixes do not move.
-VOLUME_GROWTH = 0.5
+# The company grows: daily creation volume rises linearly by this fraction
+# over the history (2.2x) and keeps rising through the horizon. Compare
+# volumes against a recent baseline; rates and mixes do not move.
+VOLUME_GROWTH = 1.2
 WEEKDAY_VOLUME = (1.0, 1.0, 1.0, 1.0, 0.9, 0.25, 0.15)  # Mon..Sun
 
 # Win probability is logistic in these additive effects (log-odds).
-BASE_WIN_LOGIT = -0.17
+BASE_WIN_LOGIT = -0.21
 LEAD_SOURCE_WIN_LOGIT = {"Inbound": 0.05, "Outbound": -0.05, "Referral": 0.45, "Partner": -0.50}
 INDUSTRY_WIN_LOGIT = {"SaaS": 0.12, "FinTech": 0.06, "HealthTech": 0.0, "EdTech": -0.15, "Ecommerce": -0.05}
 AMOUNT_WIN_LOGIT_PER_LOG = -0.08  # bigger deals are a little harder to win
@@ -81,12 +88,12 @@ AMOUNT_RANGE = (2_000.0, 100_000.0)
 CYCLE_RANGE = (5, 180)
 WON_CYCLE_MEDIAN_DAYS = 35.0
 # Deals lost early are disqualified fast; deals lost late die slowly.
-LOST_STAGE_WEIGHTS = (0.18, 0.22, 0.32, 0.28)            # Qualified, Demo, Proposal, Negotiation
+LOST_STAGE_WEIGHTS = (0.10, 0.17, 0.38, 0.35)            # Qualified, Demo, Proposal, Negotiation
 LOST_CYCLE_MEDIAN_DAYS = (12.0, 24.0, 85.0, 100.0)
 LOST_CYCLE_MAX_DAYS = (28, 55, 180, 180)
 CYCLE_SIGMA = 0.6
-PRODUCT_CYCLE_FACTOR = {"Core": 0.85, "Pro": 1.0, "Enterprise": 1.3}
-STAGE_DWELL_SHAPE = (2.0, 2.0, 3.0, 3.0)  # relative time spent in each open stage
+PRODUCT_CYCLE_FACTOR = {"Core": 0.85, "Pro": 1.0, "Enterprise": 1.5}
+STAGE_DWELL_SHAPE = (1.5, 1.5, 3.0, 3.0)  # relative time spent in each open stage
 # No naturally moving deal sits longer than this in Qualified or Demo, so
 # early-stage stalls are exactly the planted ones.
 EARLY_STAGE_MAX_DAYS = 30
@@ -101,7 +108,9 @@ LOST_ACTIVE_SHARE = 0.6  # lost deals go quiet for the last part of their life
 class SegmentWinDrop:
     """One industry x region segment starts losing: among its deals that
     close from ``window_days`` before the end date on, only ``win_rate`` are
-    won (the rest of the world keeps its ~45 %). It persists into the horizon."""
+    won (the rest of the world keeps its ~45 %). It persists into the horizon.
+    The segment is large (Europe leans FinTech) so the drop is provable:
+    typically 40-80 closes in the window at 6,000 deals."""
 
     industry: str = "FinTech"
     region: str = "Europe"
@@ -119,8 +128,8 @@ class StuckEarlyDeals:
     """Open deals that stall in Qualified or Demo for ``min_days_in_stage``+
     days at the end date (natural deals never exceed ``EARLY_STAGE_MAX_DAYS``
     there); a ``large_share`` of them are big Enterprise deals. They go quiet
-    (no activities) soon after entering the stage and are closed Lost in a
-    pipeline clean-up well after the end date."""
+    (no activities) days after entering the stage and are closed Lost in a
+    pipeline clean-up from two weeks after the end date on."""
 
     stages: tuple[str, ...] = ("Qualified", "Demo")
     deals_per_6000: int = 20
@@ -165,6 +174,8 @@ PLANTED_EFFECTS = {
 PLANTED_LABELS = ("",) + tuple(PLANTED_EFFECTS)  # world.deals["planted"] values
 
 # --- Dirty records ----------------------------------------------------------
+# Every quality rule is exercised except "a cell does not parse": the
+# snapshot is typed, so a text-level corruption belongs to the exporter.
 DIRTY_RATE = 0.01  # share of world deals given one dirty kind (planted deals never)
 DIRTY_KINDS = {
     "closed_before_created": "closed deal whose closed_date was re-keyed before its created_date",
@@ -179,7 +190,9 @@ DIRTY_KINDS = {
 }
 INVALID_OUTCOMES = ("Pending", "won ", "Unknown", "Closed Won", "LOST")
 DIRTY_EDIT_LAG_DAYS = (1, 10)  # a corrupting edit lands this long after the close
-_CLOSED_KINDS = tuple(DIRTY_KINDS)[:6]
+_CLOSED_KINDS = tuple(DIRTY_KINDS)[:6]  # need a closed deal to show
+_DIRTY_NAMES = ("",) + tuple(DIRTY_KINDS)  # code 0: clean
+_CODE = {name: code for code, name in enumerate(_DIRTY_NAMES)}
 _BLANKABLE = ("sales_rep_id", "industry", "region", "product_type", "lead_source")
 
 # --- The org (invented people) ------------------------------------------
@@ -219,7 +232,12 @@ class SampleWorld:
 
 @dataclass(frozen=True)
 class CRMSnapshot:
-    """What the CRM shows at a clock time."""
+    """What the CRM shows at a clock time.
+
+    ``deals`` has ``SNAPSHOT_DEAL_COLUMNS``; ``last_modified`` is the date of
+    the latest visible change at an office-hours time of day, so it is always
+    before the day after the clock and strictly increases when a deal changes.
+    Stale duplicate rows sort just before their deal's current row."""
 
     deals: pd.DataFrame
     stage_history: pd.DataFrame
@@ -329,41 +347,76 @@ def _rep_probs_by_region(volume: np.ndarray) -> np.ndarray:
 
 
 # --- Volumes ------------------------------------------------------------------
-def _day_weights(start: int, n_days: int) -> np.ndarray:
+def _day_weights(first: int, n_days: int, start: int) -> np.ndarray:
     """Creation intensity per day: linear growth times a weekday pattern."""
-    days = np.arange(start, start + n_days)
+    days = np.arange(first, first + n_days)
     growth = 1.0 + VOLUME_GROWTH * (days - start) / HISTORY_DAYS
     weekday = np.asarray(WEEKDAY_VOLUME)[(days + 3) % 7]  # 1970-01-01 was a Thursday
     return growth * weekday
 
 
 @dataclass(frozen=True)
-class _Plan:
-    start: int
+class _Timeline:
+    """Day numbers and creation weights: before go-live, history, horizon."""
+
+    start: int  # go-live: first day of the history
     end: int
-    weights: np.ndarray  # over history + horizon
-    n_base: int
-    n_future: int
-    n_burst: int
-    n_stuck: int
+    pre: np.ndarray
+    hist: np.ndarray
+    horizon: np.ndarray
+
+    @classmethod
+    def of(cls, end_date: date) -> "_Timeline":
+        end = _day(end_date)
+        start = end - HISTORY_DAYS + 1
+        pre = _day_weights(start - MIGRATED_DAYS, MIGRATED_DAYS, start)
+        return cls(start, end, pre, _day_weights(start, HISTORY_DAYS, start),
+                   _day_weights(end + 1, SAMPLE_HORIZON_DAYS, start))
+
+    def burst_share(self) -> float:
+        """Extra partner deals of the burst per history deal."""
+        window = self.hist[-PARTNER_LEAD_BURST.window_days:].sum() / self.hist.sum()
+        share = LEAD_SOURCE_WEIGHTS[LEAD_SOURCES.index(PARTNER_LEAD_BURST.lead_source)]
+        return (PARTNER_LEAD_BURST.rate_multiplier - 1) * share * window
 
 
-def _plan(n_deals: int, end_date: date) -> _Plan:
-    """How many deals of each kind, so exactly ``n_deals`` exist by the end date."""
-    end = _day(end_date)
-    start = end - HISTORY_DAYS + 1
-    weights = _day_weights(start, HISTORY_DAYS + SAMPLE_HORIZON_DAYS)
-    hist = weights[:HISTORY_DAYS].sum()
-    burst_days = weights[HISTORY_DAYS - PARTNER_LEAD_BURST.window_days: HISTORY_DAYS].sum()
-    n_stuck = min(STUCK_EARLY_DEALS.count(n_deals), n_deals // 10)
-    extra = (PARTNER_LEAD_BURST.rate_multiplier - 1) * LEAD_SOURCE_WEIGHTS[3] * burst_days / hist
-    n_base = int(round((n_deals - n_stuck) / (1 + extra)))
-    n_future = int(round(n_base * weights[HISTORY_DAYS:].sum() / hist))
-    return _Plan(start, end, weights, n_base, n_future, n_deals - n_stuck - n_base, n_stuck)
+@dataclass(frozen=True)
+class _Counts:
+    base: int
+    future: int
+    burst: int
+    stuck: int
 
 
 def _draw_days(rng: np.random.Generator, weights: np.ndarray, first: int, n: int) -> np.ndarray:
     return first + rng.choice(len(weights), size=n, p=weights / weights.sum())
+
+
+def _migrated_deals(rng: np.random.Generator, t: _Timeline, n_deals: int, n_stuck: int,
+                    rep_probs: np.ndarray, rep_skill: np.ndarray) -> tuple[dict, float]:
+    """Deals created before go-live that were still open at go-live (the
+    imported pipeline), and the rate (deals per unit of day weight) that the
+    rest must follow for exactly ``n_deals`` deals by the end date.
+
+    A pool is drawn at an upper-bound rate, its lifecycles simulated, and it
+    is thinned to the final rate, so close-date metrics are stationary from
+    go-live on instead of starting with a burst of fast (mostly won) closes."""
+    hist = t.hist.sum() * (1 + t.burst_share())
+    upper = (n_deals - n_stuck) / hist
+    pool = _base_deals(rng, t.pre, t.start - MIGRATED_DAYS, int(round(upper * t.pre.sum())), rep_probs)
+    _lifecycle(rng, pool, rep_skill)
+    alive = pool["closed"] >= t.start
+    survival = alive.mean() if len(alive) else 0.0
+    rate = (n_deals - n_stuck) / (hist + survival * t.pre.sum())
+    keep = alive & (rng.random(len(alive)) < rate / upper)
+    return {k: v[keep] for k, v in pool.items()}, rate
+
+
+def _counts(t: _Timeline, n_deals: int, n_stuck: int, n_migrated: int, rate: float) -> _Counts:
+    """Deals of each kind so that exactly ``n_deals`` exist by the end date."""
+    burst = int(round(rate * t.hist.sum() * t.burst_share()))
+    base = max(n_deals - n_stuck - n_migrated - burst, 0)
+    return _Counts(base, int(round(rate * t.horizon.sum())), burst, n_stuck)
 
 
 # --- Deal attributes ----------------------------------------------------------
@@ -384,54 +437,54 @@ def _amounts(rng: np.random.Generator, product: np.ndarray, factor: float = 1.0)
     return np.round(np.clip(amount, *AMOUNT_RANGE))
 
 
-def _attributes(rng, n, created, rep_probs, *, lead=None, product_p=PRODUCT_WEIGHTS,
-                exclude_target=False) -> dict:
-    region = _choose(rng, np.tile(REGION_WEIGHTS, (1, 1)), np.zeros(n, dtype=np.int64))
+def _attributes(rng: np.random.Generator, n: int, created: np.ndarray, rep_probs: np.ndarray, *,
+                lead: int | None = None, product_p: tuple[float, ...] = PRODUCT_WEIGHTS,
+                exclude_target: bool = False) -> dict:
+    """Segment, product, lead source and rep codes of ``n`` new deals."""
+    one_row = np.zeros(n, dtype=np.int64)
+    region = _choose(rng, np.atleast_2d(REGION_WEIGHTS), one_row)
     industry = _choose(rng, _industry_probs(exclude_target), region)
-    product = _choose(rng, np.tile(product_p, (1, 1)), np.zeros(n, dtype=np.int64))
+    product = _choose(rng, np.atleast_2d(product_p), one_row)
     if lead is None:
-        lead = _choose(rng, np.tile(LEAD_SOURCE_WEIGHTS, (1, 1)), np.zeros(n, dtype=np.int64))
+        lead = _choose(rng, np.atleast_2d(LEAD_SOURCE_WEIGHTS), one_row)
     rep = _choose(rng, rep_probs, region)
     return {"created": np.asarray(created, dtype=np.int64), "region": region, "industry": industry,
             "product": product, "lead": np.broadcast_to(lead, n).astype(np.int64), "rep": rep,
             "planted": np.zeros(n, dtype=np.int64), "logit_shift": np.zeros(n)}
 
 
-def _base_deals(rng, plan: _Plan, rep_probs) -> dict:
-    created = np.concatenate([
-        _draw_days(rng, plan.weights[:HISTORY_DAYS], plan.start, plan.n_base),
-        _draw_days(rng, plan.weights[HISTORY_DAYS:], plan.end + 1, plan.n_future),
-    ])
-    deals = _attributes(rng, len(created), created, rep_probs)
+def _base_deals(rng: np.random.Generator, weights: np.ndarray, first: int, n: int,
+                rep_probs: np.ndarray) -> dict:
+    deals = _attributes(rng, n, _draw_days(rng, weights, first, n), rep_probs)
     deals["amount"] = _amounts(rng, deals["product"])
     return deals
 
 
-def _burst_deals(rng, plan: _Plan, rep_probs) -> dict:
+def _burst_deals(rng: np.random.Generator, t: _Timeline, n: int, rep_probs: np.ndarray) -> dict:
     """Extra partner leads in the burst window, skewed to weak reps and small deals."""
     b = PARTNER_LEAD_BURST
-    window = plan.weights[HISTORY_DAYS - b.window_days: HISTORY_DAYS]
-    created = _draw_days(rng, window, plan.end - b.window_days + 1, plan.n_burst)
-    deals = _attributes(rng, plan.n_burst, created, rep_probs, lead=LEAD_SOURCES.index(b.lead_source),
+    created = _draw_days(rng, t.hist[-b.window_days:], t.end - b.window_days + 1, n)
+    deals = _attributes(rng, n, created, rep_probs, lead=LEAD_SOURCES.index(b.lead_source),
                         product_p=b.product_weights, exclude_target=True)
     weak = np.array([int(r.split("_")[1]) - 1 for r in WEAK_REPS])
-    to_weak = rng.random(plan.n_burst) < b.weak_rep_share
-    deals["rep"] = np.where(to_weak, weak[rng.integers(0, len(weak), plan.n_burst)], deals["rep"])
+    to_weak = rng.random(n) < b.weak_rep_share
+    deals["rep"] = np.where(to_weak, weak[rng.integers(0, len(weak), n)], deals["rep"])
     deals["amount"] = _amounts(rng, deals["product"], b.amount_factor)
     deals["planted"][:] = PLANTED_LABELS.index("partner_burst")
     deals["logit_shift"][:] = b.win_logit_penalty
     return deals
 
 
-def _stuck_deals(rng, plan: _Plan, rep_probs) -> dict:
+def _stuck_deals(rng: np.random.Generator, t: _Timeline, n: int, rep_probs: np.ndarray) -> dict:
+    """Deals that will stall; their lifecycle is set by ``_plant_stuck``."""
     s = STUCK_EARLY_DEALS
-    lo, hi = s.created_days_before_end
-    created = plan.end - rng.integers(hi, lo + 1, plan.n_stuck)
-    deals = _attributes(rng, plan.n_stuck, created, rep_probs)
+    oldest, newest = s.created_days_before_end
+    created = t.end - rng.integers(newest, oldest + 1, n)
+    deals = _attributes(rng, n, created, rep_probs)
     deals["amount"] = _amounts(rng, deals["product"])
-    large = np.arange(plan.n_stuck) < int(round(s.large_share * plan.n_stuck))
+    large = np.arange(n) < int(round(s.large_share * n))
     deals["product"] = np.where(large, PRODUCT_TYPES.index("Enterprise"), deals["product"])
-    big = np.round(rng.uniform(*s.large_amount_range, plan.n_stuck))
+    big = np.round(rng.uniform(*s.large_amount_range, n))
     deals["amount"] = np.where(large, big, deals["amount"])
     deals["planted"][:] = PLANTED_LABELS.index("stuck_early_stage")
     return deals
@@ -452,7 +505,8 @@ def _win_probability(deals: dict, rep_skill: np.ndarray) -> np.ndarray:
     return _sigmoid(logit)
 
 
-def _cycles(rng, won: np.ndarray, lost_stage: np.ndarray, product: np.ndarray) -> np.ndarray:
+def _cycles(rng: np.random.Generator, won: np.ndarray, lost_stage: np.ndarray,
+            product: np.ndarray) -> np.ndarray:
     """Won deals close fast; a lost deal's cycle depends on where it died.
     Product size stretches everything but early disqualifications."""
     factor = _codes(PRODUCT_CYCLE_FACTOR, PRODUCT_TYPES)[product]
@@ -464,7 +518,7 @@ def _cycles(rng, won: np.ndarray, lost_stage: np.ndarray, product: np.ndarray) -
     return np.clip(cycle, CYCLE_RANGE[0], upper).astype(np.int64)
 
 
-def _split_cycle(rng, cycle: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _split_cycle(rng: np.random.Generator, cycle: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Days spent in each of the first ``k`` open stages, summing to the cycle,
     at least one day each, early stages capped at ``EARLY_STAGE_MAX_DAYS``."""
     n = len(cycle)
@@ -480,6 +534,8 @@ def _split_cycle(rng, cycle: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 def _cap_early(seg: np.ndarray, cycle: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Keep Qualified and Demo within ``EARLY_STAGE_MAX_DAYS`` (lost-early
+    cycles are short enough for that to fit) without changing the cycle."""
     cap = EARLY_STAGE_MAX_DAYS
     long = k >= 3  # excess early time moves into Proposal
     excess = np.maximum(seg[:, :2] - cap, 0) * long[:, None]
@@ -492,7 +548,7 @@ def _cap_early(seg: np.ndarray, cycle: np.ndarray, k: np.ndarray) -> np.ndarray:
     return seg
 
 
-def _lifecycle(rng, deals: dict, rep_skill: np.ndarray) -> None:
+def _lifecycle(rng: np.random.Generator, deals: dict, rep_skill: np.ndarray) -> None:
     """Outcome, cycle, stage path and stage entry dates for every deal."""
     n = len(deals["created"])
     deals["p_win"] = _win_probability(deals, rep_skill)
@@ -510,19 +566,19 @@ def _lifecycle(rng, deals: dict, rep_skill: np.ndarray) -> None:
                  closed=deals["created"] + cycle, entries=entries)
 
 
-def _plant_segment_drop(rng, deals: dict, plan: _Plan) -> None:
+def _plant_segment_drop(rng: np.random.Generator, deals: dict, t: _Timeline) -> None:
     """Flip enough of the segment's wins to losses (keeping their timing, lost
     late to a competitor) that exactly ``win_rate`` of its closes in the
     window are won; the same rate holds for its closes in the horizon."""
     d = SEGMENT_WIN_DROP
-    start = plan.end - d.window_days + 1
+    start = t.end - d.window_days + 1
     seg = ((deals["industry"] == INDUSTRIES.index(d.industry))
            & (deals["region"] == REGIONS.index(d.region))
            & (deals["closed"] >= start) & (deals["planted"] == 0))
     keys = rng.random(len(seg))
     late_stage = np.where(rng.random(len(seg)) < 0.3, 2, 3)
     flip = np.zeros(len(seg), dtype=bool)
-    for group in (seg & (deals["closed"] <= plan.end), seg & (deals["closed"] > plan.end)):
+    for group in (seg & (deals["closed"] <= t.end), seg & (deals["closed"] > t.end)):
         wins = np.flatnonzero(group & deals["won"])
         n_flip = max(0, len(wins) - int(round(d.win_rate * group.sum())))
         flip[wins[np.argsort(keys[wins], kind="stable")[:n_flip]]] = True
@@ -532,14 +588,14 @@ def _plant_segment_drop(rng, deals: dict, plan: _Plan) -> None:
     deals["planted"][seg] = PLANTED_LABELS.index("segment_win_drop")
 
 
-def _plant_stuck(rng, deals: dict, plan: _Plan) -> None:
+def _plant_stuck(rng: np.random.Generator, deals: dict, t: _Timeline) -> None:
     """Stuck deals sit in Qualified or Demo, then are closed Lost in a
     clean-up after the end date (cycle still within ``CYCLE_RANGE``)."""
     rows = np.flatnonzero(deals["planted"] == PLANTED_LABELS.index("stuck_early_stage"))
     created = deals["created"][rows]
     in_demo = rng.random(len(rows)) < 0.5
     demo = np.where(in_demo, created + rng.integers(2, 11, len(rows)), _NEVER)
-    lo = np.maximum(150, plan.end + 15 - created)
+    lo = np.maximum(150, t.end + 15 - created)
     cycle = np.floor(lo + rng.random(len(rows)) * (CYCLE_RANGE[1] + 1 - lo)).astype(np.int64)
     deals["entries"][rows] = _NEVER
     deals["entries"][rows, 0] = created
@@ -550,44 +606,48 @@ def _plant_stuck(rng, deals: dict, plan: _Plan) -> None:
     deals["closed"][rows] = created + cycle
 
 
-def _sort_by_creation(rng, deals: dict) -> dict:
+def _sort_by_creation(rng: np.random.Generator, deals: dict) -> dict:
     """Deal ids follow creation order, as a CRM's sequence would."""
     order = np.lexsort((rng.random(len(deals["created"])), deals["created"]))
     return {k: v[order] for k, v in deals.items()}
 
 
 # --- Dirty plan -------------------------------------------------------------
-def _plan_dirty(rng, deals: dict, world_end: int) -> None:
-    """Pick ``DIRTY_RATE`` of the (unplanted) deals and give each one dirty
-    kind, an edit date and a kind-specific offset."""
+def _pick(keys: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """``n`` random rows among ``mask`` (by ascending random key)."""
+    rows = np.flatnonzero(mask)
+    return rows[np.argsort(keys[rows], kind="stable")[:n]]
+
+
+def _plan_dirty(rng: np.random.Generator, deals: dict, world_end: int) -> None:
+    """Give ``DIRTY_RATE`` of the unplanted deals one dirty kind each (equal
+    shares), the date the corruption shows and a kind-specific offset.
+
+    Closed-deal corruptions land days after the close (a later edit, so it
+    moves ``last_modified``); a missing field was never entered; a duplicate
+    shows whenever the deal has an older version."""
     n = len(deals["created"])
     per_kind = int(round(DIRTY_RATE * n / len(DIRTY_KINDS)))
-    keys = rng.random(n)
     lag = rng.integers(DIRTY_EDIT_LAG_DAYS[0], DIRTY_EDIT_LAG_DAYS[1] + 1, n)
+    keys = rng.random((3, n))  # fresh keys per pick so earlier picks do not bias later ones
     clean = deals["planted"] == 0
-    closable = clean & (deals["closed"] + lag <= world_end)
     kind = np.zeros(n, dtype=np.int64)
-    closed_pick = np.flatnonzero(closable)[np.argsort(keys[closable], kind="stable")]
-    closed_pick = closed_pick[: per_kind * len(_CLOSED_KINDS)]
-    kind[closed_pick] = 1 + np.arange(len(closed_pick)) // max(per_kind, 1)
-    rest = clean & (kind == 0)
-    for code in (len(_CLOSED_KINDS) + 1, len(_CLOSED_KINDS) + 2):
-        pick = np.flatnonzero(rest)[np.argsort(keys[rest], kind="stable")][:per_kind]
-        kind[pick] = code
-        rest[pick] = False
-    sign = np.where(rng.random(n) < 0.5, -1, 1)
+    closed_rows = _pick(keys[0], clean & (deals["closed"] + lag <= world_end), per_kind * len(_CLOSED_KINDS))
+    kind[closed_rows] = 1 + np.arange(len(closed_rows)) // max(per_kind, 1)
+    for i, name in enumerate(("missing_dimension", "duplicate"), start=1):
+        kind[_pick(keys[i], clean & (kind == 0), per_kind)] = _CODE[name]
     magnitude = rng.integers(3, 31, n)
-    offset = np.where(kind == 2, sign * magnitude, magnitude)
-    # Closed-deal corruptions land after the close; a missing field was never
-    # entered; duplicates appear whenever the deal has an older version.
+    sign = np.where(rng.random(n) < 0.5, -1, 1)
+    offset = np.where(kind == _CODE["cycle_mismatch"], sign * magnitude, magnitude)
     dirty_date = np.where(kind == 0, _NEVER, deals["closed"] + lag)
-    dirty_date = np.where(kind == len(_CLOSED_KINDS) + 1, deals["created"], dirty_date)
-    dirty_date[kind == len(_CLOSED_KINDS) + 2] = _NEVER
+    dirty_date = np.where(kind == _CODE["missing_dimension"], deals["created"], dirty_date)
+    dirty_date = np.where(kind == _CODE["duplicate"], _NEVER, dirty_date)
     deals.update(dirty_kind=kind, dirty_date=dirty_date, dirty_offset=offset)
 
 
 # --- Activities -----------------------------------------------------------
-def _activities(rng, deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray, world_end: int) -> pd.DataFrame:
+def _activities(rng: np.random.Generator, deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray,
+                world_end: int) -> pd.DataFrame:
     """Calls, emails and meetings over each deal's active life. Won deals see
     more meetings; lost deals go quiet before they are lost; stuck deals go
     quiet days after entering their stage."""
@@ -642,7 +702,7 @@ def _deal_frame(deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray) -> pd.Da
     for j, stage in enumerate(OPEN_STAGES):
         frame[f"entered_{stage.lower()}"] = _to_datetime(deals["entries"][:, j])
     frame["planted"] = pick(PLANTED_LABELS, deals["planted"])
-    frame["dirty_kind"] = pick(("",) + tuple(DIRTY_KINDS), deals["dirty_kind"])
+    frame["dirty_kind"] = pick(_DIRTY_NAMES, deals["dirty_kind"])
     frame["dirty_date"] = _to_datetime(deals["dirty_date"])
     frame["dirty_offset"] = deals["dirty_offset"]
     return frame
@@ -656,16 +716,21 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
     if n_deals < 1:
         raise ValueError("n_deals must be at least 1")
     rng = np.random.default_rng(seed)
-    plan = _plan(n_deals, end_date)
+    t = _Timeline.of(end_date)
     rep_skill, rep_volume = _rep_model(rng)
     rep_probs = _rep_probs_by_region(rep_volume)
-    deals = _concat([_base_deals(rng, plan, rep_probs), _burst_deals(rng, plan, rep_probs),
-                     _stuck_deals(rng, plan, rep_probs)])
+    n_stuck = min(STUCK_EARLY_DEALS.count(n_deals), n_deals // 10)
+    migrated, rate = _migrated_deals(rng, t, n_deals, n_stuck, rep_probs, rep_skill)
+    n = _counts(t, n_deals, n_stuck, len(migrated["created"]), rate)
+    deals = _concat([_base_deals(rng, t.hist, t.start, n.base, rep_probs),
+                     _base_deals(rng, t.horizon, t.end + 1, n.future, rep_probs),
+                     _burst_deals(rng, t, n.burst, rep_probs), _stuck_deals(rng, t, n.stuck, rep_probs)])
     _lifecycle(rng, deals, rep_skill)
-    _plant_segment_drop(rng, deals, plan)
-    _plant_stuck(rng, deals, plan)
+    deals = _concat([migrated, deals])
+    _plant_segment_drop(rng, deals, t)
+    _plant_stuck(rng, deals, t)
     deals = _sort_by_creation(rng, deals)
-    world_end = plan.end + SAMPLE_HORIZON_DAYS
+    world_end = t.end + SAMPLE_HORIZON_DAYS
     _plan_dirty(rng, deals, world_end)
 
     n = len(deals["created"])
@@ -688,7 +753,7 @@ def _world_arrays(world: SampleWorld) -> dict:
         "entries": entries,
         "won": (d["outcome"] == "Won").to_numpy(),
         "final_stage": pd.Categorical(d["final_stage"], categories=STAGES).codes.astype(np.int64),
-        "dirty_kind": pd.Categorical(d["dirty_kind"], categories=("",) + tuple(DIRTY_KINDS)).codes,
+        "dirty_kind": pd.Categorical(d["dirty_kind"], categories=_DIRTY_NAMES).codes.astype(np.int64),
         "dirty_date": _to_days(d["dirty_date"]),
         "dirty_offset": d["dirty_offset"].to_numpy(),
     }
@@ -723,10 +788,9 @@ def _corrupt(state: dict, a: dict, rows: np.ndarray, clock: int) -> np.ndarray:
     """Apply the dirty edits that have happened by ``clock``; returns the mask."""
     kind = a["dirty_kind"][rows]
     offset = a["dirty_offset"][rows]
-    names = ("",) + tuple(DIRTY_KINDS)
     needs_close = (kind >= 1) & (kind <= len(_CLOSED_KINDS))
     hit = (kind >= 1) & (a["dirty_date"][rows] <= clock) & (~needs_close | (state["closed"] < _NEVER))
-    is_kind = lambda name: hit & (kind == names.index(name))  # noqa: E731
+    is_kind = lambda name: hit & (kind == _CODE[name])  # noqa: E731
     early = is_kind("closed_before_created")
     state["closed"] = np.where(early, state["created"] - offset, state["closed"])
     state["cycle"] = np.where(early, -offset, state["cycle"])
@@ -745,7 +809,7 @@ def _corrupt(state: dict, a: dict, rows: np.ndarray, clock: int) -> np.ndarray:
 def _stale_copies(a: dict, rows: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
     """For duplicate-kind deals that have changed since creation: their state
     the day before their latest change (an older export row)."""
-    dup = (a["dirty_kind"][rows] == len(DIRTY_KINDS)) & (state["modified"] > a["created"][rows])
+    dup = (a["dirty_kind"][rows] == _CODE["duplicate"]) & (state["modified"] > a["created"][rows])
     dup_rows = rows[dup]
     return dup_rows, _state_at(a, dup_rows, state["modified"][dup] - 1)
 
@@ -784,21 +848,13 @@ def _snapshot_frame(world: SampleWorld, rows: np.ndarray, state: dict) -> pd.Dat
 
 
 def _stage_history(world: SampleWorld, a: dict, rows: np.ndarray, clock: int) -> pd.DataFrame:
-    entries = a["entries"][rows]
-    closed = a["closed"][rows]
-    won_closed = a["won"][rows] & (closed <= clock)
-    parts_row, parts_stage, parts_day = [], [], []
-    for j in range(4):
-        hit = entries[:, j] <= clock
-        parts_row.append(rows[hit]), parts_stage.append(np.full(hit.sum(), j)), parts_day.append(entries[hit, j])
-    parts_row.append(rows[won_closed]), parts_stage.append(np.full(won_closed.sum(), 4))
-    parts_day.append(closed[won_closed])
-    r, s, day = (np.concatenate(p) for p in (parts_row, parts_stage, parts_day))
-    order = np.lexsort((s, r))
+    """Every stage entered by ``clock``; a won deal's close enters Closed."""
+    entered = np.column_stack([a["entries"][rows], np.where(a["won"][rows], a["closed"][rows], _NEVER)])
+    hit, stage = np.nonzero(entered <= clock)  # row-major: by deal, then stage
     return pd.DataFrame({
-        "deal_id": world.deals["deal_id"].to_numpy()[r[order]],
-        "stage": np.asarray(STAGES, dtype=object)[s[order]],
-        "entered_date": _to_datetime(day[order]),
+        "deal_id": world.deals["deal_id"].to_numpy()[rows[hit]],
+        "stage": np.asarray(STAGES, dtype=object)[stage],
+        "entered_date": _to_datetime(entered[hit, stage]),
     })
 
 
@@ -812,37 +868,51 @@ def _check_clock(world: SampleWorld, clock: date | None) -> date:
     return clock
 
 
-def snapshot(world: SampleWorld, clock: date | None = None) -> CRMSnapshot:
-    """What the CRM shows at ``clock`` (default: the world's end date): deals
-    created by then in their state as of then, dirty rows included, plus the
-    stage history, activities and the org."""
+@dataclass(frozen=True)
+class _Observation:
+    clock: int
+    arrays: dict
+    rows: np.ndarray      # world rows of the deals created by the clock
+    state: dict           # their state, dirty edits applied
+    dirty: np.ndarray     # which of them show a dirty edit
+    dup_rows: np.ndarray  # world rows that also show a stale older version
+    stale: dict           # the state of those older versions
+
+
+def _observe(world: SampleWorld, clock: date | None) -> _Observation:
     c = _day(_check_clock(world, clock))
     a = _world_arrays(world)
     rows = np.flatnonzero(a["created"] <= c)
     state = _state_at(a, rows, np.full(len(rows), c))
     dup_rows, stale = _stale_copies(a, rows, state)
-    _corrupt(state, a, rows, c)
-    deals = pd.concat([_snapshot_frame(world, rows, state), _snapshot_frame(world, dup_rows, stale)],
+    dirty = _corrupt(state, a, rows, c)
+    return _Observation(c, a, rows, state, dirty, dup_rows, stale)
+
+
+def snapshot(world: SampleWorld, clock: date | None = None) -> CRMSnapshot:
+    """What the CRM shows at ``clock`` (default: the world's end date): deals
+    created by then in their state as of then, dirty rows included (a stale
+    duplicate sorts before its current row), plus the stage history,
+    activities and the org."""
+    o = _observe(world, clock)
+    deals = pd.concat([_snapshot_frame(world, o.rows, o.state), _snapshot_frame(world, o.dup_rows, o.stale)],
                       ignore_index=True)
-    position = np.concatenate([rows, dup_rows])
+    position = np.concatenate([o.rows, o.dup_rows])
     deals = deals.iloc[np.lexsort((deals["last_modified"].to_numpy(), position))].reset_index(drop=True)
     activities = world.activities
-    activities = activities[activities["activity_date"] <= pd.Timestamp(_EPOCH + timedelta(days=c))]
-    return CRMSnapshot(deals=deals[list(SNAPSHOT_DEAL_COLUMNS)], stage_history=_stage_history(world, a, rows, c),
+    activities = activities[activities["activity_date"] <= pd.Timestamp(_EPOCH + timedelta(days=o.clock))]
+    return CRMSnapshot(deals=deals[list(SNAPSHOT_DEAL_COLUMNS)],
+                       stage_history=_stage_history(world, o.arrays, o.rows, o.clock),
                        activities=activities.reset_index(drop=True), reps=world.reps.copy())
 
 
 def dirty_records(world: SampleWorld, clock: date | None = None) -> pd.DataFrame:
     """deal_id and dirty kind of every deal that shows a dirty row in
     ``snapshot(world, clock)``: the answer key for data-quality tests."""
-    c = _day(_check_clock(world, clock))
-    a = _world_arrays(world)
-    rows = np.flatnonzero(a["created"] <= c)
-    state = _state_at(a, rows, np.full(len(rows), c))
-    dup_rows, _ = _stale_copies(a, rows, state)
-    hit = _corrupt(state, a, rows, c)
-    names = np.asarray(("",) + tuple(DIRTY_KINDS), dtype=object)
-    found = np.concatenate([rows[hit], dup_rows])
-    kinds = np.concatenate([names[a["dirty_kind"][rows[hit]]], np.full(len(dup_rows), "duplicate", dtype=object)])
+    o = _observe(world, clock)
+    found = np.concatenate([o.rows[o.dirty], o.dup_rows])
+    codes = np.concatenate([o.arrays["dirty_kind"][o.rows[o.dirty]],
+                            np.full(len(o.dup_rows), _CODE["duplicate"])])
     order = np.argsort(found, kind="stable")
-    return pd.DataFrame({"deal_id": world.deals["deal_id"].to_numpy()[found[order]], "kind": kinds[order]})
+    return pd.DataFrame({"deal_id": world.deals["deal_id"].to_numpy()[found[order]],
+                         "kind": np.asarray(_DIRTY_NAMES, dtype=object)[codes[order]]})

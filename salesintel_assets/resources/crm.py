@@ -32,13 +32,15 @@ class CRMSource(dg.ConfigurableResource):
         when the CRM supports it, otherwise everything."""
         raise NotImplementedError
 
-    def fetch_stage_history(self) -> pd.DataFrame:
-        """deal_id, stage, entered_date; empty when the CRM has no history."""
+    def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        """deal_id, stage, entered_date: the whole stage history of every deal
+        changed after ``since``; empty when the CRM has no history."""
         return pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
                              "entered_date": pd.Series(dtype="datetime64[ns]")})
 
-    def fetch_activities(self) -> pd.DataFrame:
-        """activity_id, deal_id, sales_rep_id, activity_type, activity_date."""
+    def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        """activity_id, deal_id, sales_rep_id, activity_type, activity_date:
+        activities logged on or after the day of ``since``."""
         return pd.DataFrame({c: pd.Series(dtype=str) for c in
                              ("activity_id", "deal_id", "sales_rep_id", "activity_type")}
                             ).assign(activity_date=pd.Series(dtype="datetime64[ns]"))
@@ -89,11 +91,18 @@ class SampleCRM(CRMSource):
         for start in range(0, len(deals), self.page_size):
             yield as_export_text(deals.iloc[start : start + self.page_size])
 
-    def fetch_stage_history(self) -> pd.DataFrame:
-        return self._snapshot().stage_history
+    def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        snap = self._snapshot()
+        if since is None:
+            return snap.stage_history
+        changed = snap.deals.loc[snap.deals["last_modified"] > since, "deal_id"]
+        return snap.stage_history[snap.stage_history["deal_id"].isin(changed)].reset_index(drop=True)
 
-    def fetch_activities(self) -> pd.DataFrame:
-        return self._snapshot().activities
+    def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        activities = self._snapshot().activities
+        if since is None:
+            return activities
+        return activities[activities["activity_date"] >= since.normalize()].reset_index(drop=True)
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         return self._snapshot().reps

@@ -15,7 +15,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-TABLE_SCHEMA = "main"
+from salesintel_assets.domain.tables import TABLE_SCHEMA, table_exists
+
 
 
 class SalesintelHome(dg.ConfigurableResource):
@@ -72,28 +73,73 @@ class Warehouse(dg.ConfigurableResource):
             return con.sql(sql).df()
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    found = con.execute(
-        "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [TABLE_SCHEMA, name],
-    ).fetchall()
-    return bool(found)
-
-
-def write_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
-    """Replace the table with the frame. All-null text columns (an empty frame)
-    are cast to VARCHAR so readers see the real column types."""
+def _typed_select(frame: pd.DataFrame) -> str:
+    """SELECT over the registered frame; all-null text columns (an empty frame)
+    are cast to VARCHAR so the table gets real column types."""
     casts = [
         f'CAST("{col}" AS VARCHAR) AS "{col}"'
         for col in frame.columns
         if frame[col].dtype == object and frame[col].isna().all()
     ]
     replace = f" REPLACE ({', '.join(casts)})" if casts else ""
+    return f"SELECT *{replace} FROM _frame"
+
+
+def write_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Replace the table with the frame."""
     con.register("_frame", frame)
     try:
-        con.execute(f'CREATE OR REPLACE TABLE {TABLE_SCHEMA}."{name}" AS SELECT *{replace} FROM _frame')
+        con.execute(f'CREATE OR REPLACE TABLE {TABLE_SCHEMA}."{name}" AS {_typed_select(frame)}')
     finally:
         con.unregister("_frame")
+
+
+def append_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> None:
+    """Insert the frame's rows by column name (creating the table the first time)."""
+    if not table_exists(con, name):
+        write_frame(con, name, frame)
+        return
+    if frame.empty:
+        return
+    con.register("_frame", frame)
+    try:
+        con.execute(f'INSERT INTO {TABLE_SCHEMA}."{name}" BY NAME {_typed_select(frame)}')
+    finally:
+        con.unregister("_frame")
+
+
+def upsert_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame, key: str,
+                 replace_keys: pd.Series | None = None) -> None:
+    """Replace the rows of every key in ``replace_keys`` (default: the frame's
+    keys) with the frame's rows (wrap in ``transaction`` to make it atomic)."""
+    if not table_exists(con, name):
+        write_frame(con, name, frame)
+        return
+    keys = pd.DataFrame({key: (frame[key] if replace_keys is None else replace_keys).unique()})
+    con.register("_keys", keys)
+    try:
+        con.execute(f'DELETE FROM {TABLE_SCHEMA}."{name}" WHERE "{key}" IN (SELECT "{key}" FROM _keys)')
+    finally:
+        con.unregister("_keys")
+    append_frame(con, name, frame)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All writes inside commit together or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def table_preview(con: duckdb.DuckDBPyConnection, name: str, rows: int = 10) -> tuple[int, pd.DataFrame]:
+    """Row count and the first rows of a stored table, without loading it."""
+    count = con.execute(f'SELECT count(*) FROM {TABLE_SCHEMA}."{name}"').fetchall()[0][0]
+    return count, con.sql(f'SELECT * FROM {TABLE_SCHEMA}."{name}" LIMIT {rows}').df()
 
 
 class WarehouseIOManager(dg.ConfigurableIOManager):

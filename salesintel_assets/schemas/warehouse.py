@@ -34,6 +34,8 @@ class FactDeals(pa.DataFrameModel):
     cycle_corrected: Series[bool]
     original_sales_cycle_days: Series[float] = pa.Field(nullable=True)
     as_of_date: Series[pd.Timestamp]
+    row_hash: Series[pd.UInt64Dtype] = pa.Field(alias="_row_hash", description="raw version the row was built from")
+    rules_hash: Series[str] = pa.Field(alias="_rules_hash", description="rules the row was built with")
 
     class Config:
         strict = True

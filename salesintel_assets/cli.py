@@ -1,0 +1,72 @@
+"""The ``salesintel`` command: run the main job and print what it found."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from salesintel_assets.resources.factory import DEFAULT_HOME
+
+
+def _apply_overrides(args: argparse.Namespace) -> None:
+    """Command-line options are shorthands for the run-time contract's variables."""
+    for option, variable in [("home", "SALESINTEL_HOME"), ("source", "SALESINTEL_SOURCE"),
+                             ("csv", "SALESINTEL_CSV"), ("as_of", "SALESINTEL_AS_OF")]:
+        value = getattr(args, option, None)
+        if value:
+            os.environ[variable] = str(value)
+    if args.csv and not args.source:
+        os.environ["SALESINTEL_SOURCE"] = "csv"
+
+
+def run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from salesintel_assets.definitions import build_definitions
+    from salesintel_assets.resources.factory import environment_resources
+    from salesintel_assets.summary import run_summary
+
+    _apply_overrides(args)
+    home = Path(os.environ.get("SALESINTEL_HOME", DEFAULT_HOME)).resolve()
+    defs = build_definitions(environment_resources())
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    log_level = "INFO" if args.verbose else "WARNING"
+    print(f"salesintel: running {args.job} into {home} ...", flush=True)
+    result = defs.resolve_job_def(args.job).execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
+    print(run_summary(home))
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        checks = [e.event_specific_data.check_name for e in result.all_events
+                  if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+        print(f"\nThe run did not finish cleanly. Failed steps: {failed or '-'}; failed checks: {checks or '-'}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="salesintel", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_cmd = commands.add_parser("run", help="materialise every asset and print a summary")
+    run_cmd.add_argument("--job", default="salesintel_job")
+    run_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
+    run_cmd.add_argument("--source", choices=["sample", "csv"], help="SALESINTEL_SOURCE")
+    run_cmd.add_argument("--csv", help="SALESINTEL_CSV: a CRM export (implies --source csv)")
+    run_cmd.add_argument("--as-of", dest="as_of", help="SALESINTEL_AS_OF, YYYY-MM-DD")
+    run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
+    run_cmd.set_defaults(handler=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""A short, plain-text summary of what a run found and where to look next."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from salesintel_assets.domain.tables import table_exists
+
+
+def _count(con, table: str, where: str = "") -> int | None:
+    if not table_exists(con, table):
+        return None
+    return con.execute(f'SELECT count(*) FROM main."{table}" {where}').fetchall()[0][0]
+
+
+def run_summary(home: Path) -> str:
+    """Headline figures from the warehouse of a finished run."""
+    database = Path(home) / "warehouse.duckdb"
+    if not database.exists():
+        return f"No warehouse at {database}: the run did not get as far as storing data."
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        lines = ["", "salesintel run summary", "======================"]
+        deals = _count(con, "fact_deals")
+        if deals is not None:
+            row = con.execute(
+                "SELECT count(*) FILTER (WHERE is_open), count(*) FILTER (WHERE NOT is_open), "
+                "avg(CASE WHEN is_won THEN 1.0 ELSE 0.0 END) FILTER (WHERE NOT is_open), "
+                "sum(deal_amount) FILTER (WHERE is_open), max(as_of_date) FROM fact_deals").fetchall()[0]
+            open_deals, closed, win_rate, pipeline, as_of = row
+            lines.append(f"analysis date      {as_of:%Y-%m-%d}" if as_of else "analysis date      -")
+            lines.append(f"deals              {deals:,} ({closed:,} closed, {open_deals:,} open)")
+            if win_rate is not None:
+                lines.append(f"win rate           {win_rate:.1%} of closed deals")
+            if pipeline:
+                lines.append(f"open pipeline      ${pipeline:,.0f}")
+        quarantined = _count(con, "quarantined_deals")
+        flagged = _count(con, "fact_deals", "WHERE needs_review")
+        if quarantined is not None:
+            lines.append(f"data quality       {quarantined:,} rows quarantined, {flagged or 0:,} flagged for review")
+        for table, label in [("driver_scores", "significant drivers"), ("deal_risk_scores", "high-risk open deals"),
+                             ("anomalies", "anomalies"), ("alerts", "alerts"), ("alert_deliveries", "deliveries")]:
+            where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
+            try:
+                n = _count(con, table, where)
+            except duckdb.Error:
+                n = _count(con, table)
+            if n is not None:
+                lines.append(f"{label:<19}{n:,}")
+        lines += [
+            "",
+            "Where to look next:",
+            f"  warehouse          duckdb {database}",
+            f"  quality report     SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
+            f"  alert outbox       {Path(home) / 'outbox'}",
+            "  lineage and checks dagster dev   (then open http://127.0.0.1:3000)",
+            f"  model runs         mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow.db'} --workers 1",
+        ]
+        return "\n".join(lines)
+    finally:
+        con.close()
