@@ -55,11 +55,20 @@ class CRMSource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=4)
-def _world(n_deals: int, seed: int):
+def _world(n_deals: int, seed: int, with_activities: bool = True):
     """One generated world per process and size: pulls at several clocks share it."""
     from salesintel_assets.domain import sample_crm
 
-    return sample_crm.generate_world(n_deals=n_deals, seed=seed)
+    return sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities)
+
+
+@lru_cache(maxsize=4)
+def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = True):
+    """What the CRM shows at a clock; one pull asks for deals, history,
+    activities and the org, all from the same view."""
+    from salesintel_assets.domain import sample_crm
+
+    return sample_crm.snapshot(_world(n_deals, seed, with_activities), clock)
 
 
 class SampleCRM(CRMSource):
@@ -70,6 +79,7 @@ class SampleCRM(CRMSource):
     n_deals: int = 6000
     seed: int = 42
     clock: Optional[str] = None
+    with_activities: bool = True
 
     def _clock(self) -> date:
         from salesintel_assets.domain.sample_crm import SAMPLE_END_DATE
@@ -77,9 +87,7 @@ class SampleCRM(CRMSource):
         return date.fromisoformat(self.clock) if self.clock else SAMPLE_END_DATE
 
     def _snapshot(self):
-        from salesintel_assets.domain.sample_crm import snapshot
-
-        return snapshot(_world(self.n_deals, self.seed), self._clock())
+        return _snapshot_at(self.n_deals, self.seed, self._clock(), self.with_activities)
 
     def describe(self) -> str:
         return f"sample:n_deals={self.n_deals},seed={self.seed},clock={self._clock().isoformat()}"
