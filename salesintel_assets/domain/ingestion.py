@@ -6,6 +6,8 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from salesintel_assets.constants import EXPORT_COLUMNS
 from salesintel_assets.domain.tables import table_exists
@@ -24,8 +26,8 @@ def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:
     for col in deals.columns:
         values = deals[col]
         if pd.api.types.is_datetime64_any_dtype(values):
-            fmt = "%Y-%m-%dT%H:%M:%S" if col == "last_modified" else "%Y-%m-%d"
-            text = values.dt.strftime(fmt)
+            unit = "s" if col == "last_modified" else "D"
+            text = pd.Series(np.datetime_as_string(values.to_numpy(), unit=unit), index=values.index)
         elif pd.api.types.is_float_dtype(values):
             whole = values.notna() & (values == values.round())
             text = values.astype(object).where(~whole, values.round().astype("Int64").astype(str))
@@ -44,7 +46,16 @@ def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = ""
     known = [c for c in RAW_COLUMNS if c in out.columns]
-    return out[known].astype(str).reset_index(drop=True)
+    out = out[known].reset_index(drop=True)
+    return pd.DataFrame({col: stripped_text(out[col]) for col in known}, index=out.index)
+
+
+def stripped_text(values: pd.Series) -> pd.Series:
+    """Text without surrounding whitespace, as Python strings. Arrow trims a
+    million values in milliseconds where ``.str.strip()`` takes seconds."""
+    arrow = pa.array(values.astype(str).to_numpy(dtype=object), type=pa.string())
+    return pd.Series(pc.utf8_trim_whitespace(arrow).to_numpy(zero_copy_only=False), index=values.index,
+                     dtype=object)
 
 
 def row_hashes(raw: pd.DataFrame) -> pd.Series:
@@ -76,10 +87,13 @@ def latest_first_order(raw: pd.DataFrame) -> np.ndarray:
 
 
 def keep_latest(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(latest version of each deal_id, the superseded versions)."""
-    ordered = raw.iloc[latest_first_order(raw)]
-    superseded = ordered.duplicated("deal_id", keep="last")
-    return ordered[~superseded].sort_index(), ordered[superseded].sort_index()
+    """(latest version of each deal_id, the superseded versions), both in
+    their original order."""
+    if raw["deal_id"].is_unique:
+        return raw, raw.iloc[:0]
+    order = latest_first_order(raw)
+    superseded = pd.Series(raw["deal_id"].to_numpy()[order]).duplicated(keep="last").to_numpy()
+    return raw.iloc[np.sort(order[~superseded])], raw.iloc[np.sort(order[superseded])]
 
 
 def stored_cursor(con: duckdb.DuckDBPyConnection) -> pd.Timestamp | None:

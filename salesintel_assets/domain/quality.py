@@ -71,7 +71,8 @@ class QualityResult:
 
 
 def validate_deals(raw: pd.DataFrame, rules: Rules) -> QualityResult:
-    """Apply every rule to a batch of raw (text) deals."""
+    """Apply every rule to a batch of raw deals: trimmed text as ``conform_raw``
+    makes it (plus lineage columns, which are carried through)."""
     counts = {rule: 0 for rule in RULE_ACTIONS}
     missing = [c for c in EXPORT_COLUMNS if c not in raw.columns]
     if missing:
@@ -80,9 +81,10 @@ def validate_deals(raw: pd.DataFrame, rules: Rules) -> QualityResult:
                              [f"missing required columns: {', '.join(missing)}"], len(raw))
 
     raw = raw.reset_index(drop=True)
-    has_id = raw["deal_id"].astype(str).str.strip() != ""
-    latest, superseded = keep_latest(raw[has_id])
-    latest = pd.concat([latest, raw[~has_id]]).sort_index()
+    has_id = raw["deal_id"] != ""
+    latest, superseded = keep_latest(raw[has_id] if not has_id.all() else raw)
+    if not has_id.all():
+        latest = pd.concat([latest, raw[~has_id]]).sort_index()
     counts["duplicates"] = len(superseded)
     rejected = [_quarantine_frame(superseded, ["duplicates"] * len(superseded),
                                   ["superseded by a more recent version of the same deal_id"] * len(superseded))]
@@ -110,7 +112,7 @@ def _parse(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame,
     errors = pd.DataFrame(False, index=raw.index, columns=list(_DATES + _NUMERIC))
     schema_errors = []
     for col in _DATES + _NUMERIC + ("stage_entered_date", "last_modified"):
-        text = raw[col].astype(str).str.strip()
+        text = raw[col]
         present = text != ""
         if col in _NUMERIC:
             parsed = pd.to_numeric(text.where(present), errors="coerce")
@@ -124,8 +126,6 @@ def _parse(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame,
             share = errors[col].sum() / max(int(present.sum()), 1)
             if present.sum() and share > rules.quality.max_unparseable_share:
                 schema_errors.append(f"{col}: {share:.0%} of values do not parse")
-    for col in ("deal_id", "sales_rep_id", "deal_stage", "outcome") + DIMENSION_COLUMNS:
-        typed[col] = raw[col].astype(str).str.strip()
     return typed, errors, schema_errors
 
 
