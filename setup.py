@@ -20,6 +20,7 @@ setup(
         "scipy>=1.13,<2",
         "scikit-learn>=1.6,<2",
         "mlflow>=3.17,<4",
+        "skops>=0.13",
         "slack_sdk>=3.33,<4",
         "pyarrow>=17",
         "pyyaml>=6",

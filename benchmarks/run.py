@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LAYERS = ("ingestion", "metrics", "models", "anomalies")
+LAYERS = ("ingestion", "metrics", "models", "anomalies", "alerts")
 HERE = Path(__file__).resolve().parent
 
 
@@ -95,7 +95,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
 
 
 def bench_layer(layer: str, deals: int, home: Path) -> dict:
-    """Time an analytics layer's domain work on the stored fact_deals."""
+    """Time an analytics layer's domain work on the stored warehouse tables."""
     import duckdb
 
     database = home / "warehouse.duckdb"
@@ -103,9 +103,17 @@ def bench_layer(layer: str, deals: int, home: Path) -> dict:
         bench_ingestion(deals, home)
     con = duckdb.connect(str(database), read_only=True)
     fact = con.sql("SELECT * FROM fact_deals").df()
+    transitions = con.sql("SELECT * FROM fact_stage_transitions").df()
+    reps = con.sql("SELECT * FROM dim_sales_reps").df()
     con.close()
     module = importlib.import_module(f"bench_{layer}")
-    return module.benchmark(fact)
+    inputs = {
+        "metrics": {"transitions": transitions},
+        "models": {"stage_history": transitions[["deal_id", "stage", "entered_date"]]},
+        "anomalies": {"transitions": transitions},
+        "alerts": {"transitions": transitions, "reps": reps},
+    }[layer]
+    return module.benchmark(fact, **inputs)
 
 
 def scenario(layer: str, deals: int, home: Path) -> dict:

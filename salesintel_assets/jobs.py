@@ -3,20 +3,33 @@ and a process per step would re-import the code location for every asset."""
 
 import dagster as dg
 
-from salesintel_assets.constants import INGESTION, WAREHOUSE
+from salesintel_assets.constants import ANOMALIES, DRIVERS, INGESTION, METRICS, MODELS, WAREHOUSE
 
-salesintel_job = dg.define_asset_job(
-    "salesintel_job",
-    selection=dg.AssetSelection.all(),
-    executor_def=dg.in_process_executor,
-    description="Materialise every asset: pull, check, warehouse, analyse, alert.",
-)
 
-ingestion_job = dg.define_asset_job(
-    "ingestion_job",
-    selection=dg.AssetSelection.groups(INGESTION, WAREHOUSE),
-    executor_def=dg.in_process_executor,
-    description="Incremental CRM pull through the quality gates into the warehouse.",
-)
+def _job(name: str, selection: dg.AssetSelection, description: str):
+    return dg.define_asset_job(name, selection=selection, executor_def=dg.in_process_executor,
+                               description=description)
 
-jobs = [salesintel_job, ingestion_job]
+
+salesintel_job = _job("salesintel_job", dg.AssetSelection.all(),
+                      "Materialise every asset: pull, check, warehouse, analyse, alert.")
+ingestion_job = _job("ingestion_job", dg.AssetSelection.groups(INGESTION, WAREHOUSE),
+                     "Incremental CRM pull through the quality gates into the warehouse.")
+metrics_job = _job("metrics_job", dg.AssetSelection.groups(METRICS),
+                   "Deal metrics (PVS, SMI, DQS), segment win rates and stage conversion from the warehouse.")
+drivers_job = _job("drivers_job", dg.AssetSelection.groups(DRIVERS),
+                   "Driver scores, win-rate attribution and driver importance from the latest metrics.")
+models_job = _job("models_job", dg.AssetSelection.groups(MODELS),
+                  "Drift check of the champion, train/register a challenger (MLflow), score open deals, "
+                  "backtest and forecast the pipeline.")
+anomalies_job = _job("anomalies_job", dg.AssetSelection.groups(ANOMALIES),
+                     "Segment win-rate dips and spikes, slower cycles, quality drops, metric shifts and stalled "
+                     "deals from the warehouse and the latest deal metrics.")
+# The alerts layer: the rule engine and the delivery, each started by its sensor.
+alerts_job = _job("alerts_job", dg.AssetSelection.assets("alerts", "alert_precision", "alert_threshold_changes"),
+                  "Turn the latest anomalies into alerts (dedup, throttle, routing) and update alert precision.")
+alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries"),
+                          "Deliver due alerts, notices and digests exactly once (Slack, email backup, outbox).")
+
+jobs = [salesintel_job, ingestion_job, metrics_job, drivers_job, models_job, anomalies_job, alerts_job,
+        alert_delivery_job]

@@ -1,14 +1,39 @@
-"""Schedules at the design's cadence."""
+"""Schedules at the design's cadence (UTC): ingestion and metrics every 4
+hours, models 05:30, drivers 06:00, anomalies 07:00, digests 08:00, the rep
+scorecard on Mondays and the executive report on the 1st."""
 
 import dagster as dg
 
-from salesintel_assets.jobs import ingestion_job
+from salesintel_assets.jobs import (alert_delivery_job, anomalies_job, drivers_job, ingestion_job, metrics_job,
+                                    models_job)
 
-ingestion_schedule = dg.ScheduleDefinition(
-    name="ingestion_every_4_hours",
-    job=ingestion_job,
-    cron_schedule="0 */4 * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
 
-schedules = [ingestion_schedule]
+def _schedule(name: str, job, cron: str, description: str, run_config: dict | None = None) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(name=name, job=job, cron_schedule=cron, description=description,
+                                 run_config=run_config, default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+def _delivery(name: str, cron: str, digests: list[str], reports: list[str], description: str):
+    config = {"ops": {"alert_deliveries": {"config": {"digests": digests, "reports": reports}}}}
+    return _schedule(name, alert_delivery_job, cron, description, config)
+
+
+schedules = [
+    _schedule("ingestion_every_4_hours", ingestion_job, "0 */4 * * *",
+              "Every 4 hours: incremental CRM pull, quality gates, warehouse."),
+    _schedule("metrics_every_4_hours", metrics_job, "30 */4 * * *",
+              "Every 4 hours, half an hour after the ingestion pull it reads."),
+    _schedule("models_daily", models_job, "30 5 * * *",
+              "Daily at 05:30: drift check, retrain and champion/challenger, risk scores, forecast."),
+    _schedule("drivers_daily", drivers_job, "0 6 * * *", "Daily at 06:00: drivers from the night's metrics."),
+    _schedule("anomalies_daily", anomalies_job, "0 7 * * *",
+              "Daily at 07:00: anomalies from the night's warehouse and metrics."),
+    _delivery("daily_alert_digest", "0 8 * * *", ["daily"], [],
+              "Daily digests (P2/P3 of daily types, throttled P1s) at 08:00."),
+    _delivery("weekly_rep_scorecard", "0 8 * * 1", ["weekly"], ["rep_scorecard"],
+              "Monday 08:00: weekly digests and each rep's scorecard."),
+    _delivery("monthly_executive_report", "0 8 1 * *", [], ["executive_report"],
+              "On the 1st at 08:00: the executive report of the month just ended."),
+    _delivery("alert_escalation_check", "15 * * * *", [], [],
+              "Hourly: escalate unacknowledged P1 alerts, send pending and resolved notices."),
+]

@@ -1,3 +1,88 @@
-"""Sensors: alert materialisation, delivery and run-failure notices."""
+"""Sensors: alert materialisation when the alert engine's inputs change,
+delivery when new alerts land, and a notice to the data team when a run fails.
 
-sensors: list = []
+Cursors hold the storage ids of the materialisations already acted on, and
+run keys name them, so a sensor never requests the same work twice.
+"""
+
+import json
+
+import dagster as dg
+
+from salesintel_assets.domain.alert_state import delivery_id_for
+from salesintel_assets.domain.delivery import send_now
+from salesintel_assets.domain.messages import render_run_failure
+from salesintel_assets.domain.routing import Router
+from salesintel_assets.jobs import alert_delivery_job, alerts_job
+from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
+from salesintel_assets.resources.settings import SalesintelSettings
+
+ALERT_INPUTS = ("anomalies", "deal_risk_scores", "dim_sales_reps")
+IMMEDIATE_ONLY = {"ops": {"alert_deliveries": {"config": {"digests": []}}}}
+FAILURE_ROLE = "data_team"
+
+
+def latest_materialization(instance: dg.DagsterInstance, key: str) -> int | None:
+    """Storage id of the asset's latest materialisation (None if never)."""
+    result = instance.fetch_materializations(dg.AssetKey(key), limit=1)
+    return result.records[0].storage_id if result.records else None
+
+
+@dg.sensor(name="alerts_on_new_inputs", job=alerts_job, minimum_interval_seconds=60,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Materialise alerts when anomalies, risk scores or the sales org change.")
+def alerts_sensor(context: dg.SensorEvaluationContext):
+    seen = json.loads(context.cursor) if context.cursor else {}
+    latest = {key: latest_materialization(context.instance, key) for key in ALERT_INPUTS}
+    if latest["anomalies"] is None:
+        return dg.SkipReason("anomalies have not been materialised yet")
+    changed = [k for k, v in latest.items() if v is not None and v > (seen.get(k) or -1)]
+    if not changed:
+        return dg.SkipReason("no input of the alert engine changed")
+    context.update_cursor(json.dumps(latest))
+    alerts_at = latest_materialization(context.instance, "alerts")
+    if alerts_at is not None and alerts_at > max(latest[k] for k in changed):
+        return dg.SkipReason(f"alerts are already newer than {', '.join(changed)}")
+    run_key = "alerts:" + ",".join(f"{k}={latest[k]}" for k in ALERT_INPUTS if latest[k] is not None)
+    return dg.RunRequest(run_key=run_key, tags={"salesintel/changed_inputs": ",".join(changed)})
+
+
+@dg.sensor(name="deliver_new_alerts", job=alert_delivery_job, minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Deliver new alerts (immediate messages and notices) when alerts are materialised.")
+def delivery_sensor(context: dg.SensorEvaluationContext):
+    alerts_at = latest_materialization(context.instance, "alerts")
+    if alerts_at is None:
+        return dg.SkipReason("alerts have not been materialised yet")
+    if alerts_at <= int(context.cursor or -1):
+        return dg.SkipReason("no new alerts since the last delivery request")
+    context.update_cursor(str(alerts_at))
+    delivered_at = latest_materialization(context.instance, "alert_deliveries")
+    if delivered_at is not None and delivered_at > alerts_at:
+        return dg.SkipReason("these alerts were already delivered in the same run")
+    return dg.RunRequest(run_key=f"deliver:{alerts_at}", run_config=IMMEDIATE_ONLY)
+
+
+@dg.run_failure_sensor(name="notify_data_team_on_run_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Tell the data team's channel when a run fails.")
+def run_failure_notice(context: dg.RunFailureSensorContext, settings: SalesintelSettings, slack: SlackNotifier,
+                       email: EmailNotifier, outbox: OutboxNotifier):
+    run = context.dagster_run
+    error = context.failure_event.message or ""
+    message = render_run_failure(run.job_name, run.run_id, error)
+    channels, configured = build_channels(slack, email, outbox)
+    for contact in Router(None, settings.rules().alerts).role(FAILURE_ROLE, None):
+        message_id = f"run_failure/{run.run_id}"
+        row = {"delivery_id": delivery_id_for(message_id, contact.id, "notice"), "message_id": message_id,
+               "message_kind": "run_failure", "alert_ids": "", "recipient_id": contact.id,
+               "recipient_name": contact.name, "recipient_role": contact.role, "recipient_email": contact.email,
+               "recipient_slack": contact.slack_channel, "subject": message.subject, "body_text": message.text,
+               "blocks_json": message.blocks_json}
+        used, errors = send_now(row, channels, configured)
+        if used is None:
+            context.log.error(f"run-failure notice to {contact.id} not delivered: {errors}")
+        else:
+            context.log.info(f"run-failure notice to {contact.id} via {used}")
+
+
+sensors: list = [alerts_sensor, delivery_sensor, run_failure_notice]

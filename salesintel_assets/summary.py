@@ -30,16 +30,16 @@ def run_summary(home: Path) -> str:
                 "avg(CASE WHEN is_won THEN 1.0 ELSE 0.0 END) FILTER (WHERE NOT is_open), "
                 "sum(deal_amount) FILTER (WHERE is_open), max(as_of_date) FROM fact_deals").fetchall()[0]
             open_deals, closed, win_rate, pipeline, as_of = row
-            lines.append(f"analysis date      {as_of:%Y-%m-%d}" if as_of else "analysis date      -")
-            lines.append(f"deals              {deals:,} ({closed:,} closed, {open_deals:,} open)")
+            lines.append(f"analysis date        {as_of:%Y-%m-%d}" if as_of else "analysis date        -")
+            lines.append(f"deals                {deals:,} ({closed:,} closed, {open_deals:,} open)")
             if win_rate is not None:
-                lines.append(f"win rate           {win_rate:.1%} of closed deals")
+                lines.append(f"win rate             {win_rate:.1%} of closed deals")
             if pipeline:
-                lines.append(f"open pipeline      ${pipeline:,.0f}")
+                lines.append(f"open pipeline        ${pipeline:,.0f}")
         quarantined = _count(con, "quarantined_deals")
         flagged = _count(con, "fact_deals", "WHERE needs_review")
         if quarantined is not None:
-            lines.append(f"data quality       {quarantined:,} rows quarantined, {flagged or 0:,} flagged for review")
+            lines.append(f"data quality         {quarantined:,} rows quarantined, {flagged or 0:,} flagged for review")
         for table, label in [("driver_scores", "significant drivers"), ("deal_risk_scores", "high-risk open deals"),
                              ("anomalies", "anomalies"), ("alerts", "alerts"), ("alert_deliveries", "deliveries")]:
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
@@ -48,15 +48,20 @@ def run_summary(home: Path) -> str:
             except duckdb.Error:
                 n = _count(con, table)
             if n is not None:
-                lines.append(f"{label:<19}{n:,}")
+                lines.append(f"{label:<21}{n:,}")
+        if _count(con, "alerts"):
+            lines += ["", "Top alerts:"]
+            top = con.execute("SELECT priority, title FROM main.alerts WHERE status <> 'resolved' "
+                              "ORDER BY priority, amount_at_stake DESC NULLS LAST LIMIT 5").fetchall()
+            lines += [f"  [{priority}] {title}" for priority, title in top]
         lines += [
             "",
             "Where to look next:",
-            f"  warehouse          duckdb {database}",
-            f"  quality report     SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
-            f"  alert outbox       {Path(home) / 'outbox'}",
-            "  lineage and checks dagster dev   (then open http://127.0.0.1:3000)",
-            f"  model runs         mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow.db'} --workers 1",
+            f"  warehouse            duckdb {database}",
+            "  quality report       SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
+            f"  alert outbox         {Path(home) / 'outbox' / 'outbox.jsonl'}",
+            "  lineage and checks   DAGSTER_HOME=$PWD/dagster_home dagster dev   (http://127.0.0.1:3000)",
+            f"  model runs           mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow.db'} --workers 1",
         ]
         return "\n".join(lines)
     finally:

@@ -1,1 +1,176 @@
-"""alerts layer assets."""
+"""Alerts layer: the rule engine (``alerts``), exactly-once delivery
+(``alert_deliveries``) and the feedback loop (``alert_precision``,
+``alert_threshold_changes``).
+
+State across runs (open alerts, the delivery ledger, ratings) is read back
+from the warehouse, so re-runs are idempotent. ``deal_risk_scores`` is an
+optional input: a dependency for ordering (the main job scores deals before
+alerting) but read through the warehouse, so alerts still work when the table
+is absent or empty. If the models layer fails in a run, the alerts sensor
+still materialises ``alerts`` from the new anomalies.
+"""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pandas as pd
+
+from salesintel_assets.constants import ALERTS
+from salesintel_assets.domain import alert_rules, alert_state, feedback, reports
+from salesintel_assets.domain.delivery import deliver
+from salesintel_assets.domain.routing import Router
+from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
+from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
+from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.schemas import alerts as schemas
+
+FRESHNESS = fail_after(hours=26)
+DIGEST_CADENCES = ("daily", "weekly")
+REPORTS = ("rep_scorecard", "executive_report")
+
+
+def _utcnow() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
+
+
+@dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+          deps=["fact_deals", "fact_stage_transitions", "deal_risk_scores"],
+          metadata=schema_metadata(schemas.Alerts))
+def alerts(anomalies: pd.DataFrame, dim_sales_reps: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource,
+           warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+    """One row per alert: anomalies mapped to the taxonomy, de-duplicated
+    against the open alerts, with the message, recipients and the delivery
+    decision (rollout mode, P1 throttle, digest). Evidence from history is
+    aggregated in SQL (deals and segments named by the anomalies only)."""
+    rules = settings.rules()
+    as_of = settings.analysis_date(crm)
+    router = Router(dim_sales_reps, rules.alerts)
+    with warehouse.connect() as con:
+        evidence = alert_rules.load_evidence(con, anomalies, as_of)
+    ctx = alert_rules.Context(evidence, router, warehouse.read_table("deal_risk_scores"), rules, as_of)
+    floors = feedback.severity_floors(warehouse.read_table("alert_threshold_changes"))
+    candidates, skipped = alert_rules.build_candidates(anomalies, ctx, floors)
+    table = alert_state.update_alerts(warehouse.read_table("alerts"), candidates, router, rules, as_of)
+    live = table[table["status"].isin(alert_state.OPEN)]
+    return dg.Output(table, metadata=frame_metadata(
+        table.drop(columns=["body_text", "blocks_json", "content_json"]),
+        rollout_mode=rules.alerts.rollout.mode,
+        anomalies=len(anomalies), new=int(table["status"].eq("open").sum()),
+        updated=int(table["status"].eq("updated").sum()),
+        resolved_now=int((table["resolved_at"] == as_of.normalize()).sum()),
+        open_by_priority=dg.MetadataValue.json(live.groupby("priority").size().to_dict()),
+        by_delivery=dg.MetadataValue.json(live.groupby("delivery").size().to_dict()),
+        unmapped_anomalies=skipped["unmapped"], below_feedback_floor=skipped["below_feedback_floor"],
+        risk_scores_used=ctx.risk is not None,
+        example=dg.MetadataValue.md(f"```\n{live.iloc[0]['body_text']}\n```" if len(live) else "_no open alerts_"),
+    ))
+
+
+class DeliveryConfig(dg.Config):
+    """Which digests and scheduled summaries this run compiles. Sensor runs
+    send immediate messages only; the schedules ask for their cadence."""
+
+    digests: list[str] = ["daily", "weekly"]
+    reports: list[str] = []  # "rep_scorecard" (weekly), "executive_report" (monthly)
+
+
+class LedgerWriter:
+    """Commits one ledger row at a time (DuckDB auto-commit per transaction),
+    opening a short connection so other processes are not locked out."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
+    def __call__(self, row: dict) -> None:
+        frame = alert_state.normalise_ledger(pd.DataFrame([row]))
+        with self.warehouse.connect() as con:
+            con.register("_row", frame)
+            con.execute("BEGIN TRANSACTION")
+            con.execute(f"DELETE FROM {TABLE_SCHEMA}.alert_deliveries WHERE delivery_id = ?", [row["delivery_id"]])
+            con.execute(f"INSERT INTO {TABLE_SCHEMA}.alert_deliveries BY NAME SELECT * FROM _row")
+            con.execute("COMMIT")
+            con.unregister("_row")
+
+
+@dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb", "slack", "email"},
+          metadata=schema_metadata(schemas.AlertDeliveries))
+def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, alerts: pd.DataFrame,
+                     dim_sales_reps: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource,
+                     warehouse: Warehouse, slack: SlackNotifier, email: EmailNotifier,
+                     outbox: OutboxNotifier) -> dg.Output[pd.DataFrame]:
+    """The outbox ledger: every message x recipient x channel with its status.
+    Due messages are written as pending first, then sent one by one, each
+    marked sent only after the service accepted it."""
+    unknown = (set(config.digests) - set(DIGEST_CADENCES)) | (set(config.reports) - set(REPORTS))
+    if unknown:
+        raise dg.Failure(f"unknown digest or report {sorted(unknown)}: use {list(DIGEST_CADENCES)} and {list(REPORTS)}")
+    rules = settings.rules()
+    as_of = settings.analysis_date(crm)
+    router = Router(dim_sales_reps, rules.alerts)
+    previous = alert_state.normalise_ledger(warehouse.read_table("alert_deliveries"))
+    ratings = warehouse.read_table("alert_feedback")
+    acknowledged = set(ratings["alert_id"]) if ratings is not None else set()
+    channels, configured = build_channels(slack, email, outbox)
+    planned = alert_state.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
+                                        list(config.digests), configured)
+    ledger = pd.concat([previous, planned], ignore_index=True) if len(previous) else planned
+    summaries = _plan_reports(config.reports, alerts, ledger, router, warehouse, configured, as_of)
+    ledger = pd.concat([ledger, summaries], ignore_index=True) if len(summaries) else ledger
+    warehouse.write_table("alert_deliveries", ledger)
+    final, report = deliver(ledger, channels, configured, LedgerWriter(warehouse), _utcnow)
+    context.log.info(f"delivery: {report.as_dict()} via {configured or ['outbox']}")
+    return dg.Output(final, metadata=frame_metadata(
+        final.drop(columns=["body_text", "blocks_json"]), planned=len(planned),
+        channels=",".join(configured) or "outbox", **report.as_dict(),
+        pending_or_failed=int((~final["status"].eq("sent")
+                               & ~final["message_id"].isin(final.loc[final["status"].eq("sent"), "message_id"])).sum()),
+    ))
+
+
+def _plan_reports(wanted: list[str], alerts: pd.DataFrame, ledger: pd.DataFrame, router: Router,
+                  warehouse: Warehouse, configured: list[str], as_of: pd.Timestamp) -> pd.DataFrame:
+    """The weekly rep scorecards and the monthly executive report, when asked."""
+    planned = []
+    with warehouse.connect() as con:
+        if "rep_scorecard" in wanted:
+            week = alert_state.period_of("weekly", as_of)
+            items = reports.rep_scorecards(warehouse.read_table("dim_sales_reps"), reports.rep_stats(con, as_of),
+                                           alerts, warehouse.read_table("deal_risk_scores"), router, as_of, week)
+            planned.append(alert_state.plan_summaries(ledger, "scorecard", week, items, configured, as_of, _utcnow()))
+        if "executive_report" in wanted:
+            month = alert_state.month_of(as_of)
+            items = reports.executive_report(alerts, warehouse.read_table("alert_precision"), ledger,
+                                             reports.company_stats(con, as_of), router, as_of, month)
+            planned.append(alert_state.plan_summaries(ledger, "report", month, items, configured, as_of, _utcnow()))
+    planned = [p for p in planned if len(p)]
+    return pd.concat(planned, ignore_index=True) if planned else alert_state.empty_ledger()
+
+
+@dg.multi_asset(
+    outs={
+        "alert_precision": dg.AssetOut(
+            group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+            description="Per alert type: helpful / rated since the last threshold change, with its interval.",
+            metadata=schema_metadata(schemas.AlertPrecision)),
+        "alert_threshold_changes": dg.AssetOut(
+            group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+            description="Every automatic tightening of an alert type's minimum severity, and why.",
+            metadata=schema_metadata(schemas.AlertThresholdChanges)),
+    },
+)
+def alert_feedback_loop(alerts: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource, warehouse: Warehouse):
+    """Precision per alert type from the recipients' ratings; a type below the
+    rules' target over enough ratings gets a stricter minimum severity."""
+    rules = settings.rules()
+    as_of = settings.analysis_date(crm)
+    previous = warehouse.read_table("alert_threshold_changes")
+    precision = feedback.alert_precision(alerts, warehouse.read_table("alert_feedback"), previous, rules, as_of)
+    changes = feedback.adapt_thresholds(precision, previous, _utcnow())
+    floors = feedback.severity_floors(changes)
+    precision["min_severity"] = precision["alert_type"].map(floors).fillna(precision["min_severity"])
+    added = len(changes) - (0 if previous is None else len(previous))
+    yield dg.Output(precision, output_name="alert_precision", metadata=frame_metadata(
+        precision, below_target=int(precision["status"].eq("below_target").sum())))
+    yield dg.Output(changes, output_name="alert_threshold_changes", metadata=frame_metadata(changes, new_changes=added))

@@ -1,1 +1,72 @@
-"""drivers layer assets."""
+"""Drivers layer: which segments move win rate and whether that is more
+than noise, what changed between periods (rate vs mix), and which deal
+factors a model actually relies on. Refreshed daily."""
+
+import dagster as dg
+import pandas as pd
+
+from salesintel_assets.constants import DRIVERS
+from salesintel_assets.domain import attribution, charts, drivers, importance
+from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
+from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.schemas import drivers as schemas
+
+FRESHNESS = fail_after(hours=26)
+
+
+def _asset(model, **kwargs):
+    return dg.asset(group_name=DRIVERS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+                    metadata=schema_metadata(model), **kwargs)
+
+
+@_asset(schemas.DriverScores)
+def driver_scores(segment_metrics: pd.DataFrame, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
+    """Every segment's SPI over all closed history; material segments tested
+    against the rest of their dimension (Fisher exact, Benjamini-Hochberg
+    across all of them) and ranked, drivers first, each with a verdict."""
+    rules = settings.rules()
+    table = drivers.driver_scores(segment_metrics, rules)
+    tested = table["p_value"].notna()
+    return dg.Output(table, metadata=frame_metadata(
+        table, summary=drivers.driver_summary(table), tested_segments=int(tested.sum()),
+        significant_segments=int(table["significant"].sum()),
+        not_distinguishable=int((tested & ~table["significant"]).sum()),
+        drivers_chart=figure_markdown(charts.driver_bars(table))))
+
+
+@_asset(schemas.WinRateAttribution)
+def win_rate_attribution(segment_metrics: pd.DataFrame, settings: SalesintelSettings,
+                         crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """The change in win rate between two periods (default: the last
+    complete quarter vs the one before) split per segment into rate and mix
+    effects (midpoint formula: they add up exactly to the change)."""
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    periods = attribution.compared_periods(as_of, rules)
+    table = attribution.win_rate_attribution(segment_metrics, rules, as_of, periods)
+    change = attribution.change_summary(segment_metrics, *periods, alpha=rules.drivers.fdr_alpha)
+    return dg.Output(table, metadata=frame_metadata(
+        table, period_type=periods[0], period_a=periods[1], period_b=periods[2],
+        total_change=change.get("total_change"), verdict=change["verdict"],
+        change=dg.MetadataValue.json(change),
+        waterfall=figure_markdown(charts.attribution_waterfall(table))))
+
+
+@_asset(schemas.DriverImportance, deps=["fact_deals"])
+def driver_importance(warehouse: Warehouse, settings: SalesintelSettings,
+                      crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """Permutation importance (held-out AUC drop) of each deal factor and of
+    the strongest pairs, from a gradient-boosted model on closed deals
+    (trained on at most ``max_train_rows`` of them); says so plainly when the
+    model is no better than chance."""
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    needed = ["deal_id", "is_open", "is_won", "closed_date", "needs_review"] + [
+        f for f in rules.drivers.importance.factors if f not in ("deal_id",)]
+    columns = ", ".join(dict.fromkeys(needed))
+    fact = warehouse.query(f"SELECT {columns} FROM {TABLE_SCHEMA}.fact_deals ORDER BY deal_id")
+    table, info = importance.driver_importance(fact, rules, as_of)
+    return dg.Output(table, metadata=frame_metadata(
+        table, verdict=info["verdict"], validation_auc=info.get("auc"),
+        model=dg.MetadataValue.json(info),
+        importance_chart=figure_markdown(charts.importance_bars(table, info.get("auc")))))

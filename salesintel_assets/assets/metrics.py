@@ -1,1 +1,79 @@
-"""metrics layer assets."""
+"""Metrics layer: per-deal velocity, momentum and quality scores, and win
+rate with its intervals per segment and period. Refreshed every 4 hours."""
+
+import dagster as dg
+import pandas as pd
+
+from salesintel_assets.constants import METRICS
+from salesintel_assets.domain import charts, conversion, metrics, segments
+from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
+from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.schemas import metrics as schemas
+
+FRESHNESS = fail_after(hours=4)
+
+
+def _asset(model, **kwargs):
+    return dg.asset(group_name=METRICS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+                    metadata=schema_metadata(model), **kwargs)
+
+
+@_asset(schemas.DealMetrics, deps=["fact_deals"])
+def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """Pipeline Velocity Score, Stage Momentum Index and Deal Quality Score
+    (with its components) for every deal, open and closed. Rates come from
+    deals closed on or before the analysis date, each closed deal scored
+    without its own outcome; PVS's win probability is the shrunk win rate of
+    the deal's industry x lead source (rules ``win_probability_segment``).
+    Metadata: the DQS backtest AUC on deals open 90 days ago."""
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    columns = ", ".join(metrics.FACT_INPUT_COLUMNS)
+    fact = warehouse.query(f"SELECT {columns} FROM {TABLE_SCHEMA}.fact_deals ORDER BY deal_id")
+    table = metrics.deal_metrics(fact, rules, as_of)
+    summary = metrics.deal_metrics_summary(table)
+    backtest = metrics.backtest_auc(fact, rules, as_of)
+    return dg.Output(table, metadata=frame_metadata(
+        table, as_of=str(as_of.date()), **summary,
+        dqs_backtest=dg.MetadataValue.json(backtest),
+        dqs_weights=dg.MetadataValue.json(rules.metrics.dqs.weights.model_dump())))
+
+
+@_asset(schemas.SegmentMetrics, deps=["fact_deals"])
+def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings,
+                    crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """Deals, win rate (Wilson 95 % interval), cycle of won and lost deals,
+    amount, SPI and lost-deal velocity ratio per dimension, segment and
+    period (month, quarter, all), by closed date, aggregated in DuckDB.
+    ``deal_stage`` of a closed deal is its stage at close."""
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    with warehouse.connect() as con:
+        table = segments.segment_metrics_in(con, f"{TABLE_SCHEMA}.fact_deals", rules, as_of)
+    overall = table[(table["dimension"] == segments.OVERALL) & (table["period_type"] == "all")]
+    monthly = segments.overall_by_period(table, "month")
+    extra = {"as_of": str(as_of.date()), "win_rate_by_month": figure_markdown(charts.win_rate_by_month(monthly))}
+    if len(overall):
+        row = overall.iloc[0]
+        extra.update(closed_deals=int(row["deals"]), won_deals=int(row["won"]),
+                     win_rate=round(float(row["win_rate"]), 4),
+                     win_rate_ci=[round(float(row["ci_low"]), 4), round(float(row["ci_high"]), 4)])
+    else:
+        extra["note"] = "no deal has closed on or before the analysis date: nothing to measure yet"
+    return dg.Output(table, metadata=frame_metadata(table, **extra))
+
+
+@_asset(schemas.StageConversion, deps=["fact_stage_transitions"])
+def stage_conversion(warehouse: Warehouse, settings: SalesintelSettings,
+                     crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """Stage-to-stage conversion per entry cohort where stage history exists
+    (empty for a file export without one); deals still in a stage are counted
+    apart, not as lost."""
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    with warehouse.connect() as con:
+        table = conversion.stage_conversion_in(con, f"{TABLE_SCHEMA}.fact_stage_transitions", rules, as_of)
+    meta = frame_metadata(table, **({} if len(table) else {"note": "no stage history in this CRM source"}))
+    overall = table[table["period_type"] == "all"]
+    if len(overall):
+        meta["preview"] = dg.MetadataValue.md(overall.to_markdown(index=False))
+    return dg.Output(table, metadata=meta)

@@ -1,1 +1,394 @@
-"""models layer assets."""
+"""Models layer: the deal risk model in MLflow (champion / challenger), risk
+scores for open deals, the live drift check, and the pipeline forecast with
+its backtest. Refreshed daily.
+
+Order within a run: the drift check judges the current champion on deals
+closed since it was deployed *before* a new version is trained; scores come
+from whichever version is champion after the training run.
+"""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.constants import MODELS
+from salesintel_assets.domain import drift, forecast, risk_features as rf, risk_model as rm, risk_scores as rs
+from salesintel_assets.domain.tables import relation_or_empty
+from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
+from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
+from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.schemas import models as schemas
+
+FRESHNESS = fail_after(hours=26)
+INPUTS = ["fact_deals", "fact_stage_transitions", "raw_activities"]
+DRIFT_NUMBERS = ("won", "expected_won", "live_auc", "live_brier", "live_log_loss", "live_ece", "observed_rate",
+                 "predicted_rate", "validation_auc", "calibration_p_value")
+MODEL_INTEGERS = ["version", "champion_version", "train_rows", "validation_rows", "validation_deals"]
+FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
+                "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
+                "days_in_stage"]
+
+
+def _asset(model, kinds=("duckdb",), **kwargs):
+    return dg.asset(group_name=MODELS, freshness_policy=FRESHNESS, kinds=set(kinds),
+                    metadata=schema_metadata(model), **kwargs)
+
+
+def _prepare(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> rf.Prepared:
+    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    with warehouse.connect() as con:
+        fact = con.sql(f"SELECT {', '.join(FACT_COLUMNS)} FROM {TABLE_SCHEMA}.fact_deals").df()
+        history = con.sql("SELECT deal_id, stage, entered_date FROM " + relation_or_empty(
+            con, "fact_stage_transitions", "SELECT NULL::VARCHAR AS deal_id, NULL::VARCHAR AS stage, "
+                                           "NULL::TIMESTAMP AS entered_date LIMIT 0")).df()
+        activities = con.sql("SELECT deal_id, activity_date FROM " + relation_or_empty(
+            con, "raw_activities", "SELECT NULL::VARCHAR AS deal_id, NULL::TIMESTAMP AS activity_date LIMIT 0")).df()
+    return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order)
+
+
+def _append(previous, row: dict, key: list[str], integers=()) -> pd.DataFrame:
+    """Add one row to a history table, replacing a row with the same key (re-runs are idempotent)."""
+    new = pd.DataFrame([row])
+    if previous is not None and len(previous):
+        same = np.logical_and.reduce([_matches(previous[k], row[k]) for k in key])
+        columns = list(dict.fromkeys([*previous.columns, *new.columns]))
+        parts = [part.dropna(axis=1, how="all") for part in (previous[~same], new)]   # all-NA parts carry no dtype
+        new = pd.concat([part for part in parts if len(part)], ignore_index=True).reindex(columns=columns)
+    for col in integers:
+        if col in new:
+            new[col] = pd.to_numeric(new[col]).astype("Int64")
+    for col in new.columns:  # numbers that arrived as objects (None beside floats) become numeric
+        values = new[col].dropna()
+        if new[col].dtype == object and len(values) and values.map(_is_number).all():
+            new[col] = pd.to_numeric(new[col], errors="coerce")
+    return new.reset_index(drop=True)
+
+
+def _matches(column: pd.Series, value) -> np.ndarray:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return column.isna().to_numpy()
+    return (column == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _newest_first(table: pd.DataFrame, **extra) -> dict:
+    return frame_metadata(table.iloc[::-1], **extra)
+
+
+def _metrics(prefix: str, metrics: dict) -> dict:
+    return {f"{prefix}{k}": round(float(v), 5) for k, v in metrics.items()
+            if k in ("auc", "brier", "log_loss", "ece", "observed_rate", "predicted_rate") and v == v}
+
+
+# --- Drift ----------------------------------------------------------------------
+@_asset(schemas.DealRiskDrift, kinds=("duckdb", "mlflow"), deps=INPUTS)
+def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
+                    crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+    """The champion's predictions for deals that closed after it was deployed,
+    against their outcomes: live AUC and calibration, logged to MLflow, with a
+    degradation flag (one row per analysis date and version, kept over time
+    for the data team's quarterly review)."""
+    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
+    previous = warehouse.read_table("deal_risk_drift")
+    champion = mlflow.version_by_alias(CHAMPION)
+    row = {"as_of_date": prepared.as_of, "model_version": None, "deployed_as_of": pd.NaT, "new_deals": 0,
+           "degraded": False, "mlflow_run_id": None} | {k: float("nan") for k in DRIFT_NUMBERS}
+    if champion is None:
+        row |= {"status": "no champion", "reason": "no champion model registered yet"}
+    else:
+        spec = rf.FeatureSpec.from_tags(champion.tags)
+        deployed = pd.Timestamp(champion.tags.get("as_of"))
+        row |= {"model_version": champion.version, "deployed_as_of": deployed}
+        if not rf.spec_feasible(spec, prepared.spec):
+            row |= {"status": "incompatible", "reason": "the champion's features are not in the current data"}
+        else:
+            features, won = rm.newly_closed(prepared, deployed, spec)
+            p = rm.predict(mlflow.load_model(CHAMPION), features) if len(won) else np.zeros(0)
+            validation_auc = float(champion.tags.get("validation_auc", "nan"))
+            check = drift.live_check(won, p, validation_auc if validation_auc == validation_auc else None,
+                                     rules.drift.min_new_deals, rules.drift.max_auc_drop,
+                                     rules.drift.max_calibration_gap, rules.drift.alpha)
+            row |= check
+            if len(won):
+                row["mlflow_run_id"] = mlflow.log_run(
+                    f"drift {prepared.as_of:%Y-%m-%d} v{champion.version}",
+                    {k: check[k] for k in ("new_deals", "won", "expected_won", "live_auc", "live_brier",
+                                           "live_log_loss", "live_ece", "observed_rate", "predicted_rate",
+                                           "calibration_p_value")} | {"degraded": float(check["degraded"])},
+                    {"kind": "drift", "model_version": champion.version, "as_of": str(prepared.as_of.date()),
+                     "status": check["status"], "reason": check["reason"]})
+                mlflow.tag_version(champion.version, {"live_status": check["status"],
+                                                      "live_checked_as_of": str(prepared.as_of.date()),
+                                                      "live_auc": round(check["live_auc"], 4)})
+    if row["degraded"]:
+        context.log.warning(f"deal risk model v{row['model_version']} degraded: {row['reason']}")
+    table = _append(previous, row, ["as_of_date", "model_version"], integers=["model_version", "new_deals"])
+    meta = {k: row[k] for k in ("status", "reason", "new_deals") if row.get(k) is not None}
+    meta |= {k: round(float(row[k]), 4) for k in ("live_auc", "live_ece", "validation_auc", "observed_rate",
+                                                    "predicted_rate") if row.get(k) is not None and row[k] == row[k]}
+    return dg.Output(table, metadata=_newest_first(table, degraded=bool(row["degraded"]), **meta))
+
+
+# --- Training, registry, champion / challenger ------------------------------------
+@_asset(schemas.DealRiskModel, kinds=("duckdb", "mlflow", "scikitlearn"), deps=INPUTS + ["deal_risk_drift"])
+def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
+                    crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+    """Train the win-probability model on deals closed by the analysis date
+    (time-split, calibrated, chosen on the most recent deals), track it in
+    MLflow and register it in ``deal_risk``: it becomes the ``champion`` only
+    if it beats the current champion on the same validation rows, otherwise
+    the ``challenger``. One row per training run."""
+    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
+    previous = warehouse.read_table("deal_risk_model")
+    champion = mlflow.version_by_alias(CHAMPION)
+    base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,
+            "champion_version": champion.version if champion else None, "version": None, "run_id": None}
+    try:
+        training = rm.train(prepared, rules)
+    except rm.NotEnoughData as exc:
+        context.log.warning(f"deal risk model not trained: not enough data ({exc})")
+        row = base | {"status": "not enough data", "decision": f"not enough data: {exc}", "fingerprint": "none"}
+        table = _append(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
+        return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=str(exc),
+                                                       closed_deals=len(prepared.labelled)))
+    chosen, split = training.chosen, training.split
+    level_se = forecast.validation_level_se(rm.predict(chosen.model, split.validate[prepared.spec.columns]),
+                                            split.validate)
+    existing = mlflow.find_version("fingerprint", training.fingerprint)
+    if existing is not None:
+        decision = drift.Decision(False, f"unchanged: version {existing.version} was trained on the same data, "
+                                         f"features and rules", chosen.metrics[rules.promotion_metric], None)
+        challenge, version, status = None, existing, "unchanged"
+    else:
+        challenge = _challenge(training, prepared, rules, mlflow, champion)
+        decision, status = challenge.decision, "trained"
+        version = mlflow.log_model_run(
+            chosen.model, split.validate[prepared.spec.columns].head(5),
+            params=chosen.params | _params(rules, training, prepared),
+            metrics=_run_metrics(training, challenge, level_se),
+            tags=prepared.spec.to_tags() | {
+                "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
+                "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
+                "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
+                "decision": decision.reason, "feature_description": prepared.spec.describe()},
+            trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}")
+        mlflow.set_alias(CHAMPION if decision.promote else CHALLENGER, version.version)
+        context.log.info(f"deal_risk v{version.version}: {decision.reason}")
+    now_champion = mlflow.version_by_alias(CHAMPION)
+    row = base | {
+        "status": status, "version": version.version, "run_id": version.run_id, "candidate": chosen.name,
+        "calibration": chosen.calibration, **{k: chosen.metrics[k] for k in ("auc", "brier", "log_loss", "ece")},
+        **{f"baseline_{k}": training.baseline_metrics[k] for k in ("auc", "brier", "log_loss", "ece")},
+        "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
+        "promotion_metric": rules.promotion_metric, "decision": decision.reason,
+        "champion_version": now_champion.version if now_champion else None, "level_se": level_se,
+        "fingerprint": training.fingerprint, "fit_label_cutoff": split.validation_cutoff,
+        "train_rows": len(split.fit), "validation_rows": len(split.validate),
+        "validation_deals": int(split.validate["deal_id"].nunique()),
+    }
+    table = _append(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
+    return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow))
+
+
+def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> rm.Challenge:
+    if champion is None:
+        return rm.challenge(training, prepared, rules)
+    cutoff = champion.tags.get("fit_label_cutoff")
+    return rm.challenge(training, prepared, rules, mlflow.load_model(CHAMPION),
+                        rf.FeatureSpec.from_tags(champion.tags), pd.Timestamp(cutoff) if cutoff else None)
+
+
+def _params(rules, training, prepared) -> dict:
+    split = training.split.summary()
+    return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
+            "max_training_rows": rules.max_training_rows, "calibration_share": rules.calibration_share,
+            "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
+            "calibration_cutoff": split["calibration_cutoff"], "validation_cutoff": split["validation_cutoff"],
+            "fit_rows": split["fit"]["rows"], "calibration_rows": split["calibrate"]["rows"],
+            "validation_rows": split["validate"]["rows"], "validation_deals": split["validate"]["deals"],
+            "baseline_segment": ",".join(rules.baseline_segment)}
+
+
+def _run_metrics(training, challenge, level_se: float) -> dict:
+    out = _metrics("val_", training.chosen.metrics) | _metrics("baseline_", training.baseline_metrics)
+    for candidate in training.candidates:
+        out |= _metrics(f"{candidate.name}_val_", candidate.metrics)
+    if challenge is not None:
+        out |= _metrics("challenger_", challenge.challenger)
+        if challenge.champion is not None:
+            out |= _metrics("champion_", challenge.champion)
+        out["comparison_rows"] = challenge.rows
+    return out | {"level_se": level_se}
+
+
+def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> dict:
+    compare = pd.DataFrame([{"model": f"{c.name} ({c.calibration})", **_metrics("", c.metrics)}
+                            for c in training.candidates]
+                           + [{"model": "segment-win-rate baseline", **_metrics("", training.baseline_metrics)}])
+    validate = training.split.validate
+    p = rm.predict(training.chosen.model, validate[prepared.spec.columns])
+    extra = {
+        "status": row["status"], "decision": row["decision"], "version": row["version"],
+        "champion_version": row["champion_version"], "promotion_metric": row["promotion_metric"],
+        "challenger_score": row["challenger_score"], "champion_score": row["champion_score"],
+        "candidate": row["candidate"], "feature_mode": prepared.spec.mode,
+        "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
+        "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
+        "split": dg.MetadataValue.json(training.split.summary()),
+        "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
+                                                 .to_markdown(index=False)),
+        "reliability": figure_markdown(_reliability_figure(validate["won"], p)),
+        "mlflow_run_id": row["run_id"],
+    }
+    if not mlflow.tracking_uri:
+        extra["mlflow_ui"] = dg.MetadataValue.md(f"`{mlflow.ui_command()}`")
+    return _newest_first(table, **{k: v for k, v in extra.items() if v is not None})
+
+
+def _reliability_figure(y, p):
+    from matplotlib.figure import Figure
+
+    table = drift.calibration_table(y, p)
+    fig = Figure(figsize=(4.2, 4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.plot(table["predicted"], table["observed"], marker="o", label="model (validation)")
+    ax.set_xlabel("predicted win probability")
+    ax.set_ylabel("observed win rate")
+    ax.set_title("Calibration on the most recent closed deals")
+    ax.legend(loc="upper left")
+    return fig
+
+
+# --- Scores ---------------------------------------------------------------------------
+@_asset(schemas.DealRiskScores, kinds=("duckdb", "mlflow"), deps=INPUTS + ["deal_risk_model"])
+def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
+                     crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+    """Every open deal scored by the champion (``models:/deal_risk@champion``):
+    win probability, risk band, revenue at risk, the three factors that move
+    its probability most (signed change in win probability) and the month it
+    should close if won."""
+    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
+    open_frame = rf.open_deals(prepared.fact, prepared.as_of)
+    champion = mlflow.version_by_alias(CHAMPION)
+    note = None
+    if len(prepared.labelled) < rules.min_closed_deals:
+        note = f"not enough data: {len(prepared.labelled)} closed deals, {rules.min_closed_deals} needed"
+    elif champion is None:
+        note = "no champion model registered"
+    elif not rf.spec_feasible(rf.FeatureSpec.from_tags(champion.tags), prepared.spec):
+        note = "the champion's features are not in the current data"
+    elif not len(open_frame):
+        note = "no open deals to score"
+    if note:
+        context.log.info(f"deal_risk_scores empty: {note}")
+        return dg.Output(rs.empty_scores(), metadata=frame_metadata(rs.empty_scores(), note=note,
+                                                                     open_deals=len(open_frame)))
+    spec = rf.FeatureSpec.from_tags(champion.tags)
+    features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
+    months = forecast.expected_close_month(features, forecast.close_timing(prepared.states), prepared.as_of)
+    scores = rs.score_open_deals(mlflow.load_model(CHAMPION), open_frame, features,
+                                 rs.Explainer.from_states(prepared.states, spec), rules, champion.version,
+                                 prepared.as_of, months)
+    bands = scores["risk_band"].value_counts()
+    auc = float(champion.tags.get("validation_auc", "nan"))
+    signal = {"champion_validation_auc": auc}
+    if auc == auc and auc < rules.weak_signal_auc:
+        signal["note"] = (f"weak signal: the champion barely tells won from lost deals (validation AUC {auc:.2f}); "
+                          "probabilities stay near the base rate and bands mostly reflect it")
+    return dg.Output(scores, metadata=frame_metadata(
+        scores.sort_values("revenue_at_risk", ascending=False), model_version=champion.version, **signal,
+        open_deals=len(scores), **{f"{b}_risk_deals": int(bands.get(b, 0)) for b in schemas.RISK_BANDS},
+        pipeline_amount=round(float(scores["deal_amount"].sum()), 2),
+        revenue_at_risk=round(float(scores["revenue_at_risk"].sum()), 2),
+        mean_win_probability=round(float(scores["win_probability"].mean()), 4),
+        reason_weights="change in win probability (fraction) when the factor is set to typical values"))
+
+
+# --- Backtest and forecast ----------------------------------------------------------------
+@_asset(schemas.ForecastBacktest, kinds=("duckdb", "scikitlearn"), deps=INPUTS + ["deal_risk_model"])
+def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """The forecast replayed at past analysis dates (a model retrained on what
+    was known then) against what those open deals did: win-rate error in
+    points (design target +/- 5) and whether the 80 % intervals held."""
+    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
+    models = warehouse.read_table("deal_risk_model")
+    candidate = rules.candidates[0]
+    if models is not None and "candidate" in models and models["candidate"].notna().any():
+        candidate = str(models.loc[models["candidate"].notna(), "candidate"].iloc[-1])
+    table = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
+                              candidate, prepared.as_of)
+    ok = table[table["status"] == "ok"]
+    meta = {"model": candidate, "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
+    if len(ok):
+        meta |= {"mean_abs_error_points": round(float(ok["error_points"].abs().mean()), 2),
+                 "within_target_share": round(float(ok["within_target"].astype(bool).mean()), 3),
+                 "won_deals_interval_coverage": round(float(ok["won_deals_in_interval"].astype(bool).mean()), 3),
+                 "revenue_interval_coverage": round(float(ok["revenue_in_interval"].astype(bool).mean()), 3)}
+    else:
+        meta["note"] = "not enough data at any backtest date"
+    return dg.Output(table, metadata=frame_metadata(table, **meta))
+
+
+@_asset(schemas.PipelineForecast, deps=["deal_risk_scores", "forecast_backtest", "deal_risk_model"])
+def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+    """Expected won deals and revenue of the open pipeline by expected close
+    month and by segment, with an 80 % interval from simulations that share
+    one pipeline-wide log-odds shift per draw (its sd measured in the
+    backtest), so deals do not count as independent coins."""
+    rules = settings.rules().risk
+    scores = warehouse.read_table("deal_risk_scores")
+    if scores is None or not len(scores):
+        empty = forecast.empty_forecast()
+        return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
+    sigma, revenue_sigma, source = _sigmas(warehouse, scores, rules)
+    table = forecast.forecast(scores, scores["expected_close_month"], sigma, revenue_sigma, rules)
+    total = table[table["grouping"] == "total"].iloc[0]
+    return dg.Output(table, metadata=frame_metadata(
+        table, open_deals=int(total["open_deals"]), expected_won_deals=float(total["expected_won_deals"]),
+        expected_won_revenue=float(total["expected_won_revenue"]),
+        revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
+        interval=rules.forecast.interval, sigma=round(sigma, 4), revenue_sigma=round(revenue_sigma, 4),
+        sigma_source=source, by_month=figure_markdown(_forecast_figure(table))))
+
+
+def _sigmas(warehouse: Warehouse, scores: pd.DataFrame, rules) -> tuple[float, float, str]:
+    models = warehouse.read_table("deal_risk_model")
+    version = int(scores["model_version"].iloc[0])
+    level_se = 0.0
+    if models is not None and "level_se" in models:
+        rows = models[(models["version"] == version) & models["level_se"].notna()]
+        level_se = float(rows["level_se"].iloc[-1]) if len(rows) else 0.0
+    backtest = warehouse.read_table("forecast_backtest")
+    ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
+    if ok is not None and len(ok) >= 2:
+        sigma, revenue_sigma = forecast.sigmas_from(ok.to_dict("records"), level_se)
+        return sigma, revenue_sigma, f"backtest ({len(ok)} dates)"
+    labelled = warehouse.query(f"SELECT is_won, closed_date FROM {TABLE_SCHEMA}.fact_deals "
+                               f"WHERE NOT is_open AND closed_date IS NOT NULL")
+    sigma = forecast.fallback_sigma(labelled, level_se)
+    return sigma, sigma, "historical month-to-month variation (no backtest)"
+
+
+def _forecast_figure(table: pd.DataFrame):
+    from matplotlib.figure import Figure
+
+    months = table[table["grouping"] == "close_month"]
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    x = np.arange(len(months))
+    ax.bar(x, months["expected_won_revenue"], color="#4c72b0", label="expected won revenue")
+    ax.errorbar(x, months["expected_won_revenue"],
+                yerr=[months["expected_won_revenue"] - months["revenue_p10"],
+                      months["revenue_p90"] - months["expected_won_revenue"]],
+                fmt="none", ecolor="black", capsize=4, label="80 % interval")
+    ax.set_xticks(x, months["key"])
+    ax.set_ylabel("revenue")
+    ax.set_title("Open pipeline: expected won revenue by close month")
+    ax.legend(loc="upper right")
+    return fig

@@ -9,9 +9,10 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SUPPORTED_VERSIONS = (1,)
 
@@ -62,24 +63,420 @@ class QualityRules(Section):
 # --- Sections of the analytics layers (each owned by its layer). ---
 
 
+# Fact columns a segment can be keyed on; derived bins are named in the metrics layer.
+FACT_SEGMENT_COLUMNS = ("industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_stage")
+DERIVED_SEGMENT_COLUMNS = ("cycle_bin", "amount_tier")
+NUMERIC_FACTORS = ("deal_amount", "sales_cycle_days")
+
+
+def _members(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; allowed: {list(allowed)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat")
+    return values
+
+
+def _increasing(edges: list[float]) -> list[float]:
+    if any(e <= 0 for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError("bin edges must be positive and strictly increasing")
+    return edges
+
+
+class SmiBands(Section):
+    """Stage Momentum Index (stage number per day) bands: below critical_below
+    is 'critical', below slow_below is 'slow', otherwise 'healthy'."""
+
+    critical_below: float = Field(gt=0)
+    slow_below: float = Field(gt=0)
+
+    @field_validator("slow_below")
+    @classmethod
+    def _above_critical(cls, value: float, info) -> float:
+        critical = info.data.get("critical_below")
+        if critical is not None and value <= critical:
+            raise ValueError("slow_below must be above critical_below")
+        return value
+
+
+class DqsWeights(Section):
+    """Weight of each Deal Quality Score component's log-odds lift."""
+
+    lead_source: float = Field(ge=0, le=5)
+    industry: float = Field(ge=0, le=5)
+    progression: float = Field(ge=0, le=5)
+    rep: float = Field(ge=0, le=5)
+
+    @field_validator("rep")
+    @classmethod
+    def _some_weight(cls, value: float, info) -> float:
+        if value + sum(v for v in info.data.values() if isinstance(v, (int, float))) <= 0:
+            raise ValueError("at least one DQS weight must be positive")
+        return value
+
+
+class DqsRules(Section):
+    weights: DqsWeights
+    low_quality_below: float = Field(gt=0, lt=1)
+
+
 class MetricsRules(Section):
     """deal_metrics / segment_metrics thresholds (metrics layer)."""
+
+    win_probability_segment: list[str] = Field(min_length=1)
+    smi: SmiBands
+    dqs: DqsRules
+    min_sample: int = Field(ge=1)
+    cycle_bin_edges_days: list[float] = Field(min_length=1)
+    amount_tier_edges: list[float] = Field(min_length=1)
+
+    @field_validator("win_probability_segment")
+    @classmethod
+    def _segment_columns(cls, value: list[str]) -> list[str]:
+        return _members(value, FACT_SEGMENT_COLUMNS[:5], "win_probability_segment columns")
+
+    @field_validator("cycle_bin_edges_days", "amount_tier_edges")
+    @classmethod
+    def _edges(cls, value: list[float]) -> list[float]:
+        return _increasing(value)
+
+
+class AttributionRules(Section):
+    """Which two periods win_rate_attribution compares: by default the last
+    complete period before the analysis date (b) against the one before (a)."""
+
+    period_type: str
+    period_a: str | None = None
+    period_b: str | None = None
+
+    @field_validator("period_type")
+    @classmethod
+    def _known_period(cls, value: str) -> str:
+        if value not in ("month", "quarter"):
+            raise ValueError("period_type must be 'month' or 'quarter'")
+        return value
+
+    @field_validator("period_b")
+    @classmethod
+    def _both_or_neither(cls, value: str | None, info) -> str | None:
+        if (value is None) != (info.data.get("period_a") is None):
+            raise ValueError("set both period_a and period_b, or neither")
+        return value
+
+
+class ImportanceRules(Section):
+    """driver_importance: a gradient-boosted model on closed deals, judged by
+    permutation importance on held-out deals."""
+
+    factors: list[str] = Field(min_length=2)
+    min_rows: int = Field(ge=50)
+    max_train_rows: int = Field(ge=100)
+    max_eval_rows: int = Field(ge=100)
+    holdout_share: float = Field(gt=0.05, lt=0.6)
+    n_repeats: int = Field(ge=2, le=50)
+    interaction_candidates: int = Field(ge=2, le=10)
+    seed: int = Field(ge=0)
+
+    @field_validator("factors")
+    @classmethod
+    def _known_factors(cls, value: list[str]) -> list[str]:
+        return _members(value, FACT_SEGMENT_COLUMNS + NUMERIC_FACTORS, "importance factors")
 
 
 class DriverRules(Section):
     """driver_scores / win_rate_attribution / driver_importance settings (drivers layer)."""
 
+    dimensions: list[str] = Field(min_length=1)
+    material_share: float = Field(gt=0, lt=1)
+    fdr_alpha: float = Field(gt=0, le=0.5)
+    min_rate_gap: float = Field(ge=0, lt=1)
+    attribution: AttributionRules
+    importance: ImportanceRules
+
+    @field_validator("dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: list[str]) -> list[str]:
+        return _members(value, FACT_SEGMENT_COLUMNS + DERIVED_SEGMENT_COLUMNS, "driver dimensions")
+
 
 class RiskRules(Section):
     """deal_risk_model / deal_risk_scores / pipeline_forecast settings (models layer)."""
 
+    class Bands(Section):
+        """Risk band by win probability: below high_below is 'high', below
+        medium_below is 'medium', otherwise 'low'."""
+
+        high_below: float = Field(gt=0, lt=1)
+        medium_below: float = Field(gt=0, lt=1)
+
+        @model_validator(mode="after")
+        def _ordered(self):
+            if self.medium_below <= self.high_below:
+                raise ValueError("medium_below must be above high_below")
+            return self
+
+    class Forecast(Section):
+        """pipeline_forecast and its backtest."""
+
+        simulations: int = Field(ge=200, le=100_000)
+        interval: float = Field(gt=0.5, lt=1)
+        backtest_dates: int = Field(ge=1, le=24)
+        backtest_step_days: int = Field(ge=7, le=365)
+        backtest_horizon_days: int = Field(ge=30, le=730)
+        win_rate_target_points: float = Field(gt=0, le=50)
+        seed: int = Field(ge=0)
+
+    class Drift(Section):
+        """Live check of the champion on deals closed since it was trained."""
+
+        min_new_deals: int = Field(ge=20)
+        max_auc_drop: float = Field(gt=0, lt=0.5)
+        max_calibration_gap: float = Field(gt=0, lt=0.5)
+        alpha: float = Field(gt=0, le=0.2)
+
+    min_closed_deals: int = Field(ge=50)
+    snapshot_every_days: int = Field(ge=1, le=90)
+    max_training_rows: int = Field(ge=1000)
+    calibration_share: float = Field(gt=0.05, lt=0.4)
+    validation_share: float = Field(gt=0.05, lt=0.4)
+    min_history_coverage: float = Field(gt=0, le=1)
+    candidates: list[Literal["logistic", "gradient_boosting"]] = Field(min_length=1)
+    logistic_c: float = Field(gt=0, le=100)
+    calibration: Literal["auto", "sigmoid", "isotonic"]
+    isotonic_min_deals: int = Field(ge=500)
+    promotion_metric: Literal["log_loss", "brier", "auc"]
+    min_improvement: float = Field(ge=0, lt=0.1)
+    baseline_segment: list[Literal["industry", "region", "product_type", "lead_source", "sales_rep_id"]] = Field(
+        min_length=1)
+    min_reason_weight: float = Field(ge=0, lt=0.5)
+    weak_signal_auc: float = Field(ge=0.5, lt=1)
+    bands: Bands
+    forecast: Forecast
+    drift: Drift
+    seed: int = Field(ge=0)
+
+    @field_validator("candidates", "baseline_segment")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("entries must not repeat")
+        return value
+
 
 class AnomalyRules(Section):
-    """anomalies detection settings (anomalies layer)."""
+    """anomalies detection settings (anomalies layer). Windows end on the
+    analysis date; every segment test of a run shares one Benjamini-Hochberg
+    false-discovery budget."""
+
+    class SegmentTest(Section):
+        """Minimum evidence before a segment is tested, and the smallest
+        change worth reporting (rate tests: absolute rate change; rank tests:
+        probability of superiority minus 1/2)."""
+
+        min_window_deals: int = Field(ge=5)
+        min_baseline_deals: int = Field(ge=10)
+        min_effect: float = Field(gt=0, lt=0.5)
+        with_pairs: bool
+        # Which of the run's windows this test uses (default: all of them).
+        windows_days: list[int] | None = None
+
+    class OpenAgeTest(SegmentTest):
+        window_days: int = Field(ge=7, le=365)
+        snapshot_every_days: int = Field(ge=1, le=60)
+
+    class QualityTest(SegmentTest):
+        # deal_metrics score columns fixed when a deal enters the pipeline
+        # (progression is left out: it depends on the deal's age).
+        entry_components: list[Literal["lead_source", "industry", "rep"]] = Field(min_length=1)
+
+    class MetricShiftTest(SegmentTest):
+        metrics: list[Literal["pvs", "smi", "dqs"]]
+        value_bins: int = Field(ge=20, le=2000)
+
+    class Hierarchy(Section):
+        # A parent's change is "explained" by a child when the parent without
+        # the child shows no change at this (unadjusted) level.
+        complement_alpha: float = Field(gt=0, lt=1)
+
+    class SeverityLevel(Section):
+        max_q: float = Field(gt=0, le=1)
+        min_strength: float = Field(ge=1)   # |effect| / min_effect
+
+    class Severity(Section):
+        critical: "AnomalyRules.SeverityLevel"
+        high: "AnomalyRules.SeverityLevel"
+        medium: "AnomalyRules.SeverityLevel"
+
+    class StalledAmountQuantiles(Section):
+        critical: float = Field(gt=0, lt=1)
+        high: float = Field(gt=0, lt=1)
+        medium: float = Field(gt=0, lt=1)
+
+        @model_validator(mode="after")
+        def _ordered(self) -> "AnomalyRules.StalledAmountQuantiles":
+            if not self.critical > self.high > self.medium:
+                raise ValueError("stalled severity quantiles must satisfy critical > high > medium")
+            return self
+
+    class Stalled(Section):
+        stage_percentile: float = Field(ge=0.5, lt=1)
+        min_won_stage_deals: int = Field(ge=10)
+        age_percentile: float = Field(ge=0.5, lt=1)
+        min_history_deals: int = Field(ge=5)
+        max_deals: int = Field(ge=1, le=500)
+        severity_amount_quantiles: "AnomalyRules.StalledAmountQuantiles"
+        mild_overdue_ratio: float = Field(ge=1)
+
+    windows_days: list[int] = Field(min_length=1)
+    baseline_days: int = Field(ge=28, le=1095)
+    fdr_alpha: float = Field(gt=0, le=0.2)
+    dimensions: list[str] = Field(min_length=1)
+    pairs: list[tuple[str, str]]
+    max_days: int = Field(ge=60, le=3650)
+    win_rate: SegmentTest
+    cycle: SegmentTest
+    open_age: OpenAgeTest
+    quality: QualityTest
+    metric_shift: MetricShiftTest
+    hierarchy: Hierarchy
+    severity: Severity
+    stalled: Stalled
+
+    @field_validator("windows_days")
+    @classmethod
+    def _windows(cls, value: list[int]) -> list[int]:
+        if any(w < 1 or w > 365 for w in value) or len(set(value)) != len(value):
+            raise ValueError("windows_days must be distinct whole days between 1 and 365")
+        return sorted(value)
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions(cls, value: list[str]) -> list[str]:
+        return _members(value, FACT_SEGMENT_COLUMNS[:5], "anomaly dimensions")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AnomalyRules":
+        for pair in self.pairs:
+            if pair[0] == pair[1] or not set(pair) <= set(self.dimensions):
+                raise ValueError(f"pair {list(pair)} must name two different anomaly dimensions")
+        if len({frozenset(p) for p in self.pairs}) != len(self.pairs):
+            raise ValueError("pairs must not repeat")
+        for name in ("win_rate", "cycle", "quality", "metric_shift"):
+            chosen = getattr(self, name).windows_days
+            if chosen is not None and (not chosen or not set(chosen) <= set(self.windows_days)):
+                raise ValueError(f"{name}.windows_days must be a non-empty subset of windows_days")
+        if self.baseline_days < 2 * max(self.windows_days + [self.open_age.window_days]):
+            raise ValueError("baseline_days must be at least twice the longest window")
+        if self.severity.high.max_q > self.severity.medium.max_q or \
+                self.severity.critical.max_q > self.severity.high.max_q:
+            raise ValueError("severity max_q must not grow from medium to critical")
+        return self
+
+
+SEVERITIES = ("low", "medium", "high", "critical")
+ORG_ROLES = ("rep", "manager", "cro")  # resolved from dim_sales_reps (rep -> manager -> CRO)
+ANOMALY_TYPES = ("win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "quality_drop",
+                 "metric_shift", "stalled_deal")
+
+
+class AlertTypeRule(Section):
+    """One alert type of the taxonomy."""
+
+    name: str = Field(min_length=1)
+    priority: Literal["P1", "P2", "P3"]
+    cadence: Literal["immediate", "daily", "weekly"]
+    recipients: list[str] = Field(min_length=1)
+    dedup_window_days: int = Field(ge=0, le=365)
+    # Recommended actions: "default" plus optional per-industry lists.
+    playbooks: dict[str, list[str]]
+
+    @field_validator("playbooks")
+    @classmethod
+    def _has_default(cls, playbooks: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not playbooks.get("default"):
+            raise ValueError("playbooks need a non-empty 'default' list")
+        return playbooks
+
+
+class AlertMapping(Section):
+    """Anomaly -> alert type. All given conditions must hold; first match wins."""
+
+    alert_type: str
+    anomaly_types: list[Literal[ANOMALY_TYPES]] = Field(min_length=1)  # type: ignore[valid-type]
+    min_severity: Literal[SEVERITIES] | None = None  # type: ignore[valid-type]
+    min_amount: float | None = Field(default=None, ge=0)
+    metrics: list[str] | None = None
+    segments: list[str] | None = None
+
+
+class DirectoryEntry(Section):
+    """A team recipient that is not in the sales org (RevOps, data team, ...)."""
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    email: str | None = None
+    slack_channel: str | None = None  # Slack channel ID (C...), not a #name
+
+
+class ThrottleRules(Section):
+    max_p1_per_rep: int = Field(ge=1)
+    window_days: int = Field(ge=1)
+    throttled_cadence: Literal["daily", "weekly"]
+
+
+class EscalationRules(Section):
+    p1_ack_hours: float = Field(gt=0)
+    max_levels: int = Field(ge=0, le=2)
+
+
+class RolloutRules(Section):
+    mode: Literal["shadow", "alpha", "beta", "production"]
+    alpha_reps: list[str]
+
+
+class EvidenceRules(Section):
+    min_history_deals: int = Field(ge=5)
+
+
+class FeedbackRules(Section):
+    target_precision: float = Field(gt=0, le=1)
+    min_rated: int = Field(ge=1)
+
+
+class DeliveryRules(Section):
+    slack_rate_limit_retries: int = Field(ge=0, le=10)
+    digest_max_items: int = Field(ge=1, le=45)
 
 
 class AlertRules(Section):
     """Alert taxonomy, priorities, throttles, routing, rollout (alerts layer)."""
+
+    rollout: RolloutRules
+    types: dict[str, AlertTypeRule] = Field(min_length=1)
+    mapping: list[AlertMapping] = Field(min_length=1)
+    throttle: ThrottleRules
+    escalation: EscalationRules
+    fallback_role: str
+    directory: dict[str, list[DirectoryEntry]]
+    evidence: EvidenceRules
+    feedback: FeedbackRules
+    delivery: DeliveryRules
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AlertRules":
+        for i, rule in enumerate(self.mapping):
+            if rule.alert_type not in self.types:
+                raise ValueError(f"mapping[{i}] names unknown alert type {rule.alert_type!r}")
+        known_roles = set(ORG_ROLES) | set(self.directory) | {"sales_leadership"}
+        for key, rule in self.types.items():
+            unknown = set(rule.recipients) - known_roles
+            if unknown:
+                raise ValueError(f"alert type {key!r}: unknown recipient roles {sorted(unknown)}; "
+                                 f"use {list(ORG_ROLES)} or a directory role")
+        if self.fallback_role not in self.directory or not self.directory[self.fallback_role]:
+            raise ValueError(f"fallback_role {self.fallback_role!r} needs a non-empty directory entry")
+        return self
 
 
 class Rules(BaseModel):

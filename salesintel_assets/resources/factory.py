@@ -9,6 +9,8 @@ from typing import Optional
 import dagster as dg
 
 from salesintel_assets.resources.crm import CRMSource, CsvCRM, SampleCRM
+from salesintel_assets.resources.mlflow import MLflowTracking
+from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
@@ -43,11 +45,33 @@ def environment_resources() -> dict:
         crm=crm,
         as_of=_env("SALESINTEL_AS_OF"),
         rules_path=_env("SALESINTEL_RULES"),
+        mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
+        **notifier_resources(),
     )
 
 
+def notifier_resources() -> dict:
+    """Slack when SLACK_BOT_TOKEN is set, email when SALESINTEL_SMTP_HOST is set
+    (both through ``EnvVar``: values resolve at run time and are never shown).
+    Without either, alerts go to the local outbox."""
+    found = {}
+    if os.environ.get("SLACK_BOT_TOKEN"):
+        found["slack"] = SlackNotifier(token=dg.EnvVar("SLACK_BOT_TOKEN"))
+    if os.environ.get("SALESINTEL_SMTP_HOST"):
+        email = {"host": dg.EnvVar("SALESINTEL_SMTP_HOST")}
+        for field, variable in [("user", "SALESINTEL_SMTP_USER"), ("password", "SALESINTEL_SMTP_PASSWORD"),
+                                ("sender", "SALESINTEL_SMTP_FROM"), ("security", "SALESINTEL_SMTP_SECURITY")]:
+            if os.environ.get(variable):
+                email[field] = dg.EnvVar(variable)
+        if os.environ.get("SALESINTEL_SMTP_PORT"):
+            email["port"] = dg.EnvVar.int("SALESINTEL_SMTP_PORT")
+        found["email"] = EmailNotifier(**email)
+    return found
+
+
 def build_resources(home, crm: CRMSource, as_of: Optional[str] = None,
-                    rules_path: Optional[str] = None, **extra) -> dict:
+                    rules_path: Optional[str] = None, mlflow_tracking_uri: Optional[str] = None,
+                    **extra) -> dict:
     """The full resource dict; ``extra`` adds or replaces resources (tests)."""
     home_resource = SalesintelHome(path=home)
     warehouse = Warehouse(home=home_resource)
@@ -57,6 +81,12 @@ def build_resources(home, crm: CRMSource, as_of: Optional[str] = None,
         "io_manager": WarehouseIOManager(warehouse=warehouse),
         "crm": crm,
         "settings": SalesintelSettings(as_of=as_of, rules_path=rules_path),
+        # MLflow store: <home>/mlflow.db unless MLFLOW_TRACKING_URI names another.
+        "mlflow": MLflowTracking(home=home_resource, tracking_uri=mlflow_tracking_uri),
+        # Notifiers: unconfigured Slack and email, so alerts go to the local outbox.
+        "slack": SlackNotifier(),
+        "email": EmailNotifier(),
+        "outbox": OutboxNotifier(home=home_resource),
     }
     resources.update(extra)
     return resources

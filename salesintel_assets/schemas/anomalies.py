@@ -1,1 +1,65 @@
 """Pandera models of the anomalies layer."""
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+ANOMALY_TYPES = ["win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "quality_drop",
+                 "metric_shift", "stalled_deal"]
+METRICS = ["win_rate", "sales_cycle_days", "deal_quality", "pvs", "smi", "dqs", "stage_duration"]
+
+
+class Anomalies(pa.DataFrameModel):
+    """One row per anomaly: what changed, where, by how much, how sure, why,
+    and the money at stake. Segment anomalies carry their test (p, BH q over
+    every test of the run); stalled deals carry the historical win rate of
+    deals that stalled as long."""
+
+    anomaly_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 16, "max_value": 16},
+                                       description="hash of type, metric, segment, window_days, window_end")
+    anomaly_type: Series[str] = pa.Field(isin=ANOMALY_TYPES)
+    metric: Series[str] = pa.Field(isin=METRICS)
+    segment: Series[str] = pa.Field(description="'all', 'industry=EdTech&region=Europe' (keys sorted) "
+                                                "or 'deal_id=D04523'")
+    dimension: Series[str] = pa.Field(description="'all', 'industry', 'industry&region', ... or 'deal'")
+    direction: Series[str] = pa.Field(isin=["up", "down"])
+    window_start: Series[pd.Timestamp]
+    window_end: Series[pd.Timestamp]
+    window_days: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1, description="null for a stalled deal")
+    observed: Series[float] = pa.Field(nullable=True)
+    expected: Series[float] = pa.Field(nullable=True)
+    effect: Series[float] = pa.Field(nullable=True, description="observed - expected")
+    n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0,
+                                        description="recent deals tested (stalled: closed deals behind the "
+                                                    "historical win rate)")
+    baseline_n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="effective baseline deals")
+    p_value: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    q_value: Series[float] = pa.Field(nullable=True, ge=0, le=1,
+                                      description="Benjamini-Hochberg over every segment test of the run")
+    severity: Series[str] = pa.Field(isin=["critical", "high", "medium", "low"])
+    explanation: Series[str] = pa.Field(str_length={"min_value": 20})
+    root_cause: Series[str] = pa.Field(nullable=True)
+    deal_id: Series[str] = pa.Field(nullable=True)
+    sales_rep_id: Series[str] = pa.Field(nullable=True)
+    amount_at_stake: Series[float] = pa.Field(ge=0, description="segment: open pipeline x rate change (win "
+                                                                "rate) or open pipeline; stalled: amount")
+    historical_win_rate: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    as_of_date: Series[pd.Timestamp]
+
+    class Config:
+        strict = True
+        coerce = True
+
+    @pa.dataframe_check
+    def segment_anomalies_are_tested(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["anomaly_type"] == "stalled_deal") | (df["q_value"].notna() & df["window_days"].notna())
+
+    @pa.dataframe_check
+    def stalled_deals_name_their_deal(cls, df: pd.DataFrame) -> Series[bool]:
+        stalled = df["anomaly_type"] == "stalled_deal"
+        names = df["segment"] == "deal_id=" + df["deal_id"].fillna("")
+        return ~stalled | (df["deal_id"].notna() & names & (df["dimension"] == "deal"))
+
+    @pa.dataframe_check
+    def windows_end_on_the_analysis_date(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["window_end"] == df["as_of_date"]) & (df["window_start"] <= df["window_end"])

@@ -1,0 +1,133 @@
+"""How good are predicted win probabilities: discrimination (AUC), accuracy
+(Brier, log loss), calibration (expected calibration error, observed vs
+predicted win rate), and the live check of the champion on deals that closed
+after it was trained.
+
+The live check uses one prediction per newly closed deal (its state on the
+day the champion was deployed, or at creation if later), so deals are
+independent and the calibration test is a plain Poisson-binomial z-test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+LOWER_IS_BETTER = ("log_loss", "brier", "ece")
+CALIBRATION_BINS = 10
+
+
+def expected_calibration_error(y, p, bins: int = CALIBRATION_BINS) -> float:
+    """Weighted mean |observed rate - mean prediction| over equal-width
+    probability bins: 0.03 means predictions are off by 3 points on average."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    if not len(y):
+        return float("nan")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, y, bins) - np.bincount(which, p, bins))
+    return float(gap.sum() / counts.sum())
+
+
+def calibration_table(y, p, bins: int = CALIBRATION_BINS) -> pd.DataFrame:
+    """Per probability bin: rows, mean prediction, observed win rate."""
+    frame = pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float)})
+    frame["bin"] = np.minimum((frame["p"] * bins).astype(int), bins - 1)
+    out = frame.groupby("bin").agg(rows=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+    out.index = [f"{b / bins:.1f}-{(b + 1) / bins:.1f}" for b in out.index]
+    return out.rename_axis("probability").reset_index()
+
+
+def evaluate(y, p) -> dict:
+    """AUC, Brier score, log loss, ECE, and observed vs mean predicted rate."""
+    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
+
+    y, p = np.asarray(y, dtype=int), np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    out = {"rows": int(len(y)), "observed_rate": float(y.mean()) if len(y) else float("nan"),
+           "predicted_rate": float(p.mean()) if len(y) else float("nan")}
+    if len(y) == 0 or len(np.unique(y)) < 2:
+        return out | {"auc": float("nan"), "brier": float("nan"), "log_loss": float("nan"), "ece": float("nan")}
+    return out | {"auc": float(roc_auc_score(y, p)), "brier": float(brier_score_loss(y, p)),
+                  "log_loss": float(log_loss(y, p, labels=[0, 1])), "ece": expected_calibration_error(y, p)}
+
+
+def loss(metrics: dict, metric: str) -> float:
+    """A number where lower is better, for any promotion metric."""
+    value = metrics[metric]
+    if value != value:  # NaN never wins
+        return float("inf")
+    return value if metric in LOWER_IS_BETTER else -value
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    challenger_score: float
+    champion_score: float | None
+
+
+def champion_decision(challenger: dict, champion: dict | None, metric: str, min_improvement: float) -> Decision:
+    """The challenger becomes champion only if it beats the champion on the
+    same validation rows by more than ``min_improvement``."""
+    new = challenger[metric]
+    if champion is None:
+        return Decision(True, "no champion yet", new, None)
+    old = champion[metric]
+    gain = loss(champion, metric) - loss(challenger, metric)
+    if gain > min_improvement:
+        return Decision(True, f"challenger {metric} {new:.4f} beats champion {old:.4f}", new, old)
+    return Decision(False, f"champion kept: challenger {metric} {new:.4f} vs champion {old:.4f}", new, old)
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC."""
+    if positives < 1 or negatives < 1:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - auc ** 2) + (negatives - 1) * (q2 - auc ** 2)) / (
+        positives * negatives)
+    return float(np.sqrt(max(var, 0.0)))
+
+
+def live_check(y, p, validation_auc: float | None, min_deals: int, max_auc_drop: float,
+               max_calibration_gap: float, alpha: float) -> dict:
+    """The champion's predictions for newly closed deals against their
+    outcomes. Degraded when AUC fell more than ``max_auc_drop`` below the
+    validation AUC and beyond its one-sided ``alpha`` noise, or when the
+    observed win rate differs from the predicted one by more than
+    ``max_calibration_gap`` *and* significantly (z-test on the
+    Poisson-binomial variance). Fewer than ``min_deals``: no verdict."""
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    metrics = evaluate(y, p)
+    out = {"new_deals": int(len(y)), "won": int(y.sum()), "expected_won": float(p.sum()),
+           "live_auc": metrics["auc"], "live_brier": metrics["brier"], "live_log_loss": metrics["log_loss"],
+           "live_ece": metrics["ece"], "observed_rate": metrics["observed_rate"],
+           "predicted_rate": metrics["predicted_rate"], "validation_auc": validation_auc,
+           "calibration_p_value": float("nan"), "degraded": False}
+    if len(y) < min_deals:
+        return out | {"status": "not enough data",
+                      "reason": f"{len(y)} newly closed deals; at least {min_deals} needed for a verdict"}
+    var = float((p * (1 - p)).sum())
+    z = (y.sum() - p.sum()) / np.sqrt(var) if var > 0 else 0.0
+    out["calibration_p_value"] = float(2 * sps.norm.sf(abs(z)))
+    gap = out["observed_rate"] - out["predicted_rate"]
+    reasons = []
+    live_auc = metrics["auc"]
+    if validation_auc is not None and live_auc == live_auc:
+        se = auc_standard_error(live_auc, int(y.sum()), int(len(y) - y.sum()))
+        out["live_auc_se"] = se
+        # a drop must be material *and* beyond what this many deals could show by chance
+        if validation_auc - live_auc > max(max_auc_drop, sps.norm.isf(alpha) * se):
+            reasons.append(f"AUC fell from {validation_auc:.3f} to {live_auc:.3f} (se {se:.3f})")
+    if abs(gap) > max_calibration_gap and out["calibration_p_value"] < alpha:
+        reasons.append(f"observed win rate {out['observed_rate']:.1%} vs predicted {out['predicted_rate']:.1%} "
+                       f"(p={out['calibration_p_value']:.2g})")
+    out["degraded"] = bool(reasons)
+    out["status"] = "degraded" if reasons else "ok"
+    out["reason"] = "; ".join(reasons) or (f"AUC {metrics['auc']:.3f}, observed {out['observed_rate']:.1%} "
+                                            f"vs predicted {out['predicted_rate']:.1%}")
+    return out

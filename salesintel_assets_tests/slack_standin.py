@@ -1,0 +1,161 @@
+"""A local stand-in for Slack's Web API on 127.0.0.1 (ephemeral port), for
+tests that drive the real ``slack_sdk`` client.
+
+It speaks the methods the notifier uses: ``chat.postMessage``,
+``users.lookupByEmail``, ``conversations.open`` and ``conversations.history``
+(with message metadata). Responses of ``chat.postMessage`` can be scripted
+(``"ok"``, ``("429", retry_after)``, ``"500"``), or the whole service put into
+an outage. Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Request:
+    method: str
+    api: str
+    headers: dict
+    params: dict
+    at: float = field(default_factory=time.monotonic)
+
+
+class SlackStandIn:
+    def __init__(self, token: str = "xoxb-test-token", unknown_emails: tuple[str, ...] = ()):
+        self.token = token
+        self.unknown_emails = set(unknown_emails)
+        self.requests: list[Request] = []
+        self.posted: list[dict] = []     # accepted chat.postMessage calls, in order
+        self.script: list = []           # responses for the next chat.postMessage calls
+        self.outage = False              # every call answers HTTP 500
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._count = 0
+
+    # --- lifecycle ---------------------------------------------------------------
+    def __enter__(self) -> "SlackStandIn":
+        handler = _handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/api/"
+
+    # --- helpers for tests ----------------------------------------------------------
+    @staticmethod
+    def user_id(email: str) -> str:
+        return "U" + hashlib.sha1(email.encode()).hexdigest()[:8].upper()
+
+    @classmethod
+    def dm_channel(cls, email: str) -> str:
+        return "D" + cls.user_id(email)[1:]
+
+    def calls(self, api: str) -> list[Request]:
+        return [r for r in self.requests if r.api == api]
+
+    def messages_to(self, channel: str) -> list[dict]:
+        return [m for m in self.posted if m["channel"] == channel]
+
+    # --- the API ----------------------------------------------------------------------
+    def handle(self, method: str, api: str, headers: dict, params: dict) -> tuple[int, dict, dict]:
+        with self._lock:
+            self.requests.append(Request(method, api, headers, params))
+            if self.outage:
+                return 500, {}, {"ok": False, "error": "internal_error"}
+            if headers.get("authorization") != f"Bearer {self.token}":
+                return 200, {}, {"ok": False, "error": "invalid_auth"}
+            if api == "chat.postMessage":
+                return self._post(params)
+            if api == "users.lookupByEmail":
+                email = params.get("email", "")
+                if email in self.unknown_emails:
+                    return 200, {}, {"ok": False, "error": "users_not_found"}
+                return 200, {}, {"ok": True, "user": {"id": self.user_id(email), "profile": {"email": email}}}
+            if api == "conversations.open":
+                user = params.get("users", "")
+                return 200, {}, {"ok": True, "channel": {"id": "D" + user[1:]}}
+            if api == "conversations.history":
+                channel = params.get("channel")
+                oldest = float(params.get("oldest") or 0)
+                found = [m for m in self.posted if m["channel"] == channel and float(m["ts"]) >= oldest]
+                keep_metadata = str(params.get("include_all_metadata")).lower() in ("1", "true")
+                messages = [{"type": "message", "ts": m["ts"], "text": m["text"],
+                             **({"metadata": m["metadata"]} if keep_metadata and m.get("metadata") else {})}
+                            for m in reversed(found)]
+                return 200, {}, {"ok": True, "messages": messages, "has_more": False}
+            return 200, {}, {"ok": False, "error": "unknown_method"}
+
+    def _post(self, params: dict) -> tuple[int, dict, dict]:
+        action = self.script.pop(0) if self.script else "ok"
+        if isinstance(action, tuple) and action[0] == "429":
+            return 429, {"Retry-After": str(action[1])}, {"ok": False, "error": "ratelimited"}
+        if action == "500":
+            return 500, {}, {"ok": False, "error": "internal_error"}
+        if not params.get("channel"):
+            return 200, {}, {"ok": False, "error": "channel_not_found"}
+        self._count += 1
+        ts = f"{int(time.time())}.{self._count:06d}"
+        blocks = params.get("blocks")
+        message = {"channel": params["channel"], "ts": ts, "text": params.get("text"),
+                   "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks,
+                   "metadata": params.get("metadata")}
+        self.posted.append(message)
+        return 200, {}, {"ok": True, "channel": params["channel"], "ts": ts,
+                         "message": {"text": params.get("text"), "ts": ts}}
+
+
+def _handler(standin: SlackStandIn):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output clean
+            pass
+
+        def _params(self) -> dict:
+            url = urlparse(self.path)
+            params = {k: v[0] for k, v in parse_qs(url.query).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            kind = self.headers.get("Content-Type", "")
+            if body and "json" in kind:
+                params.update(json.loads(body))
+            elif body:
+                params.update({k: v[0] for k, v in parse_qs(body.decode()).items()})
+            if isinstance(params.get("metadata"), str):
+                params["metadata"] = json.loads(params["metadata"])
+            return params
+
+        def _serve(self, method: str) -> None:
+            api = urlparse(self.path).path.rsplit("/", 1)[-1]
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, extra, payload = standin.handle(method, api, headers, self._params())
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+    return Handler

@@ -1,0 +1,63 @@
+"""The scheduled summaries: weekly rep scorecards and the monthly executive
+report, delivered once per period through the ledger; the schedules' config."""
+
+import dagster as dg
+import pytest
+
+from salesintel_assets.definitions import build_definitions
+from salesintel_assets.schedules import schedules
+from salesintel_assets_tests.alert_support import N_DEALS, alert_home, base_home  # noqa: F401 (fixtures)
+from salesintel_assets_tests.support import read_table, sample_resources
+
+
+def _deliver(home, reports, digests=()):
+    defs = build_definitions(sample_resources(home, n_deals=N_DEALS))
+    job = dg.define_asset_job("t", selection="key:alerts or key:alert_deliveries", executor_def=dg.in_process_executor)
+    defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    config = {"ops": {"alert_deliveries": {"config": {"digests": list(digests), "reports": list(reports)}}}}
+    return defs.resolve_job_def("t").execute_in_process(run_config=config)
+
+
+def test_scorecards_and_executive_report_go_out_once_per_period(alert_home):
+    _deliver(alert_home, ["rep_scorecard", "executive_report"])
+    ledger = read_table(alert_home, "alert_deliveries")
+    cards = ledger[ledger["message_kind"].eq("scorecard")]
+    reps = read_table(alert_home, "dim_sales_reps")
+    assert sorted(cards["recipient_id"]) == sorted(reps.loc[reps["deals"] > 0, "sales_rep_id"])
+    assert set(cards["message_id"].str.rsplit("/", n=1).str[0]) == {"scorecard/2026-W27"}
+    outbox = {(r["kind"], r["recipient_id"]): r for r in
+              sample_resources(alert_home, n_deals=N_DEALS)["outbox"].read()}
+    rep = read_table(alert_home, "alerts").dropna(subset=["sales_rep_id"]).iloc[0]["sales_rep_id"]
+    card = outbox[("scorecard", rep)]["text"].split("\n")
+    assert card[0].startswith("Weekly scorecard for ") and card[0].endswith(" · 2026-W27")
+    assert card[2].startswith("Win rate (last 90 days): ") and "(team " in card[2]
+    assert card[4] == "Deals at risk: risk scores not available"
+    assert any(line.startswith("Alerts this week: 3 open (3 P1), 0 resolved; money at stake $") for line in card)
+
+    report = outbox[("report", "cro_1")]["text"].split("\n")
+    assert report[0] == "Monthly executive report · 2026-06"
+    assert report[2].startswith("Win rate: ") and " in the 30 days before" in report[2]
+    assert report[4].startswith("Alerts since 2026-06-01: 5 (P1 4, P2 1); 0 resolved;")
+    assert "Largest open alerts:" in report
+    assert {k for k in outbox if k[0] == "report"} == {("report", "cro_1"), ("report", "sales-leadership")}
+
+    _deliver(alert_home, ["rep_scorecard", "executive_report"])  # the schedule fires again: nothing new
+    assert len(read_table(alert_home, "alert_deliveries")) == len(ledger)
+
+
+def test_unknown_report_names_fail_the_run(alert_home):
+    with pytest.raises(dg.Failure, match="unknown digest or report"):
+        _deliver(alert_home, ["quarterly_review"])
+
+
+def test_schedules_carry_their_delivery_config():
+    by_name = {s.name: s for s in schedules}
+    expected = {"daily_alert_digest": ("0 8 * * *", ["daily"], []),
+                "weekly_rep_scorecard": ("0 8 * * 1", ["weekly"], ["rep_scorecard"]),
+                "monthly_executive_report": ("0 8 1 * *", [], ["executive_report"]),
+                "alert_escalation_check": ("15 * * * *", [], [])}
+    for name, (cron, digests, reports) in expected.items():
+        schedule = by_name[name]
+        config = schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config
+        assert schedule.cron_schedule == cron and schedule.job_name == "alert_delivery_job"
+        assert config["ops"]["alert_deliveries"]["config"] == {"digests": digests, "reports": reports}
