@@ -109,7 +109,7 @@ def benchmark(fact_deals: pd.DataFrame, transitions: pd.DataFrame | None = None,
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_anomalies import sample_inputs
+    from sample_tables import sample_inputs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, nargs="+", default=[100_000])

@@ -16,6 +16,8 @@ import time
 
 import pandas as pd
 
+from sample_tables import sample_inputs
+
 
 def benchmark(fact_deals: pd.DataFrame, deal_metrics: pd.DataFrame | None = None,
               transitions: pd.DataFrame | None = None, repeats: int = 1) -> dict[str, float]:
@@ -45,34 +47,6 @@ def benchmark(fact_deals: pd.DataFrame, deal_metrics: pd.DataFrame | None = None
         "stalled_deals_reported": float(counts.get("stalled_deal", 0)),
         "with_stage_history": float(transitions is not None and len(transitions) > 0),
     }
-
-
-def sample_inputs(n_deals: int, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """fact_deals and fact_stage_transitions of a sample CRM world, built with
-    the warehouse layer's own SQL on an in-memory DuckDB."""
-    import duckdb
-
-    from salesintel_assets.domain import ingestion, quality, sample_crm, warehouse
-    from salesintel_assets.domain.rules import load_rules
-
-    rules = load_rules()
-    world = sample_crm.generate_world(n_deals, seed, with_activities=False)
-    snap = sample_crm.snapshot(world)
-    as_of = pd.Timestamp(sample_crm.SAMPLE_END_DATE)
-    raw = ingestion.conform_raw(ingestion.as_export_text(snap.deals))
-    clean = quality.validate_deals(raw, rules).clean
-    fact = warehouse.build_fact_deals(clean, snap.stage_history, snap.activities, rules, as_of)
-    con = duckdb.connect()
-    try:
-        con.register("_fact", fact)
-        con.execute("CREATE TABLE main.fact_deals AS SELECT * FROM _fact")
-        con.register("_hist", snap.stage_history)
-        con.execute("CREATE TABLE main.raw_stage_history AS SELECT * FROM _hist")
-        warehouse.rebuild_stage_transitions(con, rules, as_of)
-        transitions = con.sql("SELECT * FROM main.fact_stage_transitions").df()
-    finally:
-        con.close()
-    return fact, transitions
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ import time
 
 import pandas as pd
 
+from sample_tables import sample_inputs
+
 
 def _timed(figures: dict, key: str, fn, *args):
     began = time.perf_counter()
@@ -49,32 +51,6 @@ def benchmark(fact_deals: pd.DataFrame, transitions: pd.DataFrame | None = None)
     fig["significant_drivers"] = float(scores["significant"].sum())
     fig["importance_train_rows"] = float(info.get("train_rows", 0))
     return fig
-
-
-def sample_inputs(n_deals: int, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """fact_deals and fact_stage_transitions of a sample CRM world (no
-    activities), built with the warehouse layer's own SQL in memory."""
-    import duckdb
-
-    from salesintel_assets.domain import ingestion, quality, sample_crm, warehouse
-    from salesintel_assets.domain.rules import load_rules
-
-    rules = load_rules()
-    snap = sample_crm.snapshot(sample_crm.generate_world(n_deals, seed, with_activities=False))
-    as_of = pd.Timestamp(sample_crm.SAMPLE_END_DATE)
-    clean = quality.validate_deals(ingestion.conform_raw(ingestion.as_export_text(snap.deals)), rules).clean
-    fact = warehouse.build_fact_deals(clean, snap.stage_history, snap.activities, rules, as_of)
-    con = duckdb.connect()
-    try:
-        con.register("_fact", fact)
-        con.execute("CREATE TABLE main.fact_deals AS SELECT * FROM _fact")
-        con.register("_hist", snap.stage_history)
-        con.execute("CREATE TABLE main.raw_stage_history AS SELECT * FROM _hist")
-        warehouse.rebuild_stage_transitions(con, rules, as_of)
-        transitions = con.sql("SELECT * FROM main.fact_stage_transitions").df()
-    finally:
-        con.close()
-    return fact, transitions
 
 
 def main() -> None:

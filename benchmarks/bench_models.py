@@ -25,6 +25,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from sample_tables import sample_inputs
+
 
 def _timed(figures: dict, key: str, fn, *args, **kwargs):
     began = time.perf_counter()
@@ -108,28 +110,14 @@ def _mlflow_figures(training, prepared) -> dict[str, float]:
     return figures
 
 
-def sample_inputs(n_deals: int, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """fact_deals and the stage history of a sample CRM world (no activities)."""
-    from salesintel_assets.domain import ingestion, quality, sample_crm, warehouse
-    from salesintel_assets.domain.rules import load_rules
-
-    rules = load_rules()
-    world = sample_crm.generate_world(n_deals, seed, with_activities=False)
-    snap = sample_crm.snapshot(world)
-    raw = ingestion.conform_raw(ingestion.as_export_text(snap.deals))
-    clean = quality.validate_deals(raw, rules).clean
-    fact = warehouse.build_fact_deals(clean, snap.stage_history, snap.activities, rules,
-                                      pd.Timestamp(sample_crm.SAMPLE_END_DATE))
-    return fact, snap.stage_history
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, nargs="+", default=[100_000])
     parser.add_argument("--no-backtest", action="store_true")
     args = parser.parse_args()
     for n in args.deals:
-        fact, history = sample_inputs(n)
+        fact, transitions = sample_inputs(n)
+        history = transitions[["deal_id", "stage", "entered_date"]]
         result = benchmark(fact, stage_history=history, backtest=not args.no_backtest)
         print(json.dumps({k: round(v, 3) for k, v in result.items()}), flush=True)
 

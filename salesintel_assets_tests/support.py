@@ -65,3 +65,15 @@ def csv_resources(home: Path, path: Path, **kwargs) -> dict:
 
     org_path = kwargs.pop("org_path", None)
     return build_resources(home=str(home), crm=CsvCRM(path=str(path), org_path=org_path), **kwargs)
+
+
+def export_fact_deals(path: Path, as_of: str) -> pd.DataFrame:
+    """fact_deals of a CRM export file (no stage history, no activities),
+    through the real quality gates and warehouse SQL, in memory."""
+    from salesintel_assets.domain import ingestion, quality, warehouse
+    from salesintel_assets.domain.rules import load_rules
+
+    rules = load_rules()
+    raw = ingestion.conform_raw(pd.read_csv(path, dtype=str, keep_default_na=False))
+    clean = quality.validate_deals(raw, rules).clean
+    return warehouse.build_fact_deals(clean, None, None, rules, pd.Timestamp(as_of))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.domain import anomalies as A
-from salesintel_assets.domain import ingestion, metrics, quality, stats, warehouse
+from salesintel_assets.domain import metrics, stats
 from salesintel_assets.domain.anomaly_samples import (
     CreationCurve, DealDays, SegmentCurves, closed_window, day_number, entry_quality,
 )
@@ -14,6 +14,7 @@ from salesintel_assets.domain.anomaly_tests import SegmentCodes, segment_label
 from salesintel_assets.domain.root_cause import drill_down
 from salesintel_assets.domain.rules import RulesError, load_rules
 from salesintel_assets.domain.stalled_deals import stalled_deals
+from salesintel_assets_tests.support import export_fact_deals
 from salesintel_assets.schemas.anomalies import Anomalies
 from salesintel_assets_tests import scenarios as S
 
@@ -431,18 +432,10 @@ def test_bad_anomaly_rules_are_rejected(tmp_path, change, message):
 
 
 # --- the shared export: nothing its sample sizes do not support -------------------
-@pytest.fixture(scope="module")
-def skygeni_clean(skygeni_csv):
-    raw = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False)
-    return quality.validate_deals(ingestion.conform_raw(raw), RULES).clean
-
-
 @pytest.mark.parametrize("as_of", ["2024-07-20", "2024-03-31"])
-def test_the_shared_export_reports_nothing_unsupported(skygeni_clean, as_of):
+def test_the_shared_export_reports_nothing_unsupported(skygeni_csv, as_of):
+    fact = export_fact_deals(skygeni_csv, as_of)
     as_of = pd.Timestamp(as_of)
-    empty_history = pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
-                                  "entered_date": pd.Series(dtype="datetime64[ns]")})
-    fact = warehouse.build_fact_deals(skygeni_clean, empty_history, empty_history.iloc[:0], RULES, as_of)
     report = A.detect_anomalies(fact, metrics.deal_metrics(fact, RULES, as_of), None, RULES, as_of)
     assert report.anomalies.empty, report.anomalies[["anomaly_type", "segment", "q_value"]]
     tests = report.tests

@@ -12,6 +12,7 @@ from salesintel_assets.domain import attribution, drivers, importance, ingestion
 from salesintel_assets.domain import warehouse
 from salesintel_assets.domain.rules import Rules, default_rules_path, load_rules
 from salesintel_assets.domain.stats import benjamini_hochberg
+from salesintel_assets_tests.support import export_fact_deals
 
 RULES = load_rules()
 
@@ -244,15 +245,8 @@ def test_auc_interval_narrows_with_more_deals():
 
 @pytest.fixture(scope="module")
 def skygeni(skygeni_csv):
-    raw = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False)
-    clean = quality.validate_deals(ingestion.conform_raw(raw), RULES).clean
-    none = pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
-                         "entered_date": pd.Series(dtype="datetime64[ns]")})
-    activities = pd.DataFrame({c: pd.Series(dtype=str) for c in ("activity_id", "deal_id", "sales_rep_id",
-                                                                 "activity_type")}).assign(
-        activity_date=pd.Series(dtype="datetime64[ns]"))
     as_of = pd.Timestamp("2024-07-20")
-    fact = warehouse.build_fact_deals(clean, none, activities, RULES, as_of)
+    fact = export_fact_deals(skygeni_csv, "2024-07-20")
     return fact, segments.segment_metrics(fact, RULES, as_of), as_of
 
 

@@ -10,6 +10,7 @@ import yaml
 from salesintel_assets.domain import conversion, ingestion, metrics, quality, sample_crm, segments, warehouse
 from salesintel_assets.domain.rules import Rules, default_rules_path, load_rules
 from salesintel_assets.domain.stats import wilson_interval
+from salesintel_assets_tests.support import export_fact_deals
 
 AS_OF = pd.Timestamp("2024-03-31")
 RULES = load_rules()
@@ -330,14 +331,7 @@ def test_stage_conversion_counts_unresolved_deals_apart():
 
 @pytest.fixture(scope="module")
 def skygeni_fact(skygeni_csv):
-    raw = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False)
-    clean = quality.validate_deals(ingestion.conform_raw(raw), RULES).clean
-    none = pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
-                         "entered_date": pd.Series(dtype="datetime64[ns]")})
-    activities = pd.DataFrame({c: pd.Series(dtype=str) for c in ("activity_id", "deal_id", "sales_rep_id",
-                                                                 "activity_type")}).assign(
-        activity_date=pd.Series(dtype="datetime64[ns]"))
-    return warehouse.build_fact_deals(clean, none, activities, RULES, pd.Timestamp("2024-07-20"))
+    return export_fact_deals(skygeni_csv, "2024-07-20")
 
 
 @pytest.fixture(scope="module")

@@ -114,17 +114,26 @@ def build_fact_deals(clean: pd.DataFrame, stage_history: pd.DataFrame, activitie
                      rules: Rules, as_of: pd.Timestamp) -> pd.DataFrame:
     """The whole fact table in memory (tests, benchmarks, notebooks): the same
     SQL the warehouse runs, on an in-memory DuckDB."""
+    return build_in_memory(clean, stage_history, activities, rules, as_of)[0]
+
+
+def build_in_memory(clean: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
+                    rules: Rules, as_of: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fact_deals, fact_stage_transitions) from validated deals, built with
+    the warehouse's own SQL on an in-memory DuckDB."""
     con = duckdb.connect()
     try:
         con.register("_fact", fact_rows(clean, rules))
         con.execute("CREATE TABLE main.fact_deals AS SELECT * FROM _fact")
         for name, frame in (("raw_stage_history", stage_history), ("raw_activities", activities)):
-            if not frame.empty:
+            if frame is not None and not frame.empty:
                 con.register("_src", frame)
                 con.execute(f"CREATE TABLE main.{name} AS SELECT * FROM _src")
                 con.unregister("_src")
         refresh_time_columns(con, as_of)
-        return con.sql("SELECT * FROM main.fact_deals").df()
+        rebuild_stage_transitions(con, rules, as_of)
+        return (con.sql("SELECT * FROM main.fact_deals").df(),
+                con.sql("SELECT * FROM main.fact_stage_transitions").df())
     finally:
         con.close()
 
