@@ -148,3 +148,22 @@ def test_rows_without_deal_id_are_not_collapsed_as_duplicates():
     rows = [{**deal(), "deal_id": ""}, {**deal(), "deal_id": " "}]
     result = validate_deals(batch(*rows, *good(1)), RULES)
     assert list(result.quarantined["rule"]) == ["critical_nulls", "critical_nulls"]
+
+
+def test_formatted_amounts_parse_and_garbage_does_not():
+    result = validate_deals(batch(deal("USD", deal_amount="$4,253"), deal("EUR", deal_amount="4 253 EUR"),
+                                  deal("BAD", deal_amount="lots"), *good(3)), RULES)
+    amounts = result.clean.set_index("deal_id")["deal_amount"]
+    assert amounts["USD"] == 4253 and amounts["EUR"] == 4253
+    assert result.quarantined.set_index("deal_id").loc["BAD", "rule"] == "schema"
+
+
+def test_csv_export_with_bom_and_untidy_header_loads(tmp_path):
+    from salesintel_assets.resources.crm import CsvCRM
+
+    path = tmp_path / "export.csv"
+    header = ",".join(f" {c.upper()} " if c == "deal_id" else c for c in deal())
+    path.write_text(header + "\n" + ",".join(deal().values()) + "\n", encoding="utf-8-sig")
+    page = next(CsvCRM(path=str(path)).fetch_deal_pages(None))
+    assert list(page.columns)[0] == "deal_id"
+    assert validate_deals(conform_raw(page), RULES).schema_errors == []

@@ -131,11 +131,20 @@ class CsvCRM(CRMSource):
         return f"csv:{Path(self.path).resolve()}"
 
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        reader = pd.read_csv(self.path, dtype=str, keep_default_na=False, chunksize=self.page_size)
-        for page in reader:
-            yield page.apply(lambda col: col.str.strip())
+        for page in _read_text_csv(self.path, chunksize=self.page_size):
+            yield page
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         if not self.org_path:
             return None
-        return pd.read_csv(self.org_path, dtype=str, keep_default_na=False)
+        return pd.concat(_read_text_csv(self.org_path, chunksize=None), ignore_index=True)
+
+
+def _read_text_csv(path: str, chunksize: Optional[int]) -> Iterator[pd.DataFrame]:
+    """Every cell as text; a byte-order mark and stray case or spaces in the
+    header (``Deal_ID ``) do not hide a column from the schema gate."""
+    reader = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                         chunksize=chunksize or None)
+    for page in ([reader] if chunksize is None else reader):
+        page.columns = [str(c).strip().lower() for c in page.columns]
+        yield page
