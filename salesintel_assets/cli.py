@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from salesintel_assets.domain.feedback import add_feedback_command
 from salesintel_assets.resources.factory import DEFAULT_HOME
 
 
@@ -60,8 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--as-of", dest="as_of", help="SALESINTEL_AS_OF, YYYY-MM-DD")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_cmd.set_defaults(handler=run)
-    from salesintel_assets.domain.feedback import add_feedback_command
-
     add_feedback_command(commands)
     return parser
 

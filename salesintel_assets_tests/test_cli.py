@@ -1,0 +1,37 @@
+"""The README's main command: `salesintel run` materialises every asset and
+prints what it found and where to look."""
+
+import pytest
+
+from salesintel_assets.cli import main
+from salesintel_assets_tests.support import read_table
+
+CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF")
+
+
+@pytest.fixture
+def contract_env(monkeypatch):
+    """The CLI writes the contract's variables; monkeypatch restores them."""
+    for name in CONTRACT:
+        monkeypatch.setenv(name, "")
+
+
+def test_run_on_the_shared_export_prints_an_honest_summary(contract_env, home, skygeni_csv, capsys):
+    code = main(["run", "--csv", str(skygeni_csv), "--as-of", "2024-07-20", "--home", str(home)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "deals                5,000 (5,000 closed, 0 open)" in out
+    assert "win rate             45.3% of closed deals" in out
+    assert "anomalies            0" in out and "alerts               0" in out
+    assert str(home / "warehouse.duckdb") in out
+    assert len(read_table(home, "fact_deals")) == 5000
+    assert read_table(home, "driver_scores")["significant"].sum() == 0
+
+
+def test_run_reports_a_broken_export_and_fails(contract_env, home, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("deal_id,amount\nD1,10\n")
+    code = main(["run", "--csv", str(bad), "--home", str(home)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "raw_deals_schema_valid" in captured.err
