@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from salesintel_assets_tests.loopback import LoopbackServer
+
 
 @dataclass
 class Request:
@@ -28,7 +30,7 @@ class Request:
     at: float = field(default_factory=time.monotonic)
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackServer):
     def __init__(self, token: str = "xoxb-test-token", unknown_emails: tuple[str, ...] = ()):
         self.token = token
         self.unknown_emails = set(unknown_emails)
@@ -37,25 +39,14 @@ class SlackStandIn:
         self.script: list = []           # responses for the next chat.postMessage calls
         self.outage = False              # every call answers HTTP 500
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._count = 0
 
-    # --- lifecycle ---------------------------------------------------------------
-    def __enter__(self) -> "SlackStandIn":
-        handler = _handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def _make_server(self, address):
+        return ThreadingHTTPServer(address, _handler(self))
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/"
+        return f"http://127.0.0.1:{self.port}/api/"
 
     # --- helpers for tests ----------------------------------------------------------
     @staticmethod

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import socketserver
-import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+
+from salesintel_assets_tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -20,15 +21,14 @@ class Received:
     message: EmailMessage
 
 
-class SMTPStandIn:
+class SMTPStandIn(LoopbackServer):
     def __init__(self, user: str | None = None, password: str | None = None):
         self.user, self.password = user, password
         self.received: list[Received] = []
         self.fail = False
         self.auth_attempts: list[str] = []
-        self._server: socketserver.ThreadingTCPServer | None = None
 
-    def __enter__(self) -> "SMTPStandIn":
+    def _make_server(self, address):
         standin = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -36,18 +36,7 @@ class SMTPStandIn:
                 _Session(standin, self.rfile, self.wfile).run()
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        return socketserver.ThreadingTCPServer(address, Handler)
 
 
 class _Session:
