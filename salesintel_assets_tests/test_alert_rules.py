@@ -244,3 +244,20 @@ def test_risk_scores_enrich_deal_alerts_when_present():
     assert content["root_cause"][1] == ("Risk model's top reasons: no activity in 41 days; "
                                         "Enterprise deals in Qualified stall.")
     assert content["money"] == "$84,000 deal amount, 12 % win probability"
+
+
+def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stage_time():
+    from salesintel_assets.domain.routing import Router
+    from salesintel_assets_tests.alert_support import AS_OF, deals_frame, evidence, reps_frame, stalled
+
+    rules = load_rules()
+    facts = evidence()
+    deals = deals_frame()
+    deals.loc[deals["deal_id"] == "D00042", "days_in_stage"] = float("nan")
+    deals["age_days"] = 97.0
+    facts.deals = deals
+    ctx = alert_rules.Context(facts, Router(reps_frame(), rules.alerts), None, rules, AS_OF)
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0)]), ctx)
+    title = candidates.iloc[0]["title"]
+    assert title == "D00042 open 97 days, still in Qualified ($84,000)"
+    assert ["Stage", "Qualified (open 97 days; time in stage not recorded)"] in candidates.iloc[0]["content"]["facts"]

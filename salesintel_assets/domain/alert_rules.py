@@ -283,11 +283,9 @@ class Context:
 
 
 # --- content per alert family ---------------------------------------------------
-def _stage_facts(a: dict, deal: dict) -> tuple[str | None, float]:
+def _stage_facts(deal: dict) -> tuple[str | None, float]:
     stage = deal.get("deal_stage")
-    days = deal.get("days_in_stage")
-    if missing(days) and a.get("metric") == "stage_duration":
-        days = a.get("observed")
+    days = deal.get("days_in_stage")  # unknown without stage history: never guessed from the deal's age
     return (None if missing(stage) else str(stage)), (np.nan if missing(days) else float(days))
 
 
@@ -297,17 +295,26 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     deal_id = str(a.get("deal_id"))
     rep_id = a.get("sales_rep_id") if not missing(a.get("sales_rep_id")) else deal.get("sales_rep_id")
     rep_name = ctx.router.rep_name(rep_id) or (str(rep_id) if not missing(rep_id) else "unassigned")
-    stage, days = _stage_facts(a, deal)
+    stage, days = _stage_facts(deal)
     amount = a.get("amount_at_stake")
     if missing(amount) or float(amount) <= 0:
         amount = deal.get("deal_amount", np.nan)
     amount = np.nan if missing(amount) else float(amount)
+    age = deal.get("age_days")
     stage_text = f"{stage} for {days:.0f} days" if stage and not np.isnan(days) else (stage or "unknown")
-
-    if type_key == "deal_velocity_crisis":
-        title = f"{deal_id} stalled {days:.0f} days in {stage} ({money(amount)})" if stage else f"{deal_id} has stalled"
+    if not stage:
+        title = f"{deal_id} has stalled"
+    elif np.isnan(days):
+        # No stage history (a file export): the deal's age is the evidence.
+        opened = f"open {float(age):.0f} days" if not missing(age) else "open"
+        title = f"{deal_id} {opened}, still in {stage}"
+        stage_text = f"{stage} ({opened}; time in stage not recorded)"
+    elif type_key == "deal_velocity_crisis":
+        title = f"{deal_id} stalled {days:.0f} days in {stage}"
     else:
-        title = f"{deal_id} has been in {stage} for {days:.0f} days" if stage else f"{deal_id} has stalled"
+        title = f"{deal_id} has been in {stage} for {days:.0f} days"
+    if type_key == "deal_velocity_crisis" and stage:
+        title += f" ({money(amount)})"
 
     described = " · ".join(str(deal[c]) for c in ("industry", "region", "product_type")
                            if not missing(deal.get(c)))
