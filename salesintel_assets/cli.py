@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from salesintel_assets.domain.feedback import add_feedback_command
+from salesintel_assets.domain.feedback import VERDICTS, FeedbackError, record_feedback
 from salesintel_assets.resources.factory import DEFAULT_HOME
 
 
@@ -50,6 +50,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def feedback(args: argparse.Namespace) -> int:
+    """Record a rating (which also acknowledges the alert)."""
+    import duckdb
+
+    home = Path(args.home or os.environ.get("SALESINTEL_HOME") or DEFAULT_HOME).resolve()
+    database = home / "warehouse.duckdb"
+    if not database.exists():
+        print(f"no warehouse at {database}: run the pipeline first")
+        return 2
+    who = args.by or os.environ.get("USER") or "cli"
+    con = duckdb.connect(str(database))
+    try:
+        record = record_feedback(con, args.alert_id, args.verdict, who, "cli")
+    except FeedbackError as exc:
+        print(f"not recorded: {exc}")
+        return 2
+    finally:
+        con.close()
+    print(f"alert {record['alert_id']} marked {record['verdict']} by {record['rated_by']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salesintel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--as-of", dest="as_of", help="SALESINTEL_AS_OF, YYYY-MM-DD")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_cmd.set_defaults(handler=run)
-    add_feedback_command(commands)
+    feedback_cmd = commands.add_parser("feedback", help="rate an alert helpful or noise (acknowledges it)")
+    feedback_cmd.add_argument("alert_id")
+    feedback_cmd.add_argument("verdict", choices=VERDICTS)
+    feedback_cmd.add_argument("--by", help="who rates it (default: the current user)")
+    feedback_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
+    feedback_cmd.set_defaults(handler=feedback)
     return parser
 
 

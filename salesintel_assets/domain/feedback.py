@@ -8,13 +8,10 @@ Any rating also acknowledges the alert, which stops its escalation.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import json
-import os
 import time
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import duckdb
@@ -185,33 +182,3 @@ def adapt_thresholds(precision: pd.DataFrame, previous_changes: pd.DataFrame | N
     for c in ("alert_type", "old_min_severity", "new_min_severity", "reason"):
         changes[c] = changes[c].astype(object)
     return changes.reset_index(drop=True)
-
-
-# --- the command ---------------------------------------------------------------------------
-def add_feedback_command(subparsers) -> None:
-    """``salesintel feedback ALERT_ID helpful|noise [--by NAME] [--home DIR]``."""
-    cmd = subparsers.add_parser("feedback", help="rate an alert helpful or noise (acknowledges it)")
-    cmd.add_argument("alert_id")
-    cmd.add_argument("verdict", choices=VERDICTS)
-    cmd.add_argument("--by", default=None, help="who rates it (default: the current user)")
-    cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
-    cmd.set_defaults(handler=run_feedback_command)
-
-
-def run_feedback_command(args: argparse.Namespace) -> int:
-    home = Path(args.home or os.environ.get("SALESINTEL_HOME", ".salesintel")).resolve()
-    database = home / "warehouse.duckdb"
-    if not database.exists():
-        print(f"no warehouse at {database}: run the pipeline first")
-        return 2
-    who = args.by or os.environ.get("USER") or "cli"
-    con = duckdb.connect(str(database))
-    try:
-        record = record_feedback(con, args.alert_id, args.verdict, who, "cli")
-    except FeedbackError as exc:
-        print(f"not recorded: {exc}")
-        return 2
-    finally:
-        con.close()
-    print(f"alert {record['alert_id']} marked {record['verdict']} by {record['rated_by']}")
-    return 0
