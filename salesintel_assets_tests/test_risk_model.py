@@ -317,3 +317,12 @@ def test_live_check_flags_degradation_but_not_noise():
     assert blind["degraded"] and "AUC fell" in blind["reason"]
     few = drift.live_check(rng.random(30) < p[:30] * 0.3, p[:30], 0.75, 100, 0.05, 0.05, 0.01)
     assert few["status"] == "not enough data" and not few["degraded"]
+
+
+def test_predictions_are_never_certain():
+    class Certain:
+        def predict_proba(self, rows):
+            return np.array([[1.0, 0.0], [0.0, 1.0]])
+
+    p = rm.predict(Certain(), pd.DataFrame({"x": [1, 2]}))
+    assert p.tolist() == [rm.PROBABILITY_FLOOR, 1 - rm.PROBABILITY_FLOOR]

@@ -170,11 +170,16 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
     return model, method
 
 
+# Isotonic calibration maps whole score ranges to exactly 0 or 1; no deal is
+# certain, and a "0 % chance" would also make log loss infinite.
+PROBABILITY_FLOOR = 0.001
+
+
 def predict(model, features: pd.DataFrame) -> np.ndarray:
     if not len(features):
         return np.zeros(0)
     with one_thread():
-        return model.predict_proba(features)[:, 1]
+        return np.clip(model.predict_proba(features)[:, 1], PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
 
 
 def train_candidates(split: Split, spec: FeatureSpec, rules: RiskRules) -> list[Candidate]:
