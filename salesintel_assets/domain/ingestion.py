@@ -15,8 +15,6 @@ from salesintel_assets.domain.tables import table_exists
 # Optional columns a CRM may deliver beside the export format.
 OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
 RAW_COLUMNS = EXPORT_COLUMNS + OPTIONAL_COLUMNS
-LINEAGE_COLUMNS = ("_pull_id", "_pulled_at", "_source", "_row_hash")
-DATE_COLUMNS = ("created_date", "closed_date", "stage_entered_date")
 
 
 def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:

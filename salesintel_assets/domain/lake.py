@@ -24,8 +24,3 @@ def write_pull(folder: Path, pull_id: str, frame: pd.DataFrame, note: dict) -> P
     (folder / f"{pull_id}.json").write_text(json.dumps(meta, indent=2, default=str))
     return target
 
-
-def list_pulls(folder: Path) -> pd.DataFrame:
-    """The notes of every stored pull, oldest first."""
-    notes = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    return pd.DataFrame(notes)

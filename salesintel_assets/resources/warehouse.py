@@ -53,10 +53,6 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             con.close()
 
-    def has_table(self, name: str) -> bool:
-        with self.connect() as con:
-            return table_exists(con, name)
-
     def read_table(self, name: str) -> pd.DataFrame | None:
         """The table as a DataFrame, or None when it was never written."""
         with self.connect() as con:
