@@ -12,28 +12,24 @@ import pandas as pd
 import pandera.pandas as pa
 
 
+def _preview_metadata(count: int, preview: pd.DataFrame, extra: dict) -> dict:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(count),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
+        **extra,
+    }
+
+
 def frame_metadata(frame: pd.DataFrame, preview_rows: int = 10, **extra) -> dict:
     """Row count and a markdown preview of the first rows."""
-    preview = frame.head(preview_rows)
-    meta = {
-        "dagster/row_count": dg.MetadataValue.int(len(frame)),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
-    }
-    meta.update(extra)
-    return meta
+    return _preview_metadata(len(frame), frame.head(preview_rows), extra)
 
 
 def table_metadata(con, table: str, preview_rows: int = 10, **extra) -> dict:
     """Row count and preview of a table written with SQL (not loaded whole)."""
     from salesintel_assets.resources.warehouse import table_preview
 
-    count, preview = table_preview(con, table, preview_rows)
-    meta = {
-        "dagster/row_count": dg.MetadataValue.int(count),
-        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
-    }
-    meta.update(extra)
-    return meta
+    return _preview_metadata(*table_preview(con, table, preview_rows), extra)
 
 
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:

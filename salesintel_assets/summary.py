@@ -43,10 +43,7 @@ def run_summary(home: Path) -> str:
         for table, label in [("driver_scores", "significant drivers"), ("deal_risk_scores", "high-risk open deals"),
                              ("anomalies", "anomalies"), ("alerts", "alerts"), ("alert_deliveries", "deliveries")]:
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
-            try:
-                n = _count(con, table, where)
-            except duckdb.Error:
-                n = _count(con, table)
+            n = _count(con, table, where)
             if n is not None:
                 lines.append(f"{label:<21}{n:,}")
         if _count(con, "alerts"):

@@ -37,10 +37,11 @@ class StageRules(Section):
 
     def number(self, stage: str) -> int | None:
         """1-based position of a stage, None for an unknown stage."""
-        return self._numbers.get(stage)
+        return self.numbers.get(stage)
 
     @cached_property
-    def _numbers(self) -> dict[str, int]:
+    def numbers(self) -> dict[str, int]:
+        """stage -> 1-based position (a dict, so a column maps in one pass)."""
         return {stage: i + 1 for i, stage in enumerate(self.order)}
 
     @property

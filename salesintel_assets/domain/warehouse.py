@@ -46,7 +46,7 @@ def fact_rows(clean: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     """Fact rows for validated deals; the date-dependent columns are left for
     ``refresh_time_columns``."""
     fact = clean.copy()
-    fact["stage_number"] = fact["deal_stage"].map(rules.stages.number).astype("Int64")
+    fact["stage_number"] = fact["deal_stage"].map(rules.stages.numbers).astype("Int64")
     fact["is_open"] = fact["outcome"].eq("Open")
     fact["is_won"] = fact["outcome"].eq("Won")
     for col in ("age_days", "days_in_stage"):

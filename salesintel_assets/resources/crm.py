@@ -131,8 +131,7 @@ class CsvCRM(CRMSource):
         return f"csv:{Path(self.path).resolve()}"
 
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        for page in _read_text_csv(self.path, chunksize=self.page_size):
-            yield page
+        yield from _read_text_csv(self.path, chunksize=self.page_size)
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         if not self.org_path:
