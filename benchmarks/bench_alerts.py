@@ -65,10 +65,13 @@ def benchmark(fact_deals: pd.DataFrame, transitions: pd.DataFrame | None = None,
     import duckdb
 
     from salesintel_assets.assets.alerts import LedgerWriter
-    from salesintel_assets.domain import alert_rules, alert_state, sample_crm
-    from salesintel_assets.domain.delivery import deliver
-    from salesintel_assets.domain.routing import Router
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.alerts import candidates as alert_rules
+    from salesintel_assets.domain.alerts import delivery_plan
+    from salesintel_assets.domain.alerts import lifecycle as alert_state
+    from salesintel_assets.sources import sample_crm
+    from salesintel_assets.domain.alerts.delivery import deliver
+    from salesintel_assets.domain.alerts.routing import Router
+    from salesintel_assets.domain.common.rules import load_rules
     from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
     from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 
@@ -91,7 +94,7 @@ def benchmark(fact_deals: pd.DataFrame, transitions: pd.DataFrame | None = None,
     table = _timed(fig, "lifecycle_first_run_s", alert_state.update_alerts, None, candidates, router, rules, as_of)
     _timed(fig, "lifecycle_rerun_s", alert_state.update_alerts, table, candidates, router, rules, as_of)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    plan = _timed(fig, "plan_messages_s", alert_state.plan_messages, table, None, set(), router, rules, as_of, now,
+    plan = _timed(fig, "plan_messages_s", delivery_plan.plan_messages, table, None, set(), router, rules, as_of, now,
                   ["daily", "weekly"], [])
     with tempfile.TemporaryDirectory() as tmp:
         home = SalesintelHome(path=tmp)

@@ -22,9 +22,9 @@ from sample_tables import sample_inputs
 def benchmark(fact_deals: pd.DataFrame, deal_metrics: pd.DataFrame | None = None,
               transitions: pd.DataFrame | None = None, repeats: int = 1) -> dict[str, float]:
     """Seconds of the anomalies layer on ``fact_deals`` (best of ``repeats``)."""
-    from salesintel_assets.domain import metrics
-    from salesintel_assets.domain.anomalies import detect_anomalies
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.metrics import deal_metrics as metrics
+    from salesintel_assets.domain.anomalies.detector import detect_anomalies
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = load_rules()
     as_of = pd.Timestamp(fact_deals["as_of_date"].iloc[0])

@@ -30,8 +30,13 @@ def _timed(figures: dict, key: str, fn, *args):
 
 def benchmark(fact_deals: pd.DataFrame, transitions: pd.DataFrame | None = None) -> dict[str, float]:
     """Seconds of each step of the metrics + drivers layers on ``fact_deals``."""
-    from salesintel_assets.domain import attribution, conversion, drivers, importance, metrics, segments
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.drivers import attribution
+    from salesintel_assets.domain.metrics import stage_conversion as conversion
+    from salesintel_assets.domain.drivers import driver_scores as drivers
+    from salesintel_assets.domain.drivers import importance
+    from salesintel_assets.domain.metrics import deal_metrics as metrics
+    from salesintel_assets.domain.metrics import segment_metrics as segments
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = load_rules()
     as_of = pd.Timestamp(fact_deals["as_of_date"].iloc[0])

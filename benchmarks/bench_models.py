@@ -39,8 +39,12 @@ def benchmark(fact_deals: pd.DataFrame, stage_history: pd.DataFrame | None = Non
               activities: pd.DataFrame | None = None, backtest: bool = True,
               mlflow: bool = True) -> dict[str, float]:
     """Seconds of each step of the models layer on ``fact_deals``."""
-    from salesintel_assets.domain import drift, forecast, risk_features as rf, risk_model as rm, risk_scores as rs
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.models import drift
+    from salesintel_assets.domain.models import forecast
+    from salesintel_assets.domain.models import features as rf
+    from salesintel_assets.domain.models import risk_model as rm
+    from salesintel_assets.domain.models import risk_scores as rs
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = load_rules()
     risk = rules.risk
@@ -92,7 +96,7 @@ def benchmark(fact_deals: pd.DataFrame, stage_history: pd.DataFrame | None = Non
 
 def _mlflow_figures(training, prepared) -> dict[str, float]:
     """Store creation, logging + registering, and loading by alias, in a temp home."""
-    from salesintel_assets.domain import risk_model as rm
+    from salesintel_assets.domain.models import risk_model as rm
     from salesintel_assets.resources.mlflow import CHAMPION, MLflowTracking
     from salesintel_assets.resources.warehouse import SalesintelHome
 

@@ -56,7 +56,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
     import pandas as pd
 
     from salesintel_assets.definitions import build_definitions
-    from salesintel_assets.domain import sample_crm
+    from salesintel_assets.sources import sample_crm
     from salesintel_assets.resources.crm import SampleCRM, _snapshot_at
     from salesintel_assets.resources.factory import build_resources
 

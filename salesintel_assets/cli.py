@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from salesintel_assets.domain.feedback import VERDICTS, FeedbackError, record_feedback
+from salesintel_assets.domain.alerts.feedback import VERDICTS, FeedbackError, record_feedback
 from salesintel_assets.resources.factory import DEFAULT_HOME
 
 

@@ -9,10 +9,10 @@ import json
 
 import dagster as dg
 
-from salesintel_assets.domain.alert_state import delivery_id_for
-from salesintel_assets.domain.delivery import send_now
-from salesintel_assets.domain.messages import render_run_failure
-from salesintel_assets.domain.routing import Router
+from salesintel_assets.domain.alerts.delivery_plan import delivery_id_for
+from salesintel_assets.domain.alerts.delivery import send_now
+from salesintel_assets.domain.alerts.messages import render_run_failure
+from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.jobs import alert_delivery_job, alerts_job
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
 from salesintel_assets.resources.settings import SalesintelSettings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from salesintel_assets.domain.tables import table_exists
+from salesintel_assets.domain.common.tables import table_exists
 
 
 def _count(con, table: str, where: str = "") -> int | None:

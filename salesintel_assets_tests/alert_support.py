@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from salesintel_assets.domain import alert_rules, alert_state
-from salesintel_assets.domain.alert_rules import Evidence
-from salesintel_assets.domain.routing import Router
-from salesintel_assets.domain.rules import Rules, default_rules_path, load_rules
+from salesintel_assets.domain.alerts import candidates as alert_rules
+from salesintel_assets.domain.alerts import lifecycle as alert_state
+from salesintel_assets.domain.alerts.candidates import Evidence
+from salesintel_assets.domain.alerts.routing import Router
+from salesintel_assets.domain.common.rules import Rules, default_rules_path, load_rules
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 from salesintel_assets_tests.support import read_table, run_job, sample_resources
 

@@ -10,8 +10,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from salesintel_assets.domain import ingestion, quality, sample_crm, warehouse
-from salesintel_assets.domain.rules import default_rules_path, load_rules
+from salesintel_assets.domain.ingestion import pulls as ingestion
+from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.sources import sample_crm
+from salesintel_assets.domain.warehouse import upserts as warehouse
+from salesintel_assets.domain.common.rules import default_rules_path, load_rules
 
 
 def sample_tables(n_deals: int = 3000, seed: int = 42, clock: date | None = None,

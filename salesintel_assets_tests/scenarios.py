@@ -209,9 +209,9 @@ def plant_name(plant) -> str:
 def segment_anomalies(world: World, as_of: pd.Timestamp | None = None, rules=None) -> pd.DataFrame:
     """The detector's segment anomalies (stalled deals left out) on a world,
     as it would have run on ``as_of`` (default: the world's end)."""
-    from salesintel_assets.domain import metrics
-    from salesintel_assets.domain.anomalies import detect_anomalies
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.metrics import deal_metrics as metrics
+    from salesintel_assets.domain.anomalies.detector import detect_anomalies
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = rules or load_rules()
     as_of = world.as_of if as_of is None else as_of
@@ -237,7 +237,7 @@ def score_world(world: World, found: pd.DataFrame) -> tuple[dict, int, int]:
 
 def recall_precision(n_deals: int, seeds: range) -> dict:
     """Recall per plant (exact and related) and precision over many worlds."""
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = load_rules()
     hits = {name: {"exact": 0, "related": 0} for name in EXPECTED_TYPES}
@@ -258,7 +258,7 @@ def recall_precision(n_deals: int, seeds: range) -> dict:
 def false_alarms_in_a_month(n_deals: int, seed: int, days: int = 30) -> set:
     """Distinct segment anomalies raised by daily runs over the last month
     of a world with nothing planted (each is a false alarm)."""
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.common.rules import load_rules
 
     world, rules = generate(n_deals, seed), load_rules()
     raised = set()

@@ -70,8 +70,10 @@ def csv_resources(home: Path, path: Path, **kwargs) -> dict:
 def export_fact_deals(path: Path, as_of: str) -> pd.DataFrame:
     """fact_deals of a CRM export file (no stage history, no activities),
     through the real quality gates and warehouse SQL, in memory."""
-    from salesintel_assets.domain import ingestion, quality, warehouse
-    from salesintel_assets.domain.rules import load_rules
+    from salesintel_assets.domain.ingestion import pulls as ingestion
+    from salesintel_assets.domain.ingestion import quality
+    from salesintel_assets.domain.warehouse import upserts as warehouse
+    from salesintel_assets.domain.common.rules import load_rules
 
     rules = load_rules()
     raw = ingestion.conform_raw(pd.read_csv(path, dtype=str, keep_default_na=False))

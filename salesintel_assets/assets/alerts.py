@@ -16,9 +16,13 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import ALERTS
-from salesintel_assets.domain import alert_rules, alert_state, feedback, reports
-from salesintel_assets.domain.delivery import deliver
-from salesintel_assets.domain.routing import Router
+from salesintel_assets.domain.alerts import candidates as alert_rules
+from salesintel_assets.domain.alerts import delivery_plan
+from salesintel_assets.domain.alerts import lifecycle as alert_state
+from salesintel_assets.domain.alerts import feedback
+from salesintel_assets.domain.alerts import reports
+from salesintel_assets.domain.alerts.delivery import deliver
+from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
@@ -84,7 +88,7 @@ class LedgerWriter:
         self.warehouse = warehouse
 
     def __call__(self, row: dict) -> None:
-        frame = alert_state.normalise_ledger(pd.DataFrame([row]))
+        frame = delivery_plan.normalise_ledger(pd.DataFrame([row]))
         with self.warehouse.connect() as con:
             con.register("_row", frame)
             con.execute("BEGIN TRANSACTION")
@@ -109,11 +113,11 @@ def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, 
     rules = settings.rules()
     as_of = settings.analysis_date(crm)
     router = Router(dim_sales_reps, rules.alerts)
-    previous = alert_state.normalise_ledger(warehouse.read_table("alert_deliveries"))
+    previous = delivery_plan.normalise_ledger(warehouse.read_table("alert_deliveries"))
     ratings = warehouse.read_table("alert_feedback")
     acknowledged = set(ratings["alert_id"]) if ratings is not None else set()
     channels, configured = build_channels(slack, email, outbox)
-    planned = alert_state.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
+    planned = delivery_plan.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
                                         list(config.digests), configured)
     ledger = pd.concat([previous, planned], ignore_index=True) if len(previous) else planned
     summaries = _plan_reports(config.reports, alerts, ledger, router, warehouse, configured, as_of)
@@ -135,17 +139,17 @@ def _plan_reports(wanted: list[str], alerts: pd.DataFrame, ledger: pd.DataFrame,
     planned = []
     with warehouse.connect() as con:
         if "rep_scorecard" in wanted:
-            week = alert_state.period_of("weekly", as_of)
+            week = delivery_plan.period_of("weekly", as_of)
             items = reports.rep_scorecards(warehouse.read_table("dim_sales_reps"), reports.rep_stats(con, as_of),
                                            alerts, warehouse.read_table("deal_risk_scores"), router, as_of, week)
-            planned.append(alert_state.plan_summaries(ledger, "scorecard", week, items, configured, as_of, _utcnow()))
+            planned.append(delivery_plan.plan_summaries(ledger, "scorecard", week, items, configured, as_of, _utcnow()))
         if "executive_report" in wanted:
-            month = alert_state.month_of(as_of)
+            month = delivery_plan.month_of(as_of)
             items = reports.executive_report(alerts, warehouse.read_table("alert_precision"), ledger,
                                              reports.company_stats(con, as_of), router, as_of, month)
-            planned.append(alert_state.plan_summaries(ledger, "report", month, items, configured, as_of, _utcnow()))
+            planned.append(delivery_plan.plan_summaries(ledger, "report", month, items, configured, as_of, _utcnow()))
     planned = [p for p in planned if len(p)]
-    return pd.concat(planned, ignore_index=True) if planned else alert_state.empty_ledger()
+    return pd.concat(planned, ignore_index=True) if planned else delivery_plan.empty_ledger()
 
 
 @dg.multi_asset(

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import ANOMALIES
-from salesintel_assets.domain import anomalies as model
+from salesintel_assets.domain.anomalies import detector as model
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings

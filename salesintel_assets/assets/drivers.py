@@ -6,7 +6,10 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import DRIVERS
-from salesintel_assets.domain import attribution, charts, drivers, importance
+from salesintel_assets.domain.drivers import attribution
+from salesintel_assets.domain.common import charts
+from salesintel_assets.domain.drivers import driver_scores as drivers
+from salesintel_assets.domain.drivers import importance
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings

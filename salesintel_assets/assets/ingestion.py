@@ -10,8 +10,10 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import INGESTION
-from salesintel_assets.domain import ingestion, lake, quality
-from salesintel_assets.domain.tables import table_exists
+from salesintel_assets.domain.ingestion import pulls as ingestion
+from salesintel_assets.domain.ingestion import lake
+from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings

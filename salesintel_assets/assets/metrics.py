@@ -5,7 +5,10 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import METRICS
-from salesintel_assets.domain import charts, conversion, metrics, segments
+from salesintel_assets.domain.common import charts
+from salesintel_assets.domain.metrics import stage_conversion as conversion
+from salesintel_assets.domain.metrics import deal_metrics as metrics
+from salesintel_assets.domain.metrics import segment_metrics as segments
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings

@@ -12,8 +12,12 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import MODELS
-from salesintel_assets.domain import drift, forecast, risk_features as rf, risk_model as rm, risk_scores as rs
-from salesintel_assets.domain.tables import relation_or_empty
+from salesintel_assets.domain.models import drift
+from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import risk_scores as rs
+from salesintel_assets.domain.common.tables import relation_or_empty
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking

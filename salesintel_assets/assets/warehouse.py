@@ -7,7 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import WAREHOUSE
-from salesintel_assets.domain import quality, warehouse as model
+from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.domain.warehouse import upserts as model
 from salesintel_assets.metadata import fail_after, schema_metadata, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings

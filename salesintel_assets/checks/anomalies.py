@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 
 from salesintel_assets.checks.schema import table_schema_check
-from salesintel_assets.domain.anomalies import FAMILY_OF_TYPE, reported_effect_size
+from salesintel_assets.domain.anomalies.detector import FAMILY_OF_TYPE, reported_effect_size
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import anomalies as schemas

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import dagster as dg
 import pandas as pd
 
-from salesintel_assets.domain.ingestion import as_export_text
+from salesintel_assets.domain.ingestion.pulls import as_export_text
 
 
 class CRMSource(dg.ConfigurableResource):
@@ -57,7 +57,7 @@ class CRMSource(dg.ConfigurableResource):
 @lru_cache(maxsize=4)
 def _world(n_deals: int, seed: int, with_activities: bool = True):
     """One generated world per process and size: pulls at several clocks share it."""
-    from salesintel_assets.domain import sample_crm
+    from salesintel_assets.sources import sample_crm
 
     return sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities)
 
@@ -66,7 +66,7 @@ def _world(n_deals: int, seed: int, with_activities: bool = True):
 def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = True):
     """What the CRM shows at a clock; one pull asks for deals, history,
     activities and the org, all from the same view."""
-    from salesintel_assets.domain import sample_crm
+    from salesintel_assets.sources import sample_crm
 
     return sample_crm.snapshot(_world(n_deals, seed, with_activities), clock)
 
@@ -82,7 +82,7 @@ class SampleCRM(CRMSource):
     with_activities: bool = True
 
     def _clock(self) -> date:
-        from salesintel_assets.domain.sample_crm import SAMPLE_END_DATE
+        from salesintel_assets.sources.sample_crm import SAMPLE_END_DATE
 
         return date.fromisoformat(self.clock) if self.clock else SAMPLE_END_DATE
 

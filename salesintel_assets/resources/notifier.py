@@ -28,7 +28,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from salesintel_assets.domain.delivery import DeliveryError
+from salesintel_assets.domain.alerts.delivery import DeliveryError
 from salesintel_assets.resources.warehouse import SalesintelHome
 
 METADATA_EVENT = "salesintel_message"

@@ -7,7 +7,7 @@ from typing import Optional
 import dagster as dg
 import pandas as pd
 
-from salesintel_assets.domain.rules import Rules, load_rules
+from salesintel_assets.domain.common.rules import Rules, load_rules
 from salesintel_assets.resources.crm import CRMSource
 
 

@@ -15,7 +15,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from salesintel_assets.domain.tables import TABLE_SCHEMA, table_exists
+from salesintel_assets.domain.common.tables import TABLE_SCHEMA, table_exists
 
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from salesintel_assets.domain.rules import SEVERITIES
+from salesintel_assets.domain.common.rules import SEVERITIES
 
 
 class Alerts(pa.DataFrameModel):

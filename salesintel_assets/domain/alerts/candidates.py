@@ -1,0 +1,457 @@
+"""From anomalies to alert candidates: which alert type an anomaly becomes
+(the rules file's mapping), and what the alert says: the facts, why it
+matters (evidence computed from history, with sample sizes and intervals),
+the root cause where there is one, the playbook's numbered actions and the
+money at stake.
+
+One candidate per ``dedup_key`` (alert type + subject): several anomalies on
+the same subject become one alert whose most severe finding leads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.common import stats
+from salesintel_assets.domain.common.rules import SEVERITIES, AlertMapping, Rules
+from salesintel_assets.domain.alerts.routing import Router
+from salesintel_assets.domain.common.segment_keys import parse_segment
+from salesintel_assets.domain.alerts.wording import (count, metric_label, metric_value, missing,
+                                                    money, pct, segment_label, sentence)
+
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+ANOMALY_COLUMNS = [
+    "anomaly_id", "anomaly_type", "metric", "segment", "dimension", "direction", "window_start", "window_end",
+    "window_days", "observed", "expected", "effect", "n", "baseline_n", "p_value", "q_value", "severity",
+    "explanation", "root_cause", "deal_id", "sales_rep_id", "amount_at_stake", "historical_win_rate",
+    "as_of_date",
+]
+CANDIDATE_COLUMNS = [
+    "dedup_key", "alert_type", "alert_name", "priority", "cadence", "subject", "segment", "deal_id",
+    "sales_rep_id", "industry", "severity", "title", "content", "amount_at_stake", "anomaly_id", "anomaly_ids",
+]
+# --- mapping ------------------------------------------------------------------
+def _matches(rule: AlertMapping, row: dict, amount: float) -> bool:
+    severity = SEVERITY_RANK.get(str(row.get("severity")), -1)
+    if row.get("anomaly_type") not in rule.anomaly_types:
+        return False
+    if rule.min_severity and severity < SEVERITY_RANK[rule.min_severity]:
+        return False
+    if rule.min_amount is not None and not (amount >= rule.min_amount):
+        return False
+    if rule.metrics and row.get("metric") not in rule.metrics:
+        return False
+    if rule.segments and str(row.get("segment")) not in rule.segments:
+        return False
+    return True
+
+
+def classify(row: dict, rules: Rules, amount: float) -> str | None:
+    """The alert type of one anomaly: the first mapping rule that matches."""
+    for rule in rules.alerts.mapping:
+        if _matches(rule, row, amount):
+            return rule.alert_type
+    return None
+
+
+# --- evidence from history ----------------------------------------------------
+@dataclass
+class Evidence:
+    """What the alert text needs from the warehouse, aggregated in SQL so a
+    million deals never become Python objects."""
+
+    deals: pd.DataFrame      # fact_deals rows of the deals named by the anomalies
+    dwell: pd.DataFrame      # stage, days, closed, won: closed deals by whole days spent in a stage
+    segments: pd.DataFrame   # segment, open_n, open_amount, closed_n, won_n
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
+    try:
+        return list(con.sql(f"SELECT * FROM {table} LIMIT 0").columns)
+    except duckdb.Error:
+        return None
+
+
+def load_evidence(con: duckdb.DuckDBPyConnection, anomalies: pd.DataFrame, as_of: pd.Timestamp) -> Evidence:
+    """Query ``fact_deals`` and ``fact_stage_transitions`` (tables or registered
+    frames of those names) for the deals and segments the anomalies name."""
+    as_of = pd.Timestamp(as_of).to_pydatetime()
+    fact_columns = _columns(con, "fact_deals") or []
+    frame = anomalies if anomalies is not None else pd.DataFrame(columns=ANOMALY_COLUMNS)
+    deal_ids = sorted({str(d) for d in frame.get("deal_id", pd.Series(dtype=object)).dropna()})
+    if fact_columns and deal_ids:
+        deals = con.execute("SELECT * FROM fact_deals WHERE deal_id IN (SELECT unnest(?::VARCHAR[]))",
+                            [deal_ids]).df()
+    else:
+        deals = pd.DataFrame(columns=["deal_id"])
+    dwell = pd.DataFrame(columns=["stage", "days", "closed", "won"])
+    if _columns(con, "fact_stage_transitions"):
+        dwell = con.execute("""
+            SELECT stage, floor(days_in_stage)::INTEGER AS days, count(*) AS closed,
+                   count(*) FILTER (WHERE outcome = 'Won') AS won
+            FROM fact_stage_transitions
+            WHERE outcome IN ('Won', 'Lost') AND days_in_stage IS NOT NULL AND exited_date <= ?
+            GROUP BY ALL""", [as_of]).df()
+    segments = {str(seg) for seg in frame.get("segment", pd.Series(dtype=object)).dropna()
+                if not str(seg).startswith("deal_id=")} | {"all"}
+    # A dimension the warehouse does not have gets no pipeline figures (no guessing).
+    usable = [seg for seg in sorted(segments) if fact_columns and all(c in fact_columns for c in parse_segment(seg))]
+    return Evidence(deals=deals, dwell=dwell, segments=_segment_stats(con, usable, as_of))
+
+
+def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -> pd.DataFrame:
+    """Open pipeline and closed history of the segments: one GROUP BY per set
+    of dimensions (a handful of hash aggregates, whatever the number of segments)."""
+    columns = ["segment", "open_n", "open_amount", "closed_n", "won_n"]
+    by_dims: dict[tuple, list[str]] = {}
+    for segment in segments:
+        by_dims.setdefault(tuple(parse_segment(segment)), []).append(segment)
+    rows = []
+    for dims, members in by_dims.items():
+        keys = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in dims)
+        table = con.execute(f"""
+            SELECT {keys + ',' if dims else ''}
+                   count(*) FILTER (WHERE is_open) AS open_n,
+                   coalesce(sum(deal_amount) FILTER (WHERE is_open), 0) AS open_amount,
+                   count(*) FILTER (WHERE outcome IN ('Won', 'Lost') AND closed_date <= $as_of) AS closed_n,
+                   count(*) FILTER (WHERE outcome = 'Won' AND closed_date <= $as_of) AS won_n
+            FROM fact_deals {'GROUP BY ALL' if dims else ''}""", {"as_of": as_of}).df()
+        found = {tuple(r[list(dims)]) if dims else (): r for _, r in table.iterrows()}
+        for segment in members:
+            r = found.get(tuple(parse_segment(segment).values()))
+            rows.append({"segment": segment, "open_n": int(r["open_n"]) if r is not None else 0,
+                         "open_amount": float(r["open_amount"]) if r is not None else 0.0,
+                         "closed_n": int(r["closed_n"]) if r is not None else 0,
+                         "won_n": int(r["won_n"]) if r is not None else 0})
+    return pd.DataFrame(rows, columns=columns)
+
+
+class DwellHistory:
+    """Win rates of closed deals by how long they stayed in a stage (deals
+    closed by the analysis date only), from the ``Evidence.dwell`` histogram."""
+
+    def __init__(self, dwell: pd.DataFrame, min_n: int):
+        self.min_n = min_n
+        self._by_stage: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for stage, group in dwell.groupby("stage"):
+            group = group.sort_values("days", ascending=False)
+            self._by_stage[str(stage)] = (group["days"].to_numpy(dtype=float),
+                                          np.cumsum(group["closed"].to_numpy(dtype=np.int64)),
+                                          np.cumsum(group["won"].to_numpy(dtype=np.int64)))
+
+    def baseline(self, stage: str) -> tuple[int, int]:
+        """(won, closed) among closed deals that entered the stage."""
+        if stage not in self._by_stage:
+            return 0, 0
+        _, closed, won = self._by_stage[stage]
+        return int(won[-1]), int(closed[-1])
+
+    def longer_than(self, stage: str, days_in_stage: float) -> tuple[int, int, int] | None:
+        """(threshold, won, n) for deals that stayed more than ``threshold`` days:
+        the deal's own days, lowered until at least ``min_n`` deals back the
+        rate; None when the stage has fewer than ``min_n`` closed deals."""
+        if stage not in self._by_stage or missing(days_in_stage):
+            return None
+        days, closed, won = self._by_stage[stage]
+        if closed[-1] < self.min_n:
+            return None
+        threshold = int(np.floor(days_in_stage))
+        above = int(np.sum(days > threshold))  # histogram rows above the threshold (days descending)
+        if above == 0 or closed[above - 1] < self.min_n:
+            enough = int(np.argmax(closed >= self.min_n))
+            threshold = max(int(days[enough]) - 1, 0)
+            above = int(np.sum(days > threshold))
+        return threshold, int(won[above - 1]), int(closed[above - 1])
+
+
+def _interval(won: int, n: int) -> str:
+    low, high = stats.wilson_interval(np.array([won]), np.array([n]))
+    return f"95 % CI {low[0] * 100:.0f}–{high[0] * 100:.0f} %"
+
+
+class Context:
+    """Everything the alert text needs beyond the anomaly itself."""
+
+    def __init__(self, evidence: Evidence, router: Router, risk: pd.DataFrame | None, rules: Rules,
+                 as_of: pd.Timestamp):
+        self.rules = rules
+        self.as_of = pd.Timestamp(as_of)
+        self.router = router
+        deals = evidence.deals
+        self.deals = deals.drop_duplicates("deal_id", keep="last").set_index("deal_id", drop=False) if len(deals) else None
+        self.dwell = DwellHistory(evidence.dwell, rules.alerts.evidence.min_history_deals)
+        self.segments = evidence.segments.set_index("segment")
+        usable = risk is not None and len(risk) and "deal_id" in risk.columns
+        self.risk = risk.drop_duplicates("deal_id", keep="last").set_index("deal_id") if usable else None
+
+    def deal(self, deal_id) -> dict:
+        if self.deals is None or missing(deal_id) or deal_id not in self.deals.index:
+            return {}
+        return self.deals.loc[deal_id].to_dict()
+
+    def risk_of(self, deal_id) -> dict:
+        if self.risk is None or missing(deal_id) or deal_id not in self.risk.index:
+            return {}
+        return self.risk.loc[deal_id].to_dict()
+
+    def _segment(self, segment) -> dict:
+        key = "all" if missing(segment) or not parse_segment(segment) else str(segment)
+        return self.segments.loc[key].to_dict() if key in self.segments.index else {}
+
+    def open_pipeline(self, segment) -> tuple[int, float]:
+        found = self._segment(segment)
+        return int(found.get("open_n", 0)), float(found.get("open_amount", 0.0))
+
+    def history_win_rate(self, segment) -> tuple[int, int]:
+        found = self._segment(segment)
+        return int(found.get("won_n", 0)), int(found.get("closed_n", 0))
+
+
+# --- content per alert family ---------------------------------------------------
+def _stage_facts(deal: dict) -> tuple[str | None, float]:
+    stage = deal.get("deal_stage")
+    days = deal.get("days_in_stage")  # unknown without stage history: never guessed from the deal's age
+    return (None if missing(stage) else str(stage)), (np.nan if missing(days) else float(days))
+
+
+def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
+    deal = ctx.deal(a.get("deal_id"))
+    risk = ctx.risk_of(a.get("deal_id"))
+    deal_id = str(a.get("deal_id"))
+    rep_id = a.get("sales_rep_id") if not missing(a.get("sales_rep_id")) else deal.get("sales_rep_id")
+    rep_name = ctx.router.rep_name(rep_id) or (str(rep_id) if not missing(rep_id) else "unassigned")
+    stage, days = _stage_facts(deal)
+    amount = a.get("amount_at_stake")
+    if missing(amount) or float(amount) <= 0:
+        amount = deal.get("deal_amount", np.nan)
+    amount = np.nan if missing(amount) else float(amount)
+    age = deal.get("age_days")
+    stage_text = f"{stage} for {days:.0f} days" if stage and not np.isnan(days) else (stage or "unknown")
+    if not stage:
+        title = f"{deal_id} has stalled"
+    elif np.isnan(days):
+        # No stage history (a file export): the deal's age is the evidence.
+        opened = f"open {float(age):.0f} days" if not missing(age) else "open"
+        title = f"{deal_id} {opened}, still in {stage}"
+        stage_text = f"{stage} ({opened}; time in stage not recorded)"
+    elif type_key == "deal_velocity_crisis":
+        title = f"{deal_id} stalled {days:.0f} days in {stage}"
+    else:
+        title = f"{deal_id} has been in {stage} for {days:.0f} days"
+    if type_key == "deal_velocity_crisis" and stage:
+        title += f" ({money(amount)})"
+
+    described = " · ".join(str(deal[c]) for c in ("industry", "region", "product_type")
+                           if not missing(deal.get(c)))
+    facts = [("Deal", f"{deal_id}" + (f" · {described}" if described else "") + f" · {money(amount)}"),
+             ("Rep", f"{rep_name} ({rep_id})" if not missing(rep_id) else rep_name),
+             ("Stage", stage_text)]
+    metric = a.get("metric")
+    if not missing(a.get("observed")):
+        facts.append(("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))}, "
+                                f"threshold {metric_value(metric, a.get('expected'))} ({a.get('severity')})"))
+
+    why = []
+    history = ctx.dwell.longer_than(stage, days) if stage else None
+    if history:
+        threshold, won, n = history
+        base_won, base_n = ctx.dwell.baseline(stage)
+        why.append(f"Deals that spent more than {threshold} days in {stage} won {pct(won / n)} "
+                   f"({_interval(won, n)}, n = {n:,}) vs {pct(base_won / base_n)} of all closed deals "
+                   f"that reached {stage} (n = {base_n:,}).")
+    elif not missing(a.get("historical_win_rate")):
+        why.append(f"Deals stalled this long in {stage or 'their stage'} have historically won "
+                   f"{pct(a.get('historical_win_rate'))}.")
+    else:
+        why.append(f"Not enough history to quote a win rate for deals this long in {stage or 'this stage'} "
+                   f"(fewer than {ctx.rules.alerts.evidence.min_history_deals} closed deals).")
+    if risk and not missing(risk.get("win_probability")):
+        why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win "
+                   f"({risk.get('risk_band', 'n/a')} risk).")
+
+    causes = []
+    if not missing(a.get("root_cause")) and str(a.get("root_cause")).strip():
+        causes.append(sentence(a["root_cause"]))
+    if risk:
+        reasons = [str(risk[f"reason_{i}"]) for i in (1, 2, 3) if not missing(risk.get(f"reason_{i}"))]
+        if reasons:
+            causes.append("Risk model's top reasons: " + "; ".join(reasons) + ".")
+    last_activity = deal.get("last_activity_date")
+    if not missing(last_activity):
+        quiet = (ctx.as_of - pd.Timestamp(last_activity)).days
+        causes.append(f"Last logged activity {pd.Timestamp(last_activity):%Y-%m-%d} ({quiet} days ago).")
+    elif deal and deal.get("activity_count", None) == 0:
+        causes.append("No activity logged on this deal.")
+
+    return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": amount,
+            "money": f"{money(amount)} deal amount" + (f", {pct(risk['win_probability'])} win probability"
+                                                       if risk and not missing(risk.get('win_probability')) else ""),
+            "sales_rep_id": None if missing(rep_id) else str(rep_id), "rep_name": rep_name,
+            "industry": deal.get("industry"), "placeholders": {"deal_id": deal_id, "rep_name": rep_name}}
+
+
+def _shift_text(a: dict) -> str:
+    metric = a.get("metric")
+    verb = "rose" if a.get("direction") == "up" else "fell"
+    return f"{metric_label(metric)} {verb} to {metric_value(metric, a.get('observed'))} " \
+           f"(baseline {metric_value(metric, a.get('expected'))})"
+
+
+def _window_text(a: dict) -> str:
+    days = a.get("window_days")
+    end = a.get("window_end")
+    span = f"the last {int(days)} days" if not missing(days) else "the recent window"
+    return span + (f" to {pd.Timestamp(end):%Y-%m-%d}" if not missing(end) else "")
+
+
+def _significance(a: dict) -> str:
+    if not missing(a.get("q_value")):
+        return f"q = {float(a['q_value']):.3g} after correcting for every segment tested"
+    if not missing(a.get("p_value")):
+        return f"p = {float(a['p_value']):.3g}"
+    return "significance not computed"
+
+
+def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
+    segment = a.get("segment")
+    label = segment_label(segment, ctx.router)
+    metric = a.get("metric")
+    open_n, open_amount = ctx.open_pipeline(segment)
+    shift = _shift_text(a)
+    title = f"{label}: {shift}"
+    if type_key == "win_rate_degradation":
+        title = f"Win rate in {label} fell to {pct(a.get('observed'))} (baseline {pct(a.get('expected'))})"
+    facts = [("Segment", label),
+             ("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))} vs baseline "
+                        f"{metric_value(metric, a.get('expected'))} ({a.get('severity')})"),
+             ("Window", f"{_window_text(a)}, n = {count(a.get('n'))} vs {count(a.get('baseline_n'))} before"),
+             ("Open pipeline", f"{open_n:,} deals, {money(open_amount)}")]
+
+    why = []
+    if metric == "win_rate" and not missing(a.get("n")) and int(a["n"]) > 0 and not missing(a.get("observed")):
+        n = int(a["n"])
+        won = int(round(float(a["observed"]) * n))
+        why.append(f"{label} won {pct(a['observed'])} of {n:,} deals closed in {_window_text(a)} "
+                   f"({_interval(won, n)}) vs {pct(a.get('expected'))} over {count(a.get('baseline_n'))} "
+                   f"earlier deals; {_significance(a)}.")
+    else:
+        label_text = metric_label(metric)
+        why.append(f"{label_text[:1].upper() + label_text[1:]} was {metric_value(metric, a.get('observed'))} over "
+                   f"{_window_text(a)} (n = {count(a.get('n'))}) vs {metric_value(metric, a.get('expected'))} "
+                   f"before (n = {count(a.get('baseline_n'))}); {_significance(a)}.")
+    if metric != "win_rate" and parse_segment(segment):
+        won, closed = ctx.history_win_rate(segment)
+        all_won, all_closed = ctx.history_win_rate("all")
+        if closed >= ctx.rules.alerts.evidence.min_history_deals and all_closed:
+            why.append(f"Historically, deals in this segment win {pct(won / closed)} ({_interval(won, closed)}, "
+                       f"n = {closed:,}) vs {pct(all_won / all_closed)} overall.")
+
+    amount = a.get("amount_at_stake")
+    if not missing(amount) and float(amount) > 0:
+        amount = float(amount)
+        what = "expected revenue at risk" if metric == "win_rate" else "at stake"
+        money_text = f"{money(amount)} {what} ({open_n:,} open deals worth {money(open_amount)} in {label})"
+    elif metric == "win_rate" and not missing(a.get("expected")) and not missing(a.get("observed")):
+        gap = max(float(a["expected"]) - float(a["observed"]), 0.0)
+        amount = open_amount * gap
+        money_text = (f"{money(amount)} expected revenue at risk ({money(open_amount)} open pipeline in "
+                      f"{open_n:,} deals × the {gap * 100:.0f}-point win-rate gap)")
+    else:
+        amount = open_amount
+        money_text = f"{money(open_amount)} open pipeline ({open_n:,} open deals in {label})"
+    causes = [sentence(a["root_cause"])] if not missing(a.get("root_cause")) and str(a["root_cause"]).strip() else []
+    industry = parse_segment(segment).get("industry")
+    return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": amount,
+            "money": money_text, "sales_rep_id": None if missing(a.get("sales_rep_id")) else str(a["sales_rep_id"]),
+            "rep_name": None, "industry": industry,
+            "placeholders": {"segment_label": label, "metric_label": metric_label(metric),
+                             "window_days": int(a["window_days"]) if not missing(a.get("window_days")) else "recent"}}
+
+
+def _actions(type_key: str, industry, placeholders: dict, rules: Rules) -> list[str]:
+    playbooks = rules.alerts.types[type_key].playbooks
+    steps = playbooks.get(str(industry)) if not missing(industry) else None
+    steps = steps or playbooks["default"]
+    safe = _Defaults(placeholders)
+    return [step.format_map(safe) for step in steps]
+
+
+class _Defaults(dict):
+    """str.format_map that leaves unknown placeholders readable."""
+
+    def __missing__(self, key):
+        return f"{{{key}}}"
+
+
+# --- candidates -----------------------------------------------------------------
+def _subject(a: dict) -> str:
+    if not missing(a.get("deal_id")) and a.get("anomaly_type") == "stalled_deal":
+        return f"deal_id={a['deal_id']}"
+    return str(a.get("segment")) if not missing(a.get("segment")) else "all"
+
+
+def build_candidates(anomalies: pd.DataFrame, ctx: Context,
+                     severity_floors: dict[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """One alert candidate per dedup key, plus counts of what was left out.
+    ``severity_floors`` (alert type -> minimum severity) come from feedback."""
+    rules = ctx.rules
+    floors = severity_floors or {}
+    frame = anomalies.reindex(columns=ANOMALY_COLUMNS) if anomalies is not None else pd.DataFrame(columns=ANOMALY_COLUMNS)
+    skipped = {"unmapped": 0, "below_feedback_floor": 0}
+    rows = []
+    for a in frame.to_dict("records"):
+        deal = ctx.deal(a.get("deal_id"))
+        amount = a.get("amount_at_stake")
+        amount = float(deal.get("deal_amount", np.nan)) if missing(amount) or float(amount) <= 0 else float(amount)
+        type_key = classify(a, rules, amount)
+        if type_key is None:
+            skipped["unmapped"] += 1
+            continue
+        floor = floors.get(type_key)
+        if floor and SEVERITY_RANK.get(str(a.get("severity")), -1) < SEVERITY_RANK[floor]:
+            skipped["below_feedback_floor"] += 1
+            continue
+        rows.append((type_key, a))
+    candidates = {}
+    for type_key, a in sorted(rows, key=lambda r: (-SEVERITY_RANK.get(str(r[1].get("severity")), -1),
+                                                   -abs(float(r[1]["effect"])) if not missing(r[1].get("effect")) else 0,
+                                                   str(r[1].get("anomaly_id")))):
+        key = f"{type_key}:{_subject(a)}"
+        if key in candidates:
+            lead = candidates[key]
+            lead["anomaly_ids"].append(str(a.get("anomaly_id")))
+            lead["content"]["also"].append(_shift_text(a) + f" over {_window_text(a)} ({a.get('severity')})")
+            continue
+        candidates[key] = _candidate(key, type_key, a, ctx)
+    out = pd.DataFrame(list(candidates.values()), columns=CANDIDATE_COLUMNS)
+    out["anomaly_ids"] = out["anomaly_ids"].map(lambda ids: ",".join(ids))
+    return out.sort_values("dedup_key", kind="stable").reset_index(drop=True), skipped
+
+
+def _candidate(key: str, type_key: str, a: dict, ctx: Context) -> dict:
+    spec = ctx.rules.alerts.types[type_key]
+    is_deal = a.get("anomaly_type") == "stalled_deal" and not missing(a.get("deal_id"))
+    body = _deal_alert(a, ctx, type_key) if is_deal else _segment_alert(a, ctx, type_key)
+    explanation = a.get("explanation")
+    content = {
+        "type_name": spec.name, "priority": spec.priority, "title": body["title"],
+        "facts": [list(f) for f in body["facts"]],
+        "finding": None if missing(explanation) else str(explanation),
+        "why": body["why"], "root_cause": body["root_cause"],
+        "actions": _actions(type_key, body["industry"], body["placeholders"], ctx.rules),
+        "money": body["money"], "also": [],
+    }
+    return {
+        "dedup_key": key, "alert_type": type_key, "alert_name": spec.name, "priority": spec.priority,
+        "cadence": spec.cadence, "subject": _subject(a),
+        "segment": None if missing(a.get("segment")) else str(a.get("segment")),
+        "deal_id": None if missing(a.get("deal_id")) else str(a.get("deal_id")),
+        "sales_rep_id": body["sales_rep_id"], "industry": None if missing(body["industry"]) else str(body["industry"]),
+        "severity": str(a.get("severity")), "title": body["title"], "content": content,
+        "amount_at_stake": float(body["amount_at_stake"]) if not missing(body["amount_at_stake"]) else 0.0,
+        "anomaly_id": str(a.get("anomaly_id")), "anomaly_ids": [str(a.get("anomaly_id"))],
+    }

@@ -1,0 +1,293 @@
+"""Anomaly detection: segment win-rate dips and spikes, slower cycles, older
+open deals, new-pipeline quality drops, shifts of the deal metrics, and
+stalled deals. One row per anomaly; the alert engine turns them into alerts.
+
+How a segment anomaly is decided (thresholds in the rules file):
+1. Every segment (whole business, each single dimension, the configured
+   pairs) with enough deals is tested in each window: win rates and shares
+   with an exact beta-binomial test, cycles, ages and metrics with a
+   weighted rank test, always against a baseline re-weighted for each
+   segment's creation volume (``anomaly_samples``).
+2. Benjamini-Hochberg over ALL tests of the run; a candidate needs
+   q <= ``fdr_alpha`` and a change of at least ``min_effect``.
+3. Selection (``anomaly_selection``): the best window per segment, the
+   hierarchy rule for a segment and one inside it, findings explained by a
+   stronger overlapping one, and the step-up re-applied to the distinct
+   findings.
+4. Each finding gets a root-cause drill-down (rate vs mix by sub-segment),
+   the money at stake, a severity and a plain-words explanation.
+
+Money at stake (``amount_at_stake``): win-rate changes: the segment's open
+pipeline amount x |rate change| (revenue that would close less, or more, if
+the new rate holds); slower cycles, older open deals and metric shifts: the
+segment's open pipeline amount; quality drops: the open amount of the
+window's new low-quality deals; stalled deals: the deal's amount.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.anomalies import explanations as text
+from salesintel_assets.domain.anomalies.samples import (
+    DealDays, SegmentCurves, align_metrics, closed_comparison, closed_window, created_comparison, entry_quality,
+    metric_values, open_age_comparison, quantile_edges,
+)
+from salesintel_assets.domain.anomalies.selection import SEGMENT_COLUMNS, keys_of, run_tests, select_findings
+from salesintel_assets.domain.anomalies.significance import Comparison, SegmentCodes, in_segment
+from salesintel_assets.domain.anomalies.root_cause import drill_down
+from salesintel_assets.domain.common.rules import Rules
+from salesintel_assets.domain.anomalies.stalled_deals import stalled_deals
+
+ANOMALY_COLUMNS = {
+    "anomaly_id": "object", "anomaly_type": "object", "metric": "object", "segment": "object",
+    "dimension": "object", "direction": "object", "window_start": "datetime64[ns]",
+    "window_end": "datetime64[ns]", "window_days": "Int64", "observed": "float64", "expected": "float64",
+    "effect": "float64", "n": "Int64", "baseline_n": "Int64", "p_value": "float64", "q_value": "float64",
+    "severity": "object", "explanation": "object", "root_cause": "object", "deal_id": "object",
+    "sales_rep_id": "object", "amount_at_stake": "float64", "historical_win_rate": "float64",
+    "as_of_date": "datetime64[ns]",
+}
+# What the layer reads from the warehouse.
+FACT_COLUMNS = ("deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
+                "lead_source", "deal_stage", "deal_amount", "outcome", "is_open", "needs_review",
+                "stage_entered_date", "days_in_stage")
+METRIC_COLUMNS = ("deal_id", "pvs", "smi", "dqs", "lead_source_score", "industry_score", "rep_score")
+TRANSITION_COLUMNS = ("deal_id", "stage", "exited_date", "days_in_stage")
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+FAMILY_OF_TYPE = {"win_rate_dip": "win_rate", "win_rate_spike": "win_rate", "cycle_slowdown": "cycle",
+                  "open_age_increase": "open_age", "quality_drop": "quality", "metric_shift": "metric_shift"}
+FAMILY_KIND = {"win_rate": "rate", "quality": "rate", "cycle": "days", "open_age": "days", "metric_shift": "value"}
+FAMILY_WHAT = {"win_rate": "win rate", "quality": "acceptable share", "cycle": "mean cycle",
+               "open_age": "mean age", "metric_shift": "mean"}
+
+
+@dataclass
+class AnomalyReport:
+    anomalies: pd.DataFrame                # the output contract, one row per anomaly
+    tests: pd.DataFrame                    # every segment test made, with its q-value
+    notes: list[str] = field(default_factory=list)
+    stalled_flagged: int = 0               # stalled deals before the cap
+
+
+def anomaly_id(anomaly_type: str, metric: str, segment: str, window_days, window_end) -> str:
+    """Stable across re-runs: a hash of what the anomaly is about and when."""
+    days = "" if window_days is None or pd.isna(window_days) else str(int(window_days))
+    key = f"{anomaly_type}|{metric}|{segment}|{days}|{pd.Timestamp(window_end):%Y-%m-%d}"
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def empty_anomalies() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ANOMALY_COLUMNS.items()})
+
+
+def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: Rules, deals: DealDays,
+                      codes: SegmentCodes) -> tuple[list[Comparison], list[str]]:
+    """Every window x measurement the run tests."""
+    ar = rules.anomalies
+    curves = SegmentCurves(deals, codes)
+    cycle = (deals.closed - deals.created).astype("float64")
+    comps: list[Comparison] = []
+    notes: list[str] = []
+    acceptable, known, how = entry_quality(fact, metrics, rules, deals)
+    notes.append(how)
+    notes.extend(_creation_note(deals, ar.baseline_days))
+    metric_cols = {m: metric_values(metrics, m) for m in ar.metric_shift.metrics}
+    for m, values in metric_cols.items():
+        if values is None:
+            notes.append(f"{m}: no deal metrics, its distribution was not tested")
+    def uses(test, w: int) -> bool:
+        return test.windows_days is None or w in test.windows_days
+
+    for w in ar.windows_days:
+        cw = closed_window(deals, curves, rules, w)
+        if uses(ar.win_rate, w):
+            comps.append(closed_comparison(cw, rules, family="win_rate", metric="win_rate", kind="rate",
+                                           alternative="two-sided", values=deals.won.astype("float64"),
+                                           test=ar.win_rate))
+        if uses(ar.cycle, w):
+            comps.append(closed_comparison(cw, rules, family="cycle", metric="sales_cycle_days", kind="rank",
+                                           alternative="greater", values=cycle, test=ar.cycle,
+                                           bins=ar.max_days + 1))
+        if uses(ar.quality, w):
+            comps.append(created_comparison(deals, rules, w, acceptable, known))
+        for m, values in metric_cols.items():
+            if values is None or not uses(ar.metric_shift, w):
+                continue
+            valid = np.isfinite(values)
+            edges = quantile_edges(np.concatenate([values[cw.rows], values[cw.base_rows]]),
+                                   ar.metric_shift.value_bins)
+            comps.append(closed_comparison(cw, rules, family="metric_shift", metric=m, kind="rank",
+                                           alternative="two-sided", values=values, valid=valid,
+                                           test=ar.metric_shift, bins=len(edges) + 1, bin_edges=edges))
+    open_age = open_age_comparison(deals, curves, rules)
+    if open_age is None:
+        notes.append("open deals' ages: not enough history before the baseline to compare ages")
+    else:
+        comps.append(open_age)
+    for comp in comps:
+        notes.extend(comp.notes)
+    return comps, notes
+
+
+def _creation_note(deals: DealDays, baseline_days: int, days: int = 30) -> list[str]:
+    """Say so when new deals all but stopped arriving (an export that no
+    longer lists new deals looks like this): recent closes are then the long
+    deals only, which the exposure weights account for."""
+    created = deals.created
+    recent = int(((created > deals.as_of - days) & (created <= deals.as_of)).sum())
+    usual = ((created > deals.as_of - days - baseline_days) & (created <= deals.as_of - days)).sum()
+    usual = usual * days / baseline_days
+    if usual >= 20 and recent < 0.25 * usual:
+        return [f"only {recent} deals were created in the last {days} days against about {usual:.0f} usually: "
+                "the source may have stopped listing new deals; recent closes are compared with what the "
+                "deals actually created could have produced"]
+    return []
+
+
+def reported_effect_size(table: pd.DataFrame) -> np.ndarray:
+    """``effect_size`` of rows of the anomalies table (rates and cycles; a
+    metric shift's rank effect is not kept in the table: NaN)."""
+    family = table["anomaly_type"].map(FAMILY_OF_TYPE)
+    relative = table["observed"].to_numpy(dtype="float64") / np.maximum(
+        table["expected"].to_numpy(dtype="float64"), 1.0) - 1
+    sign = np.where(table["direction"] == "up", 1.0, -1.0)
+    rate = np.abs(table["effect"].to_numpy(dtype="float64"))
+    days = np.where(np.sign(relative) == sign, np.abs(relative), 0.0)
+    return np.select([family.isin(["win_rate", "quality"]), family.isin(["cycle", "open_age"])], [rate, days],
+                     default=np.nan)
+
+
+def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
+                     rules: Rules, as_of) -> AnomalyReport:
+    """The anomalies of one analysis date."""
+    as_of = pd.Timestamp(as_of).normalize()
+    if fact is None or not len(fact):
+        return AnomalyReport(empty_anomalies(), pd.DataFrame(), ["no deals"])
+    fact = fact.reset_index(drop=True)
+    deals = DealDays.from_fact(fact, as_of)
+    deal_metrics = align_metrics(fact, deal_metrics)
+    codes = SegmentCodes(fact, SEGMENT_COLUMNS)
+    comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes)
+    tests = run_tests(comps, codes, rules)
+    rows = []
+    if len(tests):
+        found = select_findings(tests, comps, codes, rules)
+        rows = [_segment_row(r, comps[int(r["comp_id"])], codes, deals, rules, len(tests))
+                for _, r in found.iterrows()]
+    stalled = stalled_deals(fact, deal_metrics, transitions, rules, deals)
+    notes.extend(stalled.notes)
+    if stalled.flagged > len(stalled.deals):
+        notes.append(f"{stalled.flagged} open deals are past a stall threshold; the {len(stalled.deals)} "
+                     "largest are reported")
+    overall = float(deals.won[deals.closed_by_as_of].mean()) if deals.closed_by_as_of.any() else None
+    rows += [_stalled_row(r, overall, as_of, rules) for r in stalled.deals.to_dict("records")]
+    table = pd.DataFrame(rows) if rows else empty_anomalies()
+    table = _finish(table, as_of)
+    return AnomalyReport(table, tests, notes, stalled.flagged)
+
+
+def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: DealDays, rules: Rules,
+                 n_tests: int) -> dict:
+    keys = keys_of(r)
+    open_rows = np.flatnonzero(deals.open_now)
+    open_amount = float(deals.amount[open_rows[in_segment(codes, open_rows, keys)]].sum())
+    family = r["family"]
+    if family == "win_rate":
+        stake = open_amount * abs(r["effect"])
+    elif family == "quality":
+        w = comp.window
+        low_open = (w.value == 0) & deals.open_now[w.rows] & in_segment(codes, w.rows, keys)
+        stake = float(deals.amount[w.rows[low_open]].sum())
+    else:
+        stake = open_amount
+    cause = drill_down(comp, codes, keys, rules.anomalies.dimensions)
+    cause_text = text.root_cause_text(cause, FAMILY_KIND[family], FAMILY_WHAT[family])
+    row = {
+        "anomaly_type": r["anomaly_type"], "metric": r["metric"], "segment": r["segment"],
+        "dimension": r["dimension"], "direction": r["direction"], "window_start": r["window_start"],
+        "window_end": r["window_end"], "window_days": int(r["window_days"]), "observed": r["observed"],
+        "expected": r["expected"], "effect": r["effect"], "n": int(r["n"]),
+        "baseline_n": int(round(r["baseline_n"])), "p_value": r["p_value"], "q_value": r["q_value"],
+        "severity": _severity(r, rules), "root_cause": cause_text, "deal_id": None,
+        "sales_rep_id": keys.get("sales_rep_id"), "amount_at_stake": stake, "historical_win_rate": np.nan,
+    }
+    detail = {**row, "k": r["k"], "rank_effect": r["rank_effect"], "open_amount": open_amount,
+              "baseline_days": rules.anomalies.baseline_days}
+    row["explanation"] = text.segment_explanation(detail, keys, n_tests)
+    return row
+
+
+def _severity(r: pd.Series, rules: Rules) -> str:
+    strength = r["size"] / r["min_effect"]
+    levels = rules.anomalies.severity
+    for name in ("critical", "high", "medium"):
+        level = getattr(levels, name)
+        if r["q_value"] <= level.max_q and strength >= level.min_strength:
+            return name
+    return "low"
+
+
+def _stalled_row(r: dict, overall: float | None, as_of: pd.Timestamp, rules: Rules) -> dict:
+    by_smi = r["rule"] == "smi"
+    start = r["entered"] if r["rule"] == "stage" and pd.notna(r["entered"]) else r["created"]
+    return {
+        "anomaly_type": "stalled_deal", "metric": "smi" if by_smi else "stage_duration",
+        "segment": f"deal_id={r['deal_id']}", "dimension": "deal", "direction": "down" if by_smi else "up",
+        "window_start": pd.Timestamp(start), "window_end": as_of, "window_days": None,
+        "observed": r["observed"], "expected": r["limit"], "effect": r["observed"] - r["limit"],
+        "n": int(r["history_n"]) if r["history_n"] else None, "baseline_n": None,
+        "p_value": np.nan, "q_value": np.nan, "severity": r["severity"],
+        "explanation": text.stalled_explanation(r, overall, rules.anomalies.stalled.stage_percentile,
+                                                rules.anomalies.stalled.age_percentile),
+        "root_cause": ("Stage Momentum Index below the critical threshold" if by_smi else
+                       f"{'days in ' + r['deal_stage'] if r['rule'] == 'stage' else 'age'} past "
+                       f"{r['limit']:.0f} days") + (" (SMI also critical)" if r["smi_critical"] and not by_smi else ""),
+        "deal_id": r["deal_id"], "sales_rep_id": r["sales_rep_id"], "amount_at_stake": r["amount"],
+        "historical_win_rate": r["historical_win_rate"],
+    }
+
+
+def _finish(table: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    if not len(table):
+        return empty_anomalies()
+    table = table.copy()
+    table["as_of_date"] = as_of
+    table["anomaly_id"] = [anomaly_id(t, m, s, w, e) for t, m, s, w, e in
+                           zip(table["anomaly_type"], table["metric"], table["segment"], table["window_days"],
+                               table["window_end"])]
+    table["_rank"] = table["severity"].map(SEVERITY_ORDER)
+    table = table.sort_values(["_rank", "amount_at_stake", "anomaly_id"], ascending=[True, False, True],
+                              kind="stable")
+    table = table[list(ANOMALY_COLUMNS)].reset_index(drop=True)
+    return table.astype(ANOMALY_COLUMNS)
+
+
+def report_summary(report: AnomalyReport) -> dict:
+    """Plain figures of a run for the asset's metadata: what was found, how
+    much was tested, the notes, and the tests that came closest (so "nothing
+    found" can be seen to be an answer, not an omission)."""
+    table, tests = report.anomalies, report.tests
+    segment = table[table["dimension"] != "deal"]
+    out = {
+        "segment_anomalies": int(len(segment)),
+        "stalled_deals": int((table["anomaly_type"] == "stalled_deal").sum()),
+        "stalled_deals_past_threshold": int(report.stalled_flagged),
+        "segment_tests": int(len(tests)),
+        "significant_tests": int(tests["significant"].sum()) if len(tests) else 0,
+        "by_type": {str(k): int(v) for k, v in table["anomaly_type"].value_counts().items()},
+        "notes": list(report.notes),
+    }
+    if len(tests):
+        cols = ["family", "metric", "segment", "window_days", "n", "baseline_n", "observed", "expected",
+                "p_value", "q_value"]
+        closest = tests.sort_values("p_value").head(10)[cols].copy()
+        closest["baseline_n"] = closest["baseline_n"].round().astype("int64")
+        out["closest_tests"] = closest.to_markdown(index=False, floatfmt=".4g")
+    else:
+        out["closest_tests"] = "_no segment had enough deals to be tested_"
+    return out

@@ -1,0 +1,151 @@
+"""Plain-words explanations of anomalies: what changed, how sure we are, why
+(root cause) and what is at stake. Numbers come with their sample sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.anomalies.root_cause import RootCause
+from salesintel_assets.domain.common.stats import wilson_interval
+
+DIM_WORDS = {"industry": "industry", "region": "region", "product_type": "product",
+             "lead_source": "lead source", "sales_rep_id": "rep"}
+METRIC_WORDS = {"pvs": "Pipeline Velocity Score (PVS)", "smi": "Stage Momentum Index (SMI)",
+                "dqs": "Deal Quality Score (DQS)"}
+
+
+def money(amount: float) -> str:
+    amount = float(amount)
+    if abs(amount) >= 1e6:
+        return f"${amount / 1e6:,.2f}M"
+    if abs(amount) >= 1e4:
+        return f"${amount / 1e3:,.0f}k"
+    return f"${amount:,.0f}"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def day(ts) -> str:
+    return pd.Timestamp(ts).strftime("%d %b %Y").lstrip("0")
+
+
+def describe(keys: dict, adjective: str = "") -> str:
+    """{'industry': 'FinTech', 'region': 'Europe'} -> 'FinTech deals in Europe'
+    (with an adjective: 'open FinTech deals in Europe')."""
+    words = [adjective] if adjective else []
+    words += [str(keys[d]) for d in ("industry",) if d in keys]
+    if "product_type" in keys:
+        words.append(f"{keys['product_type']}-product")
+    text = " ".join(words + ["deals"])
+    if "lead_source" in keys:
+        text += f" from {keys['lead_source']} leads"
+    if "region" in keys:
+        text += f" in {keys['region']}"
+    if "sales_rep_id" in keys:
+        text += f" of {keys['sales_rep_id']}"
+    return text if keys or adjective else "all deals"
+
+
+def evidence(q: float, tests: int) -> str:
+    return (f"A change this large is unlikely to be chance (q = {q:.2g} after correcting for all "
+            f"{tests} segment tests of this run).")
+
+
+def _value(kind: str, x: float) -> str:
+    if kind == "rate":
+        return pct(x)
+    if kind == "days":
+        return f"{x:.0f} days"
+    return f"{x:.2f}"
+
+
+def _delta(kind: str, x: float) -> str:
+    if kind == "rate":
+        return f"{100 * x:+.1f} pts"
+    if kind == "days":
+        return f"{x:+.1f} days"
+    return f"{x:+.3f}"
+
+
+def root_cause_text(cause: RootCause | None, kind: str, what: str) -> str:
+    """Short: the top contributing sub-segments, each with its rate and mix
+    effect, and the split of the whole change into rate and mix."""
+    if cause is None or not cause.top:
+        return "No sub-segment stands out: the change is spread evenly."
+    dim = DIM_WORDS.get(cause.dimension, cause.dimension)
+    parts = [f"{dim} {c.label}: {what} {_value(kind, c.window_mean)} on {c.n} deals vs "
+             f"{_value(kind, c.baseline_mean)} before (rate {_delta(kind, c.rate)}, "
+             f"mix {_delta(kind, c.mix)})" for c in cause.top]
+    return (f"Mostly {'; then '.join(parts)}. By {dim}: rate {_delta(kind, cause.rate)}, "
+            f"mix {_delta(kind, cause.mix)} of {_delta(kind, cause.change)}.")
+
+
+def segment_explanation(row: dict, keys: dict, tests: int) -> str:
+    who = describe(keys)
+    period = f"between {day(row['window_start'])} and {day(row['window_end'])}"
+    base = f"the {row['baseline_days']} days before"
+    q, n, nb = row["q_value"], int(row["n"]), int(round(row["baseline_n"]))
+    kind = row["anomaly_type"]
+    stake = row["amount_at_stake"]
+    if kind in ("win_rate_dip", "win_rate_spike"):
+        k = int(round(row["k"]))
+        low, high = wilson_interval(k, n)
+        verb = "fell" if kind == "win_rate_dip" else "rose"
+        text = (f"Win rate of {who} {verb}: {k} of {n} deals closed {period} were won "
+                f"({pct(row['observed'])}, 95 % interval {pct(float(low))}-{pct(float(high))}), against "
+                f"{pct(row['expected'])} expected from {base} (about {nb} comparable deals). ")
+        money_text = (f"{money(row['open_amount'])} of open pipeline is in this segment; at the "
+                      f"{'lower' if verb == 'fell' else 'higher'} rate about {money(stake)} "
+                      f"{'less' if verb == 'fell' else 'more'} of it would close.")
+    elif kind == "cycle_slowdown":
+        text = (f"Deals are taking longer to close for {who}: the {n} deals closed {period} took a median "
+                f"{row['observed']:.0f} days, against {row['expected']:.0f} expected from {base} (about {nb} "
+                f"comparable deals; {pct(0.5 + row['rank_effect'])} of recent deals took longer than a "
+                f"typical baseline deal). ")
+        money_text = f"{money(stake)} of open pipeline in this segment may close later than forecast."
+    elif kind == "open_age_increase":
+        opened = describe(keys, "open")
+        text = (f"{opened[0].upper() + opened[1:]} are getting older: the {n} deals open on "
+                f"{day(row['window_end'])} have a "
+                f"median age of {row['observed']:.0f} days, against {row['expected']:.0f} expected from open "
+                f"deals in {base} (about {nb} deals, adjusted for how many deals were created when). ")
+        money_text = f"{money(stake)} of open pipeline is in this segment."
+    elif kind == "quality_drop":
+        text = (f"New pipeline quality dropped for {who}: of the {n} deals created {period}, "
+                f"{pct(1 - row['observed'])} are low quality at entry, against {pct(1 - row['expected'])} "
+                f"expected from the {nb} deals created in {base}. ")
+        money_text = f"{money(stake)} of the new low-quality deals are still open."
+    else:  # metric_shift
+        name = METRIC_WORDS.get(row["metric"], row["metric"])
+        verb = "fell" if row["direction"] == "down" else "rose"
+        text = (f"The {name} of {who} {verb}: the {n} deals closed {period} average {row['observed']:.3g}, "
+                f"against {row['expected']:.3g} expected from {base} (about {nb} comparable deals). ")
+        money_text = f"{money(stake)} of open pipeline is in this segment."
+    return f"{text}{evidence(q, tests)} {money_text}"
+
+
+def stalled_explanation(row: dict, overall_rate: float | None, stage_pct: float, age_pct: float) -> str:
+    amount = money(row["amount"])
+    head = f"Deal {row['deal_id']} ({amount}, {row['sales_rep_id']}) "
+    if row["rule"] == "stage":
+        text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days; {pct(stage_pct)} of "
+                f"won deals left {row['deal_stage']} within {row['limit']:.0f} days. ")
+        what = f"stayed in {row['deal_stage']} at least {row['history_days']:.0f} days"
+    elif row["rule"] == "age":
+        text = (f"{head}has been open {row['age']:.0f} days (in {row['deal_stage']}); {pct(age_pct)} of won deals "
+                f"closed within {row['limit']:.0f} days. Without stage history it is judged by its age. ")
+        what = f"stayed open at least {row['history_days']:.0f} days"
+    else:
+        text = (f"{head}is in {row['deal_stage']} after {row['age']:.0f} days: its Stage Momentum Index is "
+                f"{row['smi']:.3f}, below the critical {row['limit']:.2f}. ")
+        what = f"stayed open at least {row['history_days']:.0f} days"
+    if np.isfinite(row["historical_win_rate"]):
+        text += (f"Of {int(row['history_n'])} closed deals that {what}, {pct(row['historical_win_rate'])} "
+                 "were won")
+        text += f" (against {pct(overall_rate)} of all closed deals)." if overall_rate is not None else "."
+    else:
+        text += "Too few closed deals stalled this long to say how such deals usually end."
+    return text

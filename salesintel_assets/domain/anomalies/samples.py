@@ -1,0 +1,367 @@
+"""What the anomaly tests compare: each recent window (ending on the analysis
+date) against the baseline just before it, re-weighted to what the same
+process would have produced in the window.
+
+Why re-weight: which deals close in a window depends on how many deals were
+created when. A deal that closes on day t after L days was created on t - L,
+so the closes of a window with cycle L are proportional to the creations
+E_W(L) in [start - L, end - L]. When volume grows, or an export stops
+listing new deals (the recent closes are then only the long-cycle ones),
+cycles and win rates of recent closes shift although nothing about selling
+changed. Each baseline deal is therefore weighted by E_W(L) / E_B(L): the
+baseline then shows the cycles and win rates the window should have had.
+Open deals' ages get the same treatment (a snapshot's age mix follows past
+creation volumes). Only deals closed on or before the analysis date count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.anomalies.significance import Comparison, Sample
+from salesintel_assets.domain.common.rules import Rules
+
+NEVER = np.int64(2**40)  # day number standing for "no date"
+ENTRY_SCORE_COLUMNS = {"lead_source": "lead_source_score", "industry": "industry_score", "rep": "rep_score"}
+
+
+def day_numbers(values: pd.Series) -> np.ndarray:
+    raw = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]")
+    days = raw.astype("datetime64[D]").astype(np.int64)
+    days[np.isnat(raw)] = NEVER
+    return days
+
+
+def day_number(ts: pd.Timestamp) -> int:
+    return int(np.datetime64(pd.Timestamp(ts).normalize(), "D").astype(np.int64))
+
+
+def to_timestamp(day: int) -> pd.Timestamp:
+    return pd.Timestamp(np.datetime64(int(day), "D"))
+
+
+@dataclass
+class DealDays:
+    """Day numbers and flags of every deal for one analysis date."""
+
+    as_of: int
+    created: np.ndarray
+    closed: np.ndarray
+    won: np.ndarray
+    amount: np.ndarray
+    closed_by_as_of: np.ndarray   # a Won/Lost close on or before the analysis date
+    usable_closed: np.ndarray     # ... with consistent dates (not flagged for review)
+    open_now: np.ndarray          # created by the analysis date, not closed by then
+
+    @property
+    def all_rows(self) -> np.ndarray:
+        cached = self.__dict__.get("_all_rows")
+        if cached is None:
+            cached = self.__dict__["_all_rows"] = np.arange(len(self.created))
+        return cached
+
+    @classmethod
+    def from_fact(cls, fact: pd.DataFrame, as_of: pd.Timestamp) -> "DealDays":
+        a = day_number(as_of)
+        created = day_numbers(fact["created_date"])
+        closed = day_numbers(fact["closed_date"])
+        outcome = fact["outcome"].astype("string").fillna("")
+        known = created < NEVER
+        closed_by = known & (closed <= a) & outcome.isin(["Won", "Lost"]).to_numpy()
+        review = fact["needs_review"].fillna(False).to_numpy(dtype=bool)
+        return cls(
+            as_of=a, created=created, closed=closed,
+            won=outcome.eq("Won").to_numpy(dtype=bool),
+            amount=pd.to_numeric(fact["deal_amount"], errors="coerce").fillna(0.0).to_numpy(dtype="float64"),
+            closed_by_as_of=closed_by,
+            usable_closed=closed_by & ~review & (closed >= created),
+            open_now=known & (created <= a) & ~(closed <= a),
+        )
+
+
+class CreationCurve:
+    """Deals created per day up to the analysis date (whatever became of
+    them), per segment when segment ids are given (one row per segment)."""
+
+    def __init__(self, created: np.ndarray, as_of: int, gid: np.ndarray | None = None, groups: int = 1):
+        keep = created <= as_of
+        days = created[keep]
+        gid = np.zeros(len(days), dtype=np.int64) if gid is None else np.asarray(gid)[keep]
+        self.as_of = as_of
+        self.first = int(days.min()) if len(days) else as_of
+        width = as_of - self.first + 1
+        counts = np.bincount(gid * width + (days - self.first), minlength=groups * width).reshape(groups, width)
+        self._cum = np.concatenate([np.zeros((groups, 1)), np.cumsum(counts, axis=1)], axis=1)
+
+    def count(self, lo, hi, g=0) -> np.ndarray:
+        """Deals of segment ``g`` created in [lo, hi] (inclusive, element-wise)."""
+        width = self._cum.shape[1]
+        flat = self._cum.ravel()
+        base = np.asarray(g) * width
+        i_lo = np.clip(np.asarray(lo) - self.first, 0, width - 1)
+        i_hi = np.clip(np.asarray(hi) - self.first + 1, 0, width - 1)
+        return np.maximum(flat[base + i_hi] - flat[base + i_lo], 0.0)
+
+    def rate(self, day, g=0, half_width: int = 3) -> np.ndarray:
+        """Mean creations per day over a week centred on ``day`` (weekday
+        effects cancel), within the observed days."""
+        day = np.asarray(day)
+        lo = np.maximum(day - half_width, self.first)
+        hi = np.minimum(day + half_width, self.as_of)
+        width = hi - lo + 1
+        return np.where(width > 0, self.count(lo, hi, g) / np.maximum(width, 1), 0.0)
+
+    @property
+    def groups(self) -> int:
+        return self._cum.shape[0]
+
+    def by_lag(self, start: int, end: int, lags: int) -> np.ndarray:
+        """Table [segment, L] of deals created in [start - L, end - L]: the
+        exposure of a window to deals of cycle L (one gather per deal later)."""
+        lag = np.arange(lags)[None, :]
+        g = np.arange(self.groups)[:, None]
+        return self.count(start - lag, end - lag, g)
+
+    def rate_table(self) -> np.ndarray:
+        """Table [segment, day - first] of ``rate`` for every observed day."""
+        days = np.arange(self.first, self.as_of + 1)[None, :]
+        return self.rate(days, np.arange(self.groups)[:, None])
+
+
+class SegmentCurves:
+    """Creation curves of every segment of a dimension set, built on demand.
+    Exposure is per segment: if one segment's volume jumps (a burst of new
+    leads), only that segment's expectations move."""
+
+    def __init__(self, deals: "DealDays", codes):
+        self.deals, self.codes = deals, codes
+        self._curves: dict = {}
+
+    def __call__(self, dimset: tuple[str, ...]) -> tuple[CreationCurve, np.ndarray]:
+        """The dimension set's curves and the segment id of every deal."""
+        if dimset not in self._curves:
+            gid, size = self.codes.group_ids(dimset, self.deals.all_rows)
+            self._curves[dimset] = (CreationCurve(self.deals.created, self.deals.as_of, gid, size), gid)
+        return self._curves[dimset]
+
+
+def dimsets(rules: Rules, with_pairs: bool) -> list[tuple[str, ...]]:
+    """The whole business, every single dimension and (optionally) the pairs."""
+    ar = rules.anomalies
+    sets = [()] + [(d,) for d in ar.dimensions]
+    if with_pairs:
+        sets += [tuple(sorted(p)) for p in ar.pairs]
+    return sets
+
+
+def _windows(rules: Rules, as_of: int, window_days: int) -> tuple[int, int, int, int]:
+    start = as_of - window_days + 1
+    return start, as_of, start - rules.anomalies.baseline_days, start - 1
+
+
+@dataclass
+class ClosedWindow:
+    """Deals closed in one window and in its baseline; shared by every test
+    on closed deals of that window. ``weights(dimset)`` are the baseline's
+    exposure weights from each segment's own creation curve."""
+
+    window_days: int
+    start: int
+    end: int
+    b_start: int
+    b_end: int
+    rows: np.ndarray
+    base_rows: np.ndarray
+    base_cycle: np.ndarray
+    base_weight: np.ndarray       # from the business-wide creation curve
+    dropped: int
+    curves: SegmentCurves
+
+    def weights(self, dimset: tuple[str, ...]) -> np.ndarray:
+        cache = self.__dict__.setdefault("_weights", {})
+        if dimset not in cache:
+            curve, gid = self.curves(dimset)
+            lags = int(self.base_cycle.max()) + 1 if len(self.base_cycle) else 1
+            ratio = curve.by_lag(self.start, self.end, lags) / np.maximum(
+                curve.by_lag(self.b_start, self.b_end, lags), 1.0)
+            cache[dimset] = ratio.ravel()[gid[self.base_rows] * lags + self.base_cycle]
+        return cache[dimset]
+
+
+def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_days: int) -> ClosedWindow:
+    start, end, b_start, b_end = _windows(rules, deals.as_of, window_days)
+    rows_w = np.flatnonzero(deals.usable_closed & (deals.closed >= start) & (deals.closed <= end))
+    rows_b = np.flatnonzero(deals.usable_closed & (deals.closed >= b_start) & (deals.closed <= b_end))
+    cycle_w = deals.closed[rows_w] - deals.created[rows_w]
+    cycle_b = deals.closed[rows_b] - deals.created[rows_b]
+    curve = curves(())[0]
+    # A recent cycle the baseline could not contain (created before any
+    # baseline deal could have been) has nothing to be compared with.
+    comparable = curve.count(b_start - cycle_w, b_end - cycle_w) > 0
+    weight = curve.count(start - cycle_b, end - cycle_b) / curve.count(b_start - cycle_b, b_end - cycle_b)
+    return ClosedWindow(window_days, start, end, b_start, b_end, rows_w[comparable], rows_b, cycle_b, weight,
+                        int((~comparable).sum()), curves)
+
+
+def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: str, kind: str,
+                      alternative: str, values: np.ndarray, test, valid: np.ndarray | None = None,
+                      bins: int = 0, bin_edges=None) -> Comparison:
+    """Deals closed in the window against exposure-weighted baseline closes."""
+    rows_w, rows_b, weight = cw.rows, cw.base_rows, cw.base_weight
+    keep_b = None
+    if valid is not None:  # e.g. deals without a metric value
+        keep_w, keep_b = valid[rows_w], valid[rows_b]
+        rows_w, rows_b, weight = rows_w[keep_w], rows_b[keep_b], weight[keep_b]
+    comp = Comparison(
+        anomaly_family=family, metric=metric, kind=kind, alternative=alternative,
+        window_days=cw.window_days, window_start=to_timestamp(cw.start), window_end=to_timestamp(cw.end),
+        window=Sample(rows_w, values[rows_w]), baseline=Sample(rows_b, values[rows_b], weight),
+        min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs), bins=bins, bin_edges=bin_edges,
+        reweight=(cw.weights if keep_b is None else (lambda dimset: cw.weights(dimset)[keep_b])),
+    )
+    if cw.dropped and family == "win_rate":
+        comp.notes.append(f"{cw.dropped} deals closed in the last {cw.window_days} days have cycles longer than "
+                          "the history before the baseline allows and were left out of the comparisons")
+    return comp
+
+
+def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules) -> Comparison | None:
+    """Ages of deals open on the analysis date against the ages of deals open
+    on baseline dates every ``snapshot_every_days``, re-weighted by each
+    segment's creation volume (how many deals of an age a snapshot holds
+    follows how many were created that long before)."""
+    test = rules.anomalies.open_age
+    start, end, b_start, b_end = _windows(rules, deals.as_of, test.window_days)
+    snapshots = np.arange(b_end, b_start - 1, -test.snapshot_every_days)
+    oldest = int(snapshots.min()) - curves(())[0].first  # an age every snapshot could show
+    if oldest < 1:
+        return None
+    age_now = deals.as_of - deals.created
+    rows_w = np.flatnonzero(deals.open_now & (age_now <= oldest))
+    rows_b, ages_b, days_b = [], [], []
+    known = deals.created < NEVER
+    for day in snapshots:  # a dozen dates, each vectorised over every deal
+        age = day - deals.created
+        rows = np.flatnonzero(known & (deals.created <= day) & (deals.closed > day) & (age <= oldest))
+        rows_b.append(rows)
+        ages_b.append(age[rows])
+        days_b.append(np.full(len(rows), day))
+    rows_b, ages_b, days_b = np.concatenate(rows_b), np.concatenate(ages_b), np.concatenate(days_b)
+    first = np.zeros(len(rows_b), dtype=bool)
+    first[np.unique(rows_b, return_index=True)[1]] = True
+    cache: dict = {}
+
+    def reweight(dimset: tuple[str, ...]) -> np.ndarray:
+        if dimset not in cache:
+            curve, gid = curves(dimset)
+            table = curve.rate_table()
+            flat, at = table.ravel(), gid[rows_b] * table.shape[1] - curve.first
+            now = flat[at + deals.as_of - ages_b]
+            then = flat[at + days_b - ages_b]  # the deal's own creation day: never empty
+            cache[dimset] = now / np.maximum(then, 1e-9)
+        return cache[dimset]
+
+    bins = rules.anomalies.max_days + 1
+    return Comparison(
+        anomaly_family="open_age", metric="sales_cycle_days", kind="rank", alternative="greater",
+        window_days=test.window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
+        window=Sample(rows_w, age_now[rows_w]),
+        baseline=Sample(rows_b, ages_b, reweight(()), first),
+        min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs), bins=bins, reweight=reweight,
+    )
+
+
+def created_comparison(deals: DealDays, rules: Rules, window_days: int, acceptable: np.ndarray,
+                       valid: np.ndarray) -> Comparison:
+    """Share of acceptable-quality deals among those created in the window
+    against those created in the baseline (creation is seen at once: no weights)."""
+    test = rules.anomalies.quality
+    start, end, b_start, b_end = _windows(rules, deals.as_of, window_days)
+    known = valid & (deals.created < NEVER)
+    rows_w = np.flatnonzero(known & (deals.created >= start) & (deals.created <= end))
+    rows_b = np.flatnonzero(known & (deals.created >= b_start) & (deals.created <= b_end))
+    return Comparison(
+        anomaly_family="quality", metric="deal_quality", kind="rate", alternative="less",
+        window_days=window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
+        window=Sample(rows_w, acceptable[rows_w]), baseline=Sample(rows_b, acceptable[rows_b]),
+        min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs),
+    )
+
+
+def entry_quality(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: Rules,
+                  deals: DealDays) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per deal: acceptable quality at entry (1/0) and whether it is known.
+
+    The DQS itself also scores progression, which depends on a deal's age:
+    new deals would look better or worse than older ones for that reason
+    alone. Quality at entry is the DQS of the components fixed when a deal
+    enters the pipeline (rules: ``quality.entry_components``), against the
+    same low-quality threshold. Without deal metrics, a deal from a lead
+    source whose historical win rate is clearly below the rest counts as low."""
+    components = rules.anomalies.quality.entry_components
+    columns = [ENTRY_SCORE_COLUMNS[c] for c in components]
+    threshold = rules.metrics.dqs.low_quality_below
+    if metrics is not None and set(columns) <= set(metrics.columns):
+        lift = np.zeros(len(fact))
+        weights = rules.metrics.dqs.weights
+        for component, column in zip(components, columns):
+            p = np.clip(metric_values(metrics, column), 1e-6, 1 - 1e-6)
+            lift = lift + getattr(weights, component) * np.log(p / (1 - p))
+        known = np.isfinite(lift)
+        dqs_entry = 1 / (1 + np.exp(-lift))
+        how = (f"quality at entry = DQS of {', '.join(components)} (progression left out: it depends on age); "
+               f"low below {threshold}")
+        return np.where(known, (dqs_entry >= threshold).astype("float64"), np.nan), known, how
+    weak = _weak_lead_sources(fact, deals)
+    acceptable = (~fact["lead_source"].isin(weak)).to_numpy(dtype="float64")
+    how = (f"no deal metrics: low quality = a lead source with a clearly weaker historical win rate "
+           f"({', '.join(weak) if weak else 'none'})")
+    return acceptable, np.ones(len(fact), dtype=bool), how
+
+
+def _weak_lead_sources(fact: pd.DataFrame, deals: DealDays) -> list[str]:
+    """Lead sources whose 95 % upper win-rate bound is below the rate of the rest."""
+    from salesintel_assets.domain.common.stats import wilson_interval
+
+    closed = fact.loc[deals.closed_by_as_of, ["lead_source"]].assign(won=deals.won[deals.closed_by_as_of])
+    table = closed.groupby("lead_source")["won"].agg(["sum", "size"])
+    weak = []
+    for source, row in table.iterrows():
+        rest_k, rest_n = table["sum"].sum() - row["sum"], table["size"].sum() - row["size"]
+        _, high = wilson_interval(row["sum"], row["size"])
+        if rest_n and float(high) < rest_k / rest_n:
+            weak.append(str(source))
+    return weak
+
+
+def align_metrics(fact: pd.DataFrame, metrics: pd.DataFrame | None) -> pd.DataFrame | None:
+    """deal_metrics in the fact's row order (all-NaN rows for deals it lacks);
+    None when there are no deal metrics at all."""
+    if metrics is None or not len(metrics) or "deal_id" not in metrics.columns:
+        return None
+    ids = metrics["deal_id"].to_numpy()
+    if len(ids) == len(fact) and np.array_equal(ids, fact["deal_id"].to_numpy()):
+        return metrics.reset_index(drop=True)
+    unique = metrics.drop_duplicates("deal_id", keep="last").set_index("deal_id")
+    return unique.reindex(fact["deal_id"].to_numpy()).reset_index()
+
+
+def metric_values(metrics: pd.DataFrame | None, metric: str) -> np.ndarray | None:
+    """A column of the aligned deal metrics as floats (NaN where unknown)."""
+    if metrics is None or metric not in metrics.columns:
+        return None
+    return pd.to_numeric(metrics[metric], errors="coerce").to_numpy(dtype="float64")
+
+
+def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """Inner edges of up to ``bins`` equal-count bins (ties share a bin)."""
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return np.array([])
+    return np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))

@@ -1,0 +1,304 @@
+"""Pipeline forecast: what the open pipeline will bring in, by expected close
+month and by segment, with a prediction interval, and a backtest that replays
+past analysis dates.
+
+Expected values are sums of the calibrated win probabilities (count) and of
+probability x amount (revenue). Each deal's *expected close month* is the
+analysis date plus the median time won deals in the same situation (stage and
+age then; age only without stage history) still needed to close.
+
+How the interval is built: deals are not independent coins. A quarter where
+the market turns moves every deal at once, and the model's overall level is
+itself estimated. So each of ``simulations`` draws first picks one shared
+log-odds shift delta ~ N(0, sigma^2) for the whole pipeline, moves every
+deal's probability by it, and only then draws each deal's outcome; p10/p90
+are the percentiles of the draws (for the default 80 % interval). sigma is
+measured, not assumed: at every backtest date we solve for the shift that
+would have made the forecast match what closed, and sigma^2 is the mean
+squared shift less its binomial noise (1 / sum p(1-p)), floored at the
+standard error of the model's level on its validation deals. Without a
+backtest it falls back to the month-to-month variation of the historical win
+rate beyond binomial noise plus that standard error. Revenue gets its own
+sigma, measured the same way on won revenue (big deals miss differently from
+small ones). With sigma = 0 this would be independent coins, whose interval
+is far too narrow (measured in the backtest). Amounts are taken as recorded,
+and each deal sits in its expected close month: the monthly intervals carry
+the uncertainty of winning, not of timing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.common import stats
+from salesintel_assets.domain.common.rules import RiskRules
+
+FORECAST_COLUMNS = ["grouping", "key", "open_deals", "pipeline_amount", "expected_won_deals",
+                    "expected_won_revenue", "revenue_p10", "revenue_p90", "won_deals_p10", "won_deals_p90"]
+GROUPINGS = ("close_month", "industry", "region", "product_type", "lead_source", "total")
+AGE_BUCKETS = (0, 30, 90)  # days; a deal's timing group is its stage and the bucket of its age
+SIM_CELLS = 4_000_000       # deals x simulations held in memory at once
+
+
+def empty_forecast() -> pd.DataFrame:
+    types = {c: (object if c in ("grouping", "key") else "float64") for c in FORECAST_COLUMNS}
+    types["open_deals"] = "int64"
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})
+
+
+# --- Timing -------------------------------------------------------------------
+def _timing_group(frame: pd.DataFrame) -> pd.Series:
+    bucket = np.searchsorted(np.asarray(AGE_BUCKETS), frame["age_days"].to_numpy(), side="right") - 1
+    stage = frame["stage"].astype(str) if "stage" in frame else pd.Series("all", index=frame.index)
+    return stage.to_numpy(dtype=object) + "|" + pd.Series(np.clip(bucket, 0, None)).astype(str).to_numpy()
+
+
+def close_timing(states: pd.DataFrame) -> dict:
+    """Median days still needed to close, for won deals, by timing group,
+    with stage-only and overall fallbacks (from replayed states)."""
+    won = states[states["won"] == 1]
+    if not len(won):
+        return {"*": 30.0}
+    remaining = (won["closed_date"] - won["snapshot_date"]).dt.days.to_numpy(dtype=float)
+    frame = pd.DataFrame({"group": _timing_group(won), "remaining": remaining})
+    frame["stage"] = frame["group"].str.split("|").str[0]
+    table = frame.groupby("group")["remaining"].agg(["median", "size"])
+    timing = table.loc[table["size"] >= 20, "median"].to_dict()
+    timing.update({f"{s}|*": m for s, m in frame.groupby("stage")["remaining"].median().items()})
+    timing["*"] = float(np.median(remaining))
+    return timing
+
+
+def expected_close_month(features: pd.DataFrame, timing: dict, as_of: pd.Timestamp) -> np.ndarray:
+    groups = _timing_group(features)
+    days = np.array([timing.get(g, timing.get(g.split("|")[0] + "|*", timing["*"])) for g in pd.unique(groups)])
+    lookup = dict(zip(pd.unique(groups), days))
+    remaining = pd.Series(groups).map(lookup).to_numpy(dtype=float)
+    close = pd.Timestamp(as_of) + pd.to_timedelta(np.ceil(remaining), unit="D")
+    return close.strftime("%Y-%m").to_numpy(dtype=object)
+
+
+# --- Uncertainty of the pipeline's level ------------------------------------------
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def level_shift(p: np.ndarray, actual: float, weights=None) -> float:
+    """The shared log-odds shift that makes the expected total (of
+    ``weights``: 1 for deal counts, amounts for revenue) equal ``actual``."""
+    from scipy.optimize import brentq
+
+    p = np.asarray(p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    if not len(p) or w.sum() <= 0:
+        return float("nan")
+    edge = 0.5 * float(w[w > 0].min())  # an all-won or all-lost total has no finite shift
+    target = float(np.clip(actual, edge, w.sum() - edge))
+    logit = _logit(p)
+    return float(brentq(lambda d: (w / (1 + np.exp(-(logit + d)))).sum() - target, -20, 20))
+
+
+def level_information(p: np.ndarray, weights=None, rows_per_deal: float = 1.0) -> float:
+    """Inverse variance of an estimated shift from independent deals (delta
+    method): (sum w p(1-p))^2 / sum w^2 p(1-p); sum p(1-p) for counts."""
+    p = np.asarray(p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    v = p * (1 - p)
+    denominator = float((w ** 2 * v).sum())
+    if denominator <= 0:
+        return 0.0
+    return float((w * v).sum() ** 2 / denominator / max(rows_per_deal, 1.0))
+
+
+def interval_sigma(shifts, informations, level_se: float) -> float:
+    """sd of the shared shift: mean squared past shift less its binomial
+    noise, floored at the model level's standard error."""
+    d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
+    ok = np.isfinite(d) & (info > 0)
+    if not ok.any():
+        return float(level_se)
+    excess = float(np.mean(d[ok] ** 2 - 1 / info[ok]))
+    return float(np.sqrt(max(excess, level_se ** 2)))
+
+
+def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
+    """Without a backtest: month-to-month variation of the win rate beyond
+    binomial noise (log-odds scale) plus the model level's standard error."""
+    p = float(labelled["is_won"].mean()) if len(labelled) else 0.5
+    monthly = labelled.groupby(labelled["closed_date"].dt.to_period("M"))["is_won"].agg(["sum", "size"])
+    strength = stats.beta_prior_strength(monthly["sum"], monthly["size"]) if len(monthly) >= 3 else 1e6
+    between = np.sqrt(p * (1 - p) / (strength + 1)) / max(p * (1 - p), 1e-6)
+    return float(np.hypot(between, level_se))
+
+
+# --- Simulation -------------------------------------------------------------------
+def simulate(p: np.ndarray, amount: np.ndarray, keys: np.ndarray, n_keys: int, sigma: float,
+             simulations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Won deals and won revenue per key and draw: two (simulations x n_keys) arrays."""
+    (counts, revenue), = simulate_groupings(p, amount, [(keys, n_keys)], sigma, simulations, seed)
+    return counts, revenue
+
+
+def simulate_groupings(p: np.ndarray, amount: np.ndarray, groupings: list[tuple[np.ndarray, int]], sigma: float,
+                       simulations: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One set of draws (shared shift, then each deal's outcome) summed for
+    several groupings at once: per grouping, won deals and won revenue as
+    (simulations x keys) arrays."""
+    rng = np.random.default_rng(seed)
+    logit = _logit(p)
+    out = [(np.zeros((simulations, n)), np.zeros((simulations, n))) for _, n in groupings]
+    chunk = max(1, SIM_CELLS // max(len(p), 1))
+    for start in range(0, simulations, chunk):
+        size = min(chunk, simulations - start)
+        shift = rng.normal(0.0, sigma, size)[:, None]
+        won = rng.random((size, len(p))) < 1 / (1 + np.exp(-(logit[None, :] + shift)))
+        sim, deal = np.nonzero(won)
+        for (keys, n_keys), (counts, revenue) in zip(groupings, out):
+            cell = sim * n_keys + keys[deal]
+            counts[start:start + size] = np.bincount(cell, minlength=size * n_keys).reshape(size, n_keys)
+            revenue[start:start + size] = np.bincount(cell, weights=amount[deal],
+                                                      minlength=size * n_keys).reshape(size, n_keys)
+    return out
+
+
+def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: float,
+             rules: RiskRules) -> pd.DataFrame:
+    """pipeline_forecast rows for every grouping. ``scored``: one row per open
+    deal with win_probability, deal_amount and the segment columns; the
+    shared shift's sd is ``sigma`` for deal counts, ``revenue_sigma`` for revenue."""
+    if not len(scored):
+        return empty_forecast()
+    cfg = rules.forecast
+    low_q, high_q = (1 - cfg.interval) / 2, 1 - (1 - cfg.interval) / 2
+    frame = scored.reset_index(drop=True).assign(close_month=np.asarray(close_month, dtype=object), total="all")
+    p = frame["win_probability"].to_numpy(dtype=float)
+    amount = frame["deal_amount"].to_numpy(dtype=float)
+    coded = [pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS]
+    groupings = [(codes, len(labels)) for codes, labels in coded]
+    by_count = simulate_groupings(p, amount, groupings, sigma, cfg.simulations, cfg.seed)
+    by_revenue = simulate_groupings(p, amount, groupings, revenue_sigma, cfg.simulations, cfg.seed)
+    parts = []
+    for grouping, (codes, labels), (counts, _), (_, revenue) in zip(GROUPINGS, coded, by_count, by_revenue):
+        parts.append(pd.DataFrame({
+            "grouping": grouping, "key": labels.astype(object),
+            "open_deals": np.bincount(codes, minlength=len(labels)).astype("int64"),
+            "pipeline_amount": np.bincount(codes, amount, len(labels)),
+            "expected_won_deals": np.bincount(codes, p, len(labels)),
+            "expected_won_revenue": np.bincount(codes, p * amount, len(labels)),
+            "revenue_p10": np.quantile(revenue, low_q, axis=0), "revenue_p90": np.quantile(revenue, high_q, axis=0),
+            "won_deals_p10": np.quantile(counts, low_q, axis=0), "won_deals_p90": np.quantile(counts, high_q, axis=0),
+        }))
+    out = pd.concat(parts, ignore_index=True)
+    money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
+    out[money] = out[money].round(2)
+    out["expected_won_deals"] = out["expected_won_deals"].round(2)
+    return out[FORECAST_COLUMNS]
+
+
+# --- Backtest ---------------------------------------------------------------------
+BACKTEST_COLUMNS = [
+    "analysis_date", "status", "model", "train_deals", "open_deals", "resolved_deals", "pending_deals",
+    "forecast_win_rate", "actual_win_rate", "error_points", "within_target",
+    "expected_won_deals", "actual_won_deals", "won_deals_p10", "won_deals_p90", "won_deals_in_interval",
+    "expected_won_revenue", "actual_won_revenue", "revenue_p10", "revenue_p90", "revenue_in_interval",
+    "level_shift", "level_information", "revenue_shift", "revenue_information", "level_se",
+    "interval_sigma", "revenue_sigma",
+]
+
+
+def empty_backtest() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in BACKTEST_COLUMNS})
+
+
+def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, rules: RiskRules,
+             closed_stage: str, candidate: str, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Replay past analysis dates T: train the same kind of model on what was
+    known at T, forecast the deals open at T, compare with how those that
+    closed by the analysis date turned out. Evaluated on the resolved deals
+    (``pending_deals`` are still open now); the design's target is the win
+    rate within +/- ``win_rate_target_points``. Each date's interval uses a
+    sigma measured on the *other* dates, so its coverage is out of sample."""
+    cfg = rules.forecast
+    runs = []
+    for k in range(cfg.backtest_dates):
+        day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
+        runs.append(_replay(fact, timeline, spec, rules, closed_stage, candidate, day, as_of))
+    rows = []
+    for k, run in enumerate(runs):
+        data = run.pop("_data", None)
+        if data is not None:
+            others = [r for j, r in enumerate(runs) if j != k]
+            run.update(_judge(*data, *sigmas_from(others, run["level_se"]), rules))
+        rows.append(run)
+    out = pd.DataFrame(rows).reindex(columns=BACKTEST_COLUMNS)
+    return out.sort_values("analysis_date").reset_index(drop=True)
+
+
+def _replay(fact, timeline, spec, rules, closed_stage, candidate, day, as_of) -> dict:
+    row = {"analysis_date": day, "model": candidate}
+    labelled = rf.labelled_deals(fact, day)
+    try:
+        states = rf.training_states(labelled, timeline, spec, day, rules, closed_stage)
+        split = rm.time_split(states, labelled, rules)
+    except rm.NotEnoughData as exc:
+        return row | {"status": f"not enough data: {exc}", "train_deals": len(labelled)}
+    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
+    was_open = (fact["created_date"] <= day) & (fact["is_open"] | (fact["closed_date"] > day)) & ~fact["needs_review"]
+    deals = fact[was_open].reset_index(drop=True)
+    p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
+    resolved = (~deals["is_open"] & (deals["closed_date"] <= as_of)).to_numpy()
+    won = (deals["is_won"].to_numpy() & resolved)[resolved]
+    amount = deals["deal_amount"].to_numpy(dtype=float)[resolved]
+    pr = p[resolved]
+    level_se = validation_level_se(rm.predict(model, split.validate[spec.columns]), split.validate)
+    return row | {
+        "status": "ok", "train_deals": len(labelled), "open_deals": len(deals), "resolved_deals": int(len(pr)),
+        "pending_deals": int(len(deals) - len(pr)), "level_shift": level_shift(pr, won.sum()),
+        "level_information": level_information(pr), "level_se": float(level_se),
+        "revenue_shift": level_shift(pr, amount[won].sum(), amount),
+        "revenue_information": level_information(pr, amount),
+        "_data": (pr, won, amount),
+    }
+
+
+def sigmas_from(replays: list[dict], level_se: float) -> tuple[float, float]:
+    """(sigma for deal counts, sigma for revenue) from backtest replays."""
+    def pick(shift, info):
+        return interval_sigma([r.get(shift, np.nan) for r in replays], [r.get(info, 0.0) for r in replays],
+                              level_se)
+    return pick("level_shift", "level_information"), pick("revenue_shift", "revenue_information")
+
+
+def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:
+    """Standard error of the model's level on its validation deals (rows of
+    one deal are not independent: information is scaled to deals)."""
+    rows_per_deal = len(validate) / max(validate["deal_id"].nunique(), 1)
+    return float(1 / np.sqrt(max(level_information(p, rows_per_deal=rows_per_deal), 1e-9)))
+
+
+def _judge(p, won, amount, sigma, revenue_sigma, rules) -> dict:
+    cfg = rules.forecast
+    keys = np.zeros(len(p), dtype=np.int64)
+    counts, _ = simulate(p, amount, keys, 1, sigma, cfg.simulations, cfg.seed)
+    _, revenue = simulate(p, amount, keys, 1, revenue_sigma, cfg.simulations, cfg.seed)
+    lo, hi = (1 - cfg.interval) / 2, 1 - (1 - cfg.interval) / 2
+    n = len(p)
+    forecast_rate = float(p.mean()) if n else float("nan")
+    actual_rate = float(won.sum() / n) if n else float("nan")
+    error = (forecast_rate - actual_rate) * 100
+    bounds = {"won_deals_p10": float(np.quantile(counts, lo)), "won_deals_p90": float(np.quantile(counts, hi)),
+              "revenue_p10": float(np.quantile(revenue, lo)), "revenue_p90": float(np.quantile(revenue, hi))}
+    actual_revenue = float(amount[won].sum())
+    return bounds | {
+        "forecast_win_rate": round(forecast_rate, 4), "actual_win_rate": round(actual_rate, 4),
+        "error_points": round(error, 2), "within_target": bool(abs(error) <= cfg.win_rate_target_points),
+        "expected_won_deals": round(float(p.sum()), 2), "actual_won_deals": int(won.sum()),
+        "won_deals_in_interval": bool(bounds["won_deals_p10"] <= won.sum() <= bounds["won_deals_p90"]),
+        "expected_won_revenue": round(float((p * amount).sum()), 2), "actual_won_revenue": actual_revenue,
+        "revenue_in_interval": bool(bounds["revenue_p10"] <= actual_revenue <= bounds["revenue_p90"]),
+        "interval_sigma": round(sigma, 4), "revenue_sigma": round(revenue_sigma, 4),
+    }

@@ -1,0 +1,209 @@
+"""Deal risk scores: each open deal's win probability, risk band, revenue at
+risk and the three factors behind it, in plain words with their weight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.models.features import UNKNOWN_STAGE, FeatureSpec
+from salesintel_assets.domain.models.risk_model import predict
+from salesintel_assets.domain.common.rules import RiskRules
+
+
+# --- Reasons ------------------------------------------------------------------
+REASON_COUNT = 3
+PROBABILITY = "__probability__"
+EVIDENCE_BINS = 5
+_LABELS = {
+    "industry": "{v} industry", "region": "{v} region", "product_type": "{v} product",
+    "lead_source": "{v}-sourced", "sales_rep_id": "Owned by {v}", "stage": "In {v}",
+    "deal_amount": "Deal size {v:,.0f}", "age_days": "Open {v:.0f} days",
+    "days_in_stage": "{v:.0f} days in current stage", "activities_so_far": "{v:.0f} activities logged",
+    "activities_last_14d": "{v:.0f} activities in the last 14 days",
+    "days_since_activity": "No activity for {v:.0f} days",
+}
+
+_SCOPES = {  # how a numeric factor's range of closed deals is named
+    "deal_amount": "deals of {}", "age_days": "deals open {} days", "days_in_stage": "deals {} days in a stage",
+    "activities_so_far": "deals with {} activities", "activities_last_14d": "deals with {} recent activities",
+    "days_since_activity": "deals quiet for {} days",
+}
+
+
+@dataclass
+class Explainer:
+    """Why a deal scores as it does, against a *typical deal* (the most
+    common value of each categorical factor and the median of each numeric
+    one over the replayed states). A factor's weight is a change in win
+    probability (fraction; -0.12 = 12 points lower), the average of two
+    views: what the deal gains or loses when only this factor is made
+    typical, and what the typical deal gains or loses when it takes only this
+    factor's value. The second view keeps a factor visible when the deal is
+    hopeless for several reasons at once (making any single one typical would
+    not move a probability of ~0). The words quote history: how often closed
+    deals with that value (or in that range) were won."""
+
+    spec: FeatureSpec
+    typical: pd.DataFrame   # one row: the typical deal
+    evidence: dict          # feature -> DataFrame(level|low/high, deals, rate)
+    overall: float
+
+    @classmethod
+    def from_states(cls, states: pd.DataFrame, spec: FeatureSpec) -> "Explainer":
+        evidence, typical = {}, {}
+        deals_won = states.drop_duplicates("deal_id")["won"]
+        for col in spec.categorical:
+            per = states[["deal_id", col, "won"]].drop_duplicates(["deal_id", col])
+            evidence[col] = per.groupby(col)["won"].agg(deals="size", rate="mean")
+            common = states[col].mode()
+            typical[col] = [common.iloc[0] if len(common) else UNKNOWN_STAGE]
+        for col in spec.numeric:
+            values = states[col].dropna()
+            edges = np.unique(np.nanquantile(values, np.linspace(0, 1, EVIDENCE_BINS + 1))) if len(values) else []
+            evidence[col] = _bin_rates(states, col, np.asarray(edges, dtype=float))
+            typical[col] = [float(values.median()) if len(values) else 0.0]
+        return cls(spec, pd.DataFrame(typical)[spec.columns], evidence,
+                   float(deals_won.mean()) if len(deals_won) else float("nan"))
+
+    def weights(self, model, features: pd.DataFrame, chunk: int = 20_000) -> pd.DataFrame:
+        """Signed weight of every factor for every row (probability scale),
+        plus ``PROBABILITY``: the deal's own win probability."""
+        if not len(features):
+            return pd.DataFrame({c: np.zeros(0) for c in self.spec.columns + [PROBABILITY]})
+        out = []
+        for start in range(0, len(features), chunk):
+            part = features.iloc[start:start + chunk].reset_index(drop=True)
+            n = len(part)
+            typical = self.typical.take(np.zeros(n, dtype=np.int64)).reset_index(drop=True)
+            variants = [part, typical.iloc[:1]]
+            for col in self.spec.columns:
+                variants.append(part.assign(**{col: typical[col].to_numpy()}))   # only this factor typical
+                variants.append(typical.assign(**{col: part[col].to_numpy()}))   # typical deal, this factor's value
+            probs = predict(model, pd.concat(variants, ignore_index=True))
+            base, reference, rest = probs[:n], probs[n], probs[n + 1:].reshape(-1, n)
+            frame = pd.DataFrame({col: 0.5 * ((base - rest[2 * j]) + (rest[2 * j + 1] - reference))
+                                  for j, col in enumerate(self.spec.columns)})
+            out.append(frame.assign(**{PROBABILITY: base}))
+        return pd.concat(out, ignore_index=True)
+
+    def describe(self, feature: str, value) -> str:
+        """Plain words: the factor's value and how such deals fared."""
+        table = self.evidence.get(feature)
+        try:
+            label = _LABELS[feature].format(v=value)
+        except (ValueError, TypeError):
+            label = f"{feature} {value}"
+        if table is None or not len(table):
+            return label
+        if feature in self.spec.categorical:
+            if value not in table.index:
+                return f"{label}: no closed deals like it yet"
+            row = table.loc[value]
+            said = f"{label}: wins {row['rate']:.0%}"
+        else:
+            if value != value:
+                return label
+            pos = int(np.clip(np.searchsorted(table["high"].to_numpy(), value, side="left"), 0, len(table) - 1))
+            row = table.iloc[pos]
+            if pos == len(table) - 1:
+                span = f"{row['low']:,.0f} or more"
+            elif pos == 0:
+                span = f"up to {row['high']:,.0f}"
+            else:
+                span = f"{row['low']:,.0f}-{row['high']:,.0f}"
+            said = f"{label}: {_SCOPES[feature].format(span)} win {row['rate']:.0%}"
+        return f"{said} vs {self.overall:.0%} overall (n={int(row['deals']):,})".replace("%", " %")
+
+    def top_reasons(self, model, features: pd.DataFrame, count: int = REASON_COUNT,
+                    min_weight: float = 0.0) -> pd.DataFrame:
+        """reason_k and reason_k_weight, strongest first, led by the factors
+        that say why the deal is where it is: for a deal below the overall
+        win rate the most negative weights come first (what puts it at risk),
+        for one above it the most positive, then the rest by size. A factor
+        that moves the probability by less than ``min_weight`` is no reason:
+        its slot stays empty."""
+        weights = self.weights(model, features)
+        direction = np.where(weights.pop(PROBABILITY).to_numpy() < self.overall, -1.0, 1.0)[:, None]
+        columns = {}
+        if len(features):
+            w = weights.to_numpy()
+            # same sign as the deviation first (by size), then the others (by size)
+            rank = np.where(w * direction > 0, 0.0, 1.0) * 10 - np.abs(w)
+            order = np.argsort(rank, axis=1, kind="stable")[:, :count]
+        for k in range(count):
+            if not len(features) or k >= weights.shape[1]:
+                columns[f"reason_{k + 1}"] = pd.Series([None] * len(features), dtype=object)
+                columns[f"reason_{k + 1}_weight"] = np.full(len(features), np.nan)
+                continue
+            names = np.asarray(weights.columns)[order[:, k]]
+            picked = weights.to_numpy()[np.arange(len(features)), order[:, k]]
+            texts = np.empty(len(features), dtype=object)
+            material = np.abs(picked) >= min_weight
+            for name in pd.unique(names[material]):
+                rows = (names == name) & material
+                values = pd.Series(features[name].to_numpy()[rows])
+                words = {v: self.describe(name, v) for v in values.drop_duplicates()}
+                texts[rows] = values.map(words).fillna(self.describe(name, np.nan)).to_numpy()
+            columns[f"reason_{k + 1}"] = texts
+            columns[f"reason_{k + 1}_weight"] = np.where(material, np.round(picked, 4), np.nan)
+        return pd.DataFrame(columns)
+
+
+def _bin_rates(states: pd.DataFrame, col: str, edges: np.ndarray) -> pd.DataFrame:
+    """Per quantile bin of a numeric factor: the deals that were ever in it
+    and how many of them were won."""
+    if len(edges) < 2:
+        return pd.DataFrame(columns=["low", "high", "deals", "rate"])
+    which = np.clip(np.searchsorted(edges, states[col].to_numpy(), side="left") - 1, 0, len(edges) - 2)
+    per = pd.DataFrame({"deal_id": states["deal_id"].to_numpy(), "bin": which, "won": states["won"].to_numpy()})
+    per = per[states[col].notna().to_numpy()].drop_duplicates(["deal_id", "bin"])
+    table = per.groupby("bin")["won"].agg(deals="size", rate="mean").reindex(range(len(edges) - 1))
+    table["low"], table["high"] = edges[:-1], edges[1:]
+    return table.dropna(subset=["deals"]).reset_index(drop=True)[["low", "high", "deals", "rate"]]
+
+
+# --- Scoring open deals ---------------------------------------------------------
+SCORE_COLUMNS = [
+    "deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source", "deal_stage", "deal_amount",
+    "age_days", "days_in_stage", "win_probability", "risk_band", "revenue_at_risk",
+    "reason_1", "reason_1_weight", "reason_2", "reason_2_weight", "reason_3", "reason_3_weight",
+    "model_version", "as_of_date", "expected_close_month",
+]
+_SCORE_FLOATS = ("deal_amount", "age_days", "days_in_stage", "win_probability", "revenue_at_risk",
+                 "reason_1_weight", "reason_2_weight", "reason_3_weight")
+
+
+def empty_scores() -> pd.DataFrame:
+    dtypes = {c: ("float64" if c in _SCORE_FLOATS else object) for c in SCORE_COLUMNS}
+    dtypes.update(model_version="int64", as_of_date="datetime64[ns]")
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in dtypes.items()})
+
+
+def risk_band(win_probability, high_below: float, medium_below: float) -> np.ndarray:
+    p = np.asarray(win_probability, dtype=float)
+    return np.where(p < high_below, "high", np.where(p < medium_below, "medium", "low")).astype(object)
+
+
+def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, explainer: Explainer,
+                     rules: RiskRules, model_version: int, as_of: pd.Timestamp,
+                     close_month=None) -> pd.DataFrame:
+    """One row per open deal: win probability, risk band, revenue at risk,
+    the top three reasons (weights on the probability scale) and, when
+    given, the month it is expected to close if won."""
+    if not len(open_frame):
+        return empty_scores()
+    p = np.round(predict(model, features), 4)  # stored rounded; money and bands follow the stored value
+    out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
+                      "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
+    out["win_probability"] = p
+    out["risk_band"] = risk_band(p, rules.bands.high_below, rules.bands.medium_below)
+    out["revenue_at_risk"] = np.round(out["deal_amount"] * (1 - p), 2)
+    out = pd.concat([out, explainer.top_reasons(model, features.reset_index(drop=True),
+                                                min_weight=rules.min_reason_weight)], axis=1)
+    out["model_version"] = int(model_version)
+    out["as_of_date"] = pd.Timestamp(as_of)
+    out["expected_close_month"] = close_month if close_month is not None else None
+    return out[SCORE_COLUMNS].astype({c: "float64" for c in _SCORE_FLOATS})

@@ -1,0 +1,263 @@
+"""The anomaly -> alert mapping, the alert's content (exact text and Block
+Kit), the evidence from history, and the rules file's alert section."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.alerts import candidates as alert_rules
+from salesintel_assets.domain.alerts.candidates import DwellHistory
+from salesintel_assets.domain.common.rules import RulesError, load_rules
+from salesintel_assets_tests.alert_support import (
+    build_alerts, deals_frame, evidence, segment, stalled, write_rules,
+)
+
+VELOCITY_TEXT = """\
+🔴 [P1] Deal Velocity Crisis: D00042 stalled 52 days in Qualified ($84,000)
+
+Deal: D00042 · FinTech · Europe · Enterprise · $84,000
+Rep: Marcus Okafor (rep_2)
+Stage: Qualified for 52 days
+Metric: days in stage 52 days, threshold 30 days (critical)
+
+Why this matters:
+Deals that spent more than 39 days in Qualified won 18 % (95 % CI 9–32 %, n = 40) vs 46 % of all closed deals \
+that reached Qualified (n = 300).
+
+Root cause:
+Days in Qualified past 30 days.
+Last logged activity 2026-05-20 (41 days ago).
+
+Recommended actions:
+1. Call the economic buyer within 48 hours and agree a dated next step for D00042.
+2. Ask whether security or compliance review is the blocker; offer the SOC 2 pack and a risk-team call.
+3. Manager: review D00042 with Marcus Okafor in this week's 1:1 and decide push, rescue or close.
+
+Money at stake: $84,000 deal amount
+
+Alert {id} · rate it: salesintel feedback {id} helpful|noise"""
+
+WIN_RATE_TEXT = """\
+🔴 [P1] Win Rate Degradation: Win rate in FinTech · Europe fell to 17 % (baseline 45 %)
+
+Segment: FinTech · Europe
+Metric: win rate 17 % vs baseline 45 % (high)
+Window: the last 45 days to 2026-06-30, n = 58 vs 820 before
+Open pipeline: 99 deals, $2.55M
+
+Why this matters:
+FinTech · Europe won 17 % of 58 deals closed in the last 45 days to 2026-06-30 (95 % CI 10–29 %) vs 45 % over \
+820 earlier deals; q = 0.002 after correcting for every segment tested.
+
+Root cause:
+Losses concentrated in Proposal against a new competitor.
+
+Recommended actions:
+1. Review the lost deals in FinTech · Europe from the last 45 days for a common loss reason.
+2. Check for a new competitor, a pricing change or a product gap in FinTech · Europe.
+3. Pair the segment's reps with a top performer on their next three qualification calls.
+
+Money at stake: $714,000 expected revenue at risk ($2.55M open pipeline in 99 deals × the 28-point win-rate gap)
+
+Alert {id} · rate it: salesintel feedback {id} helpful|noise"""
+
+
+def test_velocity_crisis_reads_like_the_design():
+    table, _ = build_alerts([stalled("D00042", "rep_2", 84_000.0)])
+    alert = table.iloc[0]
+    assert alert["alert_type"] == "deal_velocity_crisis" and alert["priority"] == "P1"
+    assert alert["dedup_key"] == "deal_velocity_crisis:deal_id=D00042"
+    assert alert["body_text"] == VELOCITY_TEXT.format(id=alert["alert_id"])
+    assert alert["recipients"] == "rep_2,mgr_2" and alert["recipient_roles"] == "rep,manager"
+    assert alert["amount_at_stake"] == 84_000.0
+
+
+def test_win_rate_degradation_reads_like_the_design():
+    table, _ = build_alerts([segment("win_rate_dip", "industry=FinTech&region=Europe",
+                                     root_cause="losses concentrated in Proposal against a new competitor")])
+    alert = table.iloc[0]
+    assert alert["alert_type"] == "win_rate_degradation"
+    assert alert["body_text"] == WIN_RATE_TEXT.format(id=alert["alert_id"])
+    # sales leadership = the org's CRO plus the leadership directory entry
+    assert alert["recipients"] == "cro_1,sales-leadership"
+    assert alert["amount_at_stake"] == pytest.approx(2_550_000 * 0.28)
+
+
+def test_block_kit_message_has_the_sections_and_feedback_buttons():
+    table, _ = build_alerts([stalled("D00042", "rep_2", 84_000.0)])
+    alert_id = table.iloc[0]["alert_id"]
+    blocks = json.loads(table.iloc[0]["blocks_json"])
+    assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "🔴 P1 · Deal Velocity Crisis",
+                                                    "emoji": True}}
+    assert blocks[1]["text"]["text"] == "*D00042 stalled 52 days in Qualified ($84,000)*"
+    assert [f["text"].split("\n")[0] for f in blocks[2]["fields"]] == ["*Deal*", "*Rep*", "*Stage*", "*Metric*"]
+    sections = [b["text"]["text"].split("\n")[0] for b in blocks if b["type"] == "section" and "text" in b]
+    assert sections[1:] == ["*Why this matters*", "*Root cause*", "*Recommended actions*", "*Money at stake*"]
+    actions = next(b for b in blocks if b["type"] == "actions")
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("salesintel_feedback_helpful", alert_id), ("salesintel_feedback_noise", alert_id)]
+    assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
+
+
+def test_mrkdwn_control_characters_are_escaped_in_blocks_not_in_text():
+    table, _ = build_alerts([segment("win_rate_dip", "industry=FinTech&region=Europe",
+                                     root_cause="R&D <beta> churn")])
+    blocks = json.loads(table.iloc[0]["blocks_json"])
+    cause = next(b["text"]["text"] for b in blocks if b.get("text", {}).get("text", "").startswith("*Root cause*"))
+    assert cause == "*Root cause*\nR&amp;D &lt;beta&gt; churn."
+    assert "R&D <beta> churn." in table.iloc[0]["body_text"]
+
+
+@pytest.mark.parametrize("row, expected", [
+    (stalled("D00042", "rep_2", 84_000.0, severity="critical"), "deal_velocity_crisis"),
+    (stalled("D00050", "rep_1", 9_000.0, severity="critical"), "stalled_deal"),       # small deal
+    (stalled("D00050", "rep_1", 9_000.0, severity="critical", metric="smi"), "deal_velocity_crisis"),
+    (stalled("D00042", "rep_2", 84_000.0, severity="high"), "stalled_deal"),           # not critical
+    (segment("win_rate_dip", "all", severity="medium"), "win_rate_degradation"),
+    (segment("win_rate_dip", "region=APAC", severity="high"), "win_rate_degradation"),
+    (segment("win_rate_dip", "region=APAC", severity="medium"), "segment_performance_shift"),
+    (segment("win_rate_spike", "region=APAC", direction="up"), "segment_performance_shift"),
+    (segment("cycle_slowdown", "region=APAC", metric="sales_cycle_days", observed=60, expected=41),
+     "segment_performance_shift"),
+    (segment("open_age_increase", "region=APAC", metric="sales_cycle_days"), "segment_performance_shift"),
+    (segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41, expected=0.62),
+     "pipeline_quality_warning"),
+    (segment("metric_shift", "region=APAC", metric="pvs", observed=0.8, expected=1.1), "custom_metric_anomaly"),
+])
+def test_mapping_follows_the_rules_file(row, expected):
+    assert alert_rules.classify(row, load_rules(), float(row["amount_at_stake"] or 0)) == expected
+
+
+def test_several_anomalies_on_one_subject_become_one_alert():
+    rows = [segment("win_rate_dip", "region=APAC", severity="medium", anomaly_id="a1"),
+            segment("cycle_slowdown", "region=APAC", metric="sales_cycle_days", observed=60, expected=41,
+                    severity="high", anomaly_id="a2", direction="up")]
+    table, _ = build_alerts(rows)
+    assert len(table) == 1
+    alert = table.iloc[0]
+    assert alert["anomaly_id"] == "a2" and alert["anomaly_ids"] == "a2,a1"  # the most severe finding leads
+    assert alert["title"] == "APAC: sales cycle rose to 60 days (baseline 41 days)"
+    assert "Also seen on this subject:\n- win rate fell to 17 % (baseline 45 %) over the last 45 days to " \
+           "2026-06-30 (medium)" in alert["body_text"]
+
+
+def test_quality_warning_quotes_the_segments_history():
+    table, _ = build_alerts([segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41,
+                                     expected=0.62, n=240, baseline_n=1400, severity="medium")])
+    alert = table.iloc[0]
+    assert alert["recipients"] == "sdr-manager"
+    assert "Historically, deals in this segment win 36 % (95 % CI 33–39 %, n = 1,200) vs 45 % overall." in alert["body_text"]
+    assert "Deal quality score (DQS) was 0.41 over the last 45 days" in alert["body_text"]
+    assert "Money at stake: $6.00M open pipeline (334 open deals in Partner leads)" in alert["body_text"]
+
+
+def test_playbook_falls_back_to_default_for_other_industries():
+    table, _ = build_alerts([stalled("D00043", "rep_2", 61_000.0, days=70)])  # SaaS: no SaaS playbook
+    actions = json.loads(table.iloc[0]["content_json"])["actions"]
+    assert actions[1] == "Re-qualify budget, authority and timeline; if any is gone, close the deal out honestly."
+
+
+def test_unmapped_and_below_floor_anomalies_are_counted_not_alerted():
+    rows = [segment("win_rate_dip", "region=APAC", severity="medium", anomaly_id="a1"),
+            dict(segment("metric_shift", "region=EMEA", metric="pvs", severity="low"), anomaly_type="novel_type")]
+    table, skipped = build_alerts(rows, floors={"segment_performance_shift": "high"})
+    assert table.empty
+    assert skipped == {"unmapped": 1, "below_feedback_floor": 1}
+
+
+def test_dwell_history_lowers_the_threshold_until_enough_deals():
+    dwell = DwellHistory(evidence().dwell, min_n=30)
+    assert dwell.longer_than("Qualified", 52) == (39, 7, 40)    # only 10 deals beyond 52 days
+    assert dwell.longer_than("Qualified", 20) == (20, 28, 100)  # enough deals beyond the deal's own days
+    assert dwell.baseline("Qualified") == (138, 300)
+    assert dwell.longer_than("Demo", 40) is None                 # 20 closed deals: not enough history
+    assert dwell.longer_than("Proposal", 40) is None
+
+
+def test_not_enough_history_is_said_plainly():
+    table, _ = build_alerts([dict(stalled("D00043", "rep_2", 61_000.0, days=70), historical_win_rate=None)])
+    assert ("Not enough history to quote a win rate for deals this long in Demo (fewer than 30 closed deals)."
+            in table.iloc[0]["body_text"])
+
+
+def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
+    import duckdb
+
+    fact = deals_frame().assign(is_open=True, outcome="Open", closed_date=pd.NaT)
+    closed = pd.DataFrame({"deal_id": ["C1", "C2", "C3"], "sales_rep_id": "rep_1", "industry": "FinTech",
+                           "region": "Europe", "product_type": "Core", "deal_stage": "Closed",
+                           "deal_amount": 10_000.0, "is_open": False, "outcome": ["Won", "Lost", "Won"],
+                           "closed_date": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-08-01"])})
+    fact = pd.concat([fact, closed], ignore_index=True)
+    transitions = pd.DataFrame({"deal_id": ["C1", "C2", "C3"], "stage": "Qualified", "days_in_stage": [5.0, 9.5, 3.0],
+                                "outcome": ["Won", "Lost", "Won"],
+                                "exited_date": pd.to_datetime(["2025-12-01", "2026-01-01", "2026-07-15"])})
+    con = duckdb.connect()
+    con.register("fact_deals", fact)
+    con.register("fact_stage_transitions", transitions)
+    anomalies = pd.DataFrame([stalled("D00042", "rep_2", 84_000.0),
+                              segment("win_rate_dip", "industry=FinTech&region=Europe"),
+                              segment("win_rate_dip", "unknown_dim=x")])
+    ev = alert_rules.load_evidence(con, anomalies, pd.Timestamp("2026-06-30"))
+    assert list(ev.deals["deal_id"]) == ["D00042"]
+    # the deal closed after the analysis date is not history
+    assert ev.dwell.sort_values("days").to_dict("records") == [
+        {"stage": "Qualified", "days": 5, "closed": 1, "won": 1}, {"stage": "Qualified", "days": 9, "closed": 1, "won": 0}]
+    seg = ev.segments.set_index("segment")
+    assert seg.loc["industry=FinTech&region=Europe"].to_dict() == {
+        "open_n": 1, "open_amount": 84_000.0, "closed_n": 2, "won_n": 1}
+    assert "unknown_dim=x" not in seg.index  # no guessing about a dimension the warehouse lacks
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["alerts"]["mapping"].append({"anomaly_types": ["quality_drop"], "alert_type": "nope"}),
+     "unknown alert type 'nope'"),
+    (lambda r: r["alerts"]["types"]["stalled_deal"].update(priority="P0"), "priority"),
+    (lambda r: r["alerts"]["types"]["stalled_deal"].update(recipients=["ghost"]), "unknown recipient roles"),
+    (lambda r: r["alerts"]["types"]["stalled_deal"].update(playbooks={"SaaS": ["x"]}), "default"),
+    (lambda r: r["alerts"]["rollout"].update(mode="canary"), "mode"),
+    (lambda r: r["alerts"]["throttle"].update(max_p1_per_rep=0), "max_p1_per_rep"),
+    (lambda r: r["alerts"]["feedback"].update(target_precision=1.5), "target_precision"),
+    (lambda r: r["alerts"].update(surprise=1), "surprise"),
+    (lambda r: r["alerts"]["mapping"][0].update(min_severity="severe"), "min_severity"),
+])
+def test_bad_alert_rules_are_a_clear_error(tmp_path, mutate, message):
+    path = write_rules(tmp_path / "rules.yaml", mutate)
+    with pytest.raises(RulesError, match=message):
+        load_rules(path)
+
+
+def test_risk_scores_enrich_deal_alerts_when_present():
+    from salesintel_assets.domain.alerts.routing import Router
+    from salesintel_assets_tests.alert_support import reps_frame
+
+    rules = load_rules()
+    risk = pd.DataFrame([{"deal_id": "D00042", "win_probability": 0.12, "risk_band": "high",
+                          "reason_1": "no activity in 41 days", "reason_1_weight": -0.2,
+                          "reason_2": "Enterprise deals in Qualified stall", "reason_2_weight": -0.1,
+                          "reason_3": None, "reason_3_weight": None}])
+    ctx = alert_rules.Context(evidence(), Router(reps_frame(), rules.alerts), risk, rules, pd.Timestamp("2026-06-30"))
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0)]), ctx)
+    content = candidates.iloc[0]["content"]
+    assert content["why"][-1] == "The risk model gives it a 12 % chance to win (high risk)."
+    assert content["root_cause"][1] == ("Risk model's top reasons: no activity in 41 days; "
+                                        "Enterprise deals in Qualified stall.")
+    assert content["money"] == "$84,000 deal amount, 12 % win probability"
+
+
+def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stage_time():
+    from salesintel_assets.domain.alerts.routing import Router
+    from salesintel_assets_tests.alert_support import AS_OF, deals_frame, evidence, reps_frame, stalled
+
+    rules = load_rules()
+    facts = evidence()
+    deals = deals_frame()
+    deals.loc[deals["deal_id"] == "D00042", "days_in_stage"] = float("nan")
+    deals["age_days"] = 97.0
+    facts.deals = deals
+    ctx = alert_rules.Context(facts, Router(reps_frame(), rules.alerts), None, rules, AS_OF)
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0)]), ctx)
+    title = candidates.iloc[0]["title"]
+    assert title == "D00042 open 97 days, still in Qualified ($84,000)"
+    assert ["Stage", "Qualified (open 97 days; time in stage not recorded)"] in candidates.iloc[0]["content"]["facts"]

@@ -1,0 +1,85 @@
+"""The rules file is validated on load and the run-time contract maps to
+resources; bad input is a clear error, never a silent default."""
+
+import dagster as dg
+import pytest
+import yaml
+
+from salesintel_assets.domain.common.rules import RulesError, default_rules_path, load_rules
+from salesintel_assets.resources.crm import CsvCRM, SampleCRM
+from salesintel_assets.resources.factory import ConfigurationError, environment_resources
+
+
+def write_rules(tmp_path, mutate) -> str:
+    raw = yaml.safe_load(default_rules_path().read_text())
+    mutate(raw)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_packaged_rules_load():
+    rules = load_rules()
+    assert rules.version == 1
+    assert rules.stages.order[0] == "Qualified" and rules.stages.number("Closed") == 5
+    assert rules.stages.number("Lunch") is None
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["quality"].update(typo_key=1), "typo_key"),
+    (lambda r: r.update(version=99), "unsupported rules version"),
+    (lambda r: r["stages"].update(order=["Demo", "Demo"]), "stage names must be unique"),
+    (lambda r: r["quality"]["circuit_breaker"].update(max_bad_share=2), "max_bad_share"),
+    (lambda r: r.pop("stages"), "stages"),
+])
+def test_bad_rules_file_is_a_clear_error(tmp_path, mutate, message):
+    with pytest.raises(RulesError, match=message):
+        load_rules(write_rules(tmp_path, mutate))
+
+
+def test_unreadable_rules_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: [1,\n")
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(path)
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "missing.yaml")
+
+
+def test_environment_defaults_to_sample_crm(monkeypatch):
+    for name in ("SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_HOME", "SALESINTEL_AS_OF"):
+        monkeypatch.delenv(name, raising=False)
+    resources = environment_resources()
+    assert isinstance(resources["crm"], SampleCRM)
+    assert resources["home"].path == ".salesintel" and resources["settings"].as_of is None
+
+
+def test_environment_csv_source_uses_env_vars(monkeypatch, tmp_path):
+    monkeypatch.setenv("SALESINTEL_SOURCE", "csv")
+    monkeypatch.setenv("SALESINTEL_CSV", str(tmp_path / "deals.csv"))
+    monkeypatch.setenv("SALESINTEL_AS_OF", "2024-07-20")
+    resources = environment_resources()
+    assert isinstance(resources["crm"], CsvCRM)
+    # Values stay EnvVar references (resolved at run time, never shown in the UI).
+    assert isinstance(resources["crm"].path, dg.EnvVar) and isinstance(resources["settings"].as_of, dg.EnvVar)
+
+
+@pytest.mark.parametrize("source, csv, message", [
+    ("csv", None, "needs SALESINTEL_CSV"),
+    ("salesforce", None, "expected one of"),
+])
+def test_environment_errors_are_clear(monkeypatch, source, csv, message):
+    monkeypatch.setenv("SALESINTEL_SOURCE", source)
+    monkeypatch.delenv("SALESINTEL_CSV", raising=False)
+    with pytest.raises(ConfigurationError, match=message):
+        environment_resources()
+
+
+def test_code_location_loads_with_every_layer(monkeypatch):
+    monkeypatch.delenv("SALESINTEL_SOURCE", raising=False)
+    from salesintel_assets.definitions import defs
+
+    loaded = defs()
+    groups = {spec.group_name for spec in loaded.resolve_all_asset_specs()}
+    assert {"ingestion", "warehouse"} <= groups
+    assert loaded.resolve_job_def("salesintel_job") is not None

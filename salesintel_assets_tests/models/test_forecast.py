@@ -1,0 +1,125 @@
+"""Pipeline forecast: simulation with a shared shift, rows that add up,
+expected close months, and the backtest against what then closed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.common.rules import load_rules
+from salesintel_assets_tests.models_support import sample_tables
+
+
+def _scored(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "deal_id": [f"D{i}" for i in range(n)], "win_probability": rng.uniform(0.02, 0.9, n),
+        "deal_amount": rng.uniform(1_000, 50_000, n).round(), "industry": rng.choice(["SaaS", "FinTech"], n),
+        "region": rng.choice(["Europe", "APAC", "India"], n), "product_type": rng.choice(["Core", "Pro"], n),
+        "lead_source": rng.choice(["Inbound", "Partner"], n),
+    })
+
+
+@pytest.fixture(scope="module")
+def rules():
+    risk = load_rules().risk
+    return risk.model_copy(update={"forecast": risk.forecast.model_copy(update={"simulations": 500})})
+
+
+def test_without_a_shared_shift_deals_are_independent_coins():
+    p = np.random.default_rng(1).uniform(0.05, 0.9, 1500)
+    counts, revenue = forecast.simulate(p, np.ones(len(p)), np.zeros(len(p), dtype=np.int64), 1, 0.0, 4000, 3)
+    assert counts.mean() == pytest.approx(p.sum(), rel=0.01)
+    assert counts.var() == pytest.approx((p * (1 - p)).sum(), rel=0.1)
+    np.testing.assert_array_equal(counts, revenue)          # amount 1: revenue is the count
+
+
+def test_a_shared_shift_widens_the_interval():
+    p = np.random.default_rng(2).uniform(0.05, 0.9, 1500)
+    keys = np.zeros(len(p), dtype=np.int64)
+    independent, _ = forecast.simulate(p, np.ones(len(p)), keys, 1, 0.0, 3000, 4)
+    shared, _ = forecast.simulate(p, np.ones(len(p)), keys, 1, 0.3, 3000, 4)
+    assert shared.std() > 2 * independent.std()
+    assert shared.mean() == pytest.approx(p.sum(), rel=0.03)
+
+
+def test_level_shift_is_what_the_forecast_needed_to_match_the_outcome():
+    p = np.random.default_rng(3).uniform(0.05, 0.9, 500)
+    amount = np.random.default_rng(4).uniform(1, 10, 500)
+    shift = forecast.level_shift(p, 180)
+    assert (1 / (1 + np.exp(-(np.log(p / (1 - p)) + shift)))).sum() == pytest.approx(180, abs=1e-6)
+    revenue_shift = forecast.level_shift(p, 900, amount)
+    assert (amount / (1 + np.exp(-(np.log(p / (1 - p)) + revenue_shift)))).sum() == pytest.approx(900, abs=1e-4)
+    info = forecast.level_information(p)
+    # shifts no larger than their binomial noise: sigma falls back to the level's standard error
+    assert forecast.interval_sigma([0.5 / np.sqrt(info)] * 4, [info] * 4, 0.07) == pytest.approx(0.07)
+    # consistently large shifts are real: sigma follows them
+    assert forecast.interval_sigma([0.4, -0.4, 0.4, -0.4], [info] * 4, 0.07) == pytest.approx(
+        np.sqrt(0.16 - 1 / info), rel=1e-6)
+
+
+def test_forecast_rows_add_up_and_hold_their_intervals(rules):
+    scored = _scored()
+    months = np.where(scored["win_probability"] > 0.5, "2026-07", "2026-08")
+    table = forecast.forecast(scored, months, 0.2, 0.3, rules)
+    assert list(table.columns) == forecast.FORECAST_COLUMNS
+    assert set(table["grouping"]) == set(forecast.GROUPINGS)
+    total = table[table["grouping"] == "total"].iloc[0]
+    assert total["expected_won_deals"] == pytest.approx(scored["win_probability"].sum(), abs=0.01)
+    expected_revenue = (scored["win_probability"] * scored["deal_amount"]).sum()
+    assert total["expected_won_revenue"] == pytest.approx(expected_revenue, abs=0.01)
+    for grouping, rows in table.groupby("grouping"):
+        assert rows["open_deals"].sum() == len(scored), grouping
+        assert rows["expected_won_revenue"].sum() == pytest.approx(expected_revenue, rel=1e-6)
+    assert (table["revenue_p10"] < table["expected_won_revenue"]).all()
+    assert (table["expected_won_revenue"] < table["revenue_p90"]).all()
+    months_rows = table[table["grouping"] == "close_month"]
+    assert list(months_rows["key"]) == ["2026-07", "2026-08"]
+    assert forecast.forecast(scored.iloc[:0], [], 0.2, 0.2, rules).columns.tolist() == forecast.FORECAST_COLUMNS
+
+
+def test_expected_close_month_follows_how_long_won_deals_still_needed():
+    snapshot = pd.Timestamp("2026-01-01")
+    states = pd.DataFrame({
+        "stage": ["Negotiation"] * 30 + ["Qualified"] * 30, "age_days": [40.0] * 60, "won": 1,
+        "snapshot_date": snapshot,
+        "closed_date": [snapshot + pd.Timedelta(days=10)] * 30 + [snapshot + pd.Timedelta(days=70)] * 30})
+    timing = forecast.close_timing(states)
+    open_states = pd.DataFrame({"stage": ["Negotiation", "Qualified", "Demo"], "age_days": [45.0, 50.0, 5.0]})
+    months = forecast.expected_close_month(open_states, timing, pd.Timestamp("2026-06-25"))
+    assert list(months) == ["2026-07", "2026-09", "2026-08"]     # Demo: no history, the overall median (40 days)
+
+
+@pytest.fixture(scope="module")
+def backtest():
+    tables = sample_tables(4000, 11)
+    rules = tables["rules"].risk.model_copy(update={
+        "forecast": tables["rules"].risk.forecast.model_copy(update={"backtest_dates": 3, "simulations": 1000})})
+    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"], rules,
+                          tables["rules"].stages.order)
+    return forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
+                             "logistic", prepared.as_of), prepared, rules
+
+
+def test_backtest_replays_past_dates_against_what_then_closed(backtest):
+    table, prepared, rules = backtest
+    assert list(table.columns) == forecast.BACKTEST_COLUMNS
+    assert (table["status"] == "ok").all() and len(table) == 3
+    expected_dates = [prepared.as_of - pd.Timedelta(days=rules.forecast.backtest_horizon_days + k * 30)
+                      for k in (2, 1, 0)]
+    assert list(table["analysis_date"]) == expected_dates
+    for _, row in table.iterrows():
+        # the model of each date learned only from deals closed by then
+        assert row["train_deals"] == len(rf.labelled_deals(prepared.fact, row["analysis_date"]))
+        assert row["error_points"] == pytest.approx(100 * (row["forecast_win_rate"] - row["actual_win_rate"]),
+                                                    abs=0.02)
+        assert row["resolved_deals"] + row["pending_deals"] == row["open_deals"]
+        assert row["won_deals_p10"] <= row["expected_won_deals"] <= row["won_deals_p90"]
+
+
+def test_backtest_forecast_is_within_the_design_target(backtest):
+    table, _, rules = backtest
+    assert table["error_points"].abs().max() <= rules.forecast.win_rate_target_points
+    assert table["within_target"].all()
+    assert table["pending_deals"].sum() < 0.1 * table["open_deals"].sum()

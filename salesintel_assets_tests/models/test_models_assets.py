@@ -1,0 +1,185 @@
+"""The models layer materialised with real DuckDB and a real MLflow store in
+a temporary home: two daily runs of the sample CRM (the second sees deals
+that closed after the first champion was deployed), the SkyGeni export (all
+closed), and a world too small to train on."""
+
+import mlflow
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_scores as rs
+from salesintel_assets.resources.factory import build_resources
+from salesintel_assets.resources.crm import SampleCRM
+from salesintel_assets_tests.models_support import rules_file, seed_mlflow_store
+from salesintel_assets_tests.support import (check_results, csv_resources, read_table, run_selection,
+                                             sample_resources)
+
+CHAIN = "group:ingestion or group:warehouse or group:models"
+FIRST, SECOND = "2026-05-15", "2026-06-30"
+WARN_CHECKS = {"model_beats_baseline", "forecast_win_rate_within_target", "champion_not_degraded"}
+FAST = {"forecast__backtest_dates": 2, "forecast__simulations": 500}
+
+
+def _client(home):
+    uri = f"sqlite:///{home}/mlflow.db"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _materialization(result, asset):
+    return result.asset_materializations_for_node(asset)[-1].metadata
+
+
+@pytest.fixture(scope="module")
+def sample_runs(tmp_path_factory):
+    """Day 1 trains the first champion; day 2 (six weeks later) checks it on
+    the deals closed since, then trains a challenger."""
+    home = tmp_path_factory.mktemp("models") / "home"
+    seed_mlflow_store(home)
+    rules = rules_file(tmp_path_factory.mktemp("rules"), **FAST)
+    runs = {}
+    for day in (FIRST, SECOND):
+        resources = sample_resources(home, n_deals=2500, clock=day, rules_path=str(rules))
+        runs[day] = run_selection(resources, CHAIN)
+    return home, runs, rules
+
+
+def test_every_check_passes_and_quality_signals_are_reported(sample_runs):
+    _, runs, _ = sample_runs
+    for result in runs.values():
+        checks = {name: ok for name, ok in check_results(result).items() if name not in WARN_CHECKS}
+        assert [name for name, ok in checks.items() if not ok] == []
+        assert WARN_CHECKS <= set(check_results(result))
+
+
+def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
+    home, runs, _ = sample_runs
+    client = _client(home)
+    experiment = client.get_experiment_by_name("deal_risk")
+    assert experiment.artifact_location.startswith("file:") and "mlartifacts" in experiment.artifact_location
+    model_runs = client.search_runs([experiment.experiment_id], "tags.fingerprint != ''")
+    assert len(model_runs) == 2
+    for run in model_runs:
+        for metric in ("val_auc", "val_brier", "val_log_loss", "val_ece", "baseline_auc", "baseline_brier",
+                       "baseline_log_loss", "baseline_ece"):
+            assert metric in run.data.metrics
+    versions = client.search_model_versions("name='deal_risk'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    champion = client.get_model_version_by_alias("deal_risk", "champion")
+    table = read_table(home, "deal_risk_model")
+    assert list(table["version"]) == [1, 2] and list(table["status"]) == ["trained", "trained"]
+    assert table["decision"].iloc[0] == "no champion yet"
+    assert int(table["champion_version"].iloc[-1]) == int(champion.version)
+    second = table.iloc[-1]
+    if int(champion.version) == 1:     # the day-2 model did not beat the day-1 champion on the same deals
+        assert client.get_model_version_by_alias("deal_risk", "challenger").version == "2"
+        assert second["decision"].startswith("champion kept")
+    else:
+        assert second["decision"].startswith("challenger")
+    assert second["champion_score"] == second["champion_score"]           # both scores recorded
+    meta = _materialization(runs[SECOND], "deal_risk_model")
+    assert meta["decision"].value == second["decision"]
+    assert {"challenger_score", "champion_score", "champion_version", "validation", "reliability"} <= set(meta)
+    assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
+
+
+def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):
+    home, _, _ = sample_runs
+    scores = read_table(home, "deal_risk_scores")
+    fact = read_table(home, "fact_deals")
+    assert list(scores.columns) == rs.SCORE_COLUMNS
+    assert set(scores["deal_id"]) == set(fact.loc[fact["is_open"], "deal_id"])
+    champion = _client(home).get_model_version_by_alias("deal_risk", "champion")
+    assert (scores["model_version"] == int(champion.version)).all()
+    assert (scores["as_of_date"] == pd.Timestamp(SECOND)).all()
+    assert scores["reason_1"].notna().all() and set(scores["risk_band"]) <= {"low", "medium", "high"}
+
+
+def test_drift_judges_the_champion_on_deals_closed_since_it_was_deployed(sample_runs):
+    home, _, _ = sample_runs
+    drift = read_table(home, "deal_risk_drift")
+    assert list(drift["status"].iloc[:1]) == ["no champion"]
+    live = drift.iloc[-1]
+    assert int(live["model_version"]) == 1 and live["deployed_as_of"] == pd.Timestamp(FIRST)
+    fact = read_table(home, "fact_deals")
+    newly = fact[~fact["is_open"] & ~fact["needs_review"] & (fact["closed_date"] > pd.Timestamp(FIRST))
+                 & (fact["closed_date"] > fact["created_date"])]
+    assert live["new_deals"] == len(newly) > 100
+    assert 0.5 < live["live_auc"] <= 1 and live["status"] in ("ok", "degraded")
+    client = _client(home)
+    runs = client.search_runs([client.get_experiment_by_name("deal_risk").experiment_id], "tags.kind = 'drift'")
+    assert len(runs) == 1 and runs[0].data.metrics["live_auc"] == pytest.approx(live["live_auc"])
+    assert client.get_model_version("deal_risk", "1").tags["live_status"] == live["status"]
+
+
+def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
+    home, runs, _ = sample_runs
+    table = read_table(home, "pipeline_forecast")
+    scores = read_table(home, "deal_risk_scores")
+    assert list(table.columns) == forecast.FORECAST_COLUMNS
+    assert {"close_month", "industry", "lead_source", "total"} <= set(table["grouping"])
+    total = table[table["grouping"] == "total"].iloc[0]
+    assert total["open_deals"] == len(scores)
+    assert total["expected_won_deals"] == pytest.approx(scores["win_probability"].sum(), abs=0.01)
+    assert total["revenue_p10"] < total["expected_won_revenue"] < total["revenue_p90"]
+    backtest = read_table(home, "forecast_backtest")
+    assert len(backtest) == 2 and (backtest["status"] == "ok").all()
+    assert _materialization(runs[SECOND], "pipeline_forecast")["sigma_source"].value.startswith("backtest")
+
+
+def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
+    home, _, rules = sample_runs
+    resources = sample_resources(home, n_deals=2500, clock=SECOND, rules_path=str(rules))
+    run_selection(resources, "key:deal_risk_model")
+    table = read_table(home, "deal_risk_model")
+    assert len(table) == 2 and table["status"].iloc[-1] == "unchanged"
+    assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
+
+
+def test_skygeni_export_trains_on_creation_facts_and_scores_nothing(tmp_path, skygeni_csv):
+    home = tmp_path / "home"
+    seed_mlflow_store(home)
+    rules = rules_file(tmp_path, **FAST)
+    result = run_selection(csv_resources(home, skygeni_csv, rules_path=str(rules)), CHAIN)
+    assert result.success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "trained" and model["feature_mode"] == rf.CREATION_ONLY
+    tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
+    assert "stage" not in tags["categorical"].split(",") and "sales_cycle_days" not in tags["numeric"]
+    assert "creation attributes and age so far only" in tags["feature_description"]
+    scores, table = read_table(home, "deal_risk_scores"), read_table(home, "pipeline_forecast")
+    assert scores.empty and list(scores.columns) == rs.SCORE_COLUMNS
+    assert table.empty and list(table.columns) == forecast.FORECAST_COLUMNS
+
+
+def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
+    seed_mlflow_store(home)
+    rules = rules_file(tmp_path, min_closed_deals=100_000, **FAST)
+    result = run_selection(sample_resources(home, n_deals=600, rules_path=str(rules)), CHAIN)
+    assert result.success
+    model = read_table(home, "deal_risk_model")
+    assert list(model["status"]) == ["not enough data"] and model["version"].isna().all()
+    assert read_table(home, "deal_risk_scores").empty and read_table(home, "pipeline_forecast").empty
+    assert _client(home).search_model_versions("name='deal_risk'") == []
+
+
+def test_mlflow_store_defaults_to_the_home_and_a_tracking_uri_overrides_it(tmp_path):
+    default = build_resources(home=str(tmp_path / "h"), crm=SampleCRM())["mlflow"]
+    assert default.uri() == f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}"
+    assert default.artifact_location() == (tmp_path / "h" / "mlartifacts").as_uri()
+    other = build_resources(home=str(tmp_path / "h"), crm=SampleCRM(),
+                            mlflow_tracking_uri="http://127.0.0.1:5999")["mlflow"]
+    assert other.uri() == "http://127.0.0.1:5999" and other.artifact_location() is None
+
+
+def test_the_environment_maps_mlflow_tracking_uri(monkeypatch, tmp_path):
+    import dagster as dg
+
+    from salesintel_assets.resources.factory import environment_resources
+
+    monkeypatch.setenv("SALESINTEL_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert environment_resources()["mlflow"].tracking_uri is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert environment_resources()["mlflow"].tracking_uri == dg.EnvVar("MLFLOW_TRACKING_URI")

@@ -1,0 +1,332 @@
+"""The deal risk model: no leakage, a time-based split, calibrated
+probabilities, reasons in plain words, the MLflow registry with champion /
+challenger and loading by alias, and the live drift check."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.models import drift
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import risk_scores as rs
+from salesintel_assets.sources import sample_crm
+from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
+from salesintel_assets.resources.warehouse import SalesintelHome
+from salesintel_assets_tests.models_support import known_probability_fact, sample_tables
+
+NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                           "entered_date": pd.Series(dtype="datetime64[ns]")})
+NO_ACTIVITIES = pd.DataFrame({"deal_id": pd.Series(dtype=object), "activity_date": pd.Series(dtype="datetime64[ns]")})
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return sample_tables(3000, 42)
+
+
+def _prepare(tables, fact=None, history=None, as_of=None, rules=None):
+    return rf.prepare(tables["fact"] if fact is None else fact,
+                      tables["history"] if history is None else history, tables["activities"],
+                      as_of or tables["as_of"], rules or tables["rules"].risk, tables["rules"].stages.order)
+
+
+@pytest.fixture(scope="module")
+def prepared(tables):
+    return _prepare(tables)
+
+
+@pytest.fixture(scope="module")
+def training(prepared, tables):
+    return rm.train(prepared, tables["rules"].risk)
+
+
+# --- Leakage guards --------------------------------------------------------------
+def test_no_outcome_derived_column_is_a_feature(prepared, tables):
+    creation = rf.choose_features(prepared.labelled, NO_HISTORY, NO_ACTIVITIES, tables["rules"].risk)
+    for spec in (prepared.spec, creation):
+        assert not set(spec.columns) & rf.FORBIDDEN_FEATURES
+    for leaked in ("sales_cycle_days", "deal_stage", "outcome", "is_won", "stage_number", "closed_date"):
+        with pytest.raises(ValueError, match="must not be features"):
+            rf.assert_no_leakage(["deal_amount", leaked])
+
+
+def test_features_ignore_every_outcome_derived_column(tables, prepared):
+    """Scramble what a closed deal's row says about how it ended: the
+    replayed features must not move (a leak would show up here)."""
+    fact = tables["fact"].copy()
+    closed = ~fact["is_open"]
+    rng = np.random.default_rng(0)
+    fact.loc[closed, "deal_stage"] = np.where(fact.loc[closed, "is_won"], "Closed", "Qualified")
+    fact.loc[closed, "stage_number"] = np.where(fact.loc[closed, "is_won"], 5, 1)
+    for col in ("sales_cycle_days", "age_days", "days_in_stage", "original_sales_cycle_days"):
+        fact.loc[closed, col] = rng.uniform(0, 500, closed.sum())
+    fact.loc[closed, "activity_count"] = np.where(fact.loc[closed, "is_won"], 99, 0)
+    fact.loc[closed, "last_modified"] = pd.Timestamp("2030-01-01")
+    scrambled = _prepare(tables, fact=fact)
+    pd.testing.assert_frame_equal(scrambled.states, prepared.states)
+
+
+def test_a_recorded_close_never_reaches_the_features(tables, prepared):
+    """Even a CRM that logs the closed stage before closed_date cannot leak
+    the outcome through the stage feature."""
+    won = prepared.labelled[prepared.labelled["is_won"]]
+    early = pd.DataFrame({"deal_id": won["deal_id"], "stage": "Closed",
+                          "entered_date": won["closed_date"] - pd.Timedelta(days=20)})
+    poisoned = _prepare(tables, history=pd.concat([tables["history"], early], ignore_index=True))
+    assert "Closed" not in set(poisoned.states["stage"])
+    assert set(prepared.states["stage"]) <= set(sample_crm.OPEN_STAGES) | {rf.UNKNOWN_STAGE}
+
+
+def test_replayed_states_are_past_states_with_the_open_deals_meaning(tables, prepared):
+    states = prepared.states
+    assert (states["snapshot_date"] >= states["created_date"]).all()
+    assert (states["snapshot_date"] < states["closed_date"]).all()
+    cycle = (states["closed_date"] - states["created_date"]).dt.days
+    assert (states["age_days"] < cycle).all()
+    # An open deal's features mean what they meant in training: its current
+    # stage, age and days in stage, exactly as the warehouse records them.
+    open_frame = rf.open_deals(prepared.fact, prepared.as_of)
+    now = rf.open_states(open_frame, prepared.timeline, prepared.spec, prepared.as_of)
+    assert (now["stage"].to_numpy() == open_frame["deal_stage"].to_numpy()).all()
+    np.testing.assert_array_equal(now["age_days"], open_frame["age_days"])
+    np.testing.assert_array_equal(now["days_in_stage"], open_frame["days_in_stage"])
+
+
+def test_without_stage_history_only_creation_facts_and_age_are_used(tables):
+    fact = tables["fact"]
+    spec = rf.choose_features(rf.labelled_deals(fact, tables["as_of"]), NO_HISTORY, NO_ACTIVITIES,
+                              tables["rules"].risk)
+    assert spec.mode == rf.CREATION_ONLY
+    assert spec.columns == ["industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_amount",
+                            "age_days"]
+
+
+# --- Time-based split ---------------------------------------------------------------
+def test_split_is_by_close_date_never_random(training, prepared, tables):
+    split, rules = training.split, tables["rules"].risk
+    assert split.fit["closed_date"].max() <= split.calibration_cutoff < split.calibrate["closed_date"].min()
+    assert split.calibrate["closed_date"].max() <= split.validation_cutoff < split.validate["closed_date"].min()
+    sets = [set(part["deal_id"]) for part in (split.fit, split.calibrate, split.validate)]
+    assert not (sets[0] & sets[1]) and not (sets[1] & sets[2]) and not (sets[0] & sets[2])
+    labelled = prepared.labelled
+    most_recent = set(labelled.loc[labelled["closed_date"] > split.validation_cutoff, "deal_id"])
+    assert sets[2] <= most_recent
+    share = len(most_recent) / len(labelled)
+    assert abs(share - rules.validation_share) < 0.03
+
+
+def test_deals_closing_after_the_analysis_date_are_not_history(tables):
+    as_of = tables["as_of"] - pd.Timedelta(days=60)
+    early = _prepare(tables, as_of=as_of)
+    assert early.labelled["closed_date"].max() <= as_of
+    assert early.states["closed_date"].max() <= as_of
+    later = tables["fact"][~tables["fact"]["is_open"] & (tables["fact"]["closed_date"] > as_of)]
+    assert len(later) > 100 and not set(later["deal_id"]) & set(early.labelled["deal_id"])
+
+
+def test_too_few_closed_deals_is_not_enough_data(tables):
+    rules = tables["rules"].risk.model_copy(update={"min_closed_deals": 100_000})
+    with pytest.raises(rm.NotEnoughData, match="closed deals"):
+        rm.train(_prepare(tables, rules=rules), rules)
+
+
+# --- Calibration ----------------------------------------------------------------------
+def test_probabilities_are_calibrated_on_a_world_with_known_probabilities(tables):
+    fact, truth = known_probability_fact()
+    rules = tables["rules"].risk
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, fact["closed_date"].max(), rules, ["Proposal", "Closed"])
+    training = rm.train(prepared, rules)
+    validate = training.split.validate
+    p = rm.predict(training.chosen.model, validate[prepared.spec.columns])
+    true_p = pd.Series(truth, index=fact["deal_id"]).loc[validate["deal_id"]].to_numpy()
+    assert np.abs(p - true_p).mean() < 0.05                       # close to the truth deal by deal
+    assert drift.expected_calibration_error(validate["won"], p) < 0.05
+    assert abs(p.mean() - validate["won"].mean()) < 0.03         # calibration in the large
+    assert training.chosen.metrics["log_loss"] < training.baseline_metrics["log_loss"]
+
+
+def test_expected_calibration_error_sees_miscalibration():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.05, 0.8, 40_000)
+    y = rng.random(len(p)) < p
+    assert drift.expected_calibration_error(y, p) < 0.02
+    assert drift.expected_calibration_error(y, np.clip(p + 0.15, 0, 1)) == pytest.approx(0.15, abs=0.02)
+
+
+def test_sample_model_beats_the_segment_baseline_and_is_calibrated(training):
+    chosen, baseline = training.chosen.metrics, training.baseline_metrics
+    assert chosen["auc"] > baseline["auc"] + 0.1
+    assert chosen["log_loss"] < baseline["log_loss"]
+    assert chosen["ece"] < 0.05
+    assert training.chosen.name in ("logistic", "gradient_boosting")
+    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting"}
+
+
+# --- Scores and reasons -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scores(prepared, training, tables):
+    open_frame = rf.open_deals(prepared.fact, prepared.as_of)
+    features = rf.open_states(open_frame, prepared.timeline, prepared.spec, prepared.as_of)
+    explainer = rs.Explainer.from_states(prepared.states, prepared.spec)
+    return rs.score_open_deals(training.chosen.model, open_frame, features, explainer, tables["rules"].risk, 7,
+                               prepared.as_of)
+
+
+def test_scores_give_probability_band_money_and_reasons(scores, prepared, tables):
+    bands = tables["rules"].risk.bands
+    assert list(scores.columns) == rs.SCORE_COLUMNS
+    assert len(scores) == prepared.fact["is_open"].sum()
+    assert scores["win_probability"].between(0, 1).all()
+    np.testing.assert_allclose(scores["revenue_at_risk"], scores["deal_amount"] * (1 - scores["win_probability"]),
+                               atol=0.02)
+    high = scores["win_probability"] < bands.high_below
+    assert (scores.loc[high, "risk_band"] == "high").all()
+    assert (scores.loc[scores["win_probability"] >= bands.medium_below, "risk_band"] == "low").all()
+    assert set(scores["risk_band"]) == {"low", "medium", "high"}
+    assert (scores["model_version"] == 7).all()
+    weights = scores[["reason_1_weight", "reason_2_weight", "reason_3_weight"]].to_numpy()
+    for row in weights:   # same-sign reasons first, each group by size
+        row = row[~np.isnan(row)]
+        if not len(row):
+            continue
+        lead = np.sign(row[0])
+        groups = [np.abs(row[np.sign(row) == lead]), np.abs(row[np.sign(row) != lead])]
+        assert all((np.diff(g) <= 1e-9).all() for g in groups)
+        assert list(np.sign(row) == lead) == sorted(np.sign(row) == lead, reverse=True)
+    risky = scores[scores["risk_band"] == "high"]
+    assert (risky["reason_1_weight"] < 0).mean() > 0.95          # an at-risk deal leads with what hurts it
+    reasons = scores["reason_1"].dropna()
+    assert len(reasons) > 0.95 * len(scores)
+    assert reasons.str.contains(r": (?:deals .* )?wins? \d+ % vs \d+ % overall \(n=[\d,]+\)$").all()
+    all_weights = scores[["reason_1_weight", "reason_2_weight", "reason_3_weight"]]
+    assert (all_weights.abs().ge(0.01) | all_weights.isna()).all().all()     # < 1 point is no reason
+    for k in (1, 2, 3):
+        assert (scores[f"reason_{k}"].isna() == scores[f"reason_{k}_weight"].isna()).all()
+
+
+def test_stalled_deals_are_high_risk_for_stated_reasons(scores, tables):
+    planted = tables["world"].deals.set_index("deal_id")["planted"]
+    stuck = scores[scores["deal_id"].map(planted).eq("stuck_early_stage")]
+    assert len(stuck) >= 5
+    assert (stuck["risk_band"] == "high").all()
+    weights = stuck[["reason_1_weight", "reason_2_weight", "reason_3_weight"]]
+    assert (weights.min(axis=1) < -0.03).all()                       # every one has a real negative reason
+    assert (stuck["reason_1_weight"] < 0).mean() >= 0.8
+    quiet = stuck["reason_1"].str.startswith(("No activity for", "Open ", "In Qualified", "In Demo"))
+    assert quiet.mean() >= 0.8
+
+
+def test_a_reason_quotes_how_such_deals_fared(prepared):
+    explainer = rs.Explainer.from_states(prepared.states, prepared.spec)
+    deals = prepared.states.drop_duplicates("deal_id")
+    partner = deals[deals["lead_source"] == "Partner"]
+    text = explainer.describe("lead_source", "Partner")
+    expected = (f"Partner-sourced: wins {round(100 * partner['won'].mean())} % vs "
+                f"{round(100 * deals['won'].mean())} % overall (n={len(partner):,})")
+    assert text == expected
+
+
+def test_no_open_deals_gives_an_empty_table_with_the_contract_columns():
+    empty = rs.empty_scores()
+    assert list(empty.columns) == rs.SCORE_COLUMNS and empty.empty
+
+
+# --- MLflow: registry, champion / challenger, loading by alias ---------------------------
+def _shuffled_model(training, prepared, tables, seed):
+    """A model that learned nothing: fitted on permuted outcomes."""
+    rng = np.random.default_rng(seed)
+    split = training.split
+    fit = split.fit.assign(won=rng.permutation(split.fit["won"].to_numpy()))
+    model, _ = rm.fit_calibrated("logistic", fit, split.calibrate, prepared.spec, tables["rules"].risk)
+    return rm.Candidate("logistic", model, "sigmoid", drift.evaluate(
+        split.validate["won"], rm.predict(model, split.validate[prepared.spec.columns])))
+
+
+def _register(tracking, candidate, training, prepared, tables, champion):
+    """What deal_risk_model does: challenge the champion, register, set the alias."""
+    trial = rm.Training(training.split, [candidate], candidate, training.baseline_metrics, "x")
+    if champion is None:
+        outcome = rm.challenge(trial, prepared, tables["rules"].risk)
+    else:
+        outcome = rm.challenge(trial, prepared, tables["rules"].risk, tracking.load_model(CHAMPION),
+                               rf.FeatureSpec.from_tags(champion.tags), pd.Timestamp(champion.tags["fit_label_cutoff"]))
+    version = tracking.log_model_run(
+        candidate.model, training.split.validate[prepared.spec.columns].head(5), {"candidate": candidate.name},
+        {"val_log_loss": candidate.metrics["log_loss"]},
+        prepared.spec.to_tags() | {"fit_label_cutoff": str(training.split.validation_cutoff.date()),
+                                   "decision": outcome.decision.reason},
+        rm.SKOPS_TRUSTED_TYPES, "test")
+    tracking.set_alias(CHAMPION if outcome.decision.promote else CHALLENGER, version.version)
+    return version, outcome.decision
+
+
+def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, prepared, tables):
+    import mlflow
+
+    before = (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri())
+    tracking = MLflowTracking(home=SalesintelHome(path=str(tmp_path / "home")))
+    weak = _shuffled_model(training, prepared, tables, 1)
+    v1, first = _register(tracking, weak, training, prepared, tables, None)
+    assert first.promote and tracking.version_by_alias(CHAMPION).version == v1.version
+
+    v2, second = _register(tracking, training.chosen, training, prepared, tables, tracking.version_by_alias(CHAMPION))
+    assert second.promote, second.reason                     # a better challenger takes over
+    assert tracking.version_by_alias(CHAMPION).version == v2.version
+
+    weak_again = _shuffled_model(training, prepared, tables, 2)
+    v3, third = _register(tracking, weak_again, training, prepared, tables, tracking.version_by_alias(CHAMPION))
+    assert not third.promote and third.reason.startswith("champion kept")
+    assert third.champion_score < third.challenger_score     # both scores are reported (log loss)
+    assert tracking.version_by_alias(CHAMPION).version == v2.version
+    assert tracking.version_by_alias(CHALLENGER).version == v3.version
+    assert tracking.version_by_alias(CHAMPION).tags["decision"] == second.reason
+
+    rows = training.split.validate[prepared.spec.columns]
+    np.testing.assert_allclose(rm.predict(tracking.load_model(CHAMPION), rows), rm.predict(training.chosen.model, rows))
+    np.testing.assert_allclose(rm.predict(tracking.load_model(CHALLENGER), rows), rm.predict(weak_again.model, rows))
+    assert (tmp_path / "home" / "mlflow.db").exists() and any((tmp_path / "home" / "mlartifacts").rglob("model.skops"))
+    assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before   # no leaked global state
+
+
+def test_skops_trusted_types_cover_every_candidate(training):
+    import skops.io
+
+    for candidate in training.candidates:
+        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(candidate.model))
+        assert set(untrusted) <= set(rm.SKOPS_TRUSTED_TYPES), candidate.name
+
+
+# --- Champion decision and live drift -------------------------------------------------------
+def test_champion_decision_needs_a_real_improvement():
+    better, worse = {"log_loss": 0.40, "auc": 0.80}, {"log_loss": 0.45, "auc": 0.75}
+    assert drift.champion_decision(better, None, "log_loss", 0.0).promote
+    assert drift.champion_decision(better, worse, "log_loss", 0.0).promote
+    assert not drift.champion_decision(worse, better, "log_loss", 0.0).promote
+    assert not drift.champion_decision(better, worse, "log_loss", 0.1).promote
+    assert drift.champion_decision(better, worse, "auc", 0.0).promote          # higher AUC wins
+    assert not drift.champion_decision(worse, better, "auc", 0.0).promote
+
+
+def test_live_check_flags_degradation_but_not_noise():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.05, 0.9, 800)
+    fine = drift.live_check(rng.random(800) < p, p, 0.75, 100, 0.05, 0.05, 0.01)
+    assert fine["status"] == "ok" and not fine["degraded"]
+    worse = drift.live_check(rng.random(800) < p * 0.5, p, 0.75, 100, 0.05, 0.05, 0.01)
+    assert worse["degraded"] and "observed win rate" in worse["reason"]
+    blind = drift.live_check(rng.random(800) < 0.4, p, 0.75, 100, 0.05, 0.05, 0.01)
+    assert blind["degraded"] and "AUC fell" in blind["reason"]
+    few = drift.live_check(rng.random(30) < p[:30] * 0.3, p[:30], 0.75, 100, 0.05, 0.05, 0.01)
+    assert few["status"] == "not enough data" and not few["degraded"]
+
+
+def test_predictions_are_never_certain():
+    class Certain:
+        def predict_proba(self, rows):
+            return np.array([[1.0, 0.0], [0.0, 1.0]])
+
+    p = rm.predict(Certain(), pd.DataFrame({"x": [1, 2]}))
+    assert p.tolist() == [rm.PROBABILITY_FLOOR, 1 - rm.PROBABILITY_FLOOR]
