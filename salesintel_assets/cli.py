@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from salesintel_assets.domain.alerts.feedback import VERDICTS, FeedbackError, record_feedback
-from salesintel_assets.resources.factory import DEFAULT_HOME
+from salesintel_assets.domain.alerts.feedback_inbox import RATINGS
+from salesintel_assets.domain.common.storage import DEFAULT_HOME
 
 
 def _apply_overrides(args: argparse.Namespace) -> None:
@@ -22,15 +22,20 @@ def _apply_overrides(args: argparse.Namespace) -> None:
         os.environ["SALESINTEL_SOURCE"] = "csv"
 
 
+def _home(args: argparse.Namespace) -> str:
+    return str(Path(getattr(args, "home", None) or os.environ.get("SALESINTEL_HOME") or DEFAULT_HOME).resolve())
+
+
 def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from salesintel_assets.definitions import build_definitions
     from salesintel_assets.resources.factory import environment_resources
+    from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
     from salesintel_assets.summary import run_summary
 
     _apply_overrides(args)
-    home = Path(os.environ.get("SALESINTEL_HOME", DEFAULT_HOME)).resolve()
+    home = _home(args)
     defs = build_definitions(environment_resources())
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     log_level = "INFO" if args.verbose else "WARNING"
@@ -39,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    print(run_summary(home))
+    print(run_summary(Warehouse(home=SalesintelHome(path=home))))
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         checks = [e.event_specific_data.check_name for e in result.all_events
@@ -51,24 +56,35 @@ def run(args: argparse.Namespace) -> int:
 
 
 def feedback(args: argparse.Namespace) -> int:
-    """Record a rating (which also acknowledges the alert)."""
+    """Record a rating (which also acknowledges the alert) in the feedback
+    inbox; the next run of the alerts layer takes it in."""
     import duckdb
+    import pandas as pd
 
-    home = Path(args.home or os.environ.get("SALESINTEL_HOME") or DEFAULT_HOME).resolve()
-    database = home / "warehouse.duckdb"
-    if not database.exists():
-        print(f"no warehouse at {database}: run the pipeline first")
+    from salesintel_assets.domain.alerts.feedback_inbox import record_event
+    from salesintel_assets.resources.feedback import FeedbackInbox
+    from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
+
+    home = SalesintelHome(path=_home(args))
+    warehouse = Warehouse(home=home)
+    if not warehouse.exists():
+        print(f"not recorded: no warehouse in {home.location()}: run the pipeline first", file=sys.stderr)
+        return 2
+    alert_id = args.alert_id.strip()
+    try:
+        found = warehouse.read_table("alerts", ["alert_id", "alert_type"], read_only=True)
+    except duckdb.IOException:
+        print("not recorded: the warehouse is busy (a run is writing it): try again when the run ends",
+              file=sys.stderr)
+        return 2
+    match = None if found is None else found.loc[found["alert_id"].eq(alert_id), "alert_type"]
+    if match is None or match.empty:
+        print(f"not recorded: unknown alert {alert_id!r} (see the alerts table for ids)", file=sys.stderr)
         return 2
     who = args.by or os.environ.get("USER") or "cli"
-    con = duckdb.connect(str(database))
-    try:
-        record = record_feedback(con, args.alert_id, args.verdict, who, "cli")
-    except FeedbackError as exc:
-        print(f"not recorded: {exc}")
-        return 2
-    finally:
-        con.close()
-    print(f"alert {record['alert_id']} marked {record['verdict']} by {record['rated_by']}")
+    new = record_event(FeedbackInbox(home=home).path(), alert_id=alert_id, alert_type=match.iloc[0],
+                       action=args.verdict, actor=who, source="cli", occurred_at=pd.Timestamp.now(tz="UTC"))
+    print(f"alert {alert_id} marked {args.verdict} by {who}" + ("" if new else " (already recorded)"))
     return 0
 
 
@@ -85,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.set_defaults(handler=run)
     feedback_cmd = commands.add_parser("feedback", help="rate an alert helpful or noise (acknowledges it)")
     feedback_cmd.add_argument("alert_id")
-    feedback_cmd.add_argument("verdict", choices=VERDICTS)
+    feedback_cmd.add_argument("verdict", choices=RATINGS)
     feedback_cmd.add_argument("--by", help="who rates it (default: the current user)")
     feedback_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
     feedback_cmd.set_defaults(handler=feedback)

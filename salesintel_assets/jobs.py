@@ -26,8 +26,10 @@ anomalies_job = _job("anomalies_job", dg.AssetSelection.groups(ANOMALIES),
                      "Segment win-rate dips and spikes, slower cycles, quality drops, metric shifts and stalled "
                      "deals from the warehouse and the latest deal metrics.")
 # The alerts layer: the rule engine and the delivery, each started by its sensor.
-alerts_job = _job("alerts_job", dg.AssetSelection.assets("alerts", "alert_precision", "alert_threshold_changes"),
-                  "Turn the latest anomalies into alerts (dedup, throttle, routing) and update alert precision.")
+alerts_job = _job("alerts_job", dg.AssetSelection.assets("alert_feedback", "alert_precision", "alert_threshold_changes",
+                                                        "alerts"),
+                  "Take in the recipients' feedback (precision, severity floors), then turn the latest anomalies "
+                  "into alerts (dedup, throttle, routing).")
 alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries"),
                           "Deliver due alerts, notices and digests exactly once (Slack, email backup, outbox).")
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import duckdb
-
+from salesintel_assets.domain.common.storage import DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR, OUTBOX_FILE
 from salesintel_assets.domain.common.tables import table_exists
+from salesintel_assets.resources.warehouse import Warehouse
 
 
 def _count(con, table: str, where: str = "") -> int | None:
@@ -15,13 +13,13 @@ def _count(con, table: str, where: str = "") -> int | None:
     return con.execute(f'SELECT count(*) FROM main."{table}" {where}').fetchall()[0][0]
 
 
-def run_summary(home: Path) -> str:
+def run_summary(warehouse: Warehouse) -> str:
     """Headline figures from the warehouse of a finished run."""
-    database = Path(home) / "warehouse.duckdb"
-    if not database.exists():
+    home = warehouse.home.location()
+    database = home / DATABASE_FILE
+    if not warehouse.exists():
         return f"No warehouse at {database}: the run did not get as far as storing data."
-    con = duckdb.connect(str(database), read_only=True)
-    try:
+    with warehouse.connect(read_only=True) as con:
         lines = ["", "salesintel run summary", "======================"]
         deals = _count(con, "fact_deals")
         if deals is not None:
@@ -56,10 +54,8 @@ def run_summary(home: Path) -> str:
             "Where to look next:",
             f"  warehouse            duckdb {database}",
             "  quality report       SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
-            f"  alert outbox         {Path(home) / 'outbox' / 'outbox.jsonl'}",
+            f"  alert outbox         {home / OUTBOX_DIR / OUTBOX_FILE}",
             "  lineage and checks   DAGSTER_HOME=$PWD/dagster_home dagster dev   (http://127.0.0.1:3000)",
-            f"  model runs           mlflow ui --backend-store-uri sqlite:///{Path(home) / 'mlflow.db'} --workers 1",
+            f"  model runs           mlflow ui --backend-store-uri sqlite:///{home / MLFLOW_DB_FILE} --workers 1",
         ]
         return "\n".join(lines)
-    finally:
-        con.close()

@@ -1,13 +1,15 @@
-"""Alerts layer: the rule engine (``alerts``), exactly-once delivery
-(``alert_deliveries``) and the feedback loop (``alert_precision``,
-``alert_threshold_changes``).
+"""Alerts layer: the feedback loop (``alert_feedback`` -> ``alert_precision``
+-> ``alert_threshold_changes``), the rule engine (``alerts``) and
+exactly-once delivery (``alert_deliveries``).
 
-State across runs (open alerts, the delivery ledger, ratings) is read back
-from the warehouse, so re-runs are idempotent. ``deal_risk_scores`` is an
-optional input: a dependency for ordering (the main job scores deals before
-alerting) but read through the warehouse, so alerts still work when the table
-is absent or empty. If the models layer fails in a run, the alerts sensor
-still materialises ``alerts`` from the new anomalies.
+Feedback arrives in the feedback inbox (the CLI, Slack buttons); each run
+turns it into ``alert_feedback`` first, so precision, the severity floors it
+sets and the acknowledgements that stop escalations are all from this run.
+State across runs (open alerts, the delivery ledger, the change log) is read
+back from each asset's own table, so re-runs are idempotent.
+``deal_risk_scores`` is an optional input: a dependency for ordering (the
+main job scores deals before alerting) but read through the warehouse, so
+alerts still work when the table is absent or empty.
 """
 
 from datetime import datetime, timezone
@@ -22,9 +24,10 @@ from salesintel_assets.domain.alerts import lifecycle as alert_state
 from salesintel_assets.domain.alerts import feedback
 from salesintel_assets.domain.alerts import reports
 from salesintel_assets.domain.alerts.delivery import deliver
+from salesintel_assets.domain.alerts.feedback_inbox import acknowledged_alerts, feedback_table, read_events
 from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
-from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.feedback import FeedbackInbox
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
@@ -40,16 +43,16 @@ def _utcnow() -> pd.Timestamp:
 
 
 @dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
-          deps=["fact_deals", "fact_stage_transitions", "deal_risk_scores"],
+          deps=["fact_deals", "fact_stage_transitions", "deal_risk_scores", "alert_threshold_changes"],
           metadata=schema_metadata(schemas.Alerts))
-def alerts(anomalies: pd.DataFrame, dim_sales_reps: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource,
+def alerts(anomalies: pd.DataFrame, dim_sales_reps: pd.DataFrame, settings: SalesintelSettings,
            warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """One row per alert: anomalies mapped to the taxonomy, de-duplicated
     against the open alerts, with the message, recipients and the delivery
     decision (rollout mode, P1 throttle, digest). Evidence from history is
     aggregated in SQL (deals and segments named by the anomalies only)."""
     rules = settings.rules()
-    as_of = settings.analysis_date(crm)
+    as_of = settings.analysis_date()
     router = Router(dim_sales_reps, rules.alerts)
     with warehouse.connect() as con:
         evidence = alert_rules.load_evidence(con, anomalies, as_of)
@@ -99,9 +102,10 @@ class LedgerWriter:
 
 
 @dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb", "slack", "email"},
+          deps=["alert_feedback", "alert_precision", "deal_risk_scores", "fact_deals"],
           metadata=schema_metadata(schemas.AlertDeliveries))
 def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, alerts: pd.DataFrame,
-                     dim_sales_reps: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource,
+                     dim_sales_reps: pd.DataFrame, settings: SalesintelSettings,
                      warehouse: Warehouse, slack: SlackNotifier, email: EmailNotifier,
                      outbox: OutboxNotifier) -> dg.Output[pd.DataFrame]:
     """The outbox ledger: every message x recipient x channel with its status.
@@ -111,11 +115,10 @@ def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, 
     if unknown:
         raise dg.Failure(f"unknown digest or report {sorted(unknown)}: use {list(DIGEST_CADENCES)} and {list(REPORTS)}")
     rules = settings.rules()
-    as_of = settings.analysis_date(crm)
+    as_of = settings.analysis_date()
     router = Router(dim_sales_reps, rules.alerts)
     previous = delivery_plan.normalise_ledger(warehouse.read_table("alert_deliveries"))
-    ratings = warehouse.read_table("alert_feedback")
-    acknowledged = set(ratings["alert_id"]) if ratings is not None else set()
+    acknowledged = acknowledged_alerts(warehouse.read_table("alert_feedback"), _utcnow())
     channels, configured = build_channels(slack, email, outbox)
     planned = delivery_plan.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
                                         list(config.digests), configured)
@@ -152,29 +155,37 @@ def _plan_reports(wanted: list[str], alerts: pd.DataFrame, ledger: pd.DataFrame,
     return pd.concat(planned, ignore_index=True) if planned else delivery_plan.empty_ledger()
 
 
-@dg.multi_asset(
-    outs={
-        "alert_precision": dg.AssetOut(
-            group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
-            description="Per alert type: helpful / rated since the last threshold change, with its interval.",
-            metadata=schema_metadata(schemas.AlertPrecision)),
-        "alert_threshold_changes": dg.AssetOut(
-            group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
-            description="Every automatic tightening of an alert type's minimum severity, and why.",
-            metadata=schema_metadata(schemas.AlertThresholdChanges)),
-    },
-)
-def alert_feedback_loop(alerts: pd.DataFrame, settings: SalesintelSettings, crm: CRMSource, warehouse: Warehouse):
-    """Precision per alert type from the recipients' ratings; a type below the
-    rules' target over enough ratings gets a stricter minimum severity."""
-    rules = settings.rules()
-    as_of = settings.analysis_date(crm)
-    previous = warehouse.read_table("alert_threshold_changes")
-    precision = feedback.alert_precision(alerts, warehouse.read_table("alert_feedback"), previous, rules, as_of)
-    changes = feedback.adapt_thresholds(precision, previous, _utcnow())
-    floors = feedback.severity_floors(changes)
-    precision["min_severity"] = precision["alert_type"].map(floors).fillna(precision["min_severity"])
-    added = len(changes) - (0 if previous is None else len(previous))
-    yield dg.Output(precision, output_name="alert_precision", metadata=frame_metadata(
+@dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"sqlite", "duckdb"},
+          metadata=schema_metadata(schemas.AlertFeedback))
+def alert_feedback(feedback_inbox: FeedbackInbox) -> dg.Output[pd.DataFrame]:
+    """Per alert and person, from the feedback inbox: the latest rating
+    (helpful / noise), the latest event of any kind (every event acknowledges
+    the alert) and a snooze in force. Latest by when it happened, so an older
+    event that arrives late never overwrites a newer one."""
+    events = read_events(feedback_inbox.path())
+    table = feedback_table(events)
+    return dg.Output(table, metadata=frame_metadata(table, events=len(events), inbox=str(feedback_inbox.path())))
+
+
+@dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+          metadata=schema_metadata(schemas.AlertPrecision))
+def alert_precision(alert_feedback: pd.DataFrame, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
+    """Per alert type: helpful / rated over every rated alert, with its
+    interval and whether it is below the rules' target."""
+    precision = feedback.alert_precision(alert_feedback, settings.rules(), settings.analysis_date())
+    return dg.Output(precision, metadata=frame_metadata(
         precision, below_target=int(precision["status"].eq("below_target").sum())))
-    yield dg.Output(changes, output_name="alert_threshold_changes", metadata=frame_metadata(changes, new_changes=added))
+
+
+@dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
+          metadata=schema_metadata(schemas.AlertThresholdChanges))
+def alert_threshold_changes(alert_precision: pd.DataFrame, alert_feedback: pd.DataFrame,
+                            warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
+    """Every automatic tightening of an alert type's minimum severity, and
+    why: a type whose precision over the ratings given since its last change
+    is below target over enough ratings gets the next severity up."""
+    previous = warehouse.read_table("alert_threshold_changes")
+    changes = feedback.adapt_thresholds(alert_precision, alert_feedback, previous, _utcnow())
+    added = len(changes) - (0 if previous is None else len(previous))
+    return dg.Output(changes, metadata=frame_metadata(
+        changes, new_changes=added, min_severity=dg.MetadataValue.json(feedback.severity_floors(changes))))

@@ -11,9 +11,8 @@ from salesintel_assets.domain.common import charts
 from salesintel_assets.domain.drivers import driver_scores as drivers
 from salesintel_assets.domain.drivers import importance
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
-from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import drivers as schemas
 
 FRESHNESS = fail_after(hours=26)
@@ -40,12 +39,11 @@ def driver_scores(segment_metrics: pd.DataFrame, settings: SalesintelSettings) -
 
 
 @_asset(schemas.WinRateAttribution)
-def win_rate_attribution(segment_metrics: pd.DataFrame, settings: SalesintelSettings,
-                         crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def win_rate_attribution(segment_metrics: pd.DataFrame, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """The change in win rate between two periods (default: the last
     complete quarter vs the one before) split per segment into rate and mix
     effects (midpoint formula: they add up exactly to the change)."""
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    rules, as_of = settings.rules(), settings.analysis_date()
     periods = attribution.compared_periods(as_of, rules)
     table = attribution.win_rate_attribution(segment_metrics, rules, as_of, periods)
     change = attribution.change_summary(segment_metrics, *periods, alpha=rules.drivers.fdr_alpha)
@@ -57,17 +55,15 @@ def win_rate_attribution(segment_metrics: pd.DataFrame, settings: SalesintelSett
 
 
 @_asset(schemas.DriverImportance, deps=["fact_deals"])
-def driver_importance(warehouse: Warehouse, settings: SalesintelSettings,
-                      crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def driver_importance(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Permutation importance (held-out AUC drop) of each deal factor and of
     the strongest pairs, from a gradient-boosted model on closed deals
     (trained on at most ``max_train_rows`` of them); says so plainly when the
     model is no better than chance."""
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    rules, as_of = settings.rules(), settings.analysis_date()
     needed = ["deal_id", "is_open", "is_won", "closed_date", "needs_review"] + [
         f for f in rules.drivers.importance.factors if f not in ("deal_id",)]
-    columns = ", ".join(dict.fromkeys(needed))
-    fact = warehouse.query(f"SELECT {columns} FROM {TABLE_SCHEMA}.fact_deals ORDER BY deal_id")
+    fact = warehouse.read_table("fact_deals", needed, order_by="deal_id")
     table, info = importance.driver_importance(fact, rules, as_of)
     return dg.Output(table, metadata=frame_metadata(
         table, verdict=info["verdict"], validation_auc=info.get("auc"),

@@ -13,6 +13,7 @@ from salesintel_assets.constants import INGESTION
 from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.domain.common.storage import RAW_DEALS_LAKE
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, table_metadata
 from salesintel_assets.resources.crm import CRMSource
@@ -62,7 +63,7 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         pull = ingestion.conform_raw(pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS)))
         pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-        lake.write_pull(home.subdir("lake/raw_deals"), pull_id, pull,
+        lake.write_pull(home.subdir(RAW_DEALS_LAKE), pull_id, pull,
                         {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
 
         changes = ingestion.changed_rows(con, pull)

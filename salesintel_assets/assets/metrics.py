@@ -10,7 +10,6 @@ from salesintel_assets.domain.metrics import stage_conversion as conversion
 from salesintel_assets.domain.metrics import deal_metrics as metrics
 from salesintel_assets.domain.metrics import segment_metrics as segments
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
-from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
 from salesintel_assets.schemas import metrics as schemas
@@ -24,16 +23,15 @@ def _asset(model, **kwargs):
 
 
 @_asset(schemas.DealMetrics, deps=["fact_deals"])
-def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Pipeline Velocity Score, Stage Momentum Index and Deal Quality Score
     (with its components) for every deal, open and closed. Rates come from
     deals closed on or before the analysis date, each closed deal scored
     without its own outcome; PVS's win probability is the shrunk win rate of
     the deal's industry x lead source (rules ``win_probability_segment``).
     Metadata: the DQS backtest AUC on deals open 90 days ago."""
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
-    columns = ", ".join(metrics.FACT_INPUT_COLUMNS)
-    fact = warehouse.query(f"SELECT {columns} FROM {TABLE_SCHEMA}.fact_deals ORDER BY deal_id")
+    rules, as_of = settings.rules(), settings.analysis_date()
+    fact = warehouse.read_table("fact_deals", metrics.FACT_INPUT_COLUMNS, order_by="deal_id")
     table = metrics.deal_metrics(fact, rules, as_of)
     summary = metrics.deal_metrics_summary(table)
     backtest = metrics.backtest_auc(fact, rules, as_of)
@@ -44,13 +42,12 @@ def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSou
 
 
 @_asset(schemas.SegmentMetrics, deps=["fact_deals"])
-def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings,
-                    crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Deals, win rate (Wilson 95 % interval), cycle of won and lost deals,
     amount, SPI and lost-deal velocity ratio per dimension, segment and
     period (month, quarter, all), by closed date, aggregated in DuckDB.
     ``deal_stage`` of a closed deal is its stage at close."""
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    rules, as_of = settings.rules(), settings.analysis_date()
     with warehouse.connect() as con:
         table = segments.segment_metrics_in(con, f"{TABLE_SCHEMA}.fact_deals", rules, as_of)
     overall = table[(table["dimension"] == segments.OVERALL) & (table["period_type"] == "all")]
@@ -67,12 +64,11 @@ def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings,
 
 
 @_asset(schemas.StageConversion, deps=["fact_stage_transitions"])
-def stage_conversion(warehouse: Warehouse, settings: SalesintelSettings,
-                     crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def stage_conversion(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Stage-to-stage conversion per entry cohort where stage history exists
     (empty for a file export without one); deals still in a stage are counted
     apart, not as lost."""
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    rules, as_of = settings.rules(), settings.analysis_date()
     with warehouse.connect() as con:
         table = conversion.stage_conversion_in(con, f"{TABLE_SCHEMA}.fact_stage_transitions", rules, as_of)
     meta = frame_metadata(table, **({} if len(table) else {"note": "no stage history in this CRM source"}))

@@ -10,7 +10,6 @@ from salesintel_assets.constants import WAREHOUSE
 from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.warehouse import upserts as model
 from salesintel_assets.metadata import fail_after, schema_metadata, table_metadata
-from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import Warehouse, transaction, upsert_frame, write_frame
 from salesintel_assets.schemas import warehouse as schemas
@@ -24,13 +23,13 @@ def _asset(model_cls, **kwargs):
 
 
 @_asset(schemas.FactDeals, deps=["raw_deals", "data_quality_report", "raw_stage_history", "raw_activities"])
-def fact_deals(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.MaterializeResult:
+def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.MaterializeResult:
     """One clean, typed row per deal: the latest raw versions that pass the
     quality gates, with fixes applied and review flags set. Only raw versions
     not yet in the table are validated; date-dependent columns are refreshed
     for every row."""
     rules = settings.rules()
-    as_of = settings.analysis_date(crm)
+    as_of = settings.analysis_date()
     with warehouse.connect() as con:
         with transaction(con):
             pending = model.pending_raw_deals(con, rules)
@@ -38,25 +37,15 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSourc
             upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
                          replace_keys=pending["deal_id"])
             model.refresh_time_columns(con, as_of)
-        open_deals, closed, win_rate, flagged, corrected, pipeline = con.execute("""
-            SELECT count(*) FILTER (WHERE is_open), count(*) FILTER (WHERE NOT is_open),
-                   avg(is_won::INT) FILTER (WHERE NOT is_open), count(*) FILTER (WHERE needs_review),
-                   count(*) FILTER (WHERE cycle_corrected), coalesce(sum(deal_amount) FILTER (WHERE is_open), 0)
-            FROM main.fact_deals""").fetchall()[0]
         return dg.MaterializeResult(metadata=table_metadata(
-            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=len(pending), open_deals=open_deals,
-            closed_deals=closed, win_rate=round(win_rate, 4) if win_rate is not None else None,
-            flagged_for_review=flagged, cycles_corrected=corrected, open_pipeline_amount=float(pipeline)))
+            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=len(pending), **model.fact_deals_summary(con)))
 
 
 @_asset(schemas.DimSalesReps, deps=["fact_deals", "raw_sales_reps"])
 def dim_sales_reps(warehouse: Warehouse) -> dg.MaterializeResult:
     """Reps with their routing chain rep -> manager -> CRO."""
     with warehouse.connect() as con:
-        stats = con.sql("SELECT sales_rep_id, count(*) AS deals, count(*) FILTER (WHERE is_open) AS open_deals "
-                        "FROM main.fact_deals GROUP BY sales_rep_id").df()
-        org = con.sql("SELECT * FROM main.raw_sales_reps").df()
-        reps = model.build_dim_sales_reps(stats, org if len(org) else None)
+        reps = model.dim_sales_reps_frame(con)
         write_frame(con, "dim_sales_reps", reps)
         return dg.MaterializeResult(metadata=table_metadata(
             con, "dim_sales_reps", reps_without_org=int((~reps["has_org"]).sum())))
@@ -89,9 +78,8 @@ def deal_history(warehouse: Warehouse) -> dg.MaterializeResult:
 
 
 @_asset(schemas.FactStageTransitions, deps=["fact_deals", "raw_stage_history"])
-def fact_stage_transitions(warehouse: Warehouse, settings: SalesintelSettings,
-                           crm: CRMSource) -> dg.MaterializeResult:
+def fact_stage_transitions(warehouse: Warehouse, settings: SalesintelSettings) -> dg.MaterializeResult:
     """Each stage a deal entered, when it left and how long it stayed."""
     with warehouse.connect() as con:
-        model.rebuild_stage_transitions(con, settings.rules(), settings.analysis_date(crm))
+        model.rebuild_stage_transitions(con, settings.rules(), settings.analysis_date())
         return dg.MaterializeResult(metadata=table_metadata(con, "fact_stage_transitions"))

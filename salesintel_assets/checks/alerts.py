@@ -6,7 +6,6 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.checks.schema import table_schema_check
-from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import alerts as schemas
@@ -14,6 +13,8 @@ from salesintel_assets.schemas import alerts as schemas
 alerts_schema_valid = table_schema_check("alerts", schemas.Alerts, name="one_live_alert_per_dedup_key")
 alert_deliveries_schema_valid = table_schema_check("alert_deliveries", schemas.AlertDeliveries,
                                                    name="each_message_sent_at_most_once")
+alert_feedback_schema_valid = table_schema_check("alert_feedback", schemas.AlertFeedback,
+                                                 name="one_row_per_alert_and_person")
 alert_precision_schema_valid = table_schema_check("alert_precision", schemas.AlertPrecision)
 alert_threshold_changes_schema_valid = table_schema_check("alert_threshold_changes", schemas.AlertThresholdChanges)
 
@@ -35,12 +36,12 @@ def every_message_delivered(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="alerts", description="No rep got more immediate P1 alerts in a window than the throttle allows.")
-def p1_throttle_respected(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.AssetCheckResult:
+def p1_throttle_respected(warehouse: Warehouse, settings: SalesintelSettings) -> dg.AssetCheckResult:
     table = warehouse.read_table("alerts")
     throttle = settings.rules().alerts.throttle
     if table is None or table.empty:
         return dg.AssetCheckResult(passed=True, metadata={"reps": 0})
-    as_of = settings.analysis_date(crm)
+    as_of = settings.analysis_date()
     start = as_of - pd.Timedelta(days=throttle.window_days - 1)
     p1 = table[table["priority"].eq("P1") & table["delivery"].eq("immediate")
                & (pd.to_datetime(table["first_seen"]) >= start)]

@@ -49,9 +49,10 @@ class CRMSource(dg.ConfigurableResource):
         """The sales org (rep -> manager -> CRO) or None when the CRM has none."""
         return None
 
-    def default_as_of(self) -> date:
-        """The analysis date when SALESINTEL_AS_OF is not set."""
-        return date.today()
+    def default_as_of(self) -> Optional[date]:
+        """The source's own analysis date, offered to the settings when
+        SALESINTEL_AS_OF is not set (None: the settings use today)."""
+        return None
 
 
 @lru_cache(maxsize=4)

@@ -8,13 +8,14 @@ from typing import Optional
 
 import dagster as dg
 
+from salesintel_assets.domain.common.storage import DEFAULT_HOME
 from salesintel_assets.resources.crm import CRMSource, CsvCRM, SampleCRM
+from salesintel_assets.resources.feedback import FeedbackInbox
 from salesintel_assets.resources.mlflow import MLflowTracking
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
-DEFAULT_HOME = ".salesintel"
 SOURCES = ("sample", "csv")
 
 
@@ -75,12 +76,15 @@ def build_resources(home, crm: CRMSource, as_of: Optional[str] = None,
     """The full resource dict; ``extra`` adds or replaces resources (tests)."""
     home_resource = SalesintelHome(path=home)
     warehouse = Warehouse(home=home_resource)
+    source_date = crm.default_as_of()
     resources = {
         "home": home_resource,
         "warehouse": warehouse,
         "io_manager": WarehouseIOManager(warehouse=warehouse),
         "crm": crm,
-        "settings": SalesintelSettings(as_of=as_of, rules_path=rules_path),
+        "settings": SalesintelSettings(as_of=as_of, rules_path=rules_path,
+                                       source_as_of=source_date.isoformat() if source_date else None),
+        "feedback_inbox": FeedbackInbox(home=home_resource),
         # MLflow store: <home>/mlflow.db unless MLFLOW_TRACKING_URI names another.
         "mlflow": MLflowTracking(home=home_resource, tracking_uri=mlflow_tracking_uri),
         # Notifiers: unconfigured Slack and email, so alerts go to the local outbox.

@@ -29,6 +29,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from salesintel_assets.domain.alerts.delivery import DeliveryError
+from salesintel_assets.domain.common.storage import OUTBOX_DIR, OUTBOX_FILE
 from salesintel_assets.resources.warehouse import SalesintelHome
 
 METADATA_EVENT = "salesintel_message"
@@ -80,10 +81,10 @@ class OutboxNotifier(dg.ConfigurableResource):
     """A JSON-lines file under SALESINTEL_HOME/outbox: one line per message."""
 
     home: SalesintelHome
-    filename: str = "outbox.jsonl"
+    filename: str = OUTBOX_FILE
 
     def path(self):
-        return self.home.subdir("outbox") / self.filename
+        return self.home.subdir(OUTBOX_DIR) / self.filename
 
     def channel(self) -> "OutboxChannel":
         return OutboxChannel(str(self.path()))

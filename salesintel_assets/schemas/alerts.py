@@ -71,12 +71,38 @@ class AlertDeliveries(pa.DataFrameModel):
         return df["status"].ne("sent") | (df["sent_at"].notna() & df["response_id"].notna())
 
 
+class AlertFeedback(pa.DataFrameModel):
+    """One row per alert and person: their latest rating and latest event,
+    from the feedback inbox."""
+
+    alert_id: Series[str] = pa.Field(description="The rated or acknowledged alert.")
+    alert_type: Series[str] = pa.Field(description="The alert's type, recorded with the event.")
+    actor: Series[str] = pa.Field(description="Who gave the feedback (a user name, slack:<name>).")
+    verdict: Series[str] = pa.Field(isin=["helpful", "noise"], nullable=True,
+                                    description="Their latest rating; empty when they only acknowledged or snoozed.")
+    rated_at: Series[pd.Timestamp] = pa.Field(nullable=True, description="When that rating was given (UTC).")
+    last_action: Series[str] = pa.Field(isin=["helpful", "noise", "acknowledge", "snooze"],
+                                        description="Their latest event of any kind.")
+    last_action_at: Series[pd.Timestamp] = pa.Field(description="When the latest event happened (UTC).")
+    last_source: Series[str] = pa.Field(description="Where the latest event came from (cli, slack, ...).")
+    snoozed_until: Series[pd.Timestamp] = pa.Field(nullable=True,
+                                                   description="End of the snooze when the latest event is one.")
+    events: Series[int] = pa.Field(ge=1, description="Events recorded for this alert and person.")
+
+    class Config:
+        strict = False
+        coerce = True
+
+    @pa.dataframe_check
+    def one_row_per_alert_and_person(cls, df: pd.DataFrame) -> bool:
+        return not df.duplicated(["alert_id", "actor"]).any()
+
+
 class AlertPrecision(pa.DataFrameModel):
     alert_type: Series[str] = pa.Field(unique=True)
     rated: Series[int] = pa.Field(ge=0)
     helpful: Series[int] = pa.Field(ge=0)
     precision: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    min_severity: Series[str] = pa.Field(isin=list(SEVERITIES))
     status: Series[str] = pa.Field(isin=["ok", "below_target", "not_enough_ratings"])
 
     class Config:

@@ -2,6 +2,7 @@
 resources; bad input is a clear error, never a silent default."""
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 
@@ -83,3 +84,30 @@ def test_code_location_loads_with_every_layer(monkeypatch):
     groups = {spec.group_name for spec in loaded.resolve_all_asset_specs()}
     assert {"ingestion", "warehouse"} <= groups
     assert loaded.resolve_job_def("salesintel_job") is not None
+
+
+def test_the_settings_decide_the_analysis_date(monkeypatch):
+    from datetime import date
+
+    from salesintel_assets.resources.settings import SalesintelSettings
+    from salesintel_assets.sources.sample_crm import SAMPLE_END_DATE
+
+    assert SampleCRM().default_as_of() == SAMPLE_END_DATE and CsvCRM(path="x.csv").default_as_of() is None
+    assert SalesintelSettings(source_as_of="2026-06-30").analysis_date() == pd.Timestamp("2026-06-30")
+    assert SalesintelSettings(as_of="2024-07-20", source_as_of="2026-06-30").analysis_date() == pd.Timestamp(
+        "2024-07-20")
+    assert SalesintelSettings().analysis_date() == pd.Timestamp(date.today().isoformat())
+    for name in ("SALESINTEL_SOURCE", "SALESINTEL_AS_OF"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_resources()["settings"].source_as_of == SAMPLE_END_DATE.isoformat()
+
+
+def test_rules_are_loaded_and_validated_once_per_run(monkeypatch, home):
+    from salesintel_assets.resources import settings as settings_module
+    from salesintel_assets_tests.support import run_job, sample_resources
+
+    calls = []
+    real = settings_module.load_rules
+    monkeypatch.setattr(settings_module, "load_rules", lambda path=None: calls.append(path) or real(path))
+    assert run_job(sample_resources(home, n_deals=300), job="ingestion_job").success
+    assert len(calls) == 1  # eight assets and their checks share one validated copy

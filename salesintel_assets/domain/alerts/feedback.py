@@ -1,7 +1,9 @@
 """The feedback loop: recipients rate an alert ``helpful`` or ``noise`` (the
-``salesintel feedback`` command or Slack's interactive buttons); precision per
-alert type follows, and a type whose precision falls below the rules' target
-over enough ratings gets a stricter minimum severity, recorded as a change.
+``salesintel feedback`` command or Slack's interactive buttons) into the
+feedback inbox (``feedback_inbox``); precision per alert type follows, and a
+type whose precision since its last threshold change falls below the rules'
+target over enough ratings gets a stricter minimum severity, recorded as a
+change.
 
 Any rating also acknowledges the alert, which stops its escalation.
 """
@@ -12,53 +14,24 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
+from typing import Callable, Optional
 from urllib.parse import parse_qs
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from salesintel_assets.domain.alerts.feedback_inbox import RATINGS, record_event
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import SEVERITIES, Rules
 
-VERDICTS = ("helpful", "noise")
-FEEDBACK_TABLE = "alert_feedback"
-FEEDBACK_COLUMNS = ["alert_id", "verdict", "rated_by", "source", "recorded_at"]
+VERDICTS = RATINGS
 SLACK_ACTIONS = {"salesintel_feedback_helpful": "helpful", "salesintel_feedback_noise": "noise"}
 SLACK_MAX_AGE_SECONDS = 300  # Slack's replay window for signed requests
 
 
 class FeedbackError(ValueError):
     """A rating that cannot be recorded (unknown alert, bad verdict, bad signature)."""
-
-
-# --- recording -------------------------------------------------------------------------
-def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = 'main' "
-                            "AND table_name = ?", [table]).fetchall())
-
-
-def record_feedback(con: duckdb.DuckDBPyConnection, alert_id: str, verdict: str, rated_by: str,
-                    source: str, now: pd.Timestamp | None = None) -> dict:
-    """Store one rating (a person's latest rating of an alert wins)."""
-    verdict = str(verdict).strip().lower()
-    if verdict not in VERDICTS:
-        raise FeedbackError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    alert_id = str(alert_id).strip()
-    if not _exists(con, "alerts") or not con.execute(
-            "SELECT 1 FROM main.alerts WHERE alert_id = ?", [alert_id]).fetchall():
-        raise FeedbackError(f"unknown alert {alert_id!r}")
-    rated_by = str(rated_by).strip() or "anonymous"
-    recorded_at = pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
-    con.execute("CREATE TABLE IF NOT EXISTS main.alert_feedback (alert_id VARCHAR, verdict VARCHAR, "
-                "rated_by VARCHAR, source VARCHAR, recorded_at TIMESTAMP)")
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM main.alert_feedback WHERE alert_id = ? AND rated_by = ?", [alert_id, rated_by])
-    con.execute("INSERT INTO main.alert_feedback VALUES (?, ?, ?, ?, ?)",
-                [alert_id, verdict, rated_by, source, recorded_at.to_pydatetime()])
-    con.execute("COMMIT")
-    return {"alert_id": alert_id, "verdict": verdict, "rated_by": rated_by, "source": source,
-            "recorded_at": recorded_at}
 
 
 # --- Slack interactive buttons ------------------------------------------------------------
@@ -89,9 +62,12 @@ def parse_interaction(body: bytes) -> tuple[str, str, str]:
     return str(action.get("value")), SLACK_ACTIONS[action["action_id"]], f"slack:{who}"
 
 
-def handle_slack_interaction(con: duckdb.DuckDBPyConnection, body: bytes, headers: dict, signing_secret: str,
+def handle_slack_interaction(inbox: Path, body: bytes, headers: dict, signing_secret: str,
+                             alert_type_of: Callable[[str], Optional[str]],
                              now: float | None = None) -> tuple[int, dict]:
-    """HTTP status and JSON response for Slack's interactivity request URL."""
+    """HTTP status and JSON response for Slack's interactivity request URL;
+    the rating goes to the feedback inbox (``alert_type_of`` names an alert's
+    type, None for an unknown alert)."""
     lower = {k.lower(): v for k, v in headers.items()}
     try:
         verify_slack_signature(signing_secret, lower.get("x-slack-request-timestamp"), body,
@@ -100,7 +76,11 @@ def handle_slack_interaction(con: duckdb.DuckDBPyConnection, body: bytes, header
         return 401, {"error": str(exc)}
     try:
         alert_id, verdict, who = parse_interaction(body)
-        record_feedback(con, alert_id, verdict, who, "slack")
+        alert_type = alert_type_of(alert_id)
+        if alert_type is None:
+            raise FeedbackError(f"unknown alert {alert_id!r}")
+        record_event(inbox, alert_id=alert_id, alert_type=alert_type, action=verdict, actor=who, source="slack",
+                     occurred_at=pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s"))
     except FeedbackError as exc:
         return 200, {"response_type": "ephemeral", "replace_original": False, "text": f"Not recorded: {exc}"}
     return 200, {"response_type": "ephemeral", "replace_original": False,
@@ -120,58 +100,67 @@ def severity_floors(changes: pd.DataFrame | None) -> dict[str, str]:
     return dict(zip(latest["alert_type"], latest["new_min_severity"]))
 
 
-def alert_precision(alerts: pd.DataFrame, feedback: pd.DataFrame | None, changes: pd.DataFrame | None,
-                    rules: Rules, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per alert type: alerts rated since the type's last threshold change (an
-    alert's latest rating counts, whoever gave it), precision with its Wilson
-    interval, and whether it is below the target."""
+def _latest_ratings(feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """An alert's latest rating, whoever gave it."""
+    if feedback is None or feedback.empty:
+        return pd.DataFrame({"alert_id": [], "alert_type": [], "verdict": [], "rated_at": []})
+    rated = feedback[feedback["verdict"].isin(VERDICTS)]
+    return rated.sort_values("rated_at").drop_duplicates("alert_id", keep="last")
+
+
+def _judge(rated: int, helpful: int, target: float, min_rated: int) -> tuple[float, str]:
+    precision = helpful / rated if rated else np.nan
+    if rated < min_rated:
+        return precision, "not_enough_ratings"
+    return precision, "below_target" if precision < target else "ok"
+
+
+def alert_precision(feedback: pd.DataFrame | None, rules: Rules, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per alert type: every rated alert (its latest rating counts, whoever
+    gave it), precision with its Wilson interval, and whether it is below the
+    target."""
     cfg = rules.alerts.feedback
-    floors = severity_floors(changes)
-    last_change = ({} if changes is None or changes.empty
-                   else changes.groupby("alert_type")["changed_at"].max().to_dict())
-    ratings = pd.DataFrame(columns=FEEDBACK_COLUMNS + ["alert_type"])
-    if feedback is not None and len(feedback) and len(alerts):
-        ratings = (feedback.sort_values("recorded_at").drop_duplicates("alert_id", keep="last")
-                   .merge(alerts[["alert_id", "alert_type"]].drop_duplicates("alert_id"), on="alert_id"))
-        since = ratings["alert_type"].map(last_change)
-        ratings = ratings[since.isna() | (pd.to_datetime(ratings["recorded_at"]) > pd.to_datetime(since))]
+    ratings = _latest_ratings(feedback)
     rows = []
     for type_key, spec in rules.alerts.types.items():
         mine = ratings[ratings["alert_type"].eq(type_key)]
         rated, helpful = len(mine), int(mine["verdict"].eq("helpful").sum())
         low, high = stats.wilson_interval(np.array([helpful]), np.array([rated]))
-        precision = helpful / rated if rated else np.nan
-        if rated < cfg.min_rated:
-            status = "not_enough_ratings"
-        elif precision < cfg.target_precision:
-            status = "below_target"
-        else:
-            status = "ok"
+        precision, status = _judge(rated, helpful, cfg.target_precision, cfg.min_rated)
         rows.append({"alert_type": type_key, "alert_name": spec.name, "priority": spec.priority, "rated": rated,
                      "helpful": helpful, "noise": rated - helpful, "precision": precision,
                      "precision_low": float(low[0]), "precision_high": float(high[0]),
-                     "target_precision": cfg.target_precision, "min_rated": cfg.min_rated,
-                     "min_severity": floors.get(type_key, SEVERITIES[0]), "status": status,
+                     "target_precision": cfg.target_precision, "min_rated": cfg.min_rated, "status": status,
                      "as_of_date": pd.Timestamp(as_of).normalize()})
     return pd.DataFrame(rows)
 
 
-def adapt_thresholds(precision: pd.DataFrame, previous_changes: pd.DataFrame | None,
-                     now: pd.Timestamp) -> pd.DataFrame:
-    """The change log with one new row per type below target: its minimum
-    severity raised one step (a type already at the top is left and said so)."""
+def adapt_thresholds(precision: pd.DataFrame, feedback: pd.DataFrame | None,
+                     previous_changes: pd.DataFrame | None, now: pd.Timestamp) -> pd.DataFrame:
+    """The change log with one new row per alert type (of the precision table,
+    judged by its target and minimum of ratings) whose precision over the
+    ratings given since the type's last change is below target: its minimum
+    severity raised one step (a type already at the top is left alone)."""
     changes = (previous_changes.reindex(columns=CHANGE_COLUMNS).copy()
                if previous_changes is not None and len(previous_changes) else pd.DataFrame(columns=CHANGE_COLUMNS))
+    floors = severity_floors(changes)
+    last_change = changes.groupby("alert_type")["changed_at"].max().to_dict() if len(changes) else {}
+    ratings = _latest_ratings(feedback)
+    since = ratings["alert_type"].map(last_change)
+    ratings = ratings[since.isna() | (pd.to_datetime(ratings["rated_at"]) > pd.to_datetime(since))]
     new = []
-    for row in precision[precision["status"].eq("below_target")].to_dict("records"):
-        old = row["min_severity"]
+    for row in precision.to_dict("records"):
+        mine = ratings[ratings["alert_type"].eq(row["alert_type"])]
+        rated, helpful = len(mine), int(mine["verdict"].eq("helpful").sum())
+        value, status = _judge(rated, helpful, row["target_precision"], row["min_rated"])
+        old = floors.get(row["alert_type"], SEVERITIES[0])
         position = SEVERITIES.index(old)
-        if position + 1 >= len(SEVERITIES):
-            continue  # already only critical anomalies alert: the rule itself needs review
+        if status != "below_target" or position + 1 >= len(SEVERITIES):
+            continue  # at the top already only critical anomalies alert: the rule itself needs review
         new.append({"alert_type": row["alert_type"], "changed_at": now, "as_of_date": row["as_of_date"],
-                    "precision": row["precision"], "rated": row["rated"], "old_min_severity": old,
+                    "precision": value, "rated": rated, "old_min_severity": old,
                     "new_min_severity": SEVERITIES[position + 1],
-                    "reason": f"precision {row['precision']:.0%} over {row['rated']} rated alerts is below the "
+                    "reason": f"precision {value:.0%} over {rated} rated alerts is below the "
                               f"target {row['target_precision']:.0%}"})
     if new:
         changes = pd.concat([changes, pd.DataFrame(new)], ignore_index=True) if len(changes) else pd.DataFrame(new)

@@ -2,7 +2,7 @@
 
 import duckdb
 
-TABLE_SCHEMA = "main"
+from salesintel_assets.domain.common.storage import TABLE_SCHEMA
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -224,3 +224,23 @@ def build_dim_sales_reps(rep_stats: pd.DataFrame, org: pd.DataFrame | None) -> p
     reps[["deals", "open_deals"]] = reps[["deals", "open_deals"]].fillna(0).astype("int64")
     reps["has_org"] = reps["manager_id"].notna()
     return reps.sort_values("sales_rep_id", kind="stable").reset_index(drop=True)
+
+
+def fact_deals_summary(con: duckdb.DuckDBPyConnection) -> dict:
+    """Headline figures of ``fact_deals`` for the asset's metadata."""
+    open_deals, closed, win_rate, flagged, corrected, pipeline = con.execute("""
+        SELECT count(*) FILTER (WHERE is_open), count(*) FILTER (WHERE NOT is_open),
+               avg(is_won::INT) FILTER (WHERE NOT is_open), count(*) FILTER (WHERE needs_review),
+               count(*) FILTER (WHERE cycle_corrected), coalesce(sum(deal_amount) FILTER (WHERE is_open), 0)
+        FROM main.fact_deals""").fetchall()[0]
+    return {"open_deals": open_deals, "closed_deals": closed,
+            "win_rate": round(win_rate, 4) if win_rate is not None else None,
+            "flagged_for_review": flagged, "cycles_corrected": corrected, "open_pipeline_amount": float(pipeline)}
+
+
+def dim_sales_reps_frame(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``dim_sales_reps`` from the reps seen in ``fact_deals`` and the CRM's org."""
+    stats = con.sql("SELECT sales_rep_id, count(*) AS deals, count(*) FILTER (WHERE is_open) AS open_deals "
+                    "FROM main.fact_deals GROUP BY sales_rep_id").df()
+    org = con.sql("SELECT * FROM main.raw_sales_reps").df()
+    return build_dim_sales_reps(stats, org if len(org) else None)

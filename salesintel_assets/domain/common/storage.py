@@ -1,0 +1,17 @@
+"""Where salesintel keeps things: every storage name in one place.
+
+SALESINTEL_HOME holds the DuckDB warehouse, the raw lake, the feedback inbox,
+the MLflow store and the local outbox. Paths are relative to that folder.
+"""
+
+DEFAULT_HOME = ".salesintel"
+TABLE_SCHEMA = "main"  # DuckDB schema of every asset table (must differ from the database file's stem)
+DATABASE_FILE = "warehouse.duckdb"
+LAKE_DIR = "lake"
+RAW_DEALS_LAKE = f"{LAKE_DIR}/raw_deals"
+FEEDBACK_DIR = "feedback"
+FEEDBACK_INBOX_FILE = "inbox.sqlite3"
+OUTBOX_DIR = "outbox"
+OUTBOX_FILE = "outbox.jsonl"
+MLFLOW_DB_FILE = "mlflow.db"
+MLFLOW_ARTIFACTS_DIR = "mlartifacts"
