@@ -12,7 +12,6 @@ setup(
         "dagster-webserver==1.13.27",
         "dagster-duckdb==0.29.27",
         "dagster-slack==0.29.27",
-        "dagster-pandera==0.29.27",
         "duckdb>=1.1,<3",
         "pandas>=2.2,<3",
         "pandera>=0.35,<0.36",

@@ -1,5 +1,7 @@
-"""The DuckDB warehouse: a resource for direct SQL and an IO manager that
-stores every asset as a table named exactly after the asset.
+"""The DuckDB warehouse: a resource for direct SQL (connections from
+dagster-duckdb's ``DuckDBResource``, one short-lived connection per use, so
+one process writes at a time) and an IO manager that stores every asset as a
+table named exactly after the asset.
 
 We do not use ``DuckDBPandasIOManager``: it skips empty frames (an empty
 quarantine would leave no table) and fixes a table's columns on the first
@@ -9,23 +11,29 @@ write. ``CREATE OR REPLACE`` avoids both and keeps re-runs idempotent.
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import dagster as dg
 import duckdb
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 
+from salesintel_assets.domain.common.storage import DATABASE_FILE, DEFAULT_HOME
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, table_exists
 
 
-
 class SalesintelHome(dg.ConfigurableResource):
-    """The folder that holds the warehouse, raw lake, MLflow store and outbox."""
+    """The folder that holds the warehouse, raw lake, feedback inbox, MLflow
+    store and outbox (their names: ``domain/common/storage.py``)."""
 
-    path: str = ".salesintel"
+    path: str = DEFAULT_HOME
+
+    def location(self) -> Path:
+        """The folder, without creating it."""
+        return Path(self.path).expanduser().resolve()
 
     def root(self) -> Path:
-        root = Path(self.path).expanduser().resolve()
+        root = self.location()
         root.mkdir(parents=True, exist_ok=True)
         return root
 
@@ -36,7 +44,7 @@ class SalesintelHome(dg.ConfigurableResource):
 
     @property
     def database(self) -> Path:
-        return self.root() / "warehouse.duckdb"
+        return self.root() / DATABASE_FILE
 
 
 class Warehouse(dg.ConfigurableResource):
@@ -45,28 +53,44 @@ class Warehouse(dg.ConfigurableResource):
 
     home: SalesintelHome
 
+    def exists(self) -> bool:
+        """Whether a run has stored anything yet (checked without creating the home)."""
+        return (self.home.location() / DATABASE_FILE).exists()
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(str(self.home.database), read_only=read_only)
-        try:
-            yield con
-        finally:
-            con.close()
+        """A connection from dagster-duckdb's resource (which waits and retries
+        while another process holds the file), closed even when the work fails."""
+        config = {"access_mode": "READ_ONLY"} if read_only else {}
+        with DuckDBResource(database=str(self.home.database), connection_config=config).get_connection() as con:
+            try:
+                yield con
+            finally:
+                con.close()
 
-    def read_table(self, name: str) -> pd.DataFrame | None:
-        """The table as a DataFrame, or None when it was never written."""
-        with self.connect() as con:
+    def read_table(self, name: str, columns: Sequence[str] | None = None, order_by: str | None = None,
+                   read_only: bool = False) -> pd.DataFrame | None:
+        """The table (or those of ``columns`` it has) as a DataFrame, or None
+        when it was never written."""
+        with self.connect(read_only=read_only) as con:
             if not table_exists(con, name):
                 return None
-            return con.sql(f'SELECT * FROM {TABLE_SCHEMA}."{name}"').df()
+            selected = "*"
+            if columns is not None:
+                present = {r[0] for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                    [TABLE_SCHEMA, name]).fetchall()}
+                selected = ", ".join(f'"{c}"' for c in dict.fromkeys(columns) if c in present)
+            order = f' ORDER BY "{order_by}"' if order_by else ""
+            return con.sql(f'SELECT {selected} FROM {TABLE_SCHEMA}."{name}"{order}').df()
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         with self.connect() as con:
             write_frame(con, name, frame)
 
-    def query(self, sql: str) -> pd.DataFrame:
-        with self.connect() as con:
-            return con.sql(sql).df()
+    def query(self, sql: str, params: list | None = None, read_only: bool = False) -> pd.DataFrame:
+        with self.connect(read_only=read_only) as con:
+            return con.execute(sql, params or []).df()
 
 
 def _typed_select(frame: pd.DataFrame) -> str:

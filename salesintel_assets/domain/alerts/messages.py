@@ -1,5 +1,6 @@
 """Rendering: every message as a subject, a plain text (email, outbox, Slack's
-notification fallback) and Slack Block Kit blocks.
+notification fallback) and Slack Block Kit blocks (built with slack_sdk's
+Block Kit models, which check Slack's limits, and stored as dicts).
 
 Alerts read like the design's examples: the title, the facts, why it matters,
 the root cause, numbered actions, the money at stake, and buttons to rate
@@ -12,6 +13,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock, ButtonElement, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, PlainTextObject,
+    SectionBlock,
+)
 
 PRIORITY_MARK = {"P1": "🔴", "P2": "🟠", "P3": "🔵"}
 FEEDBACK_ACTIONS = {"helpful": "salesintel_feedback_helpful", "noise": "salesintel_feedback_noise"}
@@ -40,15 +46,24 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _header(text: str) -> dict:
-    return {"type": "header", "text": {"type": "plain_text", "text": _cut(text, HEADER_MAX), "emoji": True}}
+    return HeaderBlock(text=PlainTextObject(text=_cut(text, HEADER_MAX), emoji=True)).to_dict()
 
 
 def _section(markdown: str) -> dict:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _cut(markdown, SECTION_MAX)}}
+    return SectionBlock(text=MarkdownTextObject(text=_cut(markdown, SECTION_MAX))).to_dict()
 
 
 def _context(markdown: str) -> dict:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _cut(markdown, SECTION_MAX)}]}
+    return ContextBlock(elements=[MarkdownTextObject(text=_cut(markdown, SECTION_MAX))]).to_dict()
+
+
+def _fields(pairs) -> dict:
+    return SectionBlock(fields=[MarkdownTextObject(text=_cut(f"*{escape(label)}*\n{escape(value)}", FIELD_MAX))
+                                for label, value in pairs]).to_dict()
+
+
+def _divider() -> dict:
+    return DividerBlock().to_dict()
 
 
 def headline(content: dict) -> str:
@@ -72,10 +87,7 @@ def _text_sections(content: dict) -> list[str]:
 
 
 def _body_blocks(content: dict) -> list[dict]:
-    blocks = [_section(f"*{escape(content['title'])}*"),
-              {"type": "section", "fields": [
-                  {"type": "mrkdwn", "text": _cut(f"*{escape(label)}*\n{escape(value)}", FIELD_MAX)}
-                  for label, value in content["facts"][:10]]}]
+    blocks = [_section(f"*{escape(content['title'])}*"), _fields(content["facts"][:10])]
     blocks.append(_section("*Why this matters*\n" + "\n".join(escape(w) for w in content["why"])))
     if content.get("root_cause"):
         blocks.append(_section("*Root cause*\n" + "\n".join(escape(c) for c in content["root_cause"])))
@@ -88,15 +100,11 @@ def _body_blocks(content: dict) -> list[dict]:
 
 
 def _feedback_blocks(alert_id: str) -> list[dict]:
-    return [
-        {"type": "actions", "block_id": f"salesintel_feedback:{alert_id}", "elements": [
-            {"type": "button", "action_id": FEEDBACK_ACTIONS["helpful"], "value": alert_id, "style": "primary",
-             "text": {"type": "plain_text", "text": "Helpful"}},
-            {"type": "button", "action_id": FEEDBACK_ACTIONS["noise"], "value": alert_id, "style": "danger",
-             "text": {"type": "plain_text", "text": "Noise"}},
-        ]},
-        _context(escape(feedback_hint(alert_id))),
-    ]
+    buttons = [ButtonElement(text=PlainTextObject(text=label), action_id=FEEDBACK_ACTIONS[verdict], value=alert_id,
+                             style=style)
+               for verdict, label, style in (("helpful", "Helpful", "primary"), ("noise", "Noise", "danger"))]
+    return [ActionsBlock(block_id=f"salesintel_feedback:{alert_id}", elements=buttons).to_dict(),
+            _context(escape(feedback_hint(alert_id)))]
 
 
 def render_alert(content: dict, alert_id: str) -> Message:
@@ -138,7 +146,7 @@ def render_digest(items: list[dict], cadence: str, period: str, recipient_name: 
         first_action = c["actions"][0] if c["actions"] else ""
         lines.append(f"{i}. {headline(c)}\n   Why: {why}\n   Do first: {first_action}\n"
                      f"   Money at stake: {c['money']}\n   {feedback_hint(item['alert_id'])}")
-        blocks.append({"type": "divider"})
+        blocks.append(_divider())
         blocks.append(_section(f"*{i}. [{c['priority']}] {escape(c['type_name'])}: {escape(c['title'])}*\n"
                                f"{escape(why)}\n*Do first:* {escape(first_action)}\n"
                                f"*Money at stake:* {escape(c['money'])}"))

@@ -5,11 +5,13 @@ A histogram gradient-boosting classifier (native categorical support) is fit
 on closed deals of the history and judged on a held-out share of them:
 
 - main importance of a factor = the drop of held-out ROC AUC when that
-  factor's column is shuffled (permutation importance; impurity importance
-  would overstate numeric and many-valued factors such as the rep);
+  factor's column is shuffled (scikit-learn's ``permutation_importance``;
+  impurity importance would overstate numeric and many-valued factors such
+  as the rep);
 - interaction of two factors = how much more the AUC drops when both are
-  shuffled together (with the same permutation) than the two single drops
-  add up to; tested for pairs of the top ``interaction_candidates`` factors.
+  shuffled together (with one permutation for both) than the two single
+  drops add up to; tested for pairs of the top ``interaction_candidates``
+  factors.
 
 Figures are means over ``n_repeats`` shuffles with their standard deviation
 (shuffle noise only). A factor is ``meaningful`` only when its drop exceeds
@@ -140,11 +142,14 @@ def _fit_and_measure(model, x_train, y_train, x_eval, y_eval, rules: Rules, info
     better = low > 0.5
     info.update({"auc": round(base, 4), "auc_ci": [round(low, 4), round(high, 4)],
                  "better_than_chance": bool(better), "boosting_rounds": int(model.n_iter_)})
+    from sklearn.inspection import permutation_importance
+
+    drops = permutation_importance(model, x_eval, y_eval, scoring="roc_auc", n_repeats=r.n_repeats,
+                                   random_state=r.seed + 1).importances
+    single = dict(zip(r.factors, drops))
     rng = np.random.default_rng(r.seed + 1)
     perms = [rng.permutation(len(x_eval)) for _ in range(r.n_repeats)]
     index = {f: i for i, f in enumerate(r.factors)}
-    single = {f: np.array([base - _auc(model, _shuffled(x_eval, [index[f]], p), y_eval) for p in perms])
-              for f in r.factors}
     rows = [_row(f, "main", drops, better) for f, drops in single.items()]
     top = sorted(r.factors, key=lambda f: -single[f].mean())[: r.interaction_candidates]
     for a, b in combinations(top, 2):
