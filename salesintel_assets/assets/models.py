@@ -41,7 +41,7 @@ def _asset(model, kinds=("duckdb",), **kwargs):
 
 
 def _prepare(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> rf.Prepared:
-    rules, as_of = settings.rules(), settings.analysis_date(crm)
+    rules, as_of = settings.rules(), settings.analysis_date()
     with warehouse.connect() as con:
         fact = con.sql(f"SELECT {', '.join(FACT_COLUMNS)} FROM {TABLE_SCHEMA}.fact_deals").df()
         history = con.sql("SELECT deal_id, stage, entered_date FROM " + relation_or_empty(
@@ -180,7 +180,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
                 "decision": decision.reason, "feature_description": prepared.spec.describe()},
-            trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}")
+            trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}",
+            datasets={"training": split.fit, "validation": split.validate})
         mlflow.set_alias(CHAMPION if decision.promote else CHALLENGER, version.version)
         context.log.info(f"deal_risk v{version.version}: {decision.reason}")
     now_champion = mlflow.version_by_alias(CHAMPION)
@@ -339,7 +340,7 @@ def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     return dg.Output(table, metadata=frame_metadata(table, **meta))
 
 
-@_asset(schemas.PipelineForecast, deps=["deal_risk_scores", "forecast_backtest", "deal_risk_model"])
+@_asset(schemas.PipelineForecast, deps=["deal_risk_scores", "forecast_backtest", "deal_risk_model", "fact_deals"])
 def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
     """Expected won deals and revenue of the open pipeline by expected close
     month and by segment, with an 80 % interval from simulations that share

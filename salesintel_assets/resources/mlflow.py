@@ -20,11 +20,14 @@ from typing import Iterator, Optional
 
 import dagster as dg
 
+from salesintel_assets.domain.common.storage import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE
 from salesintel_assets.resources.warehouse import SalesintelHome
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,11 @@ class MLflowTracking(dg.ConfigurableResource):
     def uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
-        return f"sqlite:///{self.home.root() / 'mlflow.db'}"
+        return f"sqlite:///{self.home.root() / MLFLOW_DB_FILE}"
 
     def artifact_location(self) -> Optional[str]:
         """Artifacts beside the default store; a configured server decides its own."""
-        return None if self.tracking_uri else self.home.subdir("mlartifacts").as_uri()
+        return None if self.tracking_uri else self.home.subdir(MLFLOW_ARTIFACTS_DIR).as_uri()
 
     def ui_command(self) -> str:
         """The command that opens the MLflow UI on this store (artifacts are
@@ -83,11 +86,16 @@ class MLflowTracking(dg.ConfigurableResource):
         return mlflow.MlflowClient(tracking_uri=self.uri(), registry_uri=self.uri())
 
     def experiment_id(self) -> str:
+        """The experiment, created on first use and tagged as model training
+        (MLflow's UI otherwise opens it in its GenAI view)."""
         client = self.client()
         found = client.get_experiment_by_name(self.experiment_name)
-        if found is not None:
-            return found.experiment_id
-        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location())
+        if found is None:
+            return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location(),
+                                            tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
+        if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
+        return found.experiment_id
 
     # --- registry --------------------------------------------------------------------
     def version_by_alias(self, alias: str = CHAMPION) -> Optional[ModelVersion]:
@@ -124,15 +132,22 @@ class MLflowTracking(dg.ConfigurableResource):
 
     # --- runs -------------------------------------------------------------------------
     def log_model_run(self, model, input_example, params: dict, metrics: dict, tags: dict,
-                      trusted_types: tuple[str, ...], run_name: str) -> ModelVersion:
+                      trusted_types: tuple[str, ...], run_name: str,
+                      datasets: Optional[dict] = None) -> ModelVersion:
         """One run with the model (signature + input example, stored as skops)
-        registered as a new version of ``model_name``."""
+        registered as a new version of ``model_name``. ``datasets`` maps a
+        context ("training", "validation") to the DataFrame used for it; each
+        is logged as the run's input (name, digest, schema and profile only)."""
         experiment = self.experiment_id()
         with self._session() as mlflow:
+            import mlflow.data
             import mlflow.sklearn
             from mlflow.models import infer_signature
 
             with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
+                for context, frame in (datasets or {}).items():
+                    mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{self.model_name}_{context}"),
+                                     context=context)
                 mlflow.log_params({k: _short(v) for k, v in params.items()})
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
                 mlflow.set_tags({k: _short(v) for k, v in tags.items()})

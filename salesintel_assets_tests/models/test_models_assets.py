@@ -3,6 +3,8 @@ a temporary home: two daily runs of the sample CRM (the second sees deals
 that closed after the first champion was deployed), the SkyGeni export (all
 closed), and a world too small to train on."""
 
+import json
+
 import mlflow
 import pandas as pd
 import pytest
@@ -58,8 +60,14 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
     client = _client(home)
     experiment = client.get_experiment_by_name("deal_risk")
     assert experiment.artifact_location.startswith("file:") and "mlartifacts" in experiment.artifact_location
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training view
     model_runs = client.search_runs([experiment.experiment_id], "tags.fingerprint != ''")
     assert len(model_runs) == 2
+    for run in model_runs:
+        inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+        assert set(inputs) == {"deal_risk_training", "deal_risk_validation"}
+        assert inputs["deal_risk_training"].tags[0].value == "training"
+        assert json.loads(inputs["deal_risk_training"].dataset.profile)["num_rows"] > 0
     for run in model_runs:
         for metric in ("val_auc", "val_brier", "val_log_loss", "val_ece", "baseline_auc", "baseline_brier",
                        "baseline_log_loss", "baseline_ece"):
