@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from salesintel_assets_tests.support import SHARED_CSV
+from salesintel_assets_tests.skygeni_like import write_skygeni_like_export
 
 # Plots are drawn without a display.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -17,8 +17,7 @@ def home(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def skygeni_csv():
-    """The shared public CRM export; tests that need it skip when it is absent."""
-    if not SHARED_CSV.exists():
-        pytest.skip("shared SkyGeni export not present beside the checkout")
-    return SHARED_CSV
+def skygeni_csv(tmp_path_factory):
+    """A generated export shaped like the public SkyGeni sample (12 columns,
+    5,000 closed deals, 25 reps, a weak signal): see ``skygeni_like.py``."""
+    return write_skygeni_like_export(tmp_path_factory.mktemp("skygeni") / "skygeni_like.csv")

@@ -12,8 +12,6 @@ import pandas as pd
 from salesintel_assets.definitions import build_definitions
 from salesintel_assets.resources.factory import build_resources
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_CSV = REPO_ROOT.parent / "shared" / "data" / "skygeni_sales_data.csv"
 
 
 def run_job(resources: dict, job: str = "salesintel_job", raise_on_error: bool = True,
