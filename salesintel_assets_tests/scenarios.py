@@ -13,6 +13,13 @@ analysis date:
   deals stretches by ``factor`` (a slower cycle; some deals slip past the
   analysis date and stay open).
 
+With ``quarter_push`` > 0 the world is seasonal, as real CRMs are: that share
+of the won deals due in the first two months of a (calendar) quarter are
+pushed to close in the quarter's last three weeks, so quarter-end months
+have more closes, more wins (about 80 % against 50 %) and longer cycles.
+Plants then change outcomes on top of the season (a dip turns wins into
+losses, a spike losses into wins) instead of redrawing them.
+
 The truth of each plant is its segment; ``related`` says whether a reported
 segment is that segment, inside it or contains it.
 """
@@ -77,8 +84,17 @@ def _segment_mask(frame_cols: dict, segment: dict) -> np.ndarray:
     return mask
 
 
+def _quarter_push(rng, created, closed, won, share: float) -> np.ndarray:
+    """Close dates after the quarter-end push (see the module docstring)."""
+    months = closed.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    quarter_end = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
+    push = won & (months % 3 < 2) & (rng.random(len(closed)) < share)
+    target = quarter_end - rng.integers(0, 21, len(closed))
+    return np.where(push, np.maximum(target, closed), closed)
+
+
 def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: int = 540,
-             growth: float = 0.5, plants: tuple = ()) -> World:
+             growth: float = 0.5, plants: tuple = (), quarter_push: float = 0.0) -> World:
     """A fact_deals-shaped frame of about ``n_deals`` deals created over
     ``history_days`` up to ``as_of``, with the plants applied."""
     rng = np.random.default_rng(seed)
@@ -107,6 +123,9 @@ def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: i
     median = np.where(won, 35.0, np.where(late_loss, 80.0, 14.0)) * np.take(PRODUCT_CYCLE, prod)
     cycle = np.clip(np.round(median * np.exp(rng.normal(0, 0.55, n))), 3, 240).astype(np.int64)
     closed = created + cycle
+    if quarter_push > 0:
+        closed = _quarter_push(rng, created, closed, won, quarter_push)
+        cycle = closed - created
 
     cols = {"industry": np.array(INDUSTRIES, dtype=object)[ind], "region": np.array(REGIONS, dtype=object)[reg],
             "product_type": np.array(PRODUCTS, dtype=object)[prod],
@@ -116,7 +135,14 @@ def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: i
     for plant in sorted(plants, key=lambda p: p.kind != "cycle"):
         onset = end_day - plant.window_days + 1
         mask = _segment_mask(cols, plant.segment)
-        if plant.kind == "win_rate":
+        if plant.kind == "win_rate" and quarter_push > 0:  # on top of the season
+            hit = mask & (closed >= onset) & (closed <= end_day)
+            draw = rng.random(n)
+            if plant.shift < 0:
+                won = won & ~(hit & (draw < -plant.shift / p_win))
+            else:
+                won = won | (hit & (draw < plant.shift / (1 - p_win)))
+        elif plant.kind == "win_rate":
             hit = mask & (closed >= onset) & (closed <= end_day)
             won = np.where(hit, rng.random(n) < np.clip(p_win + plant.shift, 0.02, 0.98), won)
         else:

@@ -120,7 +120,7 @@ def test_mrkdwn_control_characters_are_escaped_in_blocks_not_in_text():
     (segment("win_rate_spike", "region=APAC", direction="up"), "segment_performance_shift"),
     (segment("cycle_slowdown", "region=APAC", metric="sales_cycle_days", observed=60, expected=41),
      "segment_performance_shift"),
-    (segment("open_age_increase", "region=APAC", metric="sales_cycle_days"), "segment_performance_shift"),
+    (segment("open_age_increase", "region=APAC", metric="open_deal_age_days"), "segment_performance_shift"),
     (segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41, expected=0.62),
      "pipeline_quality_warning"),
     (segment("metric_shift", "region=APAC", metric="pvs", observed=0.8, expected=1.1), "custom_metric_anomaly"),

@@ -10,14 +10,15 @@ from salesintel_assets.domain.common.segment_keys import parse_segment
 
 METRIC_LABELS = {
     "win_rate": "win rate",
-    "sales_cycle_days": "sales cycle",
+    "sales_cycle_days": "sales cycle",          # closed deals only: created to close
+    "open_deal_age_days": "age of open deals",  # never a "cycle": these deals have not closed
     "deal_quality": "deal quality score",
     "dqs": "deal quality score (DQS)",
     "pvs": "pipeline velocity score (PVS)",
     "smi": "stage momentum index (SMI)",
     "stage_duration": "days in stage",
 }
-DAY_METRICS = {"sales_cycle_days", "stage_duration"}
+DAY_METRICS = {"sales_cycle_days", "open_deal_age_days", "stage_duration"}
 
 
 def missing(value) -> bool:

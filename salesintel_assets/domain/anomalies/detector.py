@@ -21,7 +21,8 @@ Money at stake (``amount_at_stake``): win-rate changes: the segment's open
 pipeline amount x |rate change| (revenue that would close less, or more, if
 the new rate holds); slower cycles, older open deals and metric shifts: the
 segment's open pipeline amount; quality drops: the open amount of the
-window's new low-quality deals; stalled deals: the deal's amount.
+window's new low-quality deals; stalled deals: the deal's amount (their
+priority also weighs it by the drop in win probability, see stalled_deals).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pandas as pd
 from salesintel_assets.domain.anomalies import explanations as text
 from salesintel_assets.domain.anomalies.samples import (
     DealDays, SegmentCurves, align_metrics, closed_comparison, closed_window, created_comparison, entry_quality,
-    metric_values, open_age_comparison, quantile_edges,
+    metric_values, open_age_comparison, quantile_edges, season_check,
 )
 from salesintel_assets.domain.anomalies.selection import SEGMENT_COLUMNS, keys_of, run_tests, select_findings
 from salesintel_assets.domain.anomalies.significance import Comparison, SegmentCodes, in_segment
@@ -96,6 +97,8 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
     acceptable, known, how = entry_quality(fact, metrics, rules, deals)
     notes.append(how)
     notes.extend(_creation_note(deals, ar.baseline_days))
+    seasons = season_check(deals, rules)
+    notes.append(seasons.note)
     metric_cols = {m: metric_values(metrics, m) for m in ar.metric_shift.metrics}
     for m, values in metric_cols.items():
         if values is None:
@@ -104,7 +107,7 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
         return test.windows_days is None or w in test.windows_days
 
     for w in ar.windows_days:
-        cw = closed_window(deals, curves, rules, w)
+        cw = closed_window(deals, curves, rules, w, seasons.seasonal)
         if uses(ar.win_rate, w):
             comps.append(closed_comparison(cw, rules, family="win_rate", metric="win_rate", kind="rate",
                                            alternative="two-sided", values=deals.won.astype("float64"),
@@ -124,7 +127,7 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
             comps.append(closed_comparison(cw, rules, family="metric_shift", metric=m, kind="rank",
                                            alternative="two-sided", values=values, valid=valid,
                                            test=ar.metric_shift, bins=len(edges) + 1, bin_edges=edges))
-    open_age = open_age_comparison(deals, curves, rules)
+    open_age = open_age_comparison(deals, curves, rules, seasons.seasonal)
     if open_age is None:
         notes.append("open deals' ages: not enough history before the baseline to compare ages")
     else:
@@ -183,9 +186,8 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     notes.extend(stalled.notes)
     if stalled.flagged > len(stalled.deals):
         notes.append(f"{stalled.flagged} open deals are past a stall threshold; the {len(stalled.deals)} "
-                     "largest are reported")
-    overall = float(deals.won[deals.closed_by_as_of].mean()) if deals.closed_by_as_of.any() else None
-    rows += [_stalled_row(r, overall, as_of, rules) for r in stalled.deals.to_dict("records")]
+                     "stalest are reported")
+    rows += [_stalled_row(r, as_of, rules) for r in stalled.deals.to_dict("records")]
     table = pd.DataFrame(rows) if rows else empty_anomalies()
     table = _finish(table, as_of)
     return AnomalyReport(table, tests, notes, stalled.flagged)
@@ -232,9 +234,10 @@ def _severity(r: pd.Series, rules: Rules) -> str:
     return "low"
 
 
-def _stalled_row(r: dict, overall: float | None, as_of: pd.Timestamp, rules: Rules) -> dict:
+def _stalled_row(r: dict, as_of: pd.Timestamp, rules: Rules) -> dict:
     by_smi = r["rule"] == "smi"
     start = r["entered"] if r["rule"] == "stage" and pd.notna(r["entered"]) else r["created"]
+    cfg = rules.anomalies.stalled
     return {
         "anomaly_type": "stalled_deal", "metric": "smi" if by_smi else "stage_duration",
         "segment": f"deal_id={r['deal_id']}", "dimension": "deal", "direction": "down" if by_smi else "up",
@@ -242,8 +245,7 @@ def _stalled_row(r: dict, overall: float | None, as_of: pd.Timestamp, rules: Rul
         "observed": r["observed"], "expected": r["limit"], "effect": r["observed"] - r["limit"],
         "n": int(r["history_n"]) if r["history_n"] else None, "baseline_n": None,
         "p_value": np.nan, "q_value": np.nan, "severity": r["severity"],
-        "explanation": text.stalled_explanation(r, overall, rules.anomalies.stalled.stage_percentile,
-                                                rules.anomalies.stalled.age_percentile),
+        "explanation": text.stalled_explanation(r, cfg.stage_percentile, cfg.age_percentile, cfg.min_history_deals),
         "root_cause": ("Stage Momentum Index below the critical threshold" if by_smi else
                        f"{'days in ' + r['deal_stage'] if r['rule'] == 'stage' else 'age'} past "
                        f"{r['limit']:.0f} days") + (" (SMI also critical)" if r["smi_critical"] and not by_smi else ""),
@@ -261,8 +263,11 @@ def _finish(table: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                            zip(table["anomaly_type"], table["metric"], table["segment"], table["window_days"],
                                table["window_end"])]
     table["_rank"] = table["severity"].map(SEVERITY_ORDER)
-    table = table.sort_values(["_rank", "amount_at_stake", "anomaly_id"], ascending=[True, False, True],
-                              kind="stable")
+    # Stalled deals: stalest first (times past the limit), not biggest.
+    table["_stale"] = np.where(table["anomaly_type"].eq("stalled_deal") & table["metric"].eq("stage_duration"),
+                               table["observed"] / np.maximum(table["expected"].astype("float64"), 1.0), 0.0)
+    table = table.sort_values(["_rank", "_stale", "amount_at_stake", "anomaly_id"],
+                              ascending=[True, False, False, True], kind="stable")
     table = table[list(ANOMALY_COLUMNS)].reset_index(drop=True)
     return table.astype(ANOMALY_COLUMNS)
 

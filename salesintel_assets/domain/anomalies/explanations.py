@@ -127,25 +127,39 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
     return f"{text}{evidence(q, tests)} {money_text}"
 
 
-def stalled_explanation(row: dict, overall_rate: float | None, stage_pct: float, age_pct: float) -> str:
+def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int) -> str:
+    """What the stall is, how unusual among won deals, how such deals ended
+    (every deal that lasted as long counts; still-open ones as not won yet)
+    and the money at stake x the win-probability drop."""
     amount = money(row["amount"])
     head = f"Deal {row['deal_id']} ({amount}, {row['sales_rep_id']}) "
+    beyond = row.get("won_percentile")
+    beyond_text = (f" (longer than {pct(beyond)} of won deals)" if beyond is not None and np.isfinite(beyond)
+                   else "")
     if row["rule"] == "stage":
-        text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days; {pct(stage_pct)} of "
-                f"won deals left {row['deal_stage']} within {row['limit']:.0f} days. ")
-        what = f"stayed in {row['deal_stage']} at least {row['history_days']:.0f} days"
+        text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days{beyond_text}; "
+                f"{pct(stage_pct)} of won deals left {row['deal_stage']} within {row['limit']:.0f} days. ")
+        what = f"stayed in {row['deal_stage']} at least {row['days_in_stage']:.0f} days"
+        base_what = f"deals that reached {row['deal_stage']}"
     elif row["rule"] == "age":
-        text = (f"{head}has been open {row['age']:.0f} days (in {row['deal_stage']}); {pct(age_pct)} of won deals "
-                f"closed within {row['limit']:.0f} days. Without stage history it is judged by its age. ")
-        what = f"stayed open at least {row['history_days']:.0f} days"
+        text = (f"{head}has been open {row['age']:.0f} days{beyond_text}, now in {row['deal_stage']}; "
+                f"{pct(age_pct)} of won deals closed within {row['limit']:.0f} days. Without stage history "
+                "it is judged by its age. ")
+        what = f"stayed open at least {row['age']:.0f} days"
+        base_what = "all deals"
     else:
-        text = (f"{head}is in {row['deal_stage']} after {row['age']:.0f} days: its Stage Momentum Index is "
-                f"{row['smi']:.3f}, below the critical {row['limit']:.2f}. ")
-        what = f"stayed open at least {row['history_days']:.0f} days"
+        return (f"{head}is in {row['deal_stage']} after {row['age']:.0f} days: its Stage Momentum Index is "
+                f"{row['smi']:.3f}, below the critical {row['limit']:.2f}, but its time is not beyond what won "
+                "deals took, so it is listed at low priority.")
+    n, still_open = int(row["history_n"]), int(row["history_open"])
     if np.isfinite(row["historical_win_rate"]):
-        text += (f"Of {int(row['history_n'])} closed deals that {what}, {pct(row['historical_win_rate'])} "
-                 "were won")
-        text += f" (against {pct(overall_rate)} of all closed deals)." if overall_rate is not None else "."
+        text += (f"Of the {n:,} deals that {what} ({still_open:,} of them still open, counted as not won yet), "
+                 f"{pct(row['historical_win_rate'])} have been won")
+        if np.isfinite(row["base_win_rate"]):
+            text += f", against {pct(row['base_win_rate'])} of {base_what} counted the same way"
+        text += (f": about {money(row['stake'])} of expected revenue at stake "
+                 f"({amount} x a {100 * row['win_probability_drop']:.0f}-point lower chance).")
     else:
-        text += "Too few closed deals stalled this long to say how such deals usually end."
+        text += (f"Not enough data to say how such deals end: {n:,} deals {what.replace('stayed', 'stayed so')}, "
+                 f"fewer than the {min_n} needed.")
     return text

@@ -12,6 +12,9 @@ changed. Each baseline deal is therefore weighted by E_W(L) / E_B(L): the
 baseline then shows the cycles and win rates the window should have had.
 Open deals' ages get the same treatment (a snapshot's age mix follows past
 creation volumes). Only deals closed on or before the analysis date count.
+
+When closings are seasonal (quarter ends), the baseline is also standardised
+to the window's position in the quarter (``seasonality``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from salesintel_assets.domain.anomalies import seasonality
 from salesintel_assets.domain.anomalies.significance import Comparison, Sample
 from salesintel_assets.domain.common.rules import Rules
 
@@ -179,6 +183,9 @@ class ClosedWindow:
     base_weight: np.ndarray       # from the business-wide creation curve
     dropped: int
     curves: SegmentCurves
+    # Per baseline deal: the factor giving the baseline the window's season
+    # mix (all ones when closings are not seasonal).
+    season_factor: np.ndarray | None = None
 
     def weights(self, dimset: tuple[str, ...]) -> np.ndarray:
         cache = self.__dict__.setdefault("_weights", {})
@@ -187,11 +194,28 @@ class ClosedWindow:
             lags = int(self.base_cycle.max()) + 1 if len(self.base_cycle) else 1
             ratio = curve.by_lag(self.start, self.end, lags) / np.maximum(
                 curve.by_lag(self.b_start, self.b_end, lags), 1.0)
-            cache[dimset] = ratio.ravel()[gid[self.base_rows] * lags + self.base_cycle]
+            weight = ratio.ravel()[gid[self.base_rows] * lags + self.base_cycle]
+            cache[dimset] = weight if self.season_factor is None else weight * self.season_factor
         return cache[dimset]
 
 
-def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_days: int) -> ClosedWindow:
+def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
+    """Are closings seasonal? Judged on the closes before the longest window
+    (a recent change must not decide how it is itself judged), leaving out
+    the first ``baseline_days`` of the history: closes soon after the first
+    deal can only be short deals, which would look like a season."""
+    ar = rules.anomalies
+    before = deals.as_of - max(ar.windows_days + [ar.open_age.window_days]) + 1
+    known = deals.created[deals.created < NEVER]
+    after = (int(known.min()) if len(known) else before) + ar.baseline_days
+    rows = np.flatnonzero(deals.usable_closed & (deals.closed < before) & (deals.closed >= after))
+    cycles = (deals.closed[rows] - deals.created[rows]).astype("float64")
+    return seasonality.detect(deals.closed[rows], deals.won[rows], cycles, ar.seasonality,
+                              ar.win_rate.min_effect, ar.cycle.min_effect)
+
+
+def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_days: int,
+                  seasonal: bool = False) -> ClosedWindow:
     start, end, b_start, b_end = _windows(rules, deals.as_of, window_days)
     rows_w = np.flatnonzero(deals.usable_closed & (deals.closed >= start) & (deals.closed <= end))
     rows_b = np.flatnonzero(deals.usable_closed & (deals.closed >= b_start) & (deals.closed <= b_end))
@@ -202,8 +226,14 @@ def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_d
     # baseline deal could have been) has nothing to be compared with.
     comparable = curve.count(b_start - cycle_w, b_end - cycle_w) > 0
     weight = curve.count(start - cycle_b, end - cycle_b) / curve.count(b_start - cycle_b, b_end - cycle_b)
+    factor = None
+    if seasonal:
+        cfg = rules.anomalies.seasonality
+        season = lambda rows: seasonality.season_of(deals.closed[rows], cfg.fiscal_year_start_month, cfg.bin_days)
+        factor = seasonality.standardising_factors(season(rows_w[comparable]), season(rows_b), weight)
+        weight = weight * factor
     return ClosedWindow(window_days, start, end, b_start, b_end, rows_w[comparable], rows_b, cycle_b, weight,
-                        int((~comparable).sum()), curves)
+                        int((~comparable).sum()), curves, factor)
 
 
 def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: str, kind: str,
@@ -229,14 +259,20 @@ def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: st
     return comp
 
 
-def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules) -> Comparison | None:
+def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
+                        seasonal: bool = False) -> Comparison | None:
     """Ages of deals open on the analysis date against the ages of deals open
-    on baseline dates every ``snapshot_every_days``, re-weighted by each
-    segment's creation volume (how many deals of an age a snapshot holds
-    follows how many were created that long before)."""
+    on baseline dates every ``snapshot_every_days`` (seasonal closings: on
+    the same point of earlier quarters), re-weighted by each segment's
+    creation volume (how many deals of an age a snapshot holds follows how
+    many were created that long before)."""
     test = rules.anomalies.open_age
     start, end, b_start, b_end = _windows(rules, deals.as_of, test.window_days)
     snapshots = np.arange(b_end, b_start - 1, -test.snapshot_every_days)
+    if seasonal:
+        alike = seasonality.same_point_in_earlier_quarters(
+            deals.as_of, b_start, b_end, rules.anomalies.seasonality.fiscal_year_start_month)
+        snapshots = alike if len(alike) >= 2 else snapshots
     oldest = int(snapshots.min()) - curves(())[0].first  # an age every snapshot could show
     if oldest < 1:
         return None
@@ -267,7 +303,7 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules) ->
 
     bins = rules.anomalies.max_days + 1
     return Comparison(
-        anomaly_family="open_age", metric="sales_cycle_days", kind="rank", alternative="greater",
+        anomaly_family="open_age", metric="open_deal_age_days", kind="rank", alternative="greater",
         window_days=test.window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
         window=Sample(rows_w, age_now[rows_w]),
         baseline=Sample(rows_b, ages_b, reweight(()), first),

@@ -1,21 +1,24 @@
-"""Stalled deals: open deals that have sat in their current stage longer than
-almost every won deal did, or whose Stage Momentum Index is critical.
+"""Stalled deals: open deals that have sat in their current stage (or, without
+stage history, stayed open) longer than almost every won deal did.
 
 - Stage rule (needs stage history): days in the current stage above the
   ``stage_percentile`` of the days won deals spent in that stage.
 - Age rule (no stage history, e.g. a CSV export, or a stage with too few won
   deals): the deal's age above the ``age_percentile`` of won deals' cycles.
 - SMI rule: SMI below the metrics section's ``smi.critical_below``, for
-  deals whose stage has no duration evidence. Where stage history shows how
-  long won deals stay in the deal's stage, that direct evidence decides: a
-  deal that just reached Demo after a slow start has a low SMI but is moving,
-  and alarming on it would be noise.
+  deals whose stage has no duration evidence. SMI is an index, not evidence
+  of how long won deals take: such deals are listed at low severity only.
 
-Each stalled deal carries the historical win rate of closed deals that
-stalled as long (at least ``min_history_deals`` of them; with fewer, the
-longest-stalled ``min_history_deals`` stand in and the text says "at least").
-Only deals beyond a threshold are listed, at most ``max_deals``, largest
-amount first: the money at stake is the deal's amount.
+Priority is staleness first: how far the deal's time lies beyond won deals
+(its percentile among won deals' durations and how many times its limit it
+has run). Money decides only between equally stale deals and lowers the
+level of a deal whose money at stake x win-probability drop is small; the
+oldest, stalest deals rank first, not the biggest.
+
+Evidence ("deals stalled this long won X %") counts every deal that reached
+the deal's days by the analysis date: closed ones, and those still open
+(counted as not won yet, and said so). Below ``min_history_deals`` deals the
+answer is "not enough data".
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import pandas as pd
 from salesintel_assets.domain.anomalies.samples import DealDays, metric_values, to_timestamp
 from salesintel_assets.domain.common.rules import Rules
 
+LEVELS = np.array(["low", "medium", "high", "critical"], dtype=object)
+
 
 @dataclass
 class StalledResult:
@@ -37,38 +42,47 @@ class StalledResult:
     notes: list[str]
 
 
-class _Survival:
-    """Win rate of closed deals whose duration was at least d days, from
-    counts per duration (durations are whole days)."""
+class Reached:
+    """Deals by how long they lasted (whole days) up to the analysis date:
+    for each duration, how many deals, how many were won by then and how
+    many were still open (their duration is how long they have lasted so far)."""
 
-    def __init__(self, days: np.ndarray, won: np.ndarray, deals: np.ndarray, min_n: int):
-        order = np.argsort(days, kind="stable")
+    def __init__(self, days, won, still_open, deals, min_n: int):
+        order = np.argsort(np.asarray(days, dtype="float64"), kind="stable")
         self.days = np.asarray(days, dtype="float64")[order]
-        self.won_after = np.cumsum(np.asarray(won, dtype="float64")[order][::-1])[::-1]
-        self.deals_after = np.cumsum(np.asarray(deals, dtype="float64")[order][::-1])[::-1]
-        # The last start that still keeps min_n deals behind a rate.
-        enough = np.flatnonzero(self.deals_after >= min_n)
-        self.last_start = int(enough[-1]) if len(enough) else -1
+        self.won = np.asarray(won, dtype="float64")[order]
+        tail = lambda x: np.cumsum(np.asarray(x, dtype="float64")[order][::-1])[::-1]
+        self.won_after, self.open_after, self.deals_after = tail(won), tail(still_open), tail(deals)
+        self.won_total = float(self.won.sum())
+        self.min_n = min_n
 
     @classmethod
-    def from_values(cls, durations: np.ndarray, won: np.ndarray, min_n: int) -> "_Survival":
-        days, inverse = np.unique(durations, return_inverse=True)
-        return cls(days, np.bincount(inverse, weights=won.astype("float64"), minlength=len(days)),
-                   np.bincount(inverse, minlength=len(days)), min_n)
+    def from_values(cls, durations, won, still_open, min_n: int) -> "Reached":
+        days, inverse = np.unique(np.floor(durations), return_inverse=True)
+        count = lambda x: np.bincount(inverse, weights=np.asarray(x, dtype="float64"), minlength=len(days))
+        return cls(days, count(won), count(still_open), np.bincount(inverse, minlength=len(days)), min_n)
 
-    def at_least(self, days: float) -> tuple[float, int, float]:
-        """(win rate, deals behind it, duration actually used)."""
-        if self.last_start < 0:
-            return np.nan, 0, np.nan
-        first = min(int(np.searchsorted(self.days, days, side="left")), self.last_start)
-        n = self.deals_after[first]
-        return self.won_after[first] / n, int(n), float(self.days[first])
+    def at_least(self, days: float) -> tuple[float, int, int]:
+        """(share won so far, deals, of which still open) among the deals
+        that lasted at least ``days``; the share is NaN below ``min_n`` deals."""
+        first = int(np.searchsorted(self.days, np.floor(days), side="left"))
+        if first >= len(self.days):
+            return np.nan, 0, 0
+        n, still_open = int(self.deals_after[first]), int(self.open_after[first])
+        rate = self.won_after[first] / n if n >= self.min_n else np.nan
+        return float(rate), n, still_open
 
-    def quantile(self, q: float, won_only: bool = True) -> float:
-        """Smallest duration d with at least a share q of (won) deals at or below it."""
-        counts = -np.diff(np.concatenate([self.won_after if won_only else self.deals_after, [0.0]]))
-        cum = np.cumsum(counts)
+    def won_quantile(self, q: float) -> float:
+        """Smallest duration with at least a share q of won deals at or below it."""
+        cum = np.cumsum(self.won)
         return float(self.days[np.searchsorted(cum, q * cum[-1] - 1e-9)])
+
+    def won_share_within(self, days: np.ndarray) -> np.ndarray:
+        """Share of won deals that took at most ``days`` (the deal's percentile among won deals)."""
+        if self.won_total <= 0:
+            return np.full(len(np.atleast_1d(days)), np.nan)
+        cum = np.concatenate([[0.0], np.cumsum(self.won)])
+        return cum[np.searchsorted(self.days, np.floor(days), side="right")] / self.won_total
 
 
 def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
@@ -85,7 +99,7 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     open_rows = np.flatnonzero(deals.open_now & crm_open)
     if not len(open_rows):
         notes.append("no open deals on the analysis date: no stalled deals to look for")
-        return StalledResult(_frame([]), 0, notes)
+        return StalledResult(pd.DataFrame(), 0, notes)
 
     open_fact = fact.iloc[open_rows]
     stage = open_fact["deal_stage"].to_numpy(dtype=object, na_value="")
@@ -93,14 +107,14 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
             if "days_in_stage" in fact else np.full(len(open_rows), np.nan))
     age = (deals.as_of - deals.created[open_rows]).astype("float64")
 
-    thresholds, stage_history = _stage_thresholds(transitions, fact, rules, deals)
+    by_stage = _stage_history(transitions, fact, rules, deals)
+    thresholds = {s: h.won_quantile(cfg.stage_percentile) for s, h in by_stage.items()
+                  if h.won_total >= cfg.min_won_stage_deals}
     if not thresholds:
         notes.append("no usable stage history (none in the source or too few won deals per stage): "
-                     "stalled deals are judged by SMI and by age against won deals' cycles")
-    cycles = (deals.closed - deals.created)[deals.usable_closed].astype("float64")
-    by_age = _Survival.from_values(cycles, deals.won[deals.usable_closed], cfg.min_history_deals)
-    age_limit = (by_age.quantile(cfg.age_percentile)
-                 if deals.won[deals.usable_closed].sum() >= cfg.min_won_stage_deals else np.nan)
+                     "stalled deals are judged by their age against won deals' cycles")
+    by_age = _age_history(deals, cfg.min_history_deals)
+    age_limit = by_age.won_quantile(cfg.age_percentile) if by_age.won_total >= cfg.min_won_stage_deals else np.nan
 
     limit = pd.Series(stage).map(thresholds).to_numpy(dtype="float64")
     stage_rule = np.isfinite(limit) & np.isfinite(days)
@@ -110,92 +124,113 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     smi_open = smi[open_rows] if smi is not None else np.full(len(open_rows), np.nan)
     critical = rules.metrics.smi.critical_below
     smi_below = np.isfinite(smi_open) & (smi_open < critical)
-    stalled_smi = smi_below & ~stage_rule
+    stalled_smi = smi_below & ~stage_rule & ~stalled_age
     if smi is None:
         notes.append("no deal metrics: the SMI rule was not applied")
     flagged = stalled_stage | stalled_age | stalled_smi
     if not flagged.any():
-        return StalledResult(_frame([]), 0, notes)
+        return StalledResult(pd.DataFrame(), 0, notes)
 
-    rule = np.select([stalled_stage, stalled_age], ["stage", "age"], default="smi")
-    observed = np.select([stalled_stage, stalled_age], [days, age], default=smi_open)
-    limit = np.select([stalled_stage, stalled_age], [limit, np.full(len(limit), age_limit)], default=critical)
-    # How far past its limit (x times); SMI is "below", so invert it.
-    overdue = np.where(rule == "smi", critical / np.maximum(smi_open, 1e-9), observed / np.maximum(limit, 1.0))
-    ranking = pd.DataFrame({"i": np.flatnonzero(flagged), "amount": deals.amount[open_rows][flagged],
-                            "overdue": overdue[flagged], "deal_id": open_fact["deal_id"].to_numpy()[flagged]})
-    top = ranking.sort_values(["amount", "overdue", "deal_id"], ascending=[False, False, True],
-                              kind="stable")["i"].to_numpy()[:cfg.max_deals]
-    entered = (pd.to_datetime(open_fact["stage_entered_date"]).to_numpy()[top]
-               if "stage_entered_date" in fact else np.full(len(top), np.datetime64("NaT")))
-    capped = pd.DataFrame({
-        "deal_id": open_fact["deal_id"].to_numpy()[top],
-        "sales_rep_id": open_fact["sales_rep_id"].to_numpy()[top],
-        "deal_stage": stage[top], "amount": deals.amount[open_rows][top], "age": age[top],
-        "days_in_stage": days[top], "rule": rule[top], "limit": limit[top], "observed": observed[top],
-        "overdue": overdue[top], "smi": smi_open[top], "smi_critical": smi_below[top], "entered": entered,
-        "created": [to_timestamp(d) for d in deals.created[open_rows][top]],
+    rows = np.flatnonzero(flagged)
+    rule = np.select([stalled_stage, stalled_age], ["stage", "age"], default="smi")[rows]
+    observed = np.select([stalled_stage, stalled_age], [days, age], default=smi_open)[rows]
+    lim = np.select([stalled_stage, stalled_age], [limit, np.full(len(limit), age_limit)], default=critical)[rows]
+    out = pd.DataFrame({
+        "deal_id": open_fact["deal_id"].to_numpy()[rows], "sales_rep_id": open_fact["sales_rep_id"].to_numpy()[rows],
+        "deal_stage": stage[rows], "amount": deals.amount[open_rows][rows], "age": age[rows],
+        "days_in_stage": days[rows], "rule": rule, "limit": lim, "observed": observed,
+        # How many times its limit the deal has run (SMI is "below": inverted).
+        "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),
+        "smi": smi_open[rows], "smi_critical": smi_below[rows],
+        "entered": (pd.to_datetime(open_fact["stage_entered_date"]).to_numpy()[rows]
+                    if "stage_entered_date" in fact else np.full(len(rows), np.datetime64("NaT"))),
+        "created": [to_timestamp(d) for d in deals.created[open_rows][rows]],
     })
-    _history(capped, stage_history, by_age)
-    _severity(capped, deals.amount[open_rows], rules)
-    return StalledResult(capped, int(flagged.sum()), notes)
+    _evidence(out, by_stage, by_age, deals)
+    _priority(out, deals.amount[open_rows], rules)
+    out = out.sort_values(["level", "won_percentile", "overdue", "stake", "deal_id"],
+                          ascending=[False, False, False, False, True], kind="stable", na_position="last")
+    out["severity"] = LEVELS[out["level"].to_numpy()]
+    return StalledResult(out.head(cfg.max_deals).reset_index(drop=True), int(flagged.sum()), notes)
 
 
-def _stage_thresholds(transitions, fact, rules: Rules, deals: DealDays) -> tuple[dict, dict]:
-    """Per stage: the percentile of won deals' days there, and the survival
-    table of all closed deals' days there (for the historical win rate).
-    Only deals closed by the analysis date count. One DuckDB join: the
-    transitions table has several rows per deal (millions at scale)."""
+def _age_history(deals: DealDays, min_n: int) -> Reached:
+    """Every deal by how long it stayed open: closed ones (consistent dates)
+    by their cycle, open ones by their age so far."""
+    rows = np.flatnonzero(deals.usable_closed | deals.open_now)
+    end = np.where(deals.open_now[rows], deals.as_of, deals.closed[rows])
+    won = deals.won[rows] & deals.usable_closed[rows]
+    return Reached.from_values((end - deals.created[rows]).astype("float64"), won, deals.open_now[rows], min_n)
+
+
+def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str, Reached]:
+    """Per stage: every deal that entered it by the analysis date, by its
+    days there (so far, if it is still there), won by then or still open.
+    One DuckDB aggregate: the transitions table has several rows per deal."""
     cfg = rules.anomalies.stalled
     if transitions is None or not len(transitions):
-        return {}, {}
-    closed = pd.DataFrame({"deal_id": fact["deal_id"].to_numpy()[deals.closed_by_as_of],
-                           "won": deals.won[deals.closed_by_as_of]})
+        return {}
+    known = deals.usable_closed | deals.open_now
+    status = pd.DataFrame({"deal_id": fact["deal_id"].to_numpy()[known],
+                           "won": (deals.won & deals.usable_closed)[known], "still_open": deals.open_now[known]})
     con = duckdb.connect()
     try:
         con.register("_t", transitions[["deal_id", "stage", "exited_date", "days_in_stage"]])
-        con.register("_c", closed)
+        con.register("_c", status)
         table = con.execute("""
-            SELECT t.stage, floor(t.days_in_stage) AS days, count(*) FILTER (WHERE c.won) AS won, count(*) AS deals
-            FROM _t t JOIN _c c USING (deal_id)
-            WHERE t.exited_date IS NOT NULL AND t.exited_date <= ? AND t.stage <> ? AND t.days_in_stage >= 0
-            GROUP BY ALL""", [to_timestamp(deals.as_of).to_pydatetime(), rules.stages.closed_stage]).df()
+            WITH d AS (
+                SELECT t.stage, c.won, c.still_open,
+                       CASE WHEN t.exited_date IS NULL OR t.exited_date <= $as_of THEN t.days_in_stage
+                            ELSE t.days_in_stage - date_diff('day', $as_of, t.exited_date) END AS days
+                FROM _t t JOIN _c c USING (deal_id)
+                WHERE t.stage <> $closed AND t.days_in_stage IS NOT NULL)
+            SELECT stage, floor(days) AS days, count(*) FILTER (WHERE won) AS won,
+                   count(*) FILTER (WHERE still_open) AS still_open, count(*) AS deals
+            FROM d WHERE days >= 0 GROUP BY ALL""",
+                            {"as_of": to_timestamp(deals.as_of).to_pydatetime(),
+                             "closed": rules.stages.closed_stage}).df()
     finally:
         con.close()
-    thresholds, history = {}, {}
-    for stage_name, group in table.groupby("stage"):
-        if group["won"].sum() >= cfg.min_won_stage_deals:
-            survival = _Survival(group["days"].to_numpy(), group["won"].to_numpy(), group["deals"].to_numpy(),
-                                 cfg.min_history_deals)
-            thresholds[stage_name] = survival.quantile(cfg.stage_percentile)
-            history[stage_name] = survival
-    return thresholds, history
+    return {str(name): Reached(g["days"].to_numpy(), g["won"].to_numpy(), g["still_open"].to_numpy(),
+                               g["deals"].to_numpy(), cfg.min_history_deals)
+            for name, g in table.groupby("stage")}
 
 
-def _history(out: pd.DataFrame, stage_history: dict, by_age: _Survival) -> None:
-    rate = np.full(len(out), np.nan)
-    n = np.zeros(len(out), dtype=np.int64)
-    used = np.full(len(out), np.nan)
-    for i, row in enumerate(out.itertuples()):  # at most max_deals rows
-        table = stage_history.get(row.deal_stage) if row.rule == "stage" else by_age
+def _evidence(out: pd.DataFrame, by_stage: dict[str, Reached], by_age: Reached, deals: DealDays) -> None:
+    """Per deal: share won among deals that lasted as long (with counts), the
+    same share among all deals that reached the stage (or all deals), and
+    the deal's percentile among won deals' durations."""
+    n = len(out)
+    rate, base = np.full(n, np.nan), np.full(n, np.nan)
+    reached, still_open = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    percentile = np.full(n, np.nan)
+    for i, row in enumerate(out.itertuples()):
+        history = by_stage.get(row.deal_stage) if row.rule == "stage" else by_age
         value = row.days_in_stage if row.rule == "stage" else row.age
-        if table is None or not np.isfinite(value):
+        if history is None or not np.isfinite(value):
             continue
-        rate[i], n[i], used[i] = table.at_least(value)
-    out["historical_win_rate"] = rate
-    out["history_n"] = n
-    out["history_days"] = used
+        rate[i], reached[i], still_open[i] = history.at_least(value)
+        base[i] = history.at_least(0)[0]
+        percentile[i] = history.won_share_within(np.array([value]))[0]
+    out["historical_win_rate"], out["history_n"], out["history_open"] = rate, reached, still_open
+    out["base_win_rate"], out["won_percentile"] = base, percentile
 
 
-def _severity(out: pd.DataFrame, open_amounts: np.ndarray, rules: Rules) -> None:
-    q = rules.anomalies.stalled.severity_amount_quantiles
-    cuts = np.quantile(open_amounts, [q.critical, q.high, q.medium]) if len(open_amounts) else [np.inf] * 3
-    level = np.select([out["amount"] >= cuts[0], out["amount"] >= cuts[1], out["amount"] >= cuts[2]],
-                      [3, 2, 1], default=0)
-    # Barely past its limit: one level lower.
-    level = np.where(out["overdue"] < rules.anomalies.stalled.mild_overdue_ratio, np.maximum(level - 1, 0), level)
-    out["severity"] = np.array(["low", "medium", "high", "critical"], dtype=object)[level]
-
-
-def _frame(rows: list) -> pd.DataFrame:
-    return pd.DataFrame(rows)
+def _priority(out: pd.DataFrame, open_amounts: np.ndarray, rules: Rules) -> None:
+    """Level 0-3 (low..critical) from staleness, lowered one step when the
+    money at stake x win-probability drop is small; ``stake`` is that product."""
+    cfg = rules.anomalies.stalled
+    pct, over = out["won_percentile"].to_numpy(), out["overdue"].to_numpy()
+    by_time = out["rule"].ne("smi").to_numpy()
+    level = np.where(by_time, 1, 0)
+    level = np.where(by_time & (pct >= cfg.high.won_percentile) & (over >= cfg.high.overdue_ratio), 2, level)
+    level = np.where(by_time & (pct >= cfg.critical.won_percentile) & (over >= cfg.critical.overdue_ratio), 3, level)
+    base = out["base_win_rate"].to_numpy()
+    # Unknown evidence (too few deals this stale): assume the deal's chance is gone.
+    drop = np.clip(np.where(np.isfinite(out["historical_win_rate"]), base - out["historical_win_rate"], base), 0, 1)
+    stake = out["amount"].to_numpy() * np.nan_to_num(drop)
+    typical = np.nanmedian(base) if np.isfinite(base).any() else 0.0
+    small = stake < np.quantile(open_amounts, cfg.small_stake_quantile) * typical if len(open_amounts) else False
+    out["stake"] = stake
+    out["win_probability_drop"] = drop
+    out["level"] = np.where(small, np.maximum(level - 1, 0), level).astype(np.int64)

@@ -309,16 +309,12 @@ class AnomalyRules(Section):
         high: "AnomalyRules.SeverityLevel"
         medium: "AnomalyRules.SeverityLevel"
 
-    class StalledAmountQuantiles(Section):
-        critical: float = Field(gt=0, lt=1)
-        high: float = Field(gt=0, lt=1)
-        medium: float = Field(gt=0, lt=1)
+    class StalenessLevel(Section):
+        """A stalled deal reaches a level when its time is beyond this share
+        of won deals' durations AND this many times its stall limit."""
 
-        @model_validator(mode="after")
-        def _ordered(self) -> "AnomalyRules.StalledAmountQuantiles":
-            if not self.critical > self.high > self.medium:
-                raise ValueError("stalled severity quantiles must satisfy critical > high > medium")
-            return self
+        won_percentile: float = Field(gt=0.5, lt=1)
+        overdue_ratio: float = Field(ge=1)
 
     class Stalled(Section):
         stage_percentile: float = Field(ge=0.5, lt=1)
@@ -326,11 +322,28 @@ class AnomalyRules(Section):
         age_percentile: float = Field(ge=0.5, lt=1)
         min_history_deals: int = Field(ge=5)
         max_deals: int = Field(ge=1, le=500)
-        severity_amount_quantiles: "AnomalyRules.StalledAmountQuantiles"
-        mild_overdue_ratio: float = Field(ge=1)
+        high: "AnomalyRules.StalenessLevel"
+        critical: "AnomalyRules.StalenessLevel"
+        small_stake_quantile: float = Field(gt=0, lt=1)
+
+        @model_validator(mode="after")
+        def _ordered(self) -> "AnomalyRules.Stalled":
+            if self.critical.won_percentile < self.high.won_percentile or \
+                    self.critical.overdue_ratio < self.high.overdue_ratio:
+                raise ValueError("stalled critical level must be at least as strict as high")
+            return self
+
+    class Seasonality(Section):
+        """Quarter-end seasonality of closings (see domain/anomalies/seasonality.py)."""
+
+        mode: Literal["auto", "on", "off"] = "auto"
+        fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+        bin_days: int = Field(default=7, ge=1, le=31)
+        detect_alpha: float = Field(default=0.01, gt=0, lt=0.5)
 
     windows_days: list[int] = Field(min_length=1)
     baseline_days: int = Field(ge=28, le=1095)
+    seasonality: Seasonality = Seasonality()
     fdr_alpha: float = Field(gt=0, le=0.2)
     dimensions: list[str] = Field(min_length=1)
     pairs: list[tuple[str, str]]

@@ -1,0 +1,128 @@
+"""Quarter-end seasonality: compare like with like.
+
+Real closings bunch up at quarter ends: deals are pushed to close by the end
+of the quarter, so the last month of a quarter has more closes, more wins and
+longer cycles than the first two (win rate around 80 % against 50-55 % in one
+real CRM). A recent window compared with a plain baseline would then "spike"
+every quarter end and "dip" every quarter start.
+
+Each close date gets a *season*: how many whole ``bin_days`` periods
+(weeks by default) it lies before the end of its (fiscal) quarter. When the
+data are seasonal, baseline deals are re-weighted so that the baseline's
+seasons are mixed exactly as the window's are (direct standardisation): the
+last week of a quarter is compared with the last weeks of earlier quarters,
+a mixed window with the same mix. A change on top of the pattern still
+shows; the pattern itself never does. Open deals' ages are compared with
+snapshots taken at the same point of earlier quarters.
+
+``mode: auto`` standardises only when the history before the windows shows a
+season effect (win rate or cycle differing by season, at ``detect_alpha``):
+re-weighting costs effective baseline deals, which a world without seasons
+should not pay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+MAX_SEASONS = 92  # a quarter has at most 92 days
+
+
+def _months(days: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of each day number."""
+    return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+
+
+def quarter_end_day(days: np.ndarray, fiscal_start_month: int) -> np.ndarray:
+    """Day number of the last day of each day's fiscal quarter."""
+    months = _months(days)
+    first = months - (months - (fiscal_start_month - 1)) % 3  # first month of the quarter
+    return (first + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
+
+
+def season_of(days: np.ndarray, fiscal_start_month: int, bin_days: int) -> np.ndarray:
+    """Whole ``bin_days`` periods between each day and its quarter's end
+    (0 = the quarter's last period). Days must be real dates."""
+    days = np.asarray(days, dtype="int64")
+    if not len(days):
+        return np.zeros(0, dtype=np.int64)
+    return ((quarter_end_day(days, fiscal_start_month) - days) // bin_days).astype(np.int64)
+
+
+def _season_name(season: int, bin_days: int) -> str:
+    return f"{season * bin_days}-{(season + 1) * bin_days - 1} days before quarter end"
+
+
+@dataclass
+class SeasonCheck:
+    seasonal: bool
+    note: str
+
+
+def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min_rate_gap: float,
+           min_cycle_gap: float, min_per_season: int = 30) -> SeasonCheck:
+    """Is there a season effect in these closed deals? Win rate by season
+    (chi-square) or median cycle by season (Kruskal-Wallis), significant at
+    ``detect_alpha`` AND at least half the smallest reportable change (a
+    season effect smaller than that cannot raise an alert on its own, and
+    at a million deals everything is significant). ``cfg`` is the rules'
+    ``anomalies.seasonality``."""
+    if cfg.mode == "off":
+        return SeasonCheck(False, "quarter-end seasonality: off in the rules; baselines are not standardised")
+    if cfg.mode == "on":
+        return SeasonCheck(True, "quarter-end seasonality: on in the rules; each window is compared with "
+                                 "the same point of earlier quarters")
+    season = season_of(close_days, cfg.fiscal_year_start_month, cfg.bin_days)
+    counts = np.bincount(season, minlength=MAX_SEASONS)
+    present = np.flatnonzero(counts >= min_per_season)
+    if len(present) < 2:
+        return SeasonCheck(False, "quarter-end seasonality: too little closed history to tell; "
+                                  "baselines are not standardised")
+    keep = np.isin(season, present)
+    wins = np.bincount(season[keep], weights=won[keep].astype("float64"), minlength=MAX_SEASONS)[present]
+    rates = wins / counts[present]
+    table = np.array([wins, counts[present] - wins])
+    p_rate = float(sps.chi2_contingency(table)[1]) if (table.sum(axis=1) > 0).all() else 1.0
+    groups = [cycles[keep & (season == s)] for s in present]
+    p_cycle = float(sps.kruskal(*groups).pvalue) if all(np.ptp(g) > 0 for g in groups) else 1.0
+    medians = np.array([np.median(g) for g in groups])
+    rate_gap = float(np.ptp(rates))
+    cycle_gap = float(medians.max() / max(medians.min(), 1.0) - 1)
+    low, high = int(present[np.argmin(rates)]), int(present[np.argmax(rates)])
+    shown = (f"from {100 * rates.min():.0f} % {_season_name(low, cfg.bin_days)} to {100 * rates.max():.0f} % "
+             f"{_season_name(high, cfg.bin_days)}")
+    rate_seasonal = p_rate < cfg.detect_alpha and rate_gap >= min_rate_gap / 2
+    cycle_seasonal = p_cycle < cfg.detect_alpha and cycle_gap >= min_cycle_gap / 2
+    if rate_seasonal or cycle_seasonal:
+        return SeasonCheck(True, f"quarter-end seasonality found in past closes (win rate {shown}; "
+                                 f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, "
+                                 f"p = {p_cycle:.2g}): each window is compared with the same point of earlier quarters")
+    return SeasonCheck(False, f"no quarter-end seasonality worth standardising in past closes (win rate {shown}; "
+                              f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, p = {p_cycle:.2g})")
+
+
+def standardising_factors(window_season: np.ndarray, base_season: np.ndarray, base_weight: np.ndarray) -> np.ndarray:
+    """Per baseline deal: the factor that gives the weighted baseline the
+    window's season mix. Seasons the baseline lacks are left out of the
+    mix (their window deals have nothing like them to be compared with)."""
+    base_mass = np.bincount(base_season, weights=base_weight, minlength=MAX_SEASONS)
+    window_n = np.bincount(window_season, minlength=MAX_SEASONS).astype("float64")
+    window_n[base_mass <= 0] = 0.0
+    if window_n.sum() <= 0 or base_mass.sum() <= 0:
+        return np.ones(len(base_season))
+    target = window_n / window_n.sum()
+    per_season = np.where(base_mass > 0, target * base_mass.sum() / np.maximum(base_mass, 1e-12), 0.0)
+    return per_season[base_season]
+
+
+def same_point_in_earlier_quarters(as_of: int, lo: int, hi: int, fiscal_start_month: int,
+                                   spread_days: tuple[int, ...] = (-7, 0, 7)) -> np.ndarray:
+    """Days in [lo, hi] as many days before their quarter's end as ``as_of``
+    is before its own (and a week either side): snapshot dates for open ages."""
+    to_end = int(quarter_end_day(np.array([as_of]), fiscal_start_month)[0]) - as_of
+    ends = np.unique(quarter_end_day(np.arange(lo, hi + 120, 28), fiscal_start_month))
+    days = (ends[:, None] - to_end + np.asarray(spread_days)[None, :]).ravel()
+    return np.unique(days[(days >= lo) & (days <= hi)])[::-1]
