@@ -1,10 +1,23 @@
-"""A short, plain-text summary of what a run found and where to look next."""
+"""A short, plain-text summary of what a run found and where to look next.
+
+It leads with "What you must know": what would make a reader distrust the
+figures below if they missed it. Each line comes from a *finder*, a small
+function ``(con, context) -> list[str]`` in ``MUST_KNOW``; add one there to
+say something new (a finder that finds nothing returns no lines)."""
 
 from __future__ import annotations
+
+from typing import Callable
+
+import duckdb
 
 from salesintel_assets.domain.common.storage import DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR, OUTBOX_FILE
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.resources.warehouse import Warehouse
+
+# (check name, severity, description) of every failed asset check of the run.
+FailedCheck = tuple[str, str, str]
+MustKnowFinder = Callable[[duckdb.DuckDBPyConnection, dict], list[str]]
 
 
 def _count(con, table: str, where: str = "") -> int | None:
@@ -13,14 +26,76 @@ def _count(con, table: str, where: str = "") -> int | None:
     return con.execute(f'SELECT count(*) FROM main."{table}" {where}').fetchall()[0][0]
 
 
-def run_summary(warehouse: Warehouse) -> str:
-    """Headline figures from the warehouse of a finished run."""
+def _columns(con, table: str) -> set[str]:
+    if not table_exists(con, table):
+        return set()
+    return set(con.execute(f'SELECT * FROM main."{table}" LIMIT 0').df().columns)
+
+
+def excluded_columns(con, context: dict) -> list[str]:
+    """Columns kept out of the model and driver analysis (leakage guard rows
+    of data_quality_report: action 'exclude', or a rule naming leakage), in
+    the report's own sentence when it has one."""
+    cols = _columns(con, "data_quality_report")
+    if not {"rule", "action"} <= cols:
+        return []
+    text = next((c for c in ("message", "detail", "details", "description", "reason", "note") if c in cols), None)
+    rows = con.execute(f"""
+        SELECT DISTINCT rule, {f'"{text}"' if text else 'NULL'} FROM main.data_quality_report
+        WHERE lower(action) LIKE 'exclu%' OR lower(rule) LIKE '%leak%' ORDER BY 1""").fetchall()
+    return [f"excluded column: {sentence or rule}" for rule, sentence in rows]
+
+
+def model_signal(con, context: dict) -> list[str]:
+    """A risk model no better than deal age or the segment win rate."""
+    if "model_verdict" not in _columns(con, "deal_risk_scores"):
+        return []
+    weak = con.execute("SELECT count(*) FILTER (WHERE model_verdict <> 'usable'), count(*) "
+                       "FROM main.deal_risk_scores").fetchall()[0]
+    if not weak[0]:
+        return []
+    return ["no signal found: the risk model is no better than deal age or the segment win rate, so its "
+            "win probabilities are not quoted in alerts"]
+
+
+def failed_warning_checks(con, context: dict) -> list[str]:
+    """Checks that failed without stopping the run (errors stop it and are said anyway)."""
+    checks: list[FailedCheck] = context.get("failed_checks") or []
+    return [f"failed check {name} ({severity}){': ' + text if text else ''}"
+            for name, severity, text in checks if severity == "warning"]
+
+
+def quarantine_by_rule(con, context: dict) -> list[str]:
+    """Rows kept out of the warehouse, counted by the rule they broke."""
+    if "rule" not in _columns(con, "quarantined_deals"):
+        return []
+    rows = con.execute("SELECT rule, count(*) FROM main.quarantined_deals GROUP BY rule "
+                       "ORDER BY count(*) DESC, rule").fetchall()
+    if not rows:
+        return []
+    return ["quarantined rows: " + ", ".join(f"{n:,} {rule}" for rule, n in rows)]
+
+
+MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule]
+
+
+def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:
+    """The "What you must know" lines, in ``MUST_KNOW`` order."""
+    context = {"failed_checks": failed_checks or []}
+    return [line for finder in MUST_KNOW for line in finder(con, context)]
+
+
+def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = None) -> str:
+    """Headline figures from the warehouse of a finished run, after what the
+    reader must know first."""
     home = warehouse.home.location()
     database = home / DATABASE_FILE
     if not warehouse.exists():
         return f"No warehouse at {database}: the run did not get as far as storing data."
     with warehouse.connect(read_only=True) as con:
-        lines = ["", "salesintel run summary", "======================"]
+        lines = ["", "salesintel run summary", "======================", "", "What you must know:"]
+        lines += [f"  - {line}" for line in must_know(con, failed_checks)] or ["  - nothing that changes the figures below"]
+        lines.append("")
         deals = _count(con, "fact_deals")
         if deals is not None:
             row = con.execute(

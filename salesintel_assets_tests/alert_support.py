@@ -83,14 +83,11 @@ def deals_frame() -> pd.DataFrame:
 
 
 def evidence() -> Evidence:
-    dwell = pd.DataFrame([("Qualified", 10, 200, 110), ("Qualified", 25, 60, 21), ("Qualified", 40, 30, 6),
-                          ("Qualified", 60, 10, 1), ("Demo", 12, 20, 12)],
-                         columns=["stage", "days", "closed", "won"])
     segments = pd.DataFrame([("all", 400, 9_000_000.0, 2000, 900),
                              ("industry=FinTech&region=Europe", 99, 2_550_000.0, 878, 380),
                              ("lead_source=Partner", 334, 6_000_000.0, 1200, 430)],
                             columns=["segment", "open_n", "open_amount", "closed_n", "won_n"])
-    return Evidence(deals=deals_frame(), dwell=dwell, segments=segments)
+    return Evidence(deals=deals_frame(), segments=segments)
 
 
 def rules_with(rules: Rules | None = None, **alerts_updates) -> Rules:

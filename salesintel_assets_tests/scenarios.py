@@ -17,8 +17,9 @@ With ``quarter_push`` > 0 the world is seasonal, as real CRMs are: that share
 of the won deals due in the first two months of a (calendar) quarter are
 pushed to close in the quarter's last three weeks, so quarter-end months
 have more closes, more wins (about 80 % against 50 %) and longer cycles.
-Plants then change outcomes on top of the season (a dip turns wins into
-losses, a spike losses into wins) instead of redrawing them.
+Plants then change outcomes on top of the season by ``shift`` points of the
+segment's rate in the window (a dip turns wins into losses, a spike losses
+into wins) instead of redrawing them.
 
 The truth of each plant is its segment; ``related`` says whether a reported
 segment is that segment, inside it or contains it.
@@ -138,10 +139,11 @@ def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: i
         if plant.kind == "win_rate" and quarter_push > 0:  # on top of the season
             hit = mask & (closed >= onset) & (closed <= end_day)
             draw = rng.random(n)
+            rate = won[hit].mean() if hit.any() else 0.5  # the season's rate: the change is shift points on it
             if plant.shift < 0:
-                won = won & ~(hit & (draw < -plant.shift / p_win))
+                won = won & ~(hit & (draw < -plant.shift / max(rate, 1e-9)))
             else:
-                won = won | (hit & (draw < plant.shift / (1 - p_win)))
+                won = won | (hit & (draw < plant.shift / max(1 - rate, 1e-9)))
         elif plant.kind == "win_rate":
             hit = mask & (closed >= onset) & (closed <= end_day)
             won = np.where(hit, rng.random(n) < np.clip(p_win + plant.shift, 0.02, 0.98), won)

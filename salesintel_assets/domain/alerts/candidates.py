@@ -50,12 +50,23 @@ def _matches(rule: AlertMapping, row: dict, amount: float) -> bool:
     return True
 
 
-def classify(row: dict, rules: Rules, amount: float) -> str | None:
-    """The alert type of one anomaly: the first mapping rule that matches."""
+def classify(row: dict, rules: Rules, amount: float, below_p1: bool = False) -> str | None:
+    """The alert type of one anomaly: the first mapping rule that matches
+    (``below_p1``: the first whose alert type is not a P1)."""
     for rule in rules.alerts.mapping:
+        if below_p1 and rules.alerts.types[rule.alert_type].priority == "P1":
+            continue
         if _matches(rule, row, amount):
             return rule.alert_type
     return None
+
+
+def likely_to_win(ctx: "Context", deal_id) -> bool:
+    """The risk model, when its verdict is usable, gives the deal at least
+    ``likely_win_probability``: a stall then is no crisis."""
+    risk = ctx.risk_of(deal_id)
+    return (str(risk.get("model_verdict")) == "usable" and not missing(risk.get("win_probability"))
+            and float(risk["win_probability"]) >= ctx.rules.alerts.evidence.likely_win_probability)
 
 
 # --- evidence from history ----------------------------------------------------
@@ -65,7 +76,6 @@ class Evidence:
     million deals never become Python objects."""
 
     deals: pd.DataFrame      # fact_deals rows of the deals named by the anomalies
-    dwell: pd.DataFrame      # stage, days, closed, won: closed deals by whole days spent in a stage
     segments: pd.DataFrame   # segment, open_n, open_amount, closed_n, won_n
 
 
@@ -77,8 +87,9 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
 
 
 def load_evidence(con: duckdb.DuckDBPyConnection, anomalies: pd.DataFrame, as_of: pd.Timestamp) -> Evidence:
-    """Query ``fact_deals`` and ``fact_stage_transitions`` (tables or registered
-    frames of those names) for the deals and segments the anomalies name."""
+    """Query ``fact_deals`` (a table or a registered frame of that name) for
+    the deals and segments the anomalies name. How stalled deals usually end
+    comes with the anomaly itself (every deal that lasted as long counts)."""
     as_of = pd.Timestamp(as_of).to_pydatetime()
     fact_columns = _columns(con, "fact_deals") or []
     frame = anomalies if anomalies is not None else pd.DataFrame(columns=ANOMALY_COLUMNS)
@@ -88,19 +99,11 @@ def load_evidence(con: duckdb.DuckDBPyConnection, anomalies: pd.DataFrame, as_of
                             [deal_ids]).df()
     else:
         deals = pd.DataFrame(columns=["deal_id"])
-    dwell = pd.DataFrame(columns=["stage", "days", "closed", "won"])
-    if _columns(con, "fact_stage_transitions"):
-        dwell = con.execute("""
-            SELECT stage, floor(days_in_stage)::INTEGER AS days, count(*) AS closed,
-                   count(*) FILTER (WHERE outcome = 'Won') AS won
-            FROM fact_stage_transitions
-            WHERE outcome IN ('Won', 'Lost') AND days_in_stage IS NOT NULL AND exited_date <= ?
-            GROUP BY ALL""", [as_of]).df()
     segments = {str(seg) for seg in frame.get("segment", pd.Series(dtype=object)).dropna()
                 if not str(seg).startswith("deal_id=")} | {"all"}
     # A dimension the warehouse does not have gets no pipeline figures (no guessing).
     usable = [seg for seg in sorted(segments) if fact_columns and all(c in fact_columns for c in parse_segment(seg))]
-    return Evidence(deals=deals, dwell=dwell, segments=_segment_stats(con, usable, as_of))
+    return Evidence(deals=deals, segments=_segment_stats(con, usable, as_of))
 
 
 def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -> pd.DataFrame:
@@ -130,44 +133,6 @@ def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -
     return pd.DataFrame(rows, columns=columns)
 
 
-class DwellHistory:
-    """Win rates of closed deals by how long they stayed in a stage (deals
-    closed by the analysis date only), from the ``Evidence.dwell`` histogram."""
-
-    def __init__(self, dwell: pd.DataFrame, min_n: int):
-        self.min_n = min_n
-        self._by_stage: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for stage, group in dwell.groupby("stage"):
-            group = group.sort_values("days", ascending=False)
-            self._by_stage[str(stage)] = (group["days"].to_numpy(dtype=float),
-                                          np.cumsum(group["closed"].to_numpy(dtype=np.int64)),
-                                          np.cumsum(group["won"].to_numpy(dtype=np.int64)))
-
-    def baseline(self, stage: str) -> tuple[int, int]:
-        """(won, closed) among closed deals that entered the stage."""
-        if stage not in self._by_stage:
-            return 0, 0
-        _, closed, won = self._by_stage[stage]
-        return int(won[-1]), int(closed[-1])
-
-    def longer_than(self, stage: str, days_in_stage: float) -> tuple[int, int, int] | None:
-        """(threshold, won, n) for deals that stayed more than ``threshold`` days:
-        the deal's own days, lowered until at least ``min_n`` deals back the
-        rate; None when the stage has fewer than ``min_n`` closed deals."""
-        if stage not in self._by_stage or missing(days_in_stage):
-            return None
-        days, closed, won = self._by_stage[stage]
-        if closed[-1] < self.min_n:
-            return None
-        threshold = int(np.floor(days_in_stage))
-        above = int(np.sum(days > threshold))  # histogram rows above the threshold (days descending)
-        if above == 0 or closed[above - 1] < self.min_n:
-            enough = int(np.argmax(closed >= self.min_n))
-            threshold = max(int(days[enough]) - 1, 0)
-            above = int(np.sum(days > threshold))
-        return threshold, int(won[above - 1]), int(closed[above - 1])
-
-
 def _interval(won: int, n: int) -> str:
     low, high = stats.wilson_interval(np.array([won]), np.array([n]))
     return f"95 % CI {low[0] * 100:.0f}–{high[0] * 100:.0f} %"
@@ -183,7 +148,6 @@ class Context:
         self.router = router
         deals = evidence.deals
         self.deals = deals.drop_duplicates("deal_id", keep="last").set_index("deal_id", drop=False) if len(deals) else None
-        self.dwell = DwellHistory(evidence.dwell, rules.alerts.evidence.min_history_deals)
         self.segments = evidence.segments.set_index("segment")
         usable = risk is not None and len(risk) and "deal_id" in risk.columns
         self.risk = risk.drop_duplicates("deal_id", keep="last").set_index("deal_id") if usable else None
@@ -216,6 +180,19 @@ def _stage_facts(deal: dict) -> tuple[str | None, float]:
     stage = deal.get("deal_stage")
     days = deal.get("days_in_stage")  # unknown without stage history: never guessed from the deal's age
     return (None if missing(stage) else str(stage)), (np.nan if missing(days) else float(days))
+
+
+def _stall_evidence(a: dict, stage: str | None, min_n: int) -> str:
+    """How deals that lasted as long ended: every such deal counts, those
+    still open as not won yet; below the minimum sample, "not enough data"."""
+    n = a.get("n")
+    where = f"in {stage}" if stage else "open"
+    if missing(a.get("historical_win_rate")) or missing(n) or int(n) < min_n:
+        seen = "" if missing(n) else f" (only {int(n):,} deals lasted as long; {min_n} needed)"
+        return f"Not enough data to say how deals stalled this long {where} end{seen}."
+    n, rate = int(n), float(a["historical_win_rate"])
+    return (f"Of the {n:,} deals that stayed this long {where}, {pct(rate)} have been won "
+            f"({_interval(int(round(rate * n)), n)}; deals still open count as not won yet).")
 
 
 def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
@@ -255,20 +232,7 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
         facts.append(("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))}, "
                                 f"threshold {metric_value(metric, a.get('expected'))} ({a.get('severity')})"))
 
-    why = []
-    history = ctx.dwell.longer_than(stage, days) if stage else None
-    if history:
-        threshold, won, n = history
-        base_won, base_n = ctx.dwell.baseline(stage)
-        why.append(f"Deals that spent more than {threshold} days in {stage} won {pct(won / n)} "
-                   f"({_interval(won, n)}, n = {n:,}) vs {pct(base_won / base_n)} of all closed deals "
-                   f"that reached {stage} (n = {base_n:,}).")
-    elif not missing(a.get("historical_win_rate")):
-        why.append(f"Deals stalled this long in {stage or 'their stage'} have historically won "
-                   f"{pct(a.get('historical_win_rate'))}.")
-    else:
-        why.append(f"Not enough history to quote a win rate for deals this long in {stage or 'this stage'} "
-                   f"(fewer than {ctx.rules.alerts.evidence.min_history_deals} closed deals).")
+    why = [_stall_evidence(a, stage, ctx.rules.anomalies.stalled.min_history_deals)]
     if risk and not missing(risk.get("win_probability")):
         why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win "
                    f"({risk.get('risk_band', 'n/a')} risk).")
@@ -351,15 +315,17 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
                        f"n = {closed:,}) vs {pct(all_won / all_closed)} overall.")
 
     amount = a.get("amount_at_stake")
+    spike = metric == "win_rate" and a.get("direction") == "up"
+    what = ("expected revenue upside if the higher win rate holds (an opportunity, not a risk)" if spike
+            else "expected revenue at risk" if metric == "win_rate" else "at stake")
     if not missing(amount) and float(amount) > 0:
         amount = float(amount)
-        what = "expected revenue at risk" if metric == "win_rate" else "at stake"
         money_text = f"{money(amount)} {what} ({open_n:,} open deals worth {money(open_amount)} in {label})"
     elif metric == "win_rate" and not missing(a.get("expected")) and not missing(a.get("observed")):
-        gap = max(float(a["expected"]) - float(a["observed"]), 0.0)
+        gap = abs(float(a["expected"]) - float(a["observed"]))
         amount = open_amount * gap
-        money_text = (f"{money(amount)} expected revenue at risk ({money(open_amount)} open pipeline in "
-                      f"{open_n:,} deals × the {gap * 100:.0f}-point win-rate gap)")
+        money_text = (f"{money(amount)} {what} ({money(open_amount)} open pipeline in "
+                      f"{open_n:,} deals × the {gap * 100:.0f}-point win-rate change)")
     else:
         amount = open_amount
         money_text = f"{money(open_amount)} open pipeline ({open_n:,} open deals in {label})"
@@ -408,6 +374,9 @@ def build_candidates(anomalies: pd.DataFrame, ctx: Context,
         amount = a.get("amount_at_stake")
         amount = float(deal.get("deal_amount", np.nan)) if missing(amount) or float(amount) <= 0 else float(amount)
         type_key = classify(a, rules, amount)
+        if type_key is not None and rules.alerts.types[type_key].priority == "P1" \
+                and a.get("anomaly_type") == "stalled_deal" and likely_to_win(ctx, a.get("deal_id")):
+            type_key = classify(a, rules, amount, below_p1=True)
         if type_key is None:
             skipped["unmapped"] += 1
             continue

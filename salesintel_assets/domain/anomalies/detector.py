@@ -172,10 +172,12 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     if fact is None or not len(fact):
         return AnomalyReport(empty_anomalies(), pd.DataFrame(), ["no deals"])
     fact = fact.reset_index(drop=True)
+    rules, single_notes = _without_single_valued(fact, rules)
     deals = DealDays.from_fact(fact, as_of)
     deal_metrics = align_metrics(fact, deal_metrics)
     codes = SegmentCodes(fact, SEGMENT_COLUMNS)
     comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes)
+    notes = single_notes + notes
     tests = run_tests(comps, codes, rules)
     rows = []
     if len(tests):
@@ -191,6 +193,22 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     table = pd.DataFrame(rows) if rows else empty_anomalies()
     table = _finish(table, as_of)
     return AnomalyReport(table, tests, notes, stalled.flagged)
+
+
+def _without_single_valued(fact: pd.DataFrame, rules: Rules) -> tuple[Rules, list[str]]:
+    """A dimension with one value in the data (every lead source "Unknown")
+    is the whole business under another name: never a segment, never a root
+    cause. The rules are narrowed for this run and the note says why."""
+    ar = rules.anomalies
+    single = {d: fact[d].iloc[0] if len(fact) else None for d in ar.dimensions
+              if d in fact.columns and fact[d].nunique(dropna=False) < 2}
+    if not single:
+        return rules, []
+    keep = [d for d in ar.dimensions if d not in single]
+    pairs = [p for p in ar.pairs if not set(p) & set(single)]
+    narrowed = rules.model_copy(update={"anomalies": ar.model_copy(update={"dimensions": keep, "pairs": pairs})})
+    return narrowed, [f"{d} has a single value in the data ({'empty' if pd.isna(v) else v}): it is not a segment "
+                      "and never a root cause" for d, v in single.items()]
 
 
 def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: DealDays, rules: Rules,

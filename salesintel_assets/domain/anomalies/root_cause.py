@@ -72,7 +72,7 @@ def drill_down(comp: Comparison, codes: SegmentCodes, keys: dict, dimensions: li
         if dim in keys:
             continue
         parts = _contributions(codes, dim, w_rows, w_val, b_rows, b_val, b_w, m0)
-        if not parts:
+        if len(parts) < 2:  # one value inside the segment: it names the segment, it explains nothing
             continue
         sign = 1.0 if change >= 0 else -1.0
         ranked = sorted(parts, key=lambda c: -sign * c.total)

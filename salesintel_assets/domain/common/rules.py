@@ -451,6 +451,9 @@ class RolloutRules(Section):
 
 class EvidenceRules(Section):
     min_history_deals: int = Field(ge=5)
+    # A stalled deal the usable risk model gives at least this chance to win
+    # is never a P1 crisis (it stays a digest item).
+    likely_win_probability: float = Field(default=0.5, gt=0, lt=1)
 
 
 class FeedbackRules(Section):

@@ -1,0 +1,58 @@
+"""Quarter-end seasonality: a recurring pattern is never an alert, a real
+change on top of it still is."""
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.anomalies import seasonality
+from salesintel_assets.domain.anomalies.detector import detect_anomalies
+from salesintel_assets_tests import scenarios as S
+from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, rules_with
+
+AUTO, OFF = rules_with("auto"), rules_with("off")
+
+
+def _day(text: str) -> int:
+    return int(np.datetime64(text, "D").astype(np.int64))
+
+
+def _win_rate_findings(world: S.World, rules, as_of: str) -> pd.DataFrame:
+    as_of = pd.Timestamp(as_of)
+    fact = world.fact[world.fact["created_date"] <= as_of].reset_index(drop=True)
+    report = detect_anomalies(fact, None, None, rules, as_of)
+    found = report.anomalies
+    return found[found["anomaly_type"].isin(["win_rate_dip", "win_rate_spike"])], report.notes
+
+
+def test_seasons_count_weeks_before_the_fiscal_quarter_end():
+    days = np.array([_day("2026-03-31"), _day("2026-03-25"), _day("2026-03-24"), _day("2026-01-01")])
+    assert list(seasonality.season_of(days, 1, 7)) == [0, 0, 1, 12]
+    # A fiscal year starting in February ends its quarter on 30 April, not 31 March.
+    assert seasonality.quarter_end_day(np.array([_day("2026-03-31")]), 2)[0] == _day("2026-04-30")
+    snaps = seasonality.same_point_in_earlier_quarters(_day("2026-06-20"), _day("2025-12-01"), _day("2026-05-31"), 1)
+    assert _day("2026-03-21") in snaps and _day("2025-12-21") in snaps  # 10 days before each quarter end
+
+
+def test_a_seasonal_world_without_change_raises_no_win_rate_alert():
+    world = S.generate(12_000, 11, as_of="2026-06-30", quarter_push=QUARTER_PUSH)
+    for as_of in ("2026-06-30", "2026-04-30"):  # a quarter end, and the month after one
+        plain, _ = _win_rate_findings(world, OFF, as_of)
+        found, notes = _win_rate_findings(world, AUTO, as_of)
+        assert len(plain) >= 1  # a plain baseline alarms on the season itself
+        assert found.empty, found[["anomaly_type", "segment"]]
+        assert any("quarter-end seasonality found" in note for note in notes)
+
+
+def test_a_real_dip_on_top_of_the_season_is_found():
+    for as_of in ("2026-06-30", "2026-04-30"):
+        world = S.generate(12_000, 12, as_of=as_of, quarter_push=QUARTER_PUSH,
+                           plants=(S.WinRatePlant({"lead_source": "Inbound"}, -0.25),))
+        found, _ = _win_rate_findings(world, AUTO, as_of)
+        dips = found[found["anomaly_type"] == "win_rate_dip"]
+        assert "lead_source=Inbound" in set(dips["segment"]), found[["anomaly_type", "segment"]]
+
+
+def test_a_world_without_seasons_is_not_standardised():
+    world = S.generate(12_000, 1)
+    _, notes = _win_rate_findings(world, AUTO, "2026-06-30")
+    assert any(note.startswith("no quarter-end seasonality") for note in notes)

@@ -1,0 +1,43 @@
+"""The run summary leads with what a reader must know."""
+
+import duckdb
+import pandas as pd
+
+from salesintel_assets.summary import run_summary
+
+
+def test_the_summary_leads_with_what_you_must_know(home):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM (VALUES ('D1', true, false, false, 1000.0, TIMESTAMP '2026-06-30'),"
+                " ('D2', false, true, false, 500.0, TIMESTAMP '2026-06-30')) t(deal_id, is_open, is_won, needs_review, deal_amount, as_of_date)")
+    con.register("_q", pd.DataFrame({"rule": ["critical_nulls", "schema", "critical_nulls"], "reason": "x"}))
+    con.execute("CREATE TABLE quarantined_deals AS SELECT * FROM _q")
+    con.register("_r", pd.DataFrame({"pull_id": "p1", "rule": ["leakage", "duplicates"], "action": ["exclude", "keep_latest"],
+                                     "message": ["deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals",
+                                                 "2 duplicates"]}))
+    con.execute("CREATE TABLE data_quality_report AS SELECT * FROM _r")
+    con.register("_s", pd.DataFrame({"deal_id": ["D1"], "win_probability": [0.4], "risk_band": ["medium"],
+                                     "model_verdict": ["weak"]}))
+    con.execute("CREATE TABLE deal_risk_scores AS SELECT * FROM _s")
+    con.close()
+
+    text = run_summary(home, failed_checks=[("model_beats_baseline", "warning", "AUC 0.51 vs 0.50"),
+                                            ("fact_deals_schema_valid", "error", "")])
+    lines = text.splitlines()
+    start = lines.index("What you must know:")
+    assert start < next(i for i, line in enumerate(lines) if line.startswith("analysis date"))
+    assert lines[start + 1:start + 5] == [
+        "  - excluded column: deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals",
+        "  - no signal found: the risk model is no better than deal age or the segment win rate, so its win "
+        "probabilities are not quoted in alerts",
+        "  - failed check model_beats_baseline (warning): AUC 0.51 vs 0.50",
+        "  - quarantined rows: 2 critical_nulls, 1 schema",
+    ]
+
+
+def test_a_clean_run_says_there_is_nothing_to_know_first(home):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT 'D1' AS deal_id, true AS is_open, false AS is_won, false AS needs_review, "
+                "1.0 AS deal_amount, TIMESTAMP '2026-06-30' AS as_of_date")
+    con.close()
+    assert "What you must know:\n  - nothing that changes the figures below" in run_summary(home)
