@@ -56,20 +56,22 @@ class CRMSource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=4)
-def _world(n_deals: int, seed: int, with_activities: bool = True):
+def _world(n_deals: int, seed: int, with_activities: bool = True, quarter_end_seasonality: bool = False):
     """One generated world per process and size: pulls at several clocks share it."""
     from salesintel_assets.sources import sample_crm
 
-    return sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities)
+    return sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities,
+                                     quarter_end_seasonality=quarter_end_seasonality)
 
 
 @lru_cache(maxsize=4)
-def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = True):
+def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = True,
+                 quarter_end_seasonality: bool = False):
     """What the CRM shows at a clock; one pull asks for deals, history,
     activities and the org, all from the same view."""
     from salesintel_assets.sources import sample_crm
 
-    return sample_crm.snapshot(_world(n_deals, seed, with_activities), clock)
+    return sample_crm.snapshot(_world(n_deals, seed, with_activities, quarter_end_seasonality), clock)
 
 
 class SampleCRM(CRMSource):
@@ -81,6 +83,7 @@ class SampleCRM(CRMSource):
     seed: int = 42
     clock: Optional[str] = None
     with_activities: bool = True
+    quarter_end_seasonality: bool = False  # wins bunch up at quarter ends, as in real CRMs
 
     def _clock(self) -> date:
         from salesintel_assets.sources.sample_crm import SAMPLE_END_DATE
@@ -88,7 +91,8 @@ class SampleCRM(CRMSource):
         return date.fromisoformat(self.clock) if self.clock else SAMPLE_END_DATE
 
     def _snapshot(self):
-        return _snapshot_at(self.n_deals, self.seed, self._clock(), self.with_activities)
+        return _snapshot_at(self.n_deals, self.seed, self._clock(), self.with_activities,
+                            self.quarter_end_seasonality)
 
     def describe(self) -> str:
         return f"sample:n_deals={self.n_deals},seed={self.seed},clock={self._clock().isoformat()}"

@@ -360,3 +360,23 @@ def test_scales_to_100k_deals_with_proportional_effects():
     segment = latest[(latest["industry"] == drop.industry) & (latest["region"] == drop.region)]
     assert len(closed_in(segment, first, last)) >= drop.min_closed_per_6000 * 100_000 / 6000 * 0.8
     assert 0.005 <= len(sc.dirty_records(big)) / len(deals) <= 0.02
+
+
+def test_quarter_end_seasonality_is_an_option_that_bunches_wins_at_quarter_ends():
+    plain = sc.generate_world(3000, 7, with_activities=False)
+    seasonal = sc.generate_world(3000, 7, with_activities=False, quarter_end_seasonality=True)
+    assert len(plain.deals) == len(seasonal.deals)
+
+    def win_rates(world):
+        d = world.deals
+        closed = d[d["outcome"].isin(["Won", "Lost"]) & (d["closed_date"] <= pd.Timestamp(sc.SAMPLE_END_DATE))]
+        quarter_end = pd.to_datetime(closed["closed_date"]).dt.month % 3 == 0
+        won = closed["outcome"].eq("Won")
+        return won[quarter_end].mean(), won[~quarter_end].mean()
+
+    end, other = win_rates(plain)
+    assert abs(end - other) < 0.05  # no season by default
+    end, other = win_rates(seasonal)
+    assert end - other > 0.2
+    cycles = seasonal.deals["sales_cycle_days"].dropna()
+    assert cycles.max() <= sc.CYCLE_RANGE[1]
