@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    print(run_summary(Warehouse(home=SalesintelHome(path=home))))
+    failed_checks = [(e.event_specific_data.check_name,
+                      "warning" if e.event_specific_data.severity == dg.AssetCheckSeverity.WARN else "error",
+                      (e.event_specific_data.description or "").strip())
+                     for e in result.all_events
+                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+    print(run_summary(Warehouse(home=SalesintelHome(path=home)), failed_checks))
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        checks = [e.event_specific_data.check_name for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+        checks = [name for name, _, _ in failed_checks]
         print(f"\nThe run did not finish cleanly. Failed steps: {failed or '-'}; failed checks: {checks or '-'}",
               file=sys.stderr)
         return 1
