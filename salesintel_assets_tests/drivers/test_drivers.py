@@ -291,3 +291,10 @@ def test_sample_crm_planted_lead_source_effects_are_found():
     assert lead.loc["Partner", "direction"] == "hurting" and lead.loc["Referral", "direction"] == "helping"
     _, info = importance.driver_importance(fact, RULES, as_of)
     assert info["better_than_chance"]
+
+
+def test_a_dimension_with_one_value_is_not_a_cause_of_the_change():
+    table = two_periods([("lead_source", "Unknown", 100, 40), ("industry", "X", 50, 25), ("industry", "Y", 50, 15)],
+                        [("lead_source", "Unknown", 100, 30), ("industry", "X", 50, 20), ("industry", "Y", 50, 10)])
+    out = attribution.win_rate_attribution(table, RULES, pd.Timestamp("2024-07-20"))
+    assert set(out["dimension"]) == {"industry"}

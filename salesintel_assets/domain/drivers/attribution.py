@@ -83,6 +83,8 @@ def win_rate_attribution(segment_metrics: pd.DataFrame, rules: Rules, as_of: pd.
                                  aggfunc="sum", fill_value=0)
         if period_a not in wide["deals"] or period_b not in wide["deals"]:
             continue  # a period without closed deals: nothing to attribute
+        if len(wide.index) < 2:
+            continue  # one value in the data (every lead source "Unknown"): it is the whole business, not a cause
         n_a, n_b = wide["deals"][period_a].to_numpy(), wide["deals"][period_b].to_numpy()
         won_a, won_b = wide["won"][period_a].to_numpy(), wide["won"][period_b].to_numpy()
         if n_a.sum() == 0 or n_b.sum() == 0:
