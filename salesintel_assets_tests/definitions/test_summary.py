@@ -3,7 +3,12 @@
 import duckdb
 import pandas as pd
 
+from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 from salesintel_assets.summary import run_summary
+
+
+def _summary(home, failed_checks=None) -> str:
+    return run_summary(Warehouse(home=SalesintelHome(path=str(home))), failed_checks)
 
 
 def test_the_summary_leads_with_what_you_must_know(home):
@@ -21,7 +26,7 @@ def test_the_summary_leads_with_what_you_must_know(home):
     con.execute("CREATE TABLE deal_risk_scores AS SELECT * FROM _s")
     con.close()
 
-    text = run_summary(home, failed_checks=[("model_beats_baseline", "warning", "AUC 0.51 vs 0.50"),
+    text = _summary(home, failed_checks=[("model_beats_baseline", "warning", "AUC 0.51 vs 0.50"),
                                             ("fact_deals_schema_valid", "error", "")])
     lines = text.splitlines()
     start = lines.index("What you must know:")
@@ -40,4 +45,4 @@ def test_a_clean_run_says_there_is_nothing_to_know_first(home):
     con.execute("CREATE TABLE fact_deals AS SELECT 'D1' AS deal_id, true AS is_open, false AS is_won, false AS needs_review, "
                 "1.0 AS deal_amount, TIMESTAMP '2026-06-30' AS as_of_date")
     con.close()
-    assert "What you must know:\n  - nothing that changes the figures below" in run_summary(home)
+    assert "What you must know:\n  - nothing that changes the figures below" in _summary(home)
