@@ -26,6 +26,7 @@ setup(
         "tabulate>=0.9",
         "pydantic>=2.7,<3",
         "matplotlib>=3.8",
+        "filelock>=3.12",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3"],

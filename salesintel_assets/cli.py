@@ -30,13 +30,18 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from salesintel_assets.definitions import build_definitions
-    from salesintel_assets.resources.factory import environment_resources
+    from salesintel_assets.resources.factory import ConfigurationError, environment_resources
     from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
     from salesintel_assets.summary import run_summary
 
     _apply_overrides(args)
     home = _home(args)
-    defs = build_definitions(environment_resources())
+    try:
+        resources = environment_resources()
+    except ConfigurationError as exc:
+        print(f"salesintel: {exc}", file=sys.stderr)
+        return 2
+    defs = build_definitions(resources)
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     log_level = "INFO" if args.verbose else "WARNING"
     print(f"salesintel: running {args.job} into {home} ...", flush=True)
@@ -55,6 +60,11 @@ def run(args: argparse.Namespace) -> int:
         checks = [name for name, _, _ in failed_checks]
         print(f"\nThe run did not finish cleanly. Failed steps: {failed or '-'}; failed checks: {checks or '-'}",
               file=sys.stderr)
+        for event in result.all_events:
+            if event.is_step_failure and event.step_key == "alert_deliveries":
+                error = event.event_specific_data.error
+                text = error.message.strip().splitlines()[-1] if error else "-"
+                print(f"  alert_deliveries: {text.split('Failure: ', 1)[-1]}", file=sys.stderr)
         return 1
     return 0
 

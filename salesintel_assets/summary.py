@@ -11,6 +11,7 @@ from typing import Callable
 
 import duckdb
 
+from salesintel_assets.domain.alerts.delivery_plan import message_states
 from salesintel_assets.domain.common.storage import DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR, OUTBOX_FILE
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.resources.warehouse import Warehouse
@@ -24,6 +25,21 @@ def _count(con, table: str, where: str = "") -> int | None:
     if not table_exists(con, table):
         return None
     return con.execute(f'SELECT count(*) FROM main."{table}" {where}').fetchall()[0][0]
+
+
+def _deliveries_line(con) -> str:
+    """Messages by what happened to them, not rows planned: a message counts
+    as delivered once some channel took it."""
+    states = message_states(con.sql("SELECT message_id, recipient_id, channel, status FROM main.alert_deliveries").df())
+    by = ", ".join(f"{k.removeprefix('messages_sent_')} {v:,}" for k, v in states.items()
+                   if k.startswith("messages_sent_"))
+    line = f"{'deliveries':<21}{states['messages_sent']:,} of {states['messages']:,} messages delivered"
+    line += f" ({by})" if by else ""
+    extra = [f"{states[f'messages_{s}']:,} {label}" for s, label in
+             [("failed", "failed on every channel (retried next run)"),
+              ("unknown", "unknown (may have reached Slack; not re-sent)"), ("pending", "pending")]
+             if states[f"messages_{s}"]]
+    return line + ("; " + ", ".join(extra) if extra else "")
 
 
 def _columns(con, table: str) -> set[str]:
@@ -76,7 +92,23 @@ def quarantine_by_rule(con, context: dict) -> list[str]:
     return ["quarantined rows: " + ", ".join(f"{n:,} {rule}" for rule, n in rows)]
 
 
-MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule]
+def undelivered_messages(con, context: dict) -> list[str]:
+    """Alert messages no channel delivered, or that may have arrived but cannot be confirmed."""
+    if not table_exists(con, "alert_deliveries"):
+        return []
+    states = message_states(con.sql("SELECT message_id, recipient_id, channel, status FROM main.alert_deliveries").df())
+    lines = []
+    if states["messages_failed"]:
+        lines.append(f"{states['messages_failed']:,} alert messages failed on every channel (retried on the next run; "
+                     "see alert_deliveries.error)")
+    if states["messages_unknown"]:
+        lines.append(f"{states['messages_unknown']:,} alert messages may have reached Slack but cannot be confirmed "
+                     "(not re-sent; give the Slack app the history scopes)")
+    return lines
+
+
+MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
+                                   undelivered_messages]
 
 
 def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:
@@ -114,11 +146,13 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
         if quarantined is not None:
             lines.append(f"data quality         {quarantined:,} rows quarantined, {flagged or 0:,} flagged for review")
         for table, label in [("driver_scores", "significant drivers"), ("deal_risk_scores", "high-risk open deals"),
-                             ("anomalies", "anomalies"), ("alerts", "alerts"), ("alert_deliveries", "deliveries")]:
+                             ("anomalies", "anomalies"), ("alerts", "alerts")]:
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
             n = _count(con, table, where)
             if n is not None:
                 lines.append(f"{label:<21}{n:,}")
+        if _count(con, "alert_deliveries") is not None:
+            lines.append(_deliveries_line(con))
         if _count(con, "alerts"):
             lines += ["", "Top alerts:"]
             top = con.execute("SELECT priority, title FROM main.alerts WHERE status <> 'resolved' "
@@ -127,7 +161,7 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
         lines += [
             "",
             "Where to look next:",
-            f"  warehouse            duckdb {database}",
+            f"  warehouse            duckdb -readonly {database}   (close it before the next run)",
             "  quality report       SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
             f"  alert outbox         {home / OUTBOX_DIR / OUTBOX_FILE}",
             "  lineage and checks   DAGSTER_HOME=$PWD/dagster_home dagster dev   (http://127.0.0.1:3000)",

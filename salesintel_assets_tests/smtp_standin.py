@@ -1,7 +1,9 @@
 """A minimal SMTP server on 127.0.0.1 (ephemeral port) for tests: enough of
 RFC 5321 for ``smtplib`` (EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET,
 NOOP, QUIT). Accepted messages are parsed and kept; ``fail`` makes it refuse
-every message with a temporary error (451)."""
+every message with a temporary error (451); ``drop_after_accept`` (a count)
+makes it keep the next messages and then close the connection instead of
+answering 250 - the ambiguous end of an SMTP send."""
 
 from __future__ import annotations
 
@@ -26,14 +28,23 @@ class SMTPStandIn(LoopbackServer):
         self.user, self.password = user, password
         self.received: list[Received] = []
         self.fail = False
+        self.drop_after_accept = 0
         self.auth_attempts: list[str] = []
+        self.verbs: list[str] = []  # every command received, in order
+
+    def message_ids(self) -> list[str]:
+        """The Message-ID of every received message (a re-send shows twice)."""
+        return [r.message["Message-ID"] for r in self.received]
 
     def _make_server(self, address):
         standin = self
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                _Session(standin, self.rfile, self.wfile).run()
+                try:
+                    _Session(standin, self.rfile, self.wfile).run()
+                except ConnectionAbortedError:
+                    pass  # the connection closes without an answer
 
         socketserver.ThreadingTCPServer.allow_reuse_address = True
         return socketserver.ThreadingTCPServer(address, Handler)
@@ -59,6 +70,7 @@ class _Session:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             verb, _, arg = line.partition(" ")
             verb = verb.upper()
+            self.s.verbs.append(verb)
             if verb == "EHLO":
                 self.reply("250-standin")
                 if self.s.user is not None:
@@ -130,4 +142,7 @@ class _Session:
         message = message_from_bytes(b"".join(lines), policy=policy.default)
         self.s.received.append(Received(self.mail_from, list(self.rcpt), message))
         self.mail_from, self.rcpt = None, []
+        if self.s.drop_after_accept > 0:
+            self.s.drop_after_accept -= 1
+            raise ConnectionAbortedError("stand-in drops the connection after accepting")
         self.reply("250 OK queued")

@@ -40,6 +40,18 @@ def read_table(home: Path, name: str) -> pd.DataFrame:
         con.close()
 
 
+def read_ledger(home: Path) -> pd.DataFrame:
+    """The live delivery ledger (SQLite) of a home."""
+    from salesintel_assets.domain.alerts.ledger_store import LedgerStore
+    from salesintel_assets.domain.common.storage import DELIVERIES_DIR
+
+    store = LedgerStore(Path(home) / DELIVERIES_DIR)
+    try:
+        return store.read()
+    finally:
+        store.close()
+
+
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     """check name -> passed, for every check evaluated in the run."""
     out = {}

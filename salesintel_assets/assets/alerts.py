@@ -23,14 +23,15 @@ from salesintel_assets.domain.alerts import delivery_plan
 from salesintel_assets.domain.alerts import lifecycle as alert_state
 from salesintel_assets.domain.alerts import feedback
 from salesintel_assets.domain.alerts import reports
-from salesintel_assets.domain.alerts.delivery import deliver
+from salesintel_assets.domain.alerts.delivery import run_delivery
 from salesintel_assets.domain.alerts.feedback_inbox import acknowledged_alerts, feedback_table, read_events
 from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
+from salesintel_assets.resources.delivery_ledger import DeliveryLedger
 from salesintel_assets.resources.feedback import FeedbackInbox
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import alerts as schemas
 
 FRESHNESS = fail_after(hours=26)
@@ -83,57 +84,48 @@ class DeliveryConfig(dg.Config):
     reports: list[str] = []  # "rep_scorecard" (weekly), "executive_report" (monthly)
 
 
-class LedgerWriter:
-    """Commits one ledger row at a time (DuckDB auto-commit per transaction),
-    opening a short connection so other processes are not locked out."""
-
-    def __init__(self, warehouse: Warehouse):
-        self.warehouse = warehouse
-
-    def __call__(self, row: dict) -> None:
-        frame = delivery_plan.normalise_ledger(pd.DataFrame([row]))
-        with self.warehouse.connect() as con:
-            con.register("_row", frame)
-            con.execute("BEGIN TRANSACTION")
-            con.execute(f"DELETE FROM {TABLE_SCHEMA}.alert_deliveries WHERE delivery_id = ?", [row["delivery_id"]])
-            con.execute(f"INSERT INTO {TABLE_SCHEMA}.alert_deliveries BY NAME SELECT * FROM _row")
-            con.execute("COMMIT")
-            con.unregister("_row")
-
-
 @dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb", "slack", "email"},
           deps=["alert_feedback", "alert_precision", "deal_risk_scores", "fact_deals"],
           metadata=schema_metadata(schemas.AlertDeliveries))
 def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, alerts: pd.DataFrame,
                      dim_sales_reps: pd.DataFrame, settings: SalesintelSettings,
-                     warehouse: Warehouse, slack: SlackNotifier, email: EmailNotifier,
-                     outbox: OutboxNotifier) -> dg.Output[pd.DataFrame]:
+                     warehouse: Warehouse, delivery_ledger: DeliveryLedger, slack: SlackNotifier,
+                     email: EmailNotifier, outbox: OutboxNotifier):
     """The outbox ledger: every message x recipient x channel with its status.
-    Due messages are written as pending first, then sent one by one, each
-    marked sent only after the service accepted it."""
+    One delivery run per home at a time; due messages are committed as
+    pending to the live ledger, then sent one by one, each marked sent only
+    after the service accepted it (or reconciled when that is ambiguous).
+    The table is the ledger's mirror. Fails, after storing the table, when a
+    message could not be delivered or confirmed."""
     unknown = (set(config.digests) - set(DIGEST_CADENCES)) | (set(config.reports) - set(REPORTS))
     if unknown:
         raise dg.Failure(f"unknown digest or report {sorted(unknown)}: use {list(DIGEST_CADENCES)} and {list(REPORTS)}")
     rules = settings.rules()
     as_of = settings.analysis_date()
     router = Router(dim_sales_reps, rules.alerts)
-    previous = delivery_plan.normalise_ledger(warehouse.read_table("alert_deliveries"))
     acknowledged = acknowledged_alerts(warehouse.read_table("alert_feedback"), _utcnow())
     channels, configured = build_channels(slack, email, outbox)
-    planned = delivery_plan.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
-                                        list(config.digests), configured)
-    ledger = pd.concat([previous, planned], ignore_index=True) if len(previous) else planned
-    summaries = _plan_reports(config.reports, alerts, ledger, router, warehouse, configured, as_of)
-    ledger = pd.concat([ledger, summaries], ignore_index=True) if len(summaries) else ledger
-    warehouse.write_table("alert_deliveries", ledger)
-    final, report = deliver(ledger, channels, configured, LedgerWriter(warehouse), _utcnow)
-    context.log.info(f"delivery: {report.as_dict()} via {configured or ['outbox']}")
-    return dg.Output(final, metadata=frame_metadata(
-        final.drop(columns=["body_text", "blocks_json"]), planned=len(planned),
-        channels=",".join(configured) or "outbox", **report.as_dict(),
-        pending_or_failed=int((~final["status"].eq("sent")
-                               & ~final["message_id"].isin(final.loc[final["status"].eq("sent"), "message_id"])).sum()),
-    ))
+
+    def plan(previous: pd.DataFrame) -> pd.DataFrame:
+        planned = delivery_plan.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
+                                              list(config.digests), configured)
+        known = pd.concat([previous, planned], ignore_index=True) if len(previous) else planned
+        summaries = _plan_reports(config.reports, alerts, known, router, warehouse, configured, as_of)
+        return pd.concat([planned, summaries], ignore_index=True) if len(summaries) else planned
+
+    with delivery_ledger.exclusive(on_wait=context.log.warning) as store:
+        final, report, planned = run_delivery(store, plan, channels, configured, _utcnow,
+                                              seed=lambda: warehouse.read_table("alert_deliveries"))
+        context.log.info(f"delivery: {report.as_dict()} via {configured or ['outbox']}")
+        # Stored (the warehouse mirror) while the lock is held, so runs never interleave their mirrors.
+        yield dg.Output(final, metadata=frame_metadata(
+            final.drop(columns=["body_text", "blocks_json"]), planned=planned,
+            channels=",".join(configured) or "outbox", **report.as_dict(),
+            **delivery_plan.message_states(final),
+        ))
+    problem = report.problem()
+    if problem:
+        raise dg.Failure(problem)
 
 
 def _plan_reports(wanted: list[str], alerts: pd.DataFrame, ledger: pd.DataFrame, router: Router,

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.checks.schema import table_schema_check
+from salesintel_assets.domain.alerts import delivery_plan
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import alerts as schemas
@@ -26,11 +27,15 @@ def every_message_delivered(warehouse: Warehouse) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(passed=True, metadata={"messages": 0})
     delivered = ledger.groupby(["message_id", "recipient_id"])["status"].agg(lambda s: s.eq("sent").any())
     waiting = delivered[~delivered].reset_index()[["message_id", "recipient_id"]]
-    errors = ledger[ledger["status"].eq("failed")].groupby("channel")["error"].agg(lambda e: e.iloc[-1]).to_dict()
+    errors = ledger[ledger["status"].isin(["failed", "unknown"])].groupby("channel")["error"].agg(
+        lambda e: e.iloc[-1]).to_dict()
+    states = delivery_plan.message_states(ledger)
     return dg.AssetCheckResult(
         passed=waiting.empty, severity=dg.AssetCheckSeverity.WARN,
-        description="undelivered messages are retried on the next run" if len(waiting) else None,
-        metadata={"messages": len(delivered), "undelivered": len(waiting),
+        description=(f"{states['messages_failed']} failed (retried on the next run), "
+                     f"{states['messages_unknown']} unknown (may have arrived; not re-sent), "
+                     f"{states['messages_pending']} pending") if len(waiting) else None,
+        metadata={"messages": len(delivered), "undelivered": len(waiting), **states,
                   "last_error_by_channel": dg.MetadataValue.json(errors),
                   "waiting": dg.MetadataValue.md(waiting.head(20).to_markdown(index=False) if len(waiting) else "-")})
 

@@ -10,9 +10,10 @@ import dagster as dg
 
 from salesintel_assets.domain.common.storage import DEFAULT_HOME
 from salesintel_assets.resources.crm import CRMSource, CsvCRM, SampleCRM
+from salesintel_assets.resources.delivery_ledger import DeliveryLedger
 from salesintel_assets.resources.feedback import FeedbackInbox
 from salesintel_assets.resources.mlflow import MLflowTracking
-from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier
+from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, smtp_security
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
@@ -57,15 +58,29 @@ def notifier_resources() -> dict:
     Without either, alerts go to the local outbox."""
     found = {}
     if os.environ.get("SLACK_BOT_TOKEN"):
-        found["slack"] = SlackNotifier(token=dg.EnvVar("SLACK_BOT_TOKEN"))
+        slack = {"token": dg.EnvVar("SLACK_BOT_TOKEN")}
+        base_url = os.environ.get("SLACK_BASE_URL", "").strip()
+        if base_url:
+            if not base_url.startswith(("https://", "http://")):
+                raise ConfigurationError(f"SLACK_BASE_URL={base_url!r}: expected an http(s) URL such as "
+                                         "https://slack.com/api/")
+            slack["base_url"] = dg.EnvVar("SLACK_BASE_URL")
+        found["slack"] = SlackNotifier(**slack)
     if os.environ.get("SALESINTEL_SMTP_HOST"):
         email = {"host": dg.EnvVar("SALESINTEL_SMTP_HOST")}
         for field, variable in [("user", "SALESINTEL_SMTP_USER"), ("password", "SALESINTEL_SMTP_PASSWORD"),
                                 ("sender", "SALESINTEL_SMTP_FROM"), ("security", "SALESINTEL_SMTP_SECURITY")]:
             if os.environ.get(variable):
                 email[field] = dg.EnvVar(variable)
-        if os.environ.get("SALESINTEL_SMTP_PORT"):
+        port = os.environ.get("SALESINTEL_SMTP_PORT", "").strip()
+        if port:
+            if not port.isdigit():
+                raise ConfigurationError(f"SALESINTEL_SMTP_PORT={port!r}: expected a port number such as 587")
             email["port"] = dg.EnvVar.int("SALESINTEL_SMTP_PORT")
+        try:
+            smtp_security(os.environ.get("SALESINTEL_SMTP_SECURITY"), int(port) if port else None)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         found["email"] = EmailNotifier(**email)
     return found
 
@@ -91,6 +106,8 @@ def build_resources(home, crm: CRMSource, as_of: Optional[str] = None,
         "slack": SlackNotifier(),
         "email": EmailNotifier(),
         "outbox": OutboxNotifier(home=home_resource),
+        # The live delivery ledger and the one-delivery-run-per-home lock.
+        "delivery_ledger": DeliveryLedger(home=home_resource),
     }
     resources.update(extra)
     return resources

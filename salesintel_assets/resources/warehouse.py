@@ -9,7 +9,7 @@ write. ``CREATE OR REPLACE`` avoids both and keeps re-runs idempotent.
 """
 
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -19,7 +19,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from salesintel_assets.domain.common.storage import DATABASE_FILE, DEFAULT_HOME
-from salesintel_assets.domain.common.tables import TABLE_SCHEMA, table_exists
+from salesintel_assets.domain.common.tables import TABLE_SCHEMA, busy_message, table_exists
 
 
 class SalesintelHome(dg.ConfigurableResource):
@@ -60,9 +60,18 @@ class Warehouse(dg.ConfigurableResource):
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection from dagster-duckdb's resource (which waits and retries
-        while another process holds the file), closed even when the work fails."""
+        while another process holds the file, about 100 s), closed even when
+        the work fails; then one clear sentence instead of DuckDB's error."""
         config = {"access_mode": "READ_ONLY"} if read_only else {}
-        with DuckDBResource(database=str(self.home.database), connection_config=config).get_connection() as con:
+        stack = ExitStack()
+        try:
+            con = stack.enter_context(
+                DuckDBResource(database=str(self.home.database), connection_config=config).get_connection())
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            raise dg.Failure(busy_message(self.home.database, exc, "about 100 s")) from None
+        with stack:
             try:
                 yield con
             finally:

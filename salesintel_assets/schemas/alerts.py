@@ -51,7 +51,7 @@ class AlertDeliveries(pa.DataFrameModel):
     message_kind: Series[str] = pa.Field(isin=["alert", "resolved", "escalation", "digest", "scorecard", "report"])
     recipient_id: Series[str]
     channel: Series[str] = pa.Field(isin=["slack", "email", "outbox"])
-    status: Series[str] = pa.Field(isin=["pending", "sent", "failed"])
+    status: Series[str] = pa.Field(isin=["pending", "sent", "failed", "unknown"])
     attempts: Series[int] = pa.Field(ge=0)
     subject: Series[str]
     body_text: Series[str]

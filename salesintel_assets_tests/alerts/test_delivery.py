@@ -21,7 +21,7 @@ from salesintel_assets_tests.alert_support import (  # noqa: F401 (fixtures)
 )
 from salesintel_assets_tests.slack_standin import SlackStandIn
 from salesintel_assets_tests.smtp_standin import SMTPStandIn
-from salesintel_assets_tests.support import read_table, run_selection, sample_resources
+from salesintel_assets_tests.support import read_ledger, read_table, run_selection, sample_resources
 
 RULES = load_rules()
 TOKEN = "xoxb-test-secret-token-4242"
@@ -169,6 +169,7 @@ class CrashingSlack(SlackNotifier):
 
         class Crashing:
             name = "slack"
+            resend_when_unconfirmed = False
             accepted = 0
 
             def prepare(self, row):
@@ -223,7 +224,7 @@ def test_crash_mid_delivery_then_rerun_sends_nothing_twice_and_loses_nothing(ale
         result = run_selection(_resources(alert_home, rules_path, slack=crashing), "key:alerts or key:alert_deliveries",
                                raise_on_error=False)
         assert not result.success
-        ledger = read_table(alert_home, "alert_deliveries")
+        ledger = read_ledger(alert_home)  # the live ledger (the warehouse mirror is written at the end)
         assert len(slack.posted) == 3
         assert (ledger["status"] == "sent").sum() == 2           # committed right after acceptance
         in_flight = ledger[ledger["status"].eq("pending") & ledger["attempts"].eq(1)]
@@ -292,3 +293,23 @@ def test_channels_come_from_the_environment_only_through_envvar(monkeypatch, tmp
     assert isinstance(found["slack"].token, dg.EnvVar) and found["slack"].token.env_var_name == "SLACK_BOT_TOKEN"
     assert isinstance(found["email"].password, dg.EnvVar) and found["email"].port.env_var_name == "SALESINTEL_SMTP_PORT"
     assert TOKEN not in repr(environment_resources()) and SMTP_PASSWORD not in repr(found)
+
+
+def test_when_every_channel_fails_the_run_fails_and_the_summary_counts_only_delivered(alert_home, tmp_path):
+    from salesintel_assets.resources.warehouse import Warehouse
+    from salesintel_assets.summary import run_summary
+
+    with SlackStandIn(token=TOKEN) as slack, SMTPStandIn() as smtp:
+        slack.script, smtp.fail = ["500"] * 50, True   # checked in the history, not there, email refused
+        resources = _resources(alert_home, _throttle_rules(tmp_path),
+                               slack=SlackNotifier(token=TOKEN, base_url=slack.base_url),
+                               email=EmailNotifier(host="127.0.0.1", port=smtp.port, security="none"))
+        result = run_selection(resources, "key:alerts or key:alert_deliveries", raise_on_error=False)
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert "could not be delivered on any channel" in failure.event_specific_data.error.message
+        ledger = read_table(alert_home, "alert_deliveries")      # stored before the step failed
+        assert not ledger["status"].eq("sent").any() and slack.posted == [] and smtp.received == []
+        messages = ledger[["message_id", "recipient_id"]].drop_duplicates()
+        summary = run_summary(Warehouse(home=SalesintelHome(path=str(alert_home))))
+        assert f"0 of {len(messages)} messages delivered; {len(messages)} failed on every channel" in summary

@@ -195,3 +195,25 @@ def month_of(as_of: pd.Timestamp) -> str:
     """The month a report run covers: the one that the day before belongs to
     (a run on the 1st reports the month just ended)."""
     return (pd.Timestamp(as_of) - pd.Timedelta(days=1)).strftime("%Y-%m")
+
+
+def message_states(ledger: pd.DataFrame | None) -> dict:
+    """Messages (message x recipient) by state - ``sent`` on some channel,
+    ``unknown`` (may have arrived, cannot be confirmed), ``failed`` (every
+    channel tried failed), ``pending`` (not tried or in flight) - and the
+    sent ones by channel. Counts what was delivered, not what was planned."""
+    ledger = normalise_ledger(ledger)
+    if ledger.empty:
+        return {"messages": 0, "messages_sent": 0, "messages_failed": 0, "messages_unknown": 0,
+                "messages_pending": 0}
+    def state(statuses: pd.Series) -> str:
+        for s in ("sent", "unknown", "pending"):
+            if statuses.eq(s).any():
+                return s
+        return "failed"
+    states = ledger.groupby(["message_id", "recipient_id"])["status"].agg(state)
+    counts = states.value_counts()
+    sent_by = ledger[ledger["status"].eq("sent")]["channel"].value_counts()
+    return {"messages": int(len(states)), **{f"messages_{s}": int(counts.get(s, 0))
+                                              for s in ("sent", "failed", "unknown", "pending")},
+            **{f"messages_sent_{c}": int(n) for c, n in sorted(sent_by.items())}}
