@@ -3,11 +3,9 @@ layer's contract, a small sales org, evidence frames and rules variants."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 
 from salesintel_assets.domain.alerts import candidates as alert_rules
@@ -15,8 +13,6 @@ from salesintel_assets.domain.alerts import lifecycle as alert_state
 from salesintel_assets.domain.alerts.candidates import Evidence
 from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.rules import Rules, default_rules_path, load_rules
-from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
-from salesintel_assets_tests.support import read_table, run_job, sample_resources
 
 AS_OF = pd.Timestamp("2026-06-30")
 N_DEALS = 1500  # the small sample warehouse of the asset-level tests
@@ -111,33 +107,3 @@ def build_alerts(anomalies: list[dict], rules: Rules | None = None, previous: pd
     ctx = alert_rules.Context(evidence(), router, None, rules, as_of)
     candidates, skipped = alert_rules.build_candidates(pd.DataFrame(anomalies), ctx, floors)
     return alert_state.update_alerts(previous, candidates, router, rules, as_of), skipped
-
-
-# --- a small real warehouse for asset-level tests ---------------------------------------
-@pytest.fixture(scope="module")
-def base_home(tmp_path_factory):
-    """A warehouse from the sample CRM plus an anomalies table in the
-    anomalies layer's contract: three large stalled deals of one rep (so the
-    throttle is exercised with a cap of 2), a segment win-rate dip and a
-    Partner quality drop."""
-    home = tmp_path_factory.mktemp("alerts_base")
-    run_job(sample_resources(home, n_deals=N_DEALS), job="ingestion_job")
-    fact = read_table(home, "fact_deals")
-    open_deals = fact[fact["is_open"]].sort_values("deal_id")
-    rep = open_deals["sales_rep_id"].value_counts().index[0]
-    mine = open_deals[open_deals["sales_rep_id"].eq(rep)].head(3)
-    rows = [stalled(d, rep, 60_000.0 + i * 1000, days=50.0 + i) for i, d in enumerate(mine["deal_id"])]
-    rows += [segment("win_rate_dip", "industry=FinTech&region=Europe",
-                     root_cause="losses concentrated in Proposal"),
-             segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41, expected=0.62,
-                     severity="low")]
-    Warehouse(home=SalesintelHome(path=str(home))).write_table("anomalies", pd.DataFrame(rows))
-    return home
-
-
-@pytest.fixture
-def alert_home(base_home, tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(base_home / "warehouse.duckdb", home / "warehouse.duckdb")
-    return home

@@ -6,7 +6,7 @@ import pytest
 
 from salesintel_assets.definitions import build_definitions
 from salesintel_assets.schedules import schedules
-from salesintel_assets_tests.alert_support import N_DEALS, alert_home, base_home  # noqa: F401 (fixtures)
+from salesintel_assets_tests.alert_support import N_DEALS
 from salesintel_assets_tests.support import read_table, sample_resources
 
 

@@ -16,9 +16,7 @@ from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
 from salesintel_assets.resources.warehouse import SalesintelHome
-from salesintel_assets_tests.alert_support import (  # noqa: F401 (fixtures)
-    AS_OF, N_DEALS, alert_home, base_home, build_alerts, reps_frame, stalled, write_rules,
-)
+from salesintel_assets_tests.alert_support import AS_OF, N_DEALS, build_alerts, reps_frame, stalled, write_rules
 from salesintel_assets_tests.slack_standin import SlackStandIn
 from salesintel_assets_tests.smtp_standin import SMTPStandIn
 from salesintel_assets_tests.support import read_ledger, read_table, run_selection, sample_resources

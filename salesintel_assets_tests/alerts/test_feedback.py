@@ -18,9 +18,7 @@ from salesintel_assets.cli import main
 from salesintel_assets.definitions import build_definitions
 from salesintel_assets.domain.alerts import feedback, feedback_inbox
 from salesintel_assets.domain.common.rules import load_rules
-from salesintel_assets_tests.alert_support import (  # noqa: F401 (fixtures)
-    N_DEALS, alert_home, base_home, build_alerts, segment, write_rules,
-)
+from salesintel_assets_tests.alert_support import N_DEALS, build_alerts, segment, write_rules
 from salesintel_assets_tests.support import read_table, run_selection, sample_resources
 
 SECRET = "slack-signing-secret"

@@ -12,6 +12,7 @@ import pytest
 
 from salesintel_assets_tests import scenarios
 
+pytestmark = pytest.mark.study  # minutes of generated worlds: `pytest -m "not study"` skips them
 DEALS = 24_000
 
 
