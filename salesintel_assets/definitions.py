@@ -7,6 +7,7 @@ import dagster as dg
 
 from salesintel_assets import assets, checks
 from salesintel_assets.jobs import jobs
+from salesintel_assets.metadata import with_table_names
 from salesintel_assets.resources.factory import environment_resources
 from salesintel_assets.schedules import schedules
 from salesintel_assets.sensors import sensors
@@ -18,7 +19,7 @@ CHECK_MODULES = [importlib.import_module(f"{checks.__name__}.{layer}") for layer
 
 def build_definitions(resources: dict) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(LAYER_MODULES),
+        assets=with_table_names(dg.load_assets_from_modules(LAYER_MODULES)),
         asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
         jobs=jobs,
         schedules=schedules,

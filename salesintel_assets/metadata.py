@@ -11,6 +11,8 @@ import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
+from salesintel_assets.domain.common.storage import DATABASE_FILE, TABLE_SCHEMA
+
 
 def _preview_metadata(count: int, preview: pd.DataFrame, extra: dict) -> dict:
     return {
@@ -46,6 +48,20 @@ def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
 
 def schema_metadata(model: type[pa.DataFrameModel]) -> dict:
     return {"dagster/column_schema": column_schema(model)}
+
+
+def table_name(asset: str) -> str:
+    """The asset's table as DuckDB names it: catalog (the database file's
+    stem), schema and table."""
+    return f"{DATABASE_FILE.rsplit('.', 1)[0]}.{TABLE_SCHEMA}.{asset}"
+
+
+def with_table_names(assets: list) -> list:
+    """Every asset is the table of the same name: say so with Dagster's
+    standard ``dagster/table_name`` key (the UI links lineage by it)."""
+    return dg.map_asset_specs(
+        lambda spec: spec.merge_attributes(metadata={"dagster/table_name": table_name(spec.key.path[-1])}),
+        assets)
 
 
 def fail_after(hours: float, warn_hours: float | None = None) -> dg.FreshnessPolicy:

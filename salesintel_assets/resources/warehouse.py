@@ -179,9 +179,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | None) -> None:
         if obj is None:
             return
-        name = context.asset_key.path[-1]
-        self.warehouse.write_table(name, obj)
-        context.add_output_metadata({"table": dg.MetadataValue.text(f"{TABLE_SCHEMA}.{name}")})
+        self.warehouse.write_table(context.asset_key.path[-1], obj)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         name = context.asset_key.path[-1]

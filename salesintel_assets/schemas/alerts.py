@@ -10,25 +10,29 @@ from salesintel_assets.domain.common.rules import SEVERITIES
 class Alerts(pa.DataFrameModel):
     """One row per alert (its current state); resolved alerts stay as history."""
 
-    alert_id: Series[str] = pa.Field(unique=True)
-    dedup_key: Series[str]
-    alert_type: Series[str]
-    priority: Series[str] = pa.Field(isin=["P1", "P2", "P3"])
-    status: Series[str] = pa.Field(isin=["open", "updated", "resolved"])
-    subject: Series[str]
-    title: Series[str] = pa.Field(str_length={"min_value": 1})
-    body_text: Series[str] = pa.Field(str_length={"min_value": 1})
-    blocks_json: Series[str]
-    recipients: Series[str] = pa.Field(str_length={"min_value": 1})
-    recipient_roles: Series[str]
-    sales_rep_id: Series[str] = pa.Field(nullable=True)
-    amount_at_stake: Series[float] = pa.Field(ge=0)
-    first_seen: Series[pd.Timestamp]
-    last_seen: Series[pd.Timestamp]
-    resolved_at: Series[pd.Timestamp] = pa.Field(nullable=True)
-    delivery: Series[str] = pa.Field(isin=["immediate", "digest", "suppressed"])
-    delivery_reason: Series[str]
-    anomaly_id: Series[str]
+    alert_id: Series[str] = pa.Field(unique=True,
+                                     description="Stable id of the alert (rate it with salesintel feedback ALERT_ID).")
+    dedup_key: Series[str] = pa.Field(description="What makes two findings the same alert.")
+    alert_type: Series[str] = pa.Field(description="Alert type of the rules' taxonomy.")
+    priority: Series[str] = pa.Field(description="P1, P2 or P3.", isin=["P1", "P2", "P3"])
+    status: Series[str] = pa.Field(description="open, updated or resolved.", isin=["open", "updated", "resolved"])
+    subject: Series[str] = pa.Field(description="Message subject line.")
+    title: Series[str] = pa.Field(description="One-line headline.", str_length={"min_value": 1})
+    body_text: Series[str] = pa.Field(str_length={"min_value": 1},
+                                      description="Plain-text message (email, outbox, Slack fallback).")
+    blocks_json: Series[str] = pa.Field(description="Slack Block Kit blocks.")
+    recipients: Series[str] = pa.Field(str_length={"min_value": 1},
+                                       description="Who receives it (rep -> manager -> CRO routing).")
+    recipient_roles: Series[str] = pa.Field(description="Their roles.")
+    sales_rep_id: Series[str] = pa.Field(description="The rep concerned, if any.", nullable=True)
+    amount_at_stake: Series[float] = pa.Field(description="Money at stake.", ge=0)
+    first_seen: Series[pd.Timestamp] = pa.Field(description="When first raised.")
+    last_seen: Series[pd.Timestamp] = pa.Field(description="Last analysis date it held.")
+    resolved_at: Series[pd.Timestamp] = pa.Field(description="When the condition cleared.", nullable=True)
+    delivery: Series[str] = pa.Field(isin=["immediate", "digest", "suppressed"],
+                                     description="immediate, digest or suppressed.")
+    delivery_reason: Series[str] = pa.Field(description="Why (rollout mode, throttle, digest).")
+    anomaly_id: Series[str] = pa.Field(description="The anomaly behind it.")
 
     class Config:
         strict = False
@@ -46,17 +50,20 @@ class Alerts(pa.DataFrameModel):
 class AlertDeliveries(pa.DataFrameModel):
     """The outbox ledger: one row per message x recipient x channel."""
 
-    delivery_id: Series[str] = pa.Field(unique=True)
-    message_id: Series[str]
-    message_kind: Series[str] = pa.Field(isin=["alert", "resolved", "escalation", "digest", "scorecard", "report"])
-    recipient_id: Series[str]
-    channel: Series[str] = pa.Field(isin=["slack", "email", "outbox"])
-    status: Series[str] = pa.Field(isin=["pending", "sent", "failed", "unknown"])
-    attempts: Series[int] = pa.Field(ge=0)
-    subject: Series[str]
-    body_text: Series[str]
-    sent_at: Series[pd.Timestamp] = pa.Field(nullable=True)
-    response_id: Series[str] = pa.Field(nullable=True)
+    delivery_id: Series[str] = pa.Field(description="message x recipient x channel.", unique=True)
+    message_id: Series[str] = pa.Field(description="The message.")
+    message_kind: Series[str] = pa.Field(isin=["alert", "resolved", "escalation", "digest", "scorecard", "report"],
+                                         description="alert, resolved, escalation, digest, scorecard or report.")
+    recipient_id: Series[str] = pa.Field(description="Who.")
+    channel: Series[str] = pa.Field(description="slack, email or outbox.", isin=["slack", "email", "outbox"])
+    status: Series[str] = pa.Field(isin=["pending", "sent", "failed", "unknown"],
+                                   description="pending, sent, failed or unknown (an ambiguous send).")
+    attempts: Series[int] = pa.Field(description="Send attempts so far.", ge=0)
+    subject: Series[str] = pa.Field(description="Message subject line.")
+    body_text: Series[str] = pa.Field(description="Plain-text message (email, outbox, Slack fallback).")
+    sent_at: Series[pd.Timestamp] = pa.Field(description="When the service accepted it.", nullable=True)
+    response_id: Series[str] = pa.Field(nullable=True,
+                                        description="The service's receipt (Slack ts, SMTP message id, outbox line).")
 
     class Config:
         strict = False
@@ -99,11 +106,12 @@ class AlertFeedback(pa.DataFrameModel):
 
 
 class AlertPrecision(pa.DataFrameModel):
-    alert_type: Series[str] = pa.Field(unique=True)
-    rated: Series[int] = pa.Field(ge=0)
-    helpful: Series[int] = pa.Field(ge=0)
-    precision: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    status: Series[str] = pa.Field(isin=["ok", "below_target", "not_enough_ratings"])
+    alert_type: Series[str] = pa.Field(description="Alert type of the rules' taxonomy.", unique=True)
+    rated: Series[int] = pa.Field(description="Alerts of the type rated (an alert's latest rating counts).", ge=0)
+    helpful: Series[int] = pa.Field(description="Rated helpful.", ge=0)
+    precision: Series[float] = pa.Field(description="helpful / rated.", ge=0, le=1, nullable=True)
+    status: Series[str] = pa.Field(isin=["ok", "below_target", "not_enough_ratings"],
+                                   description="ok, below_target or not_enough_ratings.")
 
     class Config:
         strict = False
@@ -111,11 +119,11 @@ class AlertPrecision(pa.DataFrameModel):
 
 
 class AlertThresholdChanges(pa.DataFrameModel):
-    alert_type: Series[str]
-    changed_at: Series[pd.Timestamp]
-    old_min_severity: Series[str] = pa.Field(isin=list(SEVERITIES))
-    new_min_severity: Series[str] = pa.Field(isin=list(SEVERITIES))
-    reason: Series[str]
+    alert_type: Series[str] = pa.Field(description="Alert type of the rules' taxonomy.")
+    changed_at: Series[pd.Timestamp] = pa.Field(description="When the change was made (UTC).")
+    old_min_severity: Series[str] = pa.Field(description="Minimum anomaly severity before.", isin=list(SEVERITIES))
+    new_min_severity: Series[str] = pa.Field(description="Minimum anomaly severity after.", isin=list(SEVERITIES))
+    reason: Series[str] = pa.Field(description="The precision and ratings that caused it.")
 
     class Config:
         strict = False

@@ -17,34 +17,39 @@ class Anomalies(pa.DataFrameModel):
 
     anomaly_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 16, "max_value": 16},
                                        description="hash of type, metric, segment, window_days, window_end")
-    anomaly_type: Series[str] = pa.Field(isin=ANOMALY_TYPES)
-    metric: Series[str] = pa.Field(isin=METRICS)
+    anomaly_type: Series[str] = pa.Field(description="Kind of anomaly.", isin=ANOMALY_TYPES)
+    metric: Series[str] = pa.Field(description="The metric that moved.", isin=METRICS)
     segment: Series[str] = pa.Field(description="'all', 'industry=EdTech&region=Europe' (keys sorted) "
                                                 "or 'deal_id=D04523'")
     dimension: Series[str] = pa.Field(description="'all', 'industry', 'industry&region', ... or 'deal'")
-    direction: Series[str] = pa.Field(isin=["up", "down"])
-    window_start: Series[pd.Timestamp]
-    window_end: Series[pd.Timestamp]
+    direction: Series[str] = pa.Field(description="up or down.", isin=["up", "down"])
+    window_start: Series[pd.Timestamp] = pa.Field(description="First day of the recent window.")
+    window_end: Series[pd.Timestamp] = pa.Field(description="Last day of the window (the analysis date).")
     window_days: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1, description="null for a stalled deal")
-    observed: Series[float] = pa.Field(nullable=True)
-    expected: Series[float] = pa.Field(nullable=True)
+    observed: Series[float] = pa.Field(description="The metric in the window.", nullable=True)
+    expected: Series[float] = pa.Field(description="The metric expected from the baseline.", nullable=True)
     effect: Series[float] = pa.Field(nullable=True, description="observed - expected")
     n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0,
                                         description="recent deals tested (stalled: closed deals behind the "
                                                     "historical win rate)")
     baseline_n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="effective baseline deals")
-    p_value: Series[float] = pa.Field(nullable=True, ge=0, le=1)
+    p_value: Series[float] = pa.Field(nullable=True, ge=0, le=1,
+                                      description="Exact test p-value of the window against the baseline.")
     q_value: Series[float] = pa.Field(nullable=True, ge=0, le=1,
                                       description="Benjamini-Hochberg over every segment test of the run")
-    severity: Series[str] = pa.Field(isin=["critical", "high", "medium", "low"])
-    explanation: Series[str] = pa.Field(str_length={"min_value": 20})
-    root_cause: Series[str] = pa.Field(nullable=True)
-    deal_id: Series[str] = pa.Field(nullable=True)
-    sales_rep_id: Series[str] = pa.Field(nullable=True)
+    severity: Series[str] = pa.Field(isin=["critical", "high", "medium", "low"],
+                                     description="critical, high, medium or low (from effect and confidence).")
+    explanation: Series[str] = pa.Field(str_length={"min_value": 20},
+                                        description="What changed, how sure, in plain words.")
+    root_cause: Series[str] = pa.Field(nullable=True,
+                                       description="Where the change concentrates (drill-down), when found.")
+    deal_id: Series[str] = pa.Field(description="The stalled deal (stalled deals only).", nullable=True)
+    sales_rep_id: Series[str] = pa.Field(description="The stalled deal's owner.", nullable=True)
     amount_at_stake: Series[float] = pa.Field(ge=0, description="segment: open pipeline x rate change (win "
                                                                 "rate) or open pipeline; stalled: amount")
-    historical_win_rate: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    as_of_date: Series[pd.Timestamp]
+    historical_win_rate: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1, description="Win rate of past deals that stalled as long (stalled deals only).")
+    as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
 
     class Config:
         strict = True

@@ -9,22 +9,23 @@ class RawDeals(pa.DataFrameModel):
     """Latest pulled version of every deal, as text the CRM delivered."""
 
     deal_id: Series[str] = pa.Field(unique=True, description="CRM deal id")
-    created_date: Series[str]
-    closed_date: Series[str]
-    sales_rep_id: Series[str]
-    industry: Series[str]
-    region: Series[str]
-    product_type: Series[str]
-    lead_source: Series[str]
-    deal_stage: Series[str]
-    deal_amount: Series[str]
-    sales_cycle_days: Series[str]
-    outcome: Series[str]
+    created_date: Series[str] = pa.Field(description="Creation date as text (YYYY-MM-DD).")
+    closed_date: Series[str] = pa.Field(description="Close date as text; empty while open.")
+    sales_rep_id: Series[str] = pa.Field(description="The deal owner's rep id.")
+    industry: Series[str] = pa.Field(description="The customer's industry.")
+    region: Series[str] = pa.Field(description="The sales region.")
+    product_type: Series[str] = pa.Field(description="The product sold.")
+    lead_source: Series[str] = pa.Field(description="Where the lead came from.")
+    deal_stage: Series[str] = pa.Field(description="Stage as the CRM names it.")
+    deal_amount: Series[str] = pa.Field(description="Amount as the CRM wrote it.")
+    sales_cycle_days: Series[str] = pa.Field(description="Days from creation to close as the CRM wrote it.")
+    outcome: Series[str] = pa.Field(description="Won, Lost, or empty / Open for an open deal.")
     last_modified: Series[str] = pa.Field(description="CRM change time; empty for file exports")
-    stage_entered_date: Series[str]
+    stage_entered_date: Series[str] = pa.Field(
+        description="When the deal entered its current stage; empty when unknown.")
     _pull_id: Series[str] = pa.Field(alias="_pull_id", description="pull that delivered this version")
-    _pulled_at: Series[pd.Timestamp] = pa.Field(alias="_pulled_at")
-    _source: Series[str] = pa.Field(alias="_source")
+    _pulled_at: Series[pd.Timestamp] = pa.Field(description="When the pull ran (UTC).", alias="_pulled_at")
+    _source: Series[str] = pa.Field(description="Where the pull came from (sample, csv:<path>, ...).", alias="_source")
 
     class Config:
         strict = False
@@ -33,10 +34,11 @@ class RawDeals(pa.DataFrameModel):
 class QuarantinedDeals(pa.DataFrameModel):
     """Every rejected row, with the rule it broke and why."""
 
-    rule: Series[str] = pa.Field(isin=["schema", "duplicates", "critical_nulls", "outcome_values"])
-    reason: Series[str] = pa.Field(str_length={"min_value": 1})
-    deal_id: Series[str] = pa.Field(nullable=True)
-    _pull_id: Series[str] = pa.Field(alias="_pull_id")
+    rule: Series[str] = pa.Field(isin=["schema", "duplicates", "critical_nulls", "outcome_values"],
+                                 description="The quality rule the row broke.")
+    reason: Series[str] = pa.Field(description="What exactly was wrong.", str_length={"min_value": 1})
+    deal_id: Series[str] = pa.Field(description="CRM deal id, when the row had one.", nullable=True)
+    _pull_id: Series[str] = pa.Field(description="Pull that delivered the row.", alias="_pull_id")
 
     class Config:
         strict = False
@@ -45,13 +47,15 @@ class QuarantinedDeals(pa.DataFrameModel):
 class DataQualityReport(pa.DataFrameModel):
     """Per pull and rule: rows touched and the action taken."""
 
-    pull_id: Series[str]
-    rule: Series[str]
-    action: Series[str] = pa.Field(isin=["block", "flag", "auto_correct", "quarantine", "keep_latest"])
-    rows: Series[int] = pa.Field(ge=0)
-    batch_rows: Series[int] = pa.Field(ge=0)
-    share: Series[float] = pa.Field(ge=0, le=1)
-    breaker_tripped: Series[bool]
+    pull_id: Series[str] = pa.Field(description="The pull.")
+    rule: Series[str] = pa.Field(description="Quality rule.")
+    action: Series[str] = pa.Field(isin=["block", "flag", "auto_correct", "quarantine", "keep_latest"],
+                                   description="What the rule does with a bad row.")
+    rows: Series[int] = pa.Field(description="Rows the rule touched in this pull.", ge=0)
+    batch_rows: Series[int] = pa.Field(description="Rows in the pull.", ge=0)
+    share: Series[float] = pa.Field(description="rows / batch_rows.", ge=0, le=1)
+    breaker_tripped: Series[bool] = pa.Field(
+        description="More bad rows than the circuit breaker allows: the pull was not merged.")
 
     class Config:
         strict = False
@@ -59,9 +63,9 @@ class DataQualityReport(pa.DataFrameModel):
 
 
 class RawStageHistory(pa.DataFrameModel):
-    deal_id: Series[str]
-    stage: Series[str]
-    entered_date: Series[pd.Timestamp]
+    deal_id: Series[str] = pa.Field(description="CRM deal id.")
+    stage: Series[str] = pa.Field(description="Stage entered.")
+    entered_date: Series[pd.Timestamp] = pa.Field(description="When the deal entered it.")
 
     class Config:
         strict = False
@@ -69,10 +73,10 @@ class RawStageHistory(pa.DataFrameModel):
 
 
 class RawActivities(pa.DataFrameModel):
-    activity_id: Series[str] = pa.Field(unique=True)
-    deal_id: Series[str]
-    activity_type: Series[str] = pa.Field(isin=["call", "email", "meeting"])
-    activity_date: Series[pd.Timestamp]
+    activity_id: Series[str] = pa.Field(description="CRM activity id.", unique=True)
+    deal_id: Series[str] = pa.Field(description="CRM deal id.")
+    activity_type: Series[str] = pa.Field(description="call, email or meeting.", isin=["call", "email", "meeting"])
+    activity_date: Series[pd.Timestamp] = pa.Field(description="When it happened.")
 
     class Config:
         strict = False
@@ -80,7 +84,7 @@ class RawActivities(pa.DataFrameModel):
 
 
 class RawSalesReps(pa.DataFrameModel):
-    sales_rep_id: Series[str] = pa.Field(unique=True)
+    sales_rep_id: Series[str] = pa.Field(description="Rep id as used on deals.", unique=True)
 
     class Config:
         strict = False

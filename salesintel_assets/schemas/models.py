@@ -10,28 +10,32 @@ RISK_BANDS = ["low", "medium", "high"]
 class DealRiskScores(pa.DataFrameModel):
     """One row per open deal, scored by the champion model."""
 
-    deal_id: Series[str] = pa.Field(unique=True)
-    sales_rep_id: Series[str]
-    industry: Series[str]
-    region: Series[str]
-    product_type: Series[str]
-    lead_source: Series[str]
-    deal_stage: Series[str]
-    deal_amount: Series[float] = pa.Field(ge=0)
-    age_days: Series[float] = pa.Field(nullable=True, ge=0)
-    days_in_stage: Series[float] = pa.Field(nullable=True)
+    deal_id: Series[str] = pa.Field(description="CRM deal id.", unique=True)
+    sales_rep_id: Series[str] = pa.Field(description="The deal owner's rep id.")
+    industry: Series[str] = pa.Field(description="The customer's industry.")
+    region: Series[str] = pa.Field(description="The sales region.")
+    product_type: Series[str] = pa.Field(description="The product sold.")
+    lead_source: Series[str] = pa.Field(description="Where the lead came from.")
+    deal_stage: Series[str] = pa.Field(description="Current stage (for a closed deal: its stage at close).")
+    deal_amount: Series[float] = pa.Field(description="Deal value.", ge=0)
+    age_days: Series[float] = pa.Field(description="Days since creation.", nullable=True, ge=0)
+    days_in_stage: Series[float] = pa.Field(nullable=True,
+                                            description="Days in the current stage as of the analysis date.")
     win_probability: Series[float] = pa.Field(ge=0, le=1, description="calibrated probability the deal is won")
-    risk_band: Series[str] = pa.Field(isin=RISK_BANDS)
+    risk_band: Series[str] = pa.Field(description="low, medium or high by win probability.", isin=RISK_BANDS)
     revenue_at_risk: Series[float] = pa.Field(ge=0, description="deal_amount x (1 - win_probability)")
-    reason_1: Series[str] = pa.Field(nullable=True)
+    reason_1: Series[str] = pa.Field(description="Strongest factor behind the score, in words.", nullable=True)
     reason_1_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1,
                                               description="change in win probability (fraction) from this factor")
-    reason_2: Series[str] = pa.Field(nullable=True)
-    reason_2_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1)
-    reason_3: Series[str] = pa.Field(nullable=True)
-    reason_3_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1)
-    model_version: Series[int] = pa.Field(ge=1)
-    as_of_date: Series[pd.Timestamp]
+    reason_2: Series[str] = pa.Field(description="Second factor.", nullable=True)
+    reason_2_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1,
+                                              description="Change in win probability from the second factor.")
+    reason_3: Series[str] = pa.Field(description="Third factor.", nullable=True)
+    reason_3_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1,
+                                              description="Change in win probability from the third factor.")
+    model_version: Series[int] = pa.Field(ge=1,
+                                          description="Registered MLflow version of deal_risk that produced the row.")
+    as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
     expected_close_month: Series[str] = pa.Field(nullable=True, description="YYYY-MM, if won")
 
     class Config:
@@ -47,17 +51,18 @@ class DealRiskScores(pa.DataFrameModel):
 class PipelineForecast(pa.DataFrameModel):
     """Expected won deals and revenue of the open pipeline per grouping and key."""
 
-    grouping: Series[str] = pa.Field(isin=["close_month", "industry", "region", "product_type", "lead_source",
+    grouping: Series[str] = pa.Field(description="How the pipeline is cut.",
+                                     isin=["close_month", "industry", "region", "product_type", "lead_source",
                                            "total"])
-    key: Series[str]
-    open_deals: Series[int] = pa.Field(ge=0)
-    pipeline_amount: Series[float] = pa.Field(ge=0)
-    expected_won_deals: Series[float] = pa.Field(ge=0)
-    expected_won_revenue: Series[float] = pa.Field(ge=0)
-    revenue_p10: Series[float] = pa.Field(ge=0)
-    revenue_p90: Series[float] = pa.Field(ge=0)
-    won_deals_p10: Series[float] = pa.Field(ge=0)
-    won_deals_p90: Series[float] = pa.Field(ge=0)
+    key: Series[str] = pa.Field(description="The group's value (total: 'all').")
+    open_deals: Series[int] = pa.Field(description="Open deals counted.", ge=0)
+    pipeline_amount: Series[float] = pa.Field(description="Amount of the open deals.", ge=0)
+    expected_won_deals: Series[float] = pa.Field(description="Sum of the deals' win probabilities.", ge=0)
+    expected_won_revenue: Series[float] = pa.Field(description="Sum of amount x win probability.", ge=0)
+    revenue_p10: Series[float] = pa.Field(description="10th percentile of simulated won revenue.", ge=0)
+    revenue_p90: Series[float] = pa.Field(description="90th percentile of simulated won revenue.", ge=0)
+    won_deals_p10: Series[float] = pa.Field(description="10th percentile of simulated won deals.", ge=0)
+    won_deals_p90: Series[float] = pa.Field(description="90th percentile of simulated won deals.", ge=0)
 
     class Config:
         strict = True
@@ -74,21 +79,24 @@ class DealRiskModel(pa.DataFrameModel):
     """One row per training run: the version it registered (if any), its
     validation metrics, the baseline's, and the champion decision."""
 
-    as_of_date: Series[pd.Timestamp]
-    status: Series[str] = pa.Field(isin=["trained", "unchanged", "not enough data"])
-    version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)
-    run_id: Series[str] = pa.Field(nullable=True)
-    candidate: Series[str] = pa.Field(nullable=True)
-    auc: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    brier: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    log_loss: Series[float] = pa.Field(nullable=True, ge=0)
-    ece: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    baseline_auc: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    baseline_brier: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    baseline_log_loss: Series[float] = pa.Field(nullable=True, ge=0)
-    baseline_ece: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    decision: Series[str]
-    champion_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)
+    as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
+    status: Series[str] = pa.Field(isin=["trained", "unchanged", "not enough data"],
+                                   description="trained, unchanged (same data as a version) or not enough data.")
+    version: Series[pd.Int64Dtype] = pa.Field(description="MLflow version registered by this run.", nullable=True, ge=1)
+    run_id: Series[str] = pa.Field(description="MLflow run id.", nullable=True)
+    candidate: Series[str] = pa.Field(description="The model family chosen.", nullable=True)
+    auc: Series[float] = pa.Field(description="Validation ROC AUC.", nullable=True, ge=0, le=1)
+    brier: Series[float] = pa.Field(description="Validation Brier score.", nullable=True, ge=0, le=1)
+    log_loss: Series[float] = pa.Field(description="Validation log loss.", nullable=True, ge=0)
+    ece: Series[float] = pa.Field(description="Validation expected calibration error.", nullable=True, ge=0, le=1)
+    baseline_auc: Series[float] = pa.Field(nullable=True, ge=0, le=1,
+                                           description="The segment-rate baseline's validation ROC AUC.")
+    baseline_brier: Series[float] = pa.Field(description="The baseline's Brier score.", nullable=True, ge=0, le=1)
+    baseline_log_loss: Series[float] = pa.Field(description="The baseline's log loss.", nullable=True, ge=0)
+    baseline_ece: Series[float] = pa.Field(description="The baseline's calibration error.", nullable=True, ge=0, le=1)
+    decision: Series[str] = pa.Field(description="Why the champion did or did not change.")
+    champion_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1,
+                                                       description="Champion version after this run.")
 
     class Config:
         strict = False
@@ -98,12 +106,12 @@ class DealRiskModel(pa.DataFrameModel):
 class ForecastBacktest(pa.DataFrameModel):
     """The forecast replayed at past analysis dates against what then closed."""
 
-    analysis_date: Series[pd.Timestamp]
-    status: Series[str]
-    open_deals: Series[float] = pa.Field(nullable=True, ge=0)
-    forecast_win_rate: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    actual_win_rate: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    error_points: Series[float] = pa.Field(nullable=True)
+    analysis_date: Series[pd.Timestamp] = pa.Field(description="The past date the forecast was replayed at.")
+    status: Series[str] = pa.Field(description="Whether the replay could be judged.")
+    open_deals: Series[float] = pa.Field(description="Deals open at that date.", nullable=True, ge=0)
+    forecast_win_rate: Series[float] = pa.Field(description="Forecast share of them won.", nullable=True, ge=0, le=1)
+    actual_win_rate: Series[float] = pa.Field(description="Share that was won.", nullable=True, ge=0, le=1)
+    error_points: Series[float] = pa.Field(description="forecast - actual, in percentage points.", nullable=True)
 
     class Config:
         strict = False
@@ -113,13 +121,15 @@ class ForecastBacktest(pa.DataFrameModel):
 class DealRiskDrift(pa.DataFrameModel):
     """The champion's live performance on deals closed after it was deployed."""
 
-    as_of_date: Series[pd.Timestamp]
-    model_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1)
-    status: Series[str] = pa.Field(isin=["ok", "degraded", "not enough data", "no champion", "incompatible"])
-    new_deals: Series[int] = pa.Field(ge=0)
-    live_auc: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    live_ece: Series[float] = pa.Field(nullable=True, ge=0, le=1)
-    degraded: Series[bool]
+    as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
+    model_version: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, ge=1, description="Registered MLflow version of deal_risk that produced the row.")
+    status: Series[str] = pa.Field(isin=["ok", "degraded", "not enough data", "no champion", "incompatible"],
+                                   description="ok, degraded, not enough data, no champion or incompatible.")
+    new_deals: Series[int] = pa.Field(description="Deals closed since the champion was deployed.", ge=0)
+    live_auc: Series[float] = pa.Field(description="ROC AUC on those deals.", nullable=True, ge=0, le=1)
+    live_ece: Series[float] = pa.Field(description="Calibration error on those deals.", nullable=True, ge=0, le=1)
+    degraded: Series[bool] = pa.Field(description="Worse than at validation beyond the rules' tolerance.")
 
     class Config:
         strict = False

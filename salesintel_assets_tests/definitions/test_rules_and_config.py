@@ -111,3 +111,17 @@ def test_rules_are_loaded_and_validated_once_per_run(monkeypatch, home):
     monkeypatch.setattr(settings_module, "load_rules", lambda path=None: calls.append(path) or real(path))
     assert run_job(sample_resources(home, n_deals=300), job="ingestion_job").success
     assert len(calls) == 1  # eight assets and their checks share one validated copy
+
+
+def test_every_asset_names_its_table_and_describes_its_columns(home):
+    from salesintel_assets.definitions import build_definitions
+    from salesintel_assets_tests.support import sample_resources
+
+    specs = list(build_definitions(sample_resources(home)).resolve_all_asset_specs())
+    assert len(specs) >= 29
+    for spec in specs:
+        name = spec.key.to_user_string()
+        assert spec.metadata["dagster/table_name"] == f"warehouse.main.{name}"
+        columns = spec.metadata["dagster/column_schema"].columns
+        assert columns, name
+        assert [c.name for c in columns if not c.description] == [], name
