@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from salesintel_assets.domain.common.storage import DATABASE_FILE
+
 LAYERS = ("ingestion", "metrics", "models", "anomalies", "alerts")
 HERE = Path(__file__).resolve().parent
 
@@ -84,7 +86,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
 
     run("full", None)
     run("incremental", next_day.isoformat())
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    con = duckdb.connect(str(home / DATABASE_FILE), read_only=True)
     batches = con.sql("SELECT pull_id, max(batch_rows) AS rows FROM data_quality_report "
                       "GROUP BY pull_id ORDER BY pull_id").df()["rows"].tolist()
     con.close()
@@ -98,7 +100,7 @@ def bench_layer(layer: str, deals: int, home: Path) -> dict:
     """Time an analytics layer's domain work on the stored warehouse tables."""
     import duckdb
 
-    database = home / "warehouse.duckdb"
+    database = home / DATABASE_FILE
     if not database.exists():
         bench_ingestion(deals, home)
     con = duckdb.connect(str(database), read_only=True)
