@@ -117,6 +117,15 @@ def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:
     return [line for finder in MUST_KNOW for line in finder(con, context)]
 
 
+# Within a priority: segment findings by money at stake, then stalled deals
+# stalest first (times past their limit), not biggest first.
+_TOP_ALERTS = """
+    SELECT priority, title FROM main.alerts
+    LEFT JOIN ({stalled}) s USING (anomaly_id)
+    WHERE status <> 'resolved'
+    ORDER BY priority, stale IS NOT NULL, stale DESC, amount_at_stake DESC NULLS LAST LIMIT 5"""
+
+
 def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = None) -> str:
     """Headline figures from the warehouse of a finished run, after what the
     reader must know first."""
@@ -155,8 +164,10 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
             lines.append(_deliveries_line(con))
         if _count(con, "alerts"):
             lines += ["", "Top alerts:"]
-            top = con.execute("SELECT priority, title FROM main.alerts WHERE status <> 'resolved' "
-                              "ORDER BY priority, amount_at_stake DESC NULLS LAST LIMIT 5").fetchall()
+            stalled = ("SELECT anomaly_id, observed / greatest(expected, 1) AS stale FROM main.anomalies "
+                       "WHERE anomaly_type = 'stalled_deal' AND metric = 'stage_duration'"
+                       if _count(con, "anomalies") is not None else "SELECT NULL AS anomaly_id, NULL AS stale")
+            top = con.execute(_TOP_ALERTS.format(stalled=stalled)).fetchall()
             lines += [f"  [{priority}] {title}" for priority, title in top]
         lines += [
             "",

@@ -63,5 +63,8 @@ def test_evidence_counts_deals_still_open_and_needs_the_minimum_sample():
 
     found = detect_anomalies(fact, None, None, RULES, AS_OF).anomalies.set_index("deal_id")
     assert "(10 of them still open, counted as not won yet), 11 % have been won" in found.loc["MID0", "explanation"]
-    assert "Not enough data to say how such deals end" in found.loc["OLD", "explanation"]
-    assert "fewer than the 30 needed" in found.loc["OLD", "explanation"]
+    assert "Not enough data to say how deals this stale end: only 1 deal stayed open at least 200 days, fewer than " \
+           "the 30 needed." in found.loc["OLD", "explanation"]
+    # Deals past the 59-day limit at all: 5 won, 40 lost, 11 open (OLD, YOUNG, MIDs): 5 of 56.
+    assert (old["past_limit_n"], old["past_limit_open"]) == (56, 11)
+    assert "Of the 56 deals past the 59-day limit at all (11 still open" in found.loc["OLD", "explanation"]

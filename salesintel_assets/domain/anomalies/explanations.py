@@ -160,6 +160,13 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int)
         text += (f": about {money(row['stake'])} of expected revenue at stake "
                  f"({amount} x a {100 * row['win_probability_drop']:.0f}-point lower chance).")
     else:
-        text += (f"Not enough data to say how such deals end: {n:,} deals {what.replace('stayed', 'stayed so')}, "
-                 f"fewer than the {min_n} needed.")
+        text += (f"Not enough data to say how deals this stale end: only {n:,} deal{'s' if n != 1 else ''} "
+                 f"{what}, fewer than the {min_n} needed. ")
+        past_n = int(row.get("past_limit_n") or 0)
+        if np.isfinite(row.get("past_limit_win_rate", np.nan)):
+            text += (f"Of the {past_n:,} deals past the {row['limit']:.0f}-day limit at all "
+                     f"({int(row['past_limit_open']):,} still open, counted as not won yet), "
+                     f"{pct(row['past_limit_win_rate'])} have been won. ")
+        text += (f"About {money(row['stake'])} of expected revenue at stake ({amount} x a "
+                 f"{100 * row['win_probability_drop']:.0f}-point lower chance).")
     return text

@@ -201,8 +201,9 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, Reached], by_age: Reached, 
     same share among all deals that reached the stage (or all deals), and
     the deal's percentile among won deals' durations."""
     n = len(out)
-    rate, base = np.full(n, np.nan), np.full(n, np.nan)
+    rate, base, past_rate = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     reached, still_open = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    past_n, past_open = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     percentile = np.full(n, np.nan)
     for i, row in enumerate(out.itertuples()):
         history = by_stage.get(row.deal_stage) if row.rule == "stage" else by_age
@@ -210,9 +211,12 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, Reached], by_age: Reached, 
         if history is None or not np.isfinite(value):
             continue
         rate[i], reached[i], still_open[i] = history.at_least(value)
+        # Deals past the stall limit at all: a broader sample when few lasted as long as this one.
+        past_rate[i], past_n[i], past_open[i] = history.at_least(np.floor(row.limit) + 1)
         base[i] = history.at_least(0)[0]
         percentile[i] = history.won_share_within(np.array([value]))[0]
     out["historical_win_rate"], out["history_n"], out["history_open"] = rate, reached, still_open
+    out["past_limit_win_rate"], out["past_limit_n"], out["past_limit_open"] = past_rate, past_n, past_open
     out["base_win_rate"], out["won_percentile"] = base, percentile
 
 
@@ -226,8 +230,10 @@ def _priority(out: pd.DataFrame, open_amounts: np.ndarray, rules: Rules) -> None
     level = np.where(by_time & (pct >= cfg.high.won_percentile) & (over >= cfg.high.overdue_ratio), 2, level)
     level = np.where(by_time & (pct >= cfg.critical.won_percentile) & (over >= cfg.critical.overdue_ratio), 3, level)
     base = out["base_win_rate"].to_numpy()
-    # Unknown evidence (too few deals this stale): assume the deal's chance is gone.
-    drop = np.clip(np.where(np.isfinite(out["historical_win_rate"]), base - out["historical_win_rate"], base), 0, 1)
+    # Too few deals this stale: deals past the limit at all speak for it; with
+    # too few of those either, assume the deal's chance is gone.
+    now = np.where(np.isfinite(out["historical_win_rate"]), out["historical_win_rate"], out["past_limit_win_rate"])
+    drop = np.clip(np.where(np.isfinite(now), base - now, base), 0, 1)
     stake = out["amount"].to_numpy() * np.nan_to_num(drop)
     typical = np.nanmedian(base) if np.isfinite(base).any() else 0.0
     small = stake < np.quantile(open_amounts, cfg.small_stake_quantile) * typical if len(open_amounts) else False
