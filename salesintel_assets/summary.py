@@ -56,9 +56,12 @@ def excluded_columns(con, context: dict) -> list[str]:
     if not {"rule", "action"} <= cols:
         return []
     text = next((c for c in ("message", "detail", "details", "description", "reason", "note") if c in cols), None)
+    # Each pull screens every stored deal again: the latest pull's rows are the current finding.
+    latest = ("AND pull_id = (SELECT arg_max(pull_id, pulled_at) FROM main.data_quality_report)"
+              if {"pull_id", "pulled_at"} <= cols else "")
     rows = con.execute(f"""
         SELECT DISTINCT rule, {f'"{text}"' if text else 'NULL'} FROM main.data_quality_report
-        WHERE lower(action) LIKE 'exclu%' OR lower(rule) LIKE '%leak%' ORDER BY 1""").fetchall()
+        WHERE (lower(action) LIKE 'exclu%' OR lower(rule) LIKE '%leak%') {latest} ORDER BY 1""").fetchall()
     return [f"excluded column: {sentence or rule}" for rule, sentence in rows]
 
 

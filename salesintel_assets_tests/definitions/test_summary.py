@@ -17,9 +17,12 @@ def test_the_summary_leads_with_what_you_must_know(home):
                 " ('D2', false, true, false, 500.0, TIMESTAMP '2026-06-30')) t(deal_id, is_open, is_won, needs_review, deal_amount, as_of_date)")
     con.register("_q", pd.DataFrame({"rule": ["critical_nulls", "schema", "critical_nulls"], "reason": "x"}))
     con.execute("CREATE TABLE quarantined_deals AS SELECT * FROM _q")
-    con.register("_r", pd.DataFrame({"pull_id": "p1", "rule": ["leakage", "duplicates"], "action": ["exclude", "keep_latest"],
-                                     "message": ["deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals",
-                                                 "2 duplicates"]}))
+    con.register("_r", pd.DataFrame({
+        "pull_id": ["p1", "p2", "p2"], "pulled_at": pd.to_datetime(["2026-06-01", "2026-06-30", "2026-06-30"]),
+        "rule": ["leakage:old_column", "leakage:deal_amount", "duplicates"],
+        "action": ["exclude", "exclude", "keep_latest"],
+        "detail": ["old_column was known only after close",  # an earlier pull's finding: not current
+                   "deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals", "2 duplicates"]}))
     con.execute("CREATE TABLE data_quality_report AS SELECT * FROM _r")
     con.register("_s", pd.DataFrame({"deal_id": ["D1"], "win_probability": [0.4], "risk_band": ["medium"],
                                      "model_verdict": ["weak"]}))
