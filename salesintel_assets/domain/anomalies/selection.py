@@ -125,9 +125,13 @@ def explain_away(found: pd.DataFrame, comps: list[Comparison], codes: SegmentCod
     finding's change would be reported as a second finding. Custom metrics
     (PVS, SMI, DQS are built from win rates, cycles and quality) are
     explained by a finding of any kind: on the same segment at once, on an
-    overlapping one by the same rest test."""
+    overlapping one by the same rest test; several custom metrics shifting
+    on one segment are one finding."""
     primary = found.loc[found["family"] != "metric_shift", "segment"]
     found = found[(found["family"] != "metric_shift") | ~found["segment"].isin(primary)]
+    # PVS, SMI and DQS share their inputs: shifts of several on one segment are one finding (the surest).
+    shifts = found[found["family"] == "metric_shift"].sort_values(["q_value", "window_days"], kind="stable")
+    found = found.drop(index=shifts.index[shifts.duplicated("segment")])
     kept: list[int] = []
     for idx, row in found.sort_values(["q_value", "window_days"], kind="stable").iterrows():
         keys = keys_of(row)
