@@ -27,6 +27,8 @@ setup(
         "pydantic>=2.7,<3",
         "matplotlib>=3.8",
         "filelock>=3.12",
+        "hubspot-api-client>=12,<13",
+        "urllib3>=2,<3",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3"],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from salesintel_assets.domain.alerts.feedback_inbox import RATINGS
 from salesintel_assets.domain.common.storage import DEFAULT_HOME
+from salesintel_assets.resources.factory import SOURCES
 
 
 def _apply_overrides(args: argparse.Namespace) -> None:
@@ -65,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
                 error = event.event_specific_data.error
                 text = error.message.strip().splitlines()[-1] if error else "-"
                 print(f"  alert_deliveries: {text.split('Failure: ', 1)[-1]}", file=sys.stderr)
+            elif event.is_step_failure and event.step_failure_data.error:
+                # e.g. a CRM that refused the pull: its one-sentence reason
+                print(f"  {event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[-1]}",
+                      file=sys.stderr)
         return 1
     return 0
 
@@ -108,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd = commands.add_parser("run", help="materialise every asset and print a summary")
     run_cmd.add_argument("--job", default="salesintel_job")
     run_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
-    run_cmd.add_argument("--source", choices=["sample", "csv"], help="SALESINTEL_SOURCE")
+    run_cmd.add_argument("--source", choices=list(SOURCES), help="SALESINTEL_SOURCE")
     run_cmd.add_argument("--csv", help="SALESINTEL_CSV: a CRM export (implies --source csv)")
     run_cmd.add_argument("--as-of", dest="as_of", help="SALESINTEL_AS_OF, YYYY-MM-DD")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")

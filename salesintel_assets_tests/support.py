@@ -66,7 +66,7 @@ def sample_resources(home: Path, **kwargs) -> dict:
     """Resources on the embedded sample CRM in a temporary home."""
     from salesintel_assets.resources.crm import SampleCRM
 
-    crm_args = {k: kwargs.pop(k) for k in ("n_deals", "seed", "clock") if k in kwargs}
+    crm_args = {k: kwargs.pop(k) for k in ("n_deals", "seed", "clock", "deleted_deal_ids") if k in kwargs}
     return build_resources(home=str(home), crm=SampleCRM(**crm_args), **kwargs)
 
 

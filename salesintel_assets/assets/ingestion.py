@@ -11,9 +11,10 @@ import pandas as pd
 
 from salesintel_assets.constants import INGESTION
 from salesintel_assets.domain.ingestion import pulls as ingestion
+from salesintel_assets.domain.ingestion import deletions as deletions_domain
 from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality
-from salesintel_assets.domain.common.storage import RAW_DEALS_LAKE
+from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, table_metadata
 from salesintel_assets.resources.crm import CRMSource
@@ -39,6 +40,8 @@ def _spec(name: str, model, description: str) -> dg.AssetSpec:
               "Per pull and rule: rows touched, action taken, circuit-breaker state."),
         _spec("raw_stage_history", schemas.RawStageHistory, "When each deal entered each stage (CRM history)."),
         _spec("raw_activities", schemas.RawActivities, "Calls, emails and meetings logged against deals."),
+        _spec("raw_deal_deletions", schemas.RawDealDeletions,
+              "Tombstones: deals the CRM deleted, and when (they leave fact_deals, keep their history)."),
     ],
     check_specs=[
         dg.AssetCheckSpec(SCHEMA_CHECK, asset="raw_deals", blocking=True,
@@ -60,14 +63,20 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
         pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         pages = list(crm.fetch_deal_pages(since))
-        pull = ingestion.conform_raw(pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS)))
+        delivered = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
+        pull = ingestion.conform_raw(delivered)
         pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-        lake.write_pull(home.subdir(RAW_DEALS_LAKE), pull_id, pull,
+        lake.write_pull(home.subdir(RAW_DEALS_LAKE), pull_id, ingestion.with_unknown_columns(pull, delivered),
+                        {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
+
+        deletions = deletions_of(crm, since).assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source)
+        lake.write_pull(home.subdir(RAW_DEAL_DELETIONS_LAKE), pull_id, deletions,
                         {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
 
         changes = ingestion.changed_rows(con, pull)
         result = quality.validate_deals(changes, rules)
+        result.schema_errors.extend(crm.missing_fields(since))
         tripped = result.breaker_tripped(rules)
         accepted = not result.schema_errors and not tripped
         report = quality.report_rows(result, rules).assign(pull_id=pull_id, pulled_at=pulled_at, source=source,
@@ -77,13 +86,16 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
                 with_id = changes[changes["deal_id"].str.strip() != ""]
                 latest, _ = ingestion.keep_latest(with_id)
                 upsert_frame(con, "raw_deals", latest.reset_index(drop=True), "deal_id")
-            elif not table_exists(con, "raw_deals"):
-                upsert_frame(con, "raw_deals", pull.iloc[:0], "deal_id")
+                upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
+            else:
+                for table, frame in (("raw_deals", pull), ("raw_deal_deletions", deletions)):
+                    if not table_exists(con, table):
+                        upsert_frame(con, table, frame.iloc[:0], "deal_id")
             append_frame(con, "quarantined_deals", result.quarantined)
             append_frame(con, "data_quality_report", report)
             upsert_frame(con, "raw_stage_history", crm.fetch_stage_history(since), "deal_id")
             upsert_frame(con, "raw_activities", crm.fetch_activities(since), "activity_id")
-        context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, "
+        context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
                          f"{len(result.quarantined)} quarantined, accepted={accepted}")
 
         yield dg.MaterializeResult(asset_key="raw_deals", metadata=table_metadata(
@@ -96,6 +108,8 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
             bad_share=round(result.bad_share, 4)))
         yield dg.MaterializeResult(asset_key="raw_stage_history", metadata=table_metadata(con, "raw_stage_history"))
         yield dg.MaterializeResult(asset_key="raw_activities", metadata=table_metadata(con, "raw_activities"))
+        yield dg.MaterializeResult(asset_key="raw_deal_deletions", metadata=table_metadata(
+            con, "raw_deal_deletions", reported_deletions=len(deletions)))
     yield dg.AssetCheckResult(
         check_name=SCHEMA_CHECK, asset_key="raw_deals", passed=not result.schema_errors,
         metadata={"errors": "; ".join(result.schema_errors) or "none"},
@@ -107,6 +121,11 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
                   "bad_share": round(result.bad_share, 4), "limit": limit},
         description=(f"{result.bad_share:.1%} of the pull broke rules (limit {limit:.0%}): "
                      "pull kept in the lake, not merged") if tripped else None)
+
+
+def deletions_of(crm: CRMSource, since) -> pd.DataFrame:
+    """The CRM's deletions since the cursor, conformed to tombstones."""
+    return deletions_domain.conform_deletions(crm.fetch_deletions(since))
 
 
 @dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawSalesReps),

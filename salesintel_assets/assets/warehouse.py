@@ -8,6 +8,7 @@ import pandas as pd
 
 from salesintel_assets.constants import WAREHOUSE
 from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.domain.warehouse import tombstones
 from salesintel_assets.domain.warehouse import upserts as model
 from salesintel_assets.metadata import fail_after, schema_metadata, table_metadata
 from salesintel_assets.resources.settings import SalesintelSettings
@@ -22,12 +23,13 @@ def _asset(model_cls, **kwargs):
                     metadata=schema_metadata(model_cls), **kwargs)
 
 
-@_asset(schemas.FactDeals, deps=["raw_deals", "data_quality_report", "raw_stage_history", "raw_activities"])
+@_asset(schemas.FactDeals, deps=["raw_deals", "data_quality_report", "raw_stage_history", "raw_activities",
+                                 "raw_deal_deletions"])
 def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.MaterializeResult:
     """One clean, typed row per deal: the latest raw versions that pass the
     quality gates, with fixes applied and review flags set. Only raw versions
     not yet in the table are validated; date-dependent columns are refreshed
-    for every row."""
+    for every row. Deals the CRM deleted leave the table (tombstones)."""
     rules = settings.rules()
     as_of = settings.analysis_date()
     with warehouse.connect() as con:
@@ -36,9 +38,11 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
             clean = quality.validate_deals(pending, rules).clean
             upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
                          replace_keys=pending["deal_id"])
+            deleted = tombstones.remove_deleted_deals(con)
             model.refresh_time_columns(con, as_of)
         return dg.MaterializeResult(metadata=table_metadata(
-            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=len(pending), **model.fact_deals_summary(con)))
+            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=len(pending), deleted_deals=deleted,
+            **model.fact_deals_summary(con)))
 
 
 @_asset(schemas.DimSalesReps, deps=["fact_deals", "raw_sales_reps"])

@@ -11,4 +11,5 @@ ingestion_checks = [
     table_schema_check("raw_stage_history", schemas.RawStageHistory),
     table_schema_check("raw_activities", schemas.RawActivities),
     table_schema_check("raw_sales_reps", schemas.RawSalesReps),
+    table_schema_check("raw_deal_deletions", schemas.RawDealDeletions),
 ]

@@ -45,9 +45,24 @@ class CRMSource(dg.ConfigurableResource):
                              ("activity_id", "deal_id", "sales_rep_id", "activity_type")}
                             ).assign(activity_date=pd.Series(dtype="datetime64[ns]"))
 
+    def fetch_deletions(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        """deal_id, deleted_at: deals deleted (archived) in the CRM after
+        ``since`` (all known deletions when None). They become tombstones:
+        the deal leaves fact_deals and keeps its history. Empty when the CRM
+        cannot say (a file export)."""
+        from salesintel_assets.domain.ingestion.deletions import empty_deletions
+
+        return empty_deletions()
+
     def fetch_org(self) -> Optional[pd.DataFrame]:
         """The sales org (rep -> manager -> CRO) or None when the CRM has none."""
         return None
+
+    def missing_fields(self, since: Optional[pd.Timestamp]) -> list[str]:
+        """Required fields the CRM did not deliver, in the CRM's own words
+        (e.g. "HubSpot deal property product_type"): a blocking schema
+        failure. A file export's missing columns are found by the schema gate."""
+        return []
 
     def default_as_of(self) -> Optional[date]:
         """The source's own analysis date, offered to the settings when
@@ -77,13 +92,16 @@ def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = T
 class SampleCRM(CRMSource):
     """The generated CRM shipped with the package: deterministic by seed.
     ``clock`` (YYYY-MM-DD, default the sample's end date) is the CRM's "now";
-    advancing it produces new and changed deals."""
+    advancing it produces new and changed deals. ``deleted_deal_ids`` are
+    deals deleted on the clock's day (late in the day, after any edit): they
+    vanish from the deals and are reported as deletions."""
 
     n_deals: int = 6000
     seed: int = 42
     clock: Optional[str] = None
     with_activities: bool = True
     quarter_end_seasonality: bool = False  # wins bunch up at quarter ends, as in real CRMs
+    deleted_deal_ids: list[str] = []
 
     def _clock(self) -> date:
         from salesintel_assets.sources.sample_crm import SAMPLE_END_DATE
@@ -99,6 +117,7 @@ class SampleCRM(CRMSource):
 
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
         deals = self._snapshot().deals
+        deals = deals[~deals["deal_id"].isin(self.deleted_deal_ids)]
         if since is not None:
             deals = deals[deals["last_modified"] > since]
         for start in range(0, len(deals), self.page_size):
@@ -106,10 +125,17 @@ class SampleCRM(CRMSource):
 
     def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
         snap = self._snapshot()
-        if since is None:
-            return snap.stage_history
-        changed = snap.deals.loc[snap.deals["last_modified"] > since, "deal_id"]
-        return snap.stage_history[snap.stage_history["deal_id"].isin(changed)].reset_index(drop=True)
+        history = snap.stage_history[~snap.stage_history["deal_id"].isin(self.deleted_deal_ids)]
+        if since is not None:
+            changed = snap.deals.loc[snap.deals["last_modified"] > since, "deal_id"]
+            history = history[history["deal_id"].isin(changed)]
+        return history.reset_index(drop=True)
+
+    def fetch_deletions(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        at = pd.Timestamp(self._clock()) + pd.Timedelta(hours=23, minutes=59)
+        return pd.DataFrame({"deal_id": pd.Series(list(self.deleted_deal_ids), dtype=object),
+                             "deleted_at": pd.Series(at, index=range(len(self.deleted_deal_ids)),
+                                                     dtype="datetime64[ns]")})
 
     def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
         activities = self._snapshot().activities

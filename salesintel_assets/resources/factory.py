@@ -17,7 +17,7 @@ from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, 
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
-SOURCES = ("sample", "csv")
+SOURCES = ("sample", "csv", "hubspot")
 
 
 class ConfigurationError(ValueError):
@@ -36,20 +36,32 @@ def environment_resources() -> dict:
     source = os.environ.get("SALESINTEL_SOURCE", "sample").strip().lower() or "sample"
     if source not in SOURCES:
         raise ConfigurationError(f"SALESINTEL_SOURCE={source!r}: expected one of {SOURCES}")
-    if source == "csv":
-        if not os.environ.get("SALESINTEL_CSV"):
-            raise ConfigurationError("SALESINTEL_SOURCE=csv needs SALESINTEL_CSV, the path of a CRM export")
-        crm: CRMSource = CsvCRM(path=dg.EnvVar("SALESINTEL_CSV"), org_path=_env("SALESINTEL_ORG"))
-    else:
-        crm = SampleCRM()
     return build_resources(
         home=_env("SALESINTEL_HOME", DEFAULT_HOME),
-        crm=crm,
+        crm=crm_from_environment(source),
         as_of=_env("SALESINTEL_AS_OF"),
         rules_path=_env("SALESINTEL_RULES"),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
         **notifier_resources(),
     )
+
+
+def crm_from_environment(source: str) -> CRMSource:
+    """The CRM source named by SALESINTEL_SOURCE, configured through EnvVar."""
+    if source == "csv":
+        if not os.environ.get("SALESINTEL_CSV"):
+            raise ConfigurationError("SALESINTEL_SOURCE=csv needs SALESINTEL_CSV, the path of a CRM export")
+        return CsvCRM(path=dg.EnvVar("SALESINTEL_CSV"), org_path=_env("SALESINTEL_ORG"))
+    if source == "hubspot":
+        from salesintel_assets.resources.hubspot import HubSpotCRM
+
+        if not os.environ.get("HUBSPOT_ACCESS_TOKEN"):
+            raise ConfigurationError("SALESINTEL_SOURCE=hubspot needs HUBSPOT_ACCESS_TOKEN, a private-app token "
+                                     "(README: Connecting your CRM)")
+        return HubSpotCRM(access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+                          base_url=_env("HUBSPOT_BASE_URL", "https://api.hubapi.com"),
+                          rules_path=_env("SALESINTEL_RULES"))
+    return SampleCRM()
 
 
 def notifier_resources() -> dict:

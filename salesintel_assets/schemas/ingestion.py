@@ -88,3 +88,17 @@ class RawSalesReps(pa.DataFrameModel):
 
     class Config:
         strict = False
+
+
+class RawDealDeletions(pa.DataFrameModel):
+    """Tombstones: deals the CRM deleted, and when."""
+
+    deal_id: Series[str] = pa.Field(unique=True, description="CRM deal id of the deleted deal.")
+    deleted_at: Series[pd.Timestamp] = pa.Field(description="When the CRM deleted (archived) it (UTC).")
+    _pull_id: Series[str] = pa.Field(alias="_pull_id", description="Pull that reported the deletion.")
+    _pulled_at: Series[pd.Timestamp] = pa.Field(description="When that pull ran (UTC).", alias="_pulled_at")
+    _source: Series[str] = pa.Field(description="Where the pull came from.", alias="_source")
+
+    class Config:
+        strict = False
+        coerce = True

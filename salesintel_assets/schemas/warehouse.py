@@ -104,6 +104,7 @@ class DealHistory(pa.DataFrameModel):
     valid_to: Series[pd.Timestamp] = pa.Field(nullable=True,
                                               description="When it was replaced (empty for the current version).")
     is_current: Series[bool] = pa.Field(description="The deal's current version.")
+    is_deleted: Series[bool] = pa.Field(description="The version was closed because the CRM deleted the deal.")
 
     class Config:
         strict = False
@@ -111,8 +112,10 @@ class DealHistory(pa.DataFrameModel):
 
     @pa.dataframe_check
     def one_current_version_per_deal(cls, df: pd.DataFrame) -> bool:
+        """Every deal has exactly one current version, unless the CRM deleted it."""
         current = df.loc[df["is_current"], "deal_id"]
-        return current.is_unique and current.nunique() == df["deal_id"].nunique()
+        deleted = set(df.loc[df["is_deleted"], "deal_id"])
+        return current.is_unique and set(current) | deleted == set(df["deal_id"])
 
 
 class FactStageTransitions(pa.DataFrameModel):

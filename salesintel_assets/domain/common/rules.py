@@ -27,6 +27,8 @@ class Section(BaseModel):
 
 class StageRules(Section):
     order: list[str] = Field(min_length=2)
+    # A CRM's own stage names (e.g. HubSpot pipeline labels) -> a stage of ``order``.
+    names: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("order")
     @classmethod
@@ -34,6 +36,20 @@ class StageRules(Section):
         if len(set(order)) != len(order):
             raise ValueError("stage names must be unique")
         return order
+
+    @model_validator(mode="after")
+    def _names_map_to_stages(self) -> "StageRules":
+        unknown = sorted({v for v in self.names.values() if v not in self.order})
+        if unknown:
+            raise ValueError(f"stages.names maps to unknown stages {unknown}; use one of {self.order}")
+        return self
+
+    def canonical(self, name: str) -> str | None:
+        """The pipeline stage a CRM stage name means (case and spaces ignored), None when unknown."""
+        key = " ".join(str(name).split()).casefold()
+        lookup = {" ".join(k.split()).casefold(): v for k, v in self.names.items()}
+        lookup.update({s.casefold(): s for s in self.order})
+        return lookup.get(key)
 
     def number(self, stage: str) -> int | None:
         """1-based position of a stage, None for an unknown stage."""

@@ -9,6 +9,7 @@ TABLE_SCHEMA = "main"  # DuckDB schema of every asset table (must differ from th
 DATABASE_FILE = "warehouse.duckdb"
 LAKE_DIR = "lake"
 RAW_DEALS_LAKE = f"{LAKE_DIR}/raw_deals"
+RAW_DEAL_DELETIONS_LAKE = f"{LAKE_DIR}/raw_deal_deletions"
 FEEDBACK_DIR = "feedback"
 FEEDBACK_INBOX_FILE = "inbox.sqlite3"
 OUTBOX_DIR = "outbox"

@@ -48,6 +48,15 @@ def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({col: stripped_text(out[col]) for col in known}, index=out.index)
 
 
+def with_unknown_columns(pull: pd.DataFrame, delivered: pd.DataFrame) -> pd.DataFrame:
+    """The conformed pull plus every column the CRM delivered that the
+    export format does not know: kept in the raw lake, ignored downstream."""
+    extra = [c for c in delivered.columns if c not in pull.columns]
+    if not extra:
+        return pull
+    return pd.concat([pull, delivered[extra].reset_index(drop=True).astype(str)], axis=1)
+
+
 def stripped_text(values: pd.Series) -> pd.Series:
     """Text without surrounding whitespace, as Python strings. Arrow trims a
     million values in milliseconds where ``.str.strip()`` takes seconds."""

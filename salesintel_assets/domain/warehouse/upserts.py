@@ -19,6 +19,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.tables import relation_or_empty, table_exists
+from salesintel_assets.domain.warehouse.tombstones import close_deleted_history, deleted_raw_deals_sql
 
 FACT_COLUMNS = [
     "deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
@@ -99,15 +100,16 @@ def refresh_time_columns(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) ->
 
 def pending_raw_deals(con: duckdb.DuckDBPyConnection, rules: Rules) -> pd.DataFrame:
     """Raw versions fact_deals was not built from (all of them when fact_deals
-    is missing or was built with other rules)."""
+    is missing or was built with other rules); deleted deals are left out."""
+    live = f"(SELECT * FROM main.raw_deals ANTI JOIN {deleted_raw_deals_sql(con)} d USING (deal_id))"
     if table_exists(con, "fact_deals"):
         stale = con.execute("SELECT count(*) FROM main.fact_deals WHERE _rules_hash <> ?",
                             [rules_fingerprint(rules)]).fetchall()[0][0]
         if not stale:
-            return con.sql("SELECT r.* FROM main.raw_deals r ANTI JOIN main.fact_deals f "
+            return con.sql(f"SELECT r.* FROM {live} r ANTI JOIN main.fact_deals f "
                            "ON r.deal_id = f.deal_id AND r._row_hash = f._row_hash").df()
         con.execute("DROP TABLE main.fact_deals")
-    return con.sql("SELECT * FROM main.raw_deals").df()
+    return con.sql(f"SELECT * FROM {live}").df()
 
 
 def build_fact_deals(clean: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
@@ -141,7 +143,8 @@ def build_in_memory(clean: pd.DataFrame, stage_history: pd.DataFrame, activities
 def update_deal_history(con: duckdb.DuckDBPyConnection, observed_at: pd.Timestamp) -> int:
     """SCD type 2 from fact_deals: a new version when a tracked attribute
     changes; the old one gets valid_to and stays queryable. ``valid_from`` is
-    the CRM's last_modified when known, else when we saw it. Returns the
+    the CRM's last_modified when known, else when we saw it. A deal the CRM
+    deleted has its current version closed with ``is_deleted``. Returns the
     number of versions added."""
     tracked = ", ".join(HISTORY_TRACKED)
     params = {"seen": pd.Timestamp(observed_at).to_pydatetime()}
@@ -149,26 +152,32 @@ def update_deal_history(con: duckdb.DuckDBPyConnection, observed_at: pd.Timestam
         con.execute(f"""
             CREATE TABLE main.deal_history AS
             SELECT deal_id, 1::BIGINT AS version, coalesce(last_modified, $seen) AS valid_from,
-                   NULL::TIMESTAMP AS valid_to, true AS is_current, {tracked}
+                   NULL::TIMESTAMP AS valid_to, true AS is_current, false AS is_deleted, {tracked}
             FROM main.fact_deals ORDER BY deal_id""", params)
         return con.execute("SELECT count(*) FROM main.deal_history").fetchall()[0][0]
     differs = " OR ".join(f"h.{c} IS DISTINCT FROM f.{c}" for c in HISTORY_TRACKED)
+    con.execute("ALTER TABLE main.deal_history ADD COLUMN IF NOT EXISTS is_deleted BOOLEAN DEFAULT false")
     con.execute("BEGIN TRANSACTION")
     try:
+        # A deal restored after a deletion has no current version: it continues its numbering.
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _changed AS
-            SELECT f.deal_id, coalesce(h.version, 0) + 1 AS version,
+            SELECT f.deal_id, coalesce(m.version, 0) + 1 AS version,
                    coalesce(f.last_modified, $seen) AS valid_from, {", ".join("f." + c for c in HISTORY_TRACKED)}
             FROM main.fact_deals f LEFT JOIN main.deal_history h ON h.deal_id = f.deal_id AND h.is_current
+            LEFT JOIN (SELECT deal_id, max(version) AS version FROM main.deal_history GROUP BY deal_id) m
+                   ON m.deal_id = f.deal_id
             WHERE h.deal_id IS NULL OR {differs}""", params)
         con.execute("""
             UPDATE main.deal_history SET valid_to = c.valid_from, is_current = false
             FROM _changed c WHERE main.deal_history.deal_id = c.deal_id AND main.deal_history.is_current""")
         con.execute(f"""
             INSERT INTO main.deal_history BY NAME
-            SELECT deal_id, version, valid_from, NULL::TIMESTAMP AS valid_to, true AS is_current, {tracked}
+            SELECT deal_id, version, valid_from, NULL::TIMESTAMP AS valid_to, true AS is_current,
+                   false AS is_deleted, {tracked}
             FROM _changed""")
         added = con.execute("SELECT count(*) FROM _changed").fetchall()[0][0]
+        close_deleted_history(con)
         con.execute("COMMIT")
         return added
     except Exception:
