@@ -71,6 +71,13 @@ def iso(at) -> str | None:
     return pd.Timestamp(at).strftime("%Y-%m-%dT%H:%M:%S.") + f"{pd.Timestamp(at).microsecond // 1000:03d}Z"
 
 
+def iso_array(values) -> list:
+    """ISO strings of a datetime column at once (None for missing)."""
+    stamps = pd.to_datetime(pd.Series(values)).to_numpy().astype("datetime64[ms]")
+    text = np.char.add(np.datetime_as_string(stamps, unit="ms").astype(object), "Z")
+    return [None if t.startswith("NaT") else t for t in text]
+
+
 def now_iso() -> str:
     return iso(pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None)))
 
@@ -119,6 +126,7 @@ class HubSpotStandIn(LoopbackServer):
     def __init__(self, n_deals: int = 600, seed: int = 42, clock=None, with_activities: bool = True,
                  token: str = TOKEN):
         self.token = token
+        self.search_cap = SEARCH_CAP
         self.scopes = set(ALL_SCOPES)
         self.requests: list[Request] = []
         self.removed_properties: set[str] = set()
@@ -154,34 +162,36 @@ class HubSpotStandIn(LoopbackServer):
         closed = deals["closed_date"].notna()
         stage = np.where(closed & (deals["deal_stage"] == "Closed"), "closedwon",
                          np.where(closed, "closedlost", deals["deal_stage"].map(STAGE_IDS).fillna("qualifiedtobuy")))
-        for row, stage_id, lost in zip(deals.itertuples(index=False), stage, closed & (stage == "closedlost")):
+        created, closes, modified = (iso_array(deals[c]) for c in ("created_date", "closed_date", "last_modified"))
+        for k, row in enumerate(deals.itertuples(index=False)):
             number = deal_number(row.deal_id)
-            self.stores["deals"].put(number, {
-                "dealname": f"Deal {number}", "hs_object_id": number, "pipeline": "default", "dealstage": stage_id,
-                "createdate": iso(row.created_date), "closedate": iso(row.closed_date),
+            self.stores["deals"].records[number] = {
+                "dealname": f"Deal {number}", "hs_object_id": number, "pipeline": "default", "dealstage": stage[k],
+                "createdate": created[k], "closedate": closes[k],
                 "amount": None if pd.isna(row.deal_amount) else f"{row.deal_amount:.0f}",
                 "hubspot_owner_id": owner_id(row.sales_rep_id) if row.sales_rep_id else None,
-                "hs_lastmodifieddate": iso(row.last_modified), "product_type": row.product_type,
-                "lead_source": row.lead_source})
-            if lost:
-                self.history[number] = [{"value": "closedlost", "timestamp": iso(row.closed_date)}]
-        for row in snap.stage_history.itertuples(index=False):
-            number = deal_number(row.deal_id)
-            value = "closedwon" if row.stage == "Closed" else STAGE_IDS[row.stage]
-            self.history.setdefault(number, []).append({"value": value, "timestamp": iso(row.entered_date)})
-        for number, changes in self.history.items():   # HubSpot lists the newest change first
+                "hs_lastmodifieddate": modified[k], "product_type": row.product_type, "lead_source": row.lead_source}
+            if stage[k] == "closedlost":
+                self.history[number] = [{"value": "closedlost", "timestamp": closes[k], "sourceType": "CRM_UI"}]
+        history = snap.stage_history
+        numbers = history["deal_id"].str[1:].astype(int).astype(str).tolist()
+        values = history["stage"].map({**STAGE_IDS, "Closed": "closedwon"}).tolist()
+        for number, value, at in zip(numbers, values, iso_array(history["entered_date"])):
+            self.history.setdefault(number, []).append({"value": value, "timestamp": at, "sourceType": "CRM_UI"})
+        for changes in self.history.values():   # HubSpot lists the newest change first
             changes.sort(key=lambda c: c["timestamp"], reverse=True)
-            for change in changes:
-                change["sourceType"] = "CRM_UI"
         for kind in ENGAGEMENT_TYPES.values():
             self.assoc[(kind, "deals")] = {}
-        for row in snap.activities.itertuples(index=False):
-            kind = ENGAGEMENT_TYPES[row.activity_type]
-            number = str(int(row.activity_id[1:]) + 50_000_000)
-            at = iso(row.activity_date + pd.Timedelta(hours=12))
-            self.stores[kind].put(number, {"hs_timestamp": at, "hs_lastmodifieddate": at, "hs_createdate": at,
-                                           "hubspot_owner_id": owner_id(row.sales_rep_id)})
-            self.assoc[(kind, "deals")][number] = [int(deal_number(row.deal_id))]
+        acts = snap.activities
+        ids = (acts["activity_id"].str[1:].astype(int) + 50_000_000).astype(str).tolist()
+        deal_ids = acts["deal_id"].str[1:].astype(int).tolist()
+        owners = acts["sales_rep_id"].map(lambda r: owner_id(r) if r else None).tolist()
+        times = iso_array(acts["activity_date"] + pd.Timedelta(hours=12))
+        for number, kind, deal, owner, at in zip(ids, acts["activity_type"].map(ENGAGEMENT_TYPES).tolist(),
+                                                 deal_ids, owners, times):
+            self.stores[kind].records[number] = {"hs_timestamp": at, "hs_lastmodifieddate": at, "hs_createdate": at,
+                                                 "hubspot_owner_id": owner}
+            self.assoc[(kind, "deals")][number] = [deal]
 
     def _load_org(self, reps: pd.DataFrame) -> None:
         from salesintel_assets.sources import sample_crm
@@ -348,10 +358,10 @@ class HubSpotStandIn(LoopbackServer):
         lo, hi = bisect.bisect_left(index, (low, -1)), bisect.bisect_left(index, (high, -1))
         offset = int(body.get("after") or 0)
         limit = min(int(body.get("limit") or 10), 200)
-        if offset + limit > SEARCH_CAP:
-            return self._error(400, "VALIDATION_ERROR", f"Search results are limited to {SEARCH_CAP} total. "
+        if offset >= self.search_cap:
+            return self._error(400, "VALIDATION_ERROR", f"Search results are limited to {self.search_cap} total. "
                                "Please refine your search.")
-        rows = index[lo:hi][offset:offset + limit]
+        rows = index[lo + offset:min(hi, lo + offset + limit, lo + self.search_cap)]
         wanted = body.get("properties") or []
         results = [self._record(kind, str(i), store.records[str(i)], wanted) for _, i in rows]
         payload = {"total": hi - lo, "results": results}

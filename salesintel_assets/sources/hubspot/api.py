@@ -72,6 +72,7 @@ class HubSpotApi:
 
     client: Any
     timeout_seconds: float
+    search_cap: int = SEARCH_CAP
 
     @classmethod
     def connect(cls, access_token: str, base_url: str, attempts: int, backoff_seconds: float,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from salesintel_assets.sources.hubspot import records
 from salesintel_assets.sources.hubspot.api import (ASSOCIATION_BATCH_LIMIT, BATCH_LIMIT, HISTORY_BATCH_LIMIT,
-                                                   SEARCH_CAP, SEARCH_LIMIT, HubSpotApi, HubSpotError)
+                                                   SEARCH_LIMIT, HubSpotApi, HubSpotError)
 
 MODIFIED = "hs_lastmodifieddate"
 
@@ -35,7 +35,13 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 def search_windows(api: HubSpotApi, object_type: str, properties: list[str], since: pd.Timestamp | None,
                    until: pd.Timestamp) -> dict[str, dict]:
-    """id -> newest record of ``object_type`` modified in [since, until)."""
+    """id -> newest record of ``object_type`` modified in [since, until).
+
+    A window pages with ``after`` until the 10,000 cap, then the next window
+    starts at the last time seen. When the result count changes between
+    pages, a record left the window (edited or deleted during the pull) and
+    the offsets shifted under us: the window restarts at the last page known
+    complete, so the records that slid back are read, not skipped."""
     found: dict[str, dict] = {}
     start = since
     while True:
@@ -44,23 +50,30 @@ def search_windows(api: HubSpotApi, object_type: str, properties: list[str], sin
             filters.append({"propertyName": MODIFIED, "operator": "GTE", "value": _ms(start)})
         body = {"filterGroups": [{"filters": filters}], "properties": properties, "limit": SEARCH_LIMIT,
                 "sorts": [{"propertyName": MODIFIED, "direction": "ASCENDING"}]}
-        first_total, last_seen, after, restart = None, None, None, False
+        first_total, last_seen, after = None, None, None
         while True:
             page = api.search(object_type, {**body, **({"after": after} if after else {})})
+            first_total = page.get("total") if first_total is None else first_total
+            if page.get("total") != first_total and _moves_on(last_seen, start):
+                start = _naive(last_seen)
+                break
             for item in page.get("results", []):
                 found[str(item["id"])] = item
                 last_seen = (item.get("properties") or {}).get(MODIFIED) or last_seen
-            first_total = page.get("total") if first_total is None else first_total
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return found
-            restart = page.get("total") != first_total or int(after) + SEARCH_LIMIT > SEARCH_CAP
-            if restart and last_seen is not None and (start is None or _naive(last_seen) > start):
+            if int(after) >= api.search_cap:
+                if not _moves_on(last_seen, start):
+                    raise HubSpotError(f"more than {api.search_cap:,} HubSpot {object_type} share the modification "
+                                       f"time {last_seen}: the search cannot page past them; contact the data team.")
+                start = _naive(last_seen)
                 break
-            if int(after) + SEARCH_LIMIT > SEARCH_CAP:
-                raise HubSpotError(f"more than {SEARCH_CAP:,} HubSpot {object_type} share the modification time "
-                                   f"{last_seen}: the search cannot page past them; contact the data team.")
-        start = _naive(last_seen)
+
+
+def _moves_on(last_seen: str | None, start: pd.Timestamp | None) -> bool:
+    """Whether a window starting at ``last_seen`` starts later than ``start``."""
+    return last_seen is not None and (start is None or _naive(last_seen) > start)
 
 
 def _naive(at) -> pd.Timestamp:
