@@ -33,22 +33,6 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _asset_step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Wall seconds of each step that materialised an asset (checks excluded)."""
-    started, took, materialised = {}, {}, set()
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            started[event.step_key] = record.timestamp
-        elif event.event_type_value == "ASSET_MATERIALIZATION":
-            materialised.add(event.step_key)
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            took[event.step_key] = record.timestamp - started[event.step_key]
-    return {step: seconds for step, seconds in took.items() if step in materialised}
-
-
 def bench_ingestion(deals: int, home: Path) -> dict:
     """Full load, then an incremental pull one CRM day later. Reports the
     pull step, all asset steps (ingestion + quality + warehouse) and the
@@ -57,6 +41,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
     import duckdb
     import pandas as pd
 
+    from benchmarks_support import asset_step_seconds
     from salesintel_assets.definitions import build_definitions
     from salesintel_assets.sources import sample_crm
     from salesintel_assets.resources.crm import SampleCRM, _snapshot_at
@@ -80,7 +65,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         figures[f"{label}_job_s"] = time.perf_counter() - began
         assert result.success
-        steps = _asset_step_seconds(instance, result.run_id)
+        steps = asset_step_seconds(instance, result.run_id)
         figures[f"{label}_pull_s"] = steps["crm_pull"]
         figures[f"{label}_assets_s"] = sum(steps.values())
 

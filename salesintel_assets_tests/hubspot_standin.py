@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import socket
 import threading
 import time
 import uuid
@@ -127,6 +128,7 @@ class HubSpotStandIn(LoopbackServer):
                  token: str = TOKEN):
         self.token = token
         self.search_cap = SEARCH_CAP
+        self._json_cache: dict[tuple, str] = {}
         self.scopes = set(ALL_SCOPES)
         self.requests: list[Request] = []
         self.removed_properties: set[str] = set()
@@ -223,6 +225,15 @@ class HubSpotStandIn(LoopbackServer):
     def modify(self, number: str, **properties) -> None:
         with self._lock:
             self.stores["deals"].put(number, {**self.deal(number), **properties, "hs_lastmodifieddate": now_iso()})
+
+    def change_share(self, share: float, seed: int = 1) -> int:
+        """Edit ``share`` of the deals now (amount + 1), as a day of CRM use would."""
+        numbers = sorted(self.stores["deals"].records, key=int)
+        picked = np.random.default_rng(seed).choice(len(numbers), size=int(round(share * len(numbers))), replace=False)
+        for k in picked:
+            amount = self.deal(numbers[k]).get("amount")
+            self.modify(numbers[k], amount=str(int(amount) + 1) if amount else "1000")
+        return len(picked)
 
     def archive(self, number: str) -> None:
         with self._lock:
@@ -363,11 +374,18 @@ class HubSpotStandIn(LoopbackServer):
                                "Please refine your search.")
         rows = index[lo + offset:min(hi, lo + offset + limit, lo + self.search_cap)]
         wanted = body.get("properties") or []
-        results = [self._record(kind, str(i), store.records[str(i)], wanted) for _, i in rows]
-        payload = {"total": hi - lo, "results": results}
-        if offset + limit < hi - lo:
-            payload["paging"] = {"next": {"after": str(offset + limit)}}
-        return 200, {}, payload
+        results = ",".join(self._record_json(kind, str(i), store.records[str(i)], wanted) for _, i in rows)
+        paging = (f', "paging": {{"next": {{"after": "{offset + limit}"}}}}' if offset + limit < hi - lo else "")
+        return 200, {}, f'{{"total": {hi - lo}, "results": [{results}]{paging}}}'.encode()
+
+    def _record_json(self, kind: str, record_id: str, props: dict, wanted: list[str]) -> str:
+        """A record's JSON, kept until the record or the property set changes
+        (a 50,000-deal account is served many times over)."""
+        key = (kind, record_id, tuple(wanted), props.get("hs_lastmodifieddate"), len(self.removed_properties))
+        found = self._json_cache.get(key)
+        if found is None:
+            found = self._json_cache[key] = json.dumps(self._record(kind, record_id, props, wanted))
+        return found
 
     def _batch_read(self, kind: str, body: dict) -> tuple[int, dict, dict]:
         inputs = [str(i["id"]) for i in body.get("inputs") or []]
@@ -410,6 +428,11 @@ def _handler(standin: HubSpotStandIn):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"   # keep-alive, as HubSpot
 
+        def setup(self) -> None:
+            super().setup()
+            # Answers go out at once: no Nagle delay between headers and body on a kept-alive connection.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
@@ -421,7 +444,7 @@ def _handler(standin: HubSpotStandIn):
             body = json.loads(raw) if raw else {}
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = standin.handle(method, url.path, query, headers, body)
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json;charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

@@ -31,6 +31,7 @@ class HubSpotCRM(CRMSource):
     manager_role: str = "Sales Manager"
     cro_role: str = "Chief Revenue Officer"
     with_activities: bool = True
+    concurrency: int = 4   # requests in flight at once (HubSpot allows about 10 a second per app)
     retry_attempts: int = 8
     retry_backoff_seconds: float = 0.5
     timeout_seconds: float = 30.0
@@ -61,7 +62,7 @@ class HubSpotCRM(CRMSource):
             until = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None)
                                  - timedelta(seconds=self.search_lag_seconds))
             self._pulls = {key: pull.pull(self._api(), key, until, names, stages.canonical, stages.closed_stage,
-                                          with_activities=self.with_activities)}
+                                          with_activities=self.with_activities, workers=self.concurrency)}
         return self._pulls[key]
 
     def missing_fields(self, since: Optional[pd.Timestamp]) -> list[str]:

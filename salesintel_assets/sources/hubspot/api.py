@@ -9,7 +9,7 @@ models cost more to build than the whole rest of a pull."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from urllib3.util.retry import Retry
@@ -73,6 +73,7 @@ class HubSpotApi:
     client: Any
     timeout_seconds: float
     search_cap: int = SEARCH_CAP
+    _endpoints: dict = field(default_factory=dict)
 
     @classmethod
     def connect(cls, access_token: str, base_url: str, attempts: int, backoff_seconds: float,
@@ -82,6 +83,16 @@ class HubSpotApi:
         client = HubSpot(access_token=access_token, host=base_url.rstrip("/"),
                          retry=build_retry(attempts, backoff_seconds))
         return cls(client, timeout_seconds)
+
+    def _endpoint(self, path: str, name: str) -> Callable:
+        """A client API method; the API object (and its connection pool) is
+        built once, where the client's discovery builds one per access."""
+        if path not in self._endpoints:
+            found = self.client
+            for part in path.split("."):
+                found = getattr(found, part)
+            self._endpoints[path] = found
+        return getattr(self._endpoints[path], name)
 
     def _call(self, family: str, where: str, method: Callable, *args, **kwargs) -> dict:
         try:
@@ -95,44 +106,44 @@ class HubSpotApi:
     # --- objects ------------------------------------------------------------------
     def search(self, object_type: str, body: dict) -> dict:
         return self._call(object_type, f"/crm/v3/objects/{object_type}/search",
-                          self.client.crm.objects.search_api.do_search, object_type, body)
+                          self._endpoint("crm.objects.search_api", "do_search"), object_type, body)
 
     def batch_read(self, object_type: str, ids: list[str], properties: list[str],
                    history: list[str] | None = None) -> list[dict]:
         body = {"inputs": [{"id": i} for i in ids], "properties": properties,
                 "propertiesWithHistory": history or []}
         found = self._call(object_type, f"/crm/v3/objects/{object_type}/batch/read",
-                           self.client.crm.objects.batch_api.read, object_type, body, archived=False)
+                           self._endpoint("crm.objects.batch_api", "read"), object_type, body, archived=False)
         return found.get("results", [])
 
     def archived_page(self, object_type: str, after: str | None) -> dict:
         return self._call(object_type, f"/crm/v3/objects/{object_type}?archived=true",
-                          self.client.crm.objects.basic_api.get_page, object_type, limit=100, archived=True,
+                          self._endpoint("crm.objects.basic_api", "get_page"), object_type, limit=100, archived=True,
                           properties=["hs_lastmodifieddate"], **({"after": after} if after else {}))
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> list[dict]:
         body = {"inputs": [{"id": i} for i in ids]}
         found = self._call(from_type, f"/crm/v4/associations/{from_type}/{to_type}/batch/read",
-                           self.client.crm.associations.v4.batch_api.get_page, from_type, to_type, body)
+                           self._endpoint("crm.associations.v4.batch_api", "get_page"), from_type, to_type, body)
         return found.get("results", [])
 
     # --- settings -----------------------------------------------------------------
     def pipelines(self) -> list[dict]:
         found = self._call("pipelines", "/crm/v3/pipelines/deals",
-                           self.client.crm.pipelines.pipelines_api.get_all, "deals")
+                           self._endpoint("crm.pipelines.pipelines_api", "get_all"), "deals")
         return found.get("results", [])
 
     def owners_page(self, after: str | None) -> dict:
-        return self._call("owners", "/crm/v3/owners", self.client.crm.owners.owners_api.get_page,
+        return self._call("owners", "/crm/v3/owners", self._endpoint("crm.owners.owners_api", "get_page"),
                           limit=500, **({"after": after} if after else {}))
 
     def users_page(self, after: str | None) -> dict:
-        return self._call("users", "/settings/v3/users", self.client.settings.users.users_api.get_page,
+        return self._call("users", "/settings/v3/users", self._endpoint("settings.users.users_api", "get_page"),
                           limit=100, **({"after": after} if after else {}))
 
     def roles(self) -> list[dict]:
         return self._call("roles", "/settings/v3/users/roles",
-                          self.client.settings.users.roles_api.get_all).get("results", [])
+                          self._endpoint("settings.users.roles_api", "get_all")).get("results", [])
 
     def all_pages(self, page: Callable[[str | None], dict]) -> list[dict]:
         """Every result of a list endpoint, following ``paging.next.after``."""

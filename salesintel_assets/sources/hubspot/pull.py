@@ -12,7 +12,9 @@ not yet read."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -94,37 +96,49 @@ class HubSpotPull:
 
 
 def pull(api: HubSpotApi, since: pd.Timestamp | None, until: pd.Timestamp, names: records.PropertyNames,
-         canonical: Callable[[str], str | None], closed_stage: str, with_activities: bool = True) -> HubSpotPull:
+         canonical: Callable[[str], str | None], closed_stage: str, with_activities: bool = True,
+         workers: int = 4) -> HubSpotPull:
+    """Batch reads run on ``workers`` threads: HubSpot answers a few
+    requests at once, and its rate limit (429) is honoured per request."""
     stages = records.stage_table(api.pipelines(), canonical, closed_stage)
     deals = search_windows(api, "deals", list(dict.fromkeys(names.required_deal + ("pipeline",))), since, until)
     ids = sorted(deals, key=int)
-    histories: dict[str, list[dict]] = {}
-    for chunk in _chunks(ids, HISTORY_BATCH_LIMIT):
-        for item in api.batch_read("deals", chunk, ["dealstage"], history=["dealstage"]):
-            histories[str(item["id"])] = (item.get("propertiesWithHistory") or {}).get("dealstage", [])
-    company_of = {}
-    for chunk in _chunks(ids, ASSOCIATION_BATCH_LIMIT):
-        company_of.update(records.primary_companies(api.associations("deals", "companies", chunk)))
-    company_props = {}
-    for chunk in _chunks(sorted(set(company_of.values()), key=int), BATCH_LIMIT):
-        for item in api.batch_read("companies", chunk, list(names.company)):
-            company_props[str(item["id"])] = item.get("properties") or {}
-    companies = {deal: company_props.get(company, {}) for deal, company in company_of.items()}
-    frame, history, missing = records.deal_frames([deals[i] for i in ids], histories, companies, stages, names,
-                                                  _naive(until))
-    return HubSpotPull(frame, history, activities(api, since, until) if with_activities else
-                       records.activity_frame({}, {}), deletions(api, since), missing)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        histories: dict[str, list[dict]] = {}
+        read_history = partial(api.batch_read, "deals", properties=["dealstage"], history=["dealstage"])
+        for found in pool.map(read_history, _chunks(ids, HISTORY_BATCH_LIMIT)):
+            histories.update({str(i["id"]): (i.get("propertiesWithHistory") or {}).get("dealstage", []) for i in found})
+        company_of = {}
+        for found in pool.map(partial(api.associations, "deals", "companies"), _chunks(ids, ASSOCIATION_BATCH_LIMIT)):
+            company_of.update(records.primary_companies(found))
+        company_props = {}
+        read_companies = partial(api.batch_read, "companies", properties=list(names.company))
+        for found in pool.map(read_companies, _chunks(sorted(set(company_of.values()), key=int), BATCH_LIMIT)):
+            company_props.update({str(i["id"]): i.get("properties") or {} for i in found})
+        companies = {deal: company_props.get(company, {}) for deal, company in company_of.items()}
+        frame, history, missing = records.deal_frames([deals[i] for i in ids], histories, companies, stages, names,
+                                                      _naive(until))
+        found_activities = activities(api, since, until, pool) if with_activities else records.activity_frame({}, {})
+    return HubSpotPull(frame, history, found_activities, deletions(api, since), missing)
 
 
-def activities(api: HubSpotApi, since: pd.Timestamp | None, until: pd.Timestamp) -> pd.DataFrame:
-    """Engagements modified in the window that are associated with a deal."""
-    engagements, deal_of = {}, {}
-    for kind in records.ENGAGEMENT_TYPES:
-        found = search_windows(api, kind, ["hs_timestamp", "hubspot_owner_id", MODIFIED], since, until)
-        engagements[kind] = list(found.values())
-        for chunk in _chunks(sorted(found, key=int), ASSOCIATION_BATCH_LIMIT):
-            deal_of.update(records.first_deal(api.associations(kind, "deals", chunk)))
-    return records.activity_frame(engagements, deal_of)
+def activities(api: HubSpotApi, since: pd.Timestamp | None, until: pd.Timestamp,
+               pool: ThreadPoolExecutor) -> pd.DataFrame:
+    """Engagements modified in the window that are associated with a deal
+    (one engagement type per thread, then their deal associations)."""
+    kinds = list(records.ENGAGEMENT_TYPES)
+    search = partial(_search_engagements, api, since=since, until=until)
+    engagements = dict(zip(kinds, pool.map(search, kinds)))
+    deal_of = {}
+    jobs = [(kind, chunk) for kind in kinds for chunk in _chunks(sorted(engagements[kind], key=int),
+                                                                  ASSOCIATION_BATCH_LIMIT)]
+    for found in pool.map(lambda job: api.associations(job[0], "deals", job[1]), jobs):
+        deal_of.update(records.first_deal(found))
+    return records.activity_frame({k: list(v.values()) for k, v in engagements.items()}, deal_of)
+
+
+def _search_engagements(api: HubSpotApi, kind: str, since, until) -> dict[str, dict]:
+    return search_windows(api, kind, ["hs_timestamp", "hubspot_owner_id", MODIFIED], since, until)
 
 
 def deletions(api: HubSpotApi, since: pd.Timestamp | None) -> pd.DataFrame:

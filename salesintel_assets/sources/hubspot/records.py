@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import date
 from typing import Callable, Iterable
 
 import pandas as pd
@@ -104,7 +105,7 @@ def deal_frames(deals: list[dict], histories: dict[str, list[dict]], companies: 
         created, closed = _day(p.get("createdate")), _day(p.get("closedate")) if outcome != "Open" else ""
         cycle = ""
         if created and closed:
-            cycle = str((pd.Timestamp(closed) - pd.Timestamp(created)).days)
+            cycle = str((date.fromisoformat(closed) - date.fromisoformat(created)).days)
         entered = next((at for name, at in reversed(entries) if name == deal_stage), "")
         company = companies.get(deal["id"], {})
         rows.append({
