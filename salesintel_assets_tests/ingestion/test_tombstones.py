@@ -8,7 +8,7 @@ from salesintel_assets.domain.warehouse import tombstones
 from salesintel_assets.sources import sample_crm
 from salesintel_assets_tests.support import check_results, read_table, run_job, sample_resources
 
-N_DEALS = 1500
+N_DEALS = 800
 NEXT_DAY = (pd.Timestamp(sample_crm.SAMPLE_END_DATE) + pd.Timedelta(days=1)).date().isoformat()
 
 
