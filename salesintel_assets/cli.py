@@ -67,8 +67,11 @@ def run(args: argparse.Namespace) -> int:
                 text = error.message.strip().splitlines()[-1] if error else "-"
                 print(f"  alert_deliveries: {text.split('Failure: ', 1)[-1]}", file=sys.stderr)
             elif event.is_step_failure and event.step_failure_data.error:
-                # e.g. a CRM that refused the pull: its one-sentence reason
-                print(f"  {event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[-1]}",
+                # e.g. a CRM that refused the pull: the one sentence of the error that caused it
+                error = event.step_failure_data.error
+                while error.cause:
+                    error = error.cause
+                print(f"  {event.step_key}: {error.message.strip().splitlines()[-1].split(': ', 1)[-1]}",
                       file=sys.stderr)
         return 1
     return 0

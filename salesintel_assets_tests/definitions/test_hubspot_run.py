@@ -50,3 +50,15 @@ def test_salesintel_run_on_hubspot(monkeypatch, home, tmp_path, capsys):
         assert recipients <= owners                                   # people from HubSpot, no fallback
         if alert.alert_type == "deal_velocity_crisis":
             assert manager_of[alert.sales_rep_id] in recipients
+
+
+def test_salesintel_run_names_a_refused_token_and_fails(monkeypatch, home, capsys):
+    with HubSpotStandIn(n_deals=100) as standin:
+        for name, value in {"SALESINTEL_SOURCE": "hubspot", "HUBSPOT_ACCESS_TOKEN": "pat-revoked",
+                            "HUBSPOT_BASE_URL": standin.base_url, "SALESINTEL_AS_OF": "2026-06-30",
+                            "SALESINTEL_HOME": str(home), "SALESINTEL_CSV": "", "SALESINTEL_ORG": ""}.items():
+            monkeypatch.setenv(name, value)
+        code = main(["run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "crm_pull: HubSpot rejected the access token" in err and "HUBSPOT_ACCESS_TOKEN" in err

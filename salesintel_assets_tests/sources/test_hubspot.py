@@ -164,3 +164,13 @@ def test_a_removed_required_property_blocks_the_pull_and_names_it(standin, home)
     assert "HubSpot deal property product_type is missing" in " ".join(report["detail"])
     assert read_table(home, "raw_deals").empty                              # not merged: the cursor stays put
     assert len(list((home / "lake" / "raw_deals").glob("*.parquet"))) == 1   # but kept in the lake
+
+
+def test_a_refused_token_fails_the_run_with_one_sentence_and_stores_nothing(standin, home):
+    standin.token = "pat-revoked"
+    result = run_job(build_resources(home=str(home), crm=crm(standin), as_of="2026-06-30"), job="ingestion_job",
+                     raise_on_error=False)
+    assert not result.success
+    failures = [e.step_failure_data.error.cause.message for e in result.all_events if e.is_step_failure]
+    assert any("HubSpot rejected the access token" in m and "HUBSPOT_ACCESS_TOKEN" in m for m in failures)
+    assert not (home / "lake" / "raw_deals").exists() or not list((home / "lake" / "raw_deals").glob("*.parquet"))
