@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 def feedback(args: argparse.Namespace) -> int:
     """Record a rating (which also acknowledges the alert) in the feedback
     inbox; the next run of the alerts layer takes it in."""
-    import duckdb
+    import dagster as dg
     import pandas as pd
 
     from salesintel_assets.domain.alerts.feedback_inbox import record_event
@@ -95,9 +95,8 @@ def feedback(args: argparse.Namespace) -> int:
     alert_id = args.alert_id.strip()
     try:
         found = warehouse.read_table("alerts", ["alert_id", "alert_type"], read_only=True)
-    except duckdb.IOException:
-        print("not recorded: the warehouse is busy (a run is writing it): try again when the run ends",
-              file=sys.stderr)
+    except dg.Failure as busy:  # a run holds the warehouse longer than the resource waits
+        print(f"not recorded: {busy.description}", file=sys.stderr)
         return 2
     match = None if found is None else found.loc[found["alert_id"].eq(alert_id), "alert_type"]
     if match is None or match.empty:

@@ -123,6 +123,22 @@ def test_cli_rejects_unknown_alerts_bad_verdicts_and_a_missing_warehouse(home, t
     assert not _inbox(home).exists()
 
 
+def test_cli_says_when_a_run_holds_the_warehouse(home, capsys, monkeypatch):
+    from salesintel_assets.resources.warehouse import Warehouse
+
+    _alerts_db(home)
+
+    def held(*args, **kwargs):
+        raise dg.Failure("the warehouse is held by another process (PID 42) for more than about 100 s: close "
+                         "that program and run again")
+
+    monkeypatch.setattr(Warehouse, "read_table", held)
+    assert main(["feedback", "A1", "helpful", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("not recorded: the warehouse is held by another process (PID 42)")
+    assert len(err.strip().splitlines()) == 1 and not _inbox(home).exists()
+
+
 def _signed(payload: dict, secret: str = SECRET, at: float | None = None) -> tuple[bytes, dict]:
     body = urlencode({"payload": json.dumps(payload)}).encode()
     stamp = str(int(at if at is not None else time.time()))
