@@ -34,6 +34,14 @@ def table_metadata(con, table: str, preview_rows: int = 10, **extra) -> dict:
     return _preview_metadata(*table_preview(con, table, preview_rows), extra)
 
 
+def stored_row_count(con, table: str) -> dict:
+    """``dagster/row_count`` of the whole stored table (for a table that grows
+    by appends while the preview shows only what this run added)."""
+    from salesintel_assets.resources.warehouse import table_preview
+
+    return {"dagster/row_count": dg.MetadataValue.int(table_preview(con, table, 0)[0])}
+
+
 def column_schema(model: type[pa.DataFrameModel]) -> dg.TableSchema:
     """The table's columns as the Dagster UI shows them, from the pandera model."""
     schema = model.to_schema()

@@ -16,7 +16,7 @@ from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common.tables import table_exists
-from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, table_metadata
+from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, append_frame, transaction, upsert_frame
@@ -103,9 +103,9 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
             accepted=accepted))
         yield dg.MaterializeResult(asset_key="quarantined_deals", metadata=table_metadata(
             con, "quarantined_deals", new_rows=len(result.quarantined)))
-        yield dg.MaterializeResult(asset_key="data_quality_report", metadata=frame_metadata(
+        yield dg.MaterializeResult(asset_key="data_quality_report", metadata={**frame_metadata(
             report[["rule", "action", "rows", "share", "batch_rows", "breaker_tripped", "detail"]],
-            bad_share=round(result.bad_share, 4)))
+            bad_share=round(result.bad_share, 4)), **stored_row_count(con, "data_quality_report")})
         yield dg.MaterializeResult(asset_key="raw_stage_history", metadata=table_metadata(con, "raw_stage_history"))
         yield dg.MaterializeResult(asset_key="raw_activities", metadata=table_metadata(con, "raw_activities"))
         yield dg.MaterializeResult(asset_key="raw_deal_deletions", metadata=table_metadata(

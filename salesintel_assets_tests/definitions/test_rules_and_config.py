@@ -104,13 +104,20 @@ def test_the_settings_decide_the_analysis_date(monkeypatch):
 
 def test_rules_are_loaded_and_validated_once_per_run(monkeypatch, home):
     from salesintel_assets.resources import settings as settings_module
-    from salesintel_assets_tests.support import run_job, sample_resources
+    from salesintel_assets_tests.support import read_table, run_job, sample_resources
 
     calls = []
     real = settings_module.load_rules
     monkeypatch.setattr(settings_module, "load_rules", lambda path=None: calls.append(path) or real(path))
     assert run_job(sample_resources(home, n_deals=300), job="ingestion_job").success
     assert len(calls) == 1  # eight assets and their checks share one validated copy
+    # a second pull appends to the report; each materialisation reports the stored table's row
+    # count under Dagster's standard key
+    result = run_job(sample_resources(home, n_deals=300), job="ingestion_job")
+    assert len(calls) == 2
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.to_user_string()
+        assert event.materialization.metadata["dagster/row_count"].value == len(read_table(home, name)), name
 
 
 def test_every_asset_names_its_table_and_describes_its_columns(home):
