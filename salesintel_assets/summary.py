@@ -66,7 +66,16 @@ def excluded_columns(con, context: dict) -> list[str]:
 
 
 def model_signal(con, context: dict) -> list[str]:
-    """A risk model no better than deal age or the segment win rate."""
+    """A risk model no better than deal age or the segment win rate (the
+    latest training run's verdict, in its own words; else the scores')."""
+    if {"model_verdict", "verdict_reason"} <= _columns(con, "deal_risk_model"):
+        row = con.execute("SELECT model_verdict, verdict_reason FROM main.deal_risk_model "
+                          "WHERE model_verdict IS NOT NULL ORDER BY as_of_date DESC LIMIT 1").fetchall()
+        if row:
+            if row[0][0] == "usable":
+                return []
+            return [f"no signal found: the risk model is weak and not promoted ({row[0][1]}), so its win "
+                    "probabilities are not quoted in alerts"]
     if "model_verdict" not in _columns(con, "deal_risk_scores"):
         return []
     weak = con.execute("SELECT count(*) FILTER (WHERE model_verdict <> 'usable'), count(*) "
@@ -75,6 +84,18 @@ def model_signal(con, context: dict) -> list[str]:
         return []
     return ["no signal found: the risk model is no better than deal age or the segment win rate, so its "
             "win probabilities are not quoted in alerts"]
+
+
+def forecast_next_90_days(con, context: dict) -> list[str]:
+    """Wins expected in the next 90 days, with the 80 % interval."""
+    if not {"grouping", "key", "won_deals_p10"} <= _columns(con, "pipeline_forecast"):
+        return []
+    row = con.execute("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM main.pipeline_forecast "
+                      "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
+    if not row:
+        return []
+    expected, low, high = row[0]
+    return [f"wins expected in the next 90 days: {expected:,.0f} (80 % interval {low:,.0f}-{high:,.0f})"]
 
 
 def failed_warning_checks(con, context: dict) -> list[str]:
@@ -111,7 +132,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 
 MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
-                                   undelivered_messages]
+                                   undelivered_messages, forecast_next_90_days]
 
 
 def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:

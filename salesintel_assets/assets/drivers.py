@@ -7,7 +7,7 @@ import pandas as pd
 
 from salesintel_assets.constants import DRIVERS
 from salesintel_assets.domain.drivers import attribution
-from salesintel_assets.domain.common import charts
+from salesintel_assets.domain.common import charts, leakage
 from salesintel_assets.domain.drivers import driver_scores as drivers
 from salesintel_assets.domain.drivers import importance
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
@@ -23,17 +23,27 @@ def _asset(model, **kwargs):
                     metadata=schema_metadata(model), **kwargs)
 
 
-@_asset(schemas.DriverScores)
-def driver_scores(segment_metrics: pd.DataFrame, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
+def _guarded_rules(warehouse: Warehouse, settings: SalesintelSettings):
+    """The rules without the dimensions and factors that give the outcome away."""
+    fact = warehouse.read_table("fact_deals", ["is_open", "is_won", "deal_amount", "industry", "region",
+                                               "product_type", "lead_source", "sales_rep_id"])
+    return leakage.driver_rules(settings.rules(), fact)
+
+
+@_asset(schemas.DriverScores, deps=["fact_deals"])
+def driver_scores(segment_metrics: pd.DataFrame, settings: SalesintelSettings,
+                  warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
     """Every segment's SPI over all closed history; material segments tested
     against the rest of their dimension (Fisher exact, Benjamini-Hochberg
-    across all of them) and ranked, drivers first, each with a verdict."""
-    rules = settings.rules()
+    across all of them) and ranked, drivers first, each with a verdict.
+    Dimensions that give the outcome away (leakage guard) are left out."""
+    rules, findings = _guarded_rules(warehouse, settings)
     table = drivers.driver_scores(segment_metrics, rules)
     tested = table["p_value"].notna()
     return dg.Output(table, metadata=frame_metadata(
         table, summary=drivers.driver_summary(table), tested_segments=int(tested.sum()),
         significant_segments=int(table["significant"].sum()),
+        excluded=dg.MetadataValue.md("\n".join(f"- {t}" for t in leakage.sentences(findings)) or "none"),
         not_distinguishable=int((tested & ~table["significant"]).sum()),
         drivers_chart=figure_markdown(charts.driver_bars(table))))
 
@@ -60,12 +70,13 @@ def driver_importance(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     the strongest pairs, from a gradient-boosted model on closed deals
     (trained on at most ``max_train_rows`` of them); says so plainly when the
     model is no better than chance."""
-    rules, as_of = settings.rules(), settings.analysis_date()
+    (rules, findings), as_of = _guarded_rules(warehouse, settings), settings.analysis_date()
     needed = ["deal_id", "is_open", "is_won", "closed_date", "needs_review"] + [
         f for f in rules.drivers.importance.factors if f not in ("deal_id",)]
     fact = warehouse.read_table("fact_deals", needed, order_by="deal_id")
     table, info = importance.driver_importance(fact, rules, as_of)
     return dg.Output(table, metadata=frame_metadata(
         table, verdict=info["verdict"], validation_auc=info.get("auc"),
+        excluded=dg.MetadataValue.md("\n".join(f"- {t}" for t in leakage.sentences(findings)) or "none"),
         model=dg.MetadataValue.json(info),
         importance_chart=figure_markdown(charts.importance_bars(table, info.get("auc")))))

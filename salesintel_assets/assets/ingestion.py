@@ -15,11 +15,13 @@ from salesintel_assets.domain.ingestion import deletions as deletions_domain
 from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
+from salesintel_assets.domain.common import leakage
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, append_frame, transaction, upsert_frame
+from salesintel_assets.resources.warehouse import (TABLE_SCHEMA, SalesintelHome, Warehouse, append_frame, transaction,
+                                                   upsert_frame)
 from salesintel_assets.schemas import ingestion as schemas
 
 FRESHNESS = fail_after(hours=4)
@@ -92,6 +94,7 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
                     if not table_exists(con, table):
                         upsert_frame(con, table, frame.iloc[:0], "deal_id")
             append_frame(con, "quarantined_deals", result.quarantined)
+            report = pd.concat([report, _leakage_rows(con, report)], ignore_index=True)
             append_frame(con, "data_quality_report", report)
             upsert_frame(con, "raw_stage_history", crm.fetch_stage_history(since), "deal_id")
             upsert_frame(con, "raw_activities", crm.fetch_activities(since), "activity_id")
@@ -126,6 +129,20 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
 def deletions_of(crm: CRMSource, since) -> pd.DataFrame:
     """The CRM's deletions since the cursor, conformed to tombstones."""
     return deletions_domain.conform_deletions(crm.fetch_deletions(since))
+
+
+def _leakage_rows(con, report: pd.DataFrame) -> pd.DataFrame:
+    """Columns of the stored deals that give the outcome away (named here,
+    excluded by the models and drivers layers), as report rows of this pull."""
+    if not table_exists(con, "raw_deals"):
+        return report.iloc[:0]
+    findings, screened = leakage.screen_export(con.sql(
+        f"SELECT * FROM {TABLE_SCHEMA}.raw_deals").df())
+    rows = leakage.report_rows(findings, screened)
+    for col in ("pull_id", "pulled_at", "source", "accepted", "breaker_tripped", "bad_rows", "bad_share"):
+        if col in report:
+            rows[col] = report[col].iloc[0] if len(report) else None
+    return rows
 
 
 @dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawSalesReps),

@@ -17,12 +17,13 @@ from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
-from salesintel_assets.domain.common.tables import relation_or_empty
+from salesintel_assets.domain.common import leakage
+from salesintel_assets.domain.models import reporting
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
+from salesintel_assets.resources.warehouse import Warehouse
 from salesintel_assets.schemas import models as schemas
 
 FRESHNESS = fail_after(hours=26)
@@ -30,9 +31,6 @@ INPUTS = ["fact_deals", "fact_stage_transitions", "raw_activities"]
 DRIFT_NUMBERS = ("won", "expected_won", "live_auc", "live_brier", "live_log_loss", "live_ece", "observed_rate",
                  "predicted_rate", "validation_auc", "calibration_p_value")
 MODEL_INTEGERS = ["version", "champion_version", "train_rows", "validation_rows", "validation_deals"]
-FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
-                "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
-                "days_in_stage"]
 
 
 def _asset(model, kinds=("duckdb",), **kwargs):
@@ -43,50 +41,20 @@ def _asset(model, kinds=("duckdb",), **kwargs):
 def _prepare(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> rf.Prepared:
     rules, as_of = settings.rules(), settings.analysis_date()
     with warehouse.connect() as con:
-        fact = con.sql(f"SELECT {', '.join(FACT_COLUMNS)} FROM {TABLE_SCHEMA}.fact_deals").df()
-        history = con.sql("SELECT deal_id, stage, entered_date FROM " + relation_or_empty(
-            con, "fact_stage_transitions", "SELECT NULL::VARCHAR AS deal_id, NULL::VARCHAR AS stage, "
-                                           "NULL::TIMESTAMP AS entered_date LIMIT 0")).df()
-        activities = con.sql("SELECT deal_id, activity_date FROM " + relation_or_empty(
-            con, "raw_activities", "SELECT NULL::VARCHAR AS deal_id, NULL::TIMESTAMP AS activity_date LIMIT 0")).df()
+        fact, history, activities = reporting.read_inputs(con)
     return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order)
 
 
-def _append(previous, row: dict, key: list[str], integers=()) -> pd.DataFrame:
-    """Add one row to a history table, replacing a row with the same key (re-runs are idempotent)."""
-    new = pd.DataFrame([row])
-    if previous is not None and len(previous):
-        same = np.logical_and.reduce([_matches(previous[k], row[k]) for k in key])
-        columns = list(dict.fromkeys([*previous.columns, *new.columns]))
-        parts = [part.dropna(axis=1, how="all") for part in (previous[~same], new)]   # all-NA parts carry no dtype
-        new = pd.concat([part for part in parts if len(part)], ignore_index=True).reindex(columns=columns)
-    for col in integers:
-        if col in new:
-            new[col] = pd.to_numeric(new[col]).astype("Int64")
-    for col in new.columns:  # numbers that arrived as objects (None beside floats) become numeric
-        values = new[col].dropna()
-        if new[col].dtype == object and len(values) and values.map(_is_number).all():
-            new[col] = pd.to_numeric(new[col], errors="coerce")
-    return new.reset_index(drop=True)
 
 
-def _matches(column: pd.Series, value) -> np.ndarray:
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
-        return column.isna().to_numpy()
-    return (column == value).fillna(False).to_numpy(dtype=bool)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
 
 
 def _newest_first(table: pd.DataFrame, **extra) -> dict:
     return frame_metadata(table.iloc[::-1], **extra)
 
 
-def _metrics(prefix: str, metrics: dict) -> dict:
-    return {f"{prefix}{k}": round(float(v), 5) for k, v in metrics.items()
-            if k in ("auc", "brier", "log_loss", "ece", "observed_rate", "predicted_rate") and v == v}
 
 
 # --- Drift ----------------------------------------------------------------------
@@ -131,7 +99,7 @@ def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                                                       "live_auc": round(check["live_auc"], 4)})
     if row["degraded"]:
         context.log.warning(f"deal risk model v{row['model_version']} degraded: {row['reason']}")
-    table = _append(previous, row, ["as_of_date", "model_version"], integers=["model_version", "new_deals"])
+    table = reporting.append_row(previous, row, ["as_of_date", "model_version"], integers=["model_version", "new_deals"])
     meta = {k: row[k] for k in ("status", "reason", "new_deals") if row.get(k) is not None}
     meta |= {k: round(float(row[k]), 4) for k in ("live_auc", "live_ece", "validation_auc", "observed_rate",
                                                     "predicted_rate") if row.get(k) is not None and row[k] == row[k]}
@@ -157,11 +125,11 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     except rm.NotEnoughData as exc:
         context.log.warning(f"deal risk model not trained: not enough data ({exc})")
         row = base | {"status": "not enough data", "decision": f"not enough data: {exc}", "fingerprint": "none"}
-        table = _append(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
+        table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=str(exc),
                                                        closed_deals=len(prepared.labelled)))
-    chosen, split = training.chosen, training.split
-    level_se = forecast.validation_level_se(rm.predict(chosen.model, split.validate[prepared.spec.columns]),
+    chosen, split, verdict = training.chosen, training.split, training.verdict
+    level_se = forecast.validation_level_se(rm.predict(training.model, split.validate[prepared.spec.columns]),
                                             split.validate)
     existing = mlflow.find_version("fingerprint", training.fingerprint)
     if existing is not None:
@@ -172,18 +140,23 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         challenge = _challenge(training, prepared, rules, mlflow, champion)
         decision, status = challenge.decision, "trained"
         version = mlflow.log_model_run(
-            chosen.model, split.validate[prepared.spec.columns].head(5),
+            training.model, split.validate[prepared.spec.columns].head(5),
             params=chosen.params | _params(rules, training, prepared),
             metrics=_run_metrics(training, challenge, level_se),
             tags=prepared.spec.to_tags() | {
                 "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
-                "decision": decision.reason, "feature_description": prepared.spec.describe()},
+                "decision": decision.reason, "feature_description": prepared.spec.describe(),
+                "target": rm.target_name(rules), "model_verdict": verdict.label, "verdict_reason": verdict.reason,
+                "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or "none"}
+            | ({"no_better_than_deal_age": "true"} if verdict.reason.startswith("no better than deal age") else {}),
             trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}",
             datasets={"training": split.fit, "validation": split.validate})
         mlflow.set_alias(CHAMPION if decision.promote else CHALLENGER, version.version)
         context.log.info(f"deal_risk v{version.version}: {decision.reason}")
+    if not verdict.usable:
+        context.log.warning(f"deal risk model is weak: {verdict.reason}")
     now_champion = mlflow.version_by_alias(CHAMPION)
     row = base | {
         "status": status, "version": version.version, "run_id": version.run_id, "candidate": chosen.name,
@@ -191,21 +164,26 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         **{f"baseline_{k}": training.baseline_metrics[k] for k in ("auc", "brier", "log_loss", "ece")},
         "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
         "promotion_metric": rules.promotion_metric, "decision": decision.reason,
+        "model_verdict": verdict.label, "verdict_reason": verdict.reason,
+        **{f"age_baseline_{k}": training.baselines[rm.AGE_BASELINE][k] for k in ("auc", "log_loss")},
+        "win_horizon_days": rules.win_horizon_days,
+        "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or None,
         "champion_version": now_champion.version if now_champion else None, "level_se": level_se,
         "fingerprint": training.fingerprint, "fit_label_cutoff": split.validation_cutoff,
         "train_rows": len(split.fit), "validation_rows": len(split.validate),
         "validation_deals": int(split.validate["deal_id"].nunique()),
     }
-    table = _append(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
+    table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
     return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow))
 
 
 def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> rm.Challenge:
-    if champion is None:
+    if champion is None or not training.verdict.usable:
         return rm.challenge(training, prepared, rules)
     cutoff = champion.tags.get("fit_label_cutoff")
     return rm.challenge(training, prepared, rules, mlflow.load_model(CHAMPION),
-                        rf.FeatureSpec.from_tags(champion.tags), pd.Timestamp(cutoff) if cutoff else None)
+                        rf.FeatureSpec.from_tags(champion.tags), pd.Timestamp(cutoff) if cutoff else None,
+                        champion.tags.get("target", "won eventually"))
 
 
 def _params(rules, training, prepared) -> dict:
@@ -220,24 +198,32 @@ def _params(rules, training, prepared) -> dict:
 
 
 def _run_metrics(training, challenge, level_se: float) -> dict:
-    out = _metrics("val_", training.chosen.metrics) | _metrics("baseline_", training.baseline_metrics)
+    out = reporting.metrics("val_", training.chosen.metrics) | reporting.metrics("baseline_", training.baseline_metrics)
+    out |= reporting.metrics("age_baseline_", training.baselines[rm.AGE_BASELINE])
+    out["model_usable"] = float(training.verdict.usable)
+    out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
+    for days, metrics in training.horizon_metrics.items():
+        out |= reporting.metrics(f"h{days}d_val_", metrics)
     for candidate in training.candidates:
-        out |= _metrics(f"{candidate.name}_val_", candidate.metrics)
+        out |= reporting.metrics(f"{candidate.name}_val_", candidate.metrics)
     if challenge is not None:
-        out |= _metrics("challenger_", challenge.challenger)
+        out |= reporting.metrics("challenger_", challenge.challenger)
         if challenge.champion is not None:
-            out |= _metrics("champion_", challenge.champion)
+            out |= reporting.metrics("champion_", challenge.champion)
         out["comparison_rows"] = challenge.rows
     return out | {"level_se": level_se}
 
 
 def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> dict:
-    compare = pd.DataFrame([{"model": f"{c.name} ({c.calibration})", **_metrics("", c.metrics)}
+    compare = pd.DataFrame([{"model": f"{c.name} ({c.calibration})", **reporting.metrics("", c.metrics)}
                             for c in training.candidates]
-                           + [{"model": "segment-win-rate baseline", **_metrics("", training.baseline_metrics)}])
+                           + [{"model": f"baseline: {name}", **reporting.metrics("", m)} for name, m in training.baselines.items()])
     validate = training.split.validate
-    p = rm.predict(training.chosen.model, validate[prepared.spec.columns])
+    p = rm.predict(training.model, validate[prepared.spec.columns])
     extra = {
+        "model_verdict": row["model_verdict"], "verdict_reason": row["verdict_reason"],
+        "excluded_columns": dg.MetadataValue.md("\n".join(f"- {t}" for t in leakage.sentences(prepared.leaks))
+                                                or "none"),
         "status": row["status"], "decision": row["decision"], "version": row["version"],
         "champion_version": row["champion_version"], "promotion_metric": row["promotion_metric"],
         "challenger_score": row["challenger_score"], "champion_score": row["champion_score"],
@@ -247,7 +233,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> d
         "split": dg.MetadataValue.json(training.split.summary()),
         "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
                                                  .to_markdown(index=False)),
-        "reliability": figure_markdown(_reliability_figure(validate["won"], p)),
+        "reliability": figure_markdown(reporting.reliability_figure(validate["won"], p)),
         "mlflow_run_id": row["run_id"],
     }
     if not mlflow.tracking_uri:
@@ -255,19 +241,6 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> d
     return _newest_first(table, **{k: v for k, v in extra.items() if v is not None})
 
 
-def _reliability_figure(y, p):
-    from matplotlib.figure import Figure
-
-    table = drift.calibration_table(y, p)
-    fig = Figure(figsize=(4.2, 4))
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    ax.plot(table["predicted"], table["observed"], marker="o", label="model (validation)")
-    ax.set_xlabel("predicted win probability")
-    ax.set_ylabel("observed win rate")
-    ax.set_title("Calibration on the most recent closed deals")
-    ax.legend(loc="upper left")
-    return fig
 
 
 # --- Scores ---------------------------------------------------------------------------
@@ -280,12 +253,12 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     should close if won."""
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     open_frame = rf.open_deals(prepared.fact, prepared.as_of)
-    champion = mlflow.version_by_alias(CHAMPION)
+    champion = _scoring_version(warehouse, mlflow)
     note = None
     if len(prepared.labelled) < rules.min_closed_deals:
         note = f"not enough data: {len(prepared.labelled)} closed deals, {rules.min_closed_deals} needed"
     elif champion is None:
-        note = "no champion model registered"
+        note = "no model registered"
     elif not rf.spec_feasible(rf.FeatureSpec.from_tags(champion.tags), prepared.spec):
         note = "the champion's features are not in the current data"
     elif not len(open_frame):
@@ -297,13 +270,18 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     spec = rf.FeatureSpec.from_tags(champion.tags)
     features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
     months = forecast.expected_close_month(features, forecast.close_timing(prepared.states), prepared.as_of)
-    scores = rs.score_open_deals(mlflow.load_model(CHAMPION), open_frame, features,
+    alias = CHAMPION if champion.version == getattr(mlflow.version_by_alias(CHAMPION), "version", None) else CHALLENGER
+    verdict = champion.tags.get("model_verdict", "usable")
+    scores = rs.score_open_deals(mlflow.load_model(alias), open_frame, features,
                                  rs.Explainer.from_states(prepared.states, spec), rules, champion.version,
-                                 prepared.as_of, months)
+                                 prepared.as_of, months, verdict=verdict)
     bands = scores["risk_band"].value_counts()
     auc = float(champion.tags.get("validation_auc", "nan"))
-    signal = {"champion_validation_auc": auc}
-    if auc == auc and auc < rules.weak_signal_auc:
+    signal = {"champion_validation_auc": auc, "model_verdict": verdict}
+    if verdict != "usable":
+        signal["note"] = (f"weak model: {champion.tags.get('verdict_reason', 'no better than its baselines')}; "
+                          "its probabilities feed the forecast but are not quoted in alerts")
+    elif auc == auc and auc < rules.weak_signal_auc:
         signal["note"] = (f"weak signal: the champion barely tells won from lost deals (validation AUC {auc:.2f}); "
                           "probabilities stay near the base rate and bands mostly reflect it")
     return dg.Output(scores, metadata=frame_metadata(
@@ -315,12 +293,23 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         reason_weights="change in win probability (fraction) when the factor is set to typical values"))
 
 
+def _scoring_version(warehouse: Warehouse, mlflow: MLflowTracking):
+    """The champion; without one, the latest trained version when it was not
+    promoted because it is weak (its scores then say so in model_verdict)."""
+    champion = mlflow.version_by_alias(CHAMPION)
+    if champion is not None:
+        return champion
+    challenger = mlflow.version_by_alias(CHALLENGER)
+    return challenger if challenger is not None and challenger.tags.get("model_verdict") == "weak" else None
+
+
 # --- Backtest and forecast ----------------------------------------------------------------
 @_asset(schemas.ForecastBacktest, kinds=("duckdb", "scikitlearn"), deps=INPUTS + ["deal_risk_model"])
 def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
-    """The forecast replayed at past analysis dates (a model retrained on what
-    was known then) against what those open deals did: win-rate error in
-    points (design target +/- 5) and whether the 80 % intervals held."""
+    """The 90-day forecast replayed at past analysis dates (a model retrained
+    on what was known then) for every deal open then -- those that never
+    closed included -- against what they did in the next 90 days: win-rate
+    error in points (design target +/- 5) and whether the 80 % intervals held."""
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     models = warehouse.read_table("deal_risk_model")
     candidate = rules.candidates[0]
@@ -352,14 +341,24 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
     sigma, revenue_sigma, source = _sigmas(warehouse, scores, rules)
-    table = forecast.forecast(scores, scores["expected_close_month"], sigma, revenue_sigma, rules)
+    as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
+    by_horizon = {rules.win_horizon_days: scores["win_probability"].to_numpy(float)}
+    for days in (30, 90):
+        if scores[f"win_probability_{days}d"].notna().all():
+            by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
+    table = forecast.forecast(scores, scores["expected_close_month"], sigma, revenue_sigma, rules,
+                              forecast.horizon_probabilities(by_horizon, as_of))
     total = table[table["grouping"] == "total"].iloc[0]
+    by_key = table[table["grouping"] == "horizon"].set_index("key")
+    horizon_meta = {f"won_deals_{k}": [round(float(r["won_deals_p10"]), 1), round(float(r["expected_won_deals"]), 1),
+                                       round(float(r["won_deals_p90"]), 1)] for k, r in by_key.iterrows()}
     return dg.Output(table, metadata=frame_metadata(
-        table, open_deals=int(total["open_deals"]), expected_won_deals=float(total["expected_won_deals"]),
+        table, **horizon_meta, open_deals=int(total["open_deals"]),
+        expected_won_deals=float(total["expected_won_deals"]),
         expected_won_revenue=float(total["expected_won_revenue"]),
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
         interval=rules.forecast.interval, sigma=round(sigma, 4), revenue_sigma=round(revenue_sigma, 4),
-        sigma_source=source, by_month=figure_markdown(_forecast_figure(table))))
+        sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))
 
 
 def _sigmas(warehouse: Warehouse, scores: pd.DataFrame, rules) -> tuple[float, float, str]:
@@ -374,26 +373,7 @@ def _sigmas(warehouse: Warehouse, scores: pd.DataFrame, rules) -> tuple[float, f
     if ok is not None and len(ok) >= 2:
         sigma, revenue_sigma = forecast.sigmas_from(ok.to_dict("records"), level_se)
         return sigma, revenue_sigma, f"backtest ({len(ok)} dates)"
-    labelled = warehouse.query(f"SELECT is_won, closed_date FROM {TABLE_SCHEMA}.fact_deals "
-                               f"WHERE NOT is_open AND closed_date IS NOT NULL")
+    labelled = warehouse.query(reporting.CLOSED_OUTCOMES_SQL)
     sigma = forecast.fallback_sigma(labelled, level_se)
     return sigma, sigma, "historical month-to-month variation (no backtest)"
 
-
-def _forecast_figure(table: pd.DataFrame):
-    from matplotlib.figure import Figure
-
-    months = table[table["grouping"] == "close_month"]
-    fig = Figure(figsize=(6, 3.2))
-    ax = fig.subplots()
-    x = np.arange(len(months))
-    ax.bar(x, months["expected_won_revenue"], color="#4c72b0", label="expected won revenue")
-    ax.errorbar(x, months["expected_won_revenue"],
-                yerr=[months["expected_won_revenue"] - months["revenue_p10"],
-                      months["revenue_p90"] - months["expected_won_revenue"]],
-                fmt="none", ecolor="black", capsize=4, label="80 % interval")
-    ax.set_xticks(x, months["key"])
-    ax.set_ylabel("revenue")
-    ax.set_title("Open pipeline: expected won revenue by close month")
-    ax.legend(loc="upper right")
-    return fig

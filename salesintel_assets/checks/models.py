@@ -43,7 +43,7 @@ def forecast_adds_up_to_scores(warehouse: Warehouse) -> dg.AssetCheckResult:
     sums = warehouse.query(f"""
         SELECT grouping, sum(open_deals) AS deals, sum(pipeline_amount) AS amount,
                sum(expected_won_deals) AS won
-        FROM {TABLE_SCHEMA}.pipeline_forecast GROUP BY grouping""")
+        FROM {TABLE_SCHEMA}.pipeline_forecast WHERE grouping <> 'horizon' GROUP BY grouping""")
     truth = warehouse.query(f"""
         SELECT count(*) AS deals, coalesce(sum(deal_amount), 0) AS amount, coalesce(sum(win_probability), 0) AS won
         FROM {TABLE_SCHEMA}.deal_risk_scores""").iloc[0]
@@ -57,7 +57,8 @@ def forecast_adds_up_to_scores(warehouse: Warehouse) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset="deal_risk_model",
-                description="The latest trained model beats the segment-win-rate baseline on validation log loss.")
+                description="The latest trained model beats deal age alone and the segment win rate on the "
+                            "validation snapshots (verdict usable).")
 def model_beats_baseline(warehouse: Warehouse) -> dg.AssetCheckResult:
     table = warehouse.read_table("deal_risk_model")
     trained = table[table["status"] != "not enough data"] if table is not None else None
@@ -65,7 +66,9 @@ def model_beats_baseline(warehouse: Warehouse) -> dg.AssetCheckResult:
         return dg.AssetCheckResult(severity=WARN, passed=True,
                                    description="no model trained yet (not enough data)")
     row = trained.iloc[-1]
-    return dg.AssetCheckResult(severity=WARN, passed=bool(row["log_loss"] < row["baseline_log_loss"]), metadata={
+    usable = row.get("model_verdict") == "usable"
+    return dg.AssetCheckResult(severity=WARN, passed=bool(usable), description=str(row.get("verdict_reason") or ""),
+                               metadata={
         "version": int(row["version"]), "log_loss": float(row["log_loss"]),
         "baseline_log_loss": float(row["baseline_log_loss"]), "auc": float(row["auc"]),
         "baseline_auc": float(row["baseline_auc"])})

@@ -71,22 +71,25 @@ class CRMSource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=4)
-def _world(n_deals: int, seed: int, with_activities: bool = True, quarter_end_seasonality: bool = False):
+def _world(n_deals: int, seed: int, with_activities: bool = True, quarter_end_seasonality: bool = False,
+           never_close_share: float = 0.0, leaking_amount: bool = False):
     """One generated world per process and size: pulls at several clocks share it."""
     from salesintel_assets.sources import sample_crm
 
     return sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities,
-                                     quarter_end_seasonality=quarter_end_seasonality)
+                                     quarter_end_seasonality=quarter_end_seasonality,
+                                     never_close_share=never_close_share, leaking_amount=leaking_amount)
 
 
 @lru_cache(maxsize=4)
 def _snapshot_at(n_deals: int, seed: int, clock: date, with_activities: bool = True,
-                 quarter_end_seasonality: bool = False):
+                 quarter_end_seasonality: bool = False, never_close_share: float = 0.0, leaking_amount: bool = False):
     """What the CRM shows at a clock; one pull asks for deals, history,
     activities and the org, all from the same view."""
     from salesintel_assets.sources import sample_crm
 
-    return sample_crm.snapshot(_world(n_deals, seed, with_activities, quarter_end_seasonality), clock)
+    return sample_crm.snapshot(_world(n_deals, seed, with_activities, quarter_end_seasonality, never_close_share,
+                                      leaking_amount), clock)
 
 
 class SampleCRM(CRMSource):
@@ -102,6 +105,8 @@ class SampleCRM(CRMSource):
     with_activities: bool = True
     quarter_end_seasonality: bool = False  # wins bunch up at quarter ends, as in real CRMs
     deleted_deal_ids: list[str] = []
+    never_close_share: float = 0.0   # share of would-be-lost deals that linger open (real CRMs have many)
+    leaking_amount: bool = False     # lost deals show amount 0, as exports of the closed value do
 
     def _clock(self) -> date:
         from salesintel_assets.sources.sample_crm import SAMPLE_END_DATE
@@ -110,7 +115,7 @@ class SampleCRM(CRMSource):
 
     def _snapshot(self):
         return _snapshot_at(self.n_deals, self.seed, self._clock(), self.with_activities,
-                            self.quarter_end_seasonality)
+                            self.quarter_end_seasonality, self.never_close_share, self.leaking_amount)
 
     def describe(self) -> str:
         return f"sample:n_deals={self.n_deals},seed={self.seed},clock={self._clock().isoformat()}"

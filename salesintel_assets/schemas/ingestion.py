@@ -49,8 +49,9 @@ class DataQualityReport(pa.DataFrameModel):
 
     pull_id: Series[str] = pa.Field(description="The pull.")
     rule: Series[str] = pa.Field(description="Quality rule.")
-    action: Series[str] = pa.Field(isin=["block", "flag", "auto_correct", "quarantine", "keep_latest"],
-                                   description="What the rule does with a bad row.")
+    action: Series[str] = pa.Field(isin=["block", "flag", "auto_correct", "quarantine", "keep_latest", "exclude"],
+                                   description="What the rule does with a bad row; exclude: a column that gives "
+                                               "the outcome away (rule leakage:<column>), kept out of models")
     rows: Series[int] = pa.Field(description="Rows the rule touched in this pull.", ge=0)
     batch_rows: Series[int] = pa.Field(description="Rows in the pull.", ge=0)
     share: Series[float] = pa.Field(description="rows / batch_rows.", ge=0, le=1)

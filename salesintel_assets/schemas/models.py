@@ -21,7 +21,16 @@ class DealRiskScores(pa.DataFrameModel):
     age_days: Series[float] = pa.Field(description="Days since creation.", nullable=True, ge=0)
     days_in_stage: Series[float] = pa.Field(nullable=True,
                                             description="Days in the current stage as of the analysis date.")
-    win_probability: Series[float] = pa.Field(ge=0, le=1, description="calibrated probability the deal is won")
+    win_probability: Series[float] = pa.Field(
+        ge=0, le=1, description="calibrated probability that the deal is won within the rules file's "
+                                "risk.win_horizon_days (180 by default) of the analysis date")
+    win_probability_30d: Series[float] = pa.Field(ge=0, le=1, nullable=True,
+                                                  description="probability the deal is won within 30 days")
+    win_probability_90d: Series[float] = pa.Field(ge=0, le=1, nullable=True,
+                                                  description="probability the deal is won within 90 days")
+    model_verdict: Series[str] = pa.Field(isin=["usable", "weak"], description=(
+        "usable: the model beat deal age alone and the segment win rate on validation; weak: it did not "
+        "(its probabilities are not quoted in alerts)"))
     risk_band: Series[str] = pa.Field(description="low, medium or high by win probability.", isin=RISK_BANDS)
     revenue_at_risk: Series[float] = pa.Field(ge=0, description="deal_amount x (1 - win_probability)")
     reason_1: Series[str] = pa.Field(description="Strongest factor behind the score, in words.", nullable=True)
@@ -53,7 +62,7 @@ class PipelineForecast(pa.DataFrameModel):
 
     grouping: Series[str] = pa.Field(description="How the pipeline is cut.",
                                      isin=["close_month", "industry", "region", "product_type", "lead_source",
-                                           "total"])
+                                           "total", "horizon"])
     key: Series[str] = pa.Field(description="The group's value (total: 'all').")
     open_deals: Series[int] = pa.Field(description="Open deals counted.", ge=0)
     pipeline_amount: Series[float] = pa.Field(description="Amount of the open deals.", ge=0)
@@ -73,6 +82,13 @@ class PipelineForecast(pa.DataFrameModel):
     def intervals_ordered(cls, df: pd.DataFrame) -> Series[bool]:
         return (df["revenue_p10"] <= df["revenue_p90"]) & (df["won_deals_p10"] <= df["won_deals_p90"]) & (
             df["expected_won_deals"] <= df["open_deals"] + 1e-6)
+
+    @pa.dataframe_check
+    def horizon_intervals_hold_the_expectation(cls, df: pd.DataFrame) -> Series[bool]:
+        horizon = df["grouping"] == "horizon"
+        inside = (df["won_deals_p10"] <= df["expected_won_deals"] + 0.5) & (
+            df["expected_won_deals"] <= df["won_deals_p90"] + 0.5)
+        return ~horizon | inside
 
 
 class DealRiskModel(pa.DataFrameModel):
@@ -95,6 +111,8 @@ class DealRiskModel(pa.DataFrameModel):
     baseline_log_loss: Series[float] = pa.Field(description="The baseline's log loss.", nullable=True, ge=0)
     baseline_ece: Series[float] = pa.Field(description="The baseline's calibration error.", nullable=True, ge=0, le=1)
     decision: Series[str] = pa.Field(description="Why the champion did or did not change.")
+    model_verdict: Series[str] = pa.Field(nullable=True, isin=["usable", "weak"],
+                                          description="usable, or weak: no better than deal age or the segment rate")
     champion_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1,
                                                        description="Champion version after this run.")
 

@@ -245,6 +245,7 @@ class SampleWorld:
     activities: pd.DataFrame
     seed: int
     end_date: date
+    leaking_amount: bool = False  # a lost deal shows amount 0 once closed (see generate_world)
 
 
 @dataclass(frozen=True)
@@ -636,6 +637,23 @@ def _plant_stuck(rng: np.random.Generator, deals: dict, t: _Timeline) -> None:
     deals["closed"][rows] = created + cycle
 
 
+# --- Options shaped like real CRMs ---------------------------------------------
+LINGER_NEVER_SHARE = 0.5            # of the lingering deals, these are never closed; the rest ...
+LINGER_CLEANUP_DAYS = (90, 360)     # ... are closed Lost this long after they would have been
+
+
+def _linger(rng: np.random.Generator, deals: dict, share: float) -> None:
+    """Real CRMs are full of deals nobody closes: ``share`` of the deals that
+    would be lost instead linger in the stage where they died. Half are never
+    closed; the others are closed Lost in a clean-up months later. They go
+    quiet as lost deals do, so only their age and silence give them away."""
+    lingering = (deals["planted"] == 0) & ~deals["won"] & (rng.random(len(deals["won"])) < share)
+    never = lingering & (rng.random(len(lingering)) < LINGER_NEVER_SHARE)
+    delay = rng.integers(LINGER_CLEANUP_DAYS[0], LINGER_CLEANUP_DAYS[1] + 1, len(lingering))
+    deals["closed"] = np.where(never, _NEVER, np.where(lingering, deals["closed"] + delay, deals["closed"]))
+    deals["lingering"] = lingering
+
+
 def _sort_by_creation(rng: np.random.Generator, deals: dict) -> dict:
     """Deal ids follow creation order, as a CRM's sequence would."""
     order = np.lexsort((rng.random(len(deals["created"])), deals["created"]))
@@ -725,12 +743,14 @@ def _deal_frame(deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray) -> pd.Da
         "lead_source": pick(LEAD_SOURCES, deals["lead"]),
         "final_stage": pick(STAGES, deals["final_stage"]),
         "deal_amount": deals["amount"].astype(float),
-        "sales_cycle_days": deals["cycle"].astype(float),
-        "outcome": np.where(deals["won"], "Won", "Lost").astype(object),
+        "sales_cycle_days": np.where(deals["closed"] < _NEVER, deals["closed"] - deals["created"], np.nan),
+        "outcome": np.where(deals["won"], "Won", np.where(deals["closed"] < _NEVER, "Lost", "Open")).astype(object),
         "win_probability": deals["p_win"],
     })
     for j, stage in enumerate(OPEN_STAGES):
         frame[f"entered_{stage.lower()}"] = _to_datetime(deals["entries"][:, j])
+    if "lingering" in deals:  # only worlds with lingering deals carry the marker
+        frame["lingering"] = deals["lingering"]
     frame["planted"] = pick(PLANTED_LABELS, deals["planted"])
     frame["dirty_kind"] = pick(_DIRTY_NAMES, deals["dirty_kind"])
     frame["dirty_date"] = _to_datetime(deals["dirty_date"])
@@ -739,11 +759,20 @@ def _deal_frame(deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray) -> pd.Da
 
 
 def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_END_DATE,
-                   with_activities: bool = True, quarter_end_seasonality: bool = False) -> SampleWorld:
+                   with_activities: bool = True, quarter_end_seasonality: bool = False,
+                   never_close_share: float = 0.0, leaking_amount: bool = False) -> SampleWorld:
     """Simulate the sample CRM's truth: ``n_deals`` deals created in the
     ~18 months up to ``end_date``, plus the deals created during the horizon.
     Deals are identical whether or not activities are generated.
-    ``quarter_end_seasonality``: wins bunch up at quarter ends (``QuarterEndPush``)."""
+
+    Options shaped like real CRMs (off by default; the default world does not
+    change): ``quarter_end_seasonality``: wins bunch up at quarter ends
+    (``QuarterEndPush``); ``never_close_share`` of the would-be-lost deals
+    linger open for months or forever (outcome "Open" in the truth when never
+    closed); ``leaking_amount`` exports a lost deal's amount as 0, as CRMs
+    that store the closed value do."""
+    if not 0 <= never_close_share < 1:
+        raise ValueError("never_close_share must be in [0, 1)")
     if n_deals < 1:
         raise ValueError("n_deals must be at least 1")
     rng = np.random.default_rng(seed)
@@ -762,6 +791,8 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
         _push_to_quarter_end(rng, deals)
     _plant_segment_drop(rng, deals, t)
     _plant_stuck(rng, deals, t)
+    if never_close_share:
+        _linger(np.random.default_rng([seed, 1]), deals, never_close_share)  # own stream: the rest stays as is
     deals = _sort_by_creation(rng, deals)
     world_end = t.end + SAMPLE_HORIZON_DAYS
     _plan_dirty(rng, deals, world_end)
@@ -773,7 +804,7 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
     activities = (_activities(rng, deals, deal_ids, rep_ids, world_end) if with_activities
                   else _empty_activities())
     return SampleWorld(deals=_deal_frame(deals, deal_ids, rep_ids), reps=reps,
-                       activities=activities, seed=seed, end_date=end_date)
+                       activities=activities, seed=seed, end_date=end_date, leaking_amount=leaking_amount)
 
 
 # --- Observation: the CRM at a clock ------------------------------------------
@@ -857,6 +888,8 @@ def _snapshot_frame(world: SampleWorld, rows: np.ndarray, state: dict) -> pd.Dat
     d = world.deals
     amount = d["deal_amount"].to_numpy()[rows].copy()
     amount[state["amount_nan"]] = np.nan
+    if world.leaking_amount:
+        amount[state["outcome"] == "Lost"] = 0.0
     modified = (_to_datetime(state["modified"])
                 + _time_of_day(rows, state["modified"]).astype("timedelta64[s]"))
     frame = pd.DataFrame({

@@ -14,6 +14,8 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.resources.factory import build_resources
 from salesintel_assets.resources.crm import SampleCRM
+from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
+from salesintel_assets.summary import run_summary
 from salesintel_assets_tests.models_support import rules_file, seed_mlflow_store
 from salesintel_assets_tests.support import (check_results, csv_resources, read_table, run_selection,
                                              sample_resources)
@@ -70,8 +72,10 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
         assert json.loads(inputs["deal_risk_training"].dataset.profile)["num_rows"] > 0
     for run in model_runs:
         for metric in ("val_auc", "val_brier", "val_log_loss", "val_ece", "baseline_auc", "baseline_brier",
-                       "baseline_log_loss", "baseline_ece"):
+                       "baseline_log_loss", "baseline_ece", "age_baseline_auc", "model_usable",
+                       "no_better_than_deal_age", "h90d_val_auc"):
             assert metric in run.data.metrics
+        assert run.data.tags["model_verdict"] == "usable" and run.data.tags["target"] == "won within 180 days"
     versions = client.search_model_versions("name='deal_risk'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     champion = client.get_model_version_by_alias("deal_risk", "champion")
@@ -89,6 +93,7 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
     meta = _materialization(runs[SECOND], "deal_risk_model")
     assert meta["decision"].value == second["decision"]
     assert {"challenger_score", "champion_score", "champion_version", "validation", "reliability"} <= set(meta)
+    assert meta["model_verdict"].value == "usable" and meta["verdict_reason"].value.startswith("beats deal age")
     assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
 
 
@@ -102,6 +107,9 @@ def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):
     assert (scores["model_version"] == int(champion.version)).all()
     assert (scores["as_of_date"] == pd.Timestamp(SECOND)).all()
     assert scores["reason_1"].notna().all() and set(scores["risk_band"]) <= {"low", "medium", "high"}
+    assert (scores["model_verdict"] == "usable").all()
+    assert (scores["win_probability_30d"] <= scores["win_probability_90d"]).all()
+    assert (scores["win_probability_90d"] <= scores["win_probability"]).all()
 
 
 def test_drift_judges_the_champion_on_deals_closed_since_it_was_deployed(sample_runs):
@@ -131,8 +139,14 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert total["open_deals"] == len(scores)
     assert total["expected_won_deals"] == pytest.approx(scores["win_probability"].sum(), abs=0.01)
     assert total["revenue_p10"] < total["expected_won_revenue"] < total["revenue_p90"]
+    horizons = table[table["grouping"] == "horizon"].set_index("key")
+    assert list(horizons.index) == ["30d", "90d", "quarter_end"]
+    assert (horizons["won_deals_p10"] <= horizons["expected_won_deals"]).all()
+    assert (horizons["expected_won_deals"] <= horizons["won_deals_p90"]).all()
+    assert horizons.loc["90d", "expected_won_deals"] == pytest.approx(scores["win_probability_90d"].sum(), abs=0.01)
     backtest = read_table(home, "forecast_backtest")
     assert len(backtest) == 2 and (backtest["status"] == "ok").all()
+    assert (backtest["pending_deals"] == 0).all()   # every deal open then, judged on its 90-day window
     assert _materialization(runs[SECOND], "pipeline_forecast")["sigma_source"].value.startswith("backtest")
 
 
@@ -145,7 +159,7 @@ def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
     assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
 
 
-def test_skygeni_export_trains_on_creation_facts_and_scores_nothing(tmp_path, skygeni_csv):
+def test_skygeni_export_trains_on_creation_facts_and_is_not_promoted(tmp_path, skygeni_csv):
     home = tmp_path / "home"
     seed_mlflow_store(home)
     rules = rules_file(tmp_path, **FAST)
@@ -156,8 +170,13 @@ def test_skygeni_export_trains_on_creation_facts_and_scores_nothing(tmp_path, sk
     tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
     assert "stage" not in tags["categorical"].split(",") and "sales_cycle_days" not in tags["numeric"]
     assert "creation attributes and age so far only" in tags["feature_description"]
+    # no signal beyond deal age: weak, never the champion, and the run says so
+    assert model["model_verdict"] == "weak" and model["verdict_reason"].startswith("no better than")
+    assert tags["model_verdict"] == "weak" and _client(home).get_registered_model("deal_risk").aliases.get(
+        "champion") is None
+    assert "no better than" in run_summary(Warehouse(home=SalesintelHome(path=str(home))))
     scores, table = read_table(home, "deal_risk_scores"), read_table(home, "pipeline_forecast")
-    assert scores.empty and list(scores.columns) == rs.SCORE_COLUMNS
+    assert scores.empty and list(scores.columns) == rs.SCORE_COLUMNS   # every deal in the export is closed
     assert table.empty and list(table.columns) == forecast.FORECAST_COLUMNS
 
 

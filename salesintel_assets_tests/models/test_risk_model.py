@@ -105,24 +105,42 @@ def test_without_stage_history_only_creation_facts_and_age_are_used(tables):
 
 
 # --- Time-based split ---------------------------------------------------------------
-def test_split_is_by_close_date_never_random(training, prepared, tables):
+def test_split_is_by_snapshot_date_never_random(training, prepared, tables):
     split, rules = training.split, tables["rules"].risk
-    assert split.fit["closed_date"].max() <= split.calibration_cutoff < split.calibrate["closed_date"].min()
-    assert split.calibrate["closed_date"].max() <= split.validation_cutoff < split.validate["closed_date"].min()
-    sets = [set(part["deal_id"]) for part in (split.fit, split.calibrate, split.validate)]
-    assert not (sets[0] & sets[1]) and not (sets[1] & sets[2]) and not (sets[0] & sets[2])
-    labelled = prepared.labelled
-    most_recent = set(labelled.loc[labelled["closed_date"] > split.validation_cutoff, "deal_id"])
-    assert sets[2] <= most_recent
-    share = len(most_recent) / len(labelled)
+    assert split.fit["snapshot_date"].max() <= split.calibration_cutoff < split.calibrate["snapshot_date"].min()
+    assert split.calibrate["snapshot_date"].max() <= split.validation_cutoff < split.validate["snapshot_date"].min()
+    share = len(split.validate) / len(prepared.states)
     assert abs(share - rules.validation_share) < 0.03
+
+
+def test_training_learns_from_every_open_deal_and_censors_unfinished_windows(tables, prepared):
+    """Deals still open today are in the training rows (labelled not won once
+    their window is over); a snapshot whose window runs past the analysis
+    date is left out, never counted as lost."""
+    rules, horizon = tables["rules"].risk, prepared.horizon
+    open_now = set(rf.open_deals(prepared.fact, prepared.as_of)["deal_id"])
+    states = prepared.states
+    assert (states["snapshot_date"] + pd.Timedelta(days=horizon) <= prepared.as_of).all()
+    short = prepared.rows_for(30)
+    assert (short["snapshot_date"] + pd.Timedelta(days=30) <= prepared.as_of).all()
+    lingering = short[short["deal_id"].isin(open_now)]
+    assert len(lingering) > 100 and (lingering["won"] == 0).all()
+    # A deal won 20 days after a snapshot 100 days before the analysis date:
+    # known for 30 days, censored for the 180-day target (its window is not over).
+    row = pd.DataFrame({"deal_id": ["X", "Y"], "snapshot_date": [prepared.as_of - pd.Timedelta(days=100)] * 2,
+                        "closed_date": [prepared.as_of - pd.Timedelta(days=80), pd.NaT],
+                        "won_by_as_of": [True, False]})
+    assert rf.label(row, 30, prepared.as_of)["won"].tolist() == [1, 0]
+    assert rf.label(row, 90, prepared.as_of)["won"].tolist() == [1, 0]
+    assert rf.label(row, 180, prepared.as_of).empty
+    assert rules.win_horizon_days == horizon
 
 
 def test_deals_closing_after_the_analysis_date_are_not_history(tables):
     as_of = tables["as_of"] - pd.Timedelta(days=60)
     early = _prepare(tables, as_of=as_of)
     assert early.labelled["closed_date"].max() <= as_of
-    assert early.states["closed_date"].max() <= as_of
+    assert early.snapshots["closed_date"].max() <= as_of   # a later close is not known yet: open then
     later = tables["fact"][~tables["fact"]["is_open"] & (tables["fact"]["closed_date"] > as_of)]
     assert len(later) > 100 and not set(later["deal_id"]) & set(early.labelled["deal_id"])
 
@@ -294,9 +312,9 @@ def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, 
 def test_skops_trusted_types_cover_every_candidate(training):
     import skops.io
 
-    for candidate in training.candidates:
-        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(candidate.model))
-        assert set(untrusted) <= set(rm.SKOPS_TRUSTED_TYPES), candidate.name
+    for name, model in [(c.name, c.model) for c in training.candidates] + [("horizons", training.model)]:
+        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        assert set(untrusted) <= set(rm.SKOPS_TRUSTED_TYPES), name
 
 
 # --- Champion decision and live drift -------------------------------------------------------

@@ -138,6 +138,14 @@ def _interval(won: int, n: int) -> str:
     return f"95 % CI {low[0] * 100:.0f}–{high[0] * 100:.0f} %"
 
 
+def quotable_risk(risk: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Risk scores whose probabilities may be quoted: none when the model
+    that scored them is weak (no better than deal age or the segment rate)."""
+    if risk is None or "model_verdict" not in risk.columns:
+        return risk
+    return risk if len(risk) and (risk["model_verdict"] == "usable").all() else None
+
+
 class Context:
     """Everything the alert text needs beyond the anomaly itself."""
 
@@ -149,6 +157,7 @@ class Context:
         deals = evidence.deals
         self.deals = deals.drop_duplicates("deal_id", keep="last").set_index("deal_id", drop=False) if len(deals) else None
         self.segments = evidence.segments.set_index("segment")
+        risk = quotable_risk(risk)
         usable = risk is not None and len(risk) and "deal_id" in risk.columns
         self.risk = risk.drop_duplicates("deal_id", keep="last").set_index("deal_id") if usable else None
 

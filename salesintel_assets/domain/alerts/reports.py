@@ -58,6 +58,7 @@ def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame
     """One scorecard per rep with deals: win rate vs the team, pipeline,
     deals at risk (when the risk model has scored them), this week's alerts."""
     as_of = pd.Timestamp(as_of).normalize()
+    weak = risk is not None and len(risk) > 0 and "model_verdict" in risk and not (risk["model_verdict"] == "usable").all()
     stats = stats.set_index("sales_rep_id")
     team_won, team_closed = stats["won_n"].sum(), stats["closed_n"].sum()
     week_start = as_of - pd.Timedelta(days=6)
@@ -71,7 +72,9 @@ def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame
         lines = [f"Win rate (last {SCORECARD_DAYS} days): {_rate(s['won_n'], s['closed_n'])} closed deals "
                  f"(team {_rate(team_won, team_closed)})",
                  f"Open pipeline: {int(s['open_n']):,} deals, {money(s['open_amount'])}"]
-        if risk is not None and len(risk):
+        if weak:
+            lines.append("Deals at risk: the risk model is no better than deal age, so no probabilities are quoted")
+        elif risk is not None and len(risk):
             mine = risk[risk["sales_rep_id"].eq(rep_id) & risk["risk_band"].eq("high")]
             mine = mine.sort_values("revenue_at_risk", ascending=False)
             lines.append(f"Deals at risk: {len(mine)} high-risk deals, {money(mine['revenue_at_risk'].sum())} "

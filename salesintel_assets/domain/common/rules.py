@@ -253,6 +253,9 @@ class RiskRules(Section):
         alpha: float = Field(gt=0, le=0.2)
 
     min_closed_deals: int = Field(ge=50)
+    win_horizon_days: int = Field(ge=30, le=730)
+    min_auc_gain: float = Field(ge=0, lt=0.2)
+    implausible_auc: float = Field(gt=0.9, le=1)
     snapshot_every_days: int = Field(ge=1, le=90)
     max_training_rows: int = Field(ge=1000)
     calibration_share: float = Field(gt=0.05, lt=0.4)

@@ -1,36 +1,40 @@
 """Deal risk model features: what an open deal looks like on the analysis
-date, and what every closed deal looked like on past dates of its open life.
+date, and what every deal looked like on past dates of its open life.
+
+Whom the model learns from
+--------------------------
+Every deal that was open on a grid date (one every ``snapshot_every_days``,
+ending on the analysis date) -- deals later won, later lost, and deals still
+open today, including those that never close -- as it looked on that date,
+labelled "won within H days of the snapshot" (``label``). A snapshot whose
+H-day window is not over on the analysis date is censored (left out), so a
+deal that lingers is learnt as what it is: not won in the windows that have
+ended. Learning only from deals that eventually closed would tell the model
+that every open deal closes, and score deals that linger for months as
+likely wins.
 
 No leakage, by construction
 ---------------------------
 A feature is allowed only if it is known for an open deal at scoring time
-with the same meaning it had for the training rows. So the model never sees a
-closed deal as it looked at its close:
+with the same meaning it had for the training rows:
 
-* ``sales_cycle_days`` of a closed deal is its final length, a function of
-  when (and often how) it ended. An open deal's age is only "how long it has
-  been open so far". The model therefore learns from *replayed states*: every
-  closed deal is replayed as it looked on past dates of its open life (one
-  state every ``snapshot_every_days``, on a calendar grid), with the age *at
-  that date*, and labelled with how it finally closed. Age is then
-  time-to-event information used as such: "deals open this long so far".
-* ``deal_stage`` of a closed deal is the stage it reached at close, not the
-  stage it was in while open (and ``Closed`` implies the outcome). With a
-  stage history, the replayed state carries the stage the deal was in on that
-  date and the days it had spent in it; a state in the closed stage is never
-  produced (a test guards it). Without a stage history (a plain CSV export)
-  stage features are left out entirely, for training and scoring alike.
-* Activities count only those logged up to the replayed date.
-* Outcome-derived columns of ``fact_deals`` (``outcome``, ``is_won``,
-  ``sales_cycle_days``, ``deal_stage``, ``stage_number``, ``activity_count``,
-  ``last_modified`` ...) are never read into features: ``FORBIDDEN_FEATURES``
-  lists them and ``assert_no_leakage`` refuses a feature set that contains
-  one. The table's own ``age_days`` and ``days_in_stage`` (for a closed deal:
-  its final cycle) are not read either; the features of those names are
-  recomputed for the replayed date. The creation attributes (industry,
-  region, product, lead source, rep, amount) are taken as known at creation.
-  A test scrambles every outcome-derived column and checks the features do
-  not move.
+* ``sales_cycle_days`` of a closed deal is its final length; an open deal's
+  age is only "how long it has been open so far". The replayed state carries
+  the age *on the snapshot date*.
+* ``deal_stage`` of a closed deal is the stage it reached at close. With a
+  stage history, the replayed state carries the stage the deal was in on
+  that date and the days it had spent in it; a state in the closed stage is
+  never produced (a test guards it). Without a stage history (a plain CSV
+  export) stage features are left out entirely.
+* Activities count only those logged up to the snapshot date.
+* Outcome-derived columns of ``fact_deals`` are never read into features:
+  ``FORBIDDEN_FEATURES`` lists them and ``assert_no_leakage`` refuses a
+  feature set that contains one. The creation attributes (industry, region,
+  product, lead source, rep, amount) are taken as known at creation -- unless
+  the leakage guard (``domain/common/leakage.py``) finds one encodes the
+  outcome (an amount that is 0 on every lost deal), in which case it is left
+  out. A test scrambles every outcome-derived column and checks the features
+  do not move.
 
 A calendar grid samples each deal in proportion to how long it stayed open,
 which is how the open pipeline on any given day is sampled too.
@@ -109,18 +113,21 @@ def open_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 
 
 def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
-                    rules: RiskRules) -> FeatureSpec:
+                    rules: RiskRules, exclude=()) -> FeatureSpec:
     """Stage features only when the history covers enough closed deals;
-    activity features only when activities are recorded at all."""
-    numeric_base = ("deal_amount", "age_days")
+    activity features only when activities are recorded at all. Creation
+    columns the leakage guard excluded (``exclude``) are left out."""
+    keep = lambda names: tuple(n for n in names if n not in set(exclude))  # noqa: E731
+    numeric_base = keep(("deal_amount",)) + ("age_days",)
+    categorical = keep(CREATION_CATEGORICAL)
     covered = labelled["deal_id"].isin(stage_history["deal_id"]).mean() if len(labelled) else 0.0
     if len(stage_history) and covered >= rules.min_history_coverage:
         numeric = numeric_base + ("days_in_stage",)
         if len(activities):
             numeric += ACTIVITY_FEATURES
-        spec = FeatureSpec(STAGE_HISTORY, CREATION_CATEGORICAL + ("stage",), numeric)
+        spec = FeatureSpec(STAGE_HISTORY, categorical + ("stage",), numeric)
     else:
-        spec = FeatureSpec(CREATION_ONLY, CREATION_CATEGORICAL, numeric_base)
+        spec = FeatureSpec(CREATION_ONLY, categorical, numeric_base)
     assert_no_leakage(spec.columns)
     return spec
 
@@ -189,8 +196,9 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     int day number per row). Only creation attributes and what was recorded
     up to that day are read."""
     created = day_numbers(deals["created_date"])
-    out = pd.DataFrame({c: deals[c].to_numpy(dtype=object) for c in CREATION_CATEGORICAL})
-    out["deal_amount"] = deals["deal_amount"].to_numpy(dtype="float64")
+    out = pd.DataFrame({c: deals[c].to_numpy(dtype=object) for c in CREATION_CATEGORICAL if c in spec.columns})
+    if "deal_amount" in spec.columns:
+        out["deal_amount"] = deals["deal_amount"].to_numpy(dtype="float64")
     out["age_days"] = (day - created).astype("float64")
     if spec.mode == STAGE_HISTORY:
         codes = timeline.codes(deals["deal_id"])
@@ -206,42 +214,80 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     return out[spec.columns]
 
 
-def _grid(labelled: pd.DataFrame, as_of: pd.Timestamp, every_days: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row position, day) for every grid date on which a labelled deal was
-    open: created <= day < closed, days on a grid ending at the analysis date."""
-    created, closed = day_numbers(labelled["created_date"]), day_numbers(labelled["closed_date"])
+def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days: int,
+          last_day: int, max_rows: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(row position, day) for every grid date on which a deal was open:
+    created <= day < end, days on a grid ending at the analysis date, none
+    after ``last_day``. Above ``max_rows`` a uniform random sample of them,
+    drawn without listing them all (deals open for years would not fit)."""
     end = day_numbers([as_of])[0]
     if not len(created):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     start = end - ((end - created.min()) // every_days) * every_days
-    grid = np.arange(start, end + 1, every_days)
+    grid = np.arange(start, min(end, last_day) + 1, every_days)
     lo = np.searchsorted(grid, created, side="left")
-    hi = np.searchsorted(grid, closed, side="left")
+    hi = np.searchsorted(grid, ends, side="left")
     count = np.maximum(hi - lo, 0)
+    total = int(count.sum())
+    if max_rows is not None and total > max_rows:
+        flat = np.sort(np.random.default_rng(seed).choice(total, max_rows, replace=False))
+        before = np.cumsum(count) - count
+        pos = np.searchsorted(before + count, flat, side="right")
+        return pos, grid[lo[pos] + flat - before[pos]]
     pos = np.repeat(np.arange(len(created)), count)
     offset = np.arange(len(pos)) - np.repeat(np.cumsum(count) - count, count)
     return pos, grid[lo[pos] + offset]
 
 
-def training_states(labelled: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
-                    rules: RiskRules, closed_stage: str) -> pd.DataFrame:
-    """Replayed states of labelled deals: deal_id, snapshot_date, closed_date,
-    won plus the features. A random sample when above ``max_training_rows``."""
-    pos, day = _grid(labelled, as_of, rules.snapshot_every_days)
-    if len(pos) > rules.max_training_rows:
-        keep = np.sort(np.random.default_rng(rules.seed).choice(len(pos), rules.max_training_rows, replace=False))
-        pos, day = pos[keep], day[keep]
-    deals = labelled.iloc[pos]
-    states = states_at(deals, day, timeline, spec)
-    states.insert(0, "deal_id", deals["deal_id"].to_numpy(dtype=object))
+def trustworthy_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Every deal created by the analysis date with sane dates, as it stood
+    then: a close after the analysis date is not known yet (the deal counts
+    as open). Flagged rows are left out: their dates cannot be trusted."""
+    as_of = pd.Timestamp(as_of)
+    deals = fact[fact["created_date"].notna() & (fact["created_date"] <= as_of) & ~fact["needs_review"]]
+    closed = ~deals["is_open"] & deals["closed_date"].notna() & (deals["closed_date"] <= as_of)
+    sane = ~closed | (deals["closed_date"] > deals["created_date"])
+    drop = ~deals["is_open"] & deals["closed_date"].isna()  # closed without a date: no timeline
+    deals = deals[sane & ~drop]
+    closed = closed[sane & ~drop]
+    return deals.assign(closed_date=deals["closed_date"].where(closed),
+                        is_won=deals["is_won"].astype(bool) & closed).reset_index(drop=True)
+
+
+def snapshot_states(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
+                    rules: RiskRules, closed_stage: str, last_day: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every deal that was open on each grid date up to ``last_day`` -- won,
+    lost, or still open today (deals that never close included) -- as it
+    looked then: deal_id, snapshot_date, created_date, closed_date (NaT while
+    open at the analysis date), won_by_as_of plus the features. A random
+    sample when above ``max_training_rows``."""
+    deals = trustworthy_deals(fact, as_of)
+    created, ends = day_numbers(deals["created_date"]), day_numbers(deals["closed_date"])
+    last = day_numbers([last_day if last_day is not None else as_of])[0]
+    pos, day = _grid(created, ends, pd.Timestamp(as_of), rules.snapshot_every_days, last, rules.max_training_rows,
+                     rules.seed)
+    rows = deals.iloc[pos]
+    states = states_at(rows, day, timeline, spec)
+    states.insert(0, "deal_id", rows["deal_id"].to_numpy(dtype=object))
     states.insert(1, "snapshot_date", day.astype("datetime64[D]").astype("datetime64[ns]"))
-    states.insert(2, "created_date", deals["created_date"].to_numpy())
-    states.insert(3, "closed_date", deals["closed_date"].to_numpy())
-    states.insert(4, "won", deals["is_won"].to_numpy(dtype=np.int64))
+    states.insert(2, "created_date", rows["created_date"].to_numpy())
+    states.insert(3, "closed_date", rows["closed_date"].to_numpy())
+    states.insert(4, "won_by_as_of", rows["is_won"].to_numpy(dtype=bool))
     if "stage" in states:
         # A recorded close before closed_date would reveal the outcome: drop it.
         states = states[states["stage"] != closed_stage]
     return states.reset_index(drop=True)
+
+
+def label(states: pd.DataFrame, horizon_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The rows whose target "won within ``horizon_days`` of the snapshot" is
+    known on the analysis date, with that target as ``won``. A snapshot
+    whose window is not over yet is censored: dropped, never counted as lost
+    (keeping only its early wins would bias the target upwards)."""
+    over = states["snapshot_date"] + pd.Timedelta(days=horizon_days) <= pd.Timestamp(as_of)
+    rows = states[over]
+    won = rows["won_by_as_of"] & ((rows["closed_date"] - rows["snapshot_date"]).dt.days <= horizon_days)
+    return rows.assign(won=won.fillna(False).astype(np.int64)).reset_index(drop=True)
 
 
 def features_for(rows: pd.DataFrame, timeline: Timeline, spec: FeatureSpec) -> pd.DataFrame:
@@ -257,7 +303,9 @@ def spec_feasible(spec: FeatureSpec, current: FeatureSpec) -> bool:
 
 @dataclass
 class Prepared:
-    """What every models-layer asset starts from."""
+    """What every models-layer asset starts from. ``snapshots``: every open
+    deal on every grid date (unlabelled); ``states``: those labelled for the
+    main horizon (``won`` = won within ``horizon`` days)."""
 
     as_of: pd.Timestamp
     fact: pd.DataFrame
@@ -266,16 +314,35 @@ class Prepared:
     timeline: Timeline
     states: pd.DataFrame
     closed_stage: str
+    snapshots: pd.DataFrame = None
+    horizon: int = 180
+    leaks: list = None
+
+    def rows_for(self, horizon_days: int) -> pd.DataFrame:
+        return self.states if horizon_days == self.horizon else label(self.snapshots, horizon_days, self.as_of)
+
+
+SCREENED_COLUMNS = CREATION_CATEGORICAL + ("deal_amount",)
 
 
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
             rules: RiskRules, stage_order: list[str]) -> Prepared:
+    from salesintel_assets.domain.common import leakage
+
     as_of = pd.Timestamp(as_of)
     labelled = labelled_deals(fact, as_of)
-    spec = choose_features(labelled, stage_history, activities, rules)
+    leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS)
+    spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks))
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order)
-    states = training_states(labelled, timeline, spec, as_of, rules, stage_order[-1])
-    return Prepared(as_of, fact, labelled, spec, timeline, states, stage_order[-1])
+    shortest = min(HORIZONS + (rules.win_horizon_days,))
+    snapshots = snapshot_states(fact, timeline, spec, as_of, rules, stage_order[-1],
+                                as_of - pd.Timedelta(days=shortest))
+    states = label(snapshots, rules.win_horizon_days, as_of)
+    return Prepared(as_of, fact, labelled, spec, timeline, states, stage_order[-1], snapshots,
+                    rules.win_horizon_days, leaks)
+
+
+HORIZONS = (30, 90)  # days; besides the rules' main horizon, the model also answers these
 
 
 def open_states(open_frame: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp) -> pd.DataFrame:

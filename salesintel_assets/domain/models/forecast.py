@@ -39,6 +39,7 @@ from salesintel_assets.domain.common.rules import RiskRules
 FORECAST_COLUMNS = ["grouping", "key", "open_deals", "pipeline_amount", "expected_won_deals",
                     "expected_won_revenue", "revenue_p10", "revenue_p90", "won_deals_p10", "won_deals_p90"]
 GROUPINGS = ("close_month", "industry", "region", "product_type", "lead_source", "total")
+HORIZON_KEYS = ("30d", "90d", "quarter_end")
 AGE_BUCKETS = (0, 30, 90)  # days; a deal's timing group is its stage and the bucket of its age
 SIM_CELLS = 4_000_000       # deals x simulations held in memory at once
 
@@ -135,6 +136,35 @@ def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
     return float(np.hypot(between, level_se))
 
 
+# --- Horizons ---------------------------------------------------------------------
+def quarter_end(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The end of the analysis date's quarter; on its last day, the next quarter's end."""
+    end = (pd.Timestamp(as_of).to_period("Q").end_time).normalize()
+    return (end + pd.offsets.QuarterEnd(1)).normalize() if end <= pd.Timestamp(as_of).normalize() else end
+
+
+def within_days(by_horizon: dict[int, np.ndarray], days: float) -> np.ndarray:
+    """Win probability within ``days`` from the model's horizons (days ->
+    probability per deal): linear between them, 0 at day 0, the longest
+    horizon's beyond it (a conservative reading: wins bunch up early)."""
+    horizons = sorted(by_horizon)
+    n = len(by_horizon[horizons[0]])
+    xs = np.array([0.0] + [float(h) for h in horizons])
+    ys = np.column_stack([np.zeros(n)] + [by_horizon[h] for h in horizons])
+    days = float(np.clip(days, 0, xs[-1]))
+    k = int(np.clip(np.searchsorted(xs, days, side="right") - 1, 0, len(xs) - 2))
+    w = (days - xs[k]) / (xs[k + 1] - xs[k])
+    return (1 - w) * ys[:, k] + w * ys[:, k + 1]
+
+
+def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp) -> dict[str, np.ndarray]:
+    """Per forecast key (30d, 90d, quarter_end): each deal's probability of
+    being won within it."""
+    to_quarter_end = (quarter_end(as_of) - pd.Timestamp(as_of).normalize()).days
+    return {"30d": within_days(by_horizon, 30), "90d": within_days(by_horizon, 90),
+            "quarter_end": within_days(by_horizon, to_quarter_end)}
+
+
 # --- Simulation -------------------------------------------------------------------
 def simulate(p: np.ndarray, amount: np.ndarray, keys: np.ndarray, n_keys: int, sigma: float,
              simulations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,10 +196,13 @@ def simulate_groupings(p: np.ndarray, amount: np.ndarray, groupings: list[tuple[
 
 
 def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: float,
-             rules: RiskRules) -> pd.DataFrame:
+             rules: RiskRules, horizons: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """pipeline_forecast rows for every grouping. ``scored``: one row per open
     deal with win_probability, deal_amount and the segment columns; the
-    shared shift's sd is ``sigma`` for deal counts, ``revenue_sigma`` for revenue."""
+    shared shift's sd is ``sigma`` for deal counts, ``revenue_sigma`` for
+    revenue. ``horizons`` (key -> each deal's probability of being won within
+    it) adds grouping ``horizon``: wins and revenue expected within 30 days,
+    90 days and by the quarter's end."""
     if not len(scored):
         return empty_forecast()
     cfg = rules.forecast
@@ -192,11 +225,25 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
             "revenue_p10": np.quantile(revenue, low_q, axis=0), "revenue_p90": np.quantile(revenue, high_q, axis=0),
             "won_deals_p10": np.quantile(counts, low_q, axis=0), "won_deals_p90": np.quantile(counts, high_q, axis=0),
         }))
+    for key, ph in (horizons or {}).items():
+        parts.append(_horizon_row(key, np.asarray(ph, dtype=float), amount, sigma, revenue_sigma, cfg, low_q, high_q))
     out = pd.concat(parts, ignore_index=True)
     money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
     out[money] = out[money].round(2)
     out["expected_won_deals"] = out["expected_won_deals"].round(2)
     return out[FORECAST_COLUMNS]
+
+
+def _horizon_row(key, p, amount, sigma, revenue_sigma, cfg, low_q, high_q) -> pd.DataFrame:
+    zero = np.zeros(len(p), dtype=np.int64)
+    counts, _ = simulate(p, amount, zero, 1, sigma, cfg.simulations, cfg.seed)
+    _, revenue = simulate(p, amount, zero, 1, revenue_sigma, cfg.simulations, cfg.seed)
+    return pd.DataFrame({
+        "grouping": ["horizon"], "key": [key], "open_deals": [len(p)], "pipeline_amount": [amount.sum()],
+        "expected_won_deals": [p.sum()], "expected_won_revenue": [(p * amount).sum()],
+        "revenue_p10": [np.quantile(revenue, low_q)], "revenue_p90": [np.quantile(revenue, high_q)],
+        "won_deals_p10": [np.quantile(counts, low_q)], "won_deals_p90": [np.quantile(counts, high_q)],
+    })
 
 
 # --- Backtest ---------------------------------------------------------------------
@@ -216,17 +263,18 @@ def empty_backtest() -> pd.DataFrame:
 
 def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, rules: RiskRules,
              closed_stage: str, candidate: str, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Replay past analysis dates T: train the same kind of model on what was
-    known at T, forecast the deals open at T, compare with how those that
-    closed by the analysis date turned out. Evaluated on the resolved deals
-    (``pending_deals`` are still open now); the design's target is the win
-    rate within +/- ``win_rate_target_points``. Each date's interval uses a
-    sigma measured on the *other* dates, so its coverage is out of sample."""
+    """Replay past analysis dates T (the latest ``backtest_horizon_days``
+    before the analysis date): train the same kind of model on what was
+    known at T, forecast wins within ``backtest_horizon_days`` for *every*
+    deal open at T (including those that never closed), and compare with
+    what happened in that window -- fully known today, so nothing is
+    pending. Each date's interval uses a sigma measured on the *other*
+    dates, so its coverage is out of sample."""
     cfg = rules.forecast
     runs = []
     for k in range(cfg.backtest_dates):
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
-        runs.append(_replay(fact, timeline, spec, rules, closed_stage, candidate, day, as_of))
+        runs.append(_replay(fact, timeline, spec, rules, closed_stage, candidate, day))
     rows = []
     for k, run in enumerate(runs):
         data = run.pop("_data", None)
@@ -238,30 +286,34 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     return out.sort_values("analysis_date").reset_index(drop=True)
 
 
-def _replay(fact, timeline, spec, rules, closed_stage, candidate, day, as_of) -> dict:
+def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
+    horizon = rules.forecast.backtest_horizon_days
     row = {"analysis_date": day, "model": candidate}
     labelled = rf.labelled_deals(fact, day)
     try:
-        states = rf.training_states(labelled, timeline, spec, day, rules, closed_stage)
-        split = rm.time_split(states, labelled, rules)
+        snapshots = rf.snapshot_states(fact, timeline, spec, day, rules, closed_stage,
+                                       day - pd.Timedelta(days=horizon))
+        split = rm.time_split(rf.label(snapshots, horizon, day), labelled, rules)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": len(labelled)}
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
-    was_open = (fact["created_date"] <= day) & (fact["is_open"] | (fact["closed_date"] > day)) & ~fact["needs_review"]
-    deals = fact[was_open].reset_index(drop=True)
+    then = rf.trustworthy_deals(fact, day)
+    deals = then[then["closed_date"].isna()].reset_index(drop=True)   # open at T, as known at T
     p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
-    resolved = (~deals["is_open"] & (deals["closed_date"] <= as_of)).to_numpy()
-    won = (deals["is_won"].to_numpy() & resolved)[resolved]
-    amount = deals["deal_amount"].to_numpy(dtype=float)[resolved]
-    pr = p[resolved]
+    now = fact.set_index("deal_id")
+    closed = now["closed_date"].reindex(deals["deal_id"]).to_numpy()
+    is_won = now["is_won"].reindex(deals["deal_id"]).fillna(False).to_numpy(dtype=bool)
+    end = day + pd.Timedelta(days=horizon)
+    won = is_won & (pd.to_datetime(closed) <= end)
+    amount = deals["deal_amount"].to_numpy(dtype=float)
     level_se = validation_level_se(rm.predict(model, split.validate[spec.columns]), split.validate)
     return row | {
-        "status": "ok", "train_deals": len(labelled), "open_deals": len(deals), "resolved_deals": int(len(pr)),
-        "pending_deals": int(len(deals) - len(pr)), "level_shift": level_shift(pr, won.sum()),
-        "level_information": level_information(pr), "level_se": float(level_se),
-        "revenue_shift": level_shift(pr, amount[won].sum(), amount),
-        "revenue_information": level_information(pr, amount),
-        "_data": (pr, won, amount),
+        "status": "ok", "train_deals": len(labelled), "open_deals": len(deals), "resolved_deals": int(len(p)),
+        "pending_deals": 0, "level_shift": level_shift(p, won.sum()),
+        "level_information": level_information(p), "level_se": float(level_se),
+        "revenue_shift": level_shift(p, amount[won].sum(), amount),
+        "revenue_information": level_information(p, amount),
+        "_data": (p, won, amount),
     }
 
 

@@ -1,26 +1,28 @@
-"""Deal risk model: the calibrated probability that an open deal will be won.
+"""Deal risk model: the calibrated probability that an open deal is won
+within H days (``win_horizon_days`` in the rules file), plus the same for 30
+and 90 days.
 
-No leakage (the full reasoning is in ``risk_features``): the model learns
-from closed deals *replayed* on past dates of their open life - age so far,
-the stage they were in then and the days spent in it, activities so far -
-labelled with how they finally closed, exactly what an open deal shows on
-the analysis date. It never sees a closed deal's final ``sales_cycle_days``,
-its stage at close (``Closed`` implies the outcome) or any other
-outcome-derived column; without a stage history (a plain CSV export) only
-creation facts and age so far are used. How long a deal has been open enters
-as time-to-event information ("deals open this long so far").
+What it learns from (the reasoning is in ``features``): every deal that was
+open on a past snapshot date -- deals later won, lost, or still open today,
+including those that never close -- as it looked then (age so far, stage and
+days in it, activities so far, creation facts), labelled "won within H days
+of that date". A snapshot whose window is not over on the analysis date is
+censored: left out of that horizon's target, never counted as lost. This is
+a direct, per-horizon form of a discrete-time survival model: deals that
+linger are learnt as what they are (rarely won), not dropped.
 
-Time-based split, calibration, choice
--------------------------------------
-Labelled deals are split by close date, never at random, oldest to newest:
-*fit* | *calibrate* | *validate* (the most recent closed deals). Each
-candidate pipeline (a regularised logistic regression and gradient boosting)
-is fitted on *fit*; its probabilities are calibrated on *calibrate* (sigmoid,
-or isotonic once there are enough independent deals) so that 0.3 means won
-three times in ten; the candidates are compared on *validate* by the rules'
-promotion metric (log loss by default). The model registered is exactly the
-one validated. A segment-win-rate baseline is scored on the same rows, and a
-new version must beat the champion on the same rows to replace it.
+Time-based split, calibration, baselines, verdict
+-------------------------------------------------
+Labelled snapshots are split by snapshot date, never at random, oldest to
+newest: *fit* | *calibrate* | *validate*. Each candidate (a regularised
+logistic regression and gradient boosting) is fitted on *fit*, its
+probabilities calibrated on *calibrate* (sigmoid, or isotonic with enough
+deals), and compared on *validate*. Two baselines are fitted on the same
+rows and scored on the same validation snapshots: deal age alone and the
+segment win rate. The model is "usable" only when it beats both by
+``min_auc_gain`` AUC and on log loss, and its AUC is not implausibly perfect
+(``implausible_auc``); otherwise it is "weak" and never promoted. Deal age
+is also a feature, so the model can only add to it.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ import pandas as pd
 
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.common import stats
-from salesintel_assets.domain.models.features import (FeatureSpec, Prepared, day_numbers, features_for, spec_feasible,
-                                                     states_at)
+from salesintel_assets.domain.models.features import (HORIZONS, FeatureSpec, Prepared, day_numbers, features_for,
+                                                     spec_feasible, states_at)
 from salesintel_assets.domain.common.rules import RiskRules
 
 # skops refuses unknown types on load; these are the ones our pipelines hold
 # beyond the types skops trusts by default (measured, and tested).
 SKOPS_TRUSTED_TYPES = (
+    "salesintel_assets.domain.models.risk_model.HorizonModel",
     "numpy.dtype",
     "functools.partial",
     "sklearn.calibration._CalibratedClassifier",
@@ -72,8 +75,8 @@ class Split:
     fit: pd.DataFrame
     calibrate: pd.DataFrame
     validate: pd.DataFrame
-    calibration_cutoff: pd.Timestamp  # fit deals closed on or before this
-    validation_cutoff: pd.Timestamp   # validation deals closed after this
+    calibration_cutoff: pd.Timestamp  # fit snapshots on or before this
+    validation_cutoff: pd.Timestamp   # validation snapshots after this
 
     def summary(self) -> dict:
         def part(rows):
@@ -84,24 +87,27 @@ class Split:
                 "validation_cutoff": str(self.validation_cutoff.date())}
 
 
-def time_split(states: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules) -> Split:
-    """Split by the deal's close date (never at random): validation is the most
-    recent ``validation_share`` of closed deals, calibration the share before.
-    All deals closing on one day fall on the same side."""
+def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules) -> Split:
+    """Split labelled snapshots by snapshot date (never at random): validation
+    is the most recent ``validation_share`` of rows, calibration the share
+    before. All rows of one snapshot date fall on the same side."""
     if len(labelled) < rules.min_closed_deals:
         raise NotEnoughData(f"{len(labelled)} closed deals; at least {rules.min_closed_deals} are needed")
-    closed = np.sort(labelled["closed_date"].to_numpy())
-    n = len(closed)
-    validation_cutoff = pd.Timestamp(closed[int(n * (1 - rules.validation_share)) - 1])
-    calibration_cutoff = pd.Timestamp(closed[int(n * (1 - rules.validation_share - rules.calibration_share)) - 1])
-    when = states["closed_date"]
-    split = Split(fit=states[when <= calibration_cutoff],
-                  calibrate=states[(when > calibration_cutoff) & (when <= validation_cutoff)],
-                  validate=states[when > validation_cutoff],
+    if not len(rows):
+        raise NotEnoughData("no snapshot has a finished outcome window yet")
+    days = np.sort(rows["snapshot_date"].to_numpy())
+    n = len(days)
+    validation_cutoff = pd.Timestamp(days[max(int(n * (1 - rules.validation_share)) - 1, 0)])
+    calibration_cutoff = pd.Timestamp(days[max(int(n * (1 - rules.validation_share - rules.calibration_share)) - 1,
+                                               0)])
+    when = rows["snapshot_date"]
+    split = Split(fit=rows[when <= calibration_cutoff],
+                  calibrate=rows[(when > calibration_cutoff) & (when <= validation_cutoff)],
+                  validate=rows[when > validation_cutoff],
                   calibration_cutoff=calibration_cutoff, validation_cutoff=validation_cutoff)
     for name in ("fit", "calibrate", "validate"):
-        rows = getattr(split, name)
-        if len(rows) == 0 or rows["won"].nunique() < 2:
+        part = getattr(split, name)
+        if len(part) == 0 or part["won"].nunique() < 2:
             raise NotEnoughData(f"the {name} period has no rows or only one outcome")
     return split
 
@@ -183,6 +189,41 @@ def predict(model, features: pd.DataFrame) -> np.ndarray:
         return np.clip(model.predict_proba(features)[:, 1], PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
 
 
+def predict_horizons(model, features: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Win probability within each horizon the model answers (days -> array)."""
+    if isinstance(model, HorizonModel):
+        with one_thread():
+            return {h: np.clip(p, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+                    for h, p in model.horizon_probabilities(features).items()}
+    return {}
+
+
+class HorizonModel:
+    """Calibrated classifiers for several horizons (days). ``predict_proba``
+    answers the main horizon, so the model reads like any classifier;
+    ``horizon_probabilities`` answers all of them, never less likely to be
+    won within a longer window than within a shorter one."""
+
+    def __init__(self, horizons, models, main: int):
+        self.horizons = [int(h) for h in horizons]
+        self.models = list(models)
+        self.main = int(main)
+        self.classes_ = np.array([0, 1])
+
+    def horizon_probabilities(self, features: pd.DataFrame) -> dict[int, np.ndarray]:
+        order = np.argsort(self.horizons)
+        probs = np.column_stack([self.models[i].predict_proba(features)[:, 1] for i in order])
+        probs = np.maximum.accumulate(probs, axis=1)
+        return {self.horizons[i]: probs[:, k] for k, i in enumerate(order)}
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        p = self.horizon_probabilities(features)[self.main]
+        return np.column_stack([1 - p, p])
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
+
+
 def train_candidates(split: Split, spec: FeatureSpec, rules: RiskRules) -> list[Candidate]:
     out = []
     for name in rules.candidates:
@@ -199,11 +240,11 @@ def choose(candidates: list[Candidate], metric: str) -> Candidate:
     return min(candidates, key=lambda c: drift.loss(c.metrics, metric))
 
 
-# --- Baseline -----------------------------------------------------------------
+# --- Baselines --------------------------------------------------------------
 @dataclass
 class SegmentBaseline:
-    """Each deal gets its segment's historical win rate, shrunk to the overall
-    rate so small segments do not swing (empirical Bayes)."""
+    """Each snapshot gets its segment's historical rate of the target, shrunk
+    to the overall rate so small segments do not swing (empirical Bayes)."""
 
     columns: list[str]
     rates: pd.Series
@@ -211,9 +252,11 @@ class SegmentBaseline:
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, columns: list[str]) -> "SegmentBaseline":
-        deals = rows.drop_duplicates("deal_id")
-        table = deals.groupby(columns, observed=True)["won"].agg(["sum", "size"])
-        overall = float(deals["won"].mean())
+        columns = [c for c in columns if c in rows]
+        overall = float(rows["won"].mean())
+        if not columns:
+            return cls([], pd.Series(dtype=float), overall)
+        table = rows.groupby(columns, observed=True)["won"].agg(["sum", "size"])
         strength = stats.beta_prior_strength(table["sum"], table["size"])
         rates = pd.Series(stats.shrunk_rate(table["sum"], table["size"], overall, strength), index=table.index)
         return cls(list(columns), rates, overall)
@@ -221,8 +264,109 @@ class SegmentBaseline:
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         if not len(rows):
             return np.zeros(0)
+        if not self.columns:
+            return np.full(len(rows), self.overall)
         keys = pd.MultiIndex.from_frame(rows[self.columns]) if len(self.columns) > 1 else rows[self.columns[0]]
         return pd.Series(self.rates.reindex(keys).to_numpy()).fillna(self.overall).to_numpy()
+
+
+@dataclass
+class AgeBaseline:
+    """Deal age alone: the historical rate of the target per age decile."""
+
+    edges: np.ndarray
+    rates: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: pd.DataFrame, bins: int = 10) -> "AgeBaseline":
+        age = rows["age_days"].to_numpy(dtype=float)
+        edges = np.unique(np.quantile(age, np.linspace(0, 1, bins + 1)[1:-1])) if len(age) else np.zeros(0)
+        which = np.searchsorted(edges, age, side="right")
+        won = np.bincount(which, rows["won"].to_numpy(dtype=float), len(edges) + 1)
+        size = np.bincount(which, minlength=len(edges) + 1)
+        overall = float(rows["won"].mean()) if len(rows) else 0.5
+        return cls(edges, (won + overall) / (size + 1))  # one pseudo-row keeps an empty bin at the mean
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        return self.rates[np.searchsorted(self.edges, rows["age_days"].to_numpy(dtype=float), side="right")]
+
+
+AGE_BASELINE, SEGMENT_BASELINE = "deal age", "the segment win rate"
+
+
+def baseline_predictions(split: Split, rules: RiskRules) -> dict[str, np.ndarray]:
+    """Both baselines fitted on fit + calibrate, predicted on the validation snapshots."""
+    history, validate = pd.concat([split.fit, split.calibrate]), split.validate
+    return {AGE_BASELINE: AgeBaseline.fit(history).predict(validate),
+            SEGMENT_BASELINE: SegmentBaseline.fit(history, rules.baseline_segment).predict(validate)}
+
+
+GAIN_DRAWS = 200
+
+
+def auc_gain_lower_bound(y, p_model, p_base, deals, seed: int, level: float = 0.95) -> float:
+    """One-sided lower bound of the AUC gain of the model over a baseline,
+    from a bootstrap over *deals* (a deal's snapshots move together: rows
+    are not independent, and a gain seen on a few hundred deals is often
+    noise)."""
+    y = np.asarray(y, dtype=float)
+    codes, uniques = pd.factorize(pd.Series(deals))
+    levels = [np.unique(np.asarray(p, dtype=float), return_inverse=True)[1] for p in (p_model, p_base)]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(GAIN_DRAWS):
+        weight = np.bincount(rng.integers(0, len(uniques), len(uniques)), minlength=len(uniques))[codes]
+        model_auc, base_auc = (_weighted_auc(level, y, weight) for level in levels)
+        if model_auc == model_auc and base_auc == base_auc:
+            gains.append(model_auc - base_auc)
+    return float(np.quantile(gains, 1 - level)) if gains else float("nan")
+
+
+def _weighted_auc(level: np.ndarray, y: np.ndarray, weight: np.ndarray) -> float:
+    """AUC (ties count half) with row weights; ``level`` ranks the scores."""
+    n = int(level.max()) + 1 if len(level) else 0
+    pos = np.bincount(level, weight * y, n)
+    neg = np.bincount(level, weight * (1 - y), n)
+    total = pos.sum() * neg.sum()
+    if total <= 0:
+        return float("nan")
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + 0.5 * neg)).sum() / total)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    usable: bool
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return "usable" if self.usable else "weak"
+
+
+def judge(metrics: dict, baselines: dict[str, dict], rules: RiskRules, rows: int,
+          gain_lower_bounds: dict[str, float] | None = None) -> Verdict:
+    """Usable only when the model beats every baseline by ``min_auc_gain`` AUC
+    and on log loss, the gain holds at the lower end of its 95 % bootstrap
+    bound (over deals), and the validation AUC is plausible (not perfect)."""
+    auc = metrics["auc"]
+    bounds = gain_lower_bounds or {}
+    if auc != auc:
+        return Verdict(False, "no validation AUC (one outcome only)")
+    if auc >= rules.implausible_auc:
+        return Verdict(False, f"validation AUC {auc:.3f} is implausibly perfect: a column probably encodes the "
+                              "outcome, so the model is not trusted")
+    for name, base in baselines.items():
+        if not (auc >= base["auc"] + rules.min_auc_gain and metrics["log_loss"] < base["log_loss"]):
+            return Verdict(False, f"no better than {name}: validation AUC {auc:.3f} vs {base['auc']:.3f}, "
+                                  f"log loss {metrics['log_loss']:.4f} vs {base['log_loss']:.4f} "
+                                  f"({rows:,} validation snapshots)")
+        if not bounds.get(name, 1.0) > 0:
+            return Verdict(False, f"no better than {name} beyond chance: validation AUC {auc:.3f} vs "
+                                  f"{base['auc']:.3f}, but the gain's 95 % lower bound over the validation deals is "
+                                  f"{bounds[name]:+.3f}")
+    said = ", ".join(f"{name} (AUC {base['auc']:.3f})" for name, base in baselines.items())
+    return Verdict(True, f"beats {said} with AUC {auc:.3f} on {rows:,} validation snapshots")
 
 
 # --- Training and the champion / challenger comparison --------------------------
@@ -231,19 +375,42 @@ class Training:
     split: Split
     candidates: list[Candidate]
     chosen: Candidate
-    baseline_metrics: dict
+    baseline_metrics: dict      # the segment baseline's (kept for the table's baseline_* columns)
     fingerprint: str
+    baselines: dict = field(default_factory=dict)
+    verdict: Verdict = None
+    model: HorizonModel = None
+    horizon_metrics: dict = field(default_factory=dict)
 
 
 def train(prepared: Prepared, rules: RiskRules) -> Training:
-    """Split by time, fit and calibrate every candidate, choose on validation,
-    and score the segment baseline on the same validation rows."""
+    """Split by time, fit and calibrate every candidate on the main horizon,
+    choose on validation, score both baselines on the same validation rows,
+    fit the chosen kind for the other horizons, and judge the result."""
     split = time_split(prepared.states, prepared.labelled, rules)
     candidates = train_candidates(split, prepared.spec, rules)
-    baseline = SegmentBaseline.fit(pd.concat([split.fit, split.calibrate]), rules.baseline_segment)
-    baseline_metrics = drift.evaluate(split.validate["won"], baseline.predict(split.validate))
-    return Training(split, candidates, choose(candidates, rules.promotion_metric), baseline_metrics,
-                    fingerprint(split, prepared.spec, rules))
+    chosen = choose(candidates, rules.promotion_metric)
+    validate = split.validate
+    p_model = predict(chosen.model, validate[prepared.spec.columns])
+    base_p = baseline_predictions(split, rules)
+    baselines = {name: drift.evaluate(validate["won"], p) for name, p in base_p.items()}
+    bounds = {name: auc_gain_lower_bound(validate["won"], p_model, p, validate["deal_id"], rules.seed)
+              for name, p in base_p.items()}
+    horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
+    for h in HORIZONS:
+        if h == rules.win_horizon_days:
+            continue
+        try:
+            part = time_split(prepared.rows_for(h), prepared.labelled, rules)
+        except NotEnoughData:
+            continue
+        model, _ = fit_calibrated(chosen.name, part.fit, part.calibrate, prepared.spec, rules)
+        horizon_metrics[h] = drift.evaluate(part.validate["won"], predict(model, part.validate[prepared.spec.columns]))
+        horizons.append(h)
+        models.append(model)
+    return Training(split, candidates, chosen, baselines[SEGMENT_BASELINE], fingerprint(split, prepared.spec, rules),
+                    baselines, judge(chosen.metrics, baselines, rules, len(split.validate), bounds),
+                    HorizonModel(horizons, models, rules.win_horizon_days), horizon_metrics)
 
 
 @dataclass
@@ -255,33 +422,47 @@ class Challenge:
 
 
 def challenge(training: Training, prepared: Prepared, rules: RiskRules, champion_model=None,
-              champion_spec: FeatureSpec | None = None, champion_cutoff: pd.Timestamp | None = None) -> Challenge:
-    """Score the new model and the champion on the same validation rows: those
-    of deals closed after both models' training labels (a champion trained on
-    later data than these rows would be judged on what it has seen)."""
+              champion_spec: FeatureSpec | None = None, champion_cutoff: pd.Timestamp | None = None,
+              champion_target: str | None = None) -> Challenge:
+    """A weak model is never promoted. Otherwise score the new model and the
+    champion on the same validation rows: snapshots after both models'
+    training data (a champion trained on later data than these rows would be
+    judged on what it has seen)."""
     rows = training.split.validate
     metric = rules.promotion_metric
     new = training.chosen
+    if training.verdict is not None and not training.verdict.usable:
+        return Challenge(drift.Decision(False, f"not promoted: {training.verdict.reason}", new.metrics[metric],
+                                        None), new.metrics, None, len(rows))
     if champion_model is None:
         metrics = new.metrics
         return Challenge(drift.champion_decision(metrics, None, metric, rules.min_improvement), metrics, None,
                          len(rows))
+    if champion_target is not None and champion_target != target_name(rules):
+        decision = drift.Decision(True, f"promoted: the champion answers another question ({champion_target})",
+                                  new.metrics[metric], None)
+        return Challenge(decision, new.metrics, None, len(rows))
     if champion_spec is None or not spec_feasible(champion_spec, prepared.spec):
         metrics = new.metrics
         decision = drift.Decision(True, "promoted: the champion's features are not available in the current data",
                                   metrics[metric], None)
         return Challenge(decision, metrics, None, len(rows))
     if champion_cutoff is not None:
-        rows = rows[rows["closed_date"] > champion_cutoff]
-    challenger = drift.evaluate(rows["won"], predict(new.model, rows[prepared.spec.columns]))
+        rows = rows[rows["snapshot_date"] > champion_cutoff]
+    model = training.model if training.model is not None else new.model
+    challenger = drift.evaluate(rows["won"], predict(model, rows[prepared.spec.columns]))
     if len(rows) == 0 or rows["won"].nunique() < 2:
-        decision = drift.Decision(False, "champion kept: no validation deals closed after its training data "
+        decision = drift.Decision(False, "champion kept: no validation snapshots after its training data "
                                   "to compare on fairly", challenger[metric], None)
         return Challenge(decision, challenger, None, len(rows))
     champion = drift.evaluate(rows["won"], predict(champion_model, features_for(rows, prepared.timeline,
                                                                                  champion_spec)))
     return Challenge(drift.champion_decision(challenger, champion, metric, rules.min_improvement), challenger,
                      champion, len(rows))
+
+
+def target_name(rules: RiskRules) -> str:
+    return f"won within {rules.win_horizon_days} days"
 
 
 def newly_closed(prepared: Prepared, deployed: pd.Timestamp, spec: FeatureSpec) -> tuple[pd.DataFrame, np.ndarray]:
@@ -301,5 +482,5 @@ def fingerprint(split: Split, spec: FeatureSpec, rules: RiskRules) -> str:
         digest.update(pd.util.hash_pandas_object(rows[["deal_id", "snapshot_date", "won"] + spec.columns],
                                                  index=False).to_numpy().tobytes())
     digest.update(rules.model_dump_json(exclude={"bands", "forecast", "drift"}).encode())
-    digest.update(spec.mode.encode())
+    digest.update(spec.mode.encode() + spec.to_tags()["categorical"].encode() + spec.to_tags()["numeric"].encode())
     return digest.hexdigest()[:20]

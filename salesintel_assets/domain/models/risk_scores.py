@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models.features import UNKNOWN_STAGE, FeatureSpec
-from salesintel_assets.domain.models.risk_model import predict
+from salesintel_assets.domain.models.risk_model import predict, predict_horizons
 from salesintel_assets.domain.common.rules import RiskRules
 
 
@@ -168,11 +168,13 @@ def _bin_rates(states: pd.DataFrame, col: str, edges: np.ndarray) -> pd.DataFram
 # --- Scoring open deals ---------------------------------------------------------
 SCORE_COLUMNS = [
     "deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source", "deal_stage", "deal_amount",
-    "age_days", "days_in_stage", "win_probability", "risk_band", "revenue_at_risk",
+    "age_days", "days_in_stage", "win_probability", "win_probability_30d", "win_probability_90d", "model_verdict",
+    "risk_band", "revenue_at_risk",
     "reason_1", "reason_1_weight", "reason_2", "reason_2_weight", "reason_3", "reason_3_weight",
     "model_version", "as_of_date", "expected_close_month",
 ]
-_SCORE_FLOATS = ("deal_amount", "age_days", "days_in_stage", "win_probability", "revenue_at_risk",
+_SCORE_FLOATS = ("deal_amount", "age_days", "days_in_stage", "win_probability", "win_probability_30d",
+                 "win_probability_90d", "revenue_at_risk",
                  "reason_1_weight", "reason_2_weight", "reason_3_weight")
 
 
@@ -189,16 +191,21 @@ def risk_band(win_probability, high_below: float, medium_below: float) -> np.nda
 
 def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, explainer: Explainer,
                      rules: RiskRules, model_version: int, as_of: pd.Timestamp,
-                     close_month=None) -> pd.DataFrame:
-    """One row per open deal: win probability, risk band, revenue at risk,
-    the top three reasons (weights on the probability scale) and, when
-    given, the month it is expected to close if won."""
+                     close_month=None, verdict: str = "usable") -> pd.DataFrame:
+    """One row per open deal: win probability (within the main horizon, 30
+    and 90 days), the model's verdict, risk band, revenue at risk, the top
+    three reasons (weights on the probability scale) and, when given, the
+    month it is expected to close if won."""
     if not len(open_frame):
         return empty_scores()
     p = np.round(predict(model, features), 4)  # stored rounded; money and bands follow the stored value
+    horizons = predict_horizons(model, features)
     out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
                       "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
     out["win_probability"] = p
+    for days in (30, 90):
+        out[f"win_probability_{days}d"] = np.round(np.minimum(horizons[days], p), 4) if days in horizons else np.nan
+    out["model_verdict"] = verdict
     out["risk_band"] = risk_band(p, rules.bands.high_below, rules.bands.medium_below)
     out["revenue_at_risk"] = np.round(out["deal_amount"] * (1 - p), 2)
     out = pd.concat([out, explainer.top_reasons(model, features.reset_index(drop=True),

@@ -1,0 +1,177 @@
+"""Leakage guard: columns that give the outcome away are named and excluded
+before any model is trained or any driver is ranked.
+
+Two kinds of column cannot be used to explain or predict a win:
+
+* known only after the close: a deal's final cycle length, its close date,
+  anything derived from them (``POST_CLOSE``). An open deal has no value yet.
+* encoding the outcome: many CRM exports store the *closed* value as the
+  amount, so every lost deal carries 0. Screened on closed deals, a column is
+  a leak when one value (0 or empty) marks one outcome almost exclusively, or
+  when the column alone separates won from lost almost perfectly (AUC above
+  ``MAX_ALONE_AUC``, for a number directly, for a category through its
+  levels' win rates). Real drivers never come close: on CRM data a single
+  honest factor reaches AUC 0.6-0.75.
+
+The screen is deterministic (same closed deals, same findings), so ingestion,
+the risk model and the driver analysis reach the same verdict independently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+# Known only once a deal has closed (or derived from such a column).
+POST_CLOSE = {
+    "sales_cycle_days": "sales_cycle_days is known only after a deal closes (its final length)",
+    "original_sales_cycle_days": "original_sales_cycle_days is known only after a deal closes",
+    "closed_date": "closed_date is known only after a deal closes",
+    "cycle_bin": "cycle_bin is derived from sales_cycle_days, known only after a deal closes",
+}
+# Derived columns that share a source column's leak.
+DERIVED_FROM = {"amount_tier": "deal_amount"}
+MAX_ALONE_AUC = 0.98        # a single column separating won from lost better than this is not a driver
+MARKER_SHARE = 0.5          # a marker value on at least this share of one outcome's deals ...
+MARKER_OTHER_SHARE = 0.02   # ... and on at most this share of the other outcome's deals
+MIN_CLOSED_PER_OUTCOME = 20  # fewer won or lost deals: no verdict (nothing is excluded)
+MIN_LEVEL_DEALS = 10        # categories rarer than this are pooled before the level AUC
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One excluded column and why, in one plain sentence."""
+
+    column: str
+    kind: str       # "post_close" or "encodes_outcome"
+    sentence: str
+
+
+def screen(closed: pd.DataFrame, won, columns) -> list[Finding]:
+    """Screen ``columns`` of closed deals (``won``: one bool per row). Columns
+    absent from the frame are skipped; post-close columns are always named."""
+    won = np.asarray(won, dtype=bool)
+    findings = [Finding(c, "post_close", POST_CLOSE[c]) for c in columns if c in POST_CLOSE]
+    enough = won.sum() >= MIN_CLOSED_PER_OUTCOME and (~won).sum() >= MIN_CLOSED_PER_OUTCOME
+    if enough:
+        for column in columns:
+            if column in POST_CLOSE or column not in closed:
+                continue
+            sentence = _encodes_outcome(column, closed[column], won)
+            if sentence:
+                findings.append(Finding(column, "encodes_outcome", sentence))
+    leaked = {f.column for f in findings}
+    for derived, source in DERIVED_FROM.items():
+        if derived in columns and source in leaked and derived not in leaked:
+            findings.append(Finding(derived, "encodes_outcome", f"{derived} is derived from {source}, "
+                                                                  f"which looks like it encodes the outcome"))
+    return findings
+
+
+def screen_deals(fact: pd.DataFrame, columns) -> list[Finding]:
+    """``screen`` on the closed deals of a fact_deals-shaped frame (``is_open``, ``is_won``)."""
+    closed = fact[~fact["is_open"].astype(bool)]
+    return screen(closed, closed["is_won"].astype(bool).to_numpy(), columns)
+
+
+def excluded(findings: list[Finding]) -> set[str]:
+    return {f.column for f in findings}
+
+
+def sentences(findings: list[Finding]) -> list[str]:
+    return [f.sentence for f in findings]
+
+
+def _encodes_outcome(column: str, values: pd.Series, won: np.ndarray) -> str | None:
+    numeric = pd.to_numeric(values, errors="coerce") if values.dtype != object else _maybe_numeric(values)
+    if numeric is not None:
+        marker = _marker(column, numeric, won)
+        if marker:
+            return marker
+        present = numeric.notna().to_numpy()
+        if present.sum() and won[present].any() and (~won[present]).any():
+            auc = _auc(numeric.to_numpy(dtype=float)[present], won[present])
+            if max(auc, 1 - auc) > MAX_ALONE_AUC:
+                return (f"{column} looks like it encodes the outcome: alone it separates won from lost deals "
+                        f"almost perfectly (AUC {max(auc, 1 - auc):.3f} on {present.sum():,} closed deals)")
+        return None
+    text = values.astype(object).where(values.notna(), "(empty)").astype(str)
+    counts = text.value_counts()
+    text = text.where(text.map(counts) >= MIN_LEVEL_DEALS, "(rare)")
+    rate = pd.Series(won.astype(float)).groupby(text.to_numpy()).transform("mean").to_numpy()
+    if len(np.unique(rate)) < 2:
+        return None
+    auc = _auc(rate, won)
+    if auc > MAX_ALONE_AUC:
+        return (f"{column} looks like it encodes the outcome: its values alone separate won from lost deals "
+                f"almost perfectly (AUC {auc:.3f} on {len(won):,} closed deals)")
+    return None
+
+
+def _maybe_numeric(values: pd.Series) -> pd.Series | None:
+    numeric = pd.to_numeric(values, errors="coerce")
+    filled = values.notna() & (values.astype(str).str.strip() != "")
+    return numeric if filled.any() and numeric[filled].notna().mean() > 0.95 else None
+
+
+def _marker(column: str, numeric: pd.Series, won: np.ndarray) -> str | None:
+    """A value (0, or empty) carried by most deals of one outcome and almost none of the other."""
+    for label, mask in (("0", (numeric == 0).to_numpy()), ("empty", numeric.isna().to_numpy())):
+        for outcome, side in (("lost", ~won), ("won", won)):
+            share, other = mask[side].mean(), mask[~side].mean()
+            if share >= MARKER_SHARE and other <= MARKER_OTHER_SHARE:
+                return (f"{column} looks like it encodes the outcome: {label} on {share:.0%} of {outcome} deals "
+                        f"and {other:.0%} of the others").replace("%", " %")
+    return None
+
+
+def _auc(score: np.ndarray, won: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(won.astype(int), score))
+
+
+# --- On the raw export (ingestion reports what the models layer will exclude) ----
+EXPORT_SCREENED = ("industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_amount",
+                   "sales_cycle_days")
+
+
+def screen_export(raw: pd.DataFrame) -> tuple[list[Finding], int]:
+    """``screen`` on the closed deals of a raw (text) export; returns the
+    findings and how many closed deals were screened."""
+    outcome = raw["outcome"].astype(str).str.strip().str.lower() if "outcome" in raw else pd.Series(dtype=str)
+    closed = raw[outcome.isin(["won", "lost"]).to_numpy()]
+    won = (outcome[outcome.isin(["won", "lost"])] == "won").to_numpy()
+    columns = [c for c in EXPORT_SCREENED if c in raw]
+    return screen(closed, won, columns), len(closed)
+
+
+def report_rows(findings: list[Finding], screened: int) -> pd.DataFrame:
+    """data_quality_report rows: one per excluded column, its sentence as the detail."""
+    return pd.DataFrame({
+        "rule": [f"leakage:{f.column}" for f in findings], "action": "exclude",
+        "rows": screened, "batch_rows": screened, "share": 1.0 if screened else 0.0,
+        "detail": [f.sentence for f in findings],
+    })
+
+
+# --- Driver analysis --------------------------------------------------------------
+DRIVER_SCREENED = ("industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_amount",
+                   "sales_cycle_days", "cycle_bin", "amount_tier")
+
+
+def driver_rules(rules, fact: pd.DataFrame):
+    """The rules with every driver dimension and importance factor the guard
+    excludes left out, plus the findings (screened on fact_deals' closed deals)."""
+    findings = screen_deals(fact, [c for c in DRIVER_SCREENED if c in fact or c in POST_CLOSE
+                                   or c in DERIVED_FROM])
+    out = excluded(findings)
+    if not out:
+        return rules, findings
+    d = rules.drivers
+    importance = d.importance.model_copy(update={"factors": [f for f in d.importance.factors if f not in out]})
+    drivers = d.model_copy(update={"dimensions": [x for x in d.dimensions if x not in out],
+                                   "importance": importance})
+    return rules.model_copy(update={"drivers": drivers}), findings

@@ -1,0 +1,101 @@
+"""What the models-layer assets store and show beside their tables: history
+tables kept one row per run, the SQL that reads their inputs, the figures in
+their metadata. Plain Python, no Dagster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from salesintel_assets.domain.common.tables import TABLE_SCHEMA, relation_or_empty
+from salesintel_assets.domain.models import drift
+
+FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
+                "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
+                "days_in_stage"]
+METRIC_KEYS = ("auc", "brier", "log_loss", "ece", "observed_rate", "predicted_rate")
+
+
+# --- Inputs -------------------------------------------------------------------------
+def read_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(fact_deals, stage history, activities) as the models layer reads them."""
+    fact = con.sql(f"SELECT {', '.join(FACT_COLUMNS)} FROM {TABLE_SCHEMA}.fact_deals").df()
+    history = con.sql("SELECT deal_id, stage, entered_date FROM " + relation_or_empty(
+        con, "fact_stage_transitions", "SELECT NULL::VARCHAR AS deal_id, NULL::VARCHAR AS stage, "
+                                       "NULL::TIMESTAMP AS entered_date LIMIT 0")).df()
+    activities = con.sql("SELECT deal_id, activity_date FROM " + relation_or_empty(
+        con, "raw_activities", "SELECT NULL::VARCHAR AS deal_id, NULL::TIMESTAMP AS activity_date LIMIT 0")).df()
+    return fact, history, activities
+
+
+CLOSED_OUTCOMES_SQL = (f"SELECT is_won, closed_date FROM {TABLE_SCHEMA}.fact_deals "
+                       f"WHERE NOT is_open AND closed_date IS NOT NULL")
+
+
+# --- History tables (one row per run, idempotent) -------------------------------------
+def append_row(previous, row: dict, key: list[str], integers=()) -> pd.DataFrame:
+    """Add one row to a history table, replacing a row with the same key (re-runs are idempotent)."""
+    new = pd.DataFrame([row])
+    if previous is not None and len(previous):
+        same = np.logical_and.reduce([_matches(previous[k], row[k]) for k in key])
+        columns = list(dict.fromkeys([*previous.columns, *new.columns]))
+        parts = [part.dropna(axis=1, how="all") for part in (previous[~same], new)]   # all-NA parts carry no dtype
+        new = pd.concat([part for part in parts if len(part)], ignore_index=True).reindex(columns=columns)
+    for col in integers:
+        if col in new:
+            new[col] = pd.to_numeric(new[col]).astype("Int64")
+    for col in new.columns:  # numbers that arrived as objects (None beside floats) become numeric
+        values = new[col].dropna()
+        if new[col].dtype == object and len(values) and values.map(_is_number).all():
+            new[col] = pd.to_numeric(new[col], errors="coerce")
+    return new.reset_index(drop=True)
+
+
+def _matches(column: pd.Series, value) -> np.ndarray:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return column.isna().to_numpy()
+    return (column == value).fillna(False).to_numpy(dtype=bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def metrics(prefix: str, values: dict) -> dict:
+    """The comparable metrics of an evaluation, rounded, with a prefix."""
+    return {f"{prefix}{k}": round(float(v), 5) for k, v in values.items() if k in METRIC_KEYS and v == v}
+
+
+# --- Figures ----------------------------------------------------------------------------
+def reliability_figure(y, p):
+    from matplotlib.figure import Figure
+
+    table = drift.calibration_table(y, p)
+    fig = Figure(figsize=(4.2, 4))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.plot(table["predicted"], table["observed"], marker="o", label="model (validation)")
+    ax.set_xlabel("predicted win probability")
+    ax.set_ylabel("observed rate (won within the horizon)")
+    ax.set_title("Calibration on the most recent snapshots")
+    ax.legend(loc="upper left")
+    return fig
+
+
+def forecast_figure(table: pd.DataFrame):
+    from matplotlib.figure import Figure
+
+    months = table[table["grouping"] == "close_month"]
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    x = np.arange(len(months))
+    ax.bar(x, months["expected_won_revenue"], color="#4c72b0", label="expected won revenue")
+    ax.errorbar(x, months["expected_won_revenue"],
+                yerr=[months["expected_won_revenue"] - months["revenue_p10"],
+                      months["revenue_p90"] - months["expected_won_revenue"]],
+                fmt="none", ecolor="black", capsize=4, label="80 % interval")
+    ax.set_xticks(x, months["key"])
+    ax.set_ylabel("revenue")
+    ax.set_title("Open pipeline: expected won revenue by close month")
+    ax.legend(loc="upper right")
+    return fig
