@@ -63,10 +63,11 @@ class PipelineForecast(pa.DataFrameModel):
     grouping: Series[str] = pa.Field(description="How the pipeline is cut.",
                                      isin=["close_month", "industry", "region", "product_type", "lead_source",
                                            "total", "horizon"])
-    key: Series[str] = pa.Field(description="The group's value (total: 'all').")
+    key: Series[str] = pa.Field(description="The group's value (total: 'all'; horizon: 30d, 90d, quarter_end).")
     open_deals: Series[int] = pa.Field(description="Open deals counted.", ge=0)
     pipeline_amount: Series[float] = pa.Field(description="Amount of the open deals.", ge=0)
-    expected_won_deals: Series[float] = pa.Field(description="Sum of the deals' win probabilities.", ge=0)
+    expected_won_deals: Series[float] = pa.Field(
+        description="Sum of the deals' win probabilities (horizon rows: of being won within that horizon).", ge=0)
     expected_won_revenue: Series[float] = pa.Field(description="Sum of amount x win probability.", ge=0)
     revenue_p10: Series[float] = pa.Field(description="10th percentile of simulated won revenue.", ge=0)
     revenue_p90: Series[float] = pa.Field(description="90th percentile of simulated won revenue.", ge=0)
