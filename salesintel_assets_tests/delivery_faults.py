@@ -125,6 +125,7 @@ def hold_warehouse(path: Path, seconds: float) -> subprocess.Popen:
 KINDS = {
     # an ambiguous answer to one random chat.postMessage
     "accept-then-timeout": {"fault": ("accept-delay", 1.5), "timeout": 0.5},
+    "slack posts after the client gave up": {"latency": 0.8, "timeout": 0.5},
     "accept-then-reset": {"fault": "accept-reset"},
     "accept-then-500": {"fault": "accept-500"},
     "accept-then-reset, no history scope": {"fault": "accept-reset", "history": "missing_scope"},
@@ -156,7 +157,7 @@ def _run_case(kind: str, spec: dict, messages: int, rng: random.Random) -> dict:
     home = Path(tempfile.mkdtemp(prefix="salesintel-faults-"))
     _new_warehouse(home / DATABASE_FILE)
     with SlackStandIn(token=TOKEN) as slack, SMTPStandIn() as smtp:
-        slack.latency = 0.005
+        slack.latency = spec.get("latency", 0.005)
         slack.history = spec.get("history", "ok")
         slack.outage = spec.get("outage", False)
         smtp.fail = spec.get("smtp_fail", False)

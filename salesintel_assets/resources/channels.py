@@ -58,6 +58,11 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionRefusedError, socket.gaierror))
 
 
+def _timed_out(exc: BaseException) -> bool:
+    reason = exc.reason if isinstance(exc, URLError) else exc
+    return isinstance(reason, (TimeoutError, socket.timeout))
+
+
 class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
     """Honours 429 + Retry-After (Slack did not process the call, so a retry
     is safe) but gives up when Slack asks for a longer wait than we allow,
@@ -149,7 +154,9 @@ class SlackChannel:
             answered_no = status < 500 and bool(exc.response.data) and exc.response.get("error")
             raise (DeliveryError if answered_no else AmbiguousDelivery)(self._describe(exc)) from None
         except Exception as exc:  # noqa: BLE001 - anything after the request may have left is ambiguous
-            raise (DeliveryError if _never_sent(exc) else AmbiguousDelivery)(self._describe(exc)) from None
+            if _never_sent(exc):
+                raise DeliveryError(self._describe(exc)) from None
+            raise AmbiguousDelivery(self._describe(exc), in_progress=_timed_out(exc)) from None
 
     def find_sent(self, row: dict) -> Optional[str]:
         """Look for the message in the channel's history after the attempt:

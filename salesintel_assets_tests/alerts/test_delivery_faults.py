@@ -224,3 +224,12 @@ def test_fault_study_fast_subset():
         assert row["duplicates"] == 0, row
         assert row["lost"] == 0, row
         assert row["warehouse_usable"], row
+
+
+def test_after_a_timeout_a_message_slack_posts_late_is_still_found(tmp_path):
+    with SlackStandIn(token=TOKEN) as slack, SMTPStandIn() as smtp:
+        slack.latency = 0.8   # Slack still working when the client gives up at 0.5 s; posts at 0.8 s
+        final, report = _deliver(study.planned_ledger(1, ["slack", "email"]), tmp_path,
+                                 _slack(slack, timeout=0.5), _email(smtp))
+        assert len(slack.posted) == 1 and smtp.received == [] and report.reconciled == 1
+        assert len(slack.calls("conversations.history")) == 2   # looked, then looked again a second later

@@ -28,6 +28,7 @@ channel failed stays ``failed`` and is retried on the next run: never lost.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -45,7 +46,17 @@ class DeliveryError(Exception):
 
 class AmbiguousDelivery(DeliveryError):
     """The call failed after the request may have reached the service: the
-    message may or may not have been accepted."""
+    message may or may not have been accepted. ``in_progress``: we stopped
+    waiting (a timeout), so the service may still be working on it."""
+
+    def __init__(self, text: str, in_progress: bool = False):
+        super().__init__(text)
+        self.in_progress = in_progress
+
+
+# After a timeout the service may still be posting: look again before
+# calling the attempt failed (a fallback then could be a second copy).
+RECHECK_DELAYS_SECONDS = (1.0, 3.0)
 
 
 class CannotConfirm(Exception):
@@ -222,6 +233,11 @@ def _send_message(group, rows, channels, configured, commit, now, after_accept, 
                 report.errors.append(f"{name}: {row['error']}")
                 return
             state, detail = _confirm(row, channel)
+            for delay in RECHECK_DELAYS_SECONDS if exc.in_progress else ():
+                if state != "absent":
+                    break
+                time.sleep(delay)
+                state, detail = _confirm(row, channel)
             if state == "found":
                 row.update(status="sent", sent_at=now(), response_id=detail, error=None)
                 commit(row)
