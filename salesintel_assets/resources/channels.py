@@ -17,6 +17,7 @@ import os
 import smtplib
 import socket
 import ssl
+import time
 from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
@@ -58,6 +59,15 @@ def _never_sent(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionRefusedError, socket.gaierror))
 
 
+def _retry_after(headers: dict) -> float:
+    """Seconds from a Retry-After header (1 when absent, an hour when unreadable)."""
+    wait = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), "1")
+    try:
+        return float(wait[0] if isinstance(wait, list) else wait)
+    except (TypeError, ValueError):
+        return 3600.0
+
+
 def _timed_out(exc: BaseException) -> bool:
     reason = exc.reason if isinstance(exc, URLError) else exc
     return isinstance(reason, (TimeoutError, socket.timeout))
@@ -75,11 +85,7 @@ class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
         if not super()._can_retry(state=state, request=request, response=response, error=error):
             return False
-        wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
-        try:
-            return int(wait[0] if isinstance(wait, list) else wait) <= self.max_wait_seconds
-        except ValueError:
-            return False
+        return _retry_after(response.headers) <= self.max_wait_seconds
 
 
 def slack_clients(token: Optional[str], base_url: Optional[str], timeout_seconds: float, rate_limit_retries: int,
@@ -112,6 +118,7 @@ class SlackChannel:
         self.poster, self.reader = poster, reader
         self._token = token
         self._dm: dict[str, str] = {}
+        self._rate_limited_until = 0.0
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, SlackApiError):
@@ -142,6 +149,8 @@ class SlackChannel:
         return self._dm[email]
 
     def send(self, row: dict) -> str:
+        if time.monotonic() < self._rate_limited_until:  # a 429 storm: don't queue every message behind it
+            raise DeliveryError("slack error ratelimited (HTTP 429; waiting out Retry-After)")
         try:
             response = self.poster.chat_postMessage(
                 channel=row["target"], text=row["body_text"], blocks=json.loads(row["blocks_json"]),
@@ -151,6 +160,8 @@ class SlackChannel:
             return str(response["ts"])
         except SlackApiError as exc:
             status = getattr(exc.response, "status_code", None) or 0
+            if status == 429:  # still limited after the allowed retries
+                self._rate_limited_until = time.monotonic() + _retry_after(exc.response.headers)
             answered_no = status < 500 and bool(exc.response.data) and exc.response.get("error")
             raise (DeliveryError if answered_no else AmbiguousDelivery)(self._describe(exc)) from None
         except Exception as exc:  # noqa: BLE001 - anything after the request may have left is ambiguous
