@@ -139,6 +139,11 @@ def test_smtp_security_none_never_starts_tls_and_bad_values_are_one_line(tmp_pat
                             email=EmailNotifier(host="127.0.0.1", port=smtp.port))  # default: starttls
         # the stand-in offers no STARTTLS: a starttls connection refuses to go on in plain text
         assert final.iloc[0]["error"] == "smtp error SMTPNotSupportedError" and len(smtp.received) == 1
+        # implicit TLS speaks TLS first: the plain stand-in cannot answer the handshake, nothing is sent
+        final, _ = _deliver(study.planned_ledger(1, ["email"]), tmp_path / "c",
+                            email=EmailNotifier(host="127.0.0.1", port=smtp.port, security="ssl", timeout_seconds=2))
+        assert final.iloc[0]["status"] == "failed" and final.iloc[0]["error"].startswith("smtp error SSL")
+        assert len(smtp.received) == 1
     assert EmailNotifier(host="h", port=465).channel().security == "ssl"
     assert EmailNotifier(host="h", security="ssl").channel().port == 465
     assert EmailNotifier(host="h", security="none").channel().port == 25
