@@ -28,6 +28,7 @@ setup(
         "matplotlib>=3.8",
         "filelock>=3.12",
         "hubspot-api-client>=12,<13",
+        "simple-salesforce>=1.12,<2",
         "urllib3>=2,<3",
     ],
     extras_require={

@@ -17,7 +17,7 @@ from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, 
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
-SOURCES = ("sample", "csv", "hubspot")
+SOURCES = ("sample", "csv", "hubspot", "salesforce")
 
 
 class ConfigurationError(ValueError):
@@ -61,7 +61,25 @@ def crm_from_environment(source: str) -> CRMSource:
         return HubSpotCRM(access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
                           base_url=_env("HUBSPOT_BASE_URL", "https://api.hubapi.com"),
                           rules_path=_env("SALESINTEL_RULES"))
+    if source == "salesforce":
+        return salesforce_from_environment()
     return SampleCRM()
+
+
+def salesforce_from_environment() -> CRMSource:
+    """The Salesforce source: the instance URL and either an access token or
+    username + password + security token, all through ``EnvVar``."""
+    from salesintel_assets.resources.salesforce import SalesforceCRM
+
+    if not os.environ.get("SALESFORCE_INSTANCE_URL"):
+        raise ConfigurationError("SALESINTEL_SOURCE=salesforce needs SALESFORCE_INSTANCE_URL, e.g. "
+                                 "https://yourorg.my.salesforce.com (README: Connecting your CRM)")
+    login = ("SALESFORCE_USERNAME", "SALESFORCE_PASSWORD", "SALESFORCE_SECURITY_TOKEN")
+    if not os.environ.get("SALESFORCE_ACCESS_TOKEN") and not all(os.environ.get(v) for v in login):
+        raise ConfigurationError("SALESINTEL_SOURCE=salesforce needs SALESFORCE_ACCESS_TOKEN, or "
+                                 "SALESFORCE_USERNAME, SALESFORCE_PASSWORD and SALESFORCE_SECURITY_TOKEN")
+    fields = {field: _env(variable) for field, variable in SalesforceCRM.ENVIRONMENT.items()}
+    return SalesforceCRM(**{k: v for k, v in fields.items() if v is not None})
 
 
 def notifier_resources() -> dict:
