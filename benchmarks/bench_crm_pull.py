@@ -4,6 +4,7 @@ warehouse), with the source's real client library.
 
     python benchmarks/bench_crm_pull.py --source hubspot --deals 50000
     python benchmarks/bench_crm_pull.py --source hubspot --deals 50000 --changed 0.01
+    python benchmarks/bench_crm_pull.py --source salesforce --deals 50000
 
 The stand-in (the sample CRM served in the CRM's wire format) runs in a
 process of its own, as a remote CRM would, so its work is not counted. The
@@ -39,9 +40,18 @@ def _hubspot_crm(base_url: str, with_activities: bool):
     return HubSpotCRM(access_token=TOKEN, base_url=base_url, search_lag_seconds=0, with_activities=with_activities)
 
 
+def _salesforce_crm(base_url: str, with_activities: bool):
+    from salesintel_assets.resources.salesforce import SalesforceCRM
+    from salesintel_assets_tests.salesforce_standin import TOKEN, certificate
+
+    os.environ["REQUESTS_CA_BUNDLE"] = certificate()[0]   # the stand-in's self-signed TLS certificate
+    return SalesforceCRM(instance_url=base_url, access_token=TOKEN)
+
+
 # source -> (stand-in "module:Class", resource builder taking the stand-in's base URL)
 SOURCES = {
     "hubspot": ("salesintel_assets_tests.hubspot_standin:HubSpotStandIn", _hubspot_crm),
+    "salesforce": ("salesintel_assets_tests.salesforce_standin:SalesforceStandIn", _salesforce_crm),
 }
 
 

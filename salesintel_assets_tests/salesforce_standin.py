@@ -78,11 +78,12 @@ def sf_datetime(ts) -> str:
 
 # --- the org's data from the sample CRM ---------------------------------------------------------------------
 
-def org_from_sample(n_deals: int, seed: int = 42, clock: Optional[dt.date] = None) -> dict[str, list[dict]]:
+def org_from_sample(n_deals: int, seed: int = 42, clock: Optional[dt.date] = None,
+                    with_activities: bool = True) -> dict[str, list[dict]]:
     """Records per object of a Salesforce org holding the sample CRM's world."""
     from salesintel_assets.sources import sample_crm
 
-    world = sample_crm.generate_world(n_deals=n_deals, seed=seed)
+    world = sample_crm.generate_world(n_deals=n_deals, seed=seed, with_activities=with_activities)
     snap = sample_crm.snapshot(world, clock or sample_crm.SAMPLE_END_DATE)
     deals = snap.deals.sort_values("last_modified", kind="stable").drop_duplicates("deal_id", keep="last")
     deals = deals.sort_values("deal_id").reset_index(drop=True)
@@ -172,7 +173,11 @@ def org_from_sample(n_deals: int, seed: int = 42, clock: Optional[dt.date] = Non
 @lru_cache(maxsize=1)
 def certificate() -> tuple[str, str]:
     """(certificate path, key path) of a self-signed certificate for
-    127.0.0.1, made once per process; clients trust it via its path."""
+    127.0.0.1, made once a day in the temporary folder so a stand-in in
+    another process serves the one its clients trust (via its path)."""
+    folder = Path(tempfile.gettempdir()) / f"salesforce-standin-{dt.date.today():%Y%m%d}"
+    if (folder / "key.pem").exists():
+        return str(folder / "cert.pem"), str(folder / "key.pem")
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -195,11 +200,15 @@ def certificate() -> tuple[str, str]:
             .add_extension(ski, critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
             .sign(key, hashes.SHA256()))
-    folder = Path(tempfile.mkdtemp(prefix="sf-standin-"))
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+    staging = Path(tempfile.mkdtemp(prefix="salesforce-standin-"))
+    (staging / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (staging / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption()))
+    try:
+        staging.rename(folder)   # atomic: a concurrent maker's pair wins and is used whole
+    except OSError:
+        pass
     return str(folder / "cert.pem"), str(folder / "key.pem")
 
 
@@ -255,8 +264,9 @@ class SalesforceStandIn(LoopbackServer):
     ``("delay", seconds)`` (answers late: a client timeout),
     ``("401",)``, ``("403", errorCode, retry_after|None)``."""
 
-    def __init__(self, n_deals: int = 300, seed: int = 42, page_size: int = 2000, org: dict | None = None):
-        self.data = org if org is not None else org_from_sample(n_deals, seed)
+    def __init__(self, n_deals: int = 300, seed: int = 42, page_size: int = 2000, org: dict | None = None,
+                 with_activities: bool = True):
+        self.data = org if org is not None else org_from_sample(n_deals, seed, with_activities=with_activities)
         self.by_id = {obj: {r["Id"]: r for r in rows} for obj, rows in self.data.items()}
         self.page_size = page_size
         self.removed: dict[str, set[str]] = {}
@@ -283,6 +293,8 @@ class SalesforceStandIn(LoopbackServer):
     def instance_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    base_url = instance_url
+
     @staticmethod
     def ca_bundle() -> str:
         return certificate()[0]
@@ -298,6 +310,16 @@ class SalesforceStandIn(LoopbackServer):
         for opp_id in ids:
             record = self.by_id["Opportunity"][opp_id]
             record.update(changes, SystemModstamp=self.now())
+
+    def change_share(self, share: float, seed: int = 1) -> int:
+        """Edit ``share`` of the opportunities now (amount + 1), as a day of CRM use would."""
+        import numpy as np
+
+        live = [r for r in self.data["Opportunity"] if not r["IsDeleted"]]
+        picked = np.random.default_rng(seed).choice(len(live), size=int(round(share * len(live))), replace=False)
+        for k in picked:
+            self.modify([live[k]["Id"]], Amount=(live[k]["Amount"] or 0) + 1)
+        return len(picked)
 
     def delete(self, opp_id: str) -> None:
         self.by_id["Opportunity"][opp_id].update(IsDeleted=True, SystemModstamp=self.now())

@@ -54,7 +54,7 @@ class SalesforceCRM(CRMSource):
     backoff_seconds: float = 1.0
     max_retry_after_seconds: int = 300
     overlap_seconds: int = 300
-    parallel_queries: int = 4
+    parallel_queries: int = 6
     rules_path: Optional[str] = None
 
     # Resource field -> the run-time contract's variable that sets it.
