@@ -11,15 +11,19 @@ from salesintel_assets_tests.support import read_table
 N_DEALS = 800
 
 
+def connect(monkeypatch, org, home, token: str = TOKEN) -> None:
+    """The run-time contract for the stand-in org (no org file, no Slack or email)."""
+    for name, value in {"SALESINTEL_SOURCE": "salesforce", "SALESFORCE_INSTANCE_URL": org.instance_url,
+                        "SALESFORCE_ACCESS_TOKEN": token, "SALESINTEL_HOME": str(home),
+                        "SALESINTEL_AS_OF": "2026-06-30", "REQUESTS_CA_BUNDLE": org.ca_bundle()}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("SALESINTEL_CSV", "SALESINTEL_ORG", "SALESINTEL_RULES", "SLACK_BOT_TOKEN", "SALESINTEL_SMTP_HOST"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_salesintel_run_on_salesforce(monkeypatch, home, capsys):
     with SalesforceStandIn(n_deals=N_DEALS) as org:
-        for name, value in {"SALESINTEL_SOURCE": "salesforce", "SALESFORCE_INSTANCE_URL": org.instance_url,
-                            "SALESFORCE_ACCESS_TOKEN": TOKEN, "SALESINTEL_HOME": str(home),
-                            "SALESINTEL_AS_OF": "2026-06-30", "REQUESTS_CA_BUNDLE": org.ca_bundle()}.items():
-            monkeypatch.setenv(name, value)
-        for name in ("SALESINTEL_CSV", "SALESINTEL_ORG", "SALESINTEL_RULES", "SLACK_BOT_TOKEN",
-                     "SALESINTEL_SMTP_HOST"):
-            monkeypatch.delenv(name, raising=False)
+        connect(monkeypatch, org, home)
         code = main(["run"])
         users = {u["Id"]: u for u in org.data["User"]}
     out = capsys.readouterr().out
@@ -50,3 +54,13 @@ def test_salesintel_run_on_salesforce(monkeypatch, home, capsys):
         chain = {alert["sales_rep_id"], *owners.loc[alert["sales_rep_id"], ["manager_id", "cro_id"]]}
         assert {r.strip() for r in alert["recipients"].split(",")} <= chain, alert["recipient_roles"]
     assert pd.notna(read_table(home, "raw_deals")["last_modified"]).all()
+
+
+def test_salesintel_run_names_an_expired_token_and_fails(monkeypatch, home, capsys):
+    with SalesforceStandIn(n_deals=100) as org:
+        connect(monkeypatch, org, home, token="00D!expired")
+        code = main(["run"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "crm_pull: Salesforce at https://127.0.0.1" in err
+    assert "INVALID_SESSION_ID" in err and "SALESFORCE_ACCESS_TOKEN" in err
