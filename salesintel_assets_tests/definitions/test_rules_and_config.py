@@ -67,13 +67,29 @@ def test_environment_csv_source_uses_env_vars(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("source, csv, message", [
     ("csv", None, "needs SALESINTEL_CSV"),
-    ("salesforce", None, "expected one of"),
+    ("pipedrive", None, "expected one of"),
+    ("salesforce", None, "needs SALESFORCE_INSTANCE_URL"),
 ])
 def test_environment_errors_are_clear(monkeypatch, source, csv, message):
     monkeypatch.setenv("SALESINTEL_SOURCE", source)
-    monkeypatch.delenv("SALESINTEL_CSV", raising=False)
+    for name in ("SALESINTEL_CSV", "SALESFORCE_INSTANCE_URL", "SALESFORCE_ACCESS_TOKEN", "SALESFORCE_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigurationError, match=message):
         environment_resources()
+
+
+def test_salesforce_needs_a_token_or_a_username_login(monkeypatch):
+    monkeypatch.setenv("SALESINTEL_SOURCE", "salesforce")
+    monkeypatch.setenv("SALESFORCE_INSTANCE_URL", "https://example.my.salesforce.com")
+    for name in ("SALESFORCE_ACCESS_TOKEN", "SALESFORCE_PASSWORD", "SALESFORCE_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SALESFORCE_USERNAME", "ops@example.com")
+    with pytest.raises(ConfigurationError, match="needs SALESFORCE_ACCESS_TOKEN, or SALESFORCE_USERNAME"):
+        environment_resources()
+    monkeypatch.setenv("SALESFORCE_ACCESS_TOKEN", "00D!token")
+    crm = environment_resources()["crm"]
+    # secrets stay EnvVars, resolved only when a run starts
+    assert crm.access_token == dg.EnvVar("SALESFORCE_ACCESS_TOKEN") and crm.password is None
 
 
 def test_code_location_loads_with_every_layer(monkeypatch):
