@@ -76,7 +76,8 @@ class RawStageHistory(pa.DataFrameModel):
 class RawActivities(pa.DataFrameModel):
     activity_id: Series[str] = pa.Field(description="CRM activity id.", unique=True)
     deal_id: Series[str] = pa.Field(description="CRM deal id.")
-    activity_type: Series[str] = pa.Field(description="call, email or meeting.", isin=["call", "email", "meeting"])
+    activity_type: Series[str] = pa.Field(description="call, email or meeting (and note or task from a CRM that logs them).",
+                                          isin=["call", "email", "meeting", "note", "task"])
     activity_date: Series[pd.Timestamp] = pa.Field(description="When it happened.")
 
     class Config:

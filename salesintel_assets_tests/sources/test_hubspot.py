@@ -66,6 +66,19 @@ def test_a_pull_maps_hubspot_to_the_export_format(standin):
     assert reps["manager_id"].notna().all() and reps["cro_id"].nunique() == 1
 
 
+def test_notes_and_tasks_are_activities_of_the_deal_they_are_associated_with():
+    engagements = {"notes": [{"id": "7", "properties": {"hs_timestamp": "2026-05-01T10:00:00.000Z",
+                                                        "hubspot_owner_id": "101"}}],
+                   "tasks": [{"id": "8", "properties": {"hs_timestamp": "2026-05-02T10:00:00.000Z"}}],
+                   "calls": [{"id": "9", "properties": {"hs_timestamp": "2026-05-03T10:00:00.000Z"}}]}
+    deal_of = records.first_deal([{"from": {"id": "7"}, "to": [{"toObjectId": 42}, {"toObjectId": 41}]},
+                                  {"from": {"id": "8"}, "to": [{"toObjectId": 42}]}])
+    frame = records.activity_frame(engagements, deal_of)
+    assert frame[["activity_id", "deal_id", "activity_type"]].values.tolist() == [["7", "41", "note"],
+                                                                                 ["8", "42", "task"]]
+    assert str(frame["activity_date"].iloc[0]) == "2026-05-01 10:00:00"   # the call with no deal is left out
+
+
 def test_rate_limits_server_errors_and_timeouts_are_retried_to_the_same_result(standin):
     clean = direct_pull(standin)
     standin.inject([("429", 0), ("429", None), ("429", 0), ("429", 0), "500", "500"], path="/deals/search")
