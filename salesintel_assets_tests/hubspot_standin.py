@@ -249,7 +249,8 @@ class HubSpotStandIn(LoopbackServer):
     def inject(self, actions: list, path: str = "") -> None:
         """Answer the next requests whose path contains ``path`` with these
         actions, in order: ``("429", retry_after_or_None)``, ``"500"``,
-        ``("stall", seconds)`` (answer late), ``"401"``, ``("403", scope)``."""
+        ``("stall", seconds)`` (answer late), ``("stall_body", seconds)`` (send
+        half the answer, then wait), ``"401"``, ``("403", scope)``."""
         with self._lock:
             self._faults.extend((path, [a]) for a in actions)
 
@@ -282,8 +283,11 @@ class HubSpotStandIn(LoopbackServer):
         if isinstance(action, tuple) and action[0] == "stall":
             time.sleep(action[1])
             action = None
-        status, extra, payload = self._answer(action, method, path, query, headers, body)
+        stall_body = action[1] if isinstance(action, tuple) and action[0] == "stall_body" else None
+        status, extra, payload = self._answer(None if stall_body else action, method, path, query, headers, body)
         request.status = status
+        if stall_body:
+            extra = {**extra, "X-Standin-Stall-Body": str(stall_body)}
         return status, extra, payload
 
     def _error(self, status: int, category: str, message: str, **more) -> tuple[int, dict, dict]:
@@ -451,9 +455,16 @@ def _handler(standin: HubSpotStandIn):
             limits = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Max": "190",
                       "X-HubSpot-RateLimit-Remaining": "189", "X-HubSpot-RateLimit-Secondly": "19",
                       "X-HubSpot-RateLimit-Secondly-Remaining": "18"}
+            stall = float(extra.pop("X-Standin-Stall-Body", 0))
             for k, v in {**limits, **extra}.items():
                 self.send_header(k, v)
             self.end_headers()
+            if stall:   # the connection dies in the middle of the page
+                self.wfile.write(data[:len(data) // 2])
+                self.wfile.flush()
+                time.sleep(stall)
+                self.close_connection = True
+                return
             self.wfile.write(data)
 
         def do_GET(self) -> None:

@@ -11,7 +11,7 @@ from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.resources.hubspot import HubSpotCRM
 from salesintel_assets.sources.hubspot import pull as hubspot_pull
 from salesintel_assets.sources.hubspot import records
-from salesintel_assets.sources.hubspot.api import HubSpotAccessError, HubSpotApi, HubSpotRetry
+from salesintel_assets.sources.hubspot.api import HubSpotAccessError, HubSpotApi, HubSpotError, HubSpotRetry
 from salesintel_assets_tests.hubspot_standin import TOKEN, HubSpotStandIn
 from salesintel_assets.resources.factory import build_resources
 from salesintel_assets_tests.support import check_results, read_table, run_job
@@ -89,6 +89,14 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_to_the_same_result(s
     pd.testing.assert_frame_equal(stormy.stage_history, clean.stage_history)
     statuses = [r.status for r in standin.calls("/deals/search")]
     assert statuses.count(429) == 4 and statuses.count(500) == 2
+
+
+def test_a_page_that_breaks_off_stops_the_pull_and_the_next_pull_gets_everything(standin):
+    clean = direct_pull(standin)
+    standin.inject([("stall_body", 1.0)], path="/batch/read")
+    with pytest.raises(HubSpotError, match="broke off.*cursor did not move"):
+        direct_pull(standin)
+    pd.testing.assert_frame_equal(direct_pull(standin).deals, clean.deals)
 
 
 def test_hubspot_rate_limit_interval_is_honoured_when_retry_after_is_absent():

@@ -97,11 +97,13 @@ class HubSpotApi:
     def _call(self, family: str, where: str, method: Callable, *args, **kwargs) -> dict:
         try:
             response = method(*args, _preload_content=False, _request_timeout=self.timeout_seconds, **kwargs)
-            return json.loads(response.data or b"{}")
-        except HubSpotError:
-            raise
         except Exception as error:  # the client raises a per-package ApiException or urllib3's errors
             raise translate(error, family, where) from None
+        try:
+            return json.loads(response.data or b"{}")
+        except Exception as error:  # the answer broke off after its headers: beyond urllib3's retries
+            raise HubSpotError(f"HubSpot's answer from {where} broke off ({type(error).__name__}): the pull stops; "
+                               "the cursor did not move, so the next run pulls the same window again.") from None
 
     # --- objects ------------------------------------------------------------------
     def search(self, object_type: str, body: dict) -> dict:
