@@ -17,7 +17,8 @@ from salesintel_assets.resources.factory import build_resources
 from salesintel_assets_tests.support import check_results, read_table, run_job
 
 N_DEALS = 400
-FAST = {"search_lag_seconds": 0, "retry_backoff_seconds": 0.01, "timeout_seconds": 0.5}
+FAST = {"search_lag_seconds": 0, "retry_backoff_seconds": 0.01, "timeout_seconds": 10}
+STALL = 2.5   # seconds a faulty answer waits; fault tests read with a 1 s timeout
 
 
 @pytest.fixture
@@ -34,9 +35,9 @@ def deals_of(source: HubSpotCRM, since=None) -> pd.DataFrame:
     return pd.concat(list(source.fetch_deal_pages(since)), ignore_index=True)
 
 
-def direct_pull(standin, since=None, cap=None):
+def direct_pull(standin, since=None, cap=None, timeout=10.0):
     """One pull through the plain functions (lets a test lower the search cap)."""
-    api = HubSpotApi.connect(TOKEN, standin.base_url, attempts=8, backoff_seconds=0.01, timeout_seconds=0.5)
+    api = HubSpotApi.connect(TOKEN, standin.base_url, attempts=8, backoff_seconds=0.01, timeout_seconds=timeout)
     if cap:
         api.search_cap = standin.search_cap = cap
     stages = load_rules().stages
@@ -82,9 +83,9 @@ def test_notes_and_tasks_are_activities_of_the_deal_they_are_associated_with():
 def test_rate_limits_server_errors_and_timeouts_are_retried_to_the_same_result(standin):
     clean = direct_pull(standin)
     standin.inject([("429", 0), ("429", None), ("429", 0), ("429", 0), "500", "500"], path="/deals/search")
-    standin.inject([("stall", 1.0), "500", ("429", None)], path="/batch/read")
-    standin.inject([("stall", 1.0)], path="/crm/v4/associations")
-    stormy = direct_pull(standin)
+    standin.inject([("stall", STALL), "500", ("429", None)], path="/batch/read")
+    standin.inject([("stall", STALL)], path="/crm/v4/associations")
+    stormy = direct_pull(standin, timeout=1.0)
     pd.testing.assert_frame_equal(stormy.deals, clean.deals)
     pd.testing.assert_frame_equal(stormy.stage_history, clean.stage_history)
     statuses = [r.status for r in standin.calls("/deals/search")]
@@ -93,9 +94,9 @@ def test_rate_limits_server_errors_and_timeouts_are_retried_to_the_same_result(s
 
 def test_a_page_that_breaks_off_stops_the_pull_and_the_next_pull_gets_everything(standin):
     clean = direct_pull(standin)
-    standin.inject([("stall_body", 1.0)], path="/batch/read")
+    standin.inject([("stall_body", STALL)], path="/batch/read")
     with pytest.raises(HubSpotError, match="broke off.*cursor did not move"):
-        direct_pull(standin)
+        direct_pull(standin, timeout=1.0)
     pd.testing.assert_frame_equal(direct_pull(standin).deals, clean.deals)
 
 
