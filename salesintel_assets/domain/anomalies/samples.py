@@ -161,9 +161,15 @@ def dimsets(rules: Rules, with_pairs: bool) -> list[tuple[str, ...]]:
     return sets
 
 
-def _windows(rules: Rules, as_of: int, window_days: int) -> tuple[int, int, int, int]:
+def _windows(rules: Rules, as_of: int, window_days: int, seasonal: bool = False) -> tuple[int, int, int, int]:
+    """Window [start, as_of] and its baseline just before it (longer when
+    seasonal, for closed deals: only the same weeks of earlier quarters count,
+    so it spans more quarters)."""
     start = as_of - window_days + 1
-    return start, as_of, start - rules.anomalies.baseline_days, start - 1
+    days = rules.anomalies.baseline_days
+    if seasonal:
+        days = max(days, rules.anomalies.seasonality.baseline_days)
+    return start, as_of, start - days, start - 1
 
 
 @dataclass
@@ -216,7 +222,7 @@ def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
 
 def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_days: int,
                   seasonal: bool = False) -> ClosedWindow:
-    start, end, b_start, b_end = _windows(rules, deals.as_of, window_days)
+    start, end, b_start, b_end = _windows(rules, deals.as_of, window_days, seasonal)
     rows_w = np.flatnonzero(deals.usable_closed & (deals.closed >= start) & (deals.closed <= end))
     rows_b = np.flatnonzero(deals.usable_closed & (deals.closed >= b_start) & (deals.closed <= b_end))
     cycle_w = deals.closed[rows_w] - deals.created[rows_w]

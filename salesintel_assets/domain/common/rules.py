@@ -358,6 +358,9 @@ class AnomalyRules(Section):
         mode: Literal["auto", "on", "off"] = "auto"
         fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
         bin_days: int = Field(default=7, ge=1, le=31)
+        # Baseline length when standardising (at least baseline_days): only
+        # the same weeks of earlier quarters count, so it spans more quarters.
+        baseline_days: int = Field(default=364, ge=28, le=1095)
         detect_alpha: float = Field(default=0.01, gt=0, lt=0.5)
 
     windows_days: list[int] = Field(min_length=1)
