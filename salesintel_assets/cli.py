@@ -15,7 +15,8 @@ from salesintel_assets.resources.factory import SOURCES
 def _apply_overrides(args: argparse.Namespace) -> None:
     """Command-line options are shorthands for the run-time contract's variables."""
     for option, variable in [("home", "SALESINTEL_HOME"), ("source", "SALESINTEL_SOURCE"),
-                             ("csv", "SALESINTEL_CSV"), ("as_of", "SALESINTEL_AS_OF")]:
+                             ("csv", "SALESINTEL_CSV"), ("as_of", "SALESINTEL_AS_OF"),
+                             ("date_order", "SALESINTEL_DATE_ORDER"), ("decimal_mark", "SALESINTEL_DECIMAL_MARK")]:
         value = getattr(args, option, None)
         if value:
             os.environ[variable] = str(value)
@@ -31,50 +32,38 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from salesintel_assets.definitions import build_definitions
+    from salesintel_assets.domain.common.rules import RulesError
+    from salesintel_assets.domain.ingestion.blocked import BlockedInput
+    from salesintel_assets.domain.ingestion.values import parse_analysis_date
     from salesintel_assets.resources.factory import ConfigurationError, environment_resources
     from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
+    from salesintel_assets.run_outcome import EXIT_BLOCKED, read_outcome
     from salesintel_assets.summary import run_summary
 
     _apply_overrides(args)
     home = _home(args)
     try:
-        resources = environment_resources()
-    except ConfigurationError as exc:
+        parse_analysis_date(os.environ.get("SALESINTEL_AS_OF"))
+        defs = build_definitions(environment_resources())
+    except (BlockedInput, ConfigurationError, RulesError) as exc:
         print(f"salesintel: {exc}", file=sys.stderr)
-        return 2
-    defs = build_definitions(resources)
+        return EXIT_BLOCKED
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
-    log_level = "INFO" if args.verbose else "WARNING"
+    # Dagster's own log (tracebacks, one "not executing" line per skipped step) only in verbose mode.
+    log_level = "INFO" if args.verbose else "CRITICAL"
     print(f"salesintel: running {args.job} into {home} ...", flush=True)
     result = defs.resolve_job_def(args.job).execute_in_process(
         instance=instance, raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    failed_checks = [(e.event_specific_data.check_name,
-                      "warning" if e.event_specific_data.severity == dg.AssetCheckSeverity.WARN else "error",
-                      (e.event_specific_data.description or "").strip())
-                     for e in result.all_events
-                     if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
-    print(run_summary(Warehouse(home=SalesintelHome(path=home)), failed_checks))
-    if not result.success:
-        failed = [e.step_key for e in result.all_events if e.is_step_failure]
-        checks = [name for name, _, _ in failed_checks]
-        print(f"\nThe run did not finish cleanly. Failed steps: {failed or '-'}; failed checks: {checks or '-'}",
-              file=sys.stderr)
-        for event in result.all_events:
-            if event.is_step_failure and event.step_key == "alert_deliveries":
-                error = event.event_specific_data.error
-                text = error.message.strip().splitlines()[-1] if error else "-"
-                print(f"  alert_deliveries: {text.split('Failure: ', 1)[-1]}", file=sys.stderr)
-            elif event.is_step_failure and event.step_failure_data.error:
-                # e.g. a CRM that refused the pull: the one sentence of the error that caused it
-                error = event.step_failure_data.error
-                while error.cause:
-                    error = error.cause
-                print(f"  {event.step_key}: {error.message.strip().splitlines()[-1].split(': ', 1)[-1]}",
-                      file=sys.stderr)
-        return 1
-    return 0
+    outcome = read_outcome(result)
+    if outcome.blocked:
+        print(f"salesintel: {outcome.blocked}", file=sys.stderr)
+        return outcome.exit_code
+    print(run_summary(Warehouse(home=SalesintelHome(path=home)), outcome.failed_checks))
+    for line in outcome.lines():
+        print(line, file=sys.stderr)
+    return outcome.exit_code
 
 
 def feedback(args: argparse.Namespace) -> int:
@@ -118,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--source", choices=list(SOURCES), help="SALESINTEL_SOURCE")
     run_cmd.add_argument("--csv", help="SALESINTEL_CSV: a CRM export (implies --source csv)")
     run_cmd.add_argument("--as-of", dest="as_of", help="SALESINTEL_AS_OF, YYYY-MM-DD")
+    run_cmd.add_argument("--date-order", dest="date_order", choices=["day_first", "month_first"],
+                         help="SALESINTEL_DATE_ORDER: how the export writes NN/NN/YYYY dates, when its own "
+                              "dates cannot tell")
+    run_cmd.add_argument("--decimal-mark", dest="decimal_mark", choices=[".", ","],
+                         help="SALESINTEL_DECIMAL_MARK: the export's decimal mark, when its own amounts cannot tell")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
     run_cmd.set_defaults(handler=run)
     feedback_cmd = commands.add_parser("feedback", help="rate an alert helpful or noise (acknowledges it)")

@@ -13,9 +13,11 @@ from salesintel_assets.constants import INGESTION
 from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import deletions as deletions_domain
 from salesintel_assets.domain.ingestion import lake
-from salesintel_assets.domain.ingestion import quality
+from salesintel_assets.domain.ingestion import quality, values
+from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common import leakage
+from salesintel_assets.domain.warehouse.upserts import rules_fingerprint
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
 from salesintel_assets.resources.crm import CRMSource
@@ -27,6 +29,8 @@ from salesintel_assets.schemas import ingestion as schemas
 FRESHNESS = fail_after(hours=4)
 SCHEMA_CHECK = "raw_deals_schema_valid"
 BREAKER_CHECK = "pull_within_error_budget"
+# Metadata key of a failure caused by a blocked input; its value is the one sentence to show.
+BLOCKED_INPUT = "blocked_input"
 
 
 def _spec(name: str, model, description: str) -> dg.AssetSpec:
@@ -55,57 +59,116 @@ def _spec(name: str, model, description: str) -> dg.AssetSpec:
 def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: SalesintelSettings,
              warehouse: Warehouse, home: SalesintelHome):
     """Pull what changed since the last stored pull, keep it in the raw lake,
-    gate it, and merge it into the latest version of every deal. A pull that
-    fails a gate stays in the lake but is not merged, so the cursor stays put
-    and the next run pulls it again."""
+    gate it, and merge it into the latest version of every deal. A problem
+    with the whole input (file, columns, formats, settings) stops the pull
+    before anything is written; a pull that trips the circuit breaker stays in
+    the lake but is not merged, so the cursor stays put and the next run pulls
+    it again. The same input pulled again writes nothing."""
+    try:
+        gated = _gate_pull(crm, settings, warehouse)
+    except BlockedInput as exc:
+        raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
+    yield from _store_pull(context, crm, warehouse, home, gated, settings.rules())
+
+
+def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehouse) -> dict:
+    """Read and judge the pull without writing anything (BlockedInput for a
+    problem with the whole input)."""
     rules = settings.rules()
+    as_of = settings.analysis_date()
     source = crm.describe()
+    where = source.removeprefix("csv:")
+    stated = quality.stated_formats(rules, *crm.stated_formats())
     with warehouse.connect() as con:
         since = ingestion.stored_cursor(con)
-        pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
-        pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         pages = list(crm.fetch_deal_pages(since))
         delivered = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
         pull = ingestion.conform_raw(delivered)
+        # A connector names the fields its CRM did not deliver: that pull is kept in the lake, not merged.
+        source_missing = crm.missing_fields(since)
+        missing = ingestion.missing_columns(pull)
+        if source_missing:
+            pull = pull.assign(**{col: "" for col in missing})
+        elif missing:
+            raise BlockedInput(f"The pull from {where} has no column(s) {', '.join(missing)}: export it with the "
+                               "contract's columns (see the README) and run again.")
+        defect = pull[quality.DEFECT] != "" if quality.DEFECT in pull.columns else pd.Series(False, index=pull.index)
+        formats = values.decide_formats(pull[~defect], stated, where)
+        pull, _, _ = values.normalize_frame(pull, formats, rules.quality.max_deal_amount)
+        pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
+        pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-        lake.write_pull(home.subdir(RAW_DEALS_LAKE), pull_id, ingestion.with_unknown_columns(pull, delivered),
-                        {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
+        fingerprint = ingestion.pull_fingerprint(pull, source, f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
 
+        body = pull[~defect.to_numpy()]
+        with_id = body[body["deal_id"] != ""]
+        latest, superseded = ingestion.keep_latest(with_id)
+        candidates = pd.concat([latest, body[body["deal_id"] == ""], pull[defect.to_numpy()]]).sort_index()
+        changes = ingestion.changed_rows(con, candidates.reset_index(drop=True))
+        result = quality.with_superseded(
+            quality.validate_deals(changes, rules, formats=formats, as_of=as_of, where=where), superseded)
         deletions = deletions_of(crm, since).assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source)
-        lake.write_pull(home.subdir(RAW_DEAL_DELETIONS_LAKE), pull_id, deletions,
-                        {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id})
+    if result.schema_errors:
+        raise BlockedInput(f"The pull from {where} cannot be read as deals ({'; '.join(result.schema_errors)}): "
+                           "check that the columns hold what their names say and run again.")
+    tripped = result.breaker_tripped(rules) or bool(source_missing)
+    return {"pull": pull, "pull_id": pull_id, "pulled_at": pulled_at, "source": source, "since": since,
+            "changes": changes, "result": result, "tripped": tripped, "formats": formats,
+            "fingerprint": fingerprint, "delivered": delivered, "deletions": deletions,
+            "source_missing": source_missing,
+            "breaker": "" if not result.breaker_tripped(rules) else quality.breaker_sentence(result, rules, where)}
 
-        changes = ingestion.changed_rows(con, pull)
-        result = quality.validate_deals(changes, rules)
-        result.schema_errors.extend(crm.missing_fields(since))
-        tripped = result.breaker_tripped(rules)
-        accepted = not result.schema_errors and not tripped
-        report = quality.report_rows(result, rules).assign(pull_id=pull_id, pulled_at=pulled_at, source=source,
-                                                          accepted=accepted)
+
+def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Warehouse, home: SalesintelHome,
+                gated: dict, rules):
+    pull, changes, result, tripped = gated["pull"], gated["changes"], gated["result"], gated["tripped"]
+    pull_id, pulled_at, source, since = gated["pull_id"], gated["pulled_at"], gated["source"], gated["since"]
+    lake_folder = home.subdir(RAW_DEALS_LAKE)
+    previous = lake.latest_note(lake_folder)
+    repeated = previous is not None and previous.get("fingerprint") == gated["fingerprint"]
+    deletions = gated["deletions"]
+    note = {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id}
+    if not repeated:
+        lake.write_pull(lake_folder, pull_id, ingestion.with_unknown_columns(pull, gated["delivered"]), {
+            **note, "fingerprint": gated["fingerprint"], "date_order": gated["formats"].date_order,
+            "decimal_mark": gated["formats"].decimal_mark, "accepted": not tripped,
+            "blocked": gated["breaker"] or None})
+    if not repeated or len(deletions):
+        lake.write_pull(home.subdir(RAW_DEAL_DELETIONS_LAKE), pull_id, deletions, note)
+    report = quality.report_rows(result, rules, detail="; ".join(gated["source_missing"]) or gated["breaker"]).assign(
+        pull_id=pull_id, pulled_at=pulled_at, source=source, accepted=not tripped)
+    raw_columns = list(ingestion.RAW_COLUMNS) + ["_pull_id", "_pulled_at", "_source", "_row_hash"]
+    with warehouse.connect() as con:
         with transaction(con):
-            if accepted:
-                with_id = changes[changes["deal_id"].str.strip() != ""]
-                latest, _ = ingestion.keep_latest(with_id)
-                upsert_frame(con, "raw_deals", latest.reset_index(drop=True), "deal_id")
+            if not tripped:
+                unreadable = result.quarantined.loc[
+                    result.quarantined["rule"].isin(["malformed_row", "unparseable_value"]), "_row_hash"]
+                storable = changes[(changes["deal_id"] != "") & ~changes["_row_hash"].isin(unreadable)]
+                latest, _ = ingestion.keep_latest(storable)
+                upsert_frame(con, "raw_deals", latest[raw_columns].reset_index(drop=True), "deal_id")
                 upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
+                append_frame(con, "quarantined_deals", ingestion.unseen_quarantine(con, result.quarantined))
             else:
-                for table, frame in (("raw_deals", pull), ("raw_deal_deletions", deletions)):
+                for table, frame in (("raw_deals", pull[raw_columns]), ("raw_deal_deletions", deletions)):
                     if not table_exists(con, table):
                         upsert_frame(con, table, frame.iloc[:0], "deal_id")
-            append_frame(con, "quarantined_deals", result.quarantined)
-            report = pd.concat([report, _leakage_rows(con, report)], ignore_index=True)
-            append_frame(con, "data_quality_report", report)
+            if not table_exists(con, "quarantined_deals"):
+                append_frame(con, "quarantined_deals", result.quarantined.iloc[:0])
+            if not repeated:
+                report = pd.concat([report, _leakage_rows(con, report)], ignore_index=True)
+                append_frame(con, "data_quality_report", report)
             upsert_frame(con, "raw_stage_history", crm.fetch_stage_history(since), "deal_id")
             upsert_frame(con, "raw_activities", crm.fetch_activities(since), "activity_id")
         context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
-                         f"{len(result.quarantined)} quarantined, accepted={accepted}")
+                         f"{len(result.quarantined)} quarantined, accepted={not tripped}"
+                         + (" (same input as the previous pull: nothing new written)" if repeated else ""))
 
         yield dg.MaterializeResult(asset_key="raw_deals", metadata=table_metadata(
             con, "raw_deals", pulled_rows=len(pull), changed_rows=len(changes), cursor=str(since), source=source,
-            accepted=accepted))
+            accepted=not tripped, repeated_input=repeated))
         yield dg.MaterializeResult(asset_key="quarantined_deals", metadata=table_metadata(
-            con, "quarantined_deals", new_rows=len(result.quarantined)))
+            con, "quarantined_deals", new_rows=0 if tripped else len(result.quarantined)))
         yield dg.MaterializeResult(asset_key="data_quality_report", metadata={**frame_metadata(
             report[["rule", "action", "rows", "share", "batch_rows", "breaker_tripped", "detail"]],
             bad_share=round(result.bad_share, 4)), **stored_row_count(con, "data_quality_report")})
@@ -113,17 +176,19 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         yield dg.MaterializeResult(asset_key="raw_activities", metadata=table_metadata(con, "raw_activities"))
         yield dg.MaterializeResult(asset_key="raw_deal_deletions", metadata=table_metadata(
             con, "raw_deal_deletions", reported_deletions=len(deletions)))
+    source_missing = gated["source_missing"]
     yield dg.AssetCheckResult(
-        check_name=SCHEMA_CHECK, asset_key="raw_deals", passed=not result.schema_errors,
-        metadata={"errors": "; ".join(result.schema_errors) or "none"},
-        description="Schema broken: the export must be fixed (data team)." if result.schema_errors else None)
+        check_name=SCHEMA_CHECK, asset_key="raw_deals", passed=not source_missing,
+        metadata={"errors": "; ".join(source_missing) or "none"},
+        description=f"{'; '.join(source_missing)}: the pull is kept in the lake, not merged; restore the field "
+                    "in the CRM and run again." if source_missing else None)
     limit = rules.quality.circuit_breaker.max_bad_share
     yield dg.AssetCheckResult(
-        check_name=BREAKER_CHECK, asset_key="data_quality_report", passed=not tripped,
+        check_name=BREAKER_CHECK, asset_key="data_quality_report", passed=not gated["breaker"],
         metadata={"bad_rows": result.bad_rows, "batch_rows": result.batch_rows,
-                  "bad_share": round(result.bad_share, 4), "limit": limit},
-        description=(f"{result.bad_share:.1%} of the pull broke rules (limit {limit:.0%}): "
-                     "pull kept in the lake, not merged") if tripped else None)
+                  "bad_share": round(result.bad_share, 4), "limit": limit,
+                  "by_rule": {rule: n for rule, n in result.rule_counts.items() if n}},
+        description=gated["breaker"] or None)
 
 
 def deletions_of(crm: CRMSource, since) -> pd.DataFrame:
@@ -146,9 +211,13 @@ def _leakage_rows(con, report: pd.DataFrame) -> pd.DataFrame:
 
 
 @dg.asset(group_name=INGESTION, freshness_policy=FRESHNESS, metadata=schema_metadata(schemas.RawSalesReps),
-          kinds={"duckdb"})
+          kinds={"duckdb"}, deps=["raw_deals"])
 def raw_sales_reps(crm: CRMSource) -> dg.Output[pd.DataFrame]:
-    """The sales org (rep -> manager -> CRO) when the CRM or an org file has one."""
-    org = crm.fetch_org()
+    """The sales org (rep -> manager -> CRO) when the CRM or an org file has
+    one. It follows the deal pull, so a blocked pull writes no org either."""
+    try:
+        org = crm.fetch_org()
+    except BlockedInput as exc:
+        raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
     org = org if org is not None else pd.DataFrame({"sales_rep_id": pd.Series(dtype=str)})
     return dg.Output(org, metadata=frame_metadata(org))

@@ -7,8 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import WAREHOUSE
-from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.warehouse import tombstones
+from salesintel_assets.domain.ingestion import quality, values
 from salesintel_assets.domain.warehouse import upserts as model
 from salesintel_assets.metadata import fail_after, schema_metadata, table_metadata
 from salesintel_assets.resources.settings import SalesintelSettings
@@ -35,7 +35,8 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
     with warehouse.connect() as con:
         with transaction(con):
             pending = model.pending_raw_deals(con, rules)
-            clean = quality.validate_deals(pending, rules).clean
+            # Raw deals hold canonical text already: no format is decided again here.
+            clean = quality.validate_deals(pending, rules, formats=values.Formats(), as_of=as_of).clean
             upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
                          replace_keys=pending["deal_id"])
             deleted = tombstones.remove_deleted_deals(con)

@@ -25,7 +25,11 @@ def table_schema_check(asset: str, model: type[pa.DataFrameModel], name: str | N
         except pa.errors.SchemaErrors as exc:
             cases = exc.failure_cases
             summary = cases.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
-            return dg.AssetCheckResult(passed=False, metadata={
+            first = summary.iloc[0]
+            return dg.AssetCheckResult(passed=False, description=(
+                f"{len(cases):,} values of {asset} break its schema, e.g. column {first['column']} fails "
+                f"{first['check']}: see the check's metadata and fix the rule or the data that produced them."),
+                metadata={
                 "failures": int(len(cases)),
                 "by_rule": dg.MetadataValue.md(summary.head(20).to_markdown(index=False)),
             })

@@ -14,7 +14,11 @@ from typing import Iterator, Optional
 import dagster as dg
 import pandas as pd
 
+from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.ingestion.pulls import as_export_text
+from salesintel_assets.domain.ingestion.quality import DEFECT, LINE
+from salesintel_assets.domain.ingestion.values import DATE_ORDERS, DECIMAL_MARKS
+from salesintel_assets.sources.csv_export import read_export
 
 
 class CRMSource(dg.ConfigurableResource):
@@ -68,6 +72,11 @@ class CRMSource(dg.ConfigurableResource):
         """The source's own analysis date, offered to the settings when
         SALESINTEL_AS_OF is not set (None: the settings use today)."""
         return None
+
+    def stated_formats(self) -> tuple[Optional[str], Optional[str]]:
+        """(date order, decimal mark) the user stated for this source; None
+        leaves the choice to the data's evidence."""
+        return None, None
 
 
 @lru_cache(maxsize=4)
@@ -158,28 +167,41 @@ class SampleCRM(CRMSource):
 class CsvCRM(CRMSource):
     """A CRM export file in the contract's CSV format. A file cannot say what
     changed, so every pull reads it whole and ingestion keeps the rows whose
-    content changed. ``org_path`` optionally names a CSV of the sales org."""
+    content changed. ``org_path`` optionally names a CSV of the sales org;
+    ``date_order`` (day_first | month_first) and ``decimal_mark`` (. or ,)
+    state formats the file's own values cannot settle."""
 
     path: str
     org_path: Optional[str] = None
+    date_order: Optional[str] = None
+    decimal_mark: Optional[str] = None
 
     def describe(self) -> str:
         return f"csv:{Path(self.path).resolve()}"
 
+    def stated_formats(self) -> tuple[Optional[str], Optional[str]]:
+        return _checked_formats(self.date_order, self.decimal_mark)
+
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        yield from _read_text_csv(self.path, chunksize=self.page_size)
+        frame = read_export(self.path).frame
+        for start in range(0, max(len(frame), 1), self.page_size):
+            yield frame.iloc[start : start + self.page_size]
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         if not self.org_path:
             return None
-        return pd.concat(_read_text_csv(self.org_path, chunksize=None), ignore_index=True)
+        org = read_export(self.org_path, required=("sales_rep_id",), what="sales org file").frame
+        return org.drop(columns=[LINE, DEFECT])
 
 
-def _read_text_csv(path: str, chunksize: Optional[int]) -> Iterator[pd.DataFrame]:
-    """Every cell as text; a byte-order mark and stray case or spaces in the
-    header (``Deal_ID ``) do not hide a column from the schema gate."""
-    reader = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                         chunksize=chunksize or None)
-    for page in ([reader] if chunksize is None else reader):
-        page.columns = [str(c).strip().lower() for c in page.columns]
-        yield page
+def _checked_formats(date_order: Optional[str], decimal_mark: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """Stated formats, or ``BlockedInput`` naming the allowed values."""
+    order = (date_order or "").strip().lower().replace("-", "_") or None
+    mark = (decimal_mark or "").strip() or None
+    if order not in (None, *DATE_ORDERS):
+        raise BlockedInput(f"SALESINTEL_DATE_ORDER={date_order!r} is not one of {', '.join(DATE_ORDERS)}: "
+                           "set it to the order the export's dates use.")
+    if mark not in (None, *DECIMAL_MARKS):
+        raise BlockedInput(f"SALESINTEL_DECIMAL_MARK={decimal_mark!r} is not '.' or ',': set it to the "
+                           "export's decimal mark.")
+    return order, mark

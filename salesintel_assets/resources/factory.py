@@ -51,7 +51,8 @@ def crm_from_environment(source: str) -> CRMSource:
     if source == "csv":
         if not os.environ.get("SALESINTEL_CSV"):
             raise ConfigurationError("SALESINTEL_SOURCE=csv needs SALESINTEL_CSV, the path of a CRM export")
-        return CsvCRM(path=dg.EnvVar("SALESINTEL_CSV"), org_path=_env("SALESINTEL_ORG"))
+        return CsvCRM(path=dg.EnvVar("SALESINTEL_CSV"), org_path=_env("SALESINTEL_ORG"),
+                      date_order=_env("SALESINTEL_DATE_ORDER"), decimal_mark=_env("SALESINTEL_DECIMAL_MARK"))
     if source == "hubspot":
         from salesintel_assets.resources.hubspot import HubSpotCRM
 

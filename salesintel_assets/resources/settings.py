@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from salesintel_assets.domain.common.rules import Rules, load_rules
+from salesintel_assets.domain.ingestion.values import parse_analysis_date
 
 
 class SalesintelSettings(dg.ConfigurableResource):
@@ -31,5 +32,5 @@ class SalesintelSettings(dg.ConfigurableResource):
         return self._rules
 
     def analysis_date(self) -> pd.Timestamp:
-        chosen = self.as_of or self.source_as_of
-        return pd.Timestamp(date.fromisoformat(chosen) if chosen else date.today())
+        day = parse_analysis_date(self.as_of) or parse_analysis_date(self.source_as_of, "the source's date")
+        return pd.Timestamp(day or date.today())

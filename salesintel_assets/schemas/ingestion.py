@@ -34,7 +34,8 @@ class RawDeals(pa.DataFrameModel):
 class QuarantinedDeals(pa.DataFrameModel):
     """Every rejected row, with the rule it broke and why."""
 
-    rule: Series[str] = pa.Field(isin=["schema", "duplicates", "critical_nulls", "outcome_values"],
+    rule: Series[str] = pa.Field(isin=["malformed_row", "unparseable_value", "duplicates", "critical_nulls",
+                                       "outcome_values", "negative_amount", "future_date"],
                                  description="The quality rule the row broke.")
     reason: Series[str] = pa.Field(description="What exactly was wrong.", str_length={"min_value": 1})
     deal_id: Series[str] = pa.Field(description="CRM deal id, when the row had one.", nullable=True)

@@ -33,5 +33,6 @@ def test_run_reports_a_broken_export_and_fails(contract_env, home, tmp_path, cap
     bad.write_text("deal_id,amount\nD1,10\n")
     code = main(["run", "--csv", str(bad), "--home", str(home)])
     captured = capsys.readouterr()
-    assert code == 1
-    assert "raw_deals_schema_valid" in captured.err
+    assert code == 2
+    assert "has no column(s) created_date, closed_date" in captured.err
+    assert "Traceback" not in captured.err + captured.out and "Not executing" not in captured.err

@@ -44,8 +44,10 @@ def test_shared_export_loads_whole_and_clean(home, export):
 
 
 def test_raw_lake_keeps_every_pull_immutable(home, export):
-    path, _ = export
+    path, frame = export
     load(home, path)
+    load(home, path)    # the same file again: recognised, nothing new in the lake
+    frame.assign(deal_amount=frame["deal_amount"].where(frame.index != 0, "12345")).to_csv(path, index=False)
     load(home, path)
     notes = sorted((home / "lake" / "raw_deals").glob("*.json"))
     assert len(notes) == 2
@@ -63,7 +65,7 @@ def test_second_pull_without_changes_adds_nothing(home, export):
     after = {t: len(read_table(home, t)) for t in before}
     assert after == before
     report = read_table(home, "data_quality_report")
-    assert report.groupby("pull_id")["batch_rows"].first().sort_values().tolist() == [0, 5000]
+    assert report.groupby("pull_id")["batch_rows"].first().sort_values().tolist() == [5000]
 
 
 def test_three_changed_deals_give_three_new_versions(home, export):
@@ -133,14 +135,17 @@ def test_circuit_breaker_stops_downstream_and_keeps_cursor(home, export):
     assert last["breaker_tripped"].all() and not last["accepted"].any()
     assert (read_table(home, "raw_deals")["outcome"] != "Pending").all()   # pull not merged
     assert len(read_table(home, "fact_deals")) == 5000                      # warehouse untouched
+    assert read_table(home, "quarantined_deals").empty                      # its rows stay in the lake only
+    detail = last["detail"].iloc[0]
+    assert "801 of its 801 new or changed rows (100.0%, limit 10%)" in detail and "outcome_values 801" in detail
+    assert "D00001: line 2: outcome 'Pending' is not one of" in detail
 
 
-def test_missing_column_blocks_the_pipeline(home, export):
+def test_missing_column_blocks_the_pipeline_before_anything_is_written(home, export):
     path, frame = export
     frame.drop(columns=["outcome"]).to_csv(path, index=False)
     result = load(home, path, raise_on_error=False)
-    assert check_results(result)["raw_deals_schema_valid"] is False
-    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-    assert "fact_deals" not in materialized
-    detail = read_table(home, "data_quality_report")["detail"].iloc[0]
-    assert "missing required columns: outcome" in detail
+    assert not result.success and not result.get_asset_materialization_events()
+    assert not (home / "lake" / "raw_deals").exists() or not any((home / "lake" / "raw_deals").iterdir())
+    frame.to_csv(path, index=False)          # the fixed export then loads without any repair
+    assert load(home, path).success and len(read_table(home, "fact_deals")) == 5000

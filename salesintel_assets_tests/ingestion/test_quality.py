@@ -44,8 +44,8 @@ def test_missing_column_blocks_the_batch():
 def test_unparseable_cell_is_quarantined_with_reason():
     result = validate_deals(batch(deal("BAD", created_date="not a date"), *good(3)), RULES)
     row = result.quarantined.set_index("deal_id").loc["BAD"]
-    assert row["rule"] == "schema" and "created_date 'not a date' is not a date" in row["reason"]
-    assert result.rule_counts["schema"] == 1 and "BAD" not in set(result.clean["deal_id"])
+    assert row["rule"] == "unparseable_value" and "created_date 'not a date' is not a date" in row["reason"]
+    assert result.rule_counts["unparseable_value"] == 1 and "BAD" not in set(result.clean["deal_id"])
 
 
 def test_mostly_unparseable_column_is_a_schema_error():
@@ -155,7 +155,7 @@ def test_formatted_amounts_parse_and_garbage_does_not():
                                   deal("BAD", deal_amount="lots"), *good(3)), RULES)
     amounts = result.clean.set_index("deal_id")["deal_amount"]
     assert amounts["USD"] == 4253 and amounts["EUR"] == 4253
-    assert result.quarantined.set_index("deal_id").loc["BAD", "rule"] == "schema"
+    assert result.quarantined.set_index("deal_id").loc["BAD", "rule"] == "unparseable_value"
 
 
 def test_csv_export_with_bom_and_untidy_header_loads(tmp_path):
@@ -165,5 +165,5 @@ def test_csv_export_with_bom_and_untidy_header_loads(tmp_path):
     header = ",".join(f" {c.upper()} " if c == "deal_id" else c for c in deal())
     path.write_text(header + "\n" + ",".join(deal().values()) + "\n", encoding="utf-8-sig")
     page = next(CsvCRM(path=str(path)).fetch_deal_pages(None))
-    assert list(page.columns)[0] == "deal_id"
+    assert list(page.columns)[0] == "deal_id" and page["_line"].tolist() == [2]
     assert validate_deals(conform_raw(page), RULES).schema_errors == []

@@ -26,9 +26,15 @@ class Section(BaseModel):
 
 
 class StageRules(Section):
+    """``order`` is the canonical pipeline; ``names`` maps the CRM's own
+    stage names onto it, and ``won`` / ``lost`` name the CRM stages that mean
+    the deal closed that way (matched without regard to case)."""
+
     order: list[str] = Field(min_length=2)
     # A CRM's own stage names (e.g. HubSpot pipeline labels) -> a stage of ``order``.
     names: dict[str, str] = Field(default_factory=dict)
+    won: list[str] = Field(default_factory=list)
+    lost: list[str] = Field(default_factory=list)
 
     @field_validator("order")
     @classmethod
@@ -50,6 +56,29 @@ class StageRules(Section):
         lookup = {" ".join(k.split()).casefold(): v for k, v in self.names.items()}
         lookup.update({s.casefold(): s for s in self.order})
         return lookup.get(key)
+
+    @model_validator(mode="after")
+    def _won_lost_apart(self) -> "StageRules":
+        both = sorted({n.lower() for n in self.won} & {n.lower() for n in self.lost})
+        if both:
+            raise ValueError(f"stage names {both} are listed under both won and lost")
+        return self
+
+    @cached_property
+    def lookup(self) -> dict[str, str]:
+        """lower-case CRM or canonical stage name -> canonical stage."""
+        names = {stage.lower(): stage for stage in self.order}
+        names.update({name.lower(): stage for name, stage in self.names.items()})
+        names.update({name.lower(): self.closed_stage for name in self.won + self.lost})
+        return names
+
+    @cached_property
+    def won_names(self) -> set[str]:
+        return {name.lower() for name in self.won}
+
+    @cached_property
+    def lost_names(self) -> set[str]:
+        return {name.lower() for name in self.lost}
 
     def number(self, stage: str) -> int | None:
         """1-based position of a stage, None for an unknown stage."""
@@ -75,6 +104,10 @@ class QualityRules(Section):
     open_outcomes: list[str]
     circuit_breaker: CircuitBreaker
     max_unparseable_share: float = Field(gt=0, le=1)
+    # File-wide formats: "auto" decides from the file's own values.
+    date_order: Literal["auto", "day_first", "month_first"] = "auto"
+    decimal_mark: Literal["auto", ".", ","] = "auto"
+    max_deal_amount: float = Field(default=1e12, gt=0)
 
 
 # --- Sections of the analytics layers (each owned by its layer). ---

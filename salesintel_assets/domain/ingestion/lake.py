@@ -24,3 +24,10 @@ def write_pull(folder: Path, pull_id: str, frame: pd.DataFrame, note: dict) -> P
     (folder / f"{pull_id}.json").write_text(json.dumps(meta, indent=2, default=str))
     return target
 
+
+
+def latest_note(folder: Path) -> dict | None:
+    """The JSON note of the newest pull in the lake (ids start with the pull
+    time, so names sort by time), or None for an empty lake."""
+    notes = sorted(folder.glob("*.json")) if folder.exists() else []
+    return json.loads(notes[-1].read_text()) if notes else None

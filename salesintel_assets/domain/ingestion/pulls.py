@@ -3,6 +3,8 @@ and the merge that keeps the latest version of every deal."""
 
 from __future__ import annotations
 
+import hashlib
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -15,6 +17,9 @@ from salesintel_assets.domain.common.tables import table_exists
 # Optional columns a CRM may deliver beside the export format.
 OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
 RAW_COLUMNS = EXPORT_COLUMNS + OPTIONAL_COLUMNS
+# Where a row came from in a file and why it could not be split: carried
+# through the pull for the quarantine's reasons, never stored in raw_deals.
+SOURCE_POSITION = ("_line", "_defect")
 
 
 def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +49,12 @@ def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
         if col not in out.columns:
             out[col] = ""
     known = [c for c in RAW_COLUMNS if c in out.columns]
-    out = out[known].reset_index(drop=True)
-    return pd.DataFrame({col: stripped_text(out[col]) for col in known}, index=out.index)
+    position = [c for c in SOURCE_POSITION if c in out.columns]
+    out = out[known + position].reset_index(drop=True)
+    text = pd.DataFrame({col: stripped_text(out[col]) for col in known}, index=out.index)
+    for col in position:
+        text[col] = out[col].to_numpy()
+    return text
 
 
 def with_unknown_columns(pull: pd.DataFrame, delivered: pd.DataFrame) -> pd.DataFrame:
@@ -111,3 +120,34 @@ def stored_cursor(con: duckdb.DuckDBPyConnection) -> pd.Timestamp | None:
     newest = con.execute("SELECT max(TRY_CAST(NULLIF(last_modified, '') AS TIMESTAMP)) "
                          "FROM main.raw_deals").fetchall()[0][0]
     return None if newest is None else pd.Timestamp(newest)
+
+
+def missing_columns(pull: pd.DataFrame) -> list[str]:
+    return [c for c in EXPORT_COLUMNS if c not in pull.columns]
+
+
+def pull_fingerprint(pull: pd.DataFrame, source: str, settings: str) -> str:
+    """What identifies a pull's content: the same file pulled again with the
+    same settings has the same fingerprint, so it can be recognised and
+    nothing is written twice."""
+    digest = hashlib.sha256(f"{source}|{settings}|{len(pull)}".encode())
+    if len(pull):
+        cols = [c for c in RAW_COLUMNS + SOURCE_POSITION if c in pull.columns]
+        digest.update(pd.util.hash_pandas_object(pull[cols].astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def unseen_quarantine(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine rows not recorded yet (same content, rule and reason), so a
+    file pulled again does not quarantine its bad rows again."""
+    if rows.empty or not table_exists(con, "quarantined_deals"):
+        return rows
+    keyed = rows[["_row_hash", "rule", "reason"]].assign(_pos=np.arange(len(rows)))
+    con.register("_q", keyed)
+    try:
+        keep = con.sql("SELECT q._pos FROM _q q ANTI JOIN main.quarantined_deals s "
+                       "ON q._row_hash = s._row_hash AND q.rule = s.rule AND q.reason = s.reason "
+                       "ORDER BY q._pos").df()["_pos"]
+    finally:
+        con.unregister("_q")
+    return rows.iloc[keep.to_numpy()].reset_index(drop=True)

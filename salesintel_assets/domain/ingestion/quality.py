@@ -4,16 +4,24 @@ Each rule has one action, as the design's quality table says:
 
 | rule | action |
 |---|---|
-| schema: required columns present, types parse | block (a cell that does not parse is quarantined) |
+| schema: required columns present, columns mostly parse | block the pull |
+| malformed_row: a line with more or fewer fields than the header | quarantine |
+| unparseable_value: a date or amount that does not parse exactly | quarantine |
+| duplicates: deal_id unique | keep the most recent version, record the others |
+| critical_nulls: id, amount, dates, outcome of closed deals | quarantine |
+| outcome_values: closed deals only Won / Lost (stage and outcome agree) | quarantine |
+| negative_amount: deal_amount below zero | quarantine |
+| future_date: created after the analysis date | quarantine |
 | date_logic: closed_date >= created_date | flag for manual review |
+| unknown_stage: deal_stage not in the rules file's stages or mapping | flag for manual review |
+| stage_mapping: the CRM's stage names mapped to the canonical stages | auto-correct, record |
 | sales_cycle: sales_cycle_days == closed - created | auto-correct, record |
-| outcome_values: closed deals only Won / Lost | quarantine |
-| duplicates: deal_id unique | keep the most recent version |
-| critical_nulls: amount, dates, outcome of closed deals | quarantine |
 | missing_dimension: empty rep/segment field | fill "Unknown", record |
 
 Nothing is dropped silently: every row ends up clean, flagged, corrected or
-quarantined with its rule and reason, and every rule is counted.
+quarantined with its rule and reason, and every rule is counted. Only
+quarantined and flagged rows count toward the circuit breaker: a blank
+optional field or a recomputed cycle is not a broken row.
 """
 
 from __future__ import annotations
@@ -24,22 +32,32 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import DIMENSION_COLUMNS, EXPORT_COLUMNS
-from salesintel_assets.domain.ingestion.pulls import keep_latest
 from salesintel_assets.domain.common.rules import Rules
+from salesintel_assets.domain.ingestion import values
+from salesintel_assets.domain.ingestion.pulls import keep_latest
 
 BLOCK, FLAG, FIX, QUARANTINE, KEEP_LATEST = "block", "flag", "auto_correct", "quarantine", "keep_latest"
 RULE_ACTIONS = {
     "schema": BLOCK,
+    "malformed_row": QUARANTINE,
+    "unparseable_value": QUARANTINE,
     "duplicates": KEEP_LATEST,
     "critical_nulls": QUARANTINE,
     "outcome_values": QUARANTINE,
+    "negative_amount": QUARANTINE,
+    "future_date": QUARANTINE,
     "date_logic": FLAG,
+    "unknown_stage": FLAG,
+    "stage_mapping": FIX,
     "sales_cycle": FIX,
     "missing_dimension": FIX,
 }
+QUARANTINE_RULES = tuple(rule for rule, action in RULE_ACTIONS.items() if action in (QUARANTINE, KEEP_LATEST))
 UNKNOWN = "Unknown"
-_NUMERIC = ("deal_amount", "sales_cycle_days")
+LINE = "_line"        # the row's line in the source file, when it has one
+DEFECT = "_defect"    # why the source could not split the line into fields, "" when it could
 _DATES = ("created_date", "closed_date")
+_BREAKER_EXAMPLES = 3
 
 
 @dataclass
@@ -52,14 +70,13 @@ class QualityResult:
 
     @property
     def bad_rows(self) -> int:
-        """Rows that broke at least one rule (fixed, flagged or rejected)."""
+        """Rows that were rejected or flagged (superseded versions, fills and
+        recomputed cycles are not broken rows)."""
         if self.schema_errors:
             return self.batch_rows
-        touched = len(self.quarantined)
-        if not self.clean.empty:
-            touched += int((self.clean["needs_review"] | self.clean["cycle_corrected"]
-                            | self.clean["dimension_filled"]).sum())
-        return touched
+        rejected = int((self.quarantined["rule"] != "duplicates").sum()) if len(self.quarantined) else 0
+        flagged = int(self.clean["needs_review"].sum()) if len(self.clean) else 0
+        return rejected + flagged
 
     @property
     def bad_share(self) -> float:
@@ -70,9 +87,21 @@ class QualityResult:
         return self.batch_rows >= breaker.min_rows and self.bad_share > breaker.max_bad_share
 
 
-def validate_deals(raw: pd.DataFrame, rules: Rules) -> QualityResult:
+def stated_formats(rules: Rules, date_order: str | None = None, decimal_mark: str | None = None) -> values.Formats:
+    """Formats the user stated (command line or environment first, then the
+    rules file); None leaves the choice to the file's evidence."""
+    quality = rules.quality
+    return values.Formats(
+        date_order or (None if quality.date_order == "auto" else quality.date_order),
+        decimal_mark or (None if quality.decimal_mark == "auto" else quality.decimal_mark))
+
+
+def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats | None = None,
+                   as_of: pd.Timestamp | None = None, where: str = "the batch") -> QualityResult:
     """Apply every rule to a batch of raw deals: trimmed text as ``conform_raw``
-    makes it (plus lineage columns, which are carried through)."""
+    makes it (plus lineage columns, which are carried through). ``formats``
+    are the file-wide choices (decided from this batch when not given);
+    ``as_of`` enables the future-date rule."""
     counts = {rule: 0 for rule in RULE_ACTIONS}
     missing = [c for c in EXPORT_COLUMNS if c not in raw.columns]
     if missing:
@@ -81,103 +110,137 @@ def validate_deals(raw: pd.DataFrame, rules: Rules) -> QualityResult:
                              [f"missing required columns: {', '.join(missing)}"], len(raw))
 
     raw = raw.reset_index(drop=True)
-    has_id = raw["deal_id"] != ""
-    latest, superseded = keep_latest(raw[has_id] if not has_id.all() else raw)
-    if not has_id.all():
-        latest = pd.concat([latest, raw[~has_id]]).sort_index()
-    counts["duplicates"] = len(superseded)
-    rejected = [_quarantine_frame(superseded, ["duplicates"] * len(superseded),
-                                  ["superseded by a more recent version of the same deal_id"] * len(superseded))]
+    batch_rows = len(raw)
+    malformed = (raw[DEFECT] != "").to_numpy(bool) if DEFECT in raw.columns else np.zeros(len(raw), bool)
+    counts["malformed_row"] = int(malformed.sum())
+    rejected = [_quarantine_frame(raw[malformed], ["malformed_row"] * int(malformed.sum()),
+                                  _with_lines(raw[malformed], raw.loc[malformed, DEFECT].tolist()))] \
+        if malformed.any() else []
+    raw = raw[~malformed]
 
-    typed, parse_errors, schema_errors = _parse(latest, rules)
-    reasons, hits = _quarantine_reasons(latest, typed, parse_errors, rules)
+    formats = formats or values.decide_formats(raw, stated_formats(rules), where)
+    canonical, value_reasons, bad_cells = values.normalize_frame(raw, formats, rules.quality.max_deal_amount)
+    has_id = canonical["deal_id"] != ""
+    latest, superseded = keep_latest(canonical[has_id])
+    latest = pd.concat([latest, canonical[~has_id]]).sort_index()
+    counts["duplicates"] = len(superseded)
+    rejected.append(_quarantine_frame(superseded, ["duplicates"] * len(superseded), _with_lines(
+        superseded, ["superseded by a more recent version of the same deal_id"] * len(superseded))))
+
+    typed = _parse(latest, bad_cells.loc[latest.index])
+    schema_errors = _mostly_unparseable(latest, bad_cells.loc[latest.index], rules)
+    mapped = _apply_stage_names(typed, rules)
+    reasons, hits = _quarantine_reasons(latest, typed, value_reasons.loc[latest.index], rules, as_of)
     bad = reasons["rule"].notna()
     for rule, n in hits.items():
         counts[rule] += n
     rejected.append(_quarantine_frame(latest[bad.to_numpy()], reasons.loc[bad, "rule"].tolist(),
-                                      reasons.loc[bad, "reason"].tolist()))
+                                      _with_lines(latest[bad.to_numpy()], reasons.loc[bad, "reason"].tolist())))
 
-    clean = _fix_and_flag(typed[~bad.to_numpy()].copy(), rules)
-    counts["date_logic"] = int(clean["needs_review"].sum())
+    keep = ~bad.to_numpy()
+    clean = _fix_and_flag(typed[keep].copy(), rules)
+    clean["stage_mapped"] = mapped[keep]
+    counts["stage_mapping"] = int(clean.pop("stage_mapped").sum())
+    counts["date_logic"] = int(clean["date_logic"].sum())
+    counts["unknown_stage"] = int(clean["unknown_stage"].sum())
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
+    clean = clean.drop(columns=["date_logic", "unknown_stage", LINE, DEFECT], errors="ignore")
     return QualityResult(clean.reset_index(drop=True), pd.concat(rejected, ignore_index=True),
-                         counts, schema_errors, len(raw))
+                         counts, schema_errors, batch_rows)
 
 
-def _parse(raw: pd.DataFrame, rules: Rules) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Typed copy, a mask of cells that are present but unparseable, and
-    schema errors for columns that mostly fail to parse."""
+def _with_lines(rows: pd.DataFrame, reasons: list[str]) -> list[str]:
+    """Reasons prefixed with the row's line in the file, when it has one."""
+    if LINE not in rows.columns:
+        return list(reasons)
+    return [f"line {line}: {reason}" if str(line) not in ("", "nan", "None") else reason
+            for line, reason in zip(rows[LINE].tolist(), reasons)]
+
+
+def _parse(raw: pd.DataFrame, bad_cells: pd.DataFrame) -> pd.DataFrame:
+    """Typed copy of canonical text; cells that did not parse become missing."""
     typed = raw.copy()
-    errors = pd.DataFrame(False, index=raw.index, columns=list(_DATES + _NUMERIC))
-    schema_errors = []
-    for col in _DATES + _NUMERIC + ("stage_entered_date", "last_modified"):
-        text = raw[col]
-        present = text != ""
-        if col in _NUMERIC:
-            parsed = _parse_numbers(text.where(present))
-        else:
-            parsed = _parse_dates(text.where(present))
-            if col != "last_modified":
-                parsed = parsed.dt.normalize()
-        typed[col] = parsed
-        if col in errors.columns:
-            errors[col] = present & parsed.isna()
-            share = errors[col].sum() / max(int(present.sum()), 1)
-            if present.sum() and share > rules.quality.max_unparseable_share:
-                schema_errors.append(f"{col}: {share:.0%} of values do not parse")
-    return typed, errors, schema_errors
+    for col, fmt in [("created_date", "%Y-%m-%d"), ("closed_date", "%Y-%m-%d"),
+                     ("stage_entered_date", "%Y-%m-%d"), ("last_modified", "%Y-%m-%dT%H:%M:%S")]:
+        typed[col] = pd.to_datetime(raw[col].where(raw[col] != ""), format=fmt, errors="coerce")
+    typed["deal_amount"] = pd.to_numeric(raw["deal_amount"].where(raw["deal_amount"] != ""), errors="coerce")
+    cycle = pd.to_numeric(raw["sales_cycle_days"].where(raw["sales_cycle_days"] != ""), errors="coerce")
+    typed["sales_cycle_days"] = cycle.where(np.isfinite(cycle.astype("float64")))
+    for col in bad_cells.columns:
+        typed[col] = typed[col].where(~bad_cells[col])
+    return typed
 
 
-def _parse_numbers(text: pd.Series) -> pd.Series:
-    """Plain numbers fast; "$4,253" or "4 253 EUR" on a second pass that drops
-    currency signs, codes and thousands separators."""
-    parsed = pd.to_numeric(text, errors="coerce")
-    retry = parsed.isna() & text.notna()
-    if retry.any():
-        cleaned = text[retry].str.replace(r"[^0-9.\-]", "", regex=True)
-        parsed[retry] = pd.to_numeric(cleaned.where(cleaned != ""), errors="coerce")
-    return parsed
+def _mostly_unparseable(raw: pd.DataFrame, bad_cells: pd.DataFrame, rules: Rules) -> list[str]:
+    """A column whose values mostly fail to parse is a schema error, not bad rows."""
+    errors = []
+    for col in bad_cells.columns:
+        present = int((raw[col] != "").sum())
+        share = int(bad_cells[col].sum()) / max(present, 1)
+        if present and share > rules.quality.max_unparseable_share:
+            example = raw.loc[bad_cells[col], col].iloc[0]
+            errors.append(f"{col}: {share:.0%} of values do not parse (e.g. {example!r})")
+    return errors
 
 
-def _parse_dates(text: pd.Series) -> pd.Series:
-    """ISO dates fast; anything else a second, slower pass on the few rows left."""
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
-    retry = parsed.isna() & text.notna()
-    if retry.any():
-        parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed")
-    return parsed
+def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
+    """Map the CRM's stage names to the canonical stages in place (a name that
+    means won or lost also sets an empty outcome); True where a name changed."""
+    stages = rules.stages
+    key = typed["deal_stage"].str.lower()
+    canonical = key.map(stages.lookup)
+    implied = pd.Series(np.where(key.isin(stages.won_names), "Won",
+                                 np.where(key.isin(stages.lost_names), "Lost", "")), index=typed.index)
+    typed["implied_outcome"] = implied
+    open_outcome = typed["outcome"].isin(rules.quality.open_outcomes)
+    typed["outcome"] = typed["outcome"].where(~((implied != "") & open_outcome), implied)
+    new_stage = canonical.where(canonical.notna(), typed["deal_stage"])
+    mapped = (new_stage != typed["deal_stage"]).to_numpy(bool)
+    typed["deal_stage"] = new_stage
+    return mapped
 
 
 def _is_open(typed: pd.DataFrame, rules: Rules) -> pd.Series:
     return typed["closed_date"].isna() & typed["outcome"].isin(rules.quality.open_outcomes)
 
 
-def _quarantine_reasons(raw: pd.DataFrame, typed: pd.DataFrame, parse_errors: pd.DataFrame,
-                        rules: Rules) -> tuple[pd.DataFrame, dict[str, int]]:
+def _quarantine_reasons(raw: pd.DataFrame, typed: pd.DataFrame, value_reasons: pd.Series, rules: Rules,
+                        as_of: pd.Timestamp | None) -> tuple[pd.DataFrame, dict[str, int]]:
     """The first rule each row breaks (None when it passes), all reasons, and
     how many rows broke each rule."""
     is_open = _is_open(typed, rules)
     outcome_given = typed["outcome"] != ""
-    checks: list[tuple[str, pd.Series, object]] = []
-    for col, kind in zip(parse_errors.columns, ("date",) * 2 + ("number",) * 2):
-        checks.append(("schema", parse_errors[col],
-                       lambda i, c=col, k=kind: f"{c} {raw.at[i, c]!r} is not a {k}"))
-    checks += [
+    unparsed = value_reasons != ""
+    implied = typed["implied_outcome"]
+    checks: list[tuple[str, pd.Series, object]] = [
+        ("unparseable_value", unparsed, lambda i: value_reasons[i]),
         ("critical_nulls", typed["deal_id"] == "", "deal_id is empty"),
-        ("critical_nulls", typed["deal_amount"].isna() & ~parse_errors["deal_amount"], "deal_amount is empty"),
-        ("critical_nulls", typed["created_date"].isna() & ~parse_errors["created_date"], "created_date is empty"),
-        ("critical_nulls", ~is_open & typed["closed_date"].isna() & ~parse_errors["closed_date"]
-         & outcome_given, "closed deal without closed_date"),
+        ("critical_nulls", raw["deal_amount"] == "", "deal_amount is empty"),
+        ("critical_nulls", raw["created_date"] == "", "created_date is empty"),
+        ("critical_nulls", ~is_open & (raw["closed_date"] == "") & outcome_given,
+         "closed deal without closed_date"),
         ("critical_nulls", typed["closed_date"].notna() & ~outcome_given, "closed deal without outcome"),
+        ("outcome_values", (implied != "") & (typed["outcome"] != implied),
+         lambda i: f"deal_stage {raw.at[i, 'deal_stage']!r} means {implied[i]} but outcome is "
+                   f"{raw.at[i, 'outcome']!r}"),
         ("outcome_values", ~is_open & outcome_given & ~typed["outcome"].isin(rules.quality.valid_outcomes),
          lambda i: f"outcome {raw.at[i, 'outcome']!r} is not one of {rules.quality.valid_outcomes}"),
+        ("negative_amount", typed["deal_amount"] < 0,
+         lambda i: f"deal_amount {raw.at[i, 'deal_amount']} is negative"),
     ]
+    if as_of is not None:
+        day = pd.Timestamp(as_of).normalize()
+        for col in _DATES:
+            checks.append(("future_date", typed[col] > day,
+                           lambda i, c=col: f"{c} {raw.at[i, c]} is after the analysis date {day.date()}"))
     rule = pd.Series(None, index=raw.index, dtype=object)
     reason = pd.Series("", index=raw.index, dtype=object)
     per_rule: dict[str, np.ndarray] = {}
     for name, mask, text in checks:
         hit = mask.fillna(False).to_numpy(bool)
+        if name != "unparseable_value":
+            hit &= ~unparsed.to_numpy(bool)   # a value that did not parse is no evidence of anything else
         per_rule[name] = per_rule.get(name, np.zeros(len(raw), dtype=bool)) | hit
         if not hit.any():
             continue
@@ -190,15 +253,17 @@ def _quarantine_reasons(raw: pd.DataFrame, typed: pd.DataFrame, parse_errors: pd
 
 
 def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """Flag date-logic breaks, recompute sales cycles, fill empty dimensions."""
+    """Flag date-logic breaks and unknown stages, recompute sales cycles,
+    fill empty dimensions."""
+    deals = deals.drop(columns=["implied_outcome"])
     is_open = _is_open(deals, rules)
     deals["outcome"] = deals["outcome"].where(~is_open, "Open")
-    review = deals["closed_date"] < deals["created_date"]
-    deals["needs_review"] = review.to_numpy(bool)
+    review = (deals["closed_date"] < deals["created_date"]).to_numpy(bool)
+    deals["date_logic"] = review
     deals["review_reason"] = np.where(review, "closed_date is before created_date", None)
 
     expected = (deals["closed_date"] - deals["created_date"]).dt.days.astype("float64")
-    given = deals["sales_cycle_days"]
+    given = deals["sales_cycle_days"].astype("float64")
     differs = ~((given == expected) | (given.isna() & expected.isna()))
     deals["cycle_corrected"] = differs.to_numpy(bool)
     deals["original_sales_cycle_days"] = given.where(differs)
@@ -211,14 +276,16 @@ def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
         filled |= empty
     deals["dimension_filled"] = filled
     unknown_stage = ~deals["deal_stage"].isin(rules.stages.order)
-    deals.loc[unknown_stage, "needs_review"] = True
-    deals.loc[unknown_stage, "review_reason"] = deals.loc[unknown_stage, "review_reason"].fillna(
-        "deal_stage is not in the rules file's stage order")
+    deals["unknown_stage"] = unknown_stage.to_numpy(bool)
+    stage_reason = "deal_stage " + deals["deal_stage"].astype(str) + " is not a stage of the rules file"
+    deals["review_reason"] = deals["review_reason"].where(
+        ~unknown_stage, (deals["review_reason"].fillna("") + "; ").str.lstrip("; ") + stage_reason)
+    deals["needs_review"] = review | unknown_stage.to_numpy(bool)
     return deals
 
 
 def _quarantine_frame(raw: pd.DataFrame, rules_hit: list[str], reasons: list[str]) -> pd.DataFrame:
-    out = raw.copy().reset_index(drop=True)
+    out = raw.drop(columns=[LINE, DEFECT], errors="ignore").reset_index(drop=True)
     out.insert(0, "rule", pd.Series(rules_hit, dtype=object))
     out.insert(1, "reason", pd.Series(reasons, dtype=object))
     return out
@@ -229,7 +296,19 @@ def _typed_empty() -> pd.DataFrame:
                                                         "original_sales_cycle_days", "dimension_filled"])
 
 
-def report_rows(result: QualityResult, rules: Rules) -> pd.DataFrame:
+def with_superseded(result: QualityResult, superseded: pd.DataFrame) -> QualityResult:
+    """Add the older versions of deals (dropped before change detection) as
+    recorded duplicates."""
+    if superseded.empty:
+        return result
+    frame = _quarantine_frame(superseded, ["duplicates"] * len(superseded), _with_lines(
+        superseded, ["superseded by a more recent version of the same deal_id"] * len(superseded)))
+    counts = {**result.rule_counts, "duplicates": result.rule_counts.get("duplicates", 0) + len(superseded)}
+    return QualityResult(result.clean, pd.concat([result.quarantined, frame], ignore_index=True), counts,
+                         result.schema_errors, result.batch_rows + len(superseded))
+
+
+def report_rows(result: QualityResult, rules: Rules, detail: str = "") -> pd.DataFrame:
     """One row per rule for this batch: how many rows it touched and what was done."""
     rows = [
         {"rule": rule, "action": RULE_ACTIONS[rule], "rows": result.rule_counts.get(rule, 0)}
@@ -241,5 +320,29 @@ def report_rows(result: QualityResult, rules: Rules) -> pd.DataFrame:
     report["bad_rows"] = result.bad_rows
     report["bad_share"] = result.bad_share
     report["breaker_tripped"] = result.breaker_tripped(rules)
-    report["detail"] = "; ".join(result.schema_errors) if result.schema_errors else ""
+    report["detail"] = detail or ("; ".join(result.schema_errors) if result.schema_errors else "")
     return report
+
+
+def breaker_sentence(result: QualityResult, rules: Rules, where: str) -> str:
+    """Why the breaker tripped, in one sentence: the rules, their counts and a
+    few example rows."""
+    limit = rules.quality.circuit_breaker.max_bad_share
+    parts = []
+    flagged = result.clean[result.clean["needs_review"]] if len(result.clean) else result.clean
+    for rule, action in RULE_ACTIONS.items():
+        if action == QUARANTINE:
+            rows = result.quarantined[result.quarantined["rule"] == rule]
+            examples = [f"{r['deal_id'] or 'no id'}: {r['reason']}" for _, r in rows.head(2).iterrows()]
+        elif action == FLAG:
+            needle = "closed_date is before" if rule == "date_logic" else "is not a stage"
+            rows = flagged[flagged["review_reason"].fillna("").str.contains(needle)]
+            examples = [f"{r['deal_id']}: {r['review_reason']}" for _, r in rows.head(2).iterrows()]
+        else:
+            continue
+        if len(rows):
+            parts.append(f"{rule} {len(rows):,} (e.g. {' | '.join(examples)})")
+    return (f"The pull from {where} was not merged: {result.bad_rows:,} of its {result.batch_rows:,} new or changed rows "
+            f"({result.bad_share:.1%}, limit {limit:.0%}) broke rules - {'; '.join(parts)}; fix these rows in "
+            "the export (or map stage names, state formats or raise quality.circuit_breaker.max_bad_share "
+            "in the rules file) and run again.")
