@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -96,37 +97,64 @@ def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
 
 
 def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    if "\n" not in text:
+        text = text.replace("\r", "\n")   # old Mac line endings
+    lines = re.split(r"(?<=\n)", text)
     header: list[str] | None = None
     rows: list[list[str]] = []
-    lines: list[int] = []
+    numbers: list[int] = []
     defects: list[str] = []
-    previous_end = 0
-    try:
-        for record in reader:
-            start, previous_end = previous_end + 1, reader.line_num
-            if not record or all(not cell.strip() for cell in record):
-                continue   # blank lines (and lines of bare commas) hold no deal
-            if header is None:
-                header = [cell.strip().lower() for cell in record]
-                _check_header(header, where, required)
-                continue
-            defect = ""
-            if len(record) != len(header):
-                defect = f"the line has {len(record)} fields, the header has {len(header)}"
-                record = (record + [""] * len(header))[: len(header)]
-            rows.append(record)
-            lines.append(start)
-            defects.append(defect)
-    except csv.Error as exc:
-        raise BlockedInput(f"{where} cannot be split into fields near line {reader.line_num} ({exc}): "
-                           "export it again as a plain comma-separated file.") from None
+    for line_number, record, defect in _records(lines, where):
+        if header is None:
+            header = [cell.strip().lower() for cell in record]
+            _check_header(header, where, required)
+            continue
+        if not defect and len(record) != len(header):
+            defect = f"the line has {len(record)} fields, the header has {len(header)}"
+        if defect:
+            record = (record + [""] * len(header))[: len(header)]
+        rows.append(record)
+        numbers.append(line_number)
+        defects.append(defect)
     if header is None:
         raise BlockedInput(f"{where} is empty: export the deals again, with a header row and one row per deal.")
-    frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
-    frame[LINE] = pd.Series(lines, dtype="int64", index=frame.index)
+    if not rows:
+        raise BlockedInput(f"{where} has a header but no deals: export the deals again, one row per deal.")
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame[LINE] = pd.Series(numbers, dtype="int64", index=frame.index)
     frame[DEFECT] = pd.Series(defects, dtype=object, index=frame.index)
     return frame
+
+
+def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str]]:
+    """(first line number, fields, defect) of every non-blank record. A quote
+    that is never closed would swallow the rest of the file into one field:
+    that line alone is reported and reading restarts on the next line."""
+    offset = 0
+    width: int | None = None
+    while offset < len(lines):
+        reader = csv.reader(lines[offset:])
+        end = 0
+        restart = None
+        try:
+            for record in reader:
+                start, end = end + 1, reader.line_num
+                if not record or all(not cell.strip() for cell in record):
+                    continue   # blank lines (and lines of bare commas) hold no deal
+                if width is None:
+                    width = len(record)
+                elif len(record) != width and end > start:
+                    single = lines[offset + start - 1].rstrip("\r\n").split(",")
+                    yield offset + start, single, "a quote opened on this line is never closed"
+                    restart = offset + start
+                    break
+                yield offset + start, record, ""
+        except csv.Error as exc:
+            raise BlockedInput(f"{where} cannot be split into fields near line {offset + reader.line_num} "
+                               f"({exc}): export it again as a plain comma-separated file.") from None
+        if restart is None:
+            return
+        offset = restart
 
 
 def _check_header(header: list[str], where: str, required: tuple[str, ...]) -> None:
