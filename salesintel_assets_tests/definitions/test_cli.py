@@ -36,3 +36,30 @@ def test_run_reports_a_broken_export_and_fails(contract_env, home, tmp_path, cap
     assert code == 2
     assert "has no column(s) created_date, closed_date" in captured.err
     assert "Traceback" not in captured.err + captured.out and "Not executing" not in captured.err
+
+
+def _check_event(name, passed, severity, description=None):
+    import dagster as dg
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(check_name=name, passed=passed, severity=getattr(dg.AssetCheckSeverity, severity),
+                           description=description)
+    return SimpleNamespace(is_step_failure=False, event_type_value="ASSET_CHECK_EVALUATION",
+                           event_specific_data=data)
+
+
+def test_failed_checks_of_every_severity_are_shown_and_errors_fail_the_run():
+    from types import SimpleNamespace
+
+    from salesintel_assets.run_outcome import read_outcome
+
+    warning_only = read_outcome(SimpleNamespace(all_events=[
+        _check_event("model_beats_baseline", False, "WARN", "no better than deal age"),
+        _check_event("fact_deals_schema_valid", True, "ERROR")]))
+    assert warning_only.exit_code == 0
+    assert "  - model_beats_baseline (warning): no better than deal age" in warning_only.lines()
+    with_error = read_outcome(SimpleNamespace(all_events=[_check_event("fact_deals_schema_valid", False, "ERROR")]))
+    assert with_error.exit_code == 1 and any("fact_deals_schema_valid (error)" in line for line in with_error.lines())
+    breaker = read_outcome(SimpleNamespace(all_events=[
+        _check_event("pull_within_error_budget", False, "ERROR", "The pull from x.csv was not merged: ...")]))
+    assert breaker.exit_code == 2 and breaker.blocked.startswith("The pull from x.csv")
