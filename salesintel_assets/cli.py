@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from salesintel_assets.definitions import build_definitions
-    from salesintel_assets.domain.common.rules import RulesError
+    from salesintel_assets.domain.common.rules import RulesError, load_rules
     from salesintel_assets.domain.ingestion.blocked import BlockedInput
     from salesintel_assets.domain.ingestion.values import parse_analysis_date
     from salesintel_assets.resources.factory import ConfigurationError, environment_resources
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     home = _home(args)
     try:
         parse_analysis_date(os.environ.get("SALESINTEL_AS_OF"))
+        load_rules(os.environ.get("SALESINTEL_RULES") or None)
         defs = build_definitions(environment_resources())
     except (BlockedInput, ConfigurationError, RulesError) as exc:
         print(f"salesintel: {exc}", file=sys.stderr)
