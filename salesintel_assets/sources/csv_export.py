@@ -42,7 +42,7 @@ def detect_encoding(data: bytes, where: str) -> str:
         if data.startswith(bom):
             return name
     sample = data[:4096]
-    if b"\x00" in sample:
+    if sample.count(0) > max(2, len(sample) // 100):
         odd_zero = sample[1::2].count(0) / max(len(sample[1::2]), 1)
         even_zero = sample[0::2].count(0) / max(len(sample[0::2]), 1)
         if odd_zero > 0.3 and even_zero < 0.05:
@@ -66,7 +66,7 @@ def detect_encoding(data: bytes, where: str) -> str:
 def _looks_binary(text: str) -> bool:
     sample = text[:4096]
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
-    return "\x00" in sample or controls > max(2, len(sample) // 100)
+    return controls > max(2, len(sample) // 100)
 
 
 def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
@@ -100,6 +100,10 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     if "\n" not in text:
         text = text.replace("\r", "\n")   # old Mac line endings
     lines = re.split(r"(?<=\n)", text)
+    # A stray NUL byte spoils its line only (the csv module refuses the whole file).
+    nul_lines = {number for number, line in enumerate(lines, start=1) if "\x00" in line}
+    if nul_lines:
+        lines = [line.replace("\x00", "") for line in lines]
     header: list[str] | None = None
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -109,6 +113,8 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
             header = [cell.strip().lower() for cell in record]
             _check_header(header, where, required)
             continue
+        if not defect and line_number in nul_lines:
+            defect = "the line holds a NUL byte"
         if not defect and len(record) != len(header):
             defect = f"the line has {len(record)} fields, the header has {len(header)}"
         if defect:
@@ -130,6 +136,7 @@ def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str
     """(first line number, fields, defect) of every non-blank record. A quote
     that is never closed would swallow the rest of the file into one field:
     that line alone is reported and reading restarts on the next line."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 26))   # a long note in one cell is not a broken file
     offset = 0
     width: int | None = None
     while offset < len(lines):

@@ -309,6 +309,11 @@ CASES = [
     Case("latin-1", O, "load", encoded("latin-1", "Télécom")),
     Case("Windows-1252 with curly quotes", O, "load", encoded("cp1252", "Ad’Tech")),
     Case("Windows line endings", O, "load", text_edit(lambda t: t.replace("\n", "\r\n"))),
+    Case("a NUL byte in one row", O, "quarantine", text_edit(replace_line(7, lambda l: l.replace(",", ",\x00", 1))),
+         {"D0006"}),
+    Case("a 200,000-character note in one cell", O, "load",
+         plain(lambda rows: [{**r, "notes": "long, \"quoted\" note " * 10_000 if i == 0 else ""}
+                             for i, r in enumerate(rows)])),
     Case("an empty file", O, "block", raw_bytes(b"")),
     Case("only a header", O, "block", raw_bytes((",".join(HEADER) + "\n").encode())),
     Case("a binary file", O, "block", raw_bytes(bytes(range(256)) * 8)),
