@@ -179,7 +179,7 @@ def with_rules(extra: str) -> Callable[[Path], str]:
     def make(folder: Path) -> str:
         text = default_rules_path().read_text()
         path = folder / "rules.yaml"
-        path.write_text(text.replace("  mapping: {}\n", extra))
+        path.write_text(text.replace("  names:\n", "  names:\n" + extra, 1))
         return str(path)
     return make
 
@@ -190,7 +190,7 @@ def crm_stage_names(folder: Path, deals: list[Deal]) -> Path:
     for r in rows_of(deals):
         stage = r["outcome"] if r["outcome"] else names[r["deal_stage"]]
         rows.append({**r, "deal_stage": stage, "outcome": ""})   # the CRM says won/lost only by stage
-    with_rules("  mapping: {Prospecting: Qualified, Engaging: Demo}\n")(folder)
+    with_rules("    Prospecting: Qualified\n    Engaging: Demo\n")(folder)
     return write(folder / "export.csv", csv_text(rows))
 
 

@@ -105,7 +105,7 @@ def test_bad_values_are_quarantined_with_the_reason(overrides, rule, reason):
 
 def test_crm_stage_names_map_through_the_rules_file():
     raw = RULES.model_dump()
-    raw["stages"]["mapping"] = {"Prospecting": "Qualified"}
+    raw["stages"]["names"] = {"Prospecting": "Qualified"}
     rules = type(RULES).model_validate(raw)
     rows = [deal("P", deal_stage="Prospecting", closed_date="", sales_cycle_days="", outcome=""),
             deal("W", deal_stage="won", outcome=""), deal("L", deal_stage="Closed Lost", outcome="")]
