@@ -190,7 +190,7 @@ def crm_stage_names(folder: Path, deals: list[Deal]) -> Path:
     for r in rows_of(deals):
         stage = r["outcome"] if r["outcome"] else names[r["deal_stage"]]
         rows.append({**r, "deal_stage": stage, "outcome": ""})   # the CRM says won/lost only by stage
-    with_rules("    Prospecting: Qualified\n    Engaging: Demo\n")(folder)
+    with_rules("    Engaging: Demo\n")(folder)
     return write(folder / "export.csv", csv_text(rows))
 
 
@@ -289,7 +289,7 @@ CASES = [
     Case("the CRM's own stage names, mapped in the rules file", S, "load", crm_stage_names,
          env={"SALESINTEL_RULES": "{folder}/rules.yaml"}),
     Case("the CRM's own stage names, not mapped", S, "block",
-         plain(lambda rows: [{**r, "deal_stage": "Prospecting"} for r in rows])),
+         plain(lambda rows: [{**r, "deal_stage": "Discovery Call"} for r in rows])),
     Case("lead_source blank on every row", S, "load", plain(lambda rows: [{**r, "lead_source": ""} for r in rows]),
          truth=lambda ds: [Deal(**{**d.__dict__, "lead_source": "Unknown"}) for d in ds]),
     Case("a row with an extra field", O, "quarantine", text_edit(replace_line(4, lambda l: l + ",surplus")),
