@@ -10,8 +10,9 @@ DRIVERS = "drivers"
 MODELS = "models"
 ANOMALIES = "anomalies"
 ALERTS = "alerts"
+SERVING = "serving"
 
-LAYERS = (INGESTION, WAREHOUSE, METRICS, DRIVERS, MODELS, ANOMALIES, ALERTS)
+LAYERS = (INGESTION, WAREHOUSE, METRICS, DRIVERS, MODELS, ANOMALIES, ALERTS, SERVING)
 
 # The columns of a CRM export (the run-time contract's CSV format).
 EXPORT_COLUMNS = (

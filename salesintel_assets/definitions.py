@@ -12,7 +12,7 @@ from salesintel_assets.resources.factory import environment_resources
 from salesintel_assets.schedules import schedules
 from salesintel_assets.sensors import sensors
 
-LAYERS = ["ingestion", "warehouse", "metrics", "drivers", "models", "anomalies", "alerts"]
+LAYERS = ["ingestion", "warehouse", "metrics", "drivers", "models", "anomalies", "alerts", "serving"]
 LAYER_MODULES = [importlib.import_module(f"{assets.__name__}.{layer}") for layer in LAYERS]
 CHECK_MODULES = [importlib.import_module(f"{checks.__name__}.{layer}") for layer in LAYERS]
 
