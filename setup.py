@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Sales intelligence and alert platform built on Dagster software-defined assets.",
     packages=find_packages(exclude=["salesintel_assets_tests*"]),
-    package_data={"salesintel_assets": ["rules.yaml"]},
+    package_data={"salesintel_assets": ["rules.yaml", "service/templates/*.html", "service/static/*.css"]},
     python_requires=">=3.11,<3.13",
     install_requires=[
         "dagster==1.13.27",
@@ -30,9 +30,14 @@ setup(
         "hubspot-api-client>=12,<13",
         "simple-salesforce>=1.12,<2",
         "urllib3>=2,<3",
+        "slack_bolt>=1.20,<2",
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "jinja2>=3.1",
+        "python-multipart>=0.0.9",
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "httpx>=0.27", "playwright>=1.45"],
     },
     entry_points={
         "console_scripts": ["salesintel=salesintel_assets.cli:main"],

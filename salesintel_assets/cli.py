@@ -99,6 +99,56 @@ def feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    """The web service: Slack interactivity, the REST API and the dashboard."""
+    from salesintel_assets.service.settings import ServiceConfigError, ServiceSettings
+
+    try:
+        settings = ServiceSettings.from_environment(args.home)
+    except ServiceConfigError as exc:
+        print(f"salesintel serve: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from salesintel_assets.service.app import create_app
+
+    slack = "on" if settings.signing_secret else "off (set SLACK_SIGNING_SECRET)"
+    print(f"salesintel: serving {settings.home} on http://{args.host}:{args.port} (Slack interactivity {slack})",
+          flush=True)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def token_create(args: argparse.Namespace) -> int:
+    """Print a new API/dashboard token once (only its salted hash is stored)."""
+    from datetime import timedelta
+
+    from salesintel_assets.service.settings import ServiceSettings
+    from salesintel_assets.service.tokens import TokenError, TokenStore
+    from salesintel_assets.service.queries import NoSnapshot, ServingData
+
+    settings = ServiceSettings(home=Path(args.home or os.environ.get("SALESINTEL_HOME") or DEFAULT_HOME).resolve())
+    if args.rep and args.role in ("rep", "manager"):
+        try:
+            reps = ServingData(settings.home).table("reps")
+        except NoSnapshot:
+            reps = None
+        column = "sales_rep_id" if args.role == "rep" else "manager_id"
+        if reps is not None and args.rep not in set(reps[column].dropna().astype(str)):
+            print(f"not created: {args.rep!r} is not a {column} in dim_sales_reps; check the id", file=sys.stderr)
+            return 2
+    expires = timedelta(days=args.expires_days) if args.expires_days else None
+    try:
+        token, who = TokenStore(settings.tokens_path).create(args.role, args.rep, expires, args.label)
+    except TokenError as exc:
+        print(f"not created: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    print(f"(role {who.role}{', ' + who.rep_id if who.rep_id else ''}; shown once, stored hashed in "
+          f"{settings.tokens_path})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="salesintel", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     feedback_cmd.add_argument("--by", help="who rates it (default: the current user)")
     feedback_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
     feedback_cmd.set_defaults(handler=feedback)
+    serve_cmd = commands.add_parser("serve", help="the web service: Slack buttons, REST API, dashboard")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=8000)
+    serve_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
+    serve_cmd.set_defaults(handler=serve)
+    token_cmd = commands.add_parser("token", help="access tokens for the API and the dashboard")
+    token_sub = token_cmd.add_subparsers(dest="token_command", required=True)
+    create_cmd = token_sub.add_parser("create", help="print a new token once")
+    create_cmd.add_argument("--role", required=True, choices=["rep", "manager", "leader", "data"])
+    create_cmd.add_argument("--rep", help="the rep's id (rep) or the manager's id (manager) in dim_sales_reps")
+    create_cmd.add_argument("--expires-days", dest="expires_days", type=float, help="expire after this many days")
+    create_cmd.add_argument("--label", help="a note on who holds it")
+    create_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
+    create_cmd.set_defaults(handler=token_create)
     return parser
 
 

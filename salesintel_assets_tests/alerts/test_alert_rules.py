@@ -94,8 +94,11 @@ def test_block_kit_message_has_the_sections_and_feedback_buttons():
     sections = [b["text"]["text"].split("\n")[0] for b in blocks if b["type"] == "section" and "text" in b]
     assert sections[1:] == ["*Why this matters*", "*Root cause*", "*Recommended actions*", "*Money at stake*"]
     actions = next(b for b in blocks if b["type"] == "actions")
-    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
-        ("salesintel_feedback_helpful", alert_id), ("salesintel_feedback_noise", alert_id)]
+    assert [(e["action_id"], e.get("value")) for e in actions["elements"]] == [
+        ("salesintel_feedback_helpful", alert_id), ("salesintel_feedback_noise", alert_id),
+        ("salesintel_acknowledge", alert_id), ("salesintel_snooze", None)]
+    assert [o["value"] for o in actions["elements"][3]["options"]] == [
+        f"{alert_id}|4", f"{alert_id}|24", f"{alert_id}|168", f"{alert_id}|720"]
     assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
 
 

@@ -4,8 +4,9 @@ Block Kit models, which check Slack's limits, and stored as dicts).
 
 Alerts read like the design's examples: the title, the facts, why it matters,
 the root cause, numbered actions, the money at stake, and buttons to rate
-the alert (the feedback loop). The anomaly's own long explanation stays in
-the alert's content (``content_json``) but is not repeated in the message:
+the alert (the feedback loop), acknowledge it (stops escalation) or snooze
+it for a chosen time (``salesintel serve`` receives the clicks). The
+anomaly's own long explanation stays in the alert's content (``content_json``) but is not repeated in the message:
 "why this matters" and the root cause already carry it.
 """
 
@@ -15,12 +16,18 @@ import json
 from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
-    ActionsBlock, ButtonElement, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, PlainTextObject,
-    SectionBlock,
+    ActionsBlock, ButtonElement, ContextBlock, DividerBlock, HeaderBlock, MarkdownTextObject, Option,
+    PlainTextObject, SectionBlock, StaticSelectElement,
 )
 
 PRIORITY_MARK = {"P1": "🔴", "P2": "🟠", "P3": "🔵"}
 FEEDBACK_ACTIONS = {"helpful": "salesintel_feedback_helpful", "noise": "salesintel_feedback_noise"}
+ACKNOWLEDGE_ACTION, SNOOZE_ACTION = "salesintel_acknowledge", "salesintel_snooze"
+# Slack action_id -> the feedback inbox's action name
+SLACK_ACTIONS = {**{v: k for k, v in FEEDBACK_ACTIONS.items()}, ACKNOWLEDGE_ACTION: "acknowledge",
+                 SNOOZE_ACTION: "snooze"}
+SNOOZE_CHOICES = {"4 hours": 4, "1 day": 24, "1 week": 168, "30 days": 720}
+STATUS_BLOCK_ID = "salesintel_status"  # the "who did what" line the service adds after a click
 # Block Kit limits: header text 150, section text 3000, 10 fields of 2000, 50 blocks.
 HEADER_MAX, SECTION_MAX, FIELD_MAX = 150, 3000, 2000
 
@@ -103,7 +110,12 @@ def _feedback_blocks(alert_id: str) -> list[dict]:
     buttons = [ButtonElement(text=PlainTextObject(text=label), action_id=FEEDBACK_ACTIONS[verdict], value=alert_id,
                              style=style)
                for verdict, label, style in (("helpful", "Helpful", "primary"), ("noise", "Noise", "danger"))]
-    return [ActionsBlock(block_id=f"salesintel_feedback:{alert_id}", elements=buttons).to_dict(),
+    buttons.append(ButtonElement(text=PlainTextObject(text="Acknowledge"), action_id=ACKNOWLEDGE_ACTION,
+                                 value=alert_id))
+    snooze = StaticSelectElement(placeholder=PlainTextObject(text="Snooze"), action_id=SNOOZE_ACTION,
+                                 options=[Option(text=PlainTextObject(text=label), value=f"{alert_id}|{hours}")
+                                          for label, hours in SNOOZE_CHOICES.items()])
+    return [ActionsBlock(block_id=f"salesintel_feedback:{alert_id}", elements=[*buttons, snooze]).to_dict(),
             _context(escape(feedback_hint(alert_id)))]
 
 
