@@ -1,0 +1,108 @@
+"""Signed Slack requests through Bolt and its FastAPI adapter: valid clicks
+are recorded once and update the message; forged, stale and replayed
+requests change nothing; an empty secret refuses to start."""
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from salesintel_assets.cli import main
+from salesintel_assets.domain.alerts.feedback_inbox import inbox_path, read_events
+from salesintel_assets.service import queries
+from salesintel_assets.service.app import create_app
+from salesintel_assets.service.settings import ServiceConfigError, ServiceSettings
+from salesintel_assets_tests.service.service_support import (
+    SECRET, ResponseUrlStandIn, block_actions, signed)
+
+
+@pytest.fixture
+def slack(served_home):
+    with ResponseUrlStandIn() as standin, TestClient(create_app(
+            ServiceSettings(home=served_home, signing_secret=SECRET))) as client:
+        alert = queries.ServingData(served_home).table("alerts").iloc[0]
+        yield client, standin, served_home, alert
+
+
+def _post(client, payload, **sign):
+    body, headers = signed(payload, **sign)
+    return client.post("/slack/events", content=body, headers=headers)
+
+
+def test_a_click_is_recorded_once_and_the_message_says_who_did_what(slack):
+    client, standin, home, alert = slack
+    now = time.time()
+    payload = block_actions(alert["alert_id"], "salesintel_acknowledge", "U100", now, standin.url)
+    answer = _post(client, payload)
+    assert answer.status_code == 200  # Bolt acked
+    update = standin.wait_for(1)[0]
+    assert update["replace_original"] is True
+    status = update["blocks"][-1]
+    assert status["block_id"] == "salesintel_status"
+    assert status["elements"][0]["text"].startswith("<@U100> ✅ acknowledged it (escalation stopped)")
+    assert update["blocks"][0]["text"]["text"] == "*Deal stalled*"  # the original message is kept
+
+    # Slack retries the same delivery (or the user double-clicks the same event): a no-op
+    assert _post(client, payload).status_code == 200
+    events = read_events(inbox_path(home))
+    assert events[["alert_id", "alert_type", "action", "actor", "source"]].values.tolist() == [
+        [alert["alert_id"], alert["alert_type"], "acknowledge", "slack:U100", "slack"]]
+    state = queries.alert_states(home, [alert["alert_id"]])
+    assert state.iloc[0]["acknowledged_by"] == "slack:U100"
+
+
+def test_snooze_records_the_chosen_end_time(slack):
+    client, standin, home, alert = slack
+    clicked = time.time()
+    assert _post(client, block_actions(alert["alert_id"], "salesintel_snooze", "U7", clicked, standin.url,
+                                       snooze_hours=24)).status_code == 200
+    update = standin.wait_for(1)[0]
+    assert "💤 snoozed it until" in update["blocks"][-1]["elements"][0]["text"]
+    event = read_events(inbox_path(home)).iloc[0]
+    assert event["action"] == "snooze"
+    assert (event["until"] - event["occurred_at"]).total_seconds() == pytest.approx(24 * 3600, abs=1)
+    assert queries.alert_states(home, [alert["alert_id"]]).iloc[0]["snoozed_by"] == "slack:U7"
+
+
+def test_forged_and_stale_requests_are_refused_and_change_nothing(slack):
+    client, standin, home, alert = slack
+    payload = block_actions(alert["alert_id"], "salesintel_feedback_noise", "U1", time.time(), standin.url)
+    assert _post(client, payload, secret="not-the-secret").status_code == 401
+    assert _post(client, payload, timestamp=int(time.time()) - 6 * 60).status_code == 401  # outside Bolt's 5 min
+    body, headers = signed(payload)
+    headers["X-Slack-Signature"] = headers["X-Slack-Signature"][:-2] + "00"
+    assert client.post("/slack/events", content=body, headers=headers).status_code == 401
+    assert read_events(inbox_path(home)).empty
+    assert standin.received == []
+
+
+def test_an_older_click_replayed_within_the_window_does_not_overwrite_a_newer_one(slack):
+    client, standin, home, alert = slack
+    first = time.time() - 60
+    older = block_actions(alert["alert_id"], "salesintel_feedback_helpful", "U5", first, standin.url)
+    newer = block_actions(alert["alert_id"], "salesintel_feedback_noise", "U5", first + 30, standin.url)
+    old_body, old_headers = signed(older, timestamp=int(first))
+    assert client.post("/slack/events", content=old_body, headers=old_headers).status_code == 200
+    assert _post(client, newer).status_code == 200
+    standin.wait_for(2)
+    # an attacker (or a proxy) replays the first signed request, unchanged, still inside the window
+    assert client.post("/slack/events", content=old_body, headers=old_headers).status_code == 200
+    events = read_events(inbox_path(home))
+    assert events["action"].tolist() == ["helpful", "noise"]
+    state = queries.alert_states(home, [alert["alert_id"]]).iloc[0]
+    assert (state["helpful"], state["noise"]) == (0, 1)
+
+
+def test_an_empty_secret_refuses_to_start_and_no_secret_accepts_nothing(served_home, monkeypatch, capsys):
+    with pytest.raises(ServiceConfigError, match="SLACK_SIGNING_SECRET is set but empty"):
+        ServiceSettings(home=served_home, signing_secret="  ")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "")
+    assert main(["serve", "--home", str(served_home)]) == 2
+    assert "SLACK_SIGNING_SECRET is set but empty" in capsys.readouterr().err
+
+    with TestClient(create_app(ServiceSettings(home=served_home, signing_secret=None))) as client:
+        body, headers = signed(block_actions("x", "salesintel_acknowledge", "U1", time.time(), None))
+        answer = client.post("/slack/events", content=body, headers=headers)
+    assert answer.status_code == 503
+    assert "set SLACK_SIGNING_SECRET" in answer.json()["detail"]
+    assert read_events(inbox_path(served_home)).empty
