@@ -17,6 +17,7 @@ from salesintel_assets.service.tokens import Principal
 COOKIE = "salesintel_session"
 NAV = [("/", "Overview"), ("/forecast", "Forecast"), ("/risks", "Top risks"), ("/alerts", "Alerts"),
        ("/data", "Data")]
+MAX_ALERT_ROWS = 200  # the rest are in the API (GET /api/v1/alerts)
 templates = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
 templates.env.globals.update(money=charts.money, pct=charts.pct)
 router = APIRouter(include_in_schema=False)
@@ -134,7 +135,8 @@ def alerts(request: Request):
     table = queries.open_alerts(data, who, visible_reps(who, data.table("reps")))
     request.app.state.audit.record(who, "dashboard.alerts", None, 200,
                                    int(table["deal_id"].notna().sum()) if "deal_id" in table else 0)
-    return _page(request, "alerts.html", who, "/alerts", "Alerts", alerts=queries.records(table))
+    return _page(request, "alerts.html", who, "/alerts", "Alerts", alerts=queries.records(table.head(MAX_ALERT_ROWS)),
+                 total=len(table))
 
 
 @router.get("/data", response_class=HTMLResponse)

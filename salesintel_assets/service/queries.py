@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import threading
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -34,7 +36,9 @@ def _clean(value):
     """JSON-friendly scalars (NaN/NaT -> None, numpy -> Python, timestamps -> ISO dates)."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return None
-    if isinstance(value, (pd.Timestamp,)):
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (pd.Timestamp, date)):  # datetime is a date too
         return value.isoformat()
     if isinstance(value, np.generic):
         value = value.item()
