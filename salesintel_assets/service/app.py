@@ -24,7 +24,7 @@ only `data` sees the quality and model views. A deal outside your scope answers 
 def _alert_type_lookup(data: queries.ServingData):
     def lookup(alert_id: str):
         try:
-            alerts = data.table("alerts")
+            alerts = data.table("alert_index")
         except queries.NoSnapshot:
             return None
         if alerts is None:

@@ -15,10 +15,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.alerts.feedback_inbox import inbox_path, read_events
+from salesintel_assets.domain.alerts.feedback_inbox import read_events
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.serving.snapshot import current_snapshot
 from salesintel_assets.service.access import Scope, sees_alert
+from salesintel_assets.service.settings import inbox_file
 from salesintel_assets.service.tokens import Principal
 
 Z80 = 1.2815515655446004  # two-sided 80 % normal interval, as the pipeline forecast uses
@@ -198,7 +199,7 @@ def alert_states(home: Path, alert_ids: list[str], now: pd.Timestamp | None = No
     """Live state from the feedback inbox: who acknowledged, snoozed until when,
     the latest rating per person (a replayed older click never wins)."""
     columns = ["alert_id", "acknowledged_by", "acknowledged_at", "snoozed_until", "snoozed_by", "helpful", "noise"]
-    events = read_events(inbox_path(home))
+    events = read_events(inbox_file(home))
     events = events[events["alert_id"].isin(alert_ids)] if len(events) else events
     if events.empty:
         return pd.DataFrame(columns=columns)

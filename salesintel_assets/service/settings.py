@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def inbox_file(home: Path) -> Path:
+    """The feedback inbox the alerts layer reads (``alert_feedback``)."""
+    return Path(home) / "feedback" / "inbox.sqlite3"
+
+
 class ServiceConfigError(ValueError):
     """The service cannot start as configured (one sentence saying what to do)."""
 
@@ -28,6 +33,10 @@ class ServiceSettings:
     @property
     def service_dir(self) -> Path:
         return self.home / "service"
+
+    @property
+    def inbox_path(self) -> Path:
+        return inbox_file(self.home)
 
     @property
     def tokens_path(self) -> Path:

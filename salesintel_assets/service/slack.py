@@ -20,7 +20,7 @@ from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
-from salesintel_assets.domain.alerts.feedback_inbox import inbox_path, record_event
+from salesintel_assets.domain.alerts.feedback_inbox import record_event
 from salesintel_assets.domain.alerts.messages import SLACK_ACTIONS, SNOOZE_ACTION, STATUS_BLOCK_ID
 from salesintel_assets.service.settings import ServiceSettings
 
@@ -62,7 +62,7 @@ def build_slack_app(settings: ServiceSettings, alert_types=lambda alert_id: None
                                                                          team_id=team_id)}
     app = App(signing_secret=settings.signing_secret, client=client, token_verification_enabled=False,
               logger=log, **options)
-    inbox = inbox_path(settings.home)
+    inbox = settings.inbox_path
 
     @app.action(ACTION_PATTERN)
     def on_click(ack, body, action, respond, client):
@@ -76,9 +76,15 @@ def build_slack_app(settings: ServiceSettings, alert_types=lambda alert_id: None
             ack()
             respond(response_type="ephemeral", replace_original=False, text="That button is not a salesintel action.")
             return
+        alert_type = alert_types(alert_id)
+        if alert_type is None:
+            ack()
+            respond(response_type="ephemeral", replace_original=False,
+                    text=f"Not recorded: alert {alert_id} is unknown here (was the pipeline run on this home?).")
+            return
         event_id = hashlib.sha256("|".join([str(body.get("team", {}).get("id")), actor, action["action_id"],
                                             alert_id, str(action.get("action_ts")), str(until)]).encode()).hexdigest()
-        new = record_event(inbox, alert_id=alert_id, alert_type=alert_types(alert_id), action=name, actor=actor,
+        new = record_event(inbox, alert_id=alert_id, alert_type=alert_type, action=name, actor=actor,
                            source="slack", occurred_at=clicked_at, event_id=event_id[:32], until=until)
         ack()
         if not new:

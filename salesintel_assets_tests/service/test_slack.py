@@ -8,7 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from salesintel_assets.cli import main
-from salesintel_assets.domain.alerts.feedback_inbox import inbox_path, read_events
+from salesintel_assets.domain.alerts.feedback_inbox import read_events
+from salesintel_assets.service.settings import inbox_file as inbox_path
 from salesintel_assets.service import queries
 from salesintel_assets.service.app import create_app
 from salesintel_assets.service.settings import ServiceConfigError, ServiceSettings
@@ -106,3 +107,12 @@ def test_an_empty_secret_refuses_to_start_and_no_secret_accepts_nothing(served_h
     assert answer.status_code == 503
     assert "set SLACK_SIGNING_SECRET" in answer.json()["detail"]
     assert read_events(inbox_path(served_home)).empty
+
+
+def test_a_click_on_an_unknown_alert_is_answered_and_not_recorded(slack):
+    client, standin, home, _ = slack
+    assert _post(client, block_actions("no-such-alert", "salesintel_feedback_helpful", "U2", time.time(),
+                                       standin.url)).status_code == 200
+    reply = standin.wait_for(1)[0]
+    assert reply["response_type"] == "ephemeral" and reply["text"].startswith("Not recorded: alert no-such-alert")
+    assert read_events(inbox_path(home)).empty

@@ -119,6 +119,9 @@ def _queries(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> dict[str, s
         "alerts": (f"SELECT {', '.join(c if c in alert_cols else f'NULL AS {c}' for c in wanted)} "
                    f"FROM {TABLE_SCHEMA}.alerts WHERE status IN {OPEN_ALERT_STATES} "
                    "ORDER BY priority, amount_at_stake DESC NULLS LAST, alert_id") if alert_cols else None,
+        # every alert ever raised, so a click on an old message still finds its type
+        "alert_index": (f"SELECT alert_id, alert_type, dedup_key, status FROM {TABLE_SCHEMA}.alerts ORDER BY alert_id"
+                        if alert_cols else None),
         "quality": _copy_table(con, "data_quality_report"),
         "quarantine": (f"SELECT rule, count(*) AS rows FROM {TABLE_SCHEMA}.quarantined_deals GROUP BY ALL "
                        "ORDER BY rows DESC") if table_exists(con, "quarantined_deals") else None,
