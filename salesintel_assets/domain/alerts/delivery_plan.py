@@ -94,10 +94,13 @@ class _Planner:
 
 def plan_messages(alerts: pd.DataFrame, ledger: pd.DataFrame | None, acknowledged: set[str], router: Router,
                   rules: Rules, as_of: pd.Timestamp, now: pd.Timestamp, digests: list[str],
-                  configured: list[str]) -> pd.DataFrame:
-    """New pending ledger rows: one per message x recipient not planned before."""
+                  configured: list[str], silenced: set[str] = frozenset()) -> pd.DataFrame:
+    """New pending ledger rows: one per message x recipient not planned before.
+    ``silenced`` alerts (their dedup key is snoozed) get no alert, escalation
+    or digest message until the snooze ends."""
     cfg = rules.alerts
     alerts = normalise_alerts(alerts)
+    alerts = alerts[~alerts["alert_id"].isin(set(silenced)) | alerts["status"].eq("resolved")]
     ledger = normalise_ledger(ledger)
     plan = _Planner(ledger, configured, as_of, now)
     sent = ledger[ledger["status"].eq("sent")]
