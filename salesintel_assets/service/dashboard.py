@@ -124,7 +124,8 @@ def risks(request: Request):
     scope = visible_reps(who, data.table("reps"))
     top = queries.top_risks(data, scope, n=15)
     request.app.state.audit.record(who, "dashboard.risks", None, 200, len(top))
-    return _page(request, "risks.html", who, "/risks", "Top risks", risks=queries.records(top),
+    weak = "model_verdict" in top and top["model_verdict"].eq("weak").any()
+    return _page(request, "risks.html", who, "/risks", "Top risks", risks=queries.records(top), weak=weak,
                  scope_label=_scope_label(request, who, scope))
 
 

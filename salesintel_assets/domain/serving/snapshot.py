@@ -109,7 +109,7 @@ def _queries(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> dict[str, s
             SELECT * EXCLUDE (rank_in_rep) FROM (
                 SELECT deal_id, sales_rep_id, rep_name, manager_id, industry, region, product_type, deal_stage,
                        deal_amount, age_days, win_probability, risk_band, revenue_at_risk, reason_1, reason_2,
-                       reason_3, row_number() OVER (PARTITION BY sales_rep_id
+                       reason_3, model_verdict, row_number() OVER (PARTITION BY sales_rep_id
                                                     ORDER BY revenue_at_risk DESC, deal_id) AS rank_in_rep
                 FROM deals WHERE is_open AND revenue_at_risk IS NOT NULL)
             WHERE rank_in_rep <= {TOP_RISKS_PER_REP} ORDER BY revenue_at_risk DESC, deal_id""",
