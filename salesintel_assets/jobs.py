@@ -26,11 +26,12 @@ anomalies_job = _job("anomalies_job", dg.AssetSelection.groups(ANOMALIES),
                      "Segment win-rate dips and spikes, slower cycles, quality drops, metric shifts and stalled "
                      "deals from the warehouse and the latest deal metrics.")
 # The alerts layer: the rule engine and the delivery, each started by its sensor.
+# Both end by publishing the serving snapshot, so the web service shows the new alerts and their delivery.
 alerts_job = _job("alerts_job", dg.AssetSelection.assets("alert_feedback", "alert_precision", "alert_threshold_changes",
-                                                        "alerts"),
+                                                        "alerts", "serving_snapshot"),
                   "Take in the recipients' feedback (precision, severity floors), then turn the latest anomalies "
                   "into alerts (dedup, throttle, routing).")
-alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries"),
+alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries", "serving_snapshot"),
                           "Deliver due alerts, notices and digests exactly once (Slack, email backup, outbox).")
 
 jobs = [salesintel_job, ingestion_job, metrics_job, drivers_job, models_job, anomalies_job, alerts_job,

@@ -23,6 +23,7 @@ from salesintel_assets.domain.alerts import delivery_plan
 from salesintel_assets.domain.alerts import lifecycle as alert_state
 from salesintel_assets.domain.alerts import feedback
 from salesintel_assets.domain.alerts import reports
+from salesintel_assets.domain.alerts import snoozes
 from salesintel_assets.domain.alerts.delivery import run_delivery
 from salesintel_assets.domain.alerts.feedback_inbox import acknowledged_alerts, feedback_table, read_events
 from salesintel_assets.domain.alerts.routing import Router
@@ -103,12 +104,15 @@ def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, 
     rules = settings.rules()
     as_of = settings.analysis_date()
     router = Router(dim_sales_reps, rules.alerts)
-    acknowledged = acknowledged_alerts(warehouse.read_table("alert_feedback"), _utcnow())
+    answers = warehouse.read_table("alert_feedback")
+    acknowledged = acknowledged_alerts(answers, _utcnow())
+    snoozed = snoozes.snoozed_keys(answers, alerts, _utcnow())
+    silenced = snoozes.silenced_alerts(alerts, snoozed)
     channels, configured = build_channels(slack, email, outbox)
 
     def plan(previous: pd.DataFrame) -> pd.DataFrame:
         planned = delivery_plan.plan_messages(alerts, previous, acknowledged, router, rules, as_of, _utcnow(),
-                                              list(config.digests), configured)
+                                              list(config.digests), configured, silenced)
         known = pd.concat([previous, planned], ignore_index=True) if len(previous) else planned
         summaries = _plan_reports(config.reports, alerts, known, router, warehouse, configured, as_of)
         return pd.concat([planned, summaries], ignore_index=True) if len(summaries) else planned
@@ -120,7 +124,7 @@ def alert_deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, 
         # Stored (the warehouse mirror) while the lock is held, so runs never interleave their mirrors.
         yield dg.Output(final, metadata=frame_metadata(
             final.drop(columns=["body_text", "blocks_json"]), planned=planned,
-            channels=",".join(configured) or "outbox", **report.as_dict(),
+            channels=",".join(configured) or "outbox", **report.as_dict(), snoozed_dedup_keys=len(snoozed),
             **delivery_plan.message_states(final),
         ))
     problem = report.problem()

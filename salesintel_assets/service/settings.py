@@ -7,10 +7,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from salesintel_assets.domain.common.storage import DEFAULT_HOME, FEEDBACK_DIR, FEEDBACK_INBOX_FILE
+
 
 def inbox_file(home: Path) -> Path:
     """The feedback inbox the alerts layer reads (``alert_feedback``)."""
-    return Path(home) / "feedback" / "inbox.sqlite3"
+    return Path(home) / FEEDBACK_DIR / FEEDBACK_INBOX_FILE
 
 
 class ServiceConfigError(ValueError):
@@ -48,7 +50,7 @@ class ServiceSettings:
 
     @classmethod
     def from_environment(cls, home: str | Path | None = None) -> "ServiceSettings":
-        root = Path(home or os.environ.get("SALESINTEL_HOME") or ".salesintel").expanduser().resolve()
+        root = Path(home or os.environ.get("SALESINTEL_HOME") or DEFAULT_HOME).expanduser().resolve()
         return cls(home=root, signing_secret=os.environ.get("SLACK_SIGNING_SECRET"),
                    bot_token=os.environ.get("SLACK_BOT_TOKEN") or None,
                    slack_api_url=os.environ.get("SALESINTEL_SLACK_API_URL") or None,

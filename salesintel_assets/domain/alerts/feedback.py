@@ -1,5 +1,5 @@
 """The feedback loop: recipients rate an alert ``helpful`` or ``noise`` (the
-``salesintel feedback`` command or Slack's interactive buttons) into the
+``salesintel feedback`` command or Slack's buttons through ``salesintel serve``) into the
 feedback inbox (``feedback_inbox``); precision per alert type follows, and a
 type whose precision since its last threshold change falls below the rules'
 target over enough ratings gets a stricter minimum severity, recorded as a
@@ -10,81 +10,14 @@ Any rating also acknowledges the alert, which stops its escalation.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
-from pathlib import Path
-from typing import Callable, Optional
-from urllib.parse import parse_qs
-
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.alerts.feedback_inbox import RATINGS, record_event
+from salesintel_assets.domain.alerts.feedback_inbox import RATINGS
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import SEVERITIES, Rules
 
 VERDICTS = RATINGS
-SLACK_ACTIONS = {"salesintel_feedback_helpful": "helpful", "salesintel_feedback_noise": "noise"}
-SLACK_MAX_AGE_SECONDS = 300  # Slack's replay window for signed requests
-
-
-class FeedbackError(ValueError):
-    """A rating that cannot be recorded (unknown alert, bad verdict, bad signature)."""
-
-
-# --- Slack interactive buttons ------------------------------------------------------------
-def verify_slack_signature(signing_secret: str, timestamp: str, body: bytes, signature: str,
-                           now: float | None = None) -> None:
-    """Slack's request signing (v0 HMAC-SHA256 over 'v0:timestamp:body')."""
-    try:
-        age = abs((now if now is not None else time.time()) - int(timestamp))
-    except (TypeError, ValueError):
-        raise FeedbackError("missing or bad X-Slack-Request-Timestamp") from None
-    if age > SLACK_MAX_AGE_SECONDS:
-        raise FeedbackError("stale Slack request (possible replay)")
-    base = b"v0:" + str(timestamp).encode() + b":" + body
-    expected = "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature or ""):
-        raise FeedbackError("bad Slack signature")
-
-
-def parse_interaction(body: bytes) -> tuple[str, str, str]:
-    """(alert_id, verdict, who) from a block_actions payload (form-encoded ``payload``)."""
-    try:
-        payload = json.loads(parse_qs(body.decode("utf-8"))["payload"][0])
-        action = next(a for a in payload.get("actions", []) if a.get("action_id") in SLACK_ACTIONS)
-    except (KeyError, IndexError, ValueError, StopIteration, UnicodeDecodeError):
-        raise FeedbackError("not a salesintel feedback button payload") from None
-    user = payload.get("user") or {}
-    who = user.get("username") or user.get("name") or user.get("id") or "slack user"
-    return str(action.get("value")), SLACK_ACTIONS[action["action_id"]], f"slack:{who}"
-
-
-def handle_slack_interaction(inbox: Path, body: bytes, headers: dict, signing_secret: str,
-                             alert_type_of: Callable[[str], Optional[str]],
-                             now: float | None = None) -> tuple[int, dict]:
-    """HTTP status and JSON response for Slack's interactivity request URL;
-    the rating goes to the feedback inbox (``alert_type_of`` names an alert's
-    type, None for an unknown alert)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    try:
-        verify_slack_signature(signing_secret, lower.get("x-slack-request-timestamp"), body,
-                               lower.get("x-slack-signature"), now)
-    except FeedbackError as exc:
-        return 401, {"error": str(exc)}
-    try:
-        alert_id, verdict, who = parse_interaction(body)
-        alert_type = alert_type_of(alert_id)
-        if alert_type is None:
-            raise FeedbackError(f"unknown alert {alert_id!r}")
-        record_event(inbox, alert_id=alert_id, alert_type=alert_type, action=verdict, actor=who, source="slack",
-                     occurred_at=pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s"))
-    except FeedbackError as exc:
-        return 200, {"response_type": "ephemeral", "replace_original": False, "text": f"Not recorded: {exc}"}
-    return 200, {"response_type": "ephemeral", "replace_original": False,
-                 "text": f"Thanks: alert {alert_id} marked as {verdict}."}
 
 
 # --- precision and adaptation --------------------------------------------------------------

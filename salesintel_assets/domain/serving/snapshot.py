@@ -20,7 +20,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from salesintel_assets.domain.common.tables import TABLE_SCHEMA, table_exists
+from salesintel_assets.domain.common.storage import TABLE_SCHEMA
+from salesintel_assets.domain.common.tables import table_exists
 
 POINTER = "CURRENT"
 KEEP_SNAPSHOTS = 3  # older folders are removed; a reader mid-request keeps its own
