@@ -2,6 +2,8 @@
 Playwright): every view renders with data, each role sees its own, and a
 screenshot of each view is saved under ``test-artifacts/screenshots``."""
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -10,12 +12,11 @@ from salesintel_assets.service.app import create_app
 from salesintel_assets.service.settings import ServiceSettings
 from salesintel_assets.service.tokens import TokenStore
 from salesintel_assets_tests.service.service_support import LiveServer
-from salesintel_assets_tests.support import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"  # gitignored
 VIEWS = {"/": "overview", "/forecast": "forecast", "/risks": "risks", "/alerts": "alerts", "/data": "data"}
 
 

@@ -13,8 +13,11 @@ from salesintel_assets.service.settings import inbox_file as inbox_path
 from salesintel_assets.service import queries
 from salesintel_assets.service.app import create_app
 from salesintel_assets.service.settings import ServiceConfigError, ServiceSettings
+from salesintel_assets.service.tokens import TokenStore
+from salesintel_assets_tests.service.conftest import N_DEALS
 from salesintel_assets_tests.service.service_support import (
     SECRET, ResponseUrlStandIn, block_actions, signed)
+from salesintel_assets_tests.support import read_table, run_selection, sample_resources
 
 
 @pytest.fixture
@@ -116,3 +119,22 @@ def test_a_click_on_an_unknown_alert_is_answered_and_not_recorded(slack):
     reply = standin.wait_for(1)[0]
     assert reply["response_type"] == "ephemeral" and reply["text"].startswith("Not recorded: alert no-such-alert")
     assert read_events(inbox_path(home)).empty
+
+
+def test_clicks_change_the_alerts_state_and_the_next_runs_precision(slack):
+    client, standin, home, alert = slack
+    now = time.time()
+    for action, user, at in [("salesintel_feedback_noise", "U9", now - 5), ("salesintel_acknowledge", "U8", now)]:
+        assert _post(client, block_actions(alert["alert_id"], action, user, at, standin.url)).status_code == 200
+    standin.wait_for(2)
+    token, _ = TokenStore(home / "service" / "tokens.sqlite3").create("leader")
+    states = {a["alert_id"]: a for a in client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}).json()}
+    assert states[alert["alert_id"]]["state"] == "acknowledged"
+    assert (states[alert["alert_id"]]["acknowledged_by"], states[alert["alert_id"]]["noise"]) == ("slack:U8", 1)
+
+    run_selection(sample_resources(home, n_deals=N_DEALS), "key:alert_feedback or key:alert_precision")
+    answers = read_table(home, "alert_feedback").set_index("actor")
+    assert answers.loc["slack:U9", ["alert_id", "verdict"]].tolist() == [alert["alert_id"], "noise"]
+    assert answers.loc["slack:U8", "last_action"] == "acknowledge"
+    precision = read_table(home, "alert_precision").set_index("alert_type").loc[alert["alert_type"]]
+    assert (precision["rated"], precision["noise"]) == (1, 1)
