@@ -10,10 +10,10 @@ class ServingSnapshot(pa.DataFrameModel):
     read-only Parquet file under ``$SALESINTEL_HOME/serving/snapshots/<snapshot>``."""
 
     snapshot: Series[str] = pa.Field(description="folder name; the CURRENT pointer names the live one")
-    file: Series[str] = pa.Field(unique=True)
-    rows: Series[int] = pa.Field(ge=0)
-    published_at: Series[pd.Timestamp]
-    as_of_date: Series[pd.Timestamp]
+    file: Series[str] = pa.Field(unique=True, description="a Parquet file of the snapshot")
+    rows: Series[int] = pa.Field(ge=0, description="rows in that file")
+    published_at: Series[pd.Timestamp] = pa.Field(description="when the snapshot was switched in (UTC)")
+    as_of_date: Series[pd.Timestamp] = pa.Field(description="the analysis date of the run that built it")
 
     class Config:
         strict = True
