@@ -45,16 +45,8 @@ def _prepare(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource)
     return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order)
 
 
-
-
-
-
-
-
 def _newest_first(table: pd.DataFrame, **extra) -> dict:
     return frame_metadata(table.iloc[::-1], **extra)
-
-
 
 
 # --- Drift ----------------------------------------------------------------------
@@ -141,8 +133,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         decision, status = challenge.decision, "trained"
         version = mlflow.log_model_run(
             training.model, split.validate[prepared.spec.columns].head(5),
-            params=chosen.params | _params(rules, training, prepared),
-            metrics=_run_metrics(training, challenge, level_se),
+            params=chosen.params | reporting.run_params(rules, training, prepared),
+            metrics=reporting.run_metrics(training, challenge, level_se),
             tags=prepared.spec.to_tags() | {
                 "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
@@ -186,34 +178,6 @@ def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> r
                         champion.tags.get("target", "won eventually"))
 
 
-def _params(rules, training, prepared) -> dict:
-    split = training.split.summary()
-    return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
-            "max_training_rows": rules.max_training_rows, "calibration_share": rules.calibration_share,
-            "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
-            "calibration_cutoff": split["calibration_cutoff"], "validation_cutoff": split["validation_cutoff"],
-            "fit_rows": split["fit"]["rows"], "calibration_rows": split["calibrate"]["rows"],
-            "validation_rows": split["validate"]["rows"], "validation_deals": split["validate"]["deals"],
-            "baseline_segment": ",".join(rules.baseline_segment)}
-
-
-def _run_metrics(training, challenge, level_se: float) -> dict:
-    out = reporting.metrics("val_", training.chosen.metrics) | reporting.metrics("baseline_", training.baseline_metrics)
-    out |= reporting.metrics("age_baseline_", training.baselines[rm.AGE_BASELINE])
-    out["model_usable"] = float(training.verdict.usable)
-    out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
-    for days, metrics in training.horizon_metrics.items():
-        out |= reporting.metrics(f"h{days}d_val_", metrics)
-    for candidate in training.candidates:
-        out |= reporting.metrics(f"{candidate.name}_val_", candidate.metrics)
-    if challenge is not None:
-        out |= reporting.metrics("challenger_", challenge.challenger)
-        if challenge.champion is not None:
-            out |= reporting.metrics("champion_", challenge.champion)
-        out["comparison_rows"] = challenge.rows
-    return out | {"level_se": level_se}
-
-
 def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> dict:
     compare = pd.DataFrame([{"model": f"{c.name} ({c.calibration})", **reporting.metrics("", c.metrics)}
                             for c in training.candidates]
@@ -239,8 +203,6 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> d
     if not mlflow.tracking_uri:
         extra["mlflow_ui"] = dg.MetadataValue.md(f"`{mlflow.ui_command()}`")
     return _newest_first(table, **{k: v for k, v in extra.items() if v is not None})
-
-
 
 
 # --- Scores ---------------------------------------------------------------------------
@@ -340,7 +302,9 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     if scores is None or not len(scores):
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
-    sigma, revenue_sigma, source = _sigmas(warehouse, scores, rules)
+    sigma, revenue_sigma, source = forecast.shift_sigmas(
+        warehouse.read_table("deal_risk_model"), warehouse.read_table("forecast_backtest"),
+        lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]))
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     by_horizon = {rules.win_horizon_days: scores["win_probability"].to_numpy(float)}
     for days in (30, 90):
@@ -359,21 +323,3 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
         interval=rules.forecast.interval, sigma=round(sigma, 4), revenue_sigma=round(revenue_sigma, 4),
         sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))
-
-
-def _sigmas(warehouse: Warehouse, scores: pd.DataFrame, rules) -> tuple[float, float, str]:
-    models = warehouse.read_table("deal_risk_model")
-    version = int(scores["model_version"].iloc[0])
-    level_se = 0.0
-    if models is not None and "level_se" in models:
-        rows = models[(models["version"] == version) & models["level_se"].notna()]
-        level_se = float(rows["level_se"].iloc[-1]) if len(rows) else 0.0
-    backtest = warehouse.read_table("forecast_backtest")
-    ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
-    if ok is not None and len(ok) >= 2:
-        sigma, revenue_sigma = forecast.sigmas_from(ok.to_dict("records"), level_se)
-        return sigma, revenue_sigma, f"backtest ({len(ok)} dates)"
-    labelled = warehouse.query(reporting.CLOSED_OUTCOMES_SQL)
-    sigma = forecast.fallback_sigma(labelled, level_se)
-    return sigma, sigma, "historical month-to-month variation (no backtest)"
-

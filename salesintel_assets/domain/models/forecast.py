@@ -354,3 +354,21 @@ def _judge(p, won, amount, sigma, revenue_sigma, rules) -> dict:
         "revenue_in_interval": bool(bounds["revenue_p10"] <= actual_revenue <= bounds["revenue_p90"]),
         "interval_sigma": round(sigma, 4), "revenue_sigma": round(revenue_sigma, 4),
     }
+
+
+def shift_sigmas(models: pd.DataFrame | None, backtest: pd.DataFrame | None, closed_outcomes,
+                 version: int) -> tuple[float, float, str]:
+    """The sd of the pipeline-wide log-odds shift (deals and revenue) and
+    where it came from: the backtest when it replayed at least two dates,
+    else month-to-month variation of past win rates (``closed_outcomes`` is
+    called only then)."""
+    level_se = 0.0
+    if models is not None and "level_se" in models:
+        rows = models[(models["version"] == version) & models["level_se"].notna()]
+        level_se = float(rows["level_se"].iloc[-1]) if len(rows) else 0.0
+    ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
+    if ok is not None and len(ok) >= 2:
+        sigma, revenue_sigma = sigmas_from(ok.to_dict("records"), level_se)
+        return sigma, revenue_sigma, f"backtest ({len(ok)} dates)"
+    sigma = fallback_sigma(closed_outcomes(), level_se)
+    return sigma, sigma, "historical month-to-month variation (no backtest)"

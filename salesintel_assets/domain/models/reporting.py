@@ -9,6 +9,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, relation_or_empty
 from salesintel_assets.domain.models import drift
+from salesintel_assets.domain.models.risk_model import AGE_BASELINE
 
 FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
                 "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
@@ -99,3 +100,34 @@ def forecast_figure(table: pd.DataFrame):
     ax.set_title("Open pipeline: expected won revenue by close month")
     ax.legend(loc="upper right")
     return fig
+
+
+def run_params(rules, training, prepared) -> dict:
+    """The MLflow run's parameters: the rules that shaped it and the split."""
+    split = training.split.summary()
+    return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
+            "max_training_rows": rules.max_training_rows, "calibration_share": rules.calibration_share,
+            "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
+            "calibration_cutoff": split["calibration_cutoff"], "validation_cutoff": split["validation_cutoff"],
+            "fit_rows": split["fit"]["rows"], "calibration_rows": split["calibrate"]["rows"],
+            "validation_rows": split["validate"]["rows"], "validation_deals": split["validate"]["deals"],
+            "baseline_segment": ",".join(rules.baseline_segment)}
+
+
+def run_metrics(training, challenge, level_se: float) -> dict:
+    """The MLflow run's metrics: the chosen model, every candidate and
+    baseline on the validation snapshots, each horizon and the challenge."""
+    out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
+    out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
+    out["model_usable"] = float(training.verdict.usable)
+    out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
+    for days, values in training.horizon_metrics.items():
+        out |= metrics(f"h{days}d_val_", values)
+    for candidate in training.candidates:
+        out |= metrics(f"{candidate.name}_val_", candidate.metrics)
+    if challenge is not None:
+        out |= metrics("challenger_", challenge.challenger)
+        if challenge.champion is not None:
+            out |= metrics("champion_", challenge.champion)
+        out["comparison_rows"] = challenge.rows
+    return out | {"level_se": level_se}
