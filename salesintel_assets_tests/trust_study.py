@@ -9,11 +9,12 @@ Run: ``python -m salesintel_assets_tests.trust_study [--deals 6000] [--seeds 1 2
 
 "Best achievable" is the generator's truth: the probability that a deal
 open at age a is won within 90 days, from its win probability at creation
-and the generator's cycle-length laws for won and lost deals (0 for a deal
-the generator made linger: it will not be won). It knows what no CRM
-records (the latent win probability, which deals linger) but not the stage
-or activity trail, so a model using them can exceed it on stage-history
-worlds; on export-only worlds it is a fair ceiling.
+and the generator's cycle-length laws for won, lost and lingering deals
+(``best_probability``). It knows the latent win probability, which no CRM
+records, but not the stage or activity trail, so a model using them can
+exceed it on stage-history worlds; on export-only worlds it is a fair
+ceiling. ``auc_oracle`` is a looser bound that also knows which deals the
+generator made linger.
 """
 
 from __future__ import annotations
@@ -78,17 +79,27 @@ def _survival(days, median, sigma, upper) -> np.ndarray:
     return np.where(days >= upper, 0.0, sf)
 
 
-def best_probability(truth: pd.DataFrame, age: np.ndarray, days: int) -> np.ndarray:
-    """P(won within ``days`` | open at ``age``) under the generator's laws."""
+def best_probability(truth: pd.DataFrame, age: np.ndarray, days: int, linger_share: float = 0.0) -> np.ndarray:
+    """P(won within ``days`` | open at ``age``) under the generator's laws:
+    a would-be-lost deal lingers with ``linger_share`` (never closed, or
+    closed 90-360 days late)."""
     g = sample_crm
     factor = truth["product_type"].map(g.PRODUCT_CYCLE_FACTOR).to_numpy(float)
     p = truth["win_probability"].to_numpy(float)
     won_now = _survival(age, g.WON_CYCLE_MEDIAN_DAYS * factor, g.CYCLE_SIGMA, g.CYCLE_RANGE[1])
     won_later = _survival(age + days, g.WON_CYCLE_MEDIAN_DAYS * factor, g.CYCLE_SIGMA, g.CYCLE_RANGE[1])
-    lost_now = np.zeros(len(p))
-    for stage, weight in enumerate(g.LOST_STAGE_WEIGHTS):
-        median = g.LOST_CYCLE_MEDIAN_DAYS[stage] * (factor if stage >= 2 else 1.0)
-        lost_now += weight * _survival(age, median, g.CYCLE_SIGMA, g.LOST_CYCLE_MAX_DAYS[stage])
+
+    def lost_survival(a):
+        out = np.zeros(len(p))
+        for stage, weight in enumerate(g.LOST_STAGE_WEIGHTS):
+            median = g.LOST_CYCLE_MEDIAN_DAYS[stage] * (factor if stage >= 2 else 1.0)
+            out += weight * _survival(a, median, g.CYCLE_SIGMA, g.LOST_CYCLE_MAX_DAYS[stage])
+        return out
+
+    delays = np.linspace(*g.LINGER_CLEANUP_DAYS, 28)
+    late = np.mean([lost_survival(np.maximum(age - d, 0.0)) * (age > d) + (age <= d) for d in delays], axis=0)
+    lingering = g.LINGER_NEVER_SHARE + (1 - g.LINGER_NEVER_SHARE) * late
+    lost_now = (1 - linger_share) * lost_survival(age) + linger_share * lingering
     still_open = p * won_now + (1 - p) * lost_now
     return np.where(still_open > 0, p * (won_now - won_later) / np.maximum(still_open, 1e-12), 0.0)
 
@@ -113,7 +124,9 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     end = as_of + timedelta(days=FORECAST_DAYS)
     won_90 = ((truth["outcome"] == "Won") & (truth["closed_date"] <= end)).to_numpy()
     lingering = truth["lingering"].fillna(False).to_numpy(bool) if "lingering" in truth else np.zeros(len(truth), bool)
-    best = np.where(lingering, 0.0, best_probability(truth, open_frame["age_days"].to_numpy(float), FORECAST_DAYS))
+    age = open_frame["age_days"].to_numpy(float)
+    best = best_probability(truth, age, FORECAST_DAYS, spec.never_close_share)
+    oracle = np.where(lingering, 0.0, best_probability(truth, age, FORECAST_DAYS))
 
     backtest = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules.risk, prepared.closed_stage,
                                  training.chosen.name, as_of)
@@ -141,7 +154,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "auc_model_90d": _auc(won_90, by_horizon[90]),
         "auc_model_main": _auc(won_90, by_horizon[rules.risk.win_horizon_days]),
         "auc_age": _auc(won_90, -open_frame["age_days"].to_numpy(float)),
-        "auc_best": _auc(won_90, best),
+        "auc_best": _auc(won_90, best), "auc_oracle": _auc(won_90, oracle),
         "won_90d": actual, "expected_90d": round(float(row90["expected_won_deals"]), 1),
         "p10_90d": float(row90["won_deals_p10"]), "p90_90d": float(row90["won_deals_p90"]),
         "forecast_error": round(float(row90["expected_won_deals"]) / max(actual, 1) - 1, 3),
