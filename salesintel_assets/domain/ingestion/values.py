@@ -149,14 +149,7 @@ def normalize_dates(text: pd.Series, order: str | None, with_time: bool = False)
     fmt = "%Y-%m-%dT%H:%M:%S" if with_time else "%Y-%m-%d"
     width = 19 if with_time else 10
     fast = pd.to_datetime(text, format=fmt, errors="coerce").notna() & (text.str.len() == width)
-    slow = ~fast & (text != "")
-    out = text.copy()
-    reasons = pd.Series("", index=text.index, dtype=object)
-    if slow.any():
-        parsed = {value: _one_date(value, order, with_time) for value in pd.unique(text[slow])}
-        out[slow] = [parsed[v][0] if parsed[v][0] is not None else v for v in text[slow]]
-        reasons[slow] = [parsed[v][1] for v in text[slow]]
-    return out, reasons
+    return _parse_rest(text, ~fast & (text != ""), lambda value: _one_date(value, order, with_time))
 
 
 # --- amounts -------------------------------------------------------------
@@ -279,11 +272,17 @@ def normalize_amounts(text: pd.Series, mark: str | None, max_amount: float) -> t
     if fast.any():
         big = fast & (pd.to_numeric(text.where(fast), errors="coerce").abs() > max_amount)
         fast &= ~big
-    slow = ~fast & (text != "")
+    return _parse_rest(text, ~fast & (text != ""), lambda value: _one_amount(value, mark, max_amount))
+
+
+def _parse_rest(text: pd.Series, slow: pd.Series, parse_one) -> tuple[pd.Series, pd.Series]:
+    """Parse the cells off the fast path one distinct value at a time:
+    (canonical text, reason per row). A cell that cannot be read keeps its
+    text and gets the reason."""
     out = text.copy()
     reasons = pd.Series("", index=text.index, dtype=object)
     if slow.any():
-        parsed = {value: _one_amount(value, mark, max_amount) for value in pd.unique(text[slow])}
+        parsed = {value: parse_one(value) for value in pd.unique(text[slow])}
         out[slow] = [parsed[v][0] if parsed[v][0] is not None else v for v in text[slow]]
         reasons[slow] = [parsed[v][1] for v in text[slow]]
     return out, reasons
