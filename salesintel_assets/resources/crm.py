@@ -13,6 +13,7 @@ from typing import Iterator, Optional
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.ingestion.pulls import as_export_text
@@ -77,6 +78,40 @@ class CRMSource(dg.ConfigurableResource):
         """(date order, decimal mark) the user stated for this source; None
         leaves the choice to the data's evidence."""
         return None, None
+
+class WindowedCRMSource(CRMSource):
+    """A CRM read through its API once per pull window: deals, stage
+    history, activities and deletions come from the same view, cached per
+    cursor. Subclasses read a window in ``_read_window`` and return an object
+    with those four frames."""
+
+    _pulls: dict = PrivateAttr(default_factory=dict)
+
+    def _read_window(self, since: Optional[pd.Timestamp]):
+        raise NotImplementedError
+
+    def _pull(self, since: Optional[pd.Timestamp]):
+        key = None if since is None else pd.Timestamp(since)
+        if key not in self._pulls:
+            self._pulls = {key: self._read_window(key)}
+        return self._pulls[key]
+
+    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
+        # An empty pull still yields one page, so the schema gate sees the
+        # columns the CRM delivered (a removed field shows even with no changes).
+        deals = self._pull(since).deals
+        for start in range(0, max(len(deals), 1), self.page_size):
+            yield deals.iloc[start:start + self.page_size]
+
+    def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        return self._pull(since).stage_history
+
+    def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        return self._pull(since).activities
+
+    def fetch_deletions(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
+        return self._pull(since).deletions
+
 
 
 @lru_cache(maxsize=4)

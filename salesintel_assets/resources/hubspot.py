@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Optional
+from typing import Optional
 
 import pandas as pd
-from pydantic import PrivateAttr
 
-from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.crm import WindowedCRMSource
 
 
-class HubSpotCRM(CRMSource):
+class HubSpotCRM(WindowedCRMSource):
     """Deals changed since the cursor with their stage history, owners and
     teams as the sales org, engagements as activities, archived deals as
     deletions. ``base_url`` lets an operator use a proxy (and tests a
@@ -39,8 +38,6 @@ class HubSpotCRM(CRMSource):
     # than this are left for the next pull.
     search_lag_seconds: float = 30.0
 
-    _pulls: dict = PrivateAttr(default_factory=dict)
-
     def describe(self) -> str:
         return f"hubspot:{self.base_url.rstrip('/')}"
 
@@ -50,38 +47,21 @@ class HubSpotCRM(CRMSource):
         return HubSpotApi.connect(self.access_token, self.base_url, self.retry_attempts,
                                   self.retry_backoff_seconds, self.timeout_seconds)
 
-    def _pull(self, since: Optional[pd.Timestamp]):
-        key = None if since is None else pd.Timestamp(since)
-        if key not in self._pulls:
-            from salesintel_assets.domain.common.rules import load_rules
-            from salesintel_assets.sources.hubspot import pull, records
+    def _read_window(self, since: Optional[pd.Timestamp]):
+        from salesintel_assets.domain.common.rules import load_rules
+        from salesintel_assets.sources.hubspot import pull, records
 
-            stages = load_rules(self.rules_path).stages
-            names = records.PropertyNames(self.product_type_property, self.lead_source_property,
-                                          self.company_industry_property, self.company_region_property)
-            until = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None)
-                                 - timedelta(seconds=self.search_lag_seconds))
-            self._pulls = {key: pull.pull(self._api(), key, until, names, stages.canonical, stages.closed_stage,
-                                          with_activities=self.with_activities, workers=self.concurrency)}
-        return self._pulls[key]
+        stages = load_rules(self.rules_path).stages
+        names = records.PropertyNames(self.product_type_property, self.lead_source_property,
+                                      self.company_industry_property, self.company_region_property)
+        until = pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None)
+                             - timedelta(seconds=self.search_lag_seconds))
+        return pull.pull(self._api(), since, until, names, stages.canonical, stages.closed_stage,
+                         with_activities=self.with_activities, workers=self.concurrency)
 
     def missing_fields(self, since: Optional[pd.Timestamp]) -> list[str]:
         return [f"HubSpot deal property {name} is missing (deleted or renamed in HubSpot?)"
                 for name in self._pull(since).missing_properties]
-
-    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        deals = self._pull(since).deals
-        for start in range(0, max(len(deals), 1), self.page_size):
-            yield deals.iloc[start:start + self.page_size]
-
-    def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).stage_history
-
-    def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).activities
-
-    def fetch_deletions(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).deletions
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         from salesintel_assets.sources.hubspot import pull

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from salesintel_assets.resources.crm import CRMSource
+from salesintel_assets.resources.crm import WindowedCRMSource
 from salesintel_assets.sources import salesforce as sf
 
 DEFAULT_API_VERSION = "62.0"
@@ -29,7 +29,7 @@ class _Pull:
     missing: tuple[str, ...]
 
 
-class SalesforceCRM(CRMSource):
+class SalesforceCRM(WindowedCRMSource):
     """An org reached at ``instance_url`` (``https://yourorg.my.salesforce.com``)
     with either an OAuth ``access_token`` or ``username`` + ``password`` +
     ``security_token`` (SOAP login against the same instance). ``product_field``
@@ -67,25 +67,10 @@ class SalesforceCRM(CRMSource):
 
     _client: Any = PrivateAttr(default=None)
     _fields: dict = PrivateAttr(default_factory=dict)
-    _pulls: dict = PrivateAttr(default_factory=dict)
 
     # --- the CRMSource interface -------------------------------------------------------------------------
     def describe(self) -> str:
         return f"salesforce:{self.instance_url.rstrip('/')} v{self._version()}"
-
-    def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        deals = self._pull(since).deals
-        for start in range(0, len(deals), self.page_size):
-            yield deals.iloc[start:start + self.page_size]
-
-    def fetch_stage_history(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).stage_history
-
-    def fetch_activities(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).activities
-
-    def fetch_deletions(self, since: Optional[pd.Timestamp]) -> pd.DataFrame:
-        return self._pull(since).deletions
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         users = self._plan("User", sf.USER_REQUIRED, sf.USER_OPTIONAL)
@@ -95,40 +80,37 @@ class SalesforceCRM(CRMSource):
         missing = self._pull(since).missing
         return [sf.missing_field_sentence("Opportunity", missing)] if missing else []
 
-    def _pull(self, since: Optional[pd.Timestamp]) -> "_Pull":
+    def _read_window(self, since: Optional[pd.Timestamp]) -> "_Pull":
         """Everything of one window, read once and side by side (the queries
         are independent; their pages interleave): deals, their stage
         history (which also says where a lost deal was lost), tasks, events
         and deletions."""
-        key = None if since is None else pd.Timestamp(since)
-        if key not in self._pulls:
-            from salesintel_assets.domain.common.rules import load_rules
+        from salesintel_assets.domain.common.rules import load_rules
 
-            rules = load_rules(self.rules_path).stages
-            fields = sf.DealFields(self.product_field, self.industry_field, self.region_field)
-            plan = self._plan("Opportunity", sf.OPPORTUNITY_REQUIRED, sf.OPPORTUNITY_OPTIONAL + (fields.product,),
-                              keep_custom=True, hard=sf.OPPORTUNITY_KEYS)
-            stage_plan = self._plan("OpportunityStage", sf.STAGE_REQUIRED, sf.STAGE_OPTIONAL)
-            self._plan("OpportunityHistory", sf.HISTORY_REQUIRED)
-            tasks = self._plan("Task", sf.TASK_REQUIRED, sf.TASK_OPTIONAL)
-            events = self._plan("Event", sf.EVENT_REQUIRED)
-            window = self._since(key)
-            read = self._read_side_by_side({
-                "stages": (sf.stages_soql(stage_plan), "OpportunityStage", False),
-                "history": (sf.history_soql(window), "OpportunityHistory", False),
-                "deals": (sf.opportunity_soql(sf.opportunity_select(plan, self._available("Account"), fields),
-                                              window), "Opportunity", False),
-                "tasks": (sf.activity_soql("Task", tasks.selected, window), "Task", False),
-                "events": (sf.activity_soql("Event", events.selected, window), "Event", False),
-                "deletions": (sf.deleted_soql(window), "Opportunity", True),
-            })
-            stages = sf.StageMap.from_records(read["stages"], rules.canonical, rules.closed_stage)
-            history = sf.history_frame(read["history"], stages)
-            deals = sf.deals_frame(read["deals"], plan, fields, stages,
-                                   sf.last_open_stages(history, rules.closed_stage))
-            self._pulls = {key: _Pull(deals, history, sf.activities_frame(read["tasks"], read["events"]),
-                                      sf.deletions_frame(read["deletions"]), plan.missing)}
-        return self._pulls[key]
+        rules = load_rules(self.rules_path).stages
+        fields = sf.DealFields(self.product_field, self.industry_field, self.region_field)
+        plan = self._plan("Opportunity", sf.OPPORTUNITY_REQUIRED, sf.OPPORTUNITY_OPTIONAL + (fields.product,),
+                          keep_custom=True, hard=sf.OPPORTUNITY_KEYS)
+        stage_plan = self._plan("OpportunityStage", sf.STAGE_REQUIRED, sf.STAGE_OPTIONAL)
+        self._plan("OpportunityHistory", sf.HISTORY_REQUIRED)
+        tasks = self._plan("Task", sf.TASK_REQUIRED, sf.TASK_OPTIONAL)
+        events = self._plan("Event", sf.EVENT_REQUIRED)
+        window = self._since(since)
+        read = self._read_side_by_side({
+            "stages": (sf.stages_soql(stage_plan), "OpportunityStage", False),
+            "history": (sf.history_soql(window), "OpportunityHistory", False),
+            "deals": (sf.opportunity_soql(sf.opportunity_select(plan, self._available("Account"), fields),
+                                          window), "Opportunity", False),
+            "tasks": (sf.activity_soql("Task", tasks.selected, window), "Task", False),
+            "events": (sf.activity_soql("Event", events.selected, window), "Event", False),
+            "deletions": (sf.deleted_soql(window), "Opportunity", True),
+        })
+        stages = sf.StageMap.from_records(read["stages"], rules.canonical, rules.closed_stage)
+        history = sf.history_frame(read["history"], stages)
+        deals = sf.deals_frame(read["deals"], plan, fields, stages,
+                               sf.last_open_stages(history, rules.closed_stage))
+        return _Pull(deals, history, sf.activities_frame(read["tasks"], read["events"]),
+                     sf.deletions_frame(read["deletions"]), plan.missing)
 
     def _read_side_by_side(self, queries: dict[str, tuple[str, str, bool]]) -> dict[str, list[dict]]:
         """Each query's records, the queries run on parallel connections; the
