@@ -133,20 +133,22 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     ok = backtest[backtest["status"] == "ok"]
     level_se = forecast.validation_level_se(rm.predict(training.model, training.split.validate[prepared.spec.columns]),
                                             training.split.validate)
-    sigma, revenue_sigma = forecast.sigmas_from(ok.to_dict("records"), level_se)
+    level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
-    table = forecast.forecast(scored, np.full(len(scored), "-"), sigma, revenue_sigma, rules.risk,
-                              forecast.horizon_probabilities(by_horizon, as_of))
-    row90 = table[(table["grouping"] == "horizon") & (table["key"] == "90d")].iloc[0]
+
+    def horizon_90(frame, probabilities):
+        keyed = forecast.horizon_probabilities(probabilities, as_of)
+        table = forecast.forecast(frame, np.full(len(frame), "-"), level.sigma, revenue_level.sigma, rules.risk,
+                                  keyed, level.shift, revenue_level.shift)
+        return table[(table["grouping"] == "horizon") & (table["key"] == "90d")].iloc[0]
+
+    row90 = horizon_90(scored, by_horizon)
     actual = int(won_90.sum())
     # The sample CRM plants problems that start near its end date (a segment's
     # win rate drops, a burst of poor partner leads): no model can foresee
     # them, so the forecast is also judged on the deals they leave alone.
     plain = (truth["planted"].fillna("") == "").to_numpy()
-    keyed = forecast.horizon_probabilities({h: p[plain] for h, p in by_horizon.items()}, as_of)
-    plain_row = forecast.forecast(scored[plain], np.full(plain.sum(), "-"), sigma, revenue_sigma, rules.risk,
-                                  keyed)
-    plain_row = plain_row[(plain_row["grouping"] == "horizon") & (plain_row["key"] == "90d")].iloc[0]
+    plain_row = horizon_90(scored[plain], {h: p[plain] for h, p in by_horizon.items()})
     plain_actual = int(won_90[plain].sum())
     findings = prepared.leaks or []
     return {
@@ -155,8 +157,11 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "auc_model_main": _auc(won_90, by_horizon[rules.risk.win_horizon_days]),
         "auc_age": _auc(won_90, -open_frame["age_days"].to_numpy(float)),
         "auc_best": _auc(won_90, best), "auc_oracle": _auc(won_90, oracle),
-        "won_90d": actual, "expected_90d": round(float(row90["expected_won_deals"]), 1),
+        "won_90d": actual, "model_90d": round(float(by_horizon[FORECAST_DAYS].sum()), 1),
+        "bias_shift": round(level.shift, 3), "sigma": round(level.sigma, 3),
+        "expected_90d": round(float(row90["expected_won_deals"]), 1),
         "p10_90d": float(row90["won_deals_p10"]), "p90_90d": float(row90["won_deals_p90"]),
+        "model_error": round(float(by_horizon[FORECAST_DAYS].sum()) / max(actual, 1) - 1, 3),
         "forecast_error": round(float(row90["expected_won_deals"]) / max(actual, 1) - 1, 3),
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),

@@ -50,52 +50,100 @@ def _newest_first(table: pd.DataFrame, **extra) -> dict:
 
 
 # --- Drift ----------------------------------------------------------------------
+DRIFT_KEY = ["as_of_date", "model_version", "horizon_days"]
+DRIFT_LOGGED = ("new_deals", "won", "expected_won", "live_auc", "live_brier", "live_log_loss", "live_ece",
+                "observed_rate", "predicted_rate", "calibration_p_value")
+
+
 @_asset(schemas.DealRiskDrift, kinds=("duckdb", "mlflow"), deps=INPUTS)
 def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
                     crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
-    """The champion's predictions for deals that closed after it was deployed,
-    against their outcomes: live AUC and calibration, logged to MLflow, with a
-    degradation flag (one row per analysis date and version, kept over time
-    for the data team's quarterly review)."""
+    """The champion judged per horizon on its own matured outcomes: every
+    deal it scored whose 30-, 90- or H-day window from that day has ended,
+    against "won within the window" -- live AUC and calibration, logged to
+    MLflow, with a degradation flag (one row per analysis date, version and
+    horizon, kept over time for the data team's quarterly review)."""
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     previous = warehouse.read_table("deal_risk_drift")
+    if previous is not None and "horizon_days" not in previous:
+        previous = previous.assign(horizon_days=pd.NA)   # rows from before drift was judged per horizon
     champion = mlflow.version_by_alias(CHAMPION)
-    row = {"as_of_date": prepared.as_of, "model_version": None, "deployed_as_of": pd.NaT, "new_deals": 0,
-           "degraded": False, "mlflow_run_id": None} | {k: float("nan") for k in DRIFT_NUMBERS}
+    base = {"as_of_date": prepared.as_of, "model_version": None, "deployed_as_of": pd.NaT, "horizon_days": None,
+            "new_deals": 0, "degraded": False, "mlflow_run_id": None} | {k: float("nan") for k in DRIFT_NUMBERS}
     if champion is None:
-        row |= {"status": "no champion", "reason": "no champion model registered yet"}
+        rows = [base | {"status": "no champion", "reason": "no champion model registered yet"}]
     else:
         spec = rf.FeatureSpec.from_tags(champion.tags)
         deployed = pd.Timestamp(champion.tags.get("as_of"))
-        row |= {"model_version": champion.version, "deployed_as_of": deployed}
+        base |= {"model_version": champion.version, "deployed_as_of": deployed}
         if not rf.spec_feasible(spec, prepared.spec):
-            row |= {"status": "incompatible", "reason": "the champion's features are not in the current data"}
+            rows = [base | {"status": "incompatible", "reason": "the champion's features are not in the current data"}]
         else:
-            features, won = rm.newly_closed(prepared, deployed, spec)
-            p = rm.predict(mlflow.load_model(CHAMPION), features) if len(won) else np.zeros(0)
-            validation_auc = float(champion.tags.get("validation_auc", "nan"))
-            check = drift.live_check(won, p, validation_auc if validation_auc == validation_auc else None,
-                                     rules.drift.min_new_deals, rules.drift.max_auc_drop,
-                                     rules.drift.max_calibration_gap, rules.drift.alpha)
-            row |= check
-            if len(won):
-                row["mlflow_run_id"] = mlflow.log_run(
-                    f"drift {prepared.as_of:%Y-%m-%d} v{champion.version}",
-                    {k: check[k] for k in ("new_deals", "won", "expected_won", "live_auc", "live_brier",
-                                           "live_log_loss", "live_ece", "observed_rate", "predicted_rate",
-                                           "calibration_p_value")} | {"degraded": float(check["degraded"])},
-                    {"kind": "drift", "model_version": champion.version, "as_of": str(prepared.as_of.date()),
-                     "status": check["status"], "reason": check["reason"]})
-                mlflow.tag_version(champion.version, {"live_status": check["status"],
-                                                      "live_checked_as_of": str(prepared.as_of.date()),
-                                                      "live_auc": round(check["live_auc"], 4)})
-    if row["degraded"]:
-        context.log.warning(f"deal risk model v{row['model_version']} degraded: {row['reason']}")
-    table = reporting.append_row(previous, row, ["as_of_date", "model_version"], integers=["model_version", "new_deals"])
-    meta = {k: row[k] for k in ("status", "reason", "new_deals") if row.get(k) is not None}
-    meta |= {k: round(float(row[k]), 4) for k in ("live_auc", "live_ece", "validation_auc", "observed_rate",
-                                                    "predicted_rate") if row.get(k) is not None and row[k] == row[k]}
-    return dg.Output(table, metadata=_newest_first(table, degraded=bool(row["degraded"]), **meta))
+            rows = _horizon_checks(base, champion, mlflow.load_model(CHAMPION), spec, prepared, rules, deployed)
+            _log_drift(mlflow, champion, prepared.as_of, rows)
+    for row in rows:
+        if row["degraded"]:
+            context.log.warning(f"deal risk model v{row['model_version']} degraded at {row['horizon_days']} days: "
+                                f"{row['reason']}")
+    table = previous
+    for row in rows:
+        table = reporting.append_row(table, row, DRIFT_KEY, integers=["model_version", "new_deals", "horizon_days"])
+    judged = pd.DataFrame(rows)
+    meta = {"status": _worst(judged["status"]), "degraded": bool(judged["degraded"].any()),
+            "by_horizon": dg.MetadataValue.md(judged[["horizon_days", "status", "new_deals", "live_auc",
+                                                      "observed_rate", "predicted_rate", "reason"]]
+                                              .round(4).to_markdown(index=False))}
+    return dg.Output(table, metadata=_newest_first(table, **meta))
+
+
+def _horizon_checks(base, champion, model, spec, prepared, rules, deployed) -> list[dict]:
+    """One live check per horizon the champion answers."""
+    main = int(champion.tags.get("win_horizon_days", rules.win_horizon_days))
+    horizons = getattr(model, "horizons", [main])
+    rows = []
+    for days in sorted(horizons):
+        features, won = drift.matured_outcomes(prepared.fact, prepared.as_of, deployed, days, prepared.timeline,
+                                               spec)
+        p = np.zeros(0)
+        if len(won):
+            p = rm.predict_horizons(model, features)[days] if hasattr(model, "horizons") else rm.predict(model,
+                                                                                                            features)
+        tag = champion.tags.get(f"validation_auc_{days}d", champion.tags.get("validation_auc") if days == main
+                                else None)
+        validation_auc = float(tag) if tag is not None and float(tag) == float(tag) else None
+        check = drift.live_check(won, p, validation_auc, rules.drift.min_new_deals, rules.drift.max_auc_drop,
+                                 rules.drift.max_calibration_gap, rules.drift.alpha)
+        if not len(won):
+            check["reason"] = (f"no {days}-day window since the champion was deployed on {deployed:%Y-%m-%d} has "
+                               f"ended yet")
+        rows.append(base | check | {"horizon_days": days})
+    return rows
+
+
+def _worst(statuses: pd.Series) -> str:
+    for status in ("degraded", "ok", "not enough data"):
+        if (statuses == status).any():
+            return status
+    return str(statuses.iloc[0])
+
+
+def _log_drift(mlflow: MLflowTracking, champion, as_of: pd.Timestamp, rows: list[dict]) -> None:
+    """One MLflow run per check (metrics per horizon), and the verdict on the version."""
+    judged = [r for r in rows if r["new_deals"]]
+    if not judged:
+        return
+    metrics = {f"h{r['horizon_days']}d_{k}": float(r[k]) for r in judged for k in DRIFT_LOGGED}
+    metrics |= {f"h{r['horizon_days']}d_degraded": float(r["degraded"]) for r in judged}
+    status = _worst(pd.Series([r["status"] for r in rows]))
+    run_id = mlflow.log_run(f"drift {as_of:%Y-%m-%d} v{champion.version}", metrics,
+                            {"kind": "drift", "model_version": champion.version, "as_of": str(as_of.date()),
+                             "status": status, "reason": "; ".join(f"{r['horizon_days']} days: {r['reason']}"
+                                                                   for r in rows)})
+    for row in rows:
+        row["mlflow_run_id"] = run_id
+    mlflow.tag_version(champion.version, {"live_status": status, "live_checked_as_of": str(as_of.date())}
+                       | {f"live_auc_{r['horizon_days']}d": round(r["live_auc"], 4) for r in judged
+                          if r["live_auc"] == r["live_auc"]})
 
 
 # --- Training, registry, champion / challenger ------------------------------------
@@ -139,6 +187,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                 "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
+                "win_horizon_days": rules.win_horizon_days,
+                **{f"validation_auc_{days}d": round(m["auc"], 5) for days, m in training.horizon_metrics.items()},
                 "decision": decision.reason, "feature_description": prepared.spec.describe(),
                 "target": rm.target_name(rules), "model_verdict": verdict.label, "verdict_reason": verdict.reason,
                 "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or "none"}
@@ -265,6 +315,15 @@ def _scoring_version(warehouse: Warehouse, mlflow: MLflowTracking):
     return challenger if challenger is not None and challenger.tags.get("model_verdict") == "weak" else None
 
 
+def _bias_note(level: forecast.LevelCorrection, model_total: float, corrected_total: float) -> str:
+    if not level.dates:
+        return "no correction: no backtest to measure the model's level against what happened"
+    lean = "high" if level.shift < 0 else "low"
+    return (f"past forecasts leaned {lean} by a log-odds shift of {-level.shift:+.3f} on average over "
+            f"{level.dates} backtest dates: removed, so expected won deals are {corrected_total:,.1f} "
+            f"instead of the model's {model_total:,.1f}")
+
+
 # --- Backtest and forecast ----------------------------------------------------------------
 @_asset(schemas.ForecastBacktest, kinds=("duckdb", "scikitlearn"), deps=INPUTS + ["deal_risk_model"])
 def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
@@ -302,16 +361,17 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     if scores is None or not len(scores):
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
-    sigma, revenue_sigma, source = forecast.shift_sigmas(
+    level, revenue_level, source = forecast.level_corrections(
         warehouse.read_table("deal_risk_model"), warehouse.read_table("forecast_backtest"),
-        lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]))
+        lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]),
+        rules.forecast.interval)
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     by_horizon = {rules.win_horizon_days: scores["win_probability"].to_numpy(float)}
     for days in (30, 90):
         if scores[f"win_probability_{days}d"].notna().all():
             by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
-    table = forecast.forecast(scores, scores["expected_close_month"], sigma, revenue_sigma, rules,
-                              forecast.horizon_probabilities(by_horizon, as_of))
+    table = forecast.forecast(scores, scores["expected_close_month"], level.sigma, revenue_level.sigma, rules,
+                              forecast.horizon_probabilities(by_horizon, as_of), level.shift, revenue_level.shift)
     total = table[table["grouping"] == "total"].iloc[0]
     by_key = table[table["grouping"] == "horizon"].set_index("key")
     horizon_meta = {f"won_deals_{k}": [round(float(r["won_deals_p10"]), 1), round(float(r["expected_won_deals"]), 1),
@@ -321,5 +381,8 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
         expected_won_deals=float(total["expected_won_deals"]),
         expected_won_revenue=float(total["expected_won_revenue"]),
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
-        interval=rules.forecast.interval, sigma=round(sigma, 4), revenue_sigma=round(revenue_sigma, 4),
+        interval=rules.forecast.interval, sigma=round(level.sigma, 4), revenue_sigma=round(revenue_level.sigma, 4),
+        bias_correction=round(level.shift, 4), revenue_bias_correction=round(revenue_level.shift, 4),
+        bias_correction_note=_bias_note(level, model_total=float(scores["win_probability"].sum()),
+                                        corrected_total=float(total["expected_won_deals"])),
         sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))

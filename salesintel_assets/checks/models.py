@@ -4,6 +4,7 @@ model's quality signals (baseline, backtest, live drift) are surfaced as
 warnings for the data team."""
 
 import dagster as dg
+import pandas as pd
 
 from salesintel_assets.checks.schema import table_schema_check
 from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
@@ -90,11 +91,18 @@ def forecast_win_rate_within_target(warehouse: Warehouse) -> dg.AssetCheckResult
 
 
 @dg.asset_check(asset="deal_risk_drift",
-                description="The champion's live AUC and calibration on newly closed deals have not degraded.")
+                description="The champion's live AUC and calibration have not degraded at any horizon, each "
+                            "judged on its own matured outcomes.")
 def champion_not_degraded(warehouse: Warehouse) -> dg.AssetCheckResult:
     table = warehouse.read_table("deal_risk_drift")
     if table is None or table.empty:
         return dg.AssetCheckResult(severity=WARN, passed=True, description="no drift evaluation yet")
-    row = table.iloc[-1]
-    return dg.AssetCheckResult(severity=WARN, passed=not bool(row["degraded"]), description=str(row["reason"]),
-                               metadata={"status": str(row["status"]), "new_deals": int(row["new_deals"])})
+    latest = table[table["as_of_date"] == table["as_of_date"].max()]
+    degraded = latest[latest["degraded"].astype(bool)]
+    said = degraded if len(degraded) else latest
+    horizon = lambda h: "" if pd.isna(h) else f"{int(h)} days: "  # noqa: E731
+    return dg.AssetCheckResult(
+        severity=WARN, passed=degraded.empty,
+        description="; ".join(horizon(h) + str(r) for h, r in zip(said["horizon_days"], said["reason"])),
+        metadata={"statuses": ", ".join(f"{horizon(h)}{s}" for h, s in zip(latest["horizon_days"], latest["status"])),
+                  "deals_judged": int(latest["new_deals"].max())})

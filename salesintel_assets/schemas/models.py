@@ -138,14 +138,18 @@ class ForecastBacktest(pa.DataFrameModel):
 
 
 class DealRiskDrift(pa.DataFrameModel):
-    """The champion's live performance on deals closed after it was deployed."""
+    """The champion's live performance per horizon, on the deals it scored whose window has ended."""
 
     as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
     model_version: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, ge=1, description="Registered MLflow version of deal_risk that produced the row.")
     status: Series[str] = pa.Field(isin=["ok", "degraded", "not enough data", "no champion", "incompatible"],
                                    description="ok, degraded, not enough data, no champion or incompatible.")
-    new_deals: Series[int] = pa.Field(description="Deals closed since the champion was deployed.", ge=0)
+    horizon_days: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, ge=1, description="The horizon judged: won within this many days of the day the champion "
+                                         "first scored the deal (empty when there is no champion to judge).")
+    new_deals: Series[int] = pa.Field(description="Deals judged: scored by the champion (open on its deployment day "
+                                                  "or created after) whose window has ended.", ge=0)
     live_auc: Series[float] = pa.Field(description="ROC AUC on those deals.", nullable=True, ge=0, le=1)
     live_ece: Series[float] = pa.Field(description="Calibration error on those deals.", nullable=True, ge=0, le=1)
     degraded: Series[bool] = pa.Field(description="Worse than at validation beyond the rules' tolerance.")
@@ -153,4 +157,4 @@ class DealRiskDrift(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = True
-        unique = ["as_of_date", "model_version"]
+        unique = ["as_of_date", "model_version", "horizon_days"]

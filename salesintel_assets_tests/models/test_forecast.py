@@ -116,6 +116,11 @@ def test_backtest_replays_past_dates_against_what_then_closed(backtest):
                                                     abs=0.02)
         assert row["resolved_deals"] + row["pending_deals"] == row["open_deals"]
         assert row["won_deals_p10"] <= row["expected_won_deals"] <= row["won_deals_p90"]
+    # each date is corrected by the lean the *other* dates measured (out of sample)
+    for k, row in table.iterrows():
+        others = table["level_shift"].drop(index=k)
+        assert row["bias_shift"] == pytest.approx(others.mean(), abs=1e-3)
+        assert (row["expected_won_deals"] < row["model_expected_won_deals"]) == (row["bias_shift"] < 0)
 
 
 def test_backtest_forecast_is_within_the_design_target(backtest):
@@ -123,3 +128,69 @@ def test_backtest_forecast_is_within_the_design_target(backtest):
     assert table["error_points"].abs().max() <= rules.forecast.win_rate_target_points
     assert table["within_target"].all()
     assert table["pending_deals"].sum() < 0.1 * table["open_deals"].sum()
+
+
+# --- Bias correction and interval from past out-of-sample shifts --------------------------
+def test_level_correction_removes_a_lean_and_widens_for_few_dates():
+    p = np.random.default_rng(5).uniform(0.02, 0.6, 1500)
+    info = forecast.level_information(p)
+    lean = forecast.level_correction([-0.25, -0.15, -0.2, -0.3, -0.1], [info] * 5, 0.02, 0.8)
+    assert lean.shift == pytest.approx(-0.2) and lean.dates == 5
+    spread = np.var([-0.25, -0.15, -0.2, -0.3, -0.1], ddof=1)
+    widen = 1.533 / 1.2816                          # Student's t (4 df) over the normal 90 % quantile
+    expected = widen * np.sqrt(max(spread - 1 / info, 0.02 ** 2) + spread / 5)
+    assert lean.sigma == pytest.approx(expected, rel=1e-3)
+    # the same spread measured on fewer dates is less certain
+    fewer = forecast.level_correction([-0.25, -0.15], [info] * 2, 0.02, 0.8)
+    assert fewer.sigma > lean.sigma
+    # the horizon rows carry it; the other groupings stay sums of the scores
+    scored = _scored(800, 6)
+    table = forecast.forecast(scored, np.full(800, "2026-07"), lean.sigma, lean.sigma, load_rules().risk,
+                              {"90d": scored["win_probability"].to_numpy() / 2}, lean.shift, lean.shift)
+    row = table[table["key"] == "90d"].iloc[0]
+    half = scored["win_probability"].to_numpy() / 2
+    assert row["expected_won_deals"] == pytest.approx(forecast.shifted(half, -0.2).sum(), abs=0.01)
+    assert row["expected_won_deals"] < half.sum()
+    total = table[table["grouping"] == "total"].iloc[0]
+    assert total["expected_won_deals"] == pytest.approx(scored["win_probability"].sum(), abs=0.01)
+
+
+def test_level_correction_without_enough_measured_dates_changes_nothing():
+    # one usable date (the others NaN or without information): no correction, the plain reading
+    single = forecast.level_correction([-0.4, np.nan, 0.3], [50.0, 50.0, 0.0], 0.05, 0.8)
+    assert single.shift == 0.0 and single.dates == 1
+    assert single.sigma == pytest.approx(np.sqrt(0.16 - 1 / 50))
+    none = forecast.level_correction([], [], 0.05, 0.8)
+    assert (none.shift, none.sigma, none.dates) == (0.0, 0.05, 0)
+    no_backtest, _, source = forecast.level_corrections(
+        None, None, lambda: pd.DataFrame({"is_won": [True, False] * 200,
+                                          "closed_date": pd.date_range("2025-01-01", periods=400, freq="D")}),
+        1, 0.8)
+    assert no_backtest.shift == 0.0 and no_backtest.sigma > 0 and source.startswith("historical")
+
+
+def test_corrected_intervals_cover_about_as_often_as_they_say():
+    """Periods whose true level leans high by 0.25 log odds and moves by 0.12
+    between periods: forecasts corrected and sized by the six periods before
+    each hold the truth about 80 % of the time; the plain reading (no
+    correction, sd of the shifts around zero) misses more and by more."""
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0.02, 0.5, 900)
+    info = forecast.level_information(p)
+    shifts, corrected, plain, errors = [], [], [], {"corrected": [], "plain": []}
+    for k in range(66):
+        won = (rng.random(len(p)) < forecast.shifted(p, -0.25 + rng.normal(0, 0.12))).sum()
+        if k >= 6:
+            level = forecast.level_correction(shifts[-6:], [info] * 6, 0.03, 0.8)
+            sims, _ = forecast.simulate(forecast.shifted(p, level.shift), np.ones(len(p)),
+                                        np.zeros(len(p), dtype=np.int64), 1, level.sigma, 400, k)
+            corrected.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
+            errors["corrected"].append(abs(forecast.shifted(p, level.shift).sum() - won))
+            sigma = forecast.interval_sigma(shifts[-6:], [info] * 6, 0.03)
+            sims, _ = forecast.simulate(p, np.ones(len(p)), np.zeros(len(p), dtype=np.int64), 1, sigma, 400, k)
+            plain.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
+            errors["plain"].append(abs(p.sum() - won))
+        shifts.append(forecast.level_shift(p, won))
+    assert 0.7 <= np.mean(corrected) <= 0.95
+    assert np.mean(errors["corrected"]) < 0.6 * np.mean(errors["plain"])
+    assert np.mean(plain) < np.mean(corrected)

@@ -1,11 +1,17 @@
 """How good are predicted win probabilities: discrimination (AUC), accuracy
 (Brier, log loss), calibration (expected calibration error, observed vs
-predicted win rate), and the live check of the champion on deals that closed
-after it was trained.
+predicted win rate), and the live check of the champion on what happened
+after it was deployed.
 
-The live check uses one prediction per newly closed deal (its state on the
-day the champion was deployed, or at creation if later), so deals are
-independent and the calibration test is a plain Poisson-binomial z-test.
+Each horizon the champion answers (won within 30, 90, H days) is judged on
+its own matured outcomes (``matured_outcomes``): every deal the champion
+scored -- open on its deployment day or created after it -- as it looked on
+the first day it was scored, whose window from that day has ended by the
+analysis date, labelled "won within the window" (a deal lost or still open
+counts as not won). Judging a 90-day probability on eventual outcomes would
+call a well-calibrated model degraded whenever deals close late. One
+prediction per deal, so deals are independent and the calibration test is a
+plain Poisson-binomial z-test.
 """
 
 from __future__ import annotations
@@ -95,8 +101,8 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 
 def live_check(y, p, validation_auc: float | None, min_deals: int, max_auc_drop: float,
                max_calibration_gap: float, alpha: float) -> dict:
-    """The champion's predictions for newly closed deals against their
-    outcomes. Degraded when AUC fell more than ``max_auc_drop`` below the
+    """The champion's predictions for deals whose outcome (within the
+    horizon judged) is known, against it. Degraded when AUC fell more than ``max_auc_drop`` below the
     validation AUC and beyond its one-sided ``alpha`` noise, or when the
     observed win rate differs from the predicted one by more than
     ``max_calibration_gap`` *and* significantly (z-test on the
@@ -110,7 +116,7 @@ def live_check(y, p, validation_auc: float | None, min_deals: int, max_auc_drop:
            "calibration_p_value": float("nan"), "degraded": False}
     if len(y) < min_deals:
         return out | {"status": "not enough data",
-                      "reason": f"{len(y)} newly closed deals; at least {min_deals} needed for a verdict"}
+                      "reason": f"{len(y)} deals with a finished window; at least {min_deals} needed for a verdict"}
     var = float((p * (1 - p)).sum())
     z = (y.sum() - p.sum()) / np.sqrt(var) if var > 0 else 0.0
     out["calibration_p_value"] = float(2 * sps.norm.sf(abs(z)))
@@ -131,3 +137,21 @@ def live_check(y, p, validation_auc: float | None, min_deals: int, max_auc_drop:
     out["reason"] = "; ".join(reasons) or (f"AUC {metrics['auc']:.3f}, observed {out['observed_rate']:.1%} "
                                             f"vs predicted {out['predicted_rate']:.1%}")
     return out
+
+
+def matured_outcomes(fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Timestamp, horizon_days: int,
+                     timeline, spec) -> tuple[pd.DataFrame, np.ndarray]:
+    """(features, won within ``horizon_days``) of every deal the champion
+    scored whose window has ended: open on ``deployed`` or created after it,
+    as it looked on the first day it was scored (the deployment day, or
+    creation if later), that day no later than ``as_of - horizon_days``. A
+    deal still open, or closed after its window, counts as not won."""
+    from salesintel_assets.domain.models import features as rf
+
+    deals = rf.trustworthy_deals(fact, as_of)
+    first = np.maximum(rf.day_numbers(deals["created_date"]), rf.day_numbers([deployed])[0])
+    ends = rf.day_numbers(deals["closed_date"])          # still open: a very large day number
+    keep = (first <= rf.day_numbers([as_of])[0] - horizon_days) & (ends > first)
+    deals, first, ends = deals[keep].reset_index(drop=True), first[keep], ends[keep]
+    won = deals["is_won"].to_numpy(dtype=bool) & (ends <= first + horizon_days)
+    return rf.states_at(deals, first, timeline, spec), won.astype(int)

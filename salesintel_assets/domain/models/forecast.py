@@ -12,21 +12,33 @@ the market turns moves every deal at once, and the model's overall level is
 itself estimated. So each of ``simulations`` draws first picks one shared
 log-odds shift delta ~ N(0, sigma^2) for the whole pipeline, moves every
 deal's probability by it, and only then draws each deal's outcome; p10/p90
-are the percentiles of the draws (for the default 80 % interval). sigma is
-measured, not assumed: at every backtest date we solve for the shift that
-would have made the forecast match what closed, and sigma^2 is the mean
-squared shift less its binomial noise (1 / sum p(1-p)), floored at the
-standard error of the model's level on its validation deals. Without a
-backtest it falls back to the month-to-month variation of the historical win
-rate beyond binomial noise plus that standard error. Revenue gets its own
-sigma, measured the same way on won revenue (big deals miss differently from
-small ones). With sigma = 0 this would be independent coins, whose interval
-is far too narrow (measured in the backtest). Amounts are taken as recorded,
-and each deal sits in its expected close month: the monthly intervals carry
-the uncertainty of winning, not of timing.
+are the percentiles of the draws (for the default 80 % interval). With
+sigma = 0 this would be independent coins, whose interval is far too narrow
+(measured in the backtest).
+
+Bias and sigma are measured, not assumed: at every backtest date we solve
+for the shift that would have made that date's forecast (a model trained on
+what was known then) match what closed in its window. Past forecasts
+leaned one way on the worlds we measured (high, by 0.1-0.2 in log odds), so
+the horizon rows remove the mean of those out-of-sample shifts
+(``level_correction``; shown in the asset's metadata). sigma is the spread
+of the shifts around that mean less its binomial noise (1 / sum p(1-p)),
+floored at the standard error of the model's level on its validation deals,
+plus the mean's own uncertainty, widened by Student's t for the few dates
+that measured it. The backtest judges each date with the correction and
+sigma of the *other* dates, so its error and coverage are out of sample.
+Without a backtest: no correction, and sigma from the month-to-month
+variation of the historical win rate beyond binomial noise plus that
+standard error. Revenue gets its own correction and sigma, measured the
+same way on won revenue (big deals miss differently from small ones).
+Amounts are taken as recorded, and each deal sits in its expected close
+month: the monthly intervals carry the uncertainty of winning, not of
+timing.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -116,14 +128,54 @@ def level_information(p: np.ndarray, weights=None, rows_per_deal: float = 1.0) -
 
 
 def interval_sigma(shifts, informations, level_se: float) -> float:
-    """sd of the shared shift: mean squared past shift less its binomial
-    noise, floored at the model level's standard error."""
+    """sd of the shared shift around zero: mean squared past shift less its
+    binomial noise, floored at the model level's standard error (the
+    uncorrected reading, kept to show what the bias correction changes)."""
     d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
     ok = np.isfinite(d) & (info > 0)
     if not ok.any():
         return float(level_se)
     excess = float(np.mean(d[ok] ** 2 - 1 / info[ok]))
     return float(np.sqrt(max(excess, level_se ** 2)))
+
+
+@dataclass(frozen=True)
+class LevelCorrection:
+    """What the backtest says about the model's level: ``shift`` is the mean
+    log-odds shift past forecasts needed to match what happened (negative:
+    they leaned high), applied to today's probabilities; ``sigma`` the sd of
+    the shift still to expect around it."""
+
+    shift: float
+    sigma: float
+    dates: int
+
+
+def level_correction(shifts, informations, level_se: float, interval: float) -> LevelCorrection:
+    """Bias correction and interval width from past out-of-sample shifts.
+
+    The correction is their mean. The sd still to expect is the spread of
+    the shifts around that mean less their binomial noise (floored at the
+    model level's standard error), plus the mean's own uncertainty, widened
+    by Student's t over the normal quantile because only a handful of dates
+    measured it. One date or none: no correction, the plain reading."""
+    from scipy import stats as sps
+
+    d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
+    ok = np.isfinite(d) & (info > 0)
+    d, info = d[ok], info[ok]
+    if len(d) < 2:
+        return LevelCorrection(0.0, interval_sigma(d, info, level_se), int(len(d)))
+    spread = float(d.var(ddof=1))
+    between = max(spread - float(np.mean(1 / info)), level_se ** 2)
+    q = 1 - (1 - interval) / 2
+    widen = float(sps.t.ppf(q, len(d) - 1) / sps.norm.ppf(q))
+    return LevelCorrection(float(d.mean()), widen * float(np.sqrt(between + spread / len(d))), int(len(d)))
+
+
+def shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    """Probabilities moved by a log-odds shift."""
+    return 1 / (1 + np.exp(-(_logit(p) + shift)))
 
 
 def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
@@ -196,13 +248,18 @@ def simulate_groupings(p: np.ndarray, amount: np.ndarray, groupings: list[tuple[
 
 
 def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: float,
-             rules: RiskRules, horizons: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+             rules: RiskRules, horizons: dict[str, np.ndarray] | None = None, shift: float = 0.0,
+             revenue_shift: float = 0.0) -> pd.DataFrame:
     """pipeline_forecast rows for every grouping. ``scored``: one row per open
     deal with win_probability, deal_amount and the segment columns; the
     shared shift's sd is ``sigma`` for deal counts, ``revenue_sigma`` for
     revenue. ``horizons`` (key -> each deal's probability of being won within
     it) adds grouping ``horizon``: wins and revenue expected within 30 days,
-    90 days and by the quarter's end."""
+    90 days and by the quarter's end. ``shift`` and ``revenue_shift`` (log
+    odds, from ``level_correction``) move the horizon rows' probabilities
+    before they are summed or simulated: the bias the backtest measured on
+    the same kind of window, removed. The other groupings stay sums of the
+    scores (they add up to ``deal_risk_scores``)."""
     if not len(scored):
         return empty_forecast()
     cfg = rules.forecast
@@ -226,7 +283,9 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
             "won_deals_p10": np.quantile(counts, low_q, axis=0), "won_deals_p90": np.quantile(counts, high_q, axis=0),
         }))
     for key, ph in (horizons or {}).items():
-        parts.append(_horizon_row(key, np.asarray(ph, dtype=float), amount, sigma, revenue_sigma, cfg, low_q, high_q))
+        ph = np.asarray(ph, dtype=float)
+        parts.append(_horizon_row(key, shifted(ph, shift), shifted(ph, revenue_shift), amount, sigma, revenue_sigma,
+                                  cfg, low_q, high_q))
     out = pd.concat(parts, ignore_index=True)
     money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
     out[money] = out[money].round(2)
@@ -234,13 +293,13 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     return out[FORECAST_COLUMNS]
 
 
-def _horizon_row(key, p, amount, sigma, revenue_sigma, cfg, low_q, high_q) -> pd.DataFrame:
+def _horizon_row(key, p, p_revenue, amount, sigma, revenue_sigma, cfg, low_q, high_q) -> pd.DataFrame:
     zero = np.zeros(len(p), dtype=np.int64)
     counts, _ = simulate(p, amount, zero, 1, sigma, cfg.simulations, cfg.seed)
-    _, revenue = simulate(p, amount, zero, 1, revenue_sigma, cfg.simulations, cfg.seed)
+    _, revenue = simulate(p_revenue, amount, zero, 1, revenue_sigma, cfg.simulations, cfg.seed)
     return pd.DataFrame({
         "grouping": ["horizon"], "key": [key], "open_deals": [len(p)], "pipeline_amount": [amount.sum()],
-        "expected_won_deals": [p.sum()], "expected_won_revenue": [(p * amount).sum()],
+        "expected_won_deals": [p.sum()], "expected_won_revenue": [(p_revenue * amount).sum()],
         "revenue_p10": [np.quantile(revenue, low_q)], "revenue_p90": [np.quantile(revenue, high_q)],
         "won_deals_p10": [np.quantile(counts, low_q)], "won_deals_p90": [np.quantile(counts, high_q)],
     })
@@ -253,7 +312,7 @@ BACKTEST_COLUMNS = [
     "expected_won_deals", "actual_won_deals", "won_deals_p10", "won_deals_p90", "won_deals_in_interval",
     "expected_won_revenue", "actual_won_revenue", "revenue_p10", "revenue_p90", "revenue_in_interval",
     "level_shift", "level_information", "revenue_shift", "revenue_information", "level_se",
-    "interval_sigma", "revenue_sigma",
+    "interval_sigma", "revenue_sigma", "model_expected_won_deals", "bias_shift", "revenue_bias_shift",
 ]
 
 
@@ -268,8 +327,10 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     known at T, forecast wins within ``backtest_horizon_days`` for *every*
     deal open at T (including those that never closed), and compare with
     what happened in that window -- fully known today, so nothing is
-    pending. Each date's interval uses a sigma measured on the *other*
-    dates, so its coverage is out of sample."""
+    pending. Each date's forecast is corrected, and its interval sized, by
+    the level the *other* dates measured (``level_correction``), exactly as
+    today's forecast is by all of them, so its error and coverage are out of
+    sample."""
     cfg = rules.forecast
     runs = []
     for k in range(cfg.backtest_dates):
@@ -280,7 +341,7 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
         data = run.pop("_data", None)
         if data is not None:
             others = [r for j, r in enumerate(runs) if j != k]
-            run.update(_judge(*data, *sigmas_from(others, run["level_se"]), rules))
+            run.update(_judge(*data, *corrections_from(others, run["level_se"], cfg.interval), rules))
         rows.append(run)
     out = pd.DataFrame(rows).reindex(columns=BACKTEST_COLUMNS)
     return out.sort_values("analysis_date").reset_index(drop=True)
@@ -317,11 +378,12 @@ def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
     }
 
 
-def sigmas_from(replays: list[dict], level_se: float) -> tuple[float, float]:
-    """(sigma for deal counts, sigma for revenue) from backtest replays."""
+def corrections_from(replays: list[dict], level_se: float,
+                     interval: float) -> tuple[LevelCorrection, LevelCorrection]:
+    """(correction for deal counts, for revenue) from backtest replays."""
     def pick(shift, info):
-        return interval_sigma([r.get(shift, np.nan) for r in replays], [r.get(info, 0.0) for r in replays],
-                              level_se)
+        return level_correction([r.get(shift, np.nan) for r in replays], [r.get(info, 0.0) for r in replays],
+                                level_se, interval)
     return pick("level_shift", "level_information"), pick("revenue_shift", "revenue_information")
 
 
@@ -332,11 +394,12 @@ def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:
     return float(1 / np.sqrt(max(level_information(p, rows_per_deal=rows_per_deal), 1e-9)))
 
 
-def _judge(p, won, amount, sigma, revenue_sigma, rules) -> dict:
+def _judge(raw, won, amount, level: LevelCorrection, revenue_level: LevelCorrection, rules) -> dict:
     cfg = rules.forecast
-    keys = np.zeros(len(p), dtype=np.int64)
-    counts, _ = simulate(p, amount, keys, 1, sigma, cfg.simulations, cfg.seed)
-    _, revenue = simulate(p, amount, keys, 1, revenue_sigma, cfg.simulations, cfg.seed)
+    keys = np.zeros(len(raw), dtype=np.int64)
+    p, p_revenue = shifted(raw, level.shift), shifted(raw, revenue_level.shift)
+    counts, _ = simulate(p, amount, keys, 1, level.sigma, cfg.simulations, cfg.seed)
+    _, revenue = simulate(p_revenue, amount, keys, 1, revenue_level.sigma, cfg.simulations, cfg.seed)
     lo, hi = (1 - cfg.interval) / 2, 1 - (1 - cfg.interval) / 2
     n = len(p)
     forecast_rate = float(p.mean()) if n else float("nan")
@@ -350,25 +413,28 @@ def _judge(p, won, amount, sigma, revenue_sigma, rules) -> dict:
         "error_points": round(error, 2), "within_target": bool(abs(error) <= cfg.win_rate_target_points),
         "expected_won_deals": round(float(p.sum()), 2), "actual_won_deals": int(won.sum()),
         "won_deals_in_interval": bool(bounds["won_deals_p10"] <= won.sum() <= bounds["won_deals_p90"]),
-        "expected_won_revenue": round(float((p * amount).sum()), 2), "actual_won_revenue": actual_revenue,
+        "expected_won_revenue": round(float((p_revenue * amount).sum()), 2), "actual_won_revenue": actual_revenue,
         "revenue_in_interval": bool(bounds["revenue_p10"] <= actual_revenue <= bounds["revenue_p90"]),
-        "interval_sigma": round(sigma, 4), "revenue_sigma": round(revenue_sigma, 4),
+        "interval_sigma": round(level.sigma, 4), "revenue_sigma": round(revenue_level.sigma, 4),
+        "model_expected_won_deals": round(float(raw.sum()), 2), "bias_shift": round(level.shift, 4),
+        "revenue_bias_shift": round(revenue_level.shift, 4),
     }
 
 
-def shift_sigmas(models: pd.DataFrame | None, backtest: pd.DataFrame | None, closed_outcomes,
-                 version: int) -> tuple[float, float, str]:
-    """The sd of the pipeline-wide log-odds shift (deals and revenue) and
-    where it came from: the backtest when it replayed at least two dates,
-    else month-to-month variation of past win rates (``closed_outcomes`` is
-    called only then)."""
+def level_corrections(models: pd.DataFrame | None, backtest: pd.DataFrame | None, closed_outcomes,
+                      version: int, interval: float) -> tuple[LevelCorrection, LevelCorrection, str]:
+    """The bias correction and the sd of the pipeline-wide log-odds shift
+    (deals and revenue) and where they came from: the backtest when it
+    replayed at least two dates, else no correction and the month-to-month
+    variation of past win rates (``closed_outcomes`` is called only then)."""
     level_se = 0.0
     if models is not None and "level_se" in models:
         rows = models[(models["version"] == version) & models["level_se"].notna()]
         level_se = float(rows["level_se"].iloc[-1]) if len(rows) else 0.0
     ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
     if ok is not None and len(ok) >= 2:
-        sigma, revenue_sigma = sigmas_from(ok.to_dict("records"), level_se)
-        return sigma, revenue_sigma, f"backtest ({len(ok)} dates)"
+        level, revenue_level = corrections_from(ok.to_dict("records"), level_se, interval)
+        return level, revenue_level, f"backtest ({len(ok)} dates)"
     sigma = fallback_sigma(closed_outcomes(), level_se)
-    return sigma, sigma, "historical month-to-month variation (no backtest)"
+    none = LevelCorrection(0.0, sigma, 0)
+    return none, none, "historical month-to-month variation (no backtest)"
