@@ -15,6 +15,14 @@ records, but not the stage or activity trail, so a model using them can
 exceed it on stage-history worlds; on export-only worlds it is a fair
 ceiling. ``auc_oracle`` is a looser bound that also knows which deals the
 generator made linger.
+
+Forecast columns: ``model_90d`` is the plain sum of the open deals' 90-day
+probabilities (``model_error`` against the truth), ``bias_shift`` the lean
+the backtest measured out of sample and the forecast removes (log odds),
+``sigma`` the sd of the shared shift left around it; ``expected_90d``,
+``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
+says. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
+planted end-of-history problems leave alone (no model can foresee those).
 """
 
 from __future__ import annotations
