@@ -258,7 +258,7 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     90 days and by the quarter's end. ``shift`` and ``revenue_shift`` (log
     odds, from ``level_correction``) move the horizon rows' probabilities
     before they are summed or simulated: the bias the backtest measured on
-    the same kind of window, removed. The other groupings stay sums of the
+    90-day windows, removed (one log-odds shift for every horizon). The other groupings stay sums of the
     scores (they add up to ``deal_risk_scores``)."""
     if not len(scored):
         return empty_forecast()
