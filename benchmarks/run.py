@@ -1,136 +1,199 @@
-"""Benchmarks: seconds and peak memory per layer on the sample CRM.
+"""The performance benchmark: `salesintel run` against a pandas script of the
+original win-rate analysis, side by side, on one generated CRM export.
 
-    python benchmarks/run.py                      # 100,000 deals, every layer
-    python benchmarks/run.py --deals 100000 1000000 --layers ingestion metrics
+    .venv/bin/python benchmarks/run.py                      # 1M deals (895k closed, 105k open)
+    .venv/bin/python benchmarks/run.py --deals 10000000     # 10M: time and peak of the pipeline only
+    .venv/bin/python benchmarks/run.py --layers ingestion   # the per-layer benchmarks (layers.py)
 
-Each (layer, size) runs in a fresh subprocess so peak memory (max RSS) is
-that scenario's own. The ingestion layer runs the real Dagster job (pull,
-quality gates, warehouse in DuckDB) for a full load, then an incremental pull
-after advancing the sample CRM's clock by a day (about 1 % of deals change).
-The analytics layers time their domain work on the fact_deals table that
-the ingestion benchmark left in the warehouse.
+In one run it writes the export (large_export.py), runs the pandas script
+(pandas_analysis.py) and the whole pipeline (`salesintel run`: every asset
+and check, the risk model trained and registered in MLflow, alerts delivered
+to the outbox) on the same file, each in its own process, one after the
+other. It prints the ratio of wall clocks, the peak memory of each (the
+largest resident set of the process and its children, sampled every 0.1 s
+and from the kernel's own maximum), and a table of seconds (Dagster's step
+statistics from the run's event log) and peak memory (the largest sample
+while the step ran) per asset and per check. Re-run fractions come from
+``rerun.py`` when it is present: ``rerun_fractions(export, home, full, run)``
+gets the full run's figures and a ``run(export) -> RunFigures`` that runs the
+pipeline again into the same home, and returns {label: fraction of the full
+run's seconds}.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from salesintel_assets.domain.common.storage import DATABASE_FILE
-
-LAYERS = ("ingestion", "metrics", "models", "anomalies", "alerts")
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from large_export import AS_OF, write_export  # noqa: E402
+
+GB = 1024 ** 3
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+@dataclass
+class RunFigures:
+    seconds: float
+    peak_bytes: int
+    returncode: int
+    steps: list[tuple[str, float, int]] = field(default_factory=list)   # (step, seconds, peak bytes)
+    output: str = ""
 
 
-def bench_ingestion(deals: int, home: Path) -> dict:
-    """Full load, then an incremental pull one CRM day later. Reports the
-    pull step, all asset steps (ingestion + quality + warehouse) and the
-    whole job including the pandera table checks and Dagster's overhead."""
+def _tree_rss(root: int) -> int:
+    """Resident bytes of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[RunFigures, list[tuple[float, int]]]:
+    """Run ``command`` niced; wall seconds, peak memory and the memory samples."""
+    samples: list[tuple[float, int]] = []
+    began = time.time()
+    process = subprocess.Popen(["nice", *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append((time.time(), _tree_rss(process.pid)))
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.time() - began
+    done.set()
+    sampler.join()
+    # The kernel's maximum resident set of the largest waited-for descendant, in KiB.
+    import resource
+    kernel_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    peak = max([kernel_peak] + [rss for _, rss in samples])
+    return RunFigures(seconds, peak, process.returncode, output=output), samples
+
+
+def step_table(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tuple[str, float, int]]:
+    """(step, seconds, peak bytes) of every asset and check step of the last
+    run recorded in ``dagster_home``, from Dagster's own step statistics."""
     import dagster as dg
-    import duckdb
-    import pandas as pd
 
-    from benchmarks_support import asset_step_seconds
-    from salesintel_assets.definitions import build_definitions
-    from salesintel_assets.sources import sample_crm
-    from salesintel_assets.resources.crm import SampleCRM, _snapshot_at
-    from salesintel_assets.resources.factory import build_resources
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return []
+        rows = []
+        for stat in instance.get_run_step_stats(runs[0].run_id):
+            if stat.start_time is None or stat.end_time is None:
+                continue
+            during = [rss for at, rss in samples if stat.start_time <= at <= stat.end_time]
+            rows.append((stat.step_key, stat.end_time - stat.start_time, max(during, default=0)))
+    return sorted(rows, key=lambda row: -row[1])
 
-    end = sample_crm.SAMPLE_END_DATE
-    next_day = (pd.Timestamp(end) + pd.Timedelta(days=1)).date()
-    start = time.perf_counter()
-    # The CRM's own simulation is the CRM's time, not ours: done before timing.
-    # Activities (about 14 per deal) are left out above 100,000 deals to fit memory.
-    activities = deals <= 100_000
-    _snapshot_at(deals, 42, end, activities), _snapshot_at(deals, 42, next_day, activities)
-    figures = {"crm_simulation_s": time.perf_counter() - start}
 
-    def run(label: str, clock: str | None) -> None:
-        defs = build_definitions(build_resources(home=str(home), crm=SampleCRM(n_deals=deals, clock=clock,
-                                                                        with_activities=activities)))
-        instance = dg.DagsterInstance.ephemeral()
-        began = time.perf_counter()
-        result = defs.resolve_job_def("ingestion_job").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        figures[f"{label}_job_s"] = time.perf_counter() - began
-        assert result.success
-        steps = asset_step_seconds(instance, result.run_id)
-        figures[f"{label}_pull_s"] = steps["crm_pull"]
-        figures[f"{label}_assets_s"] = sum(steps.values())
-
-    run("full", None)
-    run("incremental", next_day.isoformat())
-    con = duckdb.connect(str(home / DATABASE_FILE), read_only=True)
-    batches = con.sql("SELECT pull_id, max(batch_rows) AS rows FROM data_quality_report "
-                      "GROUP BY pull_id ORDER BY pull_id").df()["rows"].tolist()
-    con.close()
-    figures["incremental_changed_share"] = batches[-1] / batches[0]
-    figures["pull_incremental_vs_full"] = figures["incremental_pull_s"] / figures["full_pull_s"]
-    figures["assets_incremental_vs_full"] = figures["incremental_assets_s"] / figures["full_assets_s"]
+def run_pipeline(export: Path, home: Path, dagster_home: Path) -> RunFigures:
+    """`salesintel run` on ``export`` into ``home``, recorded in ``dagster_home``."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SALESINTEL_AS_OF": AS_OF}
+    env.pop("SLACK_BOT_TOKEN", None)   # alerts go to the local outbox
+    command = [str(Path(sys.executable).parent / "salesintel"), "run", "--csv", str(export), "--home", str(home)]
+    figures, samples = measured(command, env)
+    figures.steps = step_table(dagster_home, samples)
     return figures
 
 
-def bench_layer(layer: str, deals: int, home: Path) -> dict:
-    """Time an analytics layer's domain work on the stored warehouse tables."""
-    import duckdb
-
-    database = home / DATABASE_FILE
-    if not database.exists():
-        bench_ingestion(deals, home)
-    con = duckdb.connect(str(database), read_only=True)
-    fact = con.sql("SELECT * FROM fact_deals").df()
-    transitions = con.sql("SELECT * FROM fact_stage_transitions").df()
-    reps = con.sql("SELECT * FROM dim_sales_reps").df()
-    con.close()
-    module = importlib.import_module(f"bench_{layer}")
-    inputs = {
-        "metrics": {"transitions": transitions},
-        "models": {"stage_history": transitions[["deal_id", "stage", "entered_date"]]},
-        "anomalies": {"transitions": transitions},
-        "alerts": {"transitions": transitions, "reps": reps},
-    }[layer]
-    return module.benchmark(fact, **inputs)
-
-
-def scenario(layer: str, deals: int, home: Path) -> dict:
-    sys.path.insert(0, str(HERE))
-    figures = bench_ingestion(deals, home) if layer == "ingestion" else bench_layer(layer, deals, home)
-    figures["peak_rss_mb"] = _peak_mb()
+def run_script(export: Path) -> RunFigures:
+    figures, _ = measured([sys.executable, str(HERE / "pandas_analysis.py"), str(export), "--as-of", AS_OF])
     return figures
+
+
+def _gb(value: int) -> str:
+    return f"{value / GB:.2f} GB"
+
+
+def _check(figures: RunFigures, what: str) -> None:
+    if figures.returncode:
+        sys.exit(f"{what} failed (exit code {figures.returncode}):\n{figures.output[-3000:]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deals", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--layers", nargs="+", default=list(LAYERS), choices=LAYERS)
-    parser.add_argument("--scenario", nargs=3, metavar=("LAYER", "DEALS", "HOME"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.scenario:
-        layer, deals, home = args.scenario
-        print(json.dumps(scenario(layer, int(deals), Path(home))))
+    parser.add_argument("--deals", type=int, default=1_000_000)
+    parser.add_argument("--script", choices=["auto", "yes", "no"], default="auto",
+                        help="run the pandas script too (auto: only up to 1M deals)")
+    parser.add_argument("--top", type=int, default=25, help="rows of the per-step table")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument("--layers", nargs="+", help="run the per-layer benchmarks instead (see layers.py)")
+    args, rest = parser.parse_known_args()
+    if args.layers:
+        sys.argv = [str(HERE / "layers.py"), "--layers", *args.layers, "--deals", str(args.deals), *rest]
+        import layers
+        layers.main()
         return
-    for deals in args.deals:
-        with tempfile.TemporaryDirectory() as tmp:
-            for layer in args.layers:
-                out = subprocess.run([sys.executable, __file__, "--scenario", layer, str(deals), tmp],
-                                     capture_output=True, text=True)
-                if out.returncode:
-                    print(f"{layer:<10} {deals:>9,} deals  FAILED\n{out.stderr[-2000:]}")
-                    continue
-                figures = json.loads(out.stdout.strip().splitlines()[-1])
-                shown = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
-                print(f"{layer:<10} {deals:>9,} deals  {shown}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="salesintel-bench-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        export = work / f"deals_{args.deals}.csv"
+        began = time.time()
+        write_export(export, args.deals)
+        print(f"export: {args.deals:,} deals, {export.stat().st_size / 1e6:.0f} MB, written in "
+              f"{time.time() - began:.1f} s (analysis date {AS_OF})", flush=True)
+        script = None
+        if args.script == "yes" or (args.script == "auto" and args.deals <= 1_000_000):
+            script = run_script(export)
+            _check(script, "the pandas script")
+            print(f"pandas script:   {script.seconds:7.1f} s   peak {_gb(script.peak_bytes)}", flush=True)
+        full = run_pipeline(export, work / "home", work / "dagster_home")
+        _check(full, "salesintel run")
+        print(f"salesintel run:  {full.seconds:7.1f} s   peak {_gb(full.peak_bytes)}", flush=True)
+        if script:
+            print(f"ratio (salesintel run / pandas script): {full.seconds / script.seconds:.2f}  (goal <= 1.0)")
+        print(f"peak memory: {_gb(full.peak_bytes)}  (goal <= 2 GB at 1M deals, <= 24 GB at 10M)")
+        steps = full.steps
+        total = sum(seconds for _, seconds, _ in steps)
+        print(f"\n{len(steps)} steps, {total:.1f} s inside steps, {full.seconds - total:.1f} s outside them "
+              "(start-up, imports, Dagster between steps, the run summary)")
+        print(f"{'step (asset or check)':<48} {'seconds':>8} {'peak GB':>8}")
+        for step, seconds, peak in steps[: args.top]:
+            print(f"{step:<48} {seconds:8.2f} {peak / GB:8.2f}")
+        if len(steps) > args.top:
+            rest_s = sum(seconds for _, seconds, _ in steps[args.top:])
+            print(f"{f'... {len(steps) - args.top} more steps':<48} {rest_s:8.2f}")
+        try:
+            from rerun import rerun_fractions
+        except ImportError:
+            return
+        print()
+        for label, fraction in rerun_fractions(
+                export, work / "home", full, lambda changed: run_pipeline(changed, work / "home",
+                                                                          work / "dagster_home")).items():
+            print(f"re-run {label}: {fraction:.1%} of the full run")
 
 
 if __name__ == "__main__":
