@@ -1,0 +1,61 @@
+"""The vectorised reader of a CRM export gives exactly what the line-by-line
+reader gives, and leaves every file it cannot read faithfully to it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from salesintel_assets.sources import csv_export
+
+HEADER = "deal_id,created_date,closed_date,sales_rep_id,industry,region,product_type,lead_source,deal_stage," \
+         "deal_amount,sales_cycle_days,outcome\n"
+ROW = "D1,2024-01-02,2024-02-01,rep_1,SaaS,Europe,Core,Inbound,Closed,1200,30,Won\n"
+OPEN = "D2,2024-03-02,,rep_2,FinTech,APAC,Pro,Referral,Demo,3400,,Open\n"
+
+
+def _both(path):
+    text = path.read_bytes().decode("utf-8")
+    fast = csv_export._fast_split(path, text, "the export", csv_export.EXPORT_COLUMNS)
+    slow = csv_export._split(text, "the export", csv_export.EXPORT_COLUMNS)
+    return fast, slow
+
+
+@pytest.mark.parametrize("body", [
+    ROW + OPEN,
+    "CRLF",
+    ROW + OPEN.rstrip("\n"),                                        # no final line break
+    ROW.replace("SaaS", '"Saa,S ""x"""') + OPEN.replace("Demo", " Demo "),   # quoting, spaces kept
+    ROW.replace("SaaS", "Säas €"),
+])
+def test_clean_files_read_alike(tmp_path, body):
+    path = tmp_path / "deals.csv"
+    text = (HEADER + ROW + OPEN).replace("\n", "\r\n") if body == "CRLF" else HEADER + body
+    path.write_bytes(text.encode("utf-8"))
+    fast, slow = _both(path)
+    assert fast is not None
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+@pytest.mark.parametrize("body", [
+    ROW + "\n" + OPEN,                                              # a blank line
+    ROW + ",,,,,,,,,,,\n" + OPEN,                                   # a line of bare commas
+    ROW + " , ,\t,,,,,,,,,\n" + OPEN,                               # blanks of spaces and tabs
+    ROW + "D3,2024-01-02\n" + OPEN,                                 # a short line
+    ROW + OPEN.rstrip("\n") + ",extra\n",                           # a long line
+    ROW.replace("SaaS", '"Saa\nS"') + OPEN,                         # a quoted line break
+    ROW.replace("SaaS", '"SaaS') + OPEN,                            # a quote never closed
+    ROW.replace("SaaS", 'Sa"aS') + OPEN,                            # a stray quote
+    ROW.replace("SaaS", 'Sa\x00aS') + OPEN,                         # a NUL byte
+    "CR",                                                           # old Mac line endings
+    (ROW + OPEN).replace("\n", "\r\n"),                             # mixed line endings
+])
+def test_files_the_fast_reader_cannot_read_faithfully_go_line_by_line(tmp_path, body):
+    path = tmp_path / "deals.csv"
+    text = (HEADER + ROW + OPEN).replace("\n", "\r") if body == "CR" else HEADER + body
+    path.write_bytes(text.encode("utf-8"))
+    text = path.read_bytes().decode("utf-8")
+    assert csv_export._fast_split(path, text, "the export", csv_export.EXPORT_COLUMNS) is None
+    slow = csv_export._split(text.replace("\r", "\n") if body == "CR" else text, "the export",
+                             csv_export.EXPORT_COLUMNS)
+    pd.testing.assert_frame_equal(csv_export.read_export(path).frame, slow)
