@@ -1,11 +1,15 @@
 """Build an asset check from a pandera model: the table is read from the
-warehouse and validated lazily, so every failing rule is reported at once."""
+warehouse and validated lazily, so every failing rule is reported at once
+(a large table part by part, see domain/common/table_validation.py)."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pandera.pandas as pa
 
+from salesintel_assets.domain.common.storage import TABLE_SCHEMA
+from salesintel_assets.domain.common.table_validation import validate_stored_table
+from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.resources.warehouse import Warehouse
 
 
@@ -17,13 +21,12 @@ def table_schema_check(asset: str, model: type[pa.DataFrameModel], name: str | N
     @dg.asset_check(asset=asset, name=check_name, blocking=blocking,
                     description=f"{asset} satisfies the {model.__name__} pandera model.")
     def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-        frame = warehouse.read_table(asset)
-        if frame is None:
-            return dg.AssetCheckResult(passed=False, description=f"table {asset} does not exist")
-        try:
-            model.validate(frame, lazy=True)
-        except pa.errors.SchemaErrors as exc:
-            cases = exc.failure_cases
+        with warehouse.connect() as con:
+            if not table_exists(con, asset):
+                return dg.AssetCheckResult(passed=False, description=f"table {asset} does not exist")
+            validation = validate_stored_table(con, f'{TABLE_SCHEMA}."{asset}"', model)
+        cases = validation.failure_cases
+        if cases is not None:
             summary = cases.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
             first = summary.iloc[0]
             return dg.AssetCheckResult(passed=False, description=(
@@ -33,6 +36,6 @@ def table_schema_check(asset: str, model: type[pa.DataFrameModel], name: str | N
                 "failures": int(len(cases)),
                 "by_rule": dg.MetadataValue.md(summary.head(20).to_markdown(index=False)),
             })
-        return dg.AssetCheckResult(passed=True, metadata={"rows": len(frame)})
+        return dg.AssetCheckResult(passed=True, metadata={"rows": validation.rows, "parts": validation.parts})
 
     return _check

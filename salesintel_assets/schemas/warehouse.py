@@ -109,6 +109,7 @@ class DealHistory(pa.DataFrameModel):
     class Config:
         strict = False
         coerce = True
+        metadata = {"partition_key": "deal_id"}   # its table-wide rule is about each deal's versions
 
     @pa.dataframe_check
     def one_current_version_per_deal(cls, df: pd.DataFrame) -> bool:

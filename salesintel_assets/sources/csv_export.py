@@ -137,7 +137,7 @@ def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) 
             con.execute("CREATE TEMP TABLE export AS SELECT * FROM rel")
         except duckdb.Error:
             return None
-        rows = con.execute("SELECT count(*) FROM export").fetchone()[0]
+        rows = con.execute("SELECT count(*) FROM export").fetchall()[0][0]
         blank = any(all(not (cell or "").strip() for cell in row)
                     for row in con.execute(f"SELECT * FROM export WHERE {maybe_blank}").fetchall())
         if rows != lines - 1 or blank or rows == 0:
