@@ -4,7 +4,7 @@
 
 Shaped like the public sample at scale: 10.5 % of deals open (empty
 closed_date and sales_cycle_days, outcome ``Open``, deal_stage the current
-stage), the rest won or lost; 400 reps; deals created over three years up to
+stage), the rest won or lost; 200 reps; deals created over three years up to
 the analysis date ``AS_OF``; segments and reps tilt win rate a few points and
 the last quarter loses some, so there is something to find. Deterministic
 for a given size.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 AS_OF = "2026-06-30"
 OPEN_SHARE = 0.105
-REPS = 400
+REPS = 200
 
 
 def write_export(path: Path, deals: int) -> Path:

@@ -120,6 +120,7 @@ def step_table(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tup
 def run_pipeline(export: Path, home: Path, dagster_home: Path) -> RunFigures:
     """`salesintel run` on ``export`` into ``home``, recorded in ``dagster_home``."""
     dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()   # the default instance: runs and event logs in this folder
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "SALESINTEL_AS_OF": AS_OF}
     env.pop("SLACK_BOT_TOKEN", None)   # alerts go to the local outbox
     command = [str(Path(sys.executable).parent / "salesintel"), "run", "--csv", str(export), "--home", str(home)]

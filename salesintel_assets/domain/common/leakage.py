@@ -97,13 +97,17 @@ def _encodes_outcome(column: str, values: pd.Series, won: np.ndarray) -> str | N
                 return (f"{column} looks like it encodes the outcome: alone it separates won from lost deals "
                         f"almost perfectly (AUC {max(auc, 1 - auc):.3f} on {present.sum():,} closed deals)")
         return None
-    text = values.astype(object).where(values.notna(), "(empty)").astype(str)
-    counts = text.value_counts()
-    text = text.where(text.map(counts) >= MIN_LEVEL_DEALS, "(rare)")
-    rate = pd.Series(won.astype(float)).groupby(text.to_numpy()).transform("mean").to_numpy()
+    # One score per level (its win rate, rare levels pooled): the AUC follows from the levels' counts.
+    codes, levels = pd.factorize(values.astype(object).where(values.notna(), "(empty)").astype(str).to_numpy())
+    counts = np.bincount(codes, minlength=len(levels))
+    pooled = np.where(counts >= MIN_LEVEL_DEALS, np.arange(len(levels)), len(levels))
+    level_won = np.bincount(pooled[codes], weights=won, minlength=len(levels) + 1)
+    level_all = np.bincount(pooled[codes], minlength=len(levels) + 1)
+    present = level_all > 0
+    rate = level_won[present] / level_all[present]
     if len(np.unique(rate)) < 2:
         return None
-    auc = _auc(rate, won)
+    auc = _tied_auc(rate, level_won[present], level_all[present] - level_won[present])
     if auc > MAX_ALONE_AUC:
         return (f"{column} looks like it encodes the outcome: its values alone separate won from lost deals "
                 f"almost perfectly (AUC {auc:.3f} on {len(won):,} closed deals)")
@@ -111,8 +115,12 @@ def _encodes_outcome(column: str, values: pd.Series, won: np.ndarray) -> str | N
 
 
 def _maybe_numeric(values: pd.Series) -> pd.Series | None:
-    numeric = pd.to_numeric(values, errors="coerce")
-    filled = values.notna() & (values.astype(str).str.strip() != "")
+    # Each distinct value is parsed once (a column of text holds few of them).
+    codes, levels = pd.factorize(values)
+    parsed = pd.to_numeric(pd.Series(levels, dtype=object), errors="coerce").to_numpy(dtype=float)
+    blank = pd.Series(levels, dtype=object).astype(str).str.strip().eq("").to_numpy()
+    numeric = pd.Series(np.where(codes >= 0, parsed[codes], np.nan), index=values.index)
+    filled = (codes >= 0) & ~blank[codes]
     return numeric if filled.any() and numeric[filled].notna().mean() > 0.95 else None
 
 
@@ -131,6 +139,18 @@ def _auc(score: np.ndarray, won: np.ndarray) -> float:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(won.astype(int), score))
+
+
+def _tied_auc(score: np.ndarray, won: np.ndarray, lost: np.ndarray) -> float:
+    """The AUC of groups of deals that share a score (ties count one half),
+    from each group's won and lost counts: what ``roc_auc_score`` gives on
+    the deals themselves."""
+    order = np.argsort(score, kind="stable")
+    score, won, lost = score[order], won[order], lost[order]
+    _, group = np.unique(score, return_inverse=True)
+    won, lost = np.bincount(group, weights=won), np.bincount(group, weights=lost)
+    lost_below = np.cumsum(lost) - lost
+    return float((won * lost_below).sum() + 0.5 * (won * lost).sum()) / (won.sum() * lost.sum())
 
 
 # --- On the raw export (ingestion reports what the models layer will exclude) ----
