@@ -9,6 +9,7 @@ from pathlib import Path
 
 from salesintel_assets.domain.alerts.feedback_inbox import RATINGS
 from salesintel_assets.domain.common.storage import DEFAULT_HOME
+from salesintel_assets.instance import ensure_instance_folder, instance_folder, project_instance
 from salesintel_assets.resources.factory import SOURCES
 
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     except (BlockedInput, ConfigurationError, RulesError) as exc:
         print(f"salesintel: {exc}", file=sys.stderr)
         return EXIT_BLOCKED
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    # The project's instance, so the Dagster UI shows this run, its materialisations, checks and freshness.
+    instance = project_instance(home)
     # Dagster's own log (tracebacks, one "not executing" line per skipped step) only in verbose mode.
     log_level = "INFO" if args.verbose else "CRITICAL"
     print(f"salesintel: running {args.job} into {home} ...", flush=True)
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if outcome.blocked:
         print(f"salesintel: {outcome.blocked}", file=sys.stderr)
         return outcome.exit_code
-    print(run_summary(Warehouse(home=SalesintelHome(path=home)), outcome.failed_checks))
+    print(run_summary(Warehouse(home=SalesintelHome(path=home)), outcome.failed_checks,
+                      instance_home=instance_folder(home)))
     for line in outcome.lines():
         print(line, file=sys.stderr)
     return outcome.exit_code
@@ -117,6 +120,23 @@ def serve(args: argparse.Namespace) -> int:
           flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    """The Dagster UI (`dagster dev`) on the project's instance: the runs of
+    `salesintel run`, lineage, checks, freshness, schedules and sensors."""
+    import subprocess
+
+    home = _home(args)
+    folder = ensure_instance_folder(home)
+    env = {**os.environ, "DAGSTER_HOME": str(folder), "SALESINTEL_HOME": home}
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "salesintel_assets.definitions",
+               "--host", args.host, "--port", str(args.port)]
+    print(f"salesintel: Dagster UI on http://{args.host}:{args.port} (instance {folder}; Ctrl-C stops it)", flush=True)
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:  # dagster dev stops its own processes on the same Ctrl-C
+        return 0
 
 
 def token_create(args: argparse.Namespace) -> int:
@@ -176,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
     serve_cmd.set_defaults(handler=serve)
+    ui_cmd = commands.add_parser("ui", help="the Dagster UI on the project's instance (runs, lineage, checks)")
+    ui_cmd.add_argument("--host", default="127.0.0.1")
+    ui_cmd.add_argument("--port", type=int, default=3000)
+    ui_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
+    ui_cmd.set_defaults(handler=ui)
     token_cmd = commands.add_parser("token", help="access tokens for the API and the dashboard")
     token_sub = token_cmd.add_subparsers(dest="token_command", required=True)
     create_cmd = token_sub.add_parser("create", help="print a new token once")

@@ -3,7 +3,7 @@ and a process per step would re-import the code location for every asset."""
 
 import dagster as dg
 
-from salesintel_assets.constants import ANOMALIES, DRIVERS, INGESTION, METRICS, MODELS, WAREHOUSE
+from salesintel_assets.constants import ALERTS, ANOMALIES, DRIVERS, INGESTION, METRICS, MODELS, SERVING, WAREHOUSE
 
 
 def _job(name: str, selection: dg.AssetSelection, description: str):
@@ -34,5 +34,13 @@ alerts_job = _job("alerts_job", dg.AssetSelection.assets("alert_feedback", "aler
 alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries", "serving_snapshot"),
                           "Deliver due alerts, notices and digests exactly once (Slack, email backup, outbox).")
 
+# The event-driven path: a CRM change pulled, checked, analysed, alerted and delivered in one run,
+# so the change reaches Slack without waiting for three sensor hops and three process starts.
+# The models and drivers keep their daily schedules (the alerts read the latest risk scores).
+crm_change_job = _job("crm_change_job",
+                      dg.AssetSelection.groups(INGESTION, WAREHOUSE, METRICS, ANOMALIES, ALERTS, SERVING),
+                      "A CRM change end to end: incremental pull, warehouse, metrics, anomalies, alerts and "
+                      "their immediate delivery.")
+
 jobs = [salesintel_job, ingestion_job, metrics_job, drivers_job, models_job, anomalies_job, alerts_job,
-        alert_delivery_job]
+        alert_delivery_job, crm_change_job]

@@ -7,12 +7,14 @@ say something new (a finder that finds nothing returns no lines)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import duckdb
 
 from salesintel_assets.domain.alerts.delivery_plan import message_states
-from salesintel_assets.domain.common.storage import DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR, OUTBOX_FILE
+from salesintel_assets.domain.common.storage import (DAGSTER_HOME_DIR, DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR,
+                                                     OUTBOX_FILE)
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.resources.warehouse import Warehouse
 
@@ -150,7 +152,8 @@ _TOP_ALERTS = """
     ORDER BY priority, stale IS NOT NULL, stale DESC, amount_at_stake DESC NULLS LAST LIMIT 5"""
 
 
-def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = None) -> str:
+def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = None,
+                instance_home: Path | None = None) -> str:
     """Headline figures from the warehouse of a finished run, after what the
     reader must know first."""
     home = warehouse.home.location()
@@ -199,7 +202,8 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
             f"  warehouse            duckdb -readonly {database}   (close it before the next run)",
             "  quality report       SELECT * FROM data_quality_report   (quarantine: quarantined_deals)",
             f"  alert outbox         {home / OUTBOX_DIR / OUTBOX_FILE}",
-            "  lineage and checks   DAGSTER_HOME=$PWD/dagster_home dagster dev   (http://127.0.0.1:3000)",
+            f"  runs and checks      salesintel ui   (http://127.0.0.1:3000; DAGSTER_HOME="
+            f"{instance_home or home / DAGSTER_HOME_DIR})",
             f"  model runs           mlflow ui --backend-store-uri sqlite:///{home / MLFLOW_DB_FILE} --workers 1",
         ]
         return "\n".join(lines)

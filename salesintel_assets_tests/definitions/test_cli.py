@@ -6,7 +6,7 @@ import pytest
 from salesintel_assets.cli import main
 from salesintel_assets_tests.support import read_table
 
-CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF")
+CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF", "DAGSTER_HOME")
 
 
 @pytest.fixture
@@ -26,6 +26,23 @@ def test_run_on_the_shared_export_prints_an_honest_summary(contract_env, home, s
     assert str(home / "warehouse.duckdb") in out
     assert len(read_table(home, "fact_deals")) == 5000
     assert read_table(home, "driver_scores")["significant"].sum() == 0
+    _assert_recorded_in_the_project_instance(home / "dagster_home", out)
+
+
+def _assert_recorded_in_the_project_instance(folder, out):
+    """The UI the summary points to (`salesintel ui` on this folder) shows the
+    run, its materialisations and its check results."""
+    import dagster as dg
+
+    assert f"DAGSTER_HOME={folder})" in out
+    instance = dg.DagsterInstance.from_config(str(folder))
+    [run] = instance.get_runs()
+    assert run.job_name == "salesintel_job" and run.status == dg.DagsterRunStatus.SUCCESS
+    for key in ("raw_deals", "fact_deals", "deal_risk_scores", "alerts"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(key))
+        assert event is not None and event.run_id == run.run_id, key
+    checks = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    assert len(checks) >= 20
 
 
 def test_run_reports_a_broken_export_and_fails(contract_env, home, tmp_path, capsys):

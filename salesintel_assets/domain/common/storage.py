@@ -18,4 +18,5 @@ DELIVERIES_DIR = "deliveries"             # the live delivery ledger and the del
 DELIVERY_LEDGER_FILE = "ledger.sqlite3"
 DELIVERY_LOCK_FILE = "delivery.lock"
 MLFLOW_DB_FILE = "mlflow.db"
+DAGSTER_HOME_DIR = "dagster_home"         # the embedded Dagster instance (runs, events, schedules)
 MLFLOW_ARTIFACTS_DIR = "mlartifacts"
