@@ -1,5 +1,7 @@
-"""Sensors: alert materialisation when the alert engine's inputs change,
-delivery when new alerts land, and a notice to the data team when a run fails.
+"""Sensors: the CRM-change path (pull, analyse, alert and deliver when the
+CRM source shows a change), alert materialisation when the alert engine's
+inputs change, delivery when new alerts land, and a notice to the data team
+when a run fails.
 
 Cursors hold the storage ids of the materialisations already acted on, and
 run keys name them, so a sensor never requests the same work twice.
@@ -13,7 +15,8 @@ from salesintel_assets.domain.alerts.delivery_plan import delivery_id_for
 from salesintel_assets.domain.alerts.delivery import send_now
 from salesintel_assets.domain.alerts.messages import render_run_failure
 from salesintel_assets.domain.alerts.routing import Router
-from salesintel_assets.jobs import alert_delivery_job, alerts_job
+from salesintel_assets.jobs import alert_delivery_job, alerts_job, crm_change_job
+from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, build_channels
 from salesintel_assets.resources.settings import SalesintelSettings
 
@@ -26,6 +29,21 @@ def latest_materialization(instance: dg.DagsterInstance, key: str) -> int | None
     """Storage id of the asset's latest materialisation (None if never)."""
     result = instance.fetch_materializations(dg.AssetKey(key), limit=1)
     return result.records[0].storage_id if result.records else None
+
+
+@dg.sensor(name="pull_on_crm_change", job=crm_change_job, minimum_interval_seconds=10,
+           default_status=dg.DefaultSensorStatus.RUNNING,
+           description="When the CRM source shows a change, pull it and carry it through to delivered alerts in "
+                       "one run (crm_change_job). Sources that cannot tell cheaply are pulled by the schedules.")
+def crm_change_sensor(context: dg.SensorEvaluationContext, crm: CRMSource):
+    marker = crm.change_marker()
+    if marker is None:
+        return dg.SkipReason(f"{crm.describe()} cannot tell a change without a pull: the schedules pull it")
+    if marker == context.cursor:
+        return dg.SkipReason("the CRM source has not changed since the last pull this sensor requested")
+    context.update_cursor(marker)
+    return dg.RunRequest(run_key=f"crm:{marker}", run_config=IMMEDIATE_ONLY,
+                         tags={"salesintel/trigger": "crm_change"})
 
 
 @dg.sensor(name="alerts_on_new_inputs", job=alerts_job, minimum_interval_seconds=60,
@@ -85,4 +103,4 @@ def run_failure_notice(context: dg.RunFailureSensorContext, settings: Salesintel
             context.log.info(f"run-failure notice to {contact.id} via {used}")
 
 
-sensors: list = [alerts_sensor, delivery_sensor, run_failure_notice]
+sensors: list = [crm_change_sensor, alerts_sensor, delivery_sensor, run_failure_notice]

@@ -79,6 +79,12 @@ class CRMSource(dg.ConfigurableResource):
         leaves the choice to the data's evidence."""
         return None, None
 
+    def change_marker(self) -> Optional[str]:
+        """A cheap fingerprint of the CRM's state that differs after a change
+        (the CRM-change sensor compares it with the last one it acted on);
+        None when the source cannot tell without a pull (the schedules pull it)."""
+        return None
+
 class WindowedCRMSource(CRMSource):
     """A CRM read through its API once per pull window: deals, stage
     history, activities and deletions come from the same view, cached per
@@ -164,6 +170,9 @@ class SampleCRM(CRMSource):
     def describe(self) -> str:
         return f"sample:n_deals={self.n_deals},seed={self.seed},clock={self._clock().isoformat()}"
 
+    def change_marker(self) -> Optional[str]:
+        return self.describe()  # the generated CRM changes only when its clock or deletions do
+
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
         deals = self._snapshot().deals
         deals = deals[~deals["deal_id"].isin(self.deleted_deal_ids)]
@@ -213,6 +222,19 @@ class CsvCRM(CRMSource):
 
     def describe(self) -> str:
         return f"csv:{Path(self.path).resolve()}"
+
+    def change_marker(self) -> Optional[str]:
+        """Size and modification time of the export (and of the org file):
+        a new or rewritten export changes them, reading it is not needed."""
+        marks = []
+        for path in filter(None, (self.path, self.org_path)):
+            try:
+                stat = Path(path).stat()
+            except OSError:
+                marks.append(f"{path}:missing")  # the run that follows says what is wrong
+                continue
+            marks.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
+        return "|".join(marks)
 
     def stated_formats(self) -> tuple[Optional[str], Optional[str]]:
         return _checked_formats(self.date_order, self.decimal_mark)

@@ -7,7 +7,9 @@ import dagster as dg
 
 from salesintel_assets.resources.notifier import OutboxNotifier, SlackNotifier
 from salesintel_assets.resources.warehouse import SalesintelHome
-from salesintel_assets.sensors import IMMEDIATE_ONLY, alerts_sensor, delivery_sensor, run_failure_notice, sensors
+from salesintel_assets.resources.crm import CsvCRM
+from salesintel_assets.sensors import (IMMEDIATE_ONLY, alerts_sensor, crm_change_sensor, delivery_sensor,
+                                       run_failure_notice, sensors)
 from salesintel_assets_tests.slack_standin import SlackStandIn
 from salesintel_assets_tests.support import sample_resources
 
@@ -24,8 +26,36 @@ def _tick(sensor, instance, cursor=None):
 
 
 def test_sensors_are_registered():
-    assert {s.name for s in sensors} == {"alerts_on_new_inputs", "deliver_new_alerts",
+    assert {s.name for s in sensors} == {"pull_on_crm_change", "alerts_on_new_inputs", "deliver_new_alerts",
                                          "notify_data_team_on_run_failure"}
+
+
+def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(tmp_path):
+    export = tmp_path / "deals.csv"
+    export.write_text("deal_id\nD1\n")
+    crm = CsvCRM(path=str(export))
+
+    def tick(cursor=None):
+        return crm_change_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources={"crm": crm}))
+
+    first = tick()
+    [request] = first.run_requests
+    assert request.run_config == IMMEDIATE_ONLY and request.tags["salesintel/trigger"] == "crm_change"
+    same = tick(first.cursor)
+    assert same.run_requests == [] and "has not changed" in same.skip_message
+    export.write_text("deal_id\nD1\nD2\n")
+    changed = tick(first.cursor)
+    [again] = changed.run_requests
+    assert again.run_key != request.run_key
+
+
+def test_crm_change_sensor_leaves_sources_that_cannot_tell_to_the_schedules():
+    class Opaque(CsvCRM):
+        def change_marker(self):
+            return None
+
+    result = crm_change_sensor.evaluate_tick(dg.build_sensor_context(resources={"crm": Opaque(path="unused.csv")}))
+    assert result.run_requests == [] and "the schedules pull it" in result.skip_message
 
 
 def test_alerts_sensor_fires_once_per_input_change():
