@@ -31,6 +31,13 @@ def latest_materialization(instance: dg.DagsterInstance, key: str) -> int | None
     return result.records[0].storage_id if result.records else None
 
 
+def _run_of(instance: dg.DagsterInstance, key: str) -> dg.DagsterRun | None:
+    """The run of the asset's latest materialisation (None if never or runless)."""
+    result = instance.fetch_materializations(dg.AssetKey(key), limit=1)
+    run_id = result.records[0].run_id if result.records else None
+    return instance.get_run_by_id(run_id) if run_id else None
+
+
 @dg.sensor(name="pull_on_crm_change", job=crm_change_job, minimum_interval_seconds=10,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="When the CRM source shows a change, pull it and carry it through to delivered alerts in "
@@ -74,6 +81,10 @@ def delivery_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason("alerts have not been materialised yet")
     if alerts_at <= int(context.cursor or -1):
         return dg.SkipReason("no new alerts since the last delivery request")
+    producer = _run_of(context.instance, "alerts")
+    if producer is not None and not producer.is_finished:
+        # e.g. crm_change_job or salesintel_job: they deliver these alerts themselves a step later
+        return dg.SkipReason(f"run {producer.run_id} that materialised these alerts is still running")
     context.update_cursor(str(alerts_at))
     delivered_at = latest_materialization(context.instance, "alert_deliveries")
     if delivered_at is not None and delivered_at > alerts_at:

@@ -1,0 +1,71 @@
+"""A real PostgreSQL on 127.0.0.1 (free port) for tests and benchmarks of
+the deployment's Dagster instance (``deploy/dagster.yaml``), started from the
+server binaries that the ``pgserver`` package ships (no root, no apt).
+
+pgserver initialises the data folder (as its own system user when run as
+root, since PostgreSQL refuses to run as root) and starts the server on a
+unix socket; it is then restarted listening on loopback TCP, as a real
+deployment's database server would be reached.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+USER = "postgres"
+DATABASE = "postgres"
+PASSWORD = "unused-trust-auth"  # the local server trusts loopback; a deployment sets a real one
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LoopbackPostgres:
+    """``with LoopbackPostgres(folder) as pg:`` then ``pg.environment()``
+    gives the ``DAGSTER_POSTGRES_*`` variables that ``deploy/dagster.yaml``
+    reads. ``stop()``/``start()`` restart the server on the same data."""
+
+    def __init__(self, folder: Path):
+        self.data = Path(folder) / "pgdata"
+        self.port = free_port()
+        self._user = None
+
+    def __enter__(self) -> "LoopbackPostgres":
+        import pgserver
+
+        self.data.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(self.data, cleanup_mode=None)
+        self._user = server.system_user
+        self._ctl(["-w", "-m", "fast", "stop"])
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _ctl(self, args: list[str]) -> None:
+        import subprocess
+
+        import pgserver
+
+        try:
+            pgserver.pg_ctl(args, pgdata=self.data, user=self._user, timeout=60)
+        except subprocess.CalledProcessError as failed:
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed for {self.data}: "
+                               f"{(failed.stderr or failed.output or '').strip()}") from None
+
+    def start(self) -> None:
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.data}"
+        self._ctl(["-w", "-o", options, "-l", str(self.data / "log"), "start"])
+
+    def stop(self) -> None:
+        self._ctl(["-w", "-m", "fast", "stop"])
+
+    def environment(self) -> dict[str, str]:
+        return {"DAGSTER_POSTGRES_HOST": "127.0.0.1", "DAGSTER_POSTGRES_PORT": str(self.port),
+                "DAGSTER_POSTGRES_USER": USER, "DAGSTER_POSTGRES_PASSWORD": PASSWORD,
+                "DAGSTER_POSTGRES_DB": DATABASE}
