@@ -80,3 +80,16 @@ def test_failed_checks_of_every_severity_are_shown_and_errors_fail_the_run():
     breaker = read_outcome(SimpleNamespace(all_events=[
         _check_event("pull_within_error_budget", False, "ERROR", "The pull from x.csv was not merged: ...")]))
     assert breaker.exit_code == 2 and breaker.blocked.startswith("The pull from x.csv")
+
+
+def test_ui_opens_dagster_on_the_instance_that_run_records_into(contract_env, home, monkeypatch, capsys):
+    import subprocess
+
+    started = {}
+    monkeypatch.setattr(subprocess, "call", lambda command, env: started.update(command=command, env=env) or 0)
+    assert main(["ui", "--home", str(home), "--port", "3111"]) == 0
+    assert started["command"][1:] == ["-m", "dagster", "dev", "-m", "salesintel_assets.definitions",
+                                      "--host", "127.0.0.1", "--port", "3111"]
+    assert started["env"]["DAGSTER_HOME"] == str(home / "dagster_home")
+    assert (home / "dagster_home" / "dagster.yaml").read_text().startswith("# The embedded Dagster instance")
+    assert "http://127.0.0.1:3111" in capsys.readouterr().out
