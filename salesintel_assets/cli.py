@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from salesintel_assets.domain.ingestion.values import parse_analysis_date
     from salesintel_assets.resources.factory import ConfigurationError, environment_resources
     from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
+    from salesintel_assets.main_run import carried_warnings, execute, pull_skipped
     from salesintel_assets.run_outcome import EXIT_BLOCKED, read_outcome
     from salesintel_assets.summary import run_summary
 
@@ -55,19 +56,28 @@ def run(args: argparse.Namespace) -> int:
     # Dagster's own log (tracebacks, one "not executing" line per skipped step) only in verbose mode.
     log_level = "INFO" if args.verbose else "CRITICAL"
     print(f"salesintel: running {args.job} into {home} ...", flush=True)
-    result = defs.resolve_job_def(args.job).execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    warehouse = Warehouse(home=SalesintelHome(path=home))
+    result = execute(defs, args.job, instance, {"loggers": {"console": {"config": {"log_level": log_level}}}},
+                     warehouse, warnings=_failed_warnings)
     outcome = read_outcome(result)
+    if pull_skipped(result[0]):
+        print("salesintel: nothing new since the last complete run; analytics kept, alerts delivered", flush=True)
+        outcome.failed_checks += carried_warnings(warehouse)
     if outcome.blocked:
         print(f"salesintel: {outcome.blocked}", file=sys.stderr)
         return outcome.exit_code
-    print(run_summary(Warehouse(home=SalesintelHome(path=home)), outcome.failed_checks,
-                      instance_home=instance_folder(home)))
+    print(run_summary(warehouse, outcome.failed_checks, instance_home=instance_folder(home)))
     for line in outcome.lines():
         print(line, file=sys.stderr)
     return outcome.exit_code
+
+
+def _failed_warnings(results) -> list | None:
+    """The failed warning checks of a run, or None when an error check failed."""
+    from salesintel_assets.run_outcome import read_outcome
+
+    failed = read_outcome(results).failed_checks
+    return None if any(severity == "error" for _, severity, _ in failed) else [list(c) for c in failed]
 
 
 def feedback(args: argparse.Namespace) -> int:

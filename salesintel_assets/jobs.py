@@ -33,6 +33,9 @@ alerts_job = _job("alerts_job", dg.AssetSelection.assets("alert_feedback", "aler
                   "into alerts (dedup, throttle, routing).")
 alert_delivery_job = _job("alert_delivery_job", dg.AssetSelection.assets("alert_deliveries", "serving_snapshot"),
                           "Deliver due alerts, notices and digests exactly once (Slack, email backup, outbox).")
+# After a main run whose pull brought nothing new but whose feedback moved a severity floor.
+alert_refresh_job = _job("alert_refresh_job", dg.AssetSelection.assets("alerts", "alert_deliveries", "serving_snapshot"),
+                         "Derive the alerts again from the stored anomalies (new severity floors), deliver, publish.")
 
 # The event-driven path: a CRM change pulled, checked, analysed, alerted and delivered in one run,
 # so the change reaches Slack without waiting for three sensor hops and three process starts.
@@ -43,4 +46,4 @@ crm_change_job = _job("crm_change_job",
                       "their immediate delivery.")
 
 jobs = [salesintel_job, ingestion_job, metrics_job, drivers_job, models_job, anomalies_job, alerts_job,
-        alert_delivery_job, crm_change_job]
+        alert_delivery_job, alert_refresh_job, crm_change_job]

@@ -59,9 +59,11 @@ def _failure_sentence(data, user) -> str:
     return lines[-1].split(": ", 1)[-1] if lines else "failed"
 
 
-def read_outcome(result: dg.ExecuteInProcessResult) -> RunOutcome:
+def read_outcome(result: dg.ExecuteInProcessResult | list[dg.ExecuteInProcessResult]) -> RunOutcome:
+    """The outcome of a run, or of a run and its follow-ups taken together."""
     outcome = RunOutcome()
-    for event in result.all_events:
+    results = result if isinstance(result, list) else [result]
+    for event in (event for one in results for event in one.all_events):
         data = event.event_specific_data
         if event.is_step_failure:
             user = getattr(data, "user_failure_data", None)

@@ -4,6 +4,7 @@ The pull writes its tables with SQL upserts instead of returning frames, so
 an incremental pull touches only the rows that changed."""
 
 import uuid
+from pathlib import Path
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -16,7 +17,7 @@ from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality, values
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
-from salesintel_assets.domain.common import leakage
+from salesintel_assets.domain.common import leakage, reruns
 from salesintel_assets.domain.warehouse.upserts import rules_fingerprint
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
@@ -27,6 +28,7 @@ from salesintel_assets.resources.warehouse import (TABLE_SCHEMA, SalesintelHome,
 from salesintel_assets.schemas import ingestion as schemas
 
 FRESHNESS = fail_after(hours=4)
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SCHEMA_CHECK = "raw_deals_schema_valid"
 BREAKER_CHECK = "pull_within_error_budget"
 # Metadata key of a failure caused by a blocked input; its value is the one sentence to show.
@@ -34,8 +36,10 @@ BLOCKED_INPUT = "blocked_input"
 
 
 def _spec(name: str, model, description: str) -> dg.AssetSpec:
+    # skippable: a pull that brings nothing new since the last complete run yields nothing, so Dagster
+    # skips every step downstream of it (see domain/common/reruns.py).
     return dg.AssetSpec(name, group_name=INGESTION, freshness_policy=FRESHNESS, kinds={"duckdb"},
-                        description=description, metadata=schema_metadata(model))
+                        description=description, metadata=schema_metadata(model), skippable=True)
 
 
 @dg.multi_asset(
@@ -63,12 +67,52 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
     with the whole input (file, columns, formats, settings) stops the pull
     before anything is written; a pull that trips the circuit breaker stays in
     the lake but is not merged, so the cursor stays put and the next run pulls
-    it again. The same input pulled again writes nothing."""
+    it again. The same input pulled again writes nothing; when it brings
+    nothing new since the last complete run (same analysis date, rules, org
+    and code too), no table is yielded and every step downstream is skipped."""
+    rules, as_of = settings.rules(), settings.analysis_date()
+    world = {"as_of": as_of, "rules": rules, "org": _org_or_none(crm), "code": reruns.code_fingerprint(PACKAGE_DIR)}
+    source_fingerprint = crm.snapshot_fingerprint()
+    with warehouse.connect() as con:
+        state = reruns.read_state(con)
+    if (source_fingerprint is not None and source_fingerprint == state.get(reruns.SOURCE)
+            and reruns.run_stamp(state.get(reruns.RAW_VERSION), **world) == state.get(reruns.COMPLETED)):
+        context.log.info("the source is unchanged since the last complete run: nothing pulled, downstream skipped")
+        yield from _unchanged_checks()
+        return
     try:
         gated = _gate_pull(crm, settings, warehouse)
     except BlockedInput as exc:
         raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
-    yield from _store_pull(context, crm, warehouse, home, gated, settings.rules())
+    stored = _store_pull(context, crm, warehouse, home, gated, rules)
+    raw_version = gated["pull_id"] if stored["new_data"] or not state.get(reruns.RAW_VERSION) else \
+        state[reruns.RAW_VERSION]
+    stamp = reruns.run_stamp(raw_version, **world)
+    with warehouse.connect() as con:
+        accepted = {reruns.SOURCE: source_fingerprint or ""} if not gated["tripped"] else {}
+        reruns.write_state(con, **{reruns.RAW_VERSION: raw_version, reruns.PENDING: stamp,
+                                   reruns.PENDING_RUN: context.run_id, **accepted})
+    if not gated["tripped"] and stamp == state.get(reruns.COMPLETED):
+        context.log.info("nothing new since the last complete run (data, analysis date, rules, org, code): "
+                         "downstream skipped")
+        yield from _unchanged_checks()
+        return
+    yield from _pull_results(warehouse, gated, stored, rules, stamp)
+
+
+def _unchanged_checks():
+    """Check outputs cannot be skipped: a pull that brought nothing new passes
+    both (a tripped or incomplete pull is never skipped)."""
+    for name, asset in ((SCHEMA_CHECK, "raw_deals"), (BREAKER_CHECK, "data_quality_report")):
+        yield dg.AssetCheckResult(check_name=name, asset_key=asset, passed=True, metadata={"nothing_new": True})
+
+
+def _org_or_none(crm: CRMSource) -> pd.DataFrame | None:
+    """The org for the re-run stamp; an unreadable org file is raw_sales_reps' failure to report."""
+    try:
+        return crm.fetch_org()
+    except BlockedInput:
+        return None
 
 
 def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehouse) -> dict:
@@ -121,7 +165,8 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
 
 
 def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Warehouse, home: SalesintelHome,
-                gated: dict, rules):
+                gated: dict, rules) -> dict:
+    """Write the pull (lake, raw tables, report); say whether it changed any stored row."""
     pull, changes, result, tripped = gated["pull"], gated["changes"], gated["result"], gated["tripped"]
     pull_id, pulled_at, source, since = gated["pull_id"], gated["pulled_at"], gated["source"], gated["since"]
     lake_folder = home.subdir(RAW_DEALS_LAKE)
@@ -139,16 +184,21 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
     report = quality.report_rows(result, rules, detail="; ".join(gated["source_missing"]) or gated["breaker"]).assign(
         pull_id=pull_id, pulled_at=pulled_at, source=source, accepted=not tripped)
     raw_columns = list(ingestion.RAW_COLUMNS) + ["_pull_id", "_pulled_at", "_source", "_row_hash"]
+    history, activities = crm.fetch_stage_history(since), crm.fetch_activities(since)
     with warehouse.connect() as con:
         with transaction(con):
+            new_data = False
             if not tripped:
                 unreadable = result.quarantined.loc[
                     result.quarantined["rule"].isin(["malformed_row", "unparseable_value"]), "_row_hash"]
                 storable = changes[(changes["deal_id"] != "") & ~changes["_row_hash"].isin(unreadable)]
                 latest, _ = ingestion.keep_latest(storable)
+                unseen = ingestion.unseen_quarantine(con, result.quarantined)
+                new_data = bool(len(latest) or len(unseen)) or reruns.rows_change(
+                    con, "raw_deal_deletions", deletions, "deal_id", ["deal_id", "deleted_at"])
                 upsert_frame(con, "raw_deals", latest[raw_columns].reset_index(drop=True), "deal_id")
                 upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
-                append_frame(con, "quarantined_deals", ingestion.unseen_quarantine(con, result.quarantined))
+                append_frame(con, "quarantined_deals", unseen)
             else:
                 for table, frame in (("raw_deals", pull[raw_columns]), ("raw_deal_deletions", deletions)):
                     if not table_exists(con, table):
@@ -158,23 +208,33 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
             if not repeated:
                 report = pd.concat([report, _leakage_rows(con, report)], ignore_index=True)
                 append_frame(con, "data_quality_report", report)
-            upsert_frame(con, "raw_stage_history", crm.fetch_stage_history(since), "deal_id")
-            upsert_frame(con, "raw_activities", crm.fetch_activities(since), "activity_id")
-        context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
-                         f"{len(result.quarantined)} quarantined, accepted={not tripped}"
-                         + (" (same input as the previous pull: nothing new written)" if repeated else ""))
+            new_data = (new_data or reruns.rows_change(con, "raw_stage_history", history, "deal_id")
+                        or reruns.rows_change(con, "raw_activities", activities, "activity_id"))
+            upsert_frame(con, "raw_stage_history", history, "deal_id")
+            upsert_frame(con, "raw_activities", activities, "activity_id")
+    context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
+                     f"{len(result.quarantined)} quarantined, accepted={not tripped}"
+                     + (" (same input as the previous pull: nothing new written)" if repeated else ""))
+    return {"new_data": new_data, "report": report, "repeated": repeated}
 
-        yield dg.MaterializeResult(asset_key="raw_deals", metadata=table_metadata(
+
+def _pull_results(warehouse: Warehouse, gated: dict, stored: dict, rules, stamp: str):
+    """The pull's tables and checks, each table with the run stamp as its data version."""
+    pull, changes, result, tripped = gated["pull"], gated["changes"], gated["result"], gated["tripped"]
+    since, source, deletions, report = gated["since"], gated["source"], gated["deletions"], stored["report"]
+    repeated, version = stored["repeated"], dg.DataVersion(stamp)
+    with warehouse.connect() as con:
+        yield dg.MaterializeResult(asset_key="raw_deals", data_version=version, metadata=table_metadata(
             con, "raw_deals", pulled_rows=len(pull), changed_rows=len(changes), cursor=str(since), source=source,
             accepted=not tripped, repeated_input=repeated))
-        yield dg.MaterializeResult(asset_key="quarantined_deals", metadata=table_metadata(
+        yield dg.MaterializeResult(asset_key="quarantined_deals", data_version=version, metadata=table_metadata(
             con, "quarantined_deals", new_rows=0 if tripped else len(result.quarantined)))
-        yield dg.MaterializeResult(asset_key="data_quality_report", metadata={**frame_metadata(
+        yield dg.MaterializeResult(asset_key="data_quality_report", data_version=version, metadata={**frame_metadata(
             report[["rule", "action", "rows", "share", "batch_rows", "breaker_tripped", "detail"]],
             bad_share=round(result.bad_share, 4)), **stored_row_count(con, "data_quality_report")})
-        yield dg.MaterializeResult(asset_key="raw_stage_history", metadata=table_metadata(con, "raw_stage_history"))
-        yield dg.MaterializeResult(asset_key="raw_activities", metadata=table_metadata(con, "raw_activities"))
-        yield dg.MaterializeResult(asset_key="raw_deal_deletions", metadata=table_metadata(
+        for name in ("raw_stage_history", "raw_activities"):
+            yield dg.MaterializeResult(asset_key=name, data_version=version, metadata=table_metadata(con, name))
+        yield dg.MaterializeResult(asset_key="raw_deal_deletions", data_version=version, metadata=table_metadata(
             con, "raw_deal_deletions", reported_deletions=len(deletions)))
     source_missing = gated["source_missing"]
     yield dg.AssetCheckResult(

@@ -69,6 +69,12 @@ class CRMSource(dg.ConfigurableResource):
         failure. A file export's missing columns are found by the schema gate."""
         return []
 
+    def snapshot_fingerprint(self) -> Optional[str]:
+        """A digest that changes whenever the source's content may have
+        changed, read without pulling (a file's bytes); None when only a pull
+        can tell. Equal to the last complete run's, the pull is not read."""
+        return None
+
     def default_as_of(self) -> Optional[date]:
         """The source's own analysis date, offered to the settings when
         SALESINTEL_AS_OF is not set (None: the settings use today)."""
@@ -207,6 +213,12 @@ class SampleCRM(CRMSource):
     def default_as_of(self) -> date:
         return self._clock()
 
+    def snapshot_fingerprint(self) -> Optional[str]:
+        from salesintel_assets.domain.common.reruns import digest
+
+        # Deterministic by its settings: the same settings are the same CRM content.
+        return digest(self.__class__.__name__, sorted(self.model_dump().items()), self._clock())
+
 
 class CsvCRM(CRMSource):
     """A CRM export file in the contract's CSV format. A file cannot say what
@@ -243,6 +255,15 @@ class CsvCRM(CRMSource):
         frame = read_export(self.path).frame
         for start in range(0, max(len(frame), 1), self.page_size):
             yield frame.iloc[start : start + self.page_size]
+
+    def snapshot_fingerprint(self) -> Optional[str]:
+        from salesintel_assets.domain.common.reruns import digest, file_digest
+
+        try:
+            return digest(self.describe(), file_digest(self.path), self.org_path, file_digest(self.org_path),
+                          self.date_order, self.decimal_mark)
+        except OSError:  # a missing or unreadable file: the pull says so in one sentence
+            return None
 
     def fetch_org(self) -> Optional[pd.DataFrame]:
         if not self.org_path:
