@@ -88,11 +88,14 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
     raw_version = gated["pull_id"] if stored["new_data"] or not state.get(reruns.RAW_VERSION) else \
         state[reruns.RAW_VERSION]
     stamp = reruns.run_stamp(raw_version, **world)
+    nothing_new = not gated["tripped"] and stamp == state.get(reruns.COMPLETED)
     with warehouse.connect() as con:
         accepted = {reruns.SOURCE: source_fingerprint or ""} if not gated["tripped"] else {}
+        # Handing the tables on means downstream tables change: no complete run describes them any more.
+        handed_on = {} if nothing_new else {reruns.COMPLETED: ""}
         reruns.write_state(con, **{reruns.RAW_VERSION: raw_version, reruns.PENDING: stamp,
-                                   reruns.PENDING_RUN: context.run_id, **accepted})
-    if not gated["tripped"] and stamp == state.get(reruns.COMPLETED):
+                                   reruns.PENDING_RUN: context.run_id, **accepted, **handed_on})
+    if nothing_new:
         context.log.info("nothing new since the last complete run (data, analysis date, rules, org, code): "
                          "downstream skipped")
         yield from _unchanged_checks()
