@@ -4,7 +4,6 @@ The pull writes its tables with SQL upserts instead of returning frames, so
 an incremental pull touches only the rows that changed."""
 
 import uuid
-from pathlib import Path
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -28,7 +27,6 @@ from salesintel_assets.resources.warehouse import (TABLE_SCHEMA, SalesintelHome,
 from salesintel_assets.schemas import ingestion as schemas
 
 FRESHNESS = fail_after(hours=4)
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
 SCHEMA_CHECK = "raw_deals_schema_valid"
 BREAKER_CHECK = "pull_within_error_budget"
 # Metadata key of a failure caused by a blocked input; its value is the one sentence to show.
@@ -71,12 +69,13 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
     nothing new since the last complete run (same analysis date, rules, org
     and code too), no table is yielded and every step downstream is skipped."""
     rules, as_of = settings.rules(), settings.analysis_date()
-    world = {"as_of": as_of, "rules": rules, "org": _org_or_none(crm), "code": reruns.code_fingerprint(PACKAGE_DIR)}
+    world = {"as_of": as_of, "rules": rules, "code": reruns.code_fingerprint()}
     source_fingerprint = crm.snapshot_fingerprint()
     with warehouse.connect() as con:
         state = reruns.read_state(con)
     if (source_fingerprint is not None and source_fingerprint == state.get(reruns.SOURCE)
-            and reruns.run_stamp(state.get(reruns.RAW_VERSION), **world) == state.get(reruns.COMPLETED)):
+            and reruns.run_stamp(state.get(reruns.RAW_VERSION), org=_org_or_none(crm), **world)
+            == state.get(reruns.COMPLETED)):
         context.log.info("the source is unchanged since the last complete run: nothing pulled, downstream skipped")
         yield from _unchanged_checks()
         return
@@ -87,7 +86,8 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
     stored = _store_pull(context, crm, warehouse, home, gated, rules)
     raw_version = gated["pull_id"] if stored["new_data"] or not state.get(reruns.RAW_VERSION) else \
         state[reruns.RAW_VERSION]
-    stamp = reruns.run_stamp(raw_version, **world)
+    # The org is read after the deals, so a CRM that refuses the pull is reported by the pull.
+    stamp = reruns.run_stamp(raw_version, org=_org_or_none(crm), **world)
     nothing_new = not gated["tripped"] and stamp == state.get(reruns.COMPLETED)
     with warehouse.connect() as con:
         accepted = {reruns.SOURCE: source_fingerprint or ""} if not gated["tripped"] else {}

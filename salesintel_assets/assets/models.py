@@ -17,7 +17,8 @@ from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
-from salesintel_assets.domain.common import leakage
+from salesintel_assets.domain.common import leakage, reruns
+from salesintel_assets.domain.models import reuse
 from salesintel_assets.domain.models import reporting
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.crm import CRMSource
@@ -155,9 +156,16 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     MLflow and register it in ``deal_risk``: it becomes the ``champion`` only
     if it beats the current champion on the same validation rows, otherwise
     the ``challenger``. One row per training run."""
-    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     previous = warehouse.read_table("deal_risk_model")
     champion = mlflow.version_by_alias(CHAMPION)
+    kept = _kept_champion(warehouse, settings, mlflow, champion)
+    if kept and previous is not None and previous["version"].eq(champion.version).any():
+        context.log.info(f"deal_risk v{champion.version} {kept}")
+        row = previous[previous["version"].eq(champion.version)].iloc[-1].to_dict() | {"status": "kept"}
+        table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
+        return dg.Output(table, metadata=_newest_first(table, status="kept", decision=kept,
+                                                       version=int(champion.version)))
+    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,
             "champion_version": champion.version if champion else None, "version": None, "run_id": None}
     try:
@@ -192,6 +200,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                 "decision": decision.reason, "feature_description": prepared.spec.describe(),
                 "target": rm.target_name(rules), "model_verdict": verdict.label, "verdict_reason": verdict.reason,
                 "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or "none"}
+            | reuse.training_tags(rules, reruns.code_fingerprint(), pd.Timestamp.now(tz="UTC").tz_localize(None))
             | ({"no_better_than_deal_age": "true"} if verdict.reason.startswith("no better than deal age") else {}),
             trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}",
             datasets={"training": split.fit, "validation": split.validate})
@@ -217,6 +226,22 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     }
     table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
     return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow))
+
+
+def _kept_champion(warehouse: Warehouse, settings: SalesintelSettings, mlflow: MLflowTracking,
+                   champion) -> str | None:
+    """Why the champion is kept instead of training (a same-day re-run with few changes), or None."""
+    if champion is None or reuse.TRAINED_AT not in champion.tags:
+        return None
+    since = pd.Timestamp(champion.tags[reuse.TRAINED_AT])
+    changed, total = warehouse.query(
+        "SELECT (SELECT count(*) FROM raw_deals WHERE _pulled_at > ?) + (SELECT count(*) FROM raw_deal_deletions "
+        "WHERE _pulled_at > ?), (SELECT count(*) FROM raw_deals)", [since, since]).iloc[0].tolist()
+    drift_rows = warehouse.read_table("deal_risk_drift", ["model_version", "degraded"])
+    degraded = drift_rows is not None and bool(
+        drift_rows.loc[drift_rows["model_version"].eq(champion.version), "degraded"].fillna(False).astype(bool).any())
+    return reuse.reuse_reason(champion.tags, settings.analysis_date(), settings.rules().risk,
+                              reruns.code_fingerprint(), int(changed), int(total), degraded)
 
 
 def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> rm.Challenge:
@@ -326,11 +351,17 @@ def _bias_note(level: forecast.LevelCorrection, model_total: float, corrected_to
 
 # --- Backtest and forecast ----------------------------------------------------------------
 @_asset(schemas.ForecastBacktest, kinds=("duckdb", "scikitlearn"), deps=INPUTS + ["deal_risk_model"])
-def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource,
+                      mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
     """The 90-day forecast replayed at past analysis dates (a model retrained
     on what was known then) for every deal open then -- those that never
     closed included -- against what they did in the next 90 days: win-rate
-    error in points (design target +/- 5) and whether the 80 % intervals held."""
+    error in points (design target +/- 5) and whether the 80 % intervals held.
+    Kept as it is when the champion is kept (a same-day re-run with few changes)."""
+    kept = _kept_champion(warehouse, settings, mlflow, mlflow.version_by_alias(CHAMPION))
+    stored = warehouse.read_table("forecast_backtest") if kept else None
+    if stored is not None and len(stored):
+        return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     models = warehouse.read_table("deal_risk_model")
     candidate = rules.candidates[0]

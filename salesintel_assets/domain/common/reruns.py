@@ -33,13 +33,14 @@ COMPLETED_WARNINGS = "completed_failed_warnings"
 SERVING = "serving_stamp"
 SOURCE = "source_fingerprint"
 CODE_SUFFIXES = (".py", ".yaml", ".yml", ".sql", ".json")
+PACKAGE_DIR = Path(__file__).resolve().parents[2]   # salesintel_assets
 
 
 def digest(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
-def code_fingerprint(package_dir: Path) -> str:
+def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
     """Changes when any source or packaged rules file of the package changes."""
     h = hashlib.sha256()
     for path in sorted(p for p in Path(package_dir).rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()

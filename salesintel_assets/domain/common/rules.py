@@ -291,6 +291,7 @@ class RiskRules(Section):
     implausible_auc: float = Field(gt=0.9, le=1)
     snapshot_every_days: int = Field(ge=1, le=90)
     max_training_rows: int = Field(ge=1000)
+    retrain_changed_share: float = Field(default=0.05, ge=0, le=1)
     calibration_share: float = Field(gt=0.05, lt=0.4)
     validation_share: float = Field(gt=0.05, lt=0.4)
     min_history_coverage: float = Field(gt=0, le=1)
