@@ -6,9 +6,21 @@ backend, no global state)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(**kwargs) -> Figure:
+    """A new figure; matplotlib is imported on first use (about a second
+    of start-up that a run which draws nothing should not pay)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 HURT, HELP, NEUTRAL = "#c0392b", "#27ae60", "#b0b7bf"
 
@@ -16,7 +28,7 @@ HURT, HELP, NEUTRAL = "#c0392b", "#27ae60", "#b0b7bf"
 def win_rate_by_month(monthly: pd.DataFrame) -> Figure:
     """The company's monthly win rate with Wilson 95 % intervals; faint
     points are months with too few deals to read."""
-    fig = Figure(figsize=(8, 3.2))
+    fig = _figure(figsize=(8, 3.2))
     ax = fig.add_subplot()
     if monthly.empty:
         ax.text(0.5, 0.5, "no closed deals yet", ha="center", va="center", transform=ax.transAxes)
@@ -42,7 +54,7 @@ def driver_bars(scores: pd.DataFrame, top: int = 15) -> Figure:
     impact; coloured only when the difference is significant."""
     rows = scores[scores["material"]].copy()
     rows = rows.reindex(rows["spi"].abs().sort_values(ascending=False).index).head(top).iloc[::-1]
-    fig = Figure(figsize=(7, 0.32 * max(len(rows), 3) + 1.2))
+    fig = _figure(figsize=(7, 0.32 * max(len(rows), 3) + 1.2))
     ax = fig.add_subplot()
     if rows.empty:
         ax.text(0.5, 0.5, "no material segment", ha="center", va="center", transform=ax.transAxes)
@@ -62,7 +74,7 @@ def driver_bars(scores: pd.DataFrame, top: int = 15) -> Figure:
 def attribution_waterfall(attribution: pd.DataFrame, dimension: str | None = None) -> Figure:
     """From period a's win rate to period b's, one step per segment of the
     dimension whose segments explain the change most unevenly."""
-    fig = Figure(figsize=(7, 3.4))
+    fig = _figure(figsize=(7, 3.4))
     ax = fig.add_subplot()
     if attribution.empty:
         ax.text(0.5, 0.5, "nothing to attribute", ha="center", va="center", transform=ax.transAxes)
@@ -91,7 +103,7 @@ def attribution_waterfall(attribution: pd.DataFrame, dimension: str | None = Non
 def importance_bars(importance: pd.DataFrame, auc: float | None) -> Figure:
     """Permutation importance of each factor with its spread."""
     rows = importance[importance["kind"] == "main"].iloc[::-1]
-    fig = Figure(figsize=(6, 0.35 * max(len(rows), 3) + 1.2))
+    fig = _figure(figsize=(6, 0.35 * max(len(rows), 3) + 1.2))
     ax = fig.add_subplot()
     if rows.empty:
         ax.text(0.5, 0.5, "no model: not enough data", ha="center", va="center", transform=ax.transAxes)
