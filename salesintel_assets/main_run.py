@@ -44,18 +44,21 @@ def pull_skipped(result: dg.ExecuteInProcessResult) -> bool:
 
 
 def execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, run_config: dict | None = None,
-            warehouse: Warehouse | None = None, warnings=None) -> list[dg.ExecuteInProcessResult]:
+            warehouse: Warehouse | None = None, warnings=None,
+            partition_key: str | None = None) -> list[dg.ExecuteInProcessResult]:
     """Run ``job``; after a main run whose pull brought nothing new, the
     delivery (and alert refresh) it owes. A main run without failed steps
     marks its stamp complete; ``warnings(results)`` lists its failed warning
-    checks (JSON-able), or None when an error check failed (never complete)."""
+    checks (JSON-able), or None when an error check failed (never complete).
+    ``partition_key`` (one tenant) is passed to the run and its follow-up;
+    the stamps live in that tenant's warehouse."""
     main = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config)
+        instance=instance, raise_on_error=False, run_config=run_config, partition_key=partition_key)
     results = [main]
     if job == MAIN_JOB and pull_skipped(main):
         follow_up = "alert_refresh_job" if _new_threshold_changes(main) else "alert_delivery_job"
         results.append(defs.resolve_job_def(follow_up).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config))
+            instance=instance, raise_on_error=False, run_config=run_config, partition_key=partition_key))
     elif job == MAIN_JOB and warehouse is not None and main.success:
         failed_warnings = warnings(results) if warnings else []
         if failed_warnings is not None:
