@@ -161,9 +161,10 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     kept = _kept_champion(warehouse, settings, mlflow, champion)
     if kept and previous is not None and previous["version"].eq(champion.version).any():
         context.log.info(f"deal_risk v{champion.version} {kept}")
-        row = previous[previous["version"].eq(champion.version)].iloc[-1].to_dict() | {"status": "kept"}
+        status = kept.split(":")[0]
+        row = previous[previous["version"].eq(champion.version)].iloc[-1].to_dict() | {"status": status}
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
-        return dg.Output(table, metadata=_newest_first(table, status="kept", decision=kept,
+        return dg.Output(table, metadata=_newest_first(table, status=status, decision=kept,
                                                        version=int(champion.version)))
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,

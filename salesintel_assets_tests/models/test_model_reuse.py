@@ -17,6 +17,7 @@ def test_the_champion_is_kept_only_on_the_same_day_with_few_changes_and_same_rul
     rules = load_rules().risk
     tags = _tags(rules)
     assert reuse.reuse_reason(tags, AS_OF, rules, "c1", changed=100, total=10_000, degraded=False).startswith("kept")
+    assert reuse.reuse_reason(tags, AS_OF, rules, "c1", changed=0, total=10_000, degraded=False).startswith("unchanged")
     share = rules.retrain_changed_share
     assert reuse.reuse_reason(tags, AS_OF, rules, "c1", int(share * 10_000) + 1, 10_000, False) is None
     assert reuse.reuse_reason(tags, AS_OF + pd.Timedelta(days=1), rules, "c1", 0, 10_000, False) is None

@@ -31,12 +31,15 @@ def training_tags(rules: RiskRules, code: str, trained_at: pd.Timestamp) -> dict
 
 def reuse_reason(tags: dict, as_of: pd.Timestamp, rules: RiskRules, code: str, changed: int, total: int,
                  degraded: bool) -> str | None:
-    """Why the champion with these tags may be kept, or None (train)."""
+    """Why the champion with these tags may be kept ("unchanged: ..." when no
+    deal changed, "kept: ..." when few did), or None (train)."""
     if tags.get("as_of") != str(pd.Timestamp(as_of).date()) or TRAINED_AT not in tags:
         return None
     if tags.get(RULES_DIGEST) != risk_rules_digest(rules) or tags.get(CODE) != code or degraded or not total:
         return None
     if changed > rules.retrain_changed_share * total:
         return None
+    if not changed:
+        return "unchanged: no deal changed since it was trained on this analysis date"
     return (f"kept: {changed:,} of {total:,} deals changed since it was trained on this analysis date "
             f"(retrained above {rules.retrain_changed_share:.0%}, on a new day, new rules or code, or drift)")
