@@ -143,13 +143,25 @@ def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:
     return [line for finder in MUST_KNOW for line in finder(con, context)]
 
 
-# Within a priority: segment findings by money at stake, then stalled deals
-# stalest first (times past their limit), not biggest first.
+# The alerts' own priority order: priority, severity (stalled deals: staleness
+# gated by money), then money at stake (stalled: amount x the drop in win chance).
 _TOP_ALERTS = """
     SELECT priority, title FROM main.alerts
-    LEFT JOIN ({stalled}) s USING (anomaly_id)
     WHERE status <> 'resolved'
-    ORDER BY priority, stale IS NOT NULL, stale DESC, amount_at_stake DESC NULLS LAST LIMIT 5"""
+    ORDER BY priority, list_position(['critical', 'high', 'medium', 'low'], severity) NULLS LAST,
+             amount_at_stake DESC NULLS LAST, alert_id LIMIT 5"""
+
+
+def _alerts_line(con) -> str:
+    """Open alerts: how many are P1 (and of those, stalled-deal crises) and
+    how many wait in digests, so a flood of P1s is visible at a glance."""
+    total, p1, crises, stalled = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE priority = 'P1'), "
+        "count(*) FILTER (WHERE alert_type = 'deal_velocity_crisis'), "
+        "count(*) FILTER (WHERE alert_type = 'stalled_deal') FROM main.alerts WHERE status <> 'resolved'"
+    ).fetchall()[0]
+    return (f"{'alerts':<21}{total:,} open: {p1:,} P1 ({crises:,} stalled-deal crises), "
+            f"{total - p1:,} P2/P3 for digests ({stalled:,} stalled deals)")
 
 
 def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = None,
@@ -182,19 +194,18 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
         if quarantined is not None:
             lines.append(f"data quality         {quarantined:,} rows quarantined, {flagged or 0:,} flagged for review")
         for table, label in [("driver_scores", "significant drivers"), ("deal_risk_scores", "high-risk open deals"),
-                             ("anomalies", "anomalies"), ("alerts", "alerts")]:
+                             ("anomalies", "anomalies")]:
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
             n = _count(con, table, where)
             if n is not None:
                 lines.append(f"{label:<21}{n:,}")
+        if _count(con, "alerts") is not None:
+            lines.append(_alerts_line(con))
         if _count(con, "alert_deliveries") is not None:
             lines.append(_deliveries_line(con))
         if _count(con, "alerts"):
             lines += ["", "Top alerts:"]
-            stalled = ("SELECT anomaly_id, observed / greatest(expected, 1) AS stale FROM main.anomalies "
-                       "WHERE anomaly_type = 'stalled_deal' AND metric = 'stage_duration'"
-                       if _count(con, "anomalies") is not None else "SELECT NULL AS anomaly_id, NULL AS stale")
-            top = con.execute(_TOP_ALERTS.format(stalled=stalled)).fetchall()
+            top = con.execute(_TOP_ALERTS).fetchall()
             lines += [f"  [{priority}] {title}" for priority, title in top]
         lines += [
             "",

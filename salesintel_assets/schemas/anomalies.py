@@ -12,8 +12,8 @@ METRICS = ["win_rate", "sales_cycle_days", "open_deal_age_days", "deal_quality",
 class Anomalies(pa.DataFrameModel):
     """One row per anomaly: what changed, where, by how much, how sure, why,
     and the money at stake. Segment anomalies carry their test (p, BH q over
-    every test of the run); stalled deals carry the historical win rate of
-    deals that stalled as long."""
+    every test of the run); stalled deals carry the estimated win chance of
+    deals that lasted as long and of a deal fresh in the stage."""
 
     anomaly_id: Series[str] = pa.Field(unique=True, str_length={"min_value": 16, "max_value": 16},
                                        description="hash of type, metric, segment, window_days, window_end")
@@ -30,8 +30,8 @@ class Anomalies(pa.DataFrameModel):
     expected: Series[float] = pa.Field(description="The metric expected from the baseline.", nullable=True)
     effect: Series[float] = pa.Field(nullable=True, description="observed - expected")
     n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0,
-                                        description="recent deals tested (stalled: closed deals behind the "
-                                                    "historical win rate)")
+                                        description="recent deals tested (stalled: every deal that lasted as long, "
+                                                    "still-open ones included, behind historical_win_rate)")
     baseline_n: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=0, description="effective baseline deals")
     p_value: Series[float] = pa.Field(nullable=True, ge=0, le=1,
                                       description="Exact test p-value of the window against the baseline.")
@@ -45,10 +45,24 @@ class Anomalies(pa.DataFrameModel):
                                        description="Where the change concentrates (drill-down), when found.")
     deal_id: Series[str] = pa.Field(description="The stalled deal (stalled deals only).", nullable=True)
     sales_rep_id: Series[str] = pa.Field(description="The stalled deal's owner.", nullable=True)
-    amount_at_stake: Series[float] = pa.Field(ge=0, description="segment: open pipeline x rate change (win "
-                                                                "rate) or open pipeline; stalled: amount")
+    amount_at_stake: Series[float] = pa.Field(
+        ge=0, description="segment: open pipeline x rate change (win rate) or open pipeline; stalled: the money "
+                          "at stake = deal amount x the drop in win chance attributable to the stall "
+                          "(baseline_win_rate - the chance of deals that lasted as long, or past the limit "
+                          "at all when too few did); 0 when there is not enough data to estimate it")
     historical_win_rate: Series[float] = pa.Field(
-        nullable=True, ge=0, le=1, description="Win rate of past deals that stalled as long (stalled deals only).")
+        nullable=True, ge=0, le=1,
+        description="Stalled deals: estimated share of the deals that lasted as long (in the stage, or open) won "
+                    "within risk.win_horizon_days from then on (Aalen-Johansen cumulative incidence, still-open "
+                    "deals censored); null below anomalies.stalled.min_history_deals deals (n).")
+    historical_win_low: Series[float] = pa.Field(nullable=True, ge=0, le=1,
+                                                 description="95 % interval of historical_win_rate, low end.")
+    historical_win_high: Series[float] = pa.Field(nullable=True, ge=0, le=1,
+                                                  description="95 % interval of historical_win_rate, high end.")
+    baseline_win_rate: Series[float] = pa.Field(
+        nullable=True, ge=0, le=1,
+        description="Stalled deals: the same estimate for a deal fresh in that stage (age rule: a new deal), "
+                    "the reference of the drop in win chance.")
     as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
 
     class Config:

@@ -28,7 +28,7 @@ ANOMALY_COLUMNS = [
     "anomaly_id", "anomaly_type", "metric", "segment", "dimension", "direction", "window_start", "window_end",
     "window_days", "observed", "expected", "effect", "n", "baseline_n", "p_value", "q_value", "severity",
     "explanation", "root_cause", "deal_id", "sales_rep_id", "amount_at_stake", "historical_win_rate",
-    "as_of_date",
+    "historical_win_low", "historical_win_high", "baseline_win_rate", "as_of_date",
 ]
 CANDIDATE_COLUMNS = [
     "dedup_key", "alert_type", "alert_name", "priority", "cadence", "subject", "segment", "deal_id",
@@ -146,6 +146,15 @@ def quotable_risk(risk: pd.DataFrame | None) -> pd.DataFrame | None:
     return risk if len(risk) and (risk["model_verdict"] == "usable").all() else None
 
 
+def _verdict(risk: pd.DataFrame | None) -> str | None:
+    """'usable', 'weak' or None (no risk scores)."""
+    if risk is None or not len(risk):
+        return None
+    if "model_verdict" not in risk.columns:
+        return "usable"
+    return "usable" if (risk["model_verdict"] == "usable").all() else "weak"
+
+
 class Context:
     """Everything the alert text needs beyond the anomaly itself."""
 
@@ -157,6 +166,7 @@ class Context:
         deals = evidence.deals
         self.deals = deals.drop_duplicates("deal_id", keep="last").set_index("deal_id", drop=False) if len(deals) else None
         self.segments = evidence.segments.set_index("segment")
+        self.model_verdict = _verdict(risk)
         risk = quotable_risk(risk)
         usable = risk is not None and len(risk) and "deal_id" in risk.columns
         self.risk = risk.drop_duplicates("deal_id", keep="last").set_index("deal_id") if usable else None
@@ -191,17 +201,50 @@ def _stage_facts(deal: dict) -> tuple[str | None, float]:
     return (None if missing(stage) else str(stage)), (np.nan if missing(days) else float(days))
 
 
-def _stall_evidence(a: dict, stage: str | None, min_n: int) -> str:
-    """How deals that lasted as long ended: every such deal counts, those
-    still open as not won yet; below the minimum sample, "not enough data"."""
+def _stall_evidence(a: dict, stage: str | None, min_n: int, horizon: int) -> str:
+    """How deals that lasted as long ended: the estimated share won within
+    the horizon from then on (still-open deals censored, not counted as
+    lost), with the sample and its interval; below the minimum sample,
+    "not enough data"."""
     n = a.get("n")
     where = f"in {stage}" if stage else "open"
     if missing(a.get("historical_win_rate")) or missing(n) or int(n) < min_n:
         seen = "" if missing(n) else f" (only {int(n):,} deals lasted as long; {min_n} needed)"
         return f"Not enough data to say how deals stalled this long {where} end{seen}."
     n, rate = int(n), float(a["historical_win_rate"])
-    return (f"Of the {n:,} deals that stayed this long {where}, {pct(rate)} have been won "
-            f"({_interval(int(round(rate * n)), n)}; deals still open count as not won yet).")
+    interval = ("" if missing(a.get("historical_win_low")) else
+                f" (95 % CI {pct(a['historical_win_low'])}–{pct(a['historical_win_high'])})")
+    return (f"Of the {n:,} deals that stayed this long {where}, an estimated {pct(rate)} were won within "
+            f"{horizon} days from then on{interval}; deals still open count while observed, never as lost.")
+
+
+def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: str | None) -> tuple[float, str]:
+    """Money at stake of a stalled deal = its amount x the drop in win chance
+    attributable to the stall: a deal fresh in the stage (or a new deal)
+    against the deal now, which is the usable risk model's probability, or,
+    when the model is weak or absent, how deals that stale ended."""
+    base = a.get("baseline_win_rate")
+    fresh = f"a deal fresh in {stage}" if stage else "a new deal"
+    history_stake = 0.0 if missing(a.get("amount_at_stake")) else float(a["amount_at_stake"])
+    if not missing(base) and risk and not missing(risk.get("win_probability")) and not np.isnan(deal_amount):
+        now = float(risk["win_probability"])
+        drop = max(float(base) - now, 0.0)
+        return deal_amount * drop, (f"{money(deal_amount * drop)} ({money(deal_amount)} deal amount x the "
+                                    f"{drop * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
+                                    f"{pct(now)} per the risk model)")
+    said = {"weak": "the risk model is weak", None: "there are no risk model scores"}.get(
+        ctx.model_verdict, "the risk model has no score for this deal")
+    said += ", so priority comes from staleness and amount"
+    if missing(base) or (history_stake <= 0 and missing(a.get("historical_win_rate"))):
+        return 0.0, (f"not known ({money(deal_amount)} deal amount): not enough data for the drop in win chance; "
+                     f"{said}")
+    if not np.isnan(deal_amount) and deal_amount > 0:
+        now = float(base) - history_stake / deal_amount
+    else:
+        now = float(base) if missing(a.get("historical_win_rate")) else min(float(a["historical_win_rate"]), float(base))
+    return history_stake, (f"{money(history_stake)} ({money(deal_amount)} deal amount x the "
+                           f"{(float(base) - now) * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
+                           f"{pct(now)} for deals that lasted as long; {said})")
 
 
 def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
@@ -211,10 +254,8 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     rep_id = a.get("sales_rep_id") if not missing(a.get("sales_rep_id")) else deal.get("sales_rep_id")
     rep_name = ctx.router.rep_name(rep_id) or (str(rep_id) if not missing(rep_id) else "unassigned")
     stage, days = _stage_facts(deal)
-    amount = a.get("amount_at_stake")
-    if missing(amount) or float(amount) <= 0:
-        amount = deal.get("deal_amount", np.nan)
-    amount = np.nan if missing(amount) else float(amount)
+    amount = np.nan if missing(deal.get("deal_amount")) else float(deal["deal_amount"])
+    stake, money_text = _stall_money(a, amount, risk, ctx, stage)
     age = deal.get("age_days")
     stage_text = f"{stage} for {days:.0f} days" if stage and not np.isnan(days) else (stage or "unknown")
     if not stage:
@@ -241,7 +282,7 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
         facts.append(("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))}, "
                                 f"threshold {metric_value(metric, a.get('expected'))} ({a.get('severity')})"))
 
-    why = [_stall_evidence(a, stage, ctx.rules.anomalies.stalled.min_history_deals)]
+    why = [_stall_evidence(a, stage, ctx.rules.anomalies.stalled.min_history_deals, ctx.rules.risk.win_horizon_days)]
     if risk and not missing(risk.get("win_probability")):
         why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win "
                    f"({risk.get('risk_band', 'n/a')} risk).")
@@ -260,9 +301,8 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     elif deal and deal.get("activity_count", None) == 0:
         causes.append("No activity logged on this deal.")
 
-    return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": amount,
-            "money": f"{money(amount)} deal amount" + (f", {pct(risk['win_probability'])} win probability"
-                                                       if risk and not missing(risk.get('win_probability')) else ""),
+    return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": stake,
+            "money": money_text,
             "sales_rep_id": None if missing(rep_id) else str(rep_id), "rep_name": rep_name,
             "industry": deal.get("industry"), "placeholders": {"deal_id": deal_id, "rep_name": rep_name}}
 

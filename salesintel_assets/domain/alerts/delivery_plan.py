@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.alerts import messages
-from salesintel_assets.domain.alerts.lifecycle import OPEN, normalise_alerts
+from salesintel_assets.domain.alerts.lifecycle import OPEN, normalise_alerts, priority_order
 from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.rules import Rules
 
@@ -170,9 +170,7 @@ def _plan_digest(plan: _Planner, alerts: pd.DataFrame, ledger: pd.DataFrame, cad
     digested = ledger[ledger["message_kind"].eq("digest")]
     already = {(r, a) for r, ids in zip(digested["recipient_id"], digested["alert_ids"]) for a in str(ids).split(",")}
     per_recipient: dict[str, tuple] = {}
-    ordered = due.assign(_rank=due["priority"].map({"P1": 0, "P2": 1, "P3": 2})).sort_values(
-        ["_rank", "amount_at_stake", "alert_id"], ascending=[True, False, True], kind="stable")
-    for a in ordered.to_dict("records"):
+    for a in priority_order(due).to_dict("records"):
         for contact in router.resolve(list(cfg.types[a["alert_type"]].recipients), a["sales_rep_id"]):
             if (contact.id, a["alert_id"]) in already:
                 continue

@@ -20,6 +20,8 @@ from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.rules import Rules
 
 OPEN = ("open", "updated")
+PRIORITY_RANK = {"P1": 0, "P2": 1, "P3": 2}
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 ALERT_COLUMNS = [
     "alert_id", "dedup_key", "alert_type", "alert_name", "priority", "status", "subject", "segment", "deal_id",
     "sales_rep_id", "industry", "severity", "title", "body_text", "blocks_json", "content_json", "recipients",
@@ -114,6 +116,18 @@ def update_alerts(previous: pd.DataFrame | None, candidates: pd.DataFrame, route
     return table.sort_values(["first_seen", "alert_id"], kind="stable").reset_index(drop=True)
 
 
+def priority_order(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Most pressing first: priority, then severity (for stalled deals:
+    staleness gated by money), then money at stake (stalled deals: amount x
+    the drop in win chance, not the amount), so the throttle keeps the P1s
+    and a digest lists first what matters most."""
+    rank = alerts.assign(_p=alerts["priority"].map(PRIORITY_RANK).fillna(len(PRIORITY_RANK)),
+                         _s=alerts["severity"].map(SEVERITY_RANK).fillna(len(SEVERITY_RANK)),
+                         _m=pd.to_numeric(alerts["amount_at_stake"], errors="coerce").fillna(0.0))
+    ordered = rank.sort_values(["_p", "_s", "_m", "alert_id"], ascending=[True, True, False, True], kind="stable")
+    return ordered.drop(columns=["_p", "_s", "_m"])
+
+
 def decide_delivery(table: pd.DataFrame, new_ids: list[str], rules: Rules, as_of: pd.Timestamp) -> pd.DataFrame:
     """Rollout mode, then P1 immediately within the per-rep throttle, everything
     else (and what is over the cap) into the recipients' digest. The decision is
@@ -124,8 +138,7 @@ def decide_delivery(table: pd.DataFrame, new_ids: list[str], rules: Rules, as_of
     sent_p1 = table[~table["alert_id"].isin(new_ids) & table["priority"].eq("P1")
                     & table["delivery"].eq("immediate") & (table["first_seen"] >= window_start)]
     p1_count = sent_p1.groupby("sales_rep_id").size().to_dict()
-    new = table[table["alert_id"].isin(new_ids)].sort_values(
-        ["amount_at_stake", "alert_id"], ascending=[False, True], kind="stable")
+    new = priority_order(table[table["alert_id"].isin(new_ids)])
     for idx, row in new.iterrows():
         spec = cfg.types[row["alert_type"]]
         rep = row["sales_rep_id"]

@@ -21,8 +21,9 @@ Money at stake (``amount_at_stake``): win-rate changes: the segment's open
 pipeline amount x |rate change| (revenue that would close less, or more, if
 the new rate holds); slower cycles, older open deals and metric shifts: the
 segment's open pipeline amount; quality drops: the open amount of the
-window's new low-quality deals; stalled deals: the deal's amount (their
-priority also weighs it by the drop in win probability, see stalled_deals).
+window's new low-quality deals; stalled deals: the deal's amount x the drop
+in its win chance attributable to the stall (a deal fresh in its stage vs
+deals that lasted as long; 0 when there is not enough data, see stalled_deals).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ ANOMALY_COLUMNS = {
     "effect": "float64", "n": "Int64", "baseline_n": "Int64", "p_value": "float64", "q_value": "float64",
     "severity": "object", "explanation": "object", "root_cause": "object", "deal_id": "object",
     "sales_rep_id": "object", "amount_at_stake": "float64", "historical_win_rate": "float64",
+    "historical_win_low": "float64", "historical_win_high": "float64", "baseline_win_rate": "float64",
     "as_of_date": "datetime64[ns]",
 }
 # What the layer reads from the warehouse.
@@ -263,12 +265,14 @@ def _stalled_row(r: dict, as_of: pd.Timestamp, rules: Rules) -> dict:
         "observed": r["observed"], "expected": r["limit"], "effect": r["observed"] - r["limit"],
         "n": int(r["history_n"]) if r["history_n"] else None, "baseline_n": None,
         "p_value": np.nan, "q_value": np.nan, "severity": r["severity"],
-        "explanation": text.stalled_explanation(r, cfg.stage_percentile, cfg.age_percentile, cfg.min_history_deals),
+        "explanation": text.stalled_explanation(r, cfg.stage_percentile, cfg.age_percentile, cfg.min_history_deals,
+                                                rules.risk.win_horizon_days),
         "root_cause": ("Stage Momentum Index below the critical threshold" if by_smi else
                        f"{'days in ' + r['deal_stage'] if r['rule'] == 'stage' else 'age'} past "
                        f"{r['limit']:.0f} days") + (" (SMI also critical)" if r["smi_critical"] and not by_smi else ""),
-        "deal_id": r["deal_id"], "sales_rep_id": r["sales_rep_id"], "amount_at_stake": r["amount"],
-        "historical_win_rate": r["historical_win_rate"],
+        "deal_id": r["deal_id"], "sales_rep_id": r["sales_rep_id"], "amount_at_stake": r["stake"],
+        "historical_win_rate": r["history_win_rate"], "historical_win_low": r["history_win_low"],
+        "historical_win_high": r["history_win_high"], "baseline_win_rate": r["base_win_rate"],
     }
 
 
@@ -281,12 +285,13 @@ def _finish(table: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
                            zip(table["anomaly_type"], table["metric"], table["segment"], table["window_days"],
                                table["window_end"])]
     table["_rank"] = table["severity"].map(SEVERITY_ORDER)
-    # Stalled deals: stalest first (times past the limit), not biggest.
+    # Within a severity (for stalled deals: staleness, gated by money): money
+    # at stake (stalled: amount x the drop in win chance), then the stalest.
     table["_stale"] = np.where(table["anomaly_type"].eq("stalled_deal") & table["metric"].eq("stage_duration"),
                                table["observed"] / np.maximum(table["expected"].astype("float64"), 1.0), 0.0)
-    table = table.sort_values(["_rank", "_stale", "amount_at_stake", "anomaly_id"],
+    table = table.sort_values(["_rank", "amount_at_stake", "_stale", "anomaly_id"],
                               ascending=[True, False, False, True], kind="stable")
-    table = table[list(ANOMALY_COLUMNS)].reset_index(drop=True)
+    table = table.reindex(columns=list(ANOMALY_COLUMNS)).reset_index(drop=True)
     return table.astype(ANOMALY_COLUMNS)
 
 

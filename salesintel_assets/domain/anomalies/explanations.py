@@ -127,10 +127,17 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
     return f"{text}{evidence(q, tests)} {money_text}"
 
 
-def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int) -> str:
-    """What the stall is, how unusual among won deals, how such deals ended
-    (every deal that lasted as long counts; still-open ones as not won yet)
-    and the money at stake x the win-probability drop."""
+def _chance(row: dict, prefix: str, horizon: int) -> str:
+    """'31 % won within 180 days (95 % CI 22-41 %)'."""
+    return (f"{pct(row[prefix + '_win_rate'])} won within {horizon} days "
+            f"(95 % CI {pct(row[prefix + '_win_low'])}–{pct(row[prefix + '_win_high'])})")
+
+
+def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int, horizon: int = 180) -> str:
+    """What the stall is, how unusual among won deals, how deals that lasted
+    as long ended (survival estimate: still-open deals censored, with the
+    sample and an interval; "not enough data" below the minimum) and the
+    money at stake = amount x the drop in win chance."""
     amount = money(row["amount"])
     head = f"Deal {row['deal_id']} ({amount}, {row['sales_rep_id']}) "
     beyond = row.get("won_percentile")
@@ -140,33 +147,39 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int)
         text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days{beyond_text}; "
                 f"{pct(stage_pct)} of won deals left {row['deal_stage']} within {row['limit']:.0f} days. ")
         what = f"stayed in {row['deal_stage']} at least {row['days_in_stage']:.0f} days"
-        base_what = f"deals that reached {row['deal_stage']}"
+        fresh = f"a deal entering {row['deal_stage']}"
     elif row["rule"] == "age":
         text = (f"{head}has been open {row['age']:.0f} days{beyond_text}, now in {row['deal_stage']}; "
                 f"{pct(age_pct)} of won deals closed within {row['limit']:.0f} days. Without stage history "
                 "it is judged by its age. ")
         what = f"stayed open at least {row['age']:.0f} days"
-        base_what = "all deals"
+        fresh = "a new deal"
     else:
         return (f"{head}is in {row['deal_stage']} after {row['age']:.0f} days: its Stage Momentum Index is "
                 f"{row['smi']:.3f}, below the critical {row['limit']:.2f}, but its time is not beyond what won "
                 "deals took, so it is listed at low priority.")
     n, still_open = int(row["history_n"]), int(row["history_open"])
-    if np.isfinite(row["historical_win_rate"]):
-        text += (f"Of the {n:,} deals that {what} ({still_open:,} of them still open, counted as not won yet), "
-                 f"{pct(row['historical_win_rate'])} have been won")
-        if np.isfinite(row["base_win_rate"]):
-            text += f", against {pct(row['base_win_rate'])} of {base_what} counted the same way"
-        text += (f": about {money(row['stake'])} of expected revenue at stake "
-                 f"({amount} x a {100 * row['win_probability_drop']:.0f}-point lower chance).")
+    censored = "still-open deals counted while observed, never as lost"
+    if np.isfinite(row["history_win_rate"]):
+        text += (f"Of the {n:,} deals that {what} ({still_open:,} still open; {censored}), an estimated "
+                 f"{_chance(row, 'history', horizon)} from that point. ")
+        now = "this"
     else:
         text += (f"Not enough data to say how deals this stale end: only {n:,} deal{'s' if n != 1 else ''} "
                  f"{what}, fewer than the {min_n} needed. ")
         past_n = int(row.get("past_limit_n") or 0)
         if np.isfinite(row.get("past_limit_win_rate", np.nan)):
-            text += (f"Of the {past_n:,} deals past the {row['limit']:.0f}-day limit at all "
-                     f"({int(row['past_limit_open']):,} still open, counted as not won yet), "
-                     f"{pct(row['past_limit_win_rate'])} have been won. ")
-        text += (f"About {money(row['stake'])} of expected revenue at stake ({amount} x a "
-                 f"{100 * row['win_probability_drop']:.0f}-point lower chance).")
+            text += (f"Of the {past_n:,} deals that lasted at least {row['past_limit_days']:.0f} days (the longest "
+                     f"stay past the {row['limit']:.0f}-day limit with {min_n}+ deals; "
+                     f"{int(row['past_limit_open']):,} still open, {censored}), an estimated "
+                     f"{_chance(row, 'past_limit', horizon)} from that point. ")
+        now = "that"
+    if row.get("stake_known"):
+        text += (f"Against {pct(row['base_win_rate'])} for {fresh}, {now} is a "
+                 f"{100 * row['win_probability_drop']:.0f}-point drop: about {money(row['stake'])} of money at "
+                 f"stake ({amount} x the drop).")
+        if row["level"] >= 2 and not row.get("drop_confirmed"):
+            text += " The interval does not confirm the drop, so it is no crisis."
+    else:
+        text += "Money at stake not known (not enough data): ranked by staleness and amount."
     return text

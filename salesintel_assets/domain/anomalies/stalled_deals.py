@@ -9,16 +9,26 @@ stage history, stayed open) longer than almost every won deal did.
   deals whose stage has no duration evidence. SMI is an index, not evidence
   of how long won deals take: such deals are listed at low severity only.
 
-Priority is staleness first: how far the deal's time lies beyond won deals
-(its percentile among won deals' durations and how many times its limit it
-has run). Money decides only between equally stale deals and lowers the
-level of a deal whose money at stake x win-probability drop is small; the
-oldest, stalest deals rank first, not the biggest.
+Win chance (the evidence): among every deal that reached the deal's days
+(in its stage, or open) by the analysis date, the estimated share won within
+the risk model's horizon (``risk.win_horizon_days``) after that point:
+Aalen-Johansen cumulative incidence of winning, losing competing, deals
+still open censored (they count while observed, never as "not won"). With an
+interval and the sample size; below ``min_history_deals`` deals it is "not
+enough data" and the longest stay past the limit that enough deals reached
+speaks for it.
 
-Evidence ("deals stalled this long won X %") counts every deal that reached
-the deal's days by the analysis date: closed ones, and those still open
-(counted as not won yet, and said so). Below ``min_history_deals`` deals the
-answer is "not enough data".
+Money at stake = amount x the drop in win chance attributable to the stall:
+the chance of a deal fresh in that stage (age rule: a new deal) minus the
+chance at the deal's days. Unknown (0, said so) without enough data.
+
+Priority: staleness sets the level (how far beyond won deals' durations);
+money decides within a level and gates the extremes. A crisis (critical)
+needs critical staleness, a drop the interval confirms, and money at stake
+of at least ``crisis_stake_quantile`` of what open deals are expected to
+bring (amount x a new deal's win chance); at most ``max_crises`` per run
+(most money at stake first), the others are high. A stall whose money at
+stake is below ``small_stake_quantile`` of that is one level lower.
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ import pandas as pd
 
 from salesintel_assets.domain.anomalies.samples import DealDays, metric_values, to_timestamp
 from salesintel_assets.domain.common.rules import Rules
+from salesintel_assets.domain.common.stats import win_incidence
 
 LEVELS = np.array(["low", "medium", "high", "critical"], dtype=object)
+CHANCE_FIELDS = ("rate", "low", "high", "n", "still_open")
 
 
 @dataclass
@@ -42,47 +54,75 @@ class StalledResult:
     notes: list[str]
 
 
-class Reached:
-    """Deals by how long they lasted (whole days) up to the analysis date:
-    for each duration, how many deals, how many were won by then and how
-    many were still open (their duration is how long they have lasted so far)."""
+class StallHistory:
+    """Deals by how long they lasted (whole days in the stage, or open) up to
+    the analysis date, with the days from leaving the stage to the outcome
+    (or to the analysis date for deals still open), and how they ended:
+    counts of won, lost and still-open deals per (days, after) pair."""
 
-    def __init__(self, days, won, still_open, deals, min_n: int):
-        order = np.argsort(np.asarray(days, dtype="float64"), kind="stable")
-        self.days = np.asarray(days, dtype="float64")[order]
-        self.won = np.asarray(won, dtype="float64")[order]
-        tail = lambda x: np.cumsum(np.asarray(x, dtype="float64")[order][::-1])[::-1]
-        self.won_after, self.open_after, self.deals_after = tail(won), tail(still_open), tail(deals)
+    def __init__(self, days, after, won, lost, still_open, min_n: int, horizon: float):
+        self.days = np.asarray(days, dtype="float64")
+        self.after = np.asarray(after, dtype="float64")
+        self.won, self.lost, self.still_open = (np.asarray(x, dtype="float64") for x in (won, lost, still_open))
+        self.min_n, self.horizon = min_n, float(horizon)
+        order = np.argsort(self.days, kind="stable")
+        self._won_days, self._won_cum = self.days[order], np.cumsum(self.won[order])
         self.won_total = float(self.won.sum())
-        self.min_n = min_n
+        self._cache: dict[float, dict] = {}
 
     @classmethod
-    def from_values(cls, durations, won, still_open, min_n: int) -> "Reached":
-        days, inverse = np.unique(np.floor(durations), return_inverse=True)
-        count = lambda x: np.bincount(inverse, weights=np.asarray(x, dtype="float64"), minlength=len(days))
-        return cls(days, count(won), count(still_open), np.bincount(inverse, minlength=len(days)), min_n)
+    def from_deals(cls, days, won, lost, still_open, min_n: int, horizon: float) -> "StallHistory":
+        """One row per deal (the age rule: the outcome ends the time, so nothing comes after)."""
+        frame = pd.DataFrame({"days": np.floor(np.asarray(days, dtype="float64")), "won": won, "lost": lost,
+                              "open": still_open}).astype({"won": "int64", "lost": "int64", "open": "int64"})
+        g = frame.groupby("days", sort=True)[["won", "lost", "open"]].sum().reset_index()
+        return cls(g["days"], np.zeros(len(g)), g["won"], g["lost"], g["open"], min_n, horizon)
 
-    def at_least(self, days: float) -> tuple[float, int, int]:
-        """(share won so far, deals, of which still open) among the deals
-        that lasted at least ``days``; the share is NaN below ``min_n`` deals."""
-        first = int(np.searchsorted(self.days, np.floor(days), side="left"))
-        if first >= len(self.days):
-            return np.nan, 0, 0
-        n, still_open = int(self.deals_after[first]), int(self.open_after[first])
-        rate = self.won_after[first] / n if n >= self.min_n else np.nan
-        return float(rate), n, still_open
+    def chance(self, days: float) -> dict:
+        """Win chance within the horizon of the deals that lasted at least
+        ``days`` (from that point on), with its interval, the number of such
+        deals and how many are still open; the rate is NaN below ``min_n``."""
+        start = float(np.floor(days))
+        cached = self._cache.get(start)
+        if cached is not None:
+            return dict(cached)
+        reached = self.days >= start
+        # Whole days from that point on; an outcome after the horizon is "not
+        # within it": such deals stay at risk to the end, like open ones.
+        late = int(self.horizon) + 1
+        t = np.minimum(self.days[reached] - start + self.after[reached], late).astype(np.int64)
+        beyond = t >= late
+        won, lost, still_open = self.won[reached], self.lost[reached], self.still_open[reached]
+        count = lambda x: np.bincount(t, weights=x, minlength=late + 1)
+        found = win_incidence(np.arange(late + 1), count(np.where(beyond, 0, won)), count(np.where(beyond, 0, lost)),
+                              count(np.where(beyond, won + lost, 0) + still_open), self.horizon)
+        found["still_open"] = int(still_open.sum())
+        if found["n"] < self.min_n:
+            found.update(rate=np.nan, low=np.nan, high=np.nan)
+        self._cache[start] = found
+        return dict(found)
+
+    def longest_with_sample(self, days: float) -> float:
+        """The longest duration up to ``days`` that at least ``min_n`` deals
+        reached (NaN when none): the nearest evidence when too few deals
+        lasted as long as the deal itself."""
+        order = np.argsort(self.days, kind="stable")
+        counts = (self.won + self.lost + self.still_open)[order]
+        reached = np.cumsum(counts[::-1])[::-1]          # deals lasting at least days[order][i]
+        ok = (self.days[order] <= np.floor(days)) & (reached >= self.min_n)
+        return float(self.days[order][ok].max()) if ok.any() else np.nan
 
     def won_quantile(self, q: float) -> float:
         """Smallest duration with at least a share q of won deals at or below it."""
-        cum = np.cumsum(self.won)
-        return float(self.days[np.searchsorted(cum, q * cum[-1] - 1e-9)])
+        return float(self._won_days[np.searchsorted(self._won_cum, q * self._won_cum[-1] - 1e-9)])
 
     def won_share_within(self, days: np.ndarray) -> np.ndarray:
         """Share of won deals that took at most ``days`` (the deal's percentile among won deals)."""
+        days = np.atleast_1d(np.asarray(days, dtype="float64"))
         if self.won_total <= 0:
-            return np.full(len(np.atleast_1d(days)), np.nan)
-        cum = np.concatenate([[0.0], np.cumsum(self.won)])
-        return cum[np.searchsorted(self.days, np.floor(days), side="right")] / self.won_total
+            return np.full(len(days), np.nan)
+        cum = np.concatenate([[0.0], self._won_cum])
+        return cum[np.searchsorted(self._won_days, np.floor(days), side="right")] / self.won_total
 
 
 def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
@@ -113,7 +153,7 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     if not thresholds:
         notes.append("no usable stage history (none in the source or too few won deals per stage): "
                      "stalled deals are judged by their age against won deals' cycles")
-    by_age = _age_history(deals, cfg.min_history_deals)
+    by_age = _age_history(deals, rules)
     age_limit = by_age.won_quantile(cfg.age_percentile) if by_age.won_total >= cfg.min_won_stage_deals else np.nan
 
     limit = pd.Series(stage).map(thresholds).to_numpy(dtype="float64")
@@ -146,97 +186,146 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
                     if "stage_entered_date" in fact else np.full(len(rows), np.datetime64("NaT"))),
         "created": [to_timestamp(d) for d in deals.created[open_rows][rows]],
     })
-    _evidence(out, by_stage, by_age, deals)
-    _priority(out, deals.amount[open_rows], rules)
-    out = out.sort_values(["level", "won_percentile", "overdue", "stake", "deal_id"],
-                          ascending=[False, False, False, False, True], kind="stable", na_position="last")
+    _evidence(out, by_stage, by_age)
+    notes += _priority(out, deals.amount[open_rows], by_age.chance(0)["rate"], rules)
+    out = out.sort_values(["level", "stake", "won_percentile", "overdue", "amount", "deal_id"],
+                          ascending=[False, False, False, False, False, True], kind="stable", na_position="last")
     out["severity"] = LEVELS[out["level"].to_numpy()]
     return StalledResult(out.head(cfg.max_deals).reset_index(drop=True), int(flagged.sum()), notes)
 
 
-def _age_history(deals: DealDays, min_n: int) -> Reached:
+def _age_history(deals: DealDays, rules: Rules) -> StallHistory:
     """Every deal by how long it stayed open: closed ones (consistent dates)
     by their cycle, open ones by their age so far."""
     rows = np.flatnonzero(deals.usable_closed | deals.open_now)
     end = np.where(deals.open_now[rows], deals.as_of, deals.closed[rows])
     won = deals.won[rows] & deals.usable_closed[rows]
-    return Reached.from_values((end - deals.created[rows]).astype("float64"), won, deals.open_now[rows], min_n)
+    lost = ~deals.won[rows] & deals.usable_closed[rows]
+    return StallHistory.from_deals((end - deals.created[rows]).astype("float64"), won, lost, deals.open_now[rows],
+                                   rules.anomalies.stalled.min_history_deals, rules.risk.win_horizon_days)
 
 
-def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str, Reached]:
+def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str, StallHistory]:
     """Per stage: every deal that entered it by the analysis date, by its
-    days there (so far, if it is still there), won by then or still open.
+    days there (so far, if it is still there), the days from leaving it to
+    the outcome (or to the analysis date), won, lost or still open then.
     One DuckDB aggregate: the transitions table has several rows per deal."""
     cfg = rules.anomalies.stalled
     if transitions is None or not len(transitions):
         return {}
     known = deals.usable_closed | deals.open_now
+    end = np.where(deals.open_now, deals.as_of, deals.closed)[known]
     status = pd.DataFrame({"deal_id": fact["deal_id"].to_numpy()[known],
-                           "won": (deals.won & deals.usable_closed)[known], "still_open": deals.open_now[known]})
+                           "won": (deals.won & deals.usable_closed)[known],
+                           "lost": (~deals.won & deals.usable_closed)[known], "still_open": deals.open_now[known],
+                           "end_date": pd.to_datetime(end.astype("datetime64[D]"))})
     con = duckdb.connect()
     try:
         con.register("_t", transitions[["deal_id", "stage", "exited_date", "days_in_stage"]])
         con.register("_c", status)
         table = con.execute("""
             WITH d AS (
-                SELECT t.stage, c.won, c.still_open,
+                SELECT t.stage, c.won, c.lost, c.still_open,
                        CASE WHEN t.exited_date IS NULL OR t.exited_date <= $as_of THEN t.days_in_stage
-                            ELSE t.days_in_stage - date_diff('day', $as_of, t.exited_date) END AS days
+                            ELSE t.days_in_stage - date_diff('day', $as_of, t.exited_date) END AS days,
+                       CASE WHEN t.exited_date IS NULL OR t.exited_date > $as_of THEN 0
+                            ELSE greatest(date_diff('day', t.exited_date, c.end_date), 0) END AS after
                 FROM _t t JOIN _c c USING (deal_id)
                 WHERE t.stage <> $closed AND t.days_in_stage IS NOT NULL)
-            SELECT stage, floor(days) AS days, count(*) FILTER (WHERE won) AS won,
-                   count(*) FILTER (WHERE still_open) AS still_open, count(*) AS deals
+            SELECT stage, floor(days) AS days, after, count(*) FILTER (WHERE won) AS won,
+                   count(*) FILTER (WHERE lost) AS lost, count(*) FILTER (WHERE still_open) AS still_open
             FROM d WHERE days >= 0 GROUP BY ALL""",
                             {"as_of": to_timestamp(deals.as_of).to_pydatetime(),
                              "closed": rules.stages.closed_stage}).df()
     finally:
         con.close()
-    return {str(name): Reached(g["days"].to_numpy(), g["won"].to_numpy(), g["still_open"].to_numpy(),
-                               g["deals"].to_numpy(), cfg.min_history_deals)
+    return {str(name): StallHistory(g["days"], g["after"], g["won"], g["lost"], g["still_open"],
+                                    cfg.min_history_deals, rules.risk.win_horizon_days)
             for name, g in table.groupby("stage")}
 
 
-def _evidence(out: pd.DataFrame, by_stage: dict[str, Reached], by_age: Reached, deals: DealDays) -> None:
-    """Per deal: share won among deals that lasted as long (with counts), the
-    same share among all deals that reached the stage (or all deals), and
-    the deal's percentile among won deals' durations."""
-    n = len(out)
-    rate, base, past_rate = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    reached, still_open = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    past_n, past_open = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    percentile = np.full(n, np.nan)
-    for i, row in enumerate(out.itertuples()):
+def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: StallHistory) -> None:
+    """Per deal: the win chance of deals that lasted as long (with interval
+    and counts), of deals that lasted the longest stay past the limit with
+    enough of them (the fallback when too few lasted as long), of deals fresh
+    in the stage (or new), and the deal's percentile among won deals' durations."""
+    found = {key: {f: [] for f in CHANCE_FIELDS} for key in ("now", "past", "fresh")}
+    percentile, past_days = [], []
+    for row in out.itertuples():
         history = by_stage.get(row.deal_stage) if row.rule == "stage" else by_age
         value = row.days_in_stage if row.rule == "stage" else row.age
-        if history is None or not np.isfinite(value):
-            continue
-        rate[i], reached[i], still_open[i] = history.at_least(value)
-        # Deals past the stall limit at all: a broader sample when few lasted as long as this one.
-        past_rate[i], past_n[i], past_open[i] = history.at_least(np.floor(row.limit) + 1)
-        base[i] = history.at_least(0)[0]
-        percentile[i] = history.won_share_within(np.array([value]))[0]
-    out["historical_win_rate"], out["history_n"], out["history_open"] = rate, reached, still_open
-    out["past_limit_win_rate"], out["past_limit_n"], out["past_limit_open"] = past_rate, past_n, past_open
-    out["base_win_rate"], out["won_percentile"] = base, percentile
+        usable = history is not None and np.isfinite(value)
+        # Too few deals lasted as long: the longest stay past the limit that
+        # enough deals reached speaks for it.
+        nearest = history.longest_with_sample(value) if usable else np.nan
+        nearest = nearest if nearest > row.limit else np.nan
+        points = {"now": value, "past": nearest, "fresh": 0.0}
+        for key, at in points.items():
+            chance = history.chance(at) if usable and np.isfinite(at) else {
+                "rate": np.nan, "low": np.nan, "high": np.nan, "n": 0, "still_open": 0}
+            for f in CHANCE_FIELDS:
+                found[key][f].append(chance[f])
+        percentile.append(history.won_share_within(value)[0] if usable else np.nan)
+        past_days.append(nearest)
+    for key, prefix in (("now", "history"), ("past", "past_limit"), ("fresh", "base")):
+        values = found[key]
+        out[f"{prefix}_win_rate"] = np.asarray(values["rate"], dtype="float64")
+        out[f"{prefix}_win_low"] = np.asarray(values["low"], dtype="float64")
+        out[f"{prefix}_win_high"] = np.asarray(values["high"], dtype="float64")
+        out[f"{prefix}_n"] = np.asarray(values["n"], dtype="int64")
+        out[f"{prefix}_open"] = np.asarray(values["still_open"], dtype="int64")
+    out["historical_win_rate"] = out["history_win_rate"]
+    out["won_percentile"] = np.asarray(percentile, dtype="float64")
+    out["past_limit_days"] = np.asarray(past_days, dtype="float64")
 
 
-def _priority(out: pd.DataFrame, open_amounts: np.ndarray, rules: Rules) -> None:
-    """Level 0-3 (low..critical) from staleness, lowered one step when the
-    money at stake x win-probability drop is small; ``stake`` is that product."""
+def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: float, rules: Rules) -> list[str]:
+    """Level 0-3 (low..critical) from staleness, gated by money: ``stake`` =
+    amount x the drop in win chance (0 and ``stake_known`` False without
+    enough data). Returns notes for the run."""
     cfg = rules.anomalies.stalled
     pct, over = out["won_percentile"].to_numpy(), out["overdue"].to_numpy()
     by_time = out["rule"].ne("smi").to_numpy()
     level = np.where(by_time, 1, 0)
     level = np.where(by_time & (pct >= cfg.high.won_percentile) & (over >= cfg.high.overdue_ratio), 2, level)
     level = np.where(by_time & (pct >= cfg.critical.won_percentile) & (over >= cfg.critical.overdue_ratio), 3, level)
+
+    # Too few deals lasted as long: the nearest stay with enough deals speaks for it.
+    own = np.isfinite(out["history_win_rate"].to_numpy())
+    now = np.where(own, out["history_win_rate"], out["past_limit_win_rate"])
+    now_high = np.where(own, out["history_win_high"], out["past_limit_win_high"])
     base = out["base_win_rate"].to_numpy()
-    # Too few deals this stale: deals past the limit at all speak for it; with
-    # too few of those either, assume the deal's chance is gone.
-    now = np.where(np.isfinite(out["historical_win_rate"]), out["historical_win_rate"], out["past_limit_win_rate"])
-    drop = np.clip(np.where(np.isfinite(now), base - now, base), 0, 1)
-    stake = out["amount"].to_numpy() * np.nan_to_num(drop)
-    typical = np.nanmedian(base) if np.isfinite(base).any() else 0.0
-    small = stake < np.quantile(open_amounts, cfg.small_stake_quantile) * typical if len(open_amounts) else False
-    out["stake"] = stake
-    out["win_probability_drop"] = drop
-    out["level"] = np.where(small, np.maximum(level - 1, 0), level).astype(np.int64)
+    known = np.isfinite(now) & np.isfinite(base)
+    drop = np.where(known, np.clip(base - now, 0, 1), np.nan)
+    amount = np.maximum(out["amount"].to_numpy(dtype="float64"), 0.0)
+    stake = np.where(known, amount * np.nan_to_num(drop), 0.0)
+    confirmed = known & (now_high < base)   # the interval says the chance really fell
+
+    # What open deals are expected to bring: amount x a new deal's win chance.
+    expected = np.maximum(open_amounts, 0.0) * (new_deal_chance if np.isfinite(new_deal_chance) else np.nan)
+    ok = np.isfinite(expected)
+    small_at = np.quantile(expected[ok], cfg.small_stake_quantile) if ok.any() else np.nan
+    crisis_at = np.quantile(expected[ok], cfg.crisis_stake_quantile) if ok.any() else np.inf
+    small = known & (stake < small_at)
+    level = np.where(small, np.maximum(level - 1, 0), level)
+    crisis = (level == 3) & known & confirmed & (stake >= crisis_at)
+    # A handful of crises: the highest money at stake, then the stalest.
+    ranked = np.lexsort((-np.nan_to_num(over), -stake))
+    over_budget = ranked[crisis[ranked]][cfg.max_crises:]
+    crisis[over_budget] = False
+    level = np.where((level == 3) & ~crisis, 2, level)
+
+    out["win_probability_drop"], out["stake"], out["stake_known"] = drop, stake, known
+    out["drop_confirmed"], out["level"] = confirmed, level.astype(np.int64)
+    out["crisis_stake"] = crisis_at
+    notes = []
+    if not np.isfinite(new_deal_chance):
+        notes.append("not enough closed deals to estimate a new deal's win chance: no stalled deal is a crisis")
+    elif by_time.any():
+        notes.append(f"a stalled-deal crisis needs critical staleness, a confirmed drop in win chance and at "
+                     f"least ${crisis_at:,.0f} at stake (the {cfg.crisis_stake_quantile:.0%} quantile of what "
+                     f"open deals are expected to bring); {int(crisis.sum()) + len(over_budget)} of "
+                     f"{int(by_time.sum())} stalled deals qualify"
+                     + (f", the {cfg.max_crises} with most at stake are crises, the other {len(over_budget)} "
+                        "high priority" if len(over_budget) else ""))
+    return notes

@@ -378,12 +378,19 @@ class AnomalyRules(Section):
         high: "AnomalyRules.StalenessLevel"
         critical: "AnomalyRules.StalenessLevel"
         small_stake_quantile: float = Field(gt=0, lt=1)
+        # A crisis puts at stake at least this quantile of what open deals are
+        # expected to bring (amount x a new deal's win chance).
+        crisis_stake_quantile: float = Field(default=0.9, gt=0, lt=1)
+        # A handful: at most this many crises per run, most money at stake first.
+        max_crises: int = Field(default=5, ge=0, le=100)
 
         @model_validator(mode="after")
         def _ordered(self) -> "AnomalyRules.Stalled":
             if self.critical.won_percentile < self.high.won_percentile or \
                     self.critical.overdue_ratio < self.high.overdue_ratio:
                 raise ValueError("stalled critical level must be at least as strict as high")
+            if self.crisis_stake_quantile <= self.small_stake_quantile:
+                raise ValueError("stalled crisis_stake_quantile must be above small_stake_quantile")
             return self
 
     class Seasonality(Section):

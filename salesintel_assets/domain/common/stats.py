@@ -118,3 +118,49 @@ def beta_binomial_test(successes, trials, base_successes, base_trials,
     base_k = np.asarray(base_successes, dtype="float64")
     base_n = np.asarray(base_trials, dtype="float64")
     return beta_binomial_pvalues(successes, trials, base_k + 0.5, base_n - base_k + 0.5, alternative)
+
+
+def win_incidence(times, won, lost, still_open, horizon: float, z: float = Z95) -> dict:
+    """Cumulative incidence of winning within ``horizon`` (Aalen-Johansen,
+    winning and losing as competing outcomes, deals still open censored at
+    the time they have lasted so far) from counts per time: ``won``, ``lost``
+    and ``still_open`` deals at each ``times`` value (same units as horizon).
+
+    A still-open deal is neither won nor lost: it counts while it is
+    observed and then leaves the risk set, so a pile of young open deals
+    never reads as "not won". The standard error is the delta-method
+    (Dinse-Larson) variance; the interval is Wilson's with the effective
+    sample size that variance implies, so it stays inside [0, 1] and is
+    sane at 0 %. Returns rate, low, high, n (deals) and still_open."""
+    t = np.asarray(times, dtype="float64")
+    w, l, c = (np.asarray(x, dtype="float64") for x in (won, lost, still_open))
+    n_total, open_total = float(w.sum() + l.sum() + c.sum()), float(c.sum())
+    out = {"rate": np.nan, "low": np.nan, "high": np.nan, "n": int(n_total), "still_open": int(open_total)}
+    if n_total <= 0:
+        return out
+    grid, inverse = np.unique(t, return_inverse=True)
+    count = lambda x: np.bincount(inverse, weights=x, minlength=len(grid))
+    wins, events, leaving = count(w), count(w + l), count(w + l + c)
+    at_risk = np.cumsum(leaving[::-1])[::-1]           # still in the risk set just before each time
+    keep = (grid <= horizon) & (events > 0)
+    if not keep.any():
+        # No outcome within the horizon: 0 % only as far as deals were followed
+        # that long; deals censored before it tell nothing.
+        followed = float(at_risk[grid > horizon][0]) if (grid > horizon).any() else 0.0
+        if followed > 0:
+            out.update(rate=0.0, low=0.0, high=float(wilson_interval([0], [followed], z)[1][0]))
+        return out
+    n, d, d1 = at_risk[keep], events[keep], wins[keep]
+    survival = np.cumprod(1 - d / n)
+    before = np.concatenate([[1.0], survival[:-1]])    # all-cause survival just before each time
+    step = before * d1 / n
+    cif = np.cumsum(step)
+    total = cif[-1]
+    gap = total - cif
+    safe = np.where(n > d, n * (n - d), np.inf)
+    variance = float(np.sum(gap**2 * d / safe + before**2 * d1 * (n - d1) / n**3 - 2 * gap * before * d1 / n**2))
+    variance = max(variance, 0.0)
+    n_eff = min(total * (1 - total) / variance, n_total) if variance > 0 else n_total
+    low, high = wilson_interval([total * n_eff], [n_eff], z)
+    out.update(rate=float(total), low=float(low[0]), high=float(high[0]))
+    return out
