@@ -21,8 +21,8 @@ Stage: Qualified for 52 days
 Metric: days in stage 52 days, threshold 30 days (critical)
 
 Why this matters:
-Of the 40 deals that stayed this long in Qualified, 18 % have been won (95 % CI 9–32 %; deals still open count as \
-not won yet).
+Of the 40 deals that stayed this long in Qualified, an estimated 18 % were won within 180 days from then on \
+(95 % CI 9 %–32 %); deals still open count while observed, never as lost.
 
 Root cause:
 Days in Qualified past 30 days.
@@ -33,7 +33,9 @@ Recommended actions:
 2. Ask whether security or compliance review is the blocker; offer the SOC 2 pack and a risk-team call.
 3. Manager: review D00042 with Marcus Okafor in this week's 1:1 and decide push, rescue or close.
 
-Money at stake: $84,000 deal amount
+Money at stake: $35,700 ($84,000 deal amount x the 42-point drop in win chance: 60 % for a deal fresh in \
+Qualified, 18 % for deals that lasted as long; there are no risk model scores, so priority comes from staleness \
+and amount)
 
 Alert {id} · rate it: salesintel feedback {id} helpful|noise"""
 
@@ -69,7 +71,7 @@ def test_velocity_crisis_reads_like_the_design():
     assert alert["dedup_key"] == "deal_velocity_crisis:deal_id=D00042"
     assert alert["body_text"] == VELOCITY_TEXT.format(id=alert["alert_id"])
     assert alert["recipients"] == "rep_2,mgr_2" and alert["recipient_roles"] == "rep,manager"
-    assert alert["amount_at_stake"] == 84_000.0
+    assert alert["amount_at_stake"] == 35_700.0  # the amount x the drop in win chance, not the amount
 
 
 def test_win_rate_degradation_reads_like_the_design():
@@ -175,7 +177,7 @@ def test_not_enough_history_is_said_plainly():
             in table.iloc[0]["body_text"])
     # A rate behind too few deals is not quoted either.
     table, _ = build_alerts([dict(stalled("D00043", "rep_2", 61_000.0, days=70), n=23)])
-    assert "have been won" not in table.iloc[0]["body_text"] and "only 23 deals" in table.iloc[0]["body_text"]
+    assert "were won" not in table.iloc[0]["body_text"] and "only 23 deals" in table.iloc[0]["body_text"]
 
 
 def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
@@ -237,7 +239,10 @@ def test_risk_scores_enrich_deal_alerts_when_present():
     assert content["why"][-1] == "The risk model gives it a 12 % chance to win (high risk)."
     assert content["root_cause"][1] == ("Risk model's top reasons: no activity in 41 days; "
                                         "Enterprise deals in Qualified stall.")
-    assert content["money"] == "$84,000 deal amount, 12 % win probability"
+    # A usable model's probability is the deal's chance now: money at stake = amount x (fresh - model).
+    assert content["money"] == ("$40,320 ($84,000 deal amount x the 48-point drop in win chance: 60 % for a deal "
+                                "fresh in Qualified, 12 % per the risk model)")
+    assert candidates.iloc[0]["amount_at_stake"] == pytest.approx(84_000 * 0.48)
 
 
 def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stage_time():

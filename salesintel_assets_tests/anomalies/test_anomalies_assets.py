@@ -31,9 +31,14 @@ def test_the_sample_crm_gets_its_anomalies(sample_run):
     Anomalies.validate(table)
     stalled = table[table["anomaly_type"] == "stalled_deal"]
     assert 0 < len(stalled) <= load_rules().anomalies.stalled.max_deals
-    # Most severe first, then the stalest (times past the limit), not the biggest.
+    # Most severe (stalest) first, then money at stake (amount x the drop in win chance), not the biggest.
     for _, group in stalled[stalled["metric"] == "stage_duration"].groupby("severity", sort=False):
-        assert (group["observed"] / group["expected"]).is_monotonic_decreasing
+        assert group["amount_at_stake"].is_monotonic_decreasing
+    assert stalled["severity"].map({"critical": 0, "high": 1, "medium": 2, "low": 3}).is_monotonic_increasing
+    assert (stalled["severity"] == "critical").sum() <= load_rules().anomalies.stalled.max_crises
+    known = stalled["historical_win_rate"].notna()
+    assert (stalled.loc[known, "n"] >= load_rules().anomalies.stalled.min_history_deals).all()
+    assert (stalled.loc[known, "historical_win_low"] <= stalled.loc[known, "historical_win_rate"]).all()
     fact = read_table(home, "fact_deals")
     assert set(stalled["deal_id"]) <= set(fact.loc[fact["is_open"], "deal_id"])
     assert (table["as_of_date"] == fact["as_of_date"].iloc[0]).all()

@@ -242,9 +242,11 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
         now = float(base) - history_stake / deal_amount
     else:
         now = float(base) if missing(a.get("historical_win_rate")) else min(float(a["historical_win_rate"]), float(base))
+    alike = ("deals that lasted as long" if not missing(a.get("historical_win_rate"))
+             else "the longest stays with enough deals (too few lasted as long)")
     return history_stake, (f"{money(history_stake)} ({money(deal_amount)} deal amount x the "
                            f"{(float(base) - now) * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
-                           f"{pct(now)} for deals that lasted as long; {said})")
+                           f"{pct(now)} for {alike}; {said})")
 
 
 def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:

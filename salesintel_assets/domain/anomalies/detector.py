@@ -190,7 +190,7 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     notes.extend(stalled.notes)
     if stalled.flagged > len(stalled.deals):
         notes.append(f"{stalled.flagged} open deals are past a stall threshold; the {len(stalled.deals)} "
-                     "stalest are reported")
+                     "with the highest priority (staleness, then money at stake) are reported")
     rows += [_stalled_row(r, as_of, rules) for r in stalled.deals.to_dict("records")]
     table = pd.DataFrame(rows) if rows else empty_anomalies()
     table = _finish(table, as_of)

@@ -156,6 +156,9 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     by_age = _age_history(deals, rules)
     age_limit = by_age.won_quantile(cfg.age_percentile) if by_age.won_total >= cfg.min_won_stage_deals else np.nan
 
+    if not np.isfinite(age_limit):
+        notes.append(f"only {by_age.won_total:,.0f} won deals (fewer than {cfg.min_won_stage_deals}): not enough "
+                     "data to judge stalls by age or to call any stalled deal a crisis")
     limit = pd.Series(stage).map(thresholds).to_numpy(dtype="float64")
     stage_rule = np.isfinite(limit) & np.isfinite(days)
     stalled_stage = stage_rule & (days > limit)
@@ -302,7 +305,8 @@ def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: floa
     confirmed = known & (now_high < base)   # the interval says the chance really fell
 
     # What open deals are expected to bring: amount x a new deal's win chance.
-    expected = np.maximum(open_amounts, 0.0) * (new_deal_chance if np.isfinite(new_deal_chance) else np.nan)
+    usable_chance = np.isfinite(new_deal_chance) and new_deal_chance > 0
+    expected = np.maximum(open_amounts, 0.0) * (new_deal_chance if usable_chance else np.nan)
     ok = np.isfinite(expected)
     small_at = np.quantile(expected[ok], cfg.small_stake_quantile) if ok.any() else np.nan
     crisis_at = np.quantile(expected[ok], cfg.crisis_stake_quantile) if ok.any() else np.inf
@@ -319,7 +323,7 @@ def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: floa
     out["drop_confirmed"], out["level"] = confirmed, level.astype(np.int64)
     out["crisis_stake"] = crisis_at
     notes = []
-    if not np.isfinite(new_deal_chance):
+    if not usable_chance:
         notes.append("not enough closed deals to estimate a new deal's win chance: no stalled deal is a crisis")
     elif by_time.any():
         notes.append(f"a stalled-deal crisis needs critical staleness, a confirmed drop in win chance and at "
