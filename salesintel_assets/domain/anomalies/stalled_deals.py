@@ -44,7 +44,6 @@ from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.stats import win_incidence
 
 LEVELS = np.array(["low", "medium", "high", "critical"], dtype=object)
-CHANCE_FIELDS = ("rate", "low", "high", "n", "still_open")
 
 
 @dataclass
@@ -61,14 +60,18 @@ class StallHistory:
     counts of won, lost and still-open deals per (days, after) pair."""
 
     def __init__(self, days, after, won, lost, still_open, min_n: int, horizon: float):
-        self.days = np.asarray(days, dtype="float64")
-        self.after = np.asarray(after, dtype="float64")
-        self.won, self.lost, self.still_open = (np.asarray(x, dtype="float64") for x in (won, lost, still_open))
+        # Sorted by duration: the deals that lasted at least d are a suffix.
+        order = np.argsort(np.asarray(days, dtype="float64"), kind="stable")
+        self.days, self.after, self.won, self.lost, self.still_open = (
+            np.asarray(x, dtype="float64")[order] for x in (days, after, won, lost, still_open))
         self.min_n, self.horizon = min_n, float(horizon)
-        order = np.argsort(self.days, kind="stable")
-        self._won_days, self._won_cum = self.days[order], np.cumsum(self.won[order])
+        self._won_days, self._won_cum = self.days, np.cumsum(self.won)
         self.won_total = float(self.won.sum())
         self._cache: dict[float, dict] = {}
+        # Distinct durations and how many deals lasted at least each of them.
+        self._by_days, inverse = np.unique(self.days, return_inverse=True)
+        per_day = np.bincount(inverse, weights=self.won + self.lost + self.still_open, minlength=len(self._by_days))
+        self._reached = np.cumsum(per_day[::-1])[::-1]
 
     @classmethod
     def from_deals(cls, days, won, lost, still_open, min_n: int, horizon: float) -> "StallHistory":
@@ -86,7 +89,7 @@ class StallHistory:
         cached = self._cache.get(start)
         if cached is not None:
             return dict(cached)
-        reached = self.days >= start
+        reached = slice(int(np.searchsorted(self.days, start, side="left")), None)
         # Whole days from that point on; an outcome after the horizon is "not
         # within it": such deals stay at risk to the end, like open ones.
         late = int(self.horizon) + 1
@@ -106,11 +109,10 @@ class StallHistory:
         """The longest duration up to ``days`` that at least ``min_n`` deals
         reached (NaN when none): the nearest evidence when too few deals
         lasted as long as the deal itself."""
-        order = np.argsort(self.days, kind="stable")
-        counts = (self.won + self.lost + self.still_open)[order]
-        reached = np.cumsum(counts[::-1])[::-1]          # deals lasting at least days[order][i]
-        ok = (self.days[order] <= np.floor(days)) & (reached >= self.min_n)
-        return float(self.days[order][ok].max()) if ok.any() else np.nan
+        # Deals reaching each duration only fall as it grows: the last one with enough.
+        last = np.searchsorted(self._by_days, np.floor(days), side="right") - 1
+        enough = np.flatnonzero(self._reached[: last + 1] >= self.min_n) if last >= 0 else []
+        return float(self._by_days[enough[-1]]) if len(enough) else np.nan
 
     def won_quantile(self, q: float) -> float:
         """Smallest duration with at least a share q of won deals at or below it."""
@@ -251,35 +253,39 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: Stal
     """Per deal: the win chance of deals that lasted as long (with interval
     and counts), of deals that lasted the longest stay past the limit with
     enough of them (the fallback when too few lasted as long), of deals fresh
-    in the stage (or new), and the deal's percentile among won deals' durations."""
-    found = {key: {f: [] for f in CHANCE_FIELDS} for key in ("now", "past", "fresh")}
-    percentile, past_days = [], []
-    for row in out.itertuples():
-        history = by_stage.get(row.deal_stage) if row.rule == "stage" else by_age
-        value = row.days_in_stage if row.rule == "stage" else row.age
-        usable = history is not None and np.isfinite(value)
-        # Too few deals lasted as long: the longest stay past the limit that
-        # enough deals reached speaks for it.
-        nearest = history.longest_with_sample(value) if usable else np.nan
-        nearest = nearest if nearest > row.limit else np.nan
-        points = {"now": value, "past": nearest, "fresh": 0.0}
-        for key, at in points.items():
-            chance = history.chance(at) if usable and np.isfinite(at) else {
-                "rate": np.nan, "low": np.nan, "high": np.nan, "n": 0, "still_open": 0}
-            for f in CHANCE_FIELDS:
-                found[key][f].append(chance[f])
-        percentile.append(history.won_share_within(value)[0] if usable else np.nan)
-        past_days.append(nearest)
-    for key, prefix in (("now", "history"), ("past", "past_limit"), ("fresh", "base")):
-        values = found[key]
-        out[f"{prefix}_win_rate"] = np.asarray(values["rate"], dtype="float64")
-        out[f"{prefix}_win_low"] = np.asarray(values["low"], dtype="float64")
-        out[f"{prefix}_win_high"] = np.asarray(values["high"], dtype="float64")
-        out[f"{prefix}_n"] = np.asarray(values["n"], dtype="int64")
-        out[f"{prefix}_open"] = np.asarray(values["still_open"], dtype="int64")
+    in the stage (or new), and the deal's percentile among won deals' durations.
+    Computed once per history and whole day, whatever the number of deals."""
+    n = len(out)
+    fields = {f"{prefix}_{f}": np.full(n, np.nan) for prefix in ("history", "past_limit", "base")
+              for f in ("win_rate", "win_low", "win_high", "n", "open")}
+    percentile, past_days = np.full(n, np.nan), np.full(n, np.nan)
+    by_stage_rule = out["rule"].eq("stage").to_numpy()
+    value = np.floor(np.where(by_stage_rule, out["days_in_stage"], out["age"]).astype("float64"))
+    key = np.where(by_stage_rule, out["deal_stage"].astype(str), "").astype(object)
+    for name in pd.unique(key):
+        history = by_stage.get(name) if name else by_age
+        rows = np.flatnonzero((key == name) & np.isfinite(value))
+        if history is None or not len(rows):
+            continue
+        days, inverse = np.unique(value[rows], return_inverse=True)
+        limit = float(out["limit"].to_numpy()[rows[0]])   # one limit per stage (or for ages)
+        # Too few deals lasted as long: the longest stay past the limit that enough deals reached.
+        nearest = np.array([history.longest_with_sample(d) for d in days])
+        nearest = np.where(nearest > limit, nearest, np.nan)
+        for prefix, points in (("history", days), ("past_limit", nearest), ("base", np.zeros(len(days)))):
+            chances = [history.chance(d) if np.isfinite(d) else None for d in points]
+            for f, src in (("win_rate", "rate"), ("win_low", "low"), ("win_high", "high"), ("n", "n"),
+                           ("open", "still_open")):
+                per_day = np.array([c[src] if c else (0 if f in ("n", "open") else np.nan) for c in chances],
+                                   dtype="float64")
+                fields[f"{prefix}_{f}"][rows] = per_day[inverse]
+        percentile[rows] = history.won_share_within(days)[inverse]
+        past_days[rows] = nearest[inverse]
+    for name, column in fields.items():
+        out[name] = np.nan_to_num(column).astype(np.int64) if name.endswith(("_n", "_open")) else column
     out["historical_win_rate"] = out["history_win_rate"]
-    out["won_percentile"] = np.asarray(percentile, dtype="float64")
-    out["past_limit_days"] = np.asarray(past_days, dtype="float64")
+    out["won_percentile"] = percentile
+    out["past_limit_days"] = past_days
 
 
 def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: float, rules: Rules) -> list[str]:
