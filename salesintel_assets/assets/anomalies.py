@@ -23,7 +23,8 @@ def anomalies(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[p
     the preceding months (exact beta-binomial and rank tests, Benjamini-Hochberg
     over every test of the run, minimum sample sizes and effects from the rules
     file, one finding per overlapping group); stalled deals are capped and
-    ordered by amount. Each row explains itself in plain words."""
+    ordered by staleness, then money at stake (amount x the drop in win
+    chance). Each row explains itself in plain words."""
     rules, as_of = settings.rules(), settings.analysis_date()
     fact = warehouse.read_table("fact_deals", model.FACT_COLUMNS)
     metrics = warehouse.read_table("deal_metrics", model.METRIC_COLUMNS)
