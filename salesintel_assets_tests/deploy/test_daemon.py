@@ -11,7 +11,8 @@ import dagster as dg
 import pytest
 
 from salesintel_assets_tests.deploy_location import TEST_SCHEDULE
-from salesintel_assets_tests.deployment import Deployment, deployment_environment, wait_for, write_crm_export
+from salesintel_assets_tests.deployment import (Deployment, deployment_environment, stall_a_deal, wait_for,
+                                                write_crm_export)
 from salesintel_assets_tests.postgres_loopback import LoopbackPostgres
 from salesintel_assets_tests.slack_standin import SlackStandIn
 
@@ -36,6 +37,7 @@ def deployment(tmp_path, monkeypatch):
         for name, value in postgres.environment().items():
             monkeypatch.setenv(name, value)
         export, org = write_crm_export(tmp_path / "crm")
+        stall_a_deal(export, avoid_reps=set())  # a real crisis: only P1 alerts are sent at once
         env = {**deployment_environment(tmp_path / "home", export, org, slack.base_url), **postgres.environment()}
         deploy = Deployment(tmp_path / "deployment", env, location_module="salesintel_assets_tests.deploy_location")
         try:
