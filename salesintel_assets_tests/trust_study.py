@@ -21,7 +21,8 @@ probabilities (``model_error`` against the truth), ``bias_shift`` the lean
 the backtest measured out of sample and the forecast removes (log odds),
 ``sigma`` the sd of the shared shift left around it; ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
-says. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
+says; ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
+within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those).
 """
 
@@ -144,19 +145,26 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
 
-    def horizon_90(frame, probabilities):
+    def horizon_rows(frame, probabilities):
         keyed = forecast.horizon_probabilities(probabilities, as_of)
         table = forecast.forecast(frame, np.full(len(frame), "-"), level.sigma, revenue_level.sigma, rules.risk,
                                   keyed, level.shift, revenue_level.shift)
-        return table[(table["grouping"] == "horizon") & (table["key"] == "90d")].iloc[0]
+        return table[table["grouping"] == "horizon"].set_index("key")
 
-    row90 = horizon_90(scored, by_horizon)
+    rows = horizon_rows(scored, by_horizon)
+    row90 = rows.loc["90d"]
+    other_horizons = {}
+    for key, last_day in (("30d", as_of + timedelta(days=30)), ("qe", forecast.quarter_end(as_of))):
+        row = rows.loc["quarter_end" if key == "qe" else key]
+        won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= last_day)).sum())
+        other_horizons |= {f"error_{key}": round(float(row["expected_won_deals"]) / max(won, 1) - 1, 3),
+                           f"in_{key}": bool(row["won_deals_p10"] <= won <= row["won_deals_p90"])}
     actual = int(won_90.sum())
     # The sample CRM plants problems that start near its end date (a segment's
     # win rate drops, a burst of poor partner leads): no model can foresee
     # them, so the forecast is also judged on the deals they leave alone.
     plain = (truth["planted"].fillna("") == "").to_numpy()
-    plain_row = horizon_90(scored[plain], {h: p[plain] for h, p in by_horizon.items()})
+    plain_row = horizon_rows(scored[plain], {h: p[plain] for h, p in by_horizon.items()}).loc["90d"]
     plain_actual = int(won_90[plain].sum())
     findings = prepared.leaks or []
     return {
@@ -175,6 +183,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
         "unplanted_in_interval": bool(plain_row["won_deals_p10"] <= plain_actual <= plain_row["won_deals_p90"]),
         "backtest_coverage": round(float(ok["won_deals_in_interval"].astype(bool).mean()), 2) if len(ok) else None,
+        **other_horizons,
         "leaks_named": ",".join(sorted(leakage.excluded(findings))) or "-",
         "amount_excluded": "deal_amount" not in prepared.spec.columns,
         "max_open_probability": round(float(by_horizon[rules.risk.win_horizon_days].max()), 3),

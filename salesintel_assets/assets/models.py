@@ -345,9 +345,9 @@ def _bias_note(level: forecast.LevelCorrection, model_total: float, corrected_to
     if not level.dates:
         return "no correction: no backtest to measure the model's level against what happened"
     lean = "high" if level.shift < 0 else "low"
-    return (f"past forecasts leaned {lean} by a log-odds shift of {-level.shift:+.3f} on average over "
-            f"{level.dates} backtest dates: removed, so expected won deals are {corrected_total:,.1f} "
-            f"instead of the model's {model_total:,.1f}")
+    return (f"past 90-day forecasts leaned {lean} by {abs(level.shift):.3f} in log odds on average over "
+            f"{level.dates} backtest dates: removed from the horizon rows, so {corrected_total:,.1f} won deals "
+            f"are expected within 90 days instead of the model's {model_total:,.1f}")
 
 
 # --- Backtest and forecast ----------------------------------------------------------------
@@ -357,7 +357,9 @@ def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     """The 90-day forecast replayed at past analysis dates (a model retrained
     on what was known then) for every deal open then -- those that never
     closed included -- against what they did in the next 90 days: win-rate
-    error in points (design target +/- 5) and whether the 80 % intervals held.
+    error in points (design target +/- 5) and whether the 80 % intervals held,
+    each date corrected and sized by what the other dates measured;
+    ``mean_level_shift`` is the lean the forecast removes (negative: high).
     Kept as it is when the champion is kept (a same-day re-run with few changes)."""
     kept = _kept_champion(warehouse, settings, mlflow, mlflow.version_by_alias(CHAMPION))
     stored = warehouse.read_table("forecast_backtest") if kept else None
@@ -375,6 +377,7 @@ def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     if len(ok):
         meta |= {"mean_abs_error_points": round(float(ok["error_points"].abs().mean()), 2),
                  "within_target_share": round(float(ok["within_target"].astype(bool).mean()), 3),
+                 "mean_level_shift": round(float(ok["level_shift"].mean()), 4),
                  "won_deals_interval_coverage": round(float(ok["won_deals_in_interval"].astype(bool).mean()), 3),
                  "revenue_interval_coverage": round(float(ok["revenue_in_interval"].astype(bool).mean()), 3)}
     else:
@@ -402,8 +405,9 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     for days in (30, 90):
         if scores[f"win_probability_{days}d"].notna().all():
             by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
+    keyed = forecast.horizon_probabilities(by_horizon, as_of)
     table = forecast.forecast(scores, scores["expected_close_month"], level.sigma, revenue_level.sigma, rules,
-                              forecast.horizon_probabilities(by_horizon, as_of), level.shift, revenue_level.shift)
+                              keyed, level.shift, revenue_level.shift)
     total = table[table["grouping"] == "total"].iloc[0]
     by_key = table[table["grouping"] == "horizon"].set_index("key")
     horizon_meta = {f"won_deals_{k}": [round(float(r["won_deals_p10"]), 1), round(float(r["expected_won_deals"]), 1),
@@ -415,6 +419,6 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
         interval=rules.forecast.interval, sigma=round(level.sigma, 4), revenue_sigma=round(revenue_level.sigma, 4),
         bias_correction=round(level.shift, 4), revenue_bias_correction=round(revenue_level.shift, 4),
-        bias_correction_note=_bias_note(level, model_total=float(scores["win_probability"].sum()),
-                                        corrected_total=float(total["expected_won_deals"])),
+        bias_correction_note=_bias_note(level, model_total=float(keyed["90d"].sum()),
+                                        corrected_total=float(by_key.loc["90d", "expected_won_deals"])),
         sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))
