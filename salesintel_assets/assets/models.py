@@ -80,7 +80,9 @@ def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         if not rf.spec_feasible(spec, prepared.spec):
             rows = [base | {"status": "incompatible", "reason": "the champion's features are not in the current data"}]
         else:
-            rows = _horizon_checks(base, champion, mlflow.load_model(CHAMPION), spec, prepared, rules, deployed)
+            checks = drift.horizon_checks(mlflow.load_model(CHAMPION), champion.tags, prepared.fact, prepared.as_of,
+                                          deployed, prepared.timeline, spec, rules)
+            rows = [base | check for check in checks]
             _log_drift(mlflow, champion, prepared.as_of, rows)
     for row in rows:
         if row["degraded"]:
@@ -95,30 +97,6 @@ def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                                                       "observed_rate", "predicted_rate", "reason"]]
                                               .round(4).to_markdown(index=False))}
     return dg.Output(table, metadata=_newest_first(table, **meta))
-
-
-def _horizon_checks(base, champion, model, spec, prepared, rules, deployed) -> list[dict]:
-    """One live check per horizon the champion answers."""
-    main = int(champion.tags.get("win_horizon_days", rules.win_horizon_days))
-    horizons = getattr(model, "horizons", [main])
-    rows = []
-    for days in sorted(horizons):
-        features, won = drift.matured_outcomes(prepared.fact, prepared.as_of, deployed, days, prepared.timeline,
-                                               spec)
-        p = np.zeros(0)
-        if len(won):
-            p = rm.predict_horizons(model, features)[days] if hasattr(model, "horizons") else rm.predict(model,
-                                                                                                            features)
-        tag = champion.tags.get(f"validation_auc_{days}d", champion.tags.get("validation_auc") if days == main
-                                else None)
-        validation_auc = float(tag) if tag is not None and float(tag) == float(tag) else None
-        check = drift.live_check(won, p, validation_auc, rules.drift.min_new_deals, rules.drift.max_auc_drop,
-                                 rules.drift.max_calibration_gap, rules.drift.alpha)
-        if not len(won):
-            check["reason"] = (f"no {days}-day window since the champion was deployed on {deployed:%Y-%m-%d} has "
-                               f"ended yet")
-        rows.append(base | check | {"horizon_days": days})
-    return rows
 
 
 def _worst(statuses: pd.Series) -> str:

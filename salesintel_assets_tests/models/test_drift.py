@@ -76,3 +76,57 @@ def test_a_calibrated_horizon_passes_and_eventual_outcomes_would_fail_it():
     assert wrong["degraded"] and "observed win rate" in wrong["reason"]
     few = drift.live_check(within[:20].astype(int), p90[:20], 0.7, 100, 0.05, 0.05, 0.01)
     assert few["status"] == "not enough data" and "20 deals with a finished window" in few["reason"]
+
+
+class _ByAge:
+    """A stand-in classifier: win probability by deal age on the scoring day."""
+
+    def __init__(self, young: float, old: float):
+        self.young, self.old = young, old
+
+    def predict_proba(self, features):
+        p = np.where(features["age_days"].to_numpy() < 50, self.young, self.old)
+        return np.column_stack([1 - p, p])
+
+
+def _world(n=800, seed=4):
+    """Deals open on the deployment day: young ones win within 30 days 30 %
+    of the time, old ones 10 %; every other deal is lost after day 30 or
+    stays open, so 'won within 90 days' has the same rates."""
+    rng = np.random.default_rng(seed)
+    age = rng.integers(0, 100, n)
+    won = rng.random(n) < np.where(age < 50, 0.3, 0.1)
+    close_in = np.where(won, rng.integers(1, 30, n), rng.integers(31, 200, n))
+    closed = DEPLOYED + pd.to_timedelta(close_in, unit="D")
+    fact = pd.DataFrame({"deal_id": [f"D{i}" for i in range(n)], "created_date": DEPLOYED - pd.to_timedelta(age, "D"),
+                         "closed_date": closed.where(close_in <= 150), "is_won": won})
+    fact["is_open"] = fact["closed_date"].isna()
+    fact["needs_review"] = False
+    return fact
+
+
+def test_each_horizon_gets_its_own_verdict(setup):
+    from salesintel_assets.domain.common.rules import load_rules
+    from salesintel_assets.domain.models import risk_model as rm
+
+    _, spec, _ = setup
+    fact = _world()
+    timeline = rf.Timeline(fact["deal_id"], pd.DataFrame(columns=["deal_id", "stage", "entered_date"]),
+                           pd.DataFrame(columns=["deal_id", "activity_date"]), ["Qualified", "Closed"])
+    rules = load_rules().risk
+    # right within 30 days, 10 points too hopeful within 90
+    model = rm.HorizonModel([30, 90], [_ByAge(0.3, 0.1), _ByAge(0.4, 0.2)], 90)
+    tags = {"win_horizon_days": "90", "validation_auc": "0.62", "validation_auc_30d": "0.62"}
+    checks = {c["horizon_days"]: c for c in drift.horizon_checks(model, tags, fact, AS_OF, DEPLOYED, timeline, spec,
+                                                                  rules)}
+    assert set(checks) == {30, 90}
+    assert checks[30]["status"] == "ok" and checks[30]["new_deals"] == len(fact)
+    assert checks[90]["status"] == "degraded" and "observed win rate" in checks[90]["reason"]
+    # a model without horizons is judged on its main horizon only
+    plain = drift.horizon_checks(_ByAge(0.3, 0.1), {"win_horizon_days": "30"}, fact, AS_OF, DEPLOYED, timeline, spec,
+                                 rules)
+    assert [c["horizon_days"] for c in plain] == [30] and plain[0]["status"] == "ok"
+    # nothing matured yet: no verdict, said plainly
+    early = drift.horizon_checks(model, tags, fact, DEPLOYED + pd.Timedelta(days=20), DEPLOYED, timeline, spec, rules)
+    assert [c["status"] for c in early] == ["not enough data"] * 2
+    assert "no 30-day window since the champion was deployed on 2026-01-01 has ended yet" == early[0]["reason"]

@@ -155,3 +155,31 @@ def matured_outcomes(fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Times
     deals, first, ends = deals[keep].reset_index(drop=True), first[keep], ends[keep]
     won = deals["is_won"].to_numpy(dtype=bool) & (ends <= first + horizon_days)
     return rf.states_at(deals, first, timeline, spec), won.astype(int)
+
+
+def horizon_checks(model, tags: dict, fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Timestamp, timeline,
+                   spec, rules) -> list[dict]:
+    """``live_check`` for each horizon the champion answers (``model.horizons``;
+    a model without them answers its main horizon only), on that horizon's
+    matured outcomes, against the validation AUC its version recorded for it
+    (tags ``validation_auc_<days>d``; ``validation_auc`` for the main one)."""
+    from salesintel_assets.domain.models import risk_model as rm
+
+    main = int(tags.get("win_horizon_days", rules.win_horizon_days))
+    horizons = getattr(model, "horizons", None)
+    out = []
+    for days in sorted(horizons or [main]):
+        features, won = matured_outcomes(fact, as_of, deployed, days, timeline, spec)
+        p = np.zeros(0)
+        if len(won):
+            p = rm.predict_horizons(model, features)[days] if horizons else rm.predict(model, features)
+        recorded = tags.get(f"validation_auc_{days}d", tags.get("validation_auc") if days == main else None)
+        validation_auc = float(recorded) if recorded is not None else float("nan")
+        check = live_check(won, p, validation_auc if validation_auc == validation_auc else None,
+                           rules.drift.min_new_deals, rules.drift.max_auc_drop, rules.drift.max_calibration_gap,
+                           rules.drift.alpha)
+        if not len(won):
+            check["reason"] = (f"no {days}-day window since the champion was deployed on {deployed:%Y-%m-%d} has "
+                               "ended yet")
+        out.append(check | {"horizon_days": days})
+    return out
