@@ -21,7 +21,8 @@ probabilities (``model_error`` against the truth), ``bias_shift`` the lean
 the backtest measured out of sample and the forecast removes (log odds),
 ``sigma`` the sd of the shared shift left around it; ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
-says; ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
+says; ``best_error`` is the error of the generator's own probabilities (the
+luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those).
 """
@@ -178,6 +179,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "expected_90d": round(float(row90["expected_won_deals"]), 1),
         "p10_90d": float(row90["won_deals_p10"]), "p90_90d": float(row90["won_deals_p90"]),
         "model_error": round(float(by_horizon[FORECAST_DAYS].sum()) / max(actual, 1) - 1, 3),
+        "best_error": round(float(best.sum()) / max(actual, 1) - 1, 3),
         "forecast_error": round(float(row90["expected_won_deals"]) / max(actual, 1) - 1, 3),
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
