@@ -77,12 +77,13 @@ def _run_ingestion(crm, home: Path, as_of: str) -> dict:
     from benchmarks_support import asset_step_seconds
     from salesintel_assets.definitions import build_definitions
     from salesintel_assets.resources.factory import build_resources
+    from salesintel_assets.tenant_runs import run_in_process
 
     defs = build_definitions(build_resources(home=str(home), crm=crm, as_of=as_of))
     instance = dg.DagsterInstance.ephemeral()
     began = time.perf_counter()
-    result = defs.resolve_job_def("ingestion_job").execute_in_process(
-        instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    result = run_in_process(defs.resolve_job_def("ingestion_job"), instance=instance,
+                                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
     job_s = time.perf_counter() - began
     assert result.success
     steps = asset_step_seconds(instance, result.run_id)

@@ -46,6 +46,7 @@ def bench_ingestion(deals: int, home: Path) -> dict:
     from salesintel_assets.sources import sample_crm
     from salesintel_assets.resources.crm import SampleCRM, _snapshot_at
     from salesintel_assets.resources.factory import build_resources
+    from salesintel_assets.tenant_runs import run_in_process
 
     end = sample_crm.SAMPLE_END_DATE
     next_day = (pd.Timestamp(end) + pd.Timedelta(days=1)).date()
@@ -61,8 +62,8 @@ def bench_ingestion(deals: int, home: Path) -> dict:
                                                                         with_activities=activities)))
         instance = dg.DagsterInstance.ephemeral()
         began = time.perf_counter()
-        result = defs.resolve_job_def("ingestion_job").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        result = run_in_process(defs.resolve_job_def("ingestion_job"), instance=instance,
+                                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
         figures[f"{label}_job_s"] = time.perf_counter() - began
         assert result.success
         steps = asset_step_seconds(instance, result.run_id)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from salesintel_assets.domain.alerts.feedback_inbox import RATINGS
 from salesintel_assets.domain.common.storage import DEFAULT_HOME
+from salesintel_assets.domain.common.tenants import DEFAULT_TENANT
+from salesintel_assets import tenant_cli
 from salesintel_assets.instance import ensure_instance_folder, instance_folder, project_instance
 from salesintel_assets.resources.factory import SOURCES
 
@@ -44,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
 
     _apply_overrides(args)
     home = _home(args)
+    log_level = "INFO" if args.verbose else "CRITICAL"
+    if args.tenant or args.all_tenants or args.executor:
+        from salesintel_assets.tenant_cli import run_tenants_command
+
+        return run_tenants_command(args, log_level)
     try:
         parse_analysis_date(os.environ.get("SALESINTEL_AS_OF"))
         load_rules(os.environ.get("SALESINTEL_RULES") or None)
@@ -54,11 +61,10 @@ def run(args: argparse.Namespace) -> int:
     # The project's instance, so the Dagster UI shows this run, its materialisations, checks and freshness.
     instance = project_instance(home)
     # Dagster's own log (tracebacks, one "not executing" line per skipped step) only in verbose mode.
-    log_level = "INFO" if args.verbose else "CRITICAL"
     print(f"salesintel: running {args.job} into {home} ...", flush=True)
     warehouse = Warehouse(home=SalesintelHome(path=home))
     result = execute(defs, args.job, instance, {"loggers": {"console": {"config": {"log_level": log_level}}}},
-                     warehouse, warnings=_failed_warnings)
+                     warehouse, warnings=_failed_warnings, partition_key=DEFAULT_TENANT)
     outcome = read_outcome(result)
     if pull_skipped(result[0]):
         print("salesintel: nothing new since the last complete run; analytics kept, alerts delivered", flush=True)
@@ -194,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--decimal-mark", dest="decimal_mark", choices=[".", ","],
                          help="SALESINTEL_DECIMAL_MARK: the export's decimal mark, when its own amounts cannot tell")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step log")
+    tenant_cli.add_run_options(run_cmd)
     run_cmd.set_defaults(handler=run)
     feedback_cmd = commands.add_parser("feedback", help="rate an alert helpful or noise (acknowledges it)")
     feedback_cmd.add_argument("alert_id")
@@ -220,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_cmd.add_argument("--label", help="a note on who holds it")
     create_cmd.add_argument("--home", help="SALESINTEL_HOME (default .salesintel)")
     create_cmd.set_defaults(handler=token_create)
+    tenant_cli.add_commands(commands, "SALESINTEL_HOME (default .salesintel)")
     return parser
 
 

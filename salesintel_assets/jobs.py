@@ -1,5 +1,7 @@
-"""Jobs. They run in process: DuckDB allows one writing process per file,
-and a process per step would re-import the code location for every asset."""
+"""Jobs. Each run is for one tenant (its partition key) and runs with the
+code location's executor (``executors.py``): in process by default, since
+DuckDB allows one writing process per file and a process per step would
+re-import the code location for every asset."""
 
 import dagster as dg
 
@@ -7,8 +9,7 @@ from salesintel_assets.constants import ALERTS, ANOMALIES, DRIVERS, INGESTION, M
 
 
 def _job(name: str, selection: dg.AssetSelection, description: str):
-    return dg.define_asset_job(name, selection=selection, executor_def=dg.in_process_executor,
-                               description=description)
+    return dg.define_asset_job(name, selection=selection, description=description)
 
 
 salesintel_job = _job("salesintel_job", dg.AssetSelection.all(),

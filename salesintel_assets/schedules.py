@@ -1,16 +1,23 @@
 """Schedules at the design's cadence (UTC): ingestion and metrics every 4
 hours, models 05:30, drivers 06:00, anomalies 07:00, digests 08:00, the rep
-scorecard on Mondays and the executive report on the 1st."""
+scorecard on Mondays and the executive report on the 1st. Every tick asks
+for one run per tenant (the default one and every registered sales org)."""
 
 import dagster as dg
+
+from salesintel_assets.resources.tenancy import registered_tenants
 
 from salesintel_assets.jobs import (alert_delivery_job, anomalies_job, drivers_job, ingestion_job, metrics_job,
                                     models_job)
 
 
 def _schedule(name: str, job, cron: str, description: str, run_config: dict | None = None) -> dg.ScheduleDefinition:
+    def per_tenant(context: dg.ScheduleEvaluationContext):
+        for tenant in registered_tenants(context.instance):
+            yield dg.RunRequest(partition_key=tenant, run_config=run_config or {})
+
     return dg.ScheduleDefinition(name=name, job=job, cron_schedule=cron, description=description,
-                                 run_config=run_config, default_status=dg.DefaultScheduleStatus.RUNNING)
+                                 execution_fn=per_tenant, default_status=dg.DefaultScheduleStatus.RUNNING)
 
 
 def _delivery(name: str, cron: str, digests: list[str], reports: list[str], description: str):

@@ -10,26 +10,31 @@ import duckdb
 import pandas as pd
 
 from salesintel_assets.definitions import build_definitions
+from salesintel_assets.domain.common.tenants import DEFAULT_TENANT
 from salesintel_assets.resources.factory import build_resources
+from salesintel_assets.tenant_runs import run_in_process
 
 
 
 def run_job(resources: dict, job: str = "salesintel_job", raise_on_error: bool = True,
-            instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """Run a job of the real definitions with these resources, in process."""
+            instance: dg.DagsterInstance | None = None, tenant: str = DEFAULT_TENANT,
+            **kwargs) -> dg.ExecuteInProcessResult:
+    """Run a job of the real definitions with these resources, in process,
+    for one tenant (the default one unless named)."""
     defs = build_definitions(resources)
-    return defs.resolve_job_def(job).execute_in_process(raise_on_error=raise_on_error, instance=instance)
+    return run_in_process(defs.resolve_job_def(job), tenant, instance, raise_on_error=raise_on_error, **kwargs)
 
 
 def run_selection(resources: dict, selection: str, raise_on_error: bool = True,
-                  instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+                  instance: dg.DagsterInstance | None = None, tenant: str = DEFAULT_TENANT,
+                  **kwargs) -> dg.ExecuteInProcessResult:
     """Materialise an asset selection string (e.g. ``"group:ingestion group:warehouse"``,
-    ``"*deal_metrics"``) of the real definitions."""
+    ``"*deal_metrics"``) of the real definitions for one tenant."""
     defs = build_definitions(resources)
-    job = dg.define_asset_job("test_selection_job", selection=selection, executor_def=dg.in_process_executor)
+    job = dg.define_asset_job("test_selection_job", selection=selection)
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    return defs.resolve_job_def("test_selection_job").execute_in_process(
-        raise_on_error=raise_on_error, instance=instance)
+    return run_in_process(defs.resolve_job_def("test_selection_job"), tenant, instance,
+                          raise_on_error=raise_on_error, **kwargs)
 
 
 def read_table(home: Path, name: str) -> pd.DataFrame:

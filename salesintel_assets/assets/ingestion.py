@@ -175,6 +175,9 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
     lake_folder = home.subdir(RAW_DEALS_LAKE)
     previous = lake.latest_note(lake_folder)
     repeated = previous is not None and previous.get("fingerprint") == gated["fingerprint"]
+    if repeated:  # the same input again, unless the run that kept it died before the warehouse took it
+        with warehouse.connect() as con:
+            repeated = ingestion.pull_committed(con, previous.get("pull_id"))
     deletions = gated["deletions"]
     note = {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id}
     if not repeated:

@@ -15,6 +15,7 @@ from salesintel_assets.resources.feedback import FeedbackInbox
 from salesintel_assets.resources.mlflow import MLflowTracking
 from salesintel_assets.resources.notifier import EmailNotifier, OutboxNotifier, SlackNotifier, smtp_security
 from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.tenancy import TenantCRM
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse, WarehouseIOManager
 
 SOURCES = ("sample", "csv", "hubspot", "salesforce")
@@ -30,19 +31,20 @@ def _env(name: str, default=None):
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def environment_resources() -> dict:
+def environment_resources(home: Optional[str] = None) -> dict:
     """Resources from the run-time contract. Called when Dagster loads the
-    definitions, never at import."""
+    definitions, never at import. ``home`` replaces SALESINTEL_HOME."""
     source = os.environ.get("SALESINTEL_SOURCE", "sample").strip().lower() or "sample"
     if source not in SOURCES:
         raise ConfigurationError(f"SALESINTEL_SOURCE={source!r}: expected one of {SOURCES}")
+    home = home or _env("SALESINTEL_HOME", DEFAULT_HOME)
     return build_resources(
-        home=_env("SALESINTEL_HOME", DEFAULT_HOME),
+        home=home,
         crm=crm_from_environment(source),
         as_of=_env("SALESINTEL_AS_OF"),
         rules_path=_env("SALESINTEL_RULES"),
         mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI"),
-        **notifier_resources(),
+        **notifier_resources(home),
     )
 
 
@@ -83,13 +85,14 @@ def salesforce_from_environment() -> CRMSource:
     return SalesforceCRM(**{k: v for k, v in fields.items() if v is not None})
 
 
-def notifier_resources() -> dict:
+def notifier_resources(home=DEFAULT_HOME) -> dict:
     """Slack when SLACK_BOT_TOKEN is set, email when SALESINTEL_SMTP_HOST is set
     (both through ``EnvVar``: values resolve at run time and are never shown).
-    Without either, alerts go to the local outbox."""
+    Without either, alerts go to the local outbox. A named tenant's Slack
+    token comes from the variable its entry in the tenants file names."""
     found = {}
     if os.environ.get("SLACK_BOT_TOKEN"):
-        slack = {"token": dg.EnvVar("SLACK_BOT_TOKEN")}
+        slack = {"token": dg.EnvVar("SLACK_BOT_TOKEN"), "tenants_home": home}
         base_url = os.environ.get("SLACK_BASE_URL", "").strip()
         if base_url:
             if not base_url.startswith(("https://", "http://")):
@@ -127,14 +130,15 @@ def build_resources(home, crm: CRMSource, as_of: Optional[str] = None,
         "home": home_resource,
         "warehouse": warehouse,
         "io_manager": WarehouseIOManager(warehouse=warehouse),
-        "crm": crm,
-        "settings": SalesintelSettings(as_of=as_of, rules_path=rules_path,
+        # The run's tenant (its partition key) picks its own source, rules and dates; see resources/tenancy.py.
+        "crm": TenantCRM(default=crm, home=home),
+        "settings": SalesintelSettings(as_of=as_of, rules_path=rules_path, home=home,
                                        source_as_of=source_date.isoformat() if source_date else None),
         "feedback_inbox": FeedbackInbox(home=home_resource),
         # MLflow store: <home>/mlflow.db unless MLFLOW_TRACKING_URI names another.
         "mlflow": MLflowTracking(home=home_resource, tracking_uri=mlflow_tracking_uri),
         # Notifiers: unconfigured Slack and email, so alerts go to the local outbox.
-        "slack": SlackNotifier(),
+        "slack": SlackNotifier(tenants_home=home),
         "email": EmailNotifier(),
         "outbox": OutboxNotifier(home=home_resource),
         # The live delivery ledger and the one-delivery-run-per-home lock.

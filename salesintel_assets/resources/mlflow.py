@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Iterator, Optional
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from salesintel_assets.domain.common.storage import MLFLOW_ARTIFACTS_DIR, MLFLOW_DB_FILE
 from salesintel_assets.resources.warehouse import SalesintelHome
@@ -44,6 +45,24 @@ class MLflowTracking(dg.ConfigurableResource):
     tracking_uri: Optional[str] = None
     experiment_name: str = "deal_risk"
     model_name: str = "deal_risk"
+
+    _tenant_names: Optional[tuple[str, str]] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A named tenant's runs and versions go to its own experiment and
+        registered model (its own store too, unless MLFLOW_TRACKING_URI
+        points every tenant at one server: then the names keep them apart)."""
+        from salesintel_assets.resources.tenancy import run_tenant
+
+        tenant = run_tenant(context, self.home.path)
+        if not tenant.is_default:
+            self._tenant_names = (tenant.model_name, tenant.model_name)
+
+    def experiment(self) -> str:
+        return self._tenant_names[0] if self._tenant_names else self.experiment_name
+
+    def registered_name(self) -> str:
+        return self._tenant_names[1] if self._tenant_names else self.model_name
 
     # --- where -------------------------------------------------------------------
     def uri(self) -> str:
@@ -89,9 +108,9 @@ class MLflowTracking(dg.ConfigurableResource):
         """The experiment, created on first use and tagged as model training
         (MLflow's UI otherwise opens it in its GenAI view)."""
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment_name)
+        found = client.get_experiment_by_name(self.experiment())
         if found is None:
-            return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location(),
+            return client.create_experiment(self.experiment(), artifact_location=self.artifact_location(),
                                             tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
         if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
             client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
@@ -102,14 +121,14 @@ class MLflowTracking(dg.ConfigurableResource):
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self.client().get_model_version_by_alias(self.model_name, alias)
+            found = self.client().get_model_version_by_alias(self.registered_name(), alias)
         except MlflowException:
             return None
         return ModelVersion(int(found.version), found.run_id, dict(found.tags))
 
     def find_version(self, tag: str, value: str) -> Optional[ModelVersion]:
         """The newest version whose tag has this value (e.g. a data fingerprint)."""
-        found = self.client().search_model_versions(f"name='{self.model_name}' and tags.{tag}='{value}'")
+        found = self.client().search_model_versions(f"name='{self.registered_name()}' and tags.{tag}='{value}'")
         if not found:
             return None
         best = max(found, key=lambda v: int(v.version))
@@ -120,15 +139,15 @@ class MLflowTracking(dg.ConfigurableResource):
         with self._session() as mlflow:
             import mlflow.sklearn  # noqa: F401  (registers the flavour module)
 
-            return mlflow.sklearn.load_model(f"models:/{self.model_name}@{alias}")
+            return mlflow.sklearn.load_model(f"models:/{self.registered_name()}@{alias}")
 
     def set_alias(self, alias: str, version: int) -> None:
-        self.client().set_registered_model_alias(self.model_name, alias, str(version))
+        self.client().set_registered_model_alias(self.registered_name(), alias, str(version))
 
     def tag_version(self, version: int, tags: dict) -> None:
         client = self.client()
         for key, value in tags.items():
-            client.set_model_version_tag(self.model_name, str(version), key, str(value))
+            client.set_model_version_tag(self.registered_name(), str(version), key, str(value))
 
     # --- runs -------------------------------------------------------------------------
     def log_model_run(self, model, input_example, params: dict, metrics: dict, tags: dict,
@@ -146,7 +165,7 @@ class MLflowTracking(dg.ConfigurableResource):
 
             with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
                 for context, frame in (datasets or {}).items():
-                    mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{self.model_name}_{context}"),
+                    mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{self.registered_name()}_{context}"),
                                      context=context)
                 mlflow.log_params({k: _short(v) for k, v in params.items()})
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if _finite(v)})
@@ -154,7 +173,7 @@ class MLflowTracking(dg.ConfigurableResource):
                 signature = infer_signature(input_example, model.predict_proba(input_example)[:, 1])
                 info = mlflow.sklearn.log_model(
                     model, name="model", input_example=input_example, signature=signature,
-                    registered_model_name=self.model_name, serialization_format="skops",
+                    registered_model_name=self.registered_name(), serialization_format="skops",
                     skops_trusted_types=list(trusted_types), pyfunc_predict_fn="predict_proba",
                     pip_requirements=_requirements())
         version = int(info.registered_model_version)

@@ -9,10 +9,12 @@ the request.
 """
 
 import json
+import os
 from typing import Optional
 
 import dagster as dg
 from dagster_slack import SlackResource
+from pydantic import PrivateAttr
 from slack_sdk import WebClient
 
 from salesintel_assets.resources.channels import (  # noqa: F401 (re-exported)
@@ -29,19 +31,42 @@ from salesintel_assets.resources.warehouse import SalesintelHome
 
 class SlackNotifier(SlackResource):
     """Slack Web API. Without a token Slack is not configured. ``base_url``
-    points at Slack, a proxy or a Slack-compatible server (``SLACK_BASE_URL``)."""
+    points at Slack, a proxy or a Slack-compatible server (``SLACK_BASE_URL``).
+    ``tenants_home`` (SALESINTEL_HOME) finds the tenants file: in a run for a
+    named tenant only that tenant's own token is used (read from the variable
+    its entry names), never the default workspace's."""
 
     token: Optional[str] = None
     base_url: str = SLACK_API
     rate_limit_retries: int = 2
     max_retry_after_seconds: float = 30.0
     timeout_seconds: float = 15.0
+    tenants_home: Optional[str] = None
+
+    _tenant_token: Optional[tuple] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if not self.tenants_home:
+            return
+        from salesintel_assets.resources.tenancy import run_tenant
+
+        tenant = run_tenant(context, self.tenants_home)
+        if tenant.is_default:
+            return
+        variable = tenant.config.slack_token_env
+        if variable and not os.environ.get(variable):
+            raise dg.Failure(f"tenant {tenant.name!r}: its Slack token variable {variable} is not set: export it "
+                             "(or remove slack_token_env from its entry to deliver by email or the outbox)")
+        self._tenant_token = (os.environ.get(variable) if variable else None,)
+
+    def active_token(self) -> Optional[str]:
+        return self._tenant_token[0] if self._tenant_token else self.token
 
     def configured(self) -> bool:
-        return bool(self.token)
+        return bool(self.active_token())
 
     def _clients(self) -> tuple[WebClient, WebClient]:
-        return slack_clients(self.token, self.base_url, self.timeout_seconds, self.rate_limit_retries,
+        return slack_clients(self.active_token(), self.base_url, self.timeout_seconds, self.rate_limit_retries,
                              self.max_retry_after_seconds)
 
     def get_client(self) -> WebClient:
@@ -54,7 +79,7 @@ class SlackNotifier(SlackResource):
 
     def channel(self) -> SlackChannel:
         poster, reader = self._clients()
-        return SlackChannel(poster, reader, self.token)
+        return SlackChannel(poster, reader, self.active_token())
 
 
 class EmailNotifier(dg.ConfigurableResource):

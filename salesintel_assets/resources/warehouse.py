@@ -11,26 +11,41 @@ write. ``CREATE OR REPLACE`` avoids both and keeps re-runs idempotent.
 
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import dagster as dg
 import duckdb
 import pandas as pd
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
 from salesintel_assets.domain.common.storage import DATABASE_FILE, DEFAULT_HOME
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, busy_message, table_exists
+from salesintel_assets.domain.common.tenants import Tenant, resolve_tenant
 
 
 class SalesintelHome(dg.ConfigurableResource):
     """The folder that holds the warehouse, raw lake, feedback inbox, MLflow
-    store and outbox (their names: ``domain/common/storage.py``)."""
+    store and outbox (their names: ``domain/common/storage.py``). ``path`` is
+    SALESINTEL_HOME; in a run for a named tenant (the run's partition key)
+    everything lives in that tenant's folder below it."""
 
     path: str = DEFAULT_HOME
 
+    _tenant: Optional[Tenant] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from salesintel_assets.resources.tenancy import run_tenant
+
+        self._tenant = run_tenant(context, self.path)
+
+    def tenant(self) -> Tenant:
+        """The run's tenant (the default one outside a run)."""
+        return self._tenant or resolve_tenant(self.path, None)
+
     def location(self) -> Path:
         """The folder, without creating it."""
-        return Path(self.path).expanduser().resolve()
+        return self.tenant().root
 
     def root(self) -> Path:
         root = self.location()

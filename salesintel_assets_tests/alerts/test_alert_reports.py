@@ -6,16 +6,17 @@ import pytest
 
 from salesintel_assets.definitions import build_definitions
 from salesintel_assets.schedules import schedules
+from salesintel_assets.tenant_runs import run_in_process
 from salesintel_assets_tests.alert_support import N_DEALS
 from salesintel_assets_tests.support import read_table, sample_resources
 
 
 def _deliver(home, reports, digests=()):
     defs = build_definitions(sample_resources(home, n_deals=N_DEALS))
-    job = dg.define_asset_job("t", selection="key:alerts or key:alert_deliveries", executor_def=dg.in_process_executor)
+    job = dg.define_asset_job("t", selection="key:alerts or key:alert_deliveries")
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
     config = {"ops": {"alert_deliveries": {"config": {"digests": list(digests), "reports": list(reports)}}}}
-    return defs.resolve_job_def("t").execute_in_process(run_config=config)
+    return run_in_process(defs.resolve_job_def("t"), run_config=config)
 
 
 def test_scorecards_and_executive_report_go_out_once_per_period(alert_home):
@@ -56,8 +57,14 @@ def test_schedules_carry_their_delivery_config():
                 "weekly_rep_scorecard": ("0 8 * * 1", ["weekly"], ["rep_scorecard"]),
                 "monthly_executive_report": ("0 8 1 * *", [], ["executive_report"]),
                 "alert_escalation_check": ("15 * * * *", [], [])}
+    repository = build_definitions(sample_resources("unused-home")).get_repository_def()
+    with dg.instance_for_test() as instance, dg.partition_loading_context(dynamic_partitions_store=instance):
+        requests = {name: by_name[name].evaluate_tick(
+            dg.build_schedule_context(instance=instance, repository_def=repository)).run_requests for name in expected}
     for name, (cron, digests, reports) in expected.items():
         schedule = by_name[name]
-        config = schedule.evaluate_tick(dg.build_schedule_context()).run_requests[0].run_config
+        [request] = requests[name]
+        config = request.run_config
+        assert request.partition_key == "default"  # one run per tenant; here only the default one
         assert schedule.cron_schedule == cron and schedule.job_name == "alert_delivery_job"
         assert config["ops"]["alert_deliveries"]["config"] == {"digests": digests, "reports": reports}

@@ -5,6 +5,7 @@ import json
 
 import dagster as dg
 
+from salesintel_assets.definitions import build_definitions
 from salesintel_assets.resources.notifier import OutboxNotifier, SlackNotifier
 from salesintel_assets.resources.warehouse import SalesintelHome
 from salesintel_assets.resources.crm import CsvCRM
@@ -16,31 +17,37 @@ from salesintel_assets_tests.support import sample_resources
 TOKEN = "xoxb-sensor-token"
 
 
-def _materialize(instance: dg.DagsterInstance, key: str) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+def _materialize(instance: dg.DagsterInstance, key: str, tenant: str = "default") -> None:
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=tenant))
 
 
-def _tick(sensor, instance, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor)
-    return sensor.evaluate_tick(context)
+def _tick(sensor, instance, cursor=None, resources=None):
+    # The definitions let the sensor resolve the partitioned (per-tenant) run requests.
+    definitions = build_definitions(sample_resources("unused-home"))
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions, resources=resources)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        return sensor.evaluate_tick(context)
 
 
 def test_sensors_are_registered():
     assert {s.name for s in sensors} == {"pull_on_crm_change", "alerts_on_new_inputs", "deliver_new_alerts",
-                                         "notify_data_team_on_run_failure"}
+                                         "notify_data_team_on_run_failure", "register_tenants"}
 
 
 def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(tmp_path):
     export = tmp_path / "deals.csv"
     export.write_text("deal_id\nD1\n")
     crm = CsvCRM(path=str(export))
+    instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor=None):
-        return crm_change_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources={"crm": crm}))
+        resources = {"crm": crm, "home": SalesintelHome(path=str(tmp_path))}
+        return _tick(crm_change_sensor, instance, cursor, resources)
 
     first = tick()
     [request] = first.run_requests
     assert request.run_config == IMMEDIATE_ONLY and request.tags["salesintel/trigger"] == "crm_change"
+    assert request.partition_key == "default"  # the environment's CRM is the default tenant's
     same = tick(first.cursor)
     assert same.run_requests == [] and "has not changed" in same.skip_message
     export.write_text("deal_id\nD1\nD2\n")
@@ -49,12 +56,13 @@ def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(
     assert again.run_key != request.run_key
 
 
-def test_crm_change_sensor_leaves_sources_that_cannot_tell_to_the_schedules():
+def test_crm_change_sensor_leaves_sources_that_cannot_tell_to_the_schedules(tmp_path):
     class Opaque(CsvCRM):
         def change_marker(self):
             return None
 
-    result = crm_change_sensor.evaluate_tick(dg.build_sensor_context(resources={"crm": Opaque(path="unused.csv")}))
+    resources = {"crm": Opaque(path="unused.csv"), "home": SalesintelHome(path=str(tmp_path))}
+    result = _tick(crm_change_sensor, dg.DagsterInstance.ephemeral(), resources=resources)
     assert result.run_requests == [] and "the schedules pull it" in result.skip_message
 
 
@@ -73,7 +81,7 @@ def test_alerts_sensor_fires_once_per_input_change():
     [request2] = scores.run_requests
     assert request2.tags["salesintel/changed_inputs"] == "deal_risk_scores"
     assert request2.run_key != request.run_key
-    assert json.loads(scores.cursor).keys() == {"anomalies", "deal_risk_scores", "dim_sales_reps"}
+    assert json.loads(scores.cursor)["default"].keys() == {"anomalies", "deal_risk_scores", "dim_sales_reps"}
 
 
 def test_alerts_sensor_skips_when_alerts_are_already_newer():

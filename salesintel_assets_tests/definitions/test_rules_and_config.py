@@ -51,7 +51,7 @@ def test_environment_defaults_to_sample_crm(monkeypatch):
     for name in ("SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_HOME", "SALESINTEL_AS_OF"):
         monkeypatch.delenv(name, raising=False)
     resources = environment_resources()
-    assert isinstance(resources["crm"], SampleCRM)
+    assert isinstance(resources["crm"].default, SampleCRM)  # the default tenant's source
     assert resources["home"].path == ".salesintel" and resources["settings"].as_of is None
 
 
@@ -60,9 +60,9 @@ def test_environment_csv_source_uses_env_vars(monkeypatch, tmp_path):
     monkeypatch.setenv("SALESINTEL_CSV", str(tmp_path / "deals.csv"))
     monkeypatch.setenv("SALESINTEL_AS_OF", "2024-07-20")
     resources = environment_resources()
-    assert isinstance(resources["crm"], CsvCRM)
+    assert isinstance(resources["crm"].default, CsvCRM)
     # Values stay EnvVar references (resolved at run time, never shown in the UI).
-    assert isinstance(resources["crm"].path, dg.EnvVar) and isinstance(resources["settings"].as_of, dg.EnvVar)
+    assert isinstance(resources["crm"].default.path, dg.EnvVar) and isinstance(resources["settings"].as_of, dg.EnvVar)
 
 
 @pytest.mark.parametrize("source, csv, message", [
@@ -87,7 +87,7 @@ def test_salesforce_needs_a_token_or_a_username_login(monkeypatch):
     with pytest.raises(ConfigurationError, match="needs SALESFORCE_ACCESS_TOKEN, or SALESFORCE_USERNAME"):
         environment_resources()
     monkeypatch.setenv("SALESFORCE_ACCESS_TOKEN", "00D!token")
-    crm = environment_resources()["crm"]
+    crm = environment_resources()["crm"].default
     # secrets stay EnvVars, resolved only when a run starts
     assert crm.access_token == dg.EnvVar("SALESFORCE_ACCESS_TOKEN") and crm.password is None
 

@@ -151,3 +151,12 @@ def unseen_quarantine(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> pd.
     finally:
         con.unregister("_q")
     return rows.iloc[keep.to_numpy()].reset_index(drop=True)
+
+
+def pull_committed(con: duckdb.DuckDBPyConnection, pull_id: str | None) -> bool:
+    """Whether a pull reached the warehouse (its quality report rows did). A
+    pull kept in the lake by a run that died before its warehouse
+    transaction committed did not: the next run stores its input afresh."""
+    if not pull_id or not table_exists(con, "data_quality_report"):
+        return False
+    return con.execute("SELECT count(*) FROM main.data_quality_report WHERE pull_id = ?", [pull_id]).fetchone()[0] > 0
