@@ -5,13 +5,14 @@ for one run per tenant (the default one and every registered sales org)."""
 
 import dagster as dg
 
-from salesintel_assets.resources.tenancy import registered_tenants
-
 from salesintel_assets.jobs import (alert_delivery_job, anomalies_job, drivers_job, ingestion_job, metrics_job,
                                     models_job)
+from salesintel_assets.resources.tenancy import registered_tenants
 
 
-def _schedule(name: str, job, cron: str, description: str, run_config: dict | None = None) -> dg.ScheduleDefinition:
+def per_tenant_schedule(name: str, job, cron: str, description: str = "",
+                        run_config: dict | None = None) -> dg.ScheduleDefinition:
+    """A schedule whose every tick asks for one run of ``job`` per registered tenant."""
     def per_tenant(context: dg.ScheduleEvaluationContext):
         for tenant in registered_tenants(context.instance):
             yield dg.RunRequest(partition_key=tenant, run_config=run_config or {})
@@ -22,18 +23,18 @@ def _schedule(name: str, job, cron: str, description: str, run_config: dict | No
 
 def _delivery(name: str, cron: str, digests: list[str], reports: list[str], description: str):
     config = {"ops": {"alert_deliveries": {"config": {"digests": digests, "reports": reports}}}}
-    return _schedule(name, alert_delivery_job, cron, description, config)
+    return per_tenant_schedule(name, alert_delivery_job, cron, description, config)
 
 
 schedules = [
-    _schedule("ingestion_every_4_hours", ingestion_job, "0 */4 * * *",
+    per_tenant_schedule("ingestion_every_4_hours", ingestion_job, "0 */4 * * *",
               "Every 4 hours: incremental CRM pull, quality gates, warehouse."),
-    _schedule("metrics_every_4_hours", metrics_job, "30 */4 * * *",
+    per_tenant_schedule("metrics_every_4_hours", metrics_job, "30 */4 * * *",
               "Every 4 hours, half an hour after the ingestion pull it reads."),
-    _schedule("models_daily", models_job, "30 5 * * *",
+    per_tenant_schedule("models_daily", models_job, "30 5 * * *",
               "Daily at 05:30: drift check, retrain and champion/challenger, risk scores, forecast."),
-    _schedule("drivers_daily", drivers_job, "0 6 * * *", "Daily at 06:00: drivers from the night's metrics."),
-    _schedule("anomalies_daily", anomalies_job, "0 7 * * *",
+    per_tenant_schedule("drivers_daily", drivers_job, "0 6 * * *", "Daily at 06:00: drivers from the night's metrics."),
+    per_tenant_schedule("anomalies_daily", anomalies_job, "0 7 * * *",
               "Daily at 07:00: anomalies from the night's warehouse and metrics."),
     _delivery("daily_alert_digest", "0 8 * * *", ["daily"], [],
               "Daily digests (P2/P3 of daily types, throttled P1s) at 08:00."),
