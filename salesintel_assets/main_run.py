@@ -18,6 +18,7 @@ from __future__ import annotations
 import dagster as dg
 
 from salesintel_assets.domain.common import reruns
+from salesintel_assets.domain.common.tenants import DEFAULT_TENANT
 from salesintel_assets.resources.tenancy import ensure_tenants
 from salesintel_assets.resources.warehouse import Warehouse
 
@@ -51,10 +52,10 @@ def execute(defs: dg.Definitions, job: str, instance: dg.DagsterInstance, run_co
     delivery (and alert refresh) it owes. A main run without failed steps
     marks its stamp complete; ``warnings(results)`` lists its failed warning
     checks (JSON-able), or None when an error check failed (never complete).
-    ``partition_key`` (one tenant) is passed to the run and its follow-up;
-    the stamps live in that tenant's warehouse."""
-    if partition_key:
-        ensure_tenants(instance, [partition_key])
+    ``partition_key`` (one tenant, the default one unless named) is passed
+    to the run and its follow-up; the stamps live in that tenant's warehouse."""
+    partition_key = partition_key or DEFAULT_TENANT  # every run is for one tenant
+    ensure_tenants(instance, [partition_key])
     main = defs.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=False, run_config=run_config, partition_key=partition_key)
     results = [main]
