@@ -101,7 +101,7 @@ def test_without_stage_history_only_creation_facts_and_age_are_used(tables):
                               tables["rules"].risk)
     assert spec.mode == rf.CREATION_ONLY
     assert spec.columns == ["industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_amount",
-                            "age_days"]
+                            "age_days", rf.WON_CYCLE_SHARE]
 
 
 # --- Time-based split ---------------------------------------------------------------

@@ -27,6 +27,9 @@ with the same meaning it had for the training rows:
   never produced (a test guards it). Without a stage history (a plain CSV
   export) stage features are left out entirely.
 * Activities count only those logged up to the snapshot date.
+* ``won_cycle_share`` (the age against the segment's winning cycles) reads
+  only deals won before the snapshot's week (``WonCycles``; a test moves
+  later wins and checks earlier snapshots do not move).
 * Outcome-derived columns of ``fact_deals`` are never read into features:
   ``FORBIDDEN_FEATURES`` lists them and ``assert_no_leakage`` refuses a
   feature set that contains one. The creation attributes (industry, region,
@@ -91,10 +94,11 @@ class FeatureSpec:
 
     def describe(self) -> str:
         if self.mode == STAGE_HISTORY:
-            return "replayed states from stage history: creation attributes, age, stage and days in it" + (
+            return "replayed states from stage history: creation attributes, age (also against the segment's " \
+                   "winning cycles), stage and days in it" + (
                 ", activities so far" if "activities_so_far" in self.numeric else "")
-        return ("no stage history: creation attributes and age so far only "
-                "(stage at close and sales_cycle_days are never used)")
+        return ("no stage history: creation attributes and age so far only (age also against the segment's "
+                "winning cycles; stage at close and sales_cycle_days are never used)")
 
 
 def assert_no_leakage(columns) -> None:

@@ -15,7 +15,8 @@ Time-based split, calibration, baselines, verdict
 -------------------------------------------------
 Labelled snapshots are split by snapshot date, never at random, oldest to
 newest: *fit* | *calibrate* | *validate*. Each candidate (a regularised
-logistic regression and gradient boosting) is fitted on *fit*, its
+logistic regression, shallow gradient boosting, and their ``Blend``) is
+fitted on *fit*, its
 probabilities calibrated on *calibrate* (sigmoid, or isotonic with enough
 deals), and compared on *validate*. Two baselines are fitted on the same
 rows and scored on the same validation snapshots: deal age alone and the
