@@ -101,7 +101,7 @@ def test_without_stage_history_only_creation_facts_and_age_are_used(tables):
                               tables["rules"].risk)
     assert spec.mode == rf.CREATION_ONLY
     assert spec.columns == ["industry", "region", "product_type", "lead_source", "sales_rep_id", "deal_amount",
-                            "age_days"]
+                            "age_days", rf.WON_CYCLE_SHARE]
 
 
 # --- Time-based split ---------------------------------------------------------------
@@ -179,8 +179,8 @@ def test_sample_model_beats_the_segment_baseline_and_is_calibrated(training):
     assert chosen["auc"] > baseline["auc"] + 0.1
     assert chosen["log_loss"] < baseline["log_loss"]
     assert chosen["ece"] < 0.05
-    assert training.chosen.name in ("logistic", "gradient_boosting")
-    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting"}
+    assert training.chosen.name in ("logistic", "gradient_boosting", rm.BLEND)
+    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.BLEND}
 
 
 # --- Scores and reasons -------------------------------------------------------------------

@@ -27,6 +27,9 @@ with the same meaning it had for the training rows:
   never produced (a test guards it). Without a stage history (a plain CSV
   export) stage features are left out entirely.
 * Activities count only those logged up to the snapshot date.
+* ``won_cycle_share`` (the age against the segment's winning cycles) reads
+  only deals won before the snapshot's week (``WonCycles``; a test moves
+  later wins and checks earlier snapshots do not move).
 * Outcome-derived columns of ``fact_deals`` are never read into features:
   ``FORBIDDEN_FEATURES`` lists them and ``assert_no_leakage`` refuses a
   feature set that contains one. The creation attributes (industry, region,
@@ -54,6 +57,10 @@ CREATION_ONLY = "creation_and_age"
 CREATION_CATEGORICAL = ("industry", "region", "product_type", "lead_source", "sales_rep_id")
 ACTIVITY_FEATURES = ("activities_so_far", "activities_last_14d", "days_since_activity")
 RECENT_ACTIVITY_DAYS = 14
+WON_CYCLE_SHARE = "won_cycle_share"  # the age against the segment's winning cycles (``WonCycles``)
+CYCLE_SEGMENT = "product_type"       # what sets a cycle's typical length
+CYCLE_BIN_DAYS, CYCLE_BINS = 7, 105  # cycle lengths in weeks up to two years (longer ones share the last)
+CYCLE_PRIOR_DEALS = 20
 UNKNOWN_STAGE = "unknown"
 # Columns of fact_deals whose value (for a closed deal) depends on how or when
 # it ended, plus bookkeeping that is not a property of the deal.
@@ -87,10 +94,11 @@ class FeatureSpec:
 
     def describe(self) -> str:
         if self.mode == STAGE_HISTORY:
-            return "replayed states from stage history: creation attributes, age, stage and days in it" + (
+            return "replayed states from stage history: creation attributes, age (also against the segment's " \
+                   "winning cycles), stage and days in it" + (
                 ", activities so far" if "activities_so_far" in self.numeric else "")
-        return ("no stage history: creation attributes and age so far only "
-                "(stage at close and sales_cycle_days are never used)")
+        return ("no stage history: creation attributes and age so far only (age also against the segment's "
+                "winning cycles; stage at close and sales_cycle_days are never used)")
 
 
 def assert_no_leakage(columns) -> None:
@@ -118,7 +126,7 @@ def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activit
     activity features only when activities are recorded at all. Creation
     columns the leakage guard excluded (``exclude``) are left out."""
     keep = lambda names: tuple(n for n in names if n not in set(exclude))  # noqa: E731
-    numeric_base = keep(("deal_amount",)) + ("age_days",)
+    numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE)
     categorical = keep(CREATION_CATEGORICAL)
     covered = labelled["deal_id"].isin(stage_history["deal_id"]).mean() if len(labelled) else 0.0
     if len(stage_history) and covered >= rules.min_history_coverage:
@@ -144,12 +152,56 @@ def day_numbers(values) -> np.ndarray:
 _SHIFT = 1 << 22  # day numbers fit below this; keys are code * _SHIFT + day
 
 
+class WonCycles:
+    """How long won deals took, as known on any past day. For a deal of age
+    ``a`` on day ``d``: the share of its segment's deals won before the week
+    of ``d`` that had closed by age ``a`` -- the deal's age measured against
+    its segment's typical winning cycle (an Enterprise deal open 60 days is
+    young, a small one is late). Segments with few wins lean on all
+    segments' share (``CYCLE_PRIOR_DEALS`` pseudo-deals). Only deals closed
+    before the snapshot's week count, so a replayed snapshot never sees a
+    later close."""
+
+    def __init__(self, won: pd.DataFrame, segment: str | None):
+        closed, created = day_numbers(won["closed_date"]), day_numbers(won["created_date"])
+        ok = (closed >= created) & (closed < np.iinfo(np.int32).max)
+        closed, cycle = closed[ok], closed[ok] - created[ok]
+        keys = won[segment].astype(str).to_numpy()[ok] if segment and segment in won else np.full(ok.sum(), "")
+        self.segment = segment
+        self.levels = pd.Index(pd.unique(keys))
+        self.first_week = int(closed.min() // 7) if len(closed) else 0
+        weeks = int(closed.max() // 7) - self.first_week + 1 if len(closed) else 0
+        # counts[segment (last: all), week, cycle bin], cumulated over bins and then over weeks
+        counts = np.zeros((len(self.levels) + 1, weeks + 1, CYCLE_BINS), np.int32)
+        bins = np.minimum(cycle // CYCLE_BIN_DAYS, CYCLE_BINS - 1)
+        week = closed // 7 - self.first_week + 1  # row k holds deals closed in weeks before k
+        np.add.at(counts, (self.levels.get_indexer(keys), week, bins), 1)
+        np.add.at(counts, (np.full(len(week), len(self.levels)), week, bins), 1)
+        self.cum = np.cumsum(np.cumsum(counts, axis=2), axis=1)
+
+    def share_by_age(self, segments, day: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Share of the segment's earlier wins that closed by this age (NaN before any win)."""
+        if not self.cum.shape[1]:
+            return np.full(len(day), np.nan)
+        code = self.levels.get_indexer(np.asarray(segments, dtype=object).astype(str)) if self.segment else \
+            np.zeros(len(day), np.int64)
+        code = np.where(code >= 0, code, len(self.levels))
+        week = np.clip(day // 7 - self.first_week, 0, self.cum.shape[1] - 1)
+        b = np.clip(np.floor(age / CYCLE_BIN_DAYS), 0, CYCLE_BINS - 1).astype(np.int64)
+        overall_n = self.cum[-1, week, -1].astype(float)
+        overall = np.where(overall_n > 0, self.cum[-1, week, b] / np.maximum(overall_n, 1), np.nan)
+        n = self.cum[code, week, -1].astype(float)
+        return (self.cum[code, week, b] + CYCLE_PRIOR_DEALS * overall) / (n + CYCLE_PRIOR_DEALS)
+
+
 class Timeline:
     """Stage history and activities indexed for "as of day d" look-ups over
-    millions of (deal, day) pairs without Python loops."""
+    millions of (deal, day) pairs without Python loops; ``won_cycles`` for
+    the age against the segment's winning cycles."""
 
     def __init__(self, deal_ids, stage_history: pd.DataFrame, activities: pd.DataFrame,
-                 stage_order: list[str]):
+                 stage_order: list[str], won_cycles: WonCycles | None = None):
+        self.won_cycles = won_cycles
         self.ids = pd.Index(pd.unique(np.asarray(deal_ids, dtype=object)))
         ranks = {s: i for i, s in enumerate(stage_order)}
         history = stage_history[["deal_id", "stage", "entered_date"]].dropna()
@@ -200,6 +252,9 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     if "deal_amount" in spec.columns:
         out["deal_amount"] = deals["deal_amount"].to_numpy(dtype="float64")
     out["age_days"] = (day - created).astype("float64")
+    if WON_CYCLE_SHARE in spec.numeric:
+        segments = deals[CYCLE_SEGMENT] if CYCLE_SEGMENT in deals else np.full(len(deals), "")
+        out[WON_CYCLE_SHARE] = timeline.won_cycles.share_by_age(segments, day, out["age_days"].to_numpy())
     if spec.mode == STAGE_HISTORY:
         codes = timeline.codes(deals["deal_id"])
         stage, entered = timeline.stage_at(codes, day)
@@ -333,7 +388,10 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     labelled = labelled_deals(fact, as_of)
     leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS)
     spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks))
-    timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order)
+    deals = trustworthy_deals(fact, as_of)
+    segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
+    timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
+                        WonCycles(deals[deals["is_won"]], segment))
     shortest = min(HORIZONS + (rules.win_horizon_days,))
     snapshots = snapshot_states(fact, timeline, spec, as_of, rules, stage_order[-1],
                                 as_of - pd.Timedelta(days=shortest))

@@ -24,13 +24,16 @@ _LABELS = {
     "days_in_stage": "{v:.0f} days in current stage", "activities_so_far": "{v:.0f} activities logged",
     "activities_last_14d": "{v:.0f} activities in the last 14 days",
     "days_since_activity": "No activity for {v:.0f} days",
+    "won_cycle_share": "Open longer than {v:.0%} of its product's wins took",
 }
 
 _SCOPES = {  # how a numeric factor's range of closed deals is named
     "deal_amount": "deals of {}", "age_days": "deals open {} days", "days_in_stage": "deals {} days in a stage",
     "activities_so_far": "deals with {} activities", "activities_last_14d": "deals with {} recent activities",
     "days_since_activity": "deals quiet for {} days",
+    "won_cycle_share": "such deals ({})",
 }
+_SHARES = {"won_cycle_share"}  # numeric factors that are shares: their ranges are said in percent
 
 
 @dataclass
@@ -108,12 +111,14 @@ class Explainer:
                 return label
             pos = int(np.clip(np.searchsorted(table["high"].to_numpy(), value, side="left"), 0, len(table) - 1))
             row = table.iloc[pos]
+            low, high = ((f"{row['low']:.0%}", f"{row['high']:.0%}") if feature in _SHARES
+                         else (f"{row['low']:,.0f}", f"{row['high']:,.0f}"))
             if pos == len(table) - 1:
-                span = f"{row['low']:,.0f} or more"
+                span = f"{low} or more"
             elif pos == 0:
-                span = f"up to {row['high']:,.0f}"
+                span = f"up to {high}"
             else:
-                span = f"{row['low']:,.0f}-{row['high']:,.0f}"
+                span = f"{low}-{high}"
             said = f"{label}: {_SCOPES[feature].format(span)} win {row['rate']:.0%}"
         return f"{said} vs {self.overall:.0%} overall (n={int(row['deals']):,})".replace("%", " %")
 
