@@ -348,3 +348,18 @@ def test_predictions_are_never_certain():
 
     p = rm.predict(Certain(), pd.DataFrame({"x": [1, 2]}))
     assert p.tolist() == [rm.PROBABILITY_FLOOR, 1 - rm.PROBABILITY_FLOOR]
+
+
+def test_every_candidate_fits_a_crm_with_more_reps_than_the_boosting_model_can_bin(tables):
+    # 400 reps: HistGradientBoosting takes at most 255 categories per feature
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"sales_rep": [f"rep {i % 400}" for i in range(6000)],
+                         "deal_age_days": rng.uniform(1, 300, 6000)})
+    rows.loc[:9, "sales_rep"] = None
+    won = (rng.uniform(size=6000) < 0.4).astype(int)
+    spec = rf.FeatureSpec(mode="test", categorical=("sales_rep",), numeric=("deal_age_days",))
+    for name in ("logistic", "gradient_boosting"):
+        model = rm.build_pipeline(name, spec, tables["rules"].risk).fit(rows, won)
+        unseen = pd.DataFrame({"sales_rep": ["rep 7", "a rep hired today"], "deal_age_days": [10.0, 10.0]})
+        p = model.predict_proba(unseen)[:, 1]
+        assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()

@@ -54,7 +54,8 @@ SKOPS_TRUSTED_TYPES = (
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 )
-MIN_LEVEL_ROWS = 20  # rarer categories are pooled as "infrequent" by the logistic model
+MIN_LEVEL_ROWS = 20  # rarer categories are pooled as "infrequent" by both candidates
+MAX_MODEL_CATEGORIES = 250  # HistGradientBoosting accepts at most 255 categories per feature
 
 
 class NotEnoughData(ValueError):
@@ -137,8 +138,10 @@ def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules):
         clf = LogisticRegression(C=rules.logistic_c, max_iter=2000)
     elif name == "gradient_boosting":
         prep = ColumnTransformer([
+            # the boosting model bins at most 255 categories: rarer levels (400 reps) share one code
             ("levels", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
-                                      encoded_missing_value=np.nan), categorical),
+                                      encoded_missing_value=np.nan, min_frequency=MIN_LEVEL_ROWS,
+                                      max_categories=MAX_MODEL_CATEGORIES), categorical),
             ("raw", "passthrough", numeric),
         ])
         # no early stopping: its random hold-out would mix states of one deal
