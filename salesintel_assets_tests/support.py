@@ -8,8 +8,10 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pandas as pd
+import yaml
 
 from salesintel_assets.definitions import build_definitions
+from salesintel_assets.domain.common.rules import default_rules_path
 from salesintel_assets.domain.common.tenants import DEFAULT_TENANT
 from salesintel_assets.resources.factory import build_resources
 from salesintel_assets.tenant_runs import run_in_process
@@ -94,3 +96,14 @@ def export_fact_deals(path: Path, as_of: str) -> pd.DataFrame:
     raw = ingestion.conform_raw(pd.read_csv(path, dtype=str, keep_default_na=False))
     clean = quality.validate_deals(raw, rules).clean
     return warehouse.build_fact_deals(clean, None, None, rules, pd.Timestamp(as_of))
+
+
+def light_rules(folder: Path) -> Path:
+    """The packaged rules with one model candidate and fewer backtests: the
+    same pipeline, less training time (for tests about other things)."""
+    rules = yaml.safe_load(default_rules_path().read_text())
+    rules["risk"]["candidates"] = ["logistic"]
+    rules["risk"]["forecast"].update(backtest_dates=2, simulations=200)
+    path = folder / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return path

@@ -2,25 +2,12 @@
 stand-in: the whole pipeline on HubSpot's data, routing through HubSpot's
 owners and teams (no org file), stalled deals judged by HubSpot stage history."""
 
-import yaml
-
 from salesintel_assets.cli import main
-from salesintel_assets.domain.common.rules import default_rules_path
 from salesintel_assets_tests.hubspot_standin import TOKEN, HubSpotStandIn
-from salesintel_assets_tests.support import read_table
+from salesintel_assets_tests.support import light_rules, read_table
 
 N_DEALS = 800
 
-
-def light_rules(tmp_path):
-    """The packaged rules with fewer model candidates and backtests: the same
-    pipeline, less training time (this test is about the source)."""
-    rules = yaml.safe_load(default_rules_path().read_text())
-    rules["risk"]["candidates"] = ["logistic"]
-    rules["risk"]["forecast"].update(backtest_dates=2, simulations=200)
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(rules))
-    return path
 
 
 def test_salesintel_run_on_hubspot(monkeypatch, home, tmp_path, capsys):

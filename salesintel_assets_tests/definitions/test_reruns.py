@@ -12,11 +12,10 @@ import yaml
 
 from salesintel_assets.cli import _failed_warnings
 from salesintel_assets.definitions import build_definitions
-from salesintel_assets.domain.common.rules import default_rules_path
 from salesintel_assets.main_run import execute, pull_skipped
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 from salesintel_assets_tests.skygeni_like import skygeni_like_export
-from salesintel_assets_tests.support import csv_resources, read_table, run_selection
+from salesintel_assets_tests.support import csv_resources, light_rules, read_table, run_selection
 
 N_DEALS = 600
 AS_OF = "2024-07-20"
@@ -25,15 +24,6 @@ ANALYTICS = ["fact_deals", "deal_history", "deal_metrics", "segment_metrics", "d
              "anomalies", "alerts", "deal_risk_model", "forecast_backtest"]
 UP_TO_DRIVERS = "group:ingestion or group:warehouse or key:deal_metrics or key:segment_metrics or key:driver_scores"
 
-
-def light_rules(folder):
-    """The packaged rules with less training: the same pipeline, faster."""
-    rules = yaml.safe_load(default_rules_path().read_text())
-    rules["risk"]["candidates"] = ["logistic"]
-    rules["risk"]["forecast"].update(backtest_dates=2, simulations=200)
-    path = folder / "rules.yaml"
-    path.write_text(yaml.safe_dump(rules))
-    return path
 
 
 def run_main(home, csv, rules, as_of=AS_OF):
