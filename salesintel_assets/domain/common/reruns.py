@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from pydantic import BaseModel
 
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, table_exists
@@ -50,7 +51,8 @@ def code_fingerprint(package_dir: Path = PACKAGE_DIR) -> str:
     return h.hexdigest()[:20]
 
 
-def rules_digest(rules: Rules) -> str:
+def rules_digest(rules: BaseModel) -> str:
+    """The digest of a rules model (the whole file or one section, such as ``risk``)."""
     return digest(json.dumps(rules.model_dump(mode="json"), sort_keys=True))
 
 

@@ -9,11 +9,9 @@ otherwise a new version is trained as before. A new day always retrains.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pandas as pd
 
+from salesintel_assets.domain.common.reruns import rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
 
 TRAINED_AT = "trained_at"     # model version tags written at training
@@ -21,12 +19,8 @@ RULES_DIGEST = "risk_rules_digest"
 CODE = "code_fingerprint"
 
 
-def risk_rules_digest(rules: RiskRules) -> str:
-    return hashlib.sha256(json.dumps(rules.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
-
-
 def training_tags(rules: RiskRules, code: str, trained_at: pd.Timestamp) -> dict:
-    return {TRAINED_AT: trained_at.isoformat(), RULES_DIGEST: risk_rules_digest(rules), CODE: code}
+    return {TRAINED_AT: trained_at.isoformat(), RULES_DIGEST: rules_digest(rules), CODE: code}
 
 
 def reuse_reason(tags: dict, as_of: pd.Timestamp, rules: RiskRules, code: str, changed: int, total: int,
@@ -35,7 +29,7 @@ def reuse_reason(tags: dict, as_of: pd.Timestamp, rules: RiskRules, code: str, c
     deal changed, "kept: ..." when few did), or None (train)."""
     if tags.get("as_of") != str(pd.Timestamp(as_of).date()) or TRAINED_AT not in tags:
         return None
-    if tags.get(RULES_DIGEST) != risk_rules_digest(rules) or tags.get(CODE) != code or degraded or not total:
+    if tags.get(RULES_DIGEST) != rules_digest(rules) or tags.get(CODE) != code or degraded or not total:
         return None
     if changed > rules.retrain_changed_share * total:
         return None
