@@ -87,15 +87,18 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[Run
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    output, _ = process.communicate()
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()), daemon=True)
+    reader.start()
+    # wait4: this child's own rusage, whose maximum resident set (KiB) covers its waited-for descendants.
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.time() - began
+    process.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     sampler.join()
-    # The kernel's maximum resident set of the largest waited-for descendant, in KiB.
-    import resource
-    kernel_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    peak = max([kernel_peak] + [rss for _, rss in samples])
-    return RunFigures(seconds, peak, process.returncode, output=output), samples
+    reader.join()
+    peak = max([usage.ru_maxrss * 1024] + [rss for _, rss in samples])
+    return RunFigures(seconds, peak, process.returncode, output="".join(output)), samples
 
 
 def step_table(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tuple[str, float, int]]:
