@@ -48,7 +48,11 @@ def crm_change_sensor(context: dg.SensorEvaluationContext, crm: CRMSource):
         return dg.SkipReason(f"{crm.describe()} cannot tell a change without a pull: the schedules pull it")
     if marker == context.cursor:
         return dg.SkipReason("the CRM source has not changed since the last pull this sensor requested")
+    first_look = context.cursor is None
     context.update_cursor(marker)
+    if first_look and latest_materialization(context.instance, "raw_deals") is not None:
+        # e.g. `salesintel ui` after `salesintel run`: what is there was pulled already; watch from now on
+        return dg.SkipReason("watching the CRM source from now on (it was pulled before this sensor started)")
     return dg.RunRequest(run_key=f"crm:{marker}", run_config=IMMEDIATE_ONLY,
                          tags={"salesintel/trigger": "crm_change"})
 

@@ -34,9 +34,11 @@ def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(
     export = tmp_path / "deals.csv"
     export.write_text("deal_id\nD1\n")
     crm = CsvCRM(path=str(export))
+    instance = dg.DagsterInstance.ephemeral()
 
     def tick(cursor=None):
-        return crm_change_sensor.evaluate_tick(dg.build_sensor_context(cursor=cursor, resources={"crm": crm}))
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"crm": crm})
+        return crm_change_sensor.evaluate_tick(context)
 
     first = tick()
     [request] = first.run_requests
@@ -49,12 +51,29 @@ def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(
     assert again.run_key != request.run_key
 
 
+def test_crm_change_sensor_first_only_watches_a_source_pulled_before_it_started(tmp_path):
+    """e.g. `salesintel ui` after `salesintel run`: no run for what is already in the warehouse."""
+    export = tmp_path / "deals.csv"
+    export.write_text("deal_id\nD1\n")
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize(instance, "raw_deals")
+    context = dg.build_sensor_context(instance=instance, resources={"crm": CsvCRM(path=str(export))})
+    first = crm_change_sensor.evaluate_tick(context)
+    assert first.run_requests == [] and "watching the CRM source from now on" in first.skip_message
+    export.write_text("deal_id\nD1\nD2\n")
+    context = dg.build_sensor_context(instance=instance, cursor=first.cursor,
+                                      resources={"crm": CsvCRM(path=str(export))})
+    assert len(crm_change_sensor.evaluate_tick(context).run_requests) == 1
+
+
 def test_crm_change_sensor_leaves_sources_that_cannot_tell_to_the_schedules():
     class Opaque(CsvCRM):
         def change_marker(self):
             return None
 
-    result = crm_change_sensor.evaluate_tick(dg.build_sensor_context(resources={"crm": Opaque(path="unused.csv")}))
+    context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
+                                      resources={"crm": Opaque(path="unused.csv")})
+    result = crm_change_sensor.evaluate_tick(context)
     assert result.run_requests == [] and "the schedules pull it" in result.skip_message
 
 

@@ -35,11 +35,13 @@ def deployment(tmp_path, monkeypatch):
     with LoopbackPostgres(tmp_path / "postgres") as postgres, SlackStandIn(token="xoxb-deployment-test") as slack:
         for name, value in postgres.environment().items():
             monkeypatch.setenv(name, value)
-        export, org = write_crm_export(tmp_path / "crm")
+        export, org = tmp_path / "crm" / "deals.csv", tmp_path / "crm" / "org.csv"
         env = {**deployment_environment(tmp_path / "home", export, org, slack.base_url), **postgres.environment()}
         deploy = Deployment(tmp_path / "deployment", env, location_module="salesintel_assets_tests.deploy_location")
         try:
-            deploy.start_code_server()
+            deploy.launch_code_server()
+            write_crm_export(tmp_path / "crm")  # while the code server loads; the runs read it
+            deploy.wait_for_code_server()
             yield deploy, postgres, slack, export
         finally:
             deploy.stop()
