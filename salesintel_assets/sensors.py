@@ -75,6 +75,9 @@ def crm_change_sensor(context: dg.SensorEvaluationContext, crm: CRMSource, home:
             return f"{source.describe()} cannot tell a change without a pull: the schedules pull it", seen
         if marker == seen:
             return "the CRM source has not changed since the last pull this sensor requested", seen
+        if seen is None and latest_materialization(context.instance, "raw_deals", tenant) is not None:
+            # e.g. `salesintel ui` after `salesintel run`: what is there was pulled already; watch from now on
+            return "watching the CRM source from now on (it was pulled before this sensor started)", marker
         return dg.RunRequest(run_key=f"crm:{tenant}:{marker}", partition_key=tenant, run_config=IMMEDIATE_ONLY,
                              tags={"salesintel/trigger": "crm_change"}), marker
 

@@ -82,7 +82,8 @@ class Deployment:
     """``deploy/``'s Dagster processes on loopback: the instance folder holds
     ``deploy/dagster.yaml`` verbatim and a workspace naming the gRPC port."""
 
-    def __init__(self, folder: Path, environment: dict[str, str], location_module: str = "salesintel_assets.definitions"):
+    def __init__(self, folder: Path, environment: dict[str, str],
+                 location_module: str = "salesintel_assets.definitions"):
         from salesintel_assets_tests.postgres_loopback import free_port
 
         self.folder = Path(folder)
@@ -112,15 +113,23 @@ class Deployment:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def start_code_server(self, timeout: float = 120) -> None:
+        self.launch_code_server()
+        self.wait_for_code_server(timeout)
+
+    def launch_code_server(self) -> None:
+        """Start it without waiting (it loads the definitions meanwhile)."""
         self.code_server = self._start("code_server", [
             self._bin("dagster"), "code-server", "start", "--host", "127.0.0.1", "--port", str(self.port),
             "--module-name", self.module, "--location-name", LOCATION])
+
+    def wait_for_code_server(self, timeout: float = 120) -> None:
         wait_for(self._code_server_serves, f"the code server on port {self.port} serving its definitions "
                  f"(log: {self.folder / 'code_server.log'})", timeout, every=2)
 
     def _code_server_serves(self) -> bool:
         if self.code_server.poll() is not None:
-            raise AssertionError(f"the code server exited with {self.code_server.returncode}:\n{self.log('code_server')}")
+            raise AssertionError(f"the code server exited with {self.code_server.returncode}:\n"
+                                 f"{self.log('code_server')}")
         check = subprocess.run([self._bin("dagster"), "api", "grpc-health-check", "--host", "127.0.0.1",
                                 "--port", str(self.port)], env=self.environment, capture_output=True)
         return check.returncode == 0
@@ -134,15 +143,16 @@ class Deployment:
 
     def stop(self) -> None:
         self._stop(self.daemon)
-        self._stop(self.code_server, signal.SIGTERM)  # the code server shuts down on SIGTERM, not on SIGINT
+        # The code server keeps no state of its own (runs are over by now): a short grace, then it is killed.
+        self._stop(self.code_server, signal.SIGTERM, grace=5)
 
     @staticmethod
-    def _stop(process: subprocess.Popen | None, how: int = signal.SIGINT) -> None:
+    def _stop(process: subprocess.Popen | None, how: int = signal.SIGINT, grace: float = 30) -> None:
         if process is None or process.poll() is not None:
             return
         os.killpg(process.pid, how)
         try:
-            process.wait(timeout=30)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

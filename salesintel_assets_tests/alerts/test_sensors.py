@@ -56,6 +56,19 @@ def test_crm_change_sensor_requests_one_end_to_end_run_per_change_of_the_export(
     assert again.run_key != request.run_key
 
 
+def test_crm_change_sensor_first_only_watches_a_source_pulled_before_it_started(tmp_path):
+    """e.g. `salesintel ui` after `salesintel run`: no run for what is already in the warehouse."""
+    export = tmp_path / "deals.csv"
+    export.write_text("deal_id\nD1\n")
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize(instance, "raw_deals")
+    resources = {"crm": CsvCRM(path=str(export)), "home": SalesintelHome(path=str(tmp_path))}
+    first = _tick(crm_change_sensor, instance, resources=resources)
+    assert first.run_requests == [] and "watching the CRM source from now on" in first.skip_message
+    export.write_text("deal_id\nD1\nD2\n")
+    assert len(_tick(crm_change_sensor, instance, first.cursor, resources).run_requests) == 1
+
+
 def test_crm_change_sensor_leaves_sources_that_cannot_tell_to_the_schedules(tmp_path):
     class Opaque(CsvCRM):
         def change_marker(self):
