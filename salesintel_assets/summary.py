@@ -16,6 +16,7 @@ from salesintel_assets.domain.alerts.delivery_plan import message_states
 from salesintel_assets.domain.common.storage import (DAGSTER_HOME_DIR, DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR,
                                                      OUTBOX_FILE)
 from salesintel_assets.domain.common.tables import table_exists
+from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.resources.warehouse import Warehouse
 
 # (check name, severity, description) of every failed asset check of the run.
@@ -89,7 +90,8 @@ def model_signal(con, context: dict) -> list[str]:
 
 
 def forecast_next_90_days(con, context: dict) -> list[str]:
-    """Wins expected in the next 90 days, with the 80 % interval."""
+    """Wins expected in the next 90 days, with the 80 % interval and how far
+    it can be trusted (from the backtest)."""
     if not {"grouping", "key", "won_deals_p10"} <= _columns(con, "pipeline_forecast"):
         return []
     row = con.execute("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM main.pipeline_forecast "
@@ -97,7 +99,9 @@ def forecast_next_90_days(con, context: dict) -> list[str]:
     if not row:
         return []
     expected, low, high = row[0]
-    return [f"wins expected in the next 90 days: {expected:,.0f} (80 % interval {low:,.0f}-{high:,.0f})"]
+    backtest = con.sql("SELECT * FROM main.forecast_backtest").df() if table_exists(con, "forecast_backtest") else None
+    return [f"wins expected in the next 90 days: {expected:,.0f} (80 % interval {low:,.0f}-{high:,.0f}); "
+            + forecast_trust.trust_note(float(expected), float(low), float(high), backtest)]
 
 
 def failed_warning_checks(con, context: dict) -> list[str]:

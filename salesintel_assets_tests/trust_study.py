@@ -21,10 +21,13 @@ probabilities (``model_error`` against the truth), ``bias_shift`` the lean
 the backtest measured out of sample and the forecast removes (log odds),
 ``sigma`` the sd of the shared shift left around it; ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
-says; ``best_error`` is the error of the generator's own probabilities (the
+says (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those).
+``backtest_coverage`` is the share of the ``backtest_judged`` past dates (those
+with at least two earlier dates whose windows had ended) whose 80 % interval
+held what closed.
 """
 
 from __future__ import annotations
@@ -141,9 +144,11 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     backtest = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules.risk, prepared.closed_stage,
                                  training.chosen.name, as_of)
     ok = backtest[backtest["status"] == "ok"]
+    judged = ok[ok["judged_by_dates"] >= 2]   # judged forward in time, as today's forecast is
     level_se = forecast.validation_level_se(rm.predict(training.model, training.split.validate[prepared.spec.columns]),
                                             training.split.validate)
-    level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval)
+    level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
+                                                     forecast.steps_per_window(rules.risk.forecast))
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
 
     def horizon_rows(frame, probabilities):
@@ -184,7 +189,10 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
         "unplanted_in_interval": bool(plain_row["won_deals_p10"] <= plain_actual <= plain_row["won_deals_p90"]),
-        "backtest_coverage": round(float(ok["won_deals_in_interval"].astype(bool).mean()), 2) if len(ok) else None,
+        "half_width": round((float(row90["won_deals_p90"]) - float(row90["won_deals_p10"])) / 2
+                            / max(float(row90["expected_won_deals"]), 1e-9), 3),
+        "backtest_coverage": round(float(judged["won_deals_in_interval"].astype(bool).mean()), 2) if len(judged) else None,
+        "backtest_judged": len(judged),
         **other_horizons,
         "leaks_named": ",".join(sorted(leakage.excluded(findings))) or "-",
         "amount_excluded": "deal_amount" not in prepared.spec.columns,

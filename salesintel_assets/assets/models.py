@@ -14,6 +14,7 @@ import pandas as pd
 from salesintel_assets.constants import MODELS
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
@@ -374,10 +375,11 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     if scores is None or not len(scores):
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
+    backtest = warehouse.read_table("forecast_backtest")
     level, revenue_level, source = forecast.level_corrections(
-        warehouse.read_table("deal_risk_model"), warehouse.read_table("forecast_backtest"),
+        warehouse.read_table("deal_risk_model"), backtest,
         lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]),
-        rules.forecast.interval)
+        rules.forecast.interval, forecast.steps_per_window(rules.forecast))
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     by_horizon = {rules.win_horizon_days: scores["win_probability"].to_numpy(float)}
     for days in (30, 90):
@@ -399,4 +401,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
         bias_correction=round(level.shift, 4), revenue_bias_correction=round(revenue_level.shift, 4),
         bias_correction_note=_bias_note(level, model_total=float(keyed["90d"].sum()),
                                         corrected_total=float(by_key.loc["90d", "expected_won_deals"])),
+        trust_note=forecast_trust.trust_note(*(float(by_key.loc["90d", c]) for c in
+                                         ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
+                                       backtest, rules.forecast.interval),
         sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))

@@ -95,7 +95,7 @@ def test_expected_close_month_follows_how_long_won_deals_still_needed():
 def backtest():
     tables = sample_tables(4000, 11)
     rules = tables["rules"].risk.model_copy(update={
-        "forecast": tables["rules"].risk.forecast.model_copy(update={"backtest_dates": 3, "simulations": 1000})})
+        "forecast": tables["rules"].risk.forecast.model_copy(update={"backtest_dates": 5, "simulations": 1000})})
     prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"], rules,
                           tables["rules"].stages.order)
     return forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
@@ -105,9 +105,9 @@ def backtest():
 def test_backtest_replays_past_dates_against_what_then_closed(backtest):
     table, prepared, rules = backtest
     assert list(table.columns) == forecast.BACKTEST_COLUMNS
-    assert (table["status"] == "ok").all() and len(table) == 3
+    assert (table["status"] == "ok").all() and len(table) == 5
     expected_dates = [prepared.as_of - pd.Timedelta(days=rules.forecast.backtest_horizon_days + k * 30)
-                      for k in (2, 1, 0)]
+                      for k in (4, 3, 2, 1, 0)]
     assert list(table["analysis_date"]) == expected_dates
     for _, row in table.iterrows():
         # the model of each date learned only from deals closed by then
@@ -116,11 +116,16 @@ def test_backtest_replays_past_dates_against_what_then_closed(backtest):
                                                     abs=0.02)
         assert row["resolved_deals"] + row["pending_deals"] == row["open_deals"]
         assert row["won_deals_p10"] <= row["expected_won_deals"] <= row["won_deals_p90"]
-    # each date is corrected by the lean the *other* dates measured (out of sample)
-    for k, row in table.iterrows():
-        others = table["level_shift"].drop(index=k)
-        assert row["bias_shift"] == pytest.approx(others.mean(), abs=1e-3)
+    # each date is corrected by the lean measured at the earlier dates whose
+    # 90-day windows had ended by then (out of sample and forward in time, as
+    # today's forecast is); with fewer than two of them, not corrected
+    window = pd.Timedelta(days=rules.forecast.backtest_horizon_days)
+    for _, row in table.iterrows():
+        known = table.loc[table["analysis_date"] + window <= row["analysis_date"], "level_shift"]
+        assert row["judged_by_dates"] == len(known)
+        assert row["bias_shift"] == pytest.approx(known.mean() if len(known) >= 2 else 0.0, abs=1e-3)
         assert (row["expected_won_deals"] < row["model_expected_won_deals"]) == (row["bias_shift"] < 0)
+    assert list(table["judged_by_dates"]) == [0, 0, 0, 1, 2]
 
 
 def test_backtest_forecast_is_within_the_design_target(backtest):
@@ -181,7 +186,7 @@ def test_corrected_intervals_cover_about_as_often_as_they_say():
     for k in range(66):
         won = (rng.random(len(p)) < forecast.shifted(p, -0.25 + rng.normal(0, 0.12))).sum()
         if k >= 6:
-            level = forecast.level_correction(shifts[-6:], [info] * 6, 0.03, 0.8)
+            level = forecast.level_correction(shifts[-6:][::-1], [info] * 6, 0.03, 0.8)
             sims, _ = forecast.simulate(forecast.shifted(p, level.shift), np.ones(len(p)),
                                         np.zeros(len(p), dtype=np.int64), 1, level.sigma, 400, k)
             corrected.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
@@ -194,3 +199,37 @@ def test_corrected_intervals_cover_about_as_often_as_they_say():
     assert 0.7 <= np.mean(corrected) <= 0.95
     assert np.mean(errors["corrected"]) < 0.6 * np.mean(errors["plain"])
     assert np.mean(plain) < np.mean(corrected)
+
+
+def test_shifts_that_disagree_give_no_correction_and_a_wider_interval():
+    info = forecast.level_information(np.random.default_rng(9).uniform(0.02, 0.6, 2000))
+    steady = forecast.level_correction([-0.12, -0.1, -0.14, -0.11, -0.13, -0.1, -0.12, -0.11], [info] * 8, 0.02, 0.8)
+    split = forecast.level_correction([0.25, -0.25, 0.2, -0.2, 0.25, -0.25, 0.2, -0.2], [info] * 8, 0.02, 0.8)
+    assert steady.shift == pytest.approx(-0.1163, abs=1e-3)
+    assert split.shift == pytest.approx(0.0, abs=1e-9)
+    assert split.sigma > 2 * steady.sigma
+
+
+def test_a_level_that_drifts_widens_the_interval_beyond_its_spread():
+    """Shifts moving steadily (most recent first): each date's shift against
+    the mean of the dates whose windows had ended by then misses by far
+    more than their spread around their own mean suggests."""
+    info = forecast.level_information(np.random.default_rng(10).uniform(0.02, 0.6, 2000))
+    drifting = [-0.5, -0.42, -0.36, -0.3, -0.2, -0.14, -0.06, 0.0, 0.08, 0.14, 0.2, 0.26]
+    level = forecast.level_correction(drifting, [info] * 12, 0.02, 0.8)
+    spread_only = forecast.level_correction(drifting, [info] * 12, 0.02, 0.8, steps_per_window=11)
+    errors, _ = forecast.forward_errors(np.array(drifting), np.full(12, info), 3)
+    assert len(errors) == 8 and (errors < 0).all()
+    assert level.shift == spread_only.shift == pytest.approx(np.mean(drifting))
+    assert level.sigma > 1.4 * spread_only.sigma
+
+
+def test_backtest_order_does_not_matter_to_the_correction():
+    replays = [{"analysis_date": pd.Timestamp("2026-01-01") + pd.Timedelta(days=30 * k), "level_shift": s,
+                "level_information": 400.0, "revenue_shift": s, "revenue_information": 200.0}
+               for k, s in enumerate([0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3])]
+    forward, _ = forecast.corrections_from(replays, 0.02, 0.8)
+    backward, _ = forecast.corrections_from(replays[::-1], 0.02, 0.8)
+    assert forward == backward
+    newest_first = forecast.level_correction([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3], [400.0] * 7, 0.02, 0.8)
+    assert forward == newest_first

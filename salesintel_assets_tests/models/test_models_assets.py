@@ -161,6 +161,9 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert len(backtest) == 2 and (backtest["status"] == "ok").all()
     assert (backtest["pending_deals"] == 0).all()   # every deal open then, judged on its 90-day window
     assert _materialization(runs[SECOND], "pipeline_forecast")["sigma_source"].value.startswith("backtest")
+    # two dates a month apart: neither saw the other's 90-day window end, so no past forecast was judged
+    assert (backtest["judged_by_dates"] == 0).all()
+    assert meta["trust_note"].value.startswith("not enough data to say how far it can be trusted")
 
 
 def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):

@@ -192,7 +192,9 @@ def test_summary_says_what_a_user_must_know(tmp_path):
     lines = must_know(con)
     assert lines[0] == "excluded column: deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals"
     assert lines[1].startswith("no signal found: the risk model is weak and not promoted (no better than deal age")
-    assert lines[2] == "wins expected in the next 90 days: 42 (80 % interval 33-50)"
+    assert lines[2] == ("wins expected in the next 90 days: 42 (80 % interval 33-50); not enough data to say how far "
+                        "it can be trusted: no past forecast could be checked against what closed, so read the 80 % "
+                        "interval (±20 %) as a rough guide")
 
 
 # --- Forecast by horizon ----------------------------------------------------------------

@@ -21,12 +21,15 @@ for the shift that would have made that date's forecast (a model trained on
 what was known then) match what closed in its window. Past forecasts
 leaned one way on the worlds we measured (high, by 0.1-0.2 in log odds), so
 the horizon rows remove the mean of those out-of-sample shifts
-(``level_correction``; shown in the asset's metadata). sigma is the spread
-of the shifts around that mean less its binomial noise (1 / sum p(1-p)),
-floored at the standard error of the model's level on its validation deals,
-plus the mean's own uncertainty, widened by Student's t for the few dates
-that measured it. The backtest judges each date with the correction and
-sigma of the *other* dates, so its error and coverage are out of sample.
+(``level_correction``; shown in the asset's metadata). sigma is the larger
+of the spread of the shifts around that mean less its binomial noise
+(1 / sum p(1-p)), floored at the standard error of the model's level on its
+validation deals, plus the mean's own uncertainty; and the forward errors
+(each date's shift against the mean of the dates whose windows had ended by
+then), widened by Student's t for the few dates that measured it. The
+backtest judges each date with the correction and sigma of the earlier
+dates whose windows had ended by then, so its error and coverage are out of
+sample and forward in time, as today's forecast is.
 Without a backtest: no correction, and sigma from the month-to-month
 variation of the historical win rate beyond binomial noise plus that
 standard error. Revenue gets its own correction and sigma, measured the
@@ -151,26 +154,57 @@ class LevelCorrection:
     dates: int
 
 
-def level_correction(shifts, informations, level_se: float, interval: float) -> LevelCorrection:
-    """Bias correction and interval width from past out-of-sample shifts.
+def level_correction(shifts, informations, level_se: float, interval: float,
+                     steps_per_window: int = 3) -> LevelCorrection:
+    """Bias correction and interval width from past out-of-sample shifts,
+    ordered most recent first.
 
-    The correction is their mean. The sd still to expect is the spread of
-    the shifts around that mean less their binomial noise (floored at the
-    model level's standard error), plus the mean's own uncertainty, widened
-    by Student's t over the normal quantile because only a handful of dates
-    measured it. One date or none: no correction, the plain reading."""
-    from scipy import stats as sps
-
-    d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
-    ok = np.isfinite(d) & (info > 0)
-    d, info = d[ok], info[ok]
+    The correction is their mean (shrinking it toward zero, weighting recent
+    dates more or dropping it when dates disagree in sign all forecast worse
+    on the worlds we measured). The sd still to expect is the larger of two
+    readings: the spread of the shifts around their mean less binomial noise
+    (floored at the model level's standard error) plus the mean's own
+    uncertainty; and the *forward* errors, each date's shift against the
+    mean of the dates whose windows had ended by then (``steps_per_window``
+    dates back) -- exactly today's position, so drift between the measured
+    windows and the next one counts. Each is widened by Student's t for the
+    few dates that measured it. One date or none: no correction, the plain
+    reading."""
+    d, info = _usable(shifts, informations)
     if len(d) < 2:
         return LevelCorrection(0.0, interval_sigma(d, info, level_se), int(len(d)))
     spread = float(d.var(ddof=1))
     between = max(spread - float(np.mean(1 / info)), level_se ** 2)
+    sigma = _widen(interval, len(d) - 1) * float(np.sqrt(between + spread / len(d)))
+    errors, noise = forward_errors(d, info, steps_per_window)
+    if len(errors) >= 2:
+        forward = max(float(np.mean(errors ** 2 - noise)), level_se ** 2)
+        sigma = max(sigma, _widen(interval, len(errors)) * float(np.sqrt(forward)))
+    return LevelCorrection(float(d.mean()), sigma, int(len(d)))
+
+
+def forward_errors(shifts, informations, steps_per_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per date (most recent first) with at least two earlier dates whose
+    windows had ended by then: its shift less their mean, and its binomial
+    noise (1 / information)."""
+    d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
+    rows = [(d[k] - d[k + steps_per_window:].mean(), 1 / info[k])
+            for k in range(len(d)) if len(d) - k - steps_per_window >= 2]
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def _usable(shifts, informations) -> tuple[np.ndarray, np.ndarray]:
+    d, info = np.asarray(shifts, dtype=float), np.asarray(informations, dtype=float)
+    ok = np.isfinite(d) & (info > 0)
+    return d[ok], info[ok]
+
+
+def _widen(interval: float, dof: int) -> float:
+    """Student's t over the normal quantile of the interval's upper end."""
+    from scipy import stats as sps
+
     q = 1 - (1 - interval) / 2
-    widen = float(sps.t.ppf(q, len(d) - 1) / sps.norm.ppf(q))
-    return LevelCorrection(float(d.mean()), widen * float(np.sqrt(between + spread / len(d))), int(len(d)))
+    return float(sps.t.ppf(q, max(dof, 1)) / sps.norm.ppf(q))
 
 
 def shifted(p: np.ndarray, shift: float) -> np.ndarray:
@@ -313,6 +347,7 @@ BACKTEST_COLUMNS = [
     "expected_won_revenue", "actual_won_revenue", "revenue_p10", "revenue_p90", "revenue_in_interval",
     "level_shift", "level_information", "revenue_shift", "revenue_information", "level_se",
     "interval_sigma", "revenue_sigma", "model_expected_won_deals", "bias_shift", "revenue_bias_shift",
+    "judged_by_dates",
 ]
 
 
@@ -328,20 +363,24 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     deal open at T (including those that never closed), and compare with
     what happened in that window -- fully known today, so nothing is
     pending. Each date's forecast is corrected, and its interval sized, by
-    the level the *other* dates measured (``level_correction``), exactly as
-    today's forecast is by all of them, so its error and coverage are out of
-    sample."""
+    the earlier dates whose windows had ended by then (``level_correction``),
+    exactly as today's forecast is by all of them: its error and coverage
+    are out of sample and forward in time (``judged_by_dates`` of them; with
+    fewer than two, the plain uncorrected reading, as today's forecast would
+    be)."""
     cfg = rules.forecast
     runs = []
     for k in range(cfg.backtest_dates):
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
         runs.append(_replay(fact, timeline, spec, rules, closed_stage, candidate, day))
+    window = pd.Timedelta(days=cfg.backtest_horizon_days)
     rows = []
-    for k, run in enumerate(runs):
+    for run in runs:
         data = run.pop("_data", None)
         if data is not None:
-            others = [r for j, r in enumerate(runs) if j != k]
-            run.update(_judge(*data, *corrections_from(others, run["level_se"], cfg.interval), rules))
+            known = [r for r in runs if r.get("status") == "ok" and r["analysis_date"] + window <= run["analysis_date"]]
+            level = corrections_from(known, run["level_se"], cfg.interval, steps_per_window(cfg))
+            run.update(_judge(*data, *level, rules), judged_by_dates=level[0].dates)
         rows.append(run)
     out = pd.DataFrame(rows).reindex(columns=BACKTEST_COLUMNS)
     return out.sort_values("analysis_date").reset_index(drop=True)
@@ -378,12 +417,21 @@ def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
     }
 
 
-def corrections_from(replays: list[dict], level_se: float,
-                     interval: float) -> tuple[LevelCorrection, LevelCorrection]:
-    """(correction for deal counts, for revenue) from backtest replays."""
+def steps_per_window(cfg) -> int:
+    """Backtest dates one forecast window spans (a date's outcome is known
+    this many dates later)."""
+    return int(np.ceil(cfg.backtest_horizon_days / max(cfg.backtest_step_days, 1)))
+
+
+def corrections_from(replays: list[dict], level_se: float, interval: float,
+                     steps: int = 3) -> tuple[LevelCorrection, LevelCorrection]:
+    """(correction for deal counts, for revenue) from backtest replays (any
+    order: they are taken most recent first)."""
+    replays = sorted(replays, key=lambda r: pd.Timestamp(r["analysis_date"]), reverse=True)
+
     def pick(shift, info):
         return level_correction([r.get(shift, np.nan) for r in replays], [r.get(info, 0.0) for r in replays],
-                                level_se, interval)
+                                level_se, interval, steps)
     return pick("level_shift", "level_information"), pick("revenue_shift", "revenue_information")
 
 
@@ -422,7 +470,7 @@ def _judge(raw, won, amount, level: LevelCorrection, revenue_level: LevelCorrect
 
 
 def level_corrections(models: pd.DataFrame | None, backtest: pd.DataFrame | None, closed_outcomes,
-                      version: int, interval: float) -> tuple[LevelCorrection, LevelCorrection, str]:
+                      version: int, interval: float, steps: int = 3) -> tuple[LevelCorrection, LevelCorrection, str]:
     """The bias correction and the sd of the pipeline-wide log-odds shift
     (deals and revenue) and where they came from: the backtest when it
     replayed at least two dates, else no correction and the month-to-month
@@ -433,8 +481,9 @@ def level_corrections(models: pd.DataFrame | None, backtest: pd.DataFrame | None
         level_se = float(rows["level_se"].iloc[-1]) if len(rows) else 0.0
     ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
     if ok is not None and len(ok) >= 2:
-        level, revenue_level = corrections_from(ok.to_dict("records"), level_se, interval)
+        level, revenue_level = corrections_from(ok.to_dict("records"), level_se, interval, steps)
         return level, revenue_level, f"backtest ({len(ok)} dates)"
     sigma = fallback_sigma(closed_outcomes(), level_se)
     none = LevelCorrection(0.0, sigma, 0)
     return none, none, "historical month-to-month variation (no backtest)"
+

@@ -1,0 +1,44 @@
+"""How far the 90-day wins forecast can be trusted, in words: the width of
+its interval relative to the forecast, and how past forecasts -- judged
+forward in time by the backtest -- fared against what then closed. Plain
+pandas, so the run summary can say it without loading the model stack."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TRUST_TARGET = 0.10  # relative error a forecast must stay within to be called trustworthy
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame | None,
+               interval: float = 0.8) -> str:
+    """In words, how far the 90-day wins forecast can be trusted: the width of
+    its interval relative to the forecast, and how past forecasts judged
+    forward in time (``judged_by_dates`` >= 2) fared against what closed."""
+    half = (high - low) / 2 / expected if expected > 0 else float("inf")
+    share = _pct(interval)
+    judged = pd.DataFrame()
+    if backtest is not None and len(backtest) and "judged_by_dates" in backtest:
+        ok = backtest[backtest["status"] == "ok"]
+        judged = ok[pd.to_numeric(ok["judged_by_dates"], errors="coerce").fillna(0) >= 2]
+    if not len(judged):
+        return (f"not enough data to say how far it can be trusted: no past forecast could be checked against "
+                f"what closed, so read the {share} interval (±{_pct(half)}) as a rough guide")
+    actual = judged["actual_won_deals"].astype(float)
+    errors = (judged["expected_won_deals"].astype(float) / actual.clip(lower=1) - 1).abs()
+    held = int(judged["won_deals_in_interval"].astype(bool).sum())
+    past = (f"past forecasts checked on {len(judged)} dates missed by {_pct(errors.mean())} on average "
+            f"(worst {_pct(errors.max())}) and their {share} intervals held on {held} of {len(judged)}")
+    if half <= TRUST_TARGET:
+        verdict = f"trust it to within about ±{_pct(half)} (its {share} interval)"
+    else:
+        verdict = (f"it cannot be trusted to within {_pct(TRUST_TARGET)}: the {share} interval spans ±{_pct(half)} "
+                   f"(few deals to win, or a level that moved between past dates)")
+    caution = ""
+    if len(judged) >= 5 and held / len(judged) < interval - 0.2:
+        caution = "; the intervals held less often than they claim, so read them as too narrow"
+    return f"{verdict}; {past}{caution}"

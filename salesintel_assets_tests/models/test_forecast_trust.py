@@ -1,0 +1,38 @@
+"""How far the forecast can be trusted, said in words from the backtest."""
+
+import pandas as pd
+
+from salesintel_assets.domain.models.forecast_trust import trust_note
+
+
+def _backtest(expected, actual, held, judged_by=4):
+    n = len(expected)
+    return pd.DataFrame({"status": ["ok"] * n, "expected_won_deals": expected, "actual_won_deals": actual,
+                         "won_deals_in_interval": held, "judged_by_dates": [judged_by] * n})
+
+
+def test_a_tight_forecast_with_a_good_record_is_trusted_to_its_width():
+    past = _backtest([204, 196, 251, 230, 188], [200, 210, 240, 228, 190], [True, True, True, False, True])
+    note = trust_note(250, 228, 272, past)
+    assert note.startswith("trust it to within about ±9 % (its 80 % interval)")
+    assert "checked on 5 dates missed by 3 % on average (worst 7 %)" in note
+    assert "held on 4 of 5" in note and "too narrow" not in note
+
+
+def test_a_wide_interval_says_the_forecast_is_not_within_ten_percent():
+    past = _backtest([120, 95, 130], [100, 110, 101], [True, True, False])
+    note = trust_note(110, 85, 140, past)
+    assert note.startswith("it cannot be trusted to within 10 %: the 80 % interval spans ±25 %")
+
+
+def test_intervals_that_held_too_rarely_are_called_too_narrow():
+    past = _backtest([150] * 6, [100, 110, 120, 100, 150, 105], [False, False, False, True, True, False])
+    assert "read them as too narrow" in trust_note(150, 140, 160, past)
+
+
+def test_without_forward_judged_dates_there_is_not_enough_data():
+    assert trust_note(100, 80, 120, None).startswith("not enough data to say how far it can be trusted")
+    barely = _backtest([100, 90], [95, 99], [True, True], judged_by=1)     # no date judged by two earlier ones
+    assert trust_note(100, 80, 120, barely).startswith("not enough data")
+    failed = pd.DataFrame({"status": ["not enough data: 12 deals"], "judged_by_dates": [None]})
+    assert "±20 %" in trust_note(100, 80, 120, failed)
