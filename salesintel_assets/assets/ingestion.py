@@ -22,7 +22,7 @@ from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
 from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.settings import SalesintelSettings
-from salesintel_assets.resources.warehouse import (TABLE_SCHEMA, SalesintelHome, Warehouse, append_frame, transaction,
+from salesintel_assets.resources.warehouse import (SalesintelHome, Warehouse, append_frame, transaction,
                                                    upsert_frame)
 from salesintel_assets.schemas import ingestion as schemas
 
@@ -267,8 +267,7 @@ def _leakage_rows(con, report: pd.DataFrame) -> pd.DataFrame:
     excluded by the models and drivers layers), as report rows of this pull."""
     if not table_exists(con, "raw_deals"):
         return report.iloc[:0]
-    findings, screened = leakage.screen_export(con.sql(
-        f"SELECT * FROM {TABLE_SCHEMA}.raw_deals").df())
+    findings, screened = leakage.screen_export(ingestion.closed_raw_deals(con, leakage.EXPORT_SCREENED))
     rows = leakage.report_rows(findings, screened)
     for col in ("pull_id", "pulled_at", "source", "accepted", "breaker_tripped", "bad_rows", "bad_share"):
         if col in report:

@@ -1,6 +1,6 @@
-"""Build an asset check from a pandera model: the table is read from the
-warehouse and validated lazily, so every failing rule is reported at once
-(a large table part by part, see domain/common/table_validation.py)."""
+"""Build an asset check from a pandera model: the table is validated
+lazily, so every failing rule is reported at once (a large table in SQL
+derived from the model, see domain/common/table_validation.py)."""
 
 from __future__ import annotations
 
@@ -27,15 +27,16 @@ def table_schema_check(asset: str, model: type[pa.DataFrameModel], name: str | N
             validation = validate_stored_table(con, f'{TABLE_SCHEMA}."{asset}"', model)
         cases = validation.failure_cases
         if cases is not None:
-            summary = cases.groupby(["column", "check"], dropna=False).size().reset_index(name="failures")
+            summary = validation.by_rule()
             first = summary.iloc[0]
             return dg.AssetCheckResult(passed=False, description=(
-                f"{len(cases):,} values of {asset} break its schema, e.g. column {first['column']} fails "
+                f"{validation.failures:,} values of {asset} break its schema, e.g. column {first['column']} fails "
                 f"{first['check']}: see the check's metadata and fix the rule or the data that produced them."),
                 metadata={
-                "failures": int(len(cases)),
+                "failures": validation.failures, "method": validation.method,
                 "by_rule": dg.MetadataValue.md(summary.head(20).to_markdown(index=False)),
             })
-        return dg.AssetCheckResult(passed=True, metadata={"rows": validation.rows, "parts": validation.parts})
+        return dg.AssetCheckResult(passed=True, metadata={"rows": validation.rows, "parts": validation.parts,
+                                                                "method": validation.method})
 
     return _check

@@ -160,3 +160,13 @@ def pull_committed(con: duckdb.DuckDBPyConnection, pull_id: str | None) -> bool:
     if not pull_id or not table_exists(con, "data_quality_report"):
         return False
     return con.execute("SELECT count(*) FROM main.data_quality_report WHERE pull_id = ?", [pull_id]).fetchone()[0] > 0
+
+
+def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns) -> pd.DataFrame:
+    """The outcome and ``columns`` of the stored raw deals whose outcome is
+    won or lost (what the leakage screen reads), without loading the table
+    whole; raw text is stripped already."""
+    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_schema = 'main' AND table_name = 'raw_deals'").fetchall()}
+    selected = ", ".join(f'"{c}"' for c in ("outcome", *columns) if c in present)
+    return con.sql(f"SELECT {selected} FROM main.raw_deals WHERE lower(outcome) IN ('won', 'lost')").df()
