@@ -129,8 +129,12 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
     with warehouse.connect() as con:
         since = ingestion.stored_cursor(con)
         pages = list(crm.fetch_deal_pages(since))
-        delivered = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
+        delivered = (pages[0].reset_index(drop=True) if len(pages) == 1 else pd.concat(pages, ignore_index=True)) \
+            if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
+        del pages
         pull = ingestion.conform_raw(delivered)
+        # Only the columns the export format does not know are kept for the lake (not a second copy of all).
+        delivered = delivered[[c for c in delivered.columns if c not in pull.columns]]
         # A connector names the fields its CRM did not deliver: that pull is kept in the lake, not merged.
         source_missing = crm.missing_fields(since)
         missing = ingestion.missing_columns(pull)
@@ -140,7 +144,7 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
             raise BlockedInput(f"The pull from {where} has no column(s) {', '.join(missing)}: export it with the "
                                "contract's columns (see the README) and run again.")
         defect = pull[quality.DEFECT] != "" if quality.DEFECT in pull.columns else pd.Series(False, index=pull.index)
-        formats = values.decide_formats(pull[~defect], stated, where)
+        formats = values.decide_formats(quality.rows_where(pull, ~defect), stated, where)
         pull, _, _ = values.normalize_frame(pull, formats, rules.quality.max_deal_amount)
         pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
         pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
@@ -148,11 +152,8 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
         fingerprint = ingestion.pull_fingerprint(pull, source, f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
 
-        body = pull[~defect.to_numpy()]
-        with_id = body[body["deal_id"] != ""]
-        latest, superseded = ingestion.keep_latest(with_id)
-        candidates = pd.concat([latest, body[body["deal_id"] == ""], pull[defect.to_numpy()]]).sort_index()
-        changes = ingestion.changed_rows(con, candidates.reset_index(drop=True))
+        candidates, superseded = ingestion.latest_candidates(pull, defect.to_numpy())
+        changes = ingestion.changed_rows(con, candidates)
         result = quality.with_superseded(
             quality.validate_deals(changes, rules, formats=formats, as_of=as_of, where=where), superseded)
         deletions = deletions_of(crm, since).assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source)

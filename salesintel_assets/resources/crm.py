@@ -252,9 +252,7 @@ class CsvCRM(CRMSource):
         return _checked_formats(self.date_order, self.decimal_mark)
 
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
-        frame = read_export(self.path).frame
-        for start in range(0, max(len(frame), 1), self.page_size):
-            yield frame.iloc[start : start + self.page_size]
+        yield read_export(self.path).frame   # a file is read whole: one page, no copies of its slices
 
     def snapshot_fingerprint(self) -> Optional[str]:
         from salesintel_assets.domain.common.reruns import digest, file_digest

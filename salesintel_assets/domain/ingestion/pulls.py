@@ -69,8 +69,12 @@ def with_unknown_columns(pull: pd.DataFrame, delivered: pd.DataFrame) -> pd.Data
 def stripped_text(values: pd.Series) -> pd.Series:
     """Text without surrounding whitespace, as Python strings. Arrow trims a
     million values in milliseconds where ``.str.strip()`` takes seconds."""
-    arrow = pa.array(values.astype(str).to_numpy(dtype=object), type=pa.string())
-    return pd.Series(pc.utf8_trim_whitespace(arrow).to_numpy(zero_copy_only=False), index=values.index,
+    text = values.astype(str)
+    arrow = pa.array(text.to_numpy(dtype=object), type=pa.string())
+    trimmed = pc.utf8_trim_whitespace(arrow)
+    if trimmed.equals(arrow):   # nothing to trim: keep the strings (repeated values share one object)
+        return text.astype(object)
+    return pd.Series(trimmed.to_pandas(deduplicate_objects=True).to_numpy(dtype=object), index=values.index,
                      dtype=object)
 
 
@@ -110,6 +114,23 @@ def keep_latest(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     order = latest_first_order(raw)
     superseded = pd.Series(raw["deal_id"].to_numpy()[order]).duplicated(keep="last").to_numpy()
     return raw.iloc[np.sort(order[~superseded])], raw.iloc[np.sort(order[superseded])]
+
+
+def latest_candidates(pull: pd.DataFrame, defect: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to judge in pull order: the latest version of each deal, rows
+    without an id and rows the source could not split; the superseded
+    versions). A clean pull of unique ids is handed on without a copy."""
+    body = pull if not defect.any() else pull[~defect]
+    has_id = (body["deal_id"] != "").to_numpy(bool)
+    latest, superseded = keep_latest(body if has_id.all() else body[has_id])
+    if has_id.all() and not defect.any():
+        candidates = latest
+    else:
+        candidates = pd.concat([latest, body[~has_id], pull[defect]]).sort_index()
+    if not (isinstance(candidates.index, pd.RangeIndex) and candidates.index.start == 0
+            and candidates.index.step == 1):
+        candidates = candidates.reset_index(drop=True)
+    return candidates, superseded
 
 
 def stored_cursor(con: duckdb.DuckDBPyConnection) -> pd.Timestamp | None:

@@ -116,29 +116,33 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     rejected = [_quarantine_frame(raw[malformed], ["malformed_row"] * int(malformed.sum()),
                                   _with_lines(raw[malformed], raw.loc[malformed, DEFECT].tolist()))] \
         if malformed.any() else []
-    raw = raw[~malformed]
+    raw = rows_where(raw, ~malformed)
 
     formats = formats or values.decide_formats(raw, stated_formats(rules), where)
     canonical, value_reasons, bad_cells = values.normalize_frame(raw, formats, rules.quality.max_deal_amount)
     has_id = canonical["deal_id"] != ""
-    latest, superseded = keep_latest(canonical[has_id])
-    latest = pd.concat([latest, canonical[~has_id]]).sort_index()
+    latest, superseded = keep_latest(rows_where(canonical, has_id))
+    if not has_id.all():
+        latest = pd.concat([latest, canonical[~has_id]]).sort_index()
     counts["duplicates"] = len(superseded)
     rejected.append(_quarantine_frame(superseded, ["duplicates"] * len(superseded), _with_lines(
         superseded, ["superseded by a more recent version of the same deal_id"] * len(superseded))))
 
-    typed = _parse(latest, bad_cells.loc[latest.index])
-    schema_errors = _mostly_unparseable(latest, bad_cells.loc[latest.index], rules)
+    if not latest.index.equals(canonical.index):
+        bad_cells, value_reasons = bad_cells.loc[latest.index], value_reasons.loc[latest.index]
+    typed = _parse(latest, bad_cells)
+    schema_errors = _mostly_unparseable(latest, bad_cells, rules)
     mapped = _apply_stage_names(typed, rules)
-    reasons, hits = _quarantine_reasons(latest, typed, value_reasons.loc[latest.index], rules, as_of)
+    reasons, hits = _quarantine_reasons(latest, typed, value_reasons, rules, as_of)
     bad = reasons["rule"].notna()
     for rule, n in hits.items():
         counts[rule] += n
-    rejected.append(_quarantine_frame(latest[bad.to_numpy()], reasons.loc[bad, "rule"].tolist(),
-                                      _with_lines(latest[bad.to_numpy()], reasons.loc[bad, "reason"].tolist())))
+    rejected_rows = rows_where(latest, bad.to_numpy())
+    rejected.append(_quarantine_frame(rejected_rows, reasons.loc[bad, "rule"].tolist(),
+                                      _with_lines(rejected_rows, reasons.loc[bad, "reason"].tolist())))
 
     keep = ~bad.to_numpy()
-    clean = _fix_and_flag(typed[keep].copy(), rules)
+    clean = _fix_and_flag(rows_where(typed, keep), rules)
     clean["stage_mapped"] = mapped[keep]
     counts["stage_mapping"] = int(clean.pop("stage_mapped").sum())
     counts["date_logic"] = int(clean["date_logic"].sum())
@@ -146,8 +150,24 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
     clean = clean.drop(columns=["date_logic", "unknown_stage", LINE, DEFECT], errors="ignore")
-    return QualityResult(clean.reset_index(drop=True), pd.concat(rejected, ignore_index=True),
-                         counts, schema_errors, batch_rows)
+    return QualityResult(_renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
+                         batch_rows)
+
+
+def rows_where(frame: pd.DataFrame, mask) -> pd.DataFrame:
+    """``frame[mask]``, without copying a million rows when the mask keeps
+    them all (the usual clean batch) or drops them all."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.all():
+        return frame
+    return frame.iloc[:0] if not mask.any() else frame[mask]
+
+
+def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows numbered 0..n-1 (a frame that is so already is not copied)."""
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
 
 
 def _with_lines(rows: pd.DataFrame, reasons: list[str]) -> list[str]:
@@ -168,7 +188,8 @@ def _parse(raw: pd.DataFrame, bad_cells: pd.DataFrame) -> pd.DataFrame:
     cycle = pd.to_numeric(raw["sales_cycle_days"].where(raw["sales_cycle_days"] != ""), errors="coerce")
     typed["sales_cycle_days"] = cycle.where(np.isfinite(cycle.astype("float64")))
     for col in bad_cells.columns:
-        typed[col] = typed[col].where(~bad_cells[col])
+        if bad_cells[col].any():
+            typed[col] = typed[col].where(~bad_cells[col])
     return typed
 
 
