@@ -233,3 +233,10 @@ def test_backtest_order_does_not_matter_to_the_correction():
     assert forward == backward
     newest_first = forecast.level_correction([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3], [400.0] * 7, 0.02, 0.8)
     assert forward == newest_first
+
+
+def test_a_feature_nobody_had_yet_is_not_enough_data_for_a_backtest_date():
+    rows = pd.DataFrame({"age_days": [3.0, 40.0], "won_cycle_share": [np.nan, np.nan], "stage": ["a", None]})
+    assert forecast.columns_without_values(rows, ["age_days", "won_cycle_share", "stage"]) == ["won_cycle_share"]
+    assert forecast.columns_without_values(rows.iloc[:0], ["age_days"]) == ["age_days"]
+    assert forecast.columns_without_values(rows, ["age_days", "stage"]) == []

@@ -396,6 +396,10 @@ def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
         split = rm.time_split(rf.label(snapshots, horizon, day), labelled, rules)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": len(labelled)}
+    unknown = columns_without_values(split.fit, spec.columns)
+    if unknown:   # an early date: a feature no deal had a value for yet (a tree model cannot bin it)
+        return row | {"status": f"not enough data: no values yet for {', '.join(unknown)}",
+                      "train_deals": len(labelled)}
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
     then = rf.trustworthy_deals(fact, day)
     deals = then[then["closed_date"].isna()].reset_index(drop=True)   # open at T, as known at T
@@ -421,6 +425,11 @@ def steps_per_window(cfg) -> int:
     """Backtest dates one forecast window spans (a date's outcome is known
     this many dates later)."""
     return int(np.ceil(cfg.backtest_horizon_days / max(cfg.backtest_step_days, 1)))
+
+
+def columns_without_values(rows: pd.DataFrame, columns) -> list[str]:
+    """Feature columns with no value at all in ``rows``."""
+    return [c for c in columns if c in rows and rows[c].isna().all()]
 
 
 def corrections_from(replays: list[dict], level_se: float, interval: float,
