@@ -45,6 +45,7 @@ from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.warehouse import upserts as warehouse
 from salesintel_assets.sources import sample_crm
@@ -193,6 +194,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
                             / max(float(row90["expected_won_deals"]), 1e-9), 3),
         "backtest_coverage": round(float(judged["won_deals_in_interval"].astype(bool).mean()), 2) if len(judged) else None,
         "backtest_judged": len(judged),
+        "trust_note": forecast_trust.trust_note(float(row90["expected_won_deals"]), float(row90["won_deals_p10"]),
+                                                float(row90["won_deals_p90"]), backtest, rules.risk.forecast.interval),
         **other_horizons,
         "leaks_named": ",".join(sorted(leakage.excluded(findings))) or "-",
         "amount_excluded": "deal_amount" not in prepared.spec.columns,
@@ -211,7 +214,9 @@ def main(argv=None) -> None:
     frame["vs_best"] = (frame["auc_model_90d"] / frame["auc_best"]).round(3)
     frame["over_age"] = (frame["auc_model_90d"] - frame["auc_age"]).round(3)
     with pd.option_context("display.width", 250, "display.max_columns", 40):
-        print(frame.round(3).to_string(index=False))
+        print(frame.drop(columns="trust_note").round(3).to_string(index=False))
+    for _, row in frame.iterrows():   # what the run says about the 90-day forecast
+        print(f"{row['world']} seed {row['seed']}: {row['trust_note']}")
 
 
 if __name__ == "__main__":

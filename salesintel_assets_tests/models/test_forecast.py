@@ -235,8 +235,11 @@ def test_backtest_order_does_not_matter_to_the_correction():
     assert forward == newest_first
 
 
-def test_a_feature_nobody_had_yet_is_not_enough_data_for_a_backtest_date():
+def test_a_feature_nobody_had_yet_is_left_out_of_an_early_backtest_date():
     rows = pd.DataFrame({"age_days": [3.0, 40.0], "won_cycle_share": [np.nan, np.nan], "stage": ["a", None]})
     assert forecast.columns_without_values(rows, ["age_days", "won_cycle_share", "stage"]) == ["won_cycle_share"]
     assert forecast.columns_without_values(rows.iloc[:0], ["age_days"]) == ["age_days"]
     assert forecast.columns_without_values(rows, ["age_days", "stage"]) == []
+    spec = rf.FeatureSpec("creation_only", ("industry",), ("age_days", "won_cycle_share"))
+    assert forecast.without_columns(spec, ["won_cycle_share"]).columns == ["industry", "age_days"]
+    assert forecast.without_columns(spec, []) is spec

@@ -41,7 +41,7 @@ timing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -396,10 +396,7 @@ def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
         split = rm.time_split(rf.label(snapshots, horizon, day), labelled, rules)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": len(labelled)}
-    unknown = columns_without_values(split.fit, spec.columns)
-    if unknown:   # an early date: a feature no deal had a value for yet (a tree model cannot bin it)
-        return row | {"status": f"not enough data: no values yet for {', '.join(unknown)}",
-                      "train_deals": len(labelled)}
+    spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
     then = rf.trustworthy_deals(fact, day)
     deals = then[then["closed_date"].isna()].reset_index(drop=True)   # open at T, as known at T
@@ -430,6 +427,14 @@ def steps_per_window(cfg) -> int:
 def columns_without_values(rows: pd.DataFrame, columns) -> list[str]:
     """Feature columns with no value at all in ``rows``."""
     return [c for c in columns if c in rows and rows[c].isna().all()]
+
+
+def without_columns(spec: rf.FeatureSpec, columns) -> rf.FeatureSpec:
+    """The spec without ``columns``: an early backtest date's model cannot use
+    a feature no deal had a value for yet (a tree model cannot even bin it)."""
+    drop = set(columns)
+    return replace(spec, categorical=tuple(c for c in spec.categorical if c not in drop),
+                   numeric=tuple(c for c in spec.numeric if c not in drop)) if drop else spec
 
 
 def corrections_from(replays: list[dict], level_se: float, interval: float,
