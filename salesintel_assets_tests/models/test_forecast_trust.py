@@ -14,7 +14,7 @@ def _backtest(expected, actual, held, judged_by=4):
 def test_a_tight_forecast_with_a_good_record_is_trusted_to_its_width():
     past = _backtest([204, 196, 251, 230, 188], [200, 210, 240, 228, 190], [True, True, True, False, True])
     note = trust_note(250, 228, 272, past)
-    assert note.startswith("trust it to within about ±9 % (its 80 % interval)")
+    assert note.startswith("trust it to within about ±9 % (its 80 % interval; a change not yet visible")
     assert "checked on 5 dates missed by 3 % on average (worst 7 %)" in note
     assert "held on 4 of 5" in note and "too narrow" not in note
 

@@ -34,7 +34,8 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     past = (f"past forecasts checked on {len(judged)} dates missed by {_pct(errors.mean())} on average "
             f"(worst {_pct(errors.max())}) and their {share} intervals held on {held} of {len(judged)}")
     if half <= TRUST_TARGET:
-        verdict = f"trust it to within about ±{_pct(half)} (its {share} interval)"
+        verdict = (f"trust it to within about ±{_pct(half)} (its {share} interval; a change not yet visible in "
+                   "closed deals is not in it)")
     else:
         verdict = (f"it cannot be trusted to within {_pct(TRUST_TARGET)}: the {share} interval spans ±{_pct(half)} "
                    f"(few deals to win, or a level that moved between past dates)")
