@@ -36,3 +36,9 @@ def test_without_forward_judged_dates_there_is_not_enough_data():
     assert trust_note(100, 80, 120, barely).startswith("not enough data")
     failed = pd.DataFrame({"status": ["not enough data: 12 deals"], "judged_by_dates": [None]})
     assert "±20 %" in trust_note(100, 80, 120, failed)
+
+
+def test_a_width_that_prints_as_the_target_counts_as_within_it():
+    past = _backtest([204, 196, 251], [200, 210, 240], [True, True, True])
+    assert trust_note(100, 89.9, 110.1, past).startswith("trust it to within about ±10 %")
+    assert trust_note(100, 89, 111, past).startswith("it cannot be trusted to within 10 %: the 80 % interval spans ±11 %")

@@ -33,7 +33,7 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     held = int(judged["won_deals_in_interval"].astype(bool).sum())
     past = (f"past forecasts checked on {len(judged)} dates missed by {_pct(errors.mean())} on average "
             f"(worst {_pct(errors.max())}) and their {share} intervals held on {held} of {len(judged)}")
-    if half <= TRUST_TARGET:
+    if round(100 * half) <= round(100 * TRUST_TARGET):   # as printed: "±10 %" is within 10 %
         verdict = (f"trust it to within about ±{_pct(half)} (its {share} interval; a change not yet visible in "
                    "closed deals is not in it)")
     else:
