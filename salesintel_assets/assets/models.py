@@ -350,7 +350,7 @@ def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     if models is not None and "candidate" in models and models["candidate"].notna().any():
         candidate = str(models.loc[models["candidate"].notna(), "candidate"].iloc[-1])
     table = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
-                              candidate, prepared.as_of)
+                              candidate, prepared.as_of, snapshots=prepared.snapshots)
     ok = table[table["status"] == "ok"]
     meta = {"model": candidate, "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
     if len(ok):

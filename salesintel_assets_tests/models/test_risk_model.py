@@ -13,6 +13,7 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.sources import sample_crm
+from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
 from salesintel_assets.resources.warehouse import SalesintelHome
 from salesintel_assets_tests.models_support import known_probability_fact, sample_tables
@@ -363,3 +364,22 @@ def test_every_candidate_fits_a_crm_with_more_reps_than_the_boosting_model_can_b
         unseen = pd.DataFrame({"sales_rep": ["rep 7", "a rep hired today"], "deal_age_days": [10.0, 10.0]})
         p = model.predict_proba(unseen)[:, 1]
         assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+
+
+def test_the_fit_sample_keeps_each_months_win_share_and_its_documented_size():
+    rng = np.random.default_rng(4)
+    days = pd.Timestamp("2025-01-06") + pd.to_timedelta(7 * rng.integers(0, 52, 20_000), unit="D")
+    rows = pd.DataFrame({"deal_id": [f"D{i}" for i in range(20_000)], "snapshot_date": days,
+                         "won": (rng.random(20_000) < np.where(days.month <= 6, 0.2, 0.5)).astype(int)})
+    sample = rm.stratified_sample(rows, 5_000, seed=1)
+    assert len(sample) == 5_000 and sample["deal_id"].is_unique
+    assert sample["deal_id"].str[1:].astype(int).is_monotonic_increasing          # rows keep their order
+    month = lambda frame: frame.groupby(frame["snapshot_date"].dt.month)["won"].agg(["mean", "size"])  # noqa: E731
+    full, drawn = month(rows), month(sample)
+    # every month keeps its share of rows and its win share (to one row of rounding per stratum)
+    assert (drawn["size"] - full["size"] / 4).abs().max() <= 2
+    assert (drawn["mean"] - full["mean"]).abs().max() < 0.01
+    assert rm.stratified_sample(rows, 30_000, seed=1) is rows                 # below the cap: every row
+    assert rm.stratified_sample(rows, 5_000, seed=1).equals(sample)          # seeded: the same sample again
+    rules = load_rules().risk
+    assert rules.max_fit_rows == 100_000 and rules.forecast.backtest_max_fit_rows == 40_000   # as documented

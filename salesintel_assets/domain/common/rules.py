@@ -275,6 +275,7 @@ class RiskRules(Section):
         backtest_step_days: int = Field(ge=7, le=365)
         backtest_horizon_days: int = Field(ge=30, le=730)
         win_rate_target_points: float = Field(gt=0, le=50)
+        backtest_max_fit_rows: int = Field(default=40_000, ge=1000)
         seed: int = Field(ge=0)
 
     class Drift(Section):
@@ -291,6 +292,7 @@ class RiskRules(Section):
     implausible_auc: float = Field(gt=0.9, le=1)
     snapshot_every_days: int = Field(ge=1, le=90)
     max_training_rows: int = Field(ge=1000)
+    max_fit_rows: int = Field(default=100_000, ge=1000)
     retrain_changed_share: float = Field(default=0.05, ge=0, le=1)
     calibration_share: float = Field(gt=0.05, lt=0.4)
     validation_share: float = Field(gt=0.05, lt=0.4)

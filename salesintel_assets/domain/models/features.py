@@ -108,16 +108,31 @@ def assert_no_leakage(columns) -> None:
 
 
 # --- Which deals, which features ---------------------------------------------
+def labelled_mask(fact: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    """Which rows are closed deals whose outcome was known on the analysis
+    date, with sane dates (flagged rows are left out: their dates cannot be
+    trusted)."""
+    closed, created = fact["closed_date"], fact["created_date"]
+    keep = ~fact["is_open"] & closed.notna() & created.notna() & (closed <= as_of) & (closed > created)
+    return (keep & ~fact["needs_review"]).to_numpy(dtype=bool)
+
+
 def labelled_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Closed deals whose outcome was known on the analysis date, with sane
-    dates (flagged rows are left out: their dates cannot be trusted)."""
-    closed = fact[~fact["is_open"] & fact["closed_date"].notna() & fact["created_date"].notna()]
-    keep = (closed["closed_date"] <= as_of) & (closed["closed_date"] > closed["created_date"]) & ~closed["needs_review"]
-    return closed[keep].reset_index(drop=True)
+    return fact[labelled_mask(fact, as_of)].reset_index(drop=True)
 
 
 def open_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return fact[fact["is_open"] & (fact["created_date"] <= as_of)].reset_index(drop=True)
+
+
+def open_at(fact: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
+    """The deals open on a past ``day`` as known then (``trustworthy_deals``
+    on that day without a close), with their outcome as known today
+    (``closed_date``, ``is_won``): only those rows are copied."""
+    day = pd.Timestamp(day)
+    closed_later = ~fact["is_open"] & (fact["closed_date"] > day)
+    keep = fact["created_date"].notna() & (fact["created_date"] <= day) & ~fact["needs_review"]
+    return fact[keep & (fact["is_open"] | closed_later)].reset_index(drop=True)
 
 
 def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
@@ -392,15 +407,29 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
                         WonCycles(deals[deals["is_won"]], segment))
-    shortest = min(HORIZONS + (rules.win_horizon_days,))
-    snapshots = snapshot_states(fact, timeline, spec, as_of, rules, stage_order[-1],
-                                as_of - pd.Timedelta(days=shortest))
+    del deals
+    snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1])
     states = label(snapshots, rules.win_horizon_days, as_of)
     return Prepared(as_of, fact, labelled, spec, timeline, states, stage_order[-1], snapshots,
                     rules.win_horizon_days, leaks)
 
 
 HORIZONS = (30, 90)  # days; besides the rules' main horizon, the model also answers these
+
+
+def replayed_snapshots(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
+                       rules: RiskRules, closed_stage: str) -> pd.DataFrame:
+    """The replayed states every models-layer step shares: every grid date up
+    to the shortest horizon before the analysis date (so each horizon's
+    labels can be read from them), built once. A past analysis date T reads
+    the rows of its own past from them: a state on day s only uses what was
+    recorded by s, and "won within H days of s" is already known on T when
+    s + H <= T, so ``label(snapshots, H, T)`` is exactly what replaying on
+    T would give (on a 7-day grid that ends on the analysis date instead of
+    on T: the same sampling)."""
+    shortest = min(HORIZONS + (rules.win_horizon_days,))
+    return snapshot_states(fact, timeline, spec, as_of, rules, closed_stage,
+                           pd.Timestamp(as_of) - pd.Timedelta(days=shortest))
 
 
 def open_states(open_frame: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -356,7 +356,8 @@ def empty_backtest() -> pd.DataFrame:
 
 
 def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, rules: RiskRules,
-             closed_stage: str, candidate: str, as_of: pd.Timestamp) -> pd.DataFrame:
+             closed_stage: str, candidate: str, as_of: pd.Timestamp,
+             snapshots: pd.DataFrame | None = None) -> pd.DataFrame:
     """Replay past analysis dates T (the latest ``backtest_horizon_days``
     before the analysis date): train the same kind of model on what was
     known at T, forecast wins within ``backtest_horizon_days`` for *every*
@@ -367,12 +368,20 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     exactly as today's forecast is by all of them: its error and coverage
     are out of sample and forward in time (``judged_by_dates`` of them; with
     fewer than two, the plain uncorrected reading, as today's forecast would
-    be)."""
+    be).
+
+    Every date reads its training rows from the same replayed states
+    (``snapshots``, from ``rf.replayed_snapshots``; built here when not
+    given) and fits on a stratified sample of at most
+    ``backtest_max_fit_rows`` of them, so a date costs a fraction of the
+    main fit."""
     cfg = rules.forecast
+    if snapshots is None:
+        snapshots = rf.replayed_snapshots(fact, timeline, spec, as_of, rules, closed_stage)
     runs = []
     for k in range(cfg.backtest_dates):
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
-        runs.append(_replay(fact, timeline, spec, rules, closed_stage, candidate, day))
+        runs.append(_replay(fact, snapshots, timeline, spec, rules, candidate, day))
     window = pd.Timedelta(days=cfg.backtest_horizon_days)
     rows = []
     for run in runs:
@@ -386,30 +395,25 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     return out.sort_values("analysis_date").reset_index(drop=True)
 
 
-def _replay(fact, timeline, spec, rules, closed_stage, candidate, day) -> dict:
+def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     horizon = rules.forecast.backtest_horizon_days
     row = {"analysis_date": day, "model": candidate}
-    labelled = rf.labelled_deals(fact, day)
+    closed_then = int(rf.labelled_mask(fact, day).sum())
     try:
-        snapshots = rf.snapshot_states(fact, timeline, spec, day, rules, closed_stage,
-                                       day - pd.Timedelta(days=horizon))
-        split = rm.time_split(rf.label(snapshots, horizon, day), labelled, rules)
+        split = rm.time_split(rf.label(snapshots, horizon, day), closed_then, rules)
     except rm.NotEnoughData as exc:
-        return row | {"status": f"not enough data: {exc}", "train_deals": len(labelled)}
+        return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
+    split = rm.sampled_for_fit(split, rules.forecast.backtest_max_fit_rows, rules.seed)
     spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
-    then = rf.trustworthy_deals(fact, day)
-    deals = then[then["closed_date"].isna()].reset_index(drop=True)   # open at T, as known at T
+    deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
-    now = fact.set_index("deal_id")
-    closed = now["closed_date"].reindex(deals["deal_id"]).to_numpy()
-    is_won = now["is_won"].reindex(deals["deal_id"]).fillna(False).to_numpy(dtype=bool)
     end = day + pd.Timedelta(days=horizon)
-    won = is_won & (pd.to_datetime(closed) <= end)
+    won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
     amount = deals["deal_amount"].to_numpy(dtype=float)
     level_se = validation_level_se(rm.predict(model, split.validate[spec.columns]), split.validate)
     return row | {
-        "status": "ok", "train_deals": len(labelled), "open_deals": len(deals), "resolved_deals": int(len(p)),
+        "status": "ok", "train_deals": closed_then, "open_deals": len(deals), "resolved_deals": int(len(p)),
         "pending_deals": 0, "level_shift": level_shift(p, won.sum()),
         "level_information": level_information(p), "level_se": float(level_se),
         "revenue_shift": level_shift(p, amount[won].sum(), amount),

@@ -106,7 +106,9 @@ def run_params(rules, training, prepared) -> dict:
     """The MLflow run's parameters: the rules that shaped it and the split."""
     split = training.split.summary()
     return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
-            "max_training_rows": rules.max_training_rows, "calibration_share": rules.calibration_share,
+            "max_training_rows": rules.max_training_rows, "max_fit_rows": rules.max_fit_rows,
+            "fit_sample": "stratified by snapshot month x outcome, in proportion",
+            "backtest_max_fit_rows": rules.forecast.backtest_max_fit_rows, "calibration_share": rules.calibration_share,
             "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
             "calibration_cutoff": split["calibration_cutoff"], "validation_cutoff": split["validation_cutoff"],
             "fit_rows": split["fit"]["rows"], "calibration_rows": split["calibrate"]["rows"],

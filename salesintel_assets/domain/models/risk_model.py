@@ -95,12 +95,14 @@ class Split:
                 "validation_cutoff": str(self.validation_cutoff.date())}
 
 
-def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules) -> Split:
+def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRules) -> Split:
     """Split labelled snapshots by snapshot date (never at random): validation
     is the most recent ``validation_share`` of rows, calibration the share
-    before. All rows of one snapshot date fall on the same side."""
-    if len(labelled) < rules.min_closed_deals:
-        raise NotEnoughData(f"{len(labelled)} closed deals; at least {rules.min_closed_deals} are needed")
+    before. All rows of one snapshot date fall on the same side. ``labelled``:
+    the closed deals known then (or their number)."""
+    closed = labelled if isinstance(labelled, (int, np.integer)) else len(labelled)
+    if closed < rules.min_closed_deals:
+        raise NotEnoughData(f"{closed} closed deals; at least {rules.min_closed_deals} are needed")
     if not len(rows):
         raise NotEnoughData("no snapshot has a finished outcome window yet")
     days = np.sort(rows["snapshot_date"].to_numpy())
@@ -118,6 +120,37 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules) -> 
         if len(part) == 0 or part["won"].nunique() < 2:
             raise NotEnoughData(f"the {name} period has no rows or only one outcome")
     return split
+
+
+def stratified_sample(rows: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` of the labelled snapshots, drawn per stratum
+    (snapshot month x outcome) in proportion to its size: the sample keeps
+    the win share of every month, so the fit sees the same outcome balance
+    and the same spread over time as all rows (no weights needed), with less
+    noise than a plain random draw. Rows keep their order."""
+    if len(rows) <= max_rows:
+        return rows
+    when = rows["snapshot_date"].dt
+    strata = (when.year.to_numpy() * 12 + when.month.to_numpy()) * 2 + rows["won"].to_numpy(dtype=np.int64)
+    codes, uniques = pd.factorize(strata)
+    size = np.bincount(codes, minlength=len(uniques))
+    exact = size * (max_rows / len(rows))
+    quota = np.floor(exact).astype(np.int64)
+    short = max_rows - int(quota.sum())   # the largest remainders take the rows left over
+    quota[np.argsort(quota - exact, kind="stable")[:short]] += 1
+    order = np.lexsort((np.random.default_rng(seed).random(len(rows)), codes))
+    start = np.cumsum(size) - size
+    rank = np.arange(len(rows)) - start[codes[order]]
+    return rows.iloc[np.sort(order[rank < quota[codes[order]]])].reset_index(drop=True)
+
+
+def sampled_for_fit(split: Split, max_rows: int, seed: int) -> Split:
+    """The split with its fit part cut to a stratified sample of ``max_rows``
+    (calibration and validation keep every row: they are only predicted)."""
+    if len(split.fit) <= max_rows:
+        return split
+    return Split(stratified_sample(split.fit, max_rows, seed), split.calibrate, split.validate,
+                 split.calibration_cutoff, split.validation_cutoff)
 
 
 # --- Candidate pipelines --------------------------------------------------------
@@ -548,7 +581,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     """Split by time, fit and calibrate every candidate on the main horizon,
     choose on validation, score both baselines on the same validation rows,
     fit the chosen kind for the other horizons, and judge the result."""
-    split = time_split(prepared.states, prepared.labelled, rules)
+    split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules), rules.max_fit_rows, rules.seed)
     candidates = train_candidates(split, prepared.spec, rules)
     chosen = choose(candidates, rules.promotion_metric)
     validate = split.validate
@@ -561,7 +594,8 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         if h == rules.win_horizon_days:
             continue
         try:
-            part = time_split(prepared.rows_for(h), prepared.labelled, rules)
+            part = sampled_for_fit(time_split(prepared.rows_for(h), prepared.labelled, rules), rules.max_fit_rows,
+                                   rules.seed)
         except NotEnoughData:
             continue
         model, _ = fit_calibrated(chosen.name, part.fit, part.calibrate, prepared.spec, rules)

@@ -71,26 +71,30 @@ class Explainer:
         return cls(spec, pd.DataFrame(typical)[spec.columns], evidence,
                    float(deals_won.mean()) if len(deals_won) else float("nan"))
 
-    def weights(self, model, features: pd.DataFrame, chunk: int = 20_000) -> pd.DataFrame:
+    def weights(self, model, features: pd.DataFrame, probabilities: np.ndarray | None = None,
+                chunk: int = 200_000) -> pd.DataFrame:
         """Signed weight of every factor for every row (probability scale),
-        plus ``PROBABILITY``: the deal's own win probability."""
+        plus ``PROBABILITY``: the deal's own win probability (``probabilities``
+        when the caller already has them). Each view predicts only what can
+        differ: the typical deal once per distinct value of a factor, and a
+        deal with one factor made typical only when its value is not typical
+        already (otherwise it is the deal itself)."""
         if not len(features):
             return pd.DataFrame({c: np.zeros(0) for c in self.spec.columns + [PROBABILITY]})
-        out = []
-        for start in range(0, len(features), chunk):
-            part = features.iloc[start:start + chunk].reset_index(drop=True)
-            n = len(part)
-            typical = self.typical.take(np.zeros(n, dtype=np.int64)).reset_index(drop=True)
-            variants = [part, typical.iloc[:1]]
-            for col in self.spec.columns:
-                variants.append(part.assign(**{col: typical[col].to_numpy()}))   # only this factor typical
-                variants.append(typical.assign(**{col: part[col].to_numpy()}))   # typical deal, this factor's value
-            probs = predict(model, pd.concat(variants, ignore_index=True))
-            base, reference, rest = probs[:n], probs[n], probs[n + 1:].reshape(-1, n)
-            frame = pd.DataFrame({col: 0.5 * ((base - rest[2 * j]) + (rest[2 * j + 1] - reference))
-                                  for j, col in enumerate(self.spec.columns)})
-            out.append(frame.assign(**{PROBABILITY: base}))
-        return pd.concat(out, ignore_index=True)
+        features = features.reset_index(drop=True)
+        base = predict(model, features) if probabilities is None else np.asarray(probabilities, dtype=float)
+        reference = predict(model, self.typical)[0]
+        frame = {}
+        for col in self.spec.columns:
+            codes, values = pd.factorize(features[col], use_na_sentinel=False)
+            typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(**{col: values})
+            alone = _chunked(model, typical_with, chunk)[codes] - reference   # typical deal, this factor's value
+            usual = self.typical[col].iloc[0]
+            differs = ~features[col].eq(usual).to_numpy(dtype=bool)
+            made_typical = base.copy()
+            made_typical[differs] = _chunked(model, features[differs].assign(**{col: usual}), chunk)
+            frame[col] = 0.5 * ((base - made_typical) + alone)
+        return pd.DataFrame(frame).assign(**{PROBABILITY: base})
 
     def describe(self, feature: str, value) -> str:
         """Plain words: the factor's value and how such deals fared."""
@@ -123,14 +127,14 @@ class Explainer:
         return f"{said} vs {self.overall:.0%} overall (n={int(row['deals']):,})".replace("%", " %")
 
     def top_reasons(self, model, features: pd.DataFrame, count: int = REASON_COUNT,
-                    min_weight: float = 0.0) -> pd.DataFrame:
+                    min_weight: float = 0.0, probabilities: np.ndarray | None = None) -> pd.DataFrame:
         """reason_k and reason_k_weight, strongest first, led by the factors
         that say why the deal is where it is: for a deal below the overall
         win rate the most negative weights come first (what puts it at risk),
         for one above it the most positive, then the rest by size. A factor
         that moves the probability by less than ``min_weight`` is no reason:
         its slot stays empty."""
-        weights = self.weights(model, features)
+        weights = self.weights(model, features, probabilities)
         direction = np.where(weights.pop(PROBABILITY).to_numpy() < self.overall, -1.0, 1.0)[:, None]
         columns = {}
         if len(features):
@@ -155,6 +159,13 @@ class Explainer:
             columns[f"reason_{k + 1}"] = texts
             columns[f"reason_{k + 1}_weight"] = np.where(material, np.round(picked, 4), np.nan)
         return pd.DataFrame(columns)
+
+
+def _chunked(model, rows: pd.DataFrame, chunk: int) -> np.ndarray:
+    """Predictions in parts of ``chunk`` rows (memory stays flat on large pipelines)."""
+    if len(rows) <= chunk:
+        return predict(model, rows)
+    return np.concatenate([predict(model, rows.iloc[start:start + chunk]) for start in range(0, len(rows), chunk)])
 
 
 def _bin_rates(states: pd.DataFrame, col: str, edges: np.ndarray) -> pd.DataFrame:
@@ -203,7 +214,8 @@ def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, ex
     month it is expected to close if won."""
     if not len(open_frame):
         return empty_scores()
-    p = np.round(predict(model, features), 4)  # stored rounded; money and bands follow the stored value
+    raw = predict(model, features)
+    p = np.round(raw, 4)  # stored rounded; money and bands follow the stored value
     horizons = predict_horizons(model, features)
     out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
                       "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
@@ -214,7 +226,7 @@ def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, ex
     out["risk_band"] = risk_band(p, rules.bands.high_below, rules.bands.medium_below)
     out["revenue_at_risk"] = np.round(out["deal_amount"] * (1 - p), 2)
     out = pd.concat([out, explainer.top_reasons(model, features.reset_index(drop=True),
-                                                min_weight=rules.min_reason_weight)], axis=1)
+                                                min_weight=rules.min_reason_weight, probabilities=raw)], axis=1)
     out["model_version"] = int(model_version)
     out["as_of_date"] = pd.Timestamp(as_of)
     out["expected_close_month"] = close_month if close_month is not None else None
