@@ -137,14 +137,15 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     the ``challenger``. One row per training run."""
     previous = warehouse.read_table("deal_risk_model")
     champion = mlflow.version_by_alias(CHAMPION)
-    kept = _kept_champion(warehouse, settings, mlflow, champion)
-    if kept and previous is not None and previous["version"].eq(champion.version).any():
-        context.log.info(f"deal_risk v{champion.version} {kept}")
+    reused, kept = _kept_version(warehouse, settings, mlflow, champion)
+    if kept and previous is not None and previous["version"].eq(reused.version).any():
+        context.log.info(f"deal_risk v{reused.version} {kept}")
         status = kept.split(":")[0]
-        row = previous[previous["version"].eq(champion.version)].iloc[-1].to_dict() | {"status": status}
+        row = previous[previous["version"].eq(reused.version)].iloc[-1].to_dict() | {"status": status,
+                                                                                     "decision": kept}
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status=status, decision=kept,
-                                                       version=int(champion.version)))
+                                                       version=int(reused.version)))
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,
             "champion_version": champion.version if champion else None, "version": None, "run_id": None}
@@ -208,20 +209,23 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow))
 
 
-def _kept_champion(warehouse: Warehouse, settings: SalesintelSettings, mlflow: MLflowTracking,
-                   champion) -> str | None:
-    """Why the champion is kept instead of training (a same-day re-run with few changes), or None."""
-    if champion is None or reuse.TRAINED_AT not in champion.tags:
-        return None
-    since = pd.Timestamp(champion.tags[reuse.TRAINED_AT])
+def _kept_version(warehouse: Warehouse, settings: SalesintelSettings, mlflow: MLflowTracking, champion):
+    """(version, why it is kept instead of training) for a same-day re-run
+    with few changes -- the latest version trained on this analysis date,
+    champion or not (a weak model is never champion) -- or (None, None)."""
+    version = reuse.latest_trained([champion, mlflow.version_by_alias(CHALLENGER)], settings.analysis_date())
+    if version is None:
+        return None, None
+    since = pd.Timestamp(version.tags[reuse.TRAINED_AT])
     changed, total = warehouse.query(
         "SELECT (SELECT count(*) FROM raw_deals WHERE _pulled_at > ?) + (SELECT count(*) FROM raw_deal_deletions "
         "WHERE _pulled_at > ?), (SELECT count(*) FROM raw_deals)", [since, since]).iloc[0].tolist()
     drift_rows = warehouse.read_table("deal_risk_drift", ["model_version", "degraded"])
     degraded = drift_rows is not None and bool(
-        drift_rows.loc[drift_rows["model_version"].eq(champion.version), "degraded"].fillna(False).astype(bool).any())
-    return reuse.reuse_reason(champion.tags, settings.analysis_date(), settings.rules().risk,
-                              reruns.code_fingerprint(), int(changed), int(total), degraded)
+        drift_rows.loc[drift_rows["model_version"].eq(version.version), "degraded"].fillna(False).astype(bool).any())
+    reason = reuse.reuse_reason(version.tags, settings.analysis_date(), settings.rules().risk,
+                                reruns.code_fingerprint(), int(changed), int(total), degraded)
+    return (version, reason) if reason else (None, None)
 
 
 def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> rm.Challenge:
@@ -339,13 +343,14 @@ def forecast_backtest(warehouse: Warehouse, settings: SalesintelSettings, crm: C
     error in points (design target +/- 5) and whether the 80 % intervals held,
     each date corrected and sized by what the other dates measured;
     ``mean_level_shift`` is the lean the forecast removes (negative: high).
-    Kept as it is when the champion is kept (a same-day re-run with few changes)."""
-    kept = _kept_champion(warehouse, settings, mlflow, mlflow.version_by_alias(CHAMPION))
-    stored = warehouse.read_table("forecast_backtest") if kept else None
-    if stored is not None and len(stored):
+    Kept as it is when this run kept the model version (a same-day re-run with few changes)."""
+    models = warehouse.read_table("deal_risk_model")
+    stored = warehouse.read_table("forecast_backtest")
+    kept = reuse.kept_backtest(models, stored, settings.analysis_date(),
+                               settings.rules().risk.forecast.backtest_horizon_days)
+    if kept:
         return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
-    models = warehouse.read_table("deal_risk_model")
     candidate = rules.candidates[0]
     if models is not None and "candidate" in models and models["candidate"].notna().any():
         candidate = str(models.loc[models["candidate"].notna(), "candidate"].iloc[-1])

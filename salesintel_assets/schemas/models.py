@@ -97,8 +97,10 @@ class DealRiskModel(pa.DataFrameModel):
     validation metrics, the baseline's, and the champion decision."""
 
     as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
-    status: Series[str] = pa.Field(isin=["trained", "unchanged", "not enough data"],
-                                   description="trained, unchanged (same data as a version) or not enough data.")
+    status: Series[str] = pa.Field(isin=["trained", "unchanged", "kept", "not enough data"],
+                                   description="trained; unchanged (same data as a version, or no deal changed since "
+                                               "it was trained that day); kept (few deals changed since; "
+                                               "risk.retrain_changed_share); or not enough data.")
     version: Series[pd.Int64Dtype] = pa.Field(description="MLflow version registered by this run.", nullable=True, ge=1)
     run_id: Series[str] = pa.Field(description="MLflow run id.", nullable=True)
     candidate: Series[str] = pa.Field(description="The model family chosen.", nullable=True)

@@ -4,8 +4,10 @@ that closed after the first champion was deployed), the SkyGeni export (all
 closed), and a world too small to train on."""
 
 import json
+import shutil
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -175,11 +177,18 @@ def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
     assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
 
 
-def test_skygeni_export_trains_on_creation_facts_and_is_not_promoted(tmp_path, skygeni_csv):
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def skygeni_run(tmp_path_factory, skygeni_csv):
+    folder = tmp_path_factory.mktemp("skygeni_models")
+    home, export = folder / "home", folder / "export.csv"
+    shutil.copy(skygeni_csv, export)
     seed_mlflow_store(home)
-    rules = rules_file(tmp_path, **FAST)
-    result = run_selection(csv_resources(home, skygeni_csv, rules_path=str(rules)), CHAIN)
+    rules = rules_file(folder, **FAST)
+    return home, export, rules, run_selection(csv_resources(home, export, rules_path=str(rules)), CHAIN)
+
+
+def test_skygeni_export_trains_on_creation_facts_and_is_not_promoted(skygeni_run):
+    home, _, _, result = skygeni_run
     assert result.success
     model = read_table(home, "deal_risk_model").iloc[-1]
     assert model["status"] == "trained" and model["feature_mode"] == rf.CREATION_ONLY
@@ -194,6 +203,36 @@ def test_skygeni_export_trains_on_creation_facts_and_is_not_promoted(tmp_path, s
     scores, table = read_table(home, "deal_risk_scores"), read_table(home, "pipeline_forecast")
     assert scores.empty and list(scores.columns) == rs.SCORE_COLUMNS   # every deal in the export is closed
     assert table.empty and list(table.columns) == forecast.FORECAST_COLUMNS
+
+
+def _edit_amounts(export, share: float, seed: int) -> int:
+    frame = pd.read_csv(export, dtype=str, keep_default_na=False)
+    rows = np.random.default_rng(seed).choice(len(frame), int(len(frame) * share), replace=False)
+    frame.loc[rows, "deal_amount"] = (pd.to_numeric(frame.loc[rows, "deal_amount"]) + 100).astype(str).to_numpy()
+    frame.to_csv(export, index=False)
+    return len(rows)
+
+
+def test_a_weak_model_is_kept_on_a_same_day_rerun_with_few_changes_and_retrained_when_many_changed(skygeni_run):
+    """A weak model is never champion; a same-day re-run still keeps it (and
+    its backtest) when at most retrain_changed_share of the deals changed."""
+    home, export, rules, _ = skygeni_run
+    resources = csv_resources(home, export, rules_path=str(rules))
+    rerun = "group:ingestion or group:warehouse or key:deal_risk_model or key:forecast_backtest"
+    first, backtest = read_table(home, "deal_risk_model").iloc[-1], read_table(home, "forecast_backtest")
+    assert first["model_verdict"] == "weak"
+    edited = _edit_amounts(export, 0.01, seed=1)
+    run_selection(resources, rerun)
+    kept = read_table(home, "deal_risk_model").iloc[-1]
+    assert kept["status"] == "kept" and kept["version"] == first["version"]
+    assert kept["decision"].startswith(f"kept: {edited:,} of ")
+    assert len(_client(home).search_model_versions("name='deal_risk'")) == 1
+    pd.testing.assert_frame_equal(read_table(home, "forecast_backtest"), backtest)
+    _edit_amounts(export, 0.1, seed=2)      # above retrain_changed_share (5 %)
+    run_selection(resources, rerun)
+    retrained = read_table(home, "deal_risk_model").iloc[-1]
+    assert retrained["status"] == "trained" and retrained["version"] == first["version"] + 1
+    assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
 
 
 def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
