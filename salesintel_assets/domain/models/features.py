@@ -314,24 +314,27 @@ def trustworthy_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     then: a close after the analysis date is not known yet (the deal counts
     as open). Flagged rows are left out: their dates cannot be trusted."""
     as_of = pd.Timestamp(as_of)
-    deals = fact[fact["created_date"].notna() & (fact["created_date"] <= as_of) & ~fact["needs_review"]]
-    closed = ~deals["is_open"] & deals["closed_date"].notna() & (deals["closed_date"] <= as_of)
-    sane = ~closed | (deals["closed_date"] > deals["created_date"])
-    drop = ~deals["is_open"] & deals["closed_date"].isna()  # closed without a date: no timeline
-    deals = deals[sane & ~drop]
-    closed = closed[sane & ~drop]
-    return deals.assign(closed_date=deals["closed_date"].where(closed),
-                        is_won=deals["is_won"].astype(bool) & closed).reset_index(drop=True)
+    created, ended = fact["created_date"], fact["closed_date"]
+    closed = ~fact["is_open"] & ended.notna() & (ended <= as_of)
+    sane = ~closed | (ended > created)
+    drop = ~fact["is_open"] & ended.isna()  # closed without a date: no timeline
+    keep = (created.notna() & (created <= as_of) & ~fact["needs_review"] & sane & ~drop).to_numpy(dtype=bool)
+    deals, closed = fact[keep], closed.to_numpy(dtype=bool)[keep]   # one copy of the kept rows, then one more
+    deals = deals.assign(closed_date=deals["closed_date"].where(closed), is_won=deals["is_won"].astype(bool) & closed)
+    deals.index = pd.RangeIndex(len(deals))
+    return deals
 
 
 def snapshot_states(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
-                    rules: RiskRules, closed_stage: str, last_day: pd.Timestamp | None = None) -> pd.DataFrame:
+                    rules: RiskRules, closed_stage: str, last_day: pd.Timestamp | None = None,
+                    deals: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every deal that was open on each grid date up to ``last_day`` -- won,
     lost, or still open today (deals that never close included) -- as it
     looked then: deal_id, snapshot_date, created_date, closed_date (NaT while
     open at the analysis date), won_by_as_of plus the features. A random
-    sample when above ``max_training_rows``."""
-    deals = trustworthy_deals(fact, as_of)
+    sample when above ``max_training_rows``. ``deals``: ``trustworthy_deals(fact, as_of)`` when the caller
+    has it already."""
+    deals = trustworthy_deals(fact, as_of) if deals is None else deals
     created, ends = day_numbers(deals["created_date"]), day_numbers(deals["closed_date"])
     last = day_numbers([last_day if last_day is not None else as_of])[0]
     pos, day = _grid(created, ends, pd.Timestamp(as_of), rules.snapshot_every_days, last, rules.max_training_rows,
@@ -407,8 +410,8 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
                         WonCycles(deals[deals["is_won"]], segment))
+    snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1], deals)
     del deals
-    snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1])
     states = label(snapshots, rules.win_horizon_days, as_of)
     return Prepared(as_of, fact, labelled, spec, timeline, states, stage_order[-1], snapshots,
                     rules.win_horizon_days, leaks)
@@ -418,7 +421,7 @@ HORIZONS = (30, 90)  # days; besides the rules' main horizon, the model also ans
 
 
 def replayed_snapshots(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
-                       rules: RiskRules, closed_stage: str) -> pd.DataFrame:
+                       rules: RiskRules, closed_stage: str, deals: pd.DataFrame | None = None) -> pd.DataFrame:
     """The replayed states every models-layer step shares: every grid date up
     to the shortest horizon before the analysis date (so each horizon's
     labels can be read from them), built once. A past analysis date T reads
@@ -429,7 +432,7 @@ def replayed_snapshots(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec
     on T: the same sampling)."""
     shortest = min(HORIZONS + (rules.win_horizon_days,))
     return snapshot_states(fact, timeline, spec, as_of, rules, closed_stage,
-                           pd.Timestamp(as_of) - pd.Timedelta(days=shortest))
+                           pd.Timestamp(as_of) - pd.Timedelta(days=shortest), deals)
 
 
 def open_states(open_frame: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp) -> pd.DataFrame:
