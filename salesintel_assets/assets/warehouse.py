@@ -34,15 +34,18 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
     as_of = settings.analysis_date()
     with warehouse.connect() as con:
         with transaction(con):
-            pending = model.pending_raw_deals(con, rules)
-            # Raw deals hold canonical text already: no format is decided again here.
-            clean = quality.validate_deals(pending, rules, formats=values.Formats(), as_of=as_of).clean
-            upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
-                         replace_keys=pending["deal_id"])
+            rebuilt = 0
+            for pending in model.pending_raw_deal_parts(con, rules, model.PENDING_PART_ROWS):
+                # Raw deals hold canonical text already: no format is decided again here.
+                clean = quality.validate_deals(pending, rules, formats=values.Formats(), as_of=as_of).clean
+                upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
+                             replace_keys=pending["deal_id"])
+                rebuilt += len(pending)
+                del pending, clean
             deleted = tombstones.remove_deleted_deals(con)
             model.refresh_time_columns(con, as_of)
         return dg.MaterializeResult(metadata=table_metadata(
-            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=len(pending), deleted_deals=deleted,
+            con, "fact_deals", as_of=str(as_of.date()), rebuilt_rows=rebuilt, deleted_deals=deleted,
             **model.fact_deals_summary(con)))
 
 

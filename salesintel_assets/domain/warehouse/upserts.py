@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Iterator
 
 import duckdb
 import pandas as pd
@@ -28,6 +29,8 @@ FACT_COLUMNS = [
     "activity_count", "last_activity_date", "needs_review", "review_reason", "cycle_corrected",
     "original_sales_cycle_days", "as_of_date",
 ]
+# Raw deals validated at once by fact_deals (memory holds one part's Python strings).
+PENDING_PART_ROWS = 250_000
 # Lineage: the raw version a fact row was built from, and the rules it was built with.
 LINEAGE = ["_row_hash", "_rules_hash"]
 # What a new deal_history version is cut on.
@@ -101,15 +104,35 @@ def refresh_time_columns(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) ->
 def pending_raw_deals(con: duckdb.DuckDBPyConnection, rules: Rules) -> pd.DataFrame:
     """Raw versions fact_deals was not built from (all of them when fact_deals
     is missing or was built with other rules); deleted deals are left out."""
+    return con.sql(_pending_sql(con, rules)).df()
+
+
+def pending_raw_deal_parts(con: duckdb.DuckDBPyConnection, rules: Rules,
+                           part_rows: int = PENDING_PART_ROWS) -> Iterator[pd.DataFrame]:
+    """``pending_raw_deals`` in parts of at most about ``part_rows`` deals,
+    split by the hash of deal_id (a deal's rows stay in one part), so a full
+    load never holds a million raw rows as Python strings at once."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pending AS {_pending_sql(con, rules)}")
+    try:
+        rows = con.execute("SELECT count(*) FROM _pending").fetchall()[0][0]
+        parts = max(1, -(-rows // part_rows))
+        for part in range(parts):
+            where = "" if parts == 1 else f" WHERE hash(deal_id) % {parts} = {part}"
+            yield con.sql(f"SELECT * FROM _pending{where}").df()
+    finally:
+        con.execute("DROP TABLE IF EXISTS _pending")
+
+
+def _pending_sql(con: duckdb.DuckDBPyConnection, rules: Rules) -> str:
     live = f"(SELECT * FROM main.raw_deals ANTI JOIN {deleted_raw_deals_sql(con)} d USING (deal_id))"
     if table_exists(con, "fact_deals"):
         stale = con.execute("SELECT count(*) FROM main.fact_deals WHERE _rules_hash <> ?",
                             [rules_fingerprint(rules)]).fetchall()[0][0]
         if not stale:
-            return con.sql(f"SELECT r.* FROM {live} r ANTI JOIN main.fact_deals f "
-                           "ON r.deal_id = f.deal_id AND r._row_hash = f._row_hash").df()
+            return (f"SELECT r.* FROM {live} r ANTI JOIN main.fact_deals f "
+                    "ON r.deal_id = f.deal_id AND r._row_hash = f._row_hash")
         con.execute("DROP TABLE main.fact_deals")
-    return con.sql(f"SELECT * FROM {live}").df()
+    return f"SELECT * FROM {live}"
 
 
 def build_fact_deals(clean: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,

@@ -1,0 +1,45 @@
+"""fact_deals validates the pending raw deals part by part (hash of
+deal_id), so a full load never holds every raw row as Python strings: the
+table, its flags and the quarantine are the same as from one part."""
+
+import duckdb
+import pandas as pd
+
+from salesintel_assets.domain.warehouse import upserts
+from salesintel_assets_tests.support import csv_resources, read_table, run_job, run_selection
+
+
+def test_fact_deals_built_in_parts_equal_one_part(tmp_path, skygeni_csv, monkeypatch):
+    frame = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False).head(800)
+    frame.loc[3, "deal_amount"] = "-10"                         # quarantined
+    frame.loc[4, "deal_stage"] = "Haggling"                     # flagged: unknown stage
+    frame.loc[5, "sales_cycle_days"] = "999"                    # corrected from the dates
+    frame.loc[6, "industry"] = ""                               # filled "Unknown"
+    frame = pd.concat([frame, frame.iloc[[7]]], ignore_index=True)  # a repeated deal
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+
+    home = tmp_path / "home"
+    home.mkdir()
+    resources = csv_resources(home, path, as_of="2024-07-20")
+    monkeypatch.setattr(upserts, "PENDING_PART_ROWS", 100)          # 800 deals in 8 parts
+    assert run_job(resources, job="ingestion_job").success
+    parted = read_table(home, "fact_deals").sort_values("deal_id", ignore_index=True)
+    with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+        con.execute("DROP TABLE main.fact_deals")
+    monkeypatch.setattr(upserts, "PENDING_PART_ROWS", 1_000_000)    # the same raw deals in one part
+    assert run_selection(resources, "fact_deals").success
+    whole = read_table(home, "fact_deals").sort_values("deal_id", ignore_index=True)
+    pd.testing.assert_frame_equal(parted.drop(columns="as_of_date"), whole.drop(columns="as_of_date"))
+    assert len(whole) == 799 and whole["needs_review"].sum() >= 1 and (whole["industry"] == "Unknown").sum() >= 1
+    assert sorted(read_table(home, "quarantined_deals")["rule"]) == ["duplicates", "negative_amount"]
+
+
+def test_pending_parts_hold_every_pending_deal_once():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE main.raw_deals AS SELECT 'D' || i::VARCHAR AS deal_id, 1::UBIGINT AS _row_hash "
+                "FROM range(1000) t(i)")
+    parts = list(upserts.pending_raw_deal_parts(con, rules=None, part_rows=150))
+    assert len(parts) == 7
+    ids = pd.concat(parts)["deal_id"]
+    assert ids.is_unique and len(ids) == 1000
