@@ -161,11 +161,14 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
         raise BlockedInput(f"The pull from {where} cannot be read as deals ({'; '.join(result.schema_errors)}): "
                            "check that the columns hold what their names say and run again.")
     tripped = result.breaker_tripped(rules) or bool(source_missing)
+    breaker = "" if not result.breaker_tripped(rules) else quality.breaker_sentence(result, rules, where)
+    # From here on only the typed rows' review flags are read (bad_rows); fact_deals types the rows itself.
+    result.clean = result.clean[["needs_review"]]
     return {"pull": pull, "pull_id": pull_id, "pulled_at": pulled_at, "source": source, "since": since,
             "changes": changes, "result": result, "tripped": tripped, "formats": formats,
             "fingerprint": fingerprint, "delivered": delivered, "deletions": deletions,
             "source_missing": source_missing,
-            "breaker": "" if not result.breaker_tripped(rules) else quality.breaker_sentence(result, rules, where)}
+            "breaker": breaker}
 
 
 def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Warehouse, home: SalesintelHome,
