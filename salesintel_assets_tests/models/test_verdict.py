@@ -104,3 +104,49 @@ def test_verdict_on_bad_input_is_weak_with_a_reason():
     assert not worse_loss.usable and "log loss 0.4000 vs 0.3150" in worse_loss.reason
     nothing = rm.judge({"auc": float("nan"), "log_loss": 0.3}, BASE, rules, 0)
     assert not nothing.usable and nothing.reason == "no validation AUC (one outcome only)"
+
+
+# --- Which candidate: the blend unless another is clearly better ---------------------
+def _candidate(name, p, y):
+    from salesintel_assets.domain.models import drift
+
+    return rm.Candidate(name, None, "sigmoid", drift.evaluate(y, p), {}, np.asarray(p, float))
+
+
+def _validation(n_deals=300, rows_per_deal=5, seed=7):
+    rng = np.random.default_rng(seed)
+    truth = np.repeat(rng.uniform(0.05, 0.6, n_deals), rows_per_deal)
+    y = (rng.random(len(truth)) < truth).astype(int)
+    rows = pd.DataFrame({"deal_id": np.repeat([f"d{i}" for i in range(n_deals)], rows_per_deal), "won": y})
+    return rows, truth, rng
+
+
+def test_the_blend_is_kept_when_another_candidate_is_better_only_by_noise():
+    rows, truth, rng = _validation()
+    noisy = lambda: np.clip(truth + rng.normal(0, 0.03, len(truth)), 0.01, 0.99)  # noqa: E731
+    logistic, blend = _candidate("logistic", noisy(), rows["won"]), _candidate(rm.BLEND, noisy(), rows["won"])
+    if logistic.metrics["log_loss"] > blend.metrics["log_loss"]:      # make the member the validation's pick
+        logistic, blend = _candidate("logistic", blend.validation_p, rows["won"]), \
+            _candidate(rm.BLEND, logistic.validation_p, rows["won"])
+    assert logistic.metrics["log_loss"] < blend.metrics["log_loss"]
+    assert rm.choose([logistic, blend], "log_loss").name == "logistic"          # without the rows: plain minimum
+    assert rm.choose([logistic, blend], "log_loss", rows).name == rm.BLEND
+
+
+def test_a_clearly_better_candidate_beats_the_blend():
+    rows, truth, rng = _validation()
+    good = _candidate("gradient_boosting", truth, rows["won"])
+    poor = _candidate(rm.BLEND, np.full(len(truth), rows["won"].mean()), rows["won"])
+    assert rm.choose([good, poor], "log_loss", rows).name == "gradient_boosting"
+    assert rm.choose([good, poor], "brier", rows).name == "gradient_boosting"
+    assert rm.choose([good, poor], "auc", rows).name == "gradient_boosting"   # no row loss: plain best
+
+
+def test_choice_on_bad_input_falls_back_to_the_blend_or_the_plain_best():
+    rows, truth, _ = _validation()
+    good = _candidate("logistic", truth, rows["won"])
+    blend = _candidate(rm.BLEND, np.full(len(truth), 0.3), rows["won"])
+    unscored = rm.Candidate("logistic", None, "sigmoid", good.metrics)        # no validation probabilities kept
+    assert rm.choose([unscored, blend], "log_loss", rows).name == rm.BLEND
+    assert rm.choose([good, blend], "log_loss", rows.iloc[:0]).name == rm.BLEND
+    assert rm.choose([good], "log_loss", rows).name == "logistic"              # no blend among the candidates
