@@ -110,3 +110,6 @@ class TenantCRM(CRMSource):
 
     def change_marker(self) -> Optional[str]:
         return self.source().change_marker()
+
+    def snapshot_fingerprint(self) -> Optional[str]:
+        return self.source().snapshot_fingerprint()

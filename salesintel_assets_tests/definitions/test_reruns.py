@@ -60,9 +60,14 @@ def copied(completed, tmp_path):
     return tmp_path / "home", csv, rules
 
 
-def test_nothing_new_skips_every_step_after_the_pull_and_changes_no_table(copied):
+def test_nothing_new_skips_every_step_after_the_pull_and_changes_no_table(copied, monkeypatch):
     home, csv, rules = copied
     before = {name: read_table(home, name) for name in ANALYTICS}
+
+    def unread(*args, **kwargs):
+        raise AssertionError("an unchanged export is recognised by its bytes' digest, not read and parsed again")
+
+    monkeypatch.setattr("salesintel_assets.resources.crm.read_export", unread)
     results = run_main(home, csv, rules)
     assert pull_skipped(results[0]) and all(r.success for r in results)
     status = step_status(results)
