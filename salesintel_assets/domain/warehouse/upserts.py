@@ -101,17 +101,13 @@ def refresh_time_columns(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) ->
     """, {"as_of": pd.Timestamp(as_of).to_pydatetime()})
 
 
-def pending_raw_deals(con: duckdb.DuckDBPyConnection, rules: Rules) -> pd.DataFrame:
-    """Raw versions fact_deals was not built from (all of them when fact_deals
-    is missing or was built with other rules); deleted deals are left out."""
-    return con.sql(_pending_sql(con, rules)).df()
-
-
 def pending_raw_deal_parts(con: duckdb.DuckDBPyConnection, rules: Rules,
                            part_rows: int = PENDING_PART_ROWS) -> Iterator[pd.DataFrame]:
-    """``pending_raw_deals`` in parts of at most about ``part_rows`` deals,
-    split by the hash of deal_id (a deal's rows stay in one part), so a full
-    load never holds a million raw rows as Python strings at once."""
+    """Raw versions fact_deals was not built from (all of them when fact_deals
+    is missing or was built with other rules; deleted deals left out), in
+    parts of at most about ``part_rows`` deals split by the hash of deal_id
+    (a deal's rows stay in one part), so a full load never holds a million
+    raw rows as Python strings at once."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE _pending AS {_pending_sql(con, rules)}")
     try:
         rows = con.execute("SELECT count(*) FROM _pending").fetchall()[0][0]
