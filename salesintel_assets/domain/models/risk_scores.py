@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models.features import UNKNOWN_STAGE, FeatureSpec
-from salesintel_assets.domain.models.risk_model import predict, predict_horizons
+from salesintel_assets.domain.models.risk_model import HorizonModel, predict, predict_horizons
 from salesintel_assets.domain.common.rules import RiskRules
 
 
@@ -214,9 +214,10 @@ def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, ex
     month it is expected to close if won."""
     if not len(open_frame):
         return empty_scores()
-    raw = predict(model, features)
-    p = np.round(raw, 4)  # stored rounded; money and bands follow the stored value
     horizons = predict_horizons(model, features)
+    # A horizon model's main probability is one of its horizons: not predicted a second time.
+    raw = horizons[model.main] if isinstance(model, HorizonModel) else predict(model, features)
+    p = np.round(raw, 4)  # stored rounded; money and bands follow the stored value
     out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
                       "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
     out["win_probability"] = p
