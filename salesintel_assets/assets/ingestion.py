@@ -216,7 +216,7 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
             if not table_exists(con, "quarantined_deals"):
                 append_frame(con, "quarantined_deals", result.quarantined.iloc[:0])
             if not repeated:
-                report = pd.concat([report, _leakage_rows(con, report)], ignore_index=True)
+                report = pd.concat([report, _leakage_rows(con, report, rules)], ignore_index=True)
                 append_frame(con, "data_quality_report", report)
             new_data = (new_data or reruns.rows_change(con, "raw_stage_history", history, "deal_id")
                         or reruns.rows_change(con, "raw_activities", activities, "activity_id"))
@@ -266,12 +266,14 @@ def deletions_of(crm: CRMSource, since) -> pd.DataFrame:
     return deletions_domain.conform_deletions(crm.fetch_deletions(since))
 
 
-def _leakage_rows(con, report: pd.DataFrame) -> pd.DataFrame:
+def _leakage_rows(con, report: pd.DataFrame, rules) -> pd.DataFrame:
     """Columns of the stored deals that give the outcome away (named here,
     excluded by the models and drivers layers), as report rows of this pull."""
     if not table_exists(con, "raw_deals"):
         return report.iloc[:0]
-    findings, screened = leakage.screen_export(ingestion.closed_raw_deals(con, leakage.EXPORT_SCREENED))
+    stages = rules.stages
+    findings, screened = leakage.screen_export(
+        ingestion.closed_raw_deals(con, leakage.EXPORT_SCREENED, stages.won + stages.lost), stages.won, stages.lost)
     rows = leakage.report_rows(findings, screened)
     for col in ("pull_id", "pulled_at", "source", "accepted", "breaker_tripped", "bad_rows", "bad_share"):
         if col in report:

@@ -237,3 +237,26 @@ def test_a_leaking_export_is_named_in_the_quality_report_and_the_summary(tmp_pat
     assert "leakage:sales_cycle_days" in leaks.index
     summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
     assert "excluded column: deal_amount looks like it encodes the outcome" in summary
+
+
+def test_a_leak_is_named_when_the_export_says_won_and_lost_only_by_stage(tmp_path, skygeni_csv):
+    """Many exports have no outcome column worth the name: the stage is Won
+    or Lost and the closed value is the amount (0 on every lost deal)."""
+    from salesintel_assets_tests.support import csv_resources, read_table, run_job
+
+    frame = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False)
+    lost = frame["outcome"] == "Lost"
+    frame = frame.assign(deal_stage=frame["outcome"].str.upper(), outcome="",
+                         deal_amount=frame["deal_amount"].where(~lost, "0"))
+    path = tmp_path / "export.csv"
+    frame.to_csv(path, index=False)
+    home = tmp_path / "home"
+    assert run_job(csv_resources(home, path, as_of="2024-07-20"), job="ingestion_job").success
+    leaks = read_table(home, "data_quality_report").query("action == 'exclude'").set_index("rule")
+    assert leaks.loc["leakage:deal_amount", "detail"].startswith(
+        "deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals")
+    assert leaks.loc["leakage:deal_amount", "rows"] == 5000
+    # an outcome that contradicts nothing wins over the stage; an open deal is never screened
+    raw = pd.DataFrame({"outcome": ["Won", "", "", "Open", "lost"],
+                        "deal_stage": ["Lost", "won", "Demo", "Lost", "Demo"]})
+    assert leakage.export_outcomes(raw, ["Won"], ["Lost"]).tolist() == ["won", "won", "", "", "lost"]

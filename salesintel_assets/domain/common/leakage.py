@@ -158,12 +158,27 @@ EXPORT_SCREENED = ("industry", "region", "product_type", "lead_source", "sales_r
                    "sales_cycle_days")
 
 
-def screen_export(raw: pd.DataFrame) -> tuple[list[Finding], int]:
-    """``screen`` on the closed deals of a raw (text) export; returns the
-    findings and how many closed deals were screened."""
-    outcome = raw["outcome"].astype(str).str.strip().str.lower() if "outcome" in raw else pd.Series(dtype=str)
-    closed = raw[outcome.isin(["won", "lost"]).to_numpy()]
-    won = (outcome[outcome.isin(["won", "lost"])] == "won").to_numpy()
+def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Series:
+    """"won", "lost" or "" per row of a raw (text) export: the outcome
+    column, or when it is empty the stage name the rules say means won or
+    lost (an export whose stages are Won and Lost and whose outcome column is
+    blank, as many CRMs write it)."""
+    def text(column):
+        return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
+            pd.Series("", index=raw.index)
+    outcome, stage = text("outcome"), text("deal_stage")
+    by_stage = np.where(stage.isin({s.lower() for s in won_stages}), "won",
+                        np.where(stage.isin({s.lower() for s in lost_stages}), "lost", ""))
+    return outcome.where(outcome.isin(["won", "lost"]), np.where(outcome == "", by_stage, ""))
+
+
+def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> tuple[list[Finding], int]:
+    """``screen`` on the closed deals of a raw (text) export (outcome from
+    ``export_outcomes``); returns the findings and how many closed deals
+    were screened."""
+    outcome = export_outcomes(raw, won_stages, lost_stages)
+    closed_rows = outcome.isin(["won", "lost"]).to_numpy()
+    closed, won = raw[closed_rows], (outcome[closed_rows] == "won").to_numpy()
     columns = [c for c in EXPORT_SCREENED if c in raw]
     return screen(closed, won, columns), len(closed)
 

@@ -183,11 +183,15 @@ def pull_committed(con: duckdb.DuckDBPyConnection, pull_id: str | None) -> bool:
     return con.execute("SELECT count(*) FROM main.data_quality_report WHERE pull_id = ?", [pull_id]).fetchone()[0] > 0
 
 
-def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns) -> pd.DataFrame:
-    """The outcome and ``columns`` of the stored raw deals whose outcome is
-    won or lost (what the leakage screen reads), without loading the table
-    whole; raw text is stripped already."""
+def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) -> pd.DataFrame:
+    """The outcome, stage and ``columns`` of the stored raw deals whose
+    outcome is won or lost, or empty with a stage in ``closed_stages`` (the
+    CRM's won and lost stage names): what the leakage screen reads, without
+    loading the table whole; raw text is stripped already."""
     present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
                                          "WHERE table_schema = 'main' AND table_name = 'raw_deals'").fetchall()}
-    selected = ", ".join(f'"{c}"' for c in ("outcome", *columns) if c in present)
-    return con.sql(f"SELECT {selected} FROM main.raw_deals WHERE lower(outcome) IN ('won', 'lost')").df()
+    selected = ", ".join(f'"{c}"' for c in dict.fromkeys(("outcome", "deal_stage", *columns)) if c in present)
+    by_stage = ("OR (coalesce(outcome, '') = '' AND list_contains($stages, lower(deal_stage)))"
+                if closed_stages and "deal_stage" in present else "")
+    return con.execute(f"SELECT {selected} FROM main.raw_deals WHERE lower(outcome) IN ('won', 'lost') {by_stage}",
+                       {"stages": sorted(s.lower() for s in closed_stages)} if by_stage else {}).df()
