@@ -156,6 +156,17 @@ _TOP_ALERTS = """
              amount_at_stake DESC NULLS LAST, alert_id LIMIT 5"""
 
 
+_WEAK_BANDS = " (bands of a model with no signal, see above: not a risk judgement)"
+
+
+def _scored_by_weak_model(con) -> bool:
+    """Were the open deals scored by a model whose verdict is not usable?"""
+    if "model_verdict" not in _columns(con, "deal_risk_scores"):
+        return False
+    return bool(con.execute("SELECT count(*) FILTER (WHERE model_verdict <> 'usable') FROM main.deal_risk_scores")
+                .fetchall()[0][0])
+
+
 def _alerts_line(con) -> str:
     """Open alerts: how many are P1 (and of those, stalled-deal crises) and
     how many wait in digests, so a flood of P1s is visible at a glance."""
@@ -202,7 +213,8 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
             n = _count(con, table, where)
             if n is not None:
-                lines.append(f"{label:<21}{n:,}")
+                lines.append(f"{label:<21}{n:,}" + (_WEAK_BANDS if table == "deal_risk_scores" and
+                                                    _scored_by_weak_model(con) else ""))
         if _count(con, "alerts") is not None:
             lines.append(_alerts_line(con))
         if _count(con, "alert_deliveries") is not None:

@@ -84,9 +84,12 @@ def forecast_win_rate_within_target(warehouse: Warehouse) -> dg.AssetCheckResult
     if ok is None or ok.empty:
         return dg.AssetCheckResult(severity=WARN, passed=True, description="not enough data for any backtest date")
     missed = ok[~ok["within_target"].astype(bool)]
-    return dg.AssetCheckResult(severity=WARN, passed=missed.empty, metadata={
+    worst = float(ok["error_points"].abs().max())
+    said = (f"the forecast win rate missed its target on {len(missed)} of {len(ok)} backtest dates "
+            f"(worst {worst:.1f} points off the share of deals that then closed won)") if len(missed) else None
+    return dg.AssetCheckResult(severity=WARN, passed=missed.empty, description=said, metadata={
         "dates": len(ok), "missed": len(missed),
-        "worst_error_points": float(ok["error_points"].abs().max()),
+        "worst_error_points": worst,
         "won_deals_interval_coverage": float(ok["won_deals_in_interval"].astype(bool).mean())})
 
 

@@ -41,6 +41,8 @@ def test_the_summary_leads_with_what_you_must_know(home):
         "  - failed check model_beats_baseline (warning): AUC 0.51 vs 0.50",
         "  - quarantined rows: 2 critical_nulls, 1 schema",
     ]
+    # a weak model's bands are no risk judgement: the count says so
+    assert "high-risk open deals 0 (bands of a model with no signal, see above: not a risk judgement)" in lines
 
 
 def test_a_clean_run_says_there_is_nothing_to_know_first(home):

@@ -57,6 +57,10 @@ def test_every_check_passes_and_quality_signals_are_reported(sample_runs):
         checks = {name: ok for name, ok in check_results(result).items() if name not in WARN_CHECKS}
         assert [name for name, ok in checks.items() if not ok] == []
         assert WARN_CHECKS <= set(check_results(result))
+        # a warning the run prints must say what failed, not only the check's name
+        failed = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                  and not e.event_specific_data.passed]
+        assert all(evaluation.description for evaluation in failed)
 
 
 def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
