@@ -35,6 +35,40 @@ def test_without_a_shared_shift_deals_are_independent_coins():
     np.testing.assert_array_equal(counts, revenue)          # amount 1: revenue is the count
 
 
+def _draw_alone(p, amount, keys, n_keys, sigma, simulations, seed, chunk):
+    """The simulation as it was drawn before readings shared their draws: its own generator per reading."""
+    rng = np.random.default_rng(seed)
+    counts, revenue = np.zeros((simulations, n_keys)), np.zeros((simulations, n_keys))
+    for start in range(0, simulations, chunk):
+        size = min(chunk, simulations - start)
+        shift = rng.normal(0.0, sigma, size)[:, None]
+        won = rng.random((size, len(p))) < 1 / (1 + np.exp(-(forecast._logit(p)[None, :] + shift)))
+        sim, deal = np.nonzero(won)
+        cell = sim * n_keys + keys[deal]
+        counts[start:start + size] = np.bincount(cell, minlength=size * n_keys).reshape(size, n_keys)
+        revenue[start:start + size] = np.bincount(cell, weights=amount[deal], minlength=size * n_keys).reshape(
+            size, n_keys)
+    return counts, revenue
+
+
+def test_readings_of_one_draw_equal_each_reading_drawn_alone(monkeypatch):
+    monkeypatch.setattr(forecast, "SIM_CELLS", 7 * 300)   # several chunks of draws
+    rng = np.random.default_rng(5)
+    p, amount = rng.uniform(0.01, 0.95, 300), rng.uniform(1, 1000, 300)
+    keys, zero = rng.integers(0, 4, 300), np.zeros(300, dtype=np.int64)
+    readings = [forecast.Reading(p, 0.2, [(keys, 4), (zero, 1)]), forecast.Reading(p, 0.0, [(keys, 4)], ("counts",)),
+                forecast.Reading(p * 0.5, 0.35, [(zero, 1)], ("counts",)),
+                forecast.Reading(p * 0.5, 0.35, [(zero, 1)], ("revenue",))]
+    drawn = forecast.simulate_readings(readings, amount, 50, 9)
+    for reading, sums in zip(readings, drawn):
+        for (k, n_keys), (counts, revenue) in zip(reading.groupings, sums):
+            alone_counts, alone_revenue = _draw_alone(reading.p, amount, k, n_keys, reading.sigma, 50, 9, 7)
+            if "counts" in reading.sums:
+                np.testing.assert_array_equal(counts, alone_counts)
+            if "revenue" in reading.sums:
+                np.testing.assert_array_equal(revenue, alone_revenue)
+
+
 def test_a_shared_shift_widens_the_interval():
     p = np.random.default_rng(2).uniform(0.05, 0.9, 1500)
     keys = np.zeros(len(p), dtype=np.int64)

@@ -264,20 +264,62 @@ def simulate_groupings(p: np.ndarray, amount: np.ndarray, groupings: list[tuple[
     """One set of draws (shared shift, then each deal's outcome) summed for
     several groupings at once: per grouping, won deals and won revenue as
     (simulations x keys) arrays."""
+    (out,) = simulate_readings([Reading(p, sigma, groupings)], amount, simulations, seed)
+    return out
+
+
+@dataclass
+class Reading:
+    """One reading of the shared draws: deals won with probabilities ``p``
+    under a pipeline-wide shift of sd ``sigma``, summed per grouping (keys,
+    number of keys); ``sums`` says which of "counts" and "revenue" are wanted
+    (the other comes back as zeros)."""
+
+    p: np.ndarray
+    sigma: float
+    groupings: list
+    sums: tuple = ("counts", "revenue")
+
+
+def simulate_readings(readings: list[Reading], amount: np.ndarray, simulations: int,
+                      seed: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Several readings of one stream of draws, drawn once: per chunk of
+    draws a standard normal per draw and a uniform per deal and draw; each
+    reading's shift is its sigma times that normal. Each reading's result is
+    exactly what ``simulate_groupings`` with the same seed gives it alone
+    (numpy draws a normal of sd s as s times a standard normal), so readings
+    that used to re-draw the same seed cost one draw of the uniforms."""
     rng = np.random.default_rng(seed)
-    logit = _logit(p)
-    out = [(np.zeros((simulations, n)), np.zeros((simulations, n))) for _, n in groupings]
-    chunk = max(1, SIM_CELLS // max(len(p), 1))
+    n = len(amount)
+    logits = [_logit(r.p) for r in readings]
+    out = [[(np.zeros((simulations, k)), np.zeros((simulations, k))) for _, k in r.groupings] for r in readings]
+    chunk = max(1, SIM_CELLS // max(n, 1))
     for start in range(0, simulations, chunk):
         size = min(chunk, simulations - start)
-        shift = rng.normal(0.0, sigma, size)[:, None]
-        won = rng.random((size, len(p))) < 1 / (1 + np.exp(-(logit[None, :] + shift)))
-        sim, deal = np.nonzero(won)
-        for (keys, n_keys), (counts, revenue) in zip(groupings, out):
-            cell = sim * n_keys + keys[deal]
-            counts[start:start + size] = np.bincount(cell, minlength=size * n_keys).reshape(size, n_keys)
-            revenue[start:start + size] = np.bincount(cell, weights=amount[deal],
-                                                      minlength=size * n_keys).reshape(size, n_keys)
+        normal = rng.standard_normal(size)
+        uniform = rng.random((size, n))
+        threshold = np.empty_like(uniform)
+        for reading, logit, sums in zip(readings, logits, out):
+            shift = (0.0 + reading.sigma * normal)[:, None]
+            # 1 / (1 + exp(-(logit + shift))), computed in place
+            np.add(logit[None, :], shift, out=threshold)
+            np.negative(threshold, out=threshold)
+            np.exp(threshold, out=threshold)
+            threshold += 1
+            np.divide(1, threshold, out=threshold)
+            won = uniform < threshold
+            if reading.sums == ("counts",) and all(n_keys == 1 for _, n_keys in reading.groupings):
+                for counts, _ in sums:   # one key: the count per draw, without listing the wins
+                    counts[start:start + size, 0] = np.count_nonzero(won, axis=1)
+                continue
+            sim, deal = np.nonzero(won)
+            for (keys, n_keys), (counts, revenue) in zip(reading.groupings, sums):
+                cell = sim * n_keys + keys[deal]
+                if "counts" in reading.sums:
+                    counts[start:start + size] = np.bincount(cell, minlength=size * n_keys).reshape(size, n_keys)
+                if "revenue" in reading.sums:
+                    revenue[start:start + size] = np.bincount(cell, weights=amount[deal],
+                                                              minlength=size * n_keys).reshape(size, n_keys)
     return out
 
 
@@ -303,8 +345,13 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     amount = frame["deal_amount"].to_numpy(dtype=float)
     coded = [pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS]
     groupings = [(codes, len(labels)) for codes, labels in coded]
-    by_count = simulate_groupings(p, amount, groupings, sigma, cfg.simulations, cfg.seed)
-    by_revenue = simulate_groupings(p, amount, groupings, revenue_sigma, cfg.simulations, cfg.seed)
+    zero = [(np.zeros(len(p), dtype=np.int64), 1)]
+    readings = [Reading(p, sigma, groupings, ("counts",)), Reading(p, revenue_sigma, groupings, ("revenue",))]
+    for ph in (horizons or {}).values():   # every reading shares one draw of the uniforms (same seed as before)
+        ph = np.asarray(ph, dtype=float)
+        readings += [Reading(shifted(ph, shift), sigma, zero, ("counts",)),
+                     Reading(shifted(ph, revenue_shift), revenue_sigma, zero, ("revenue",))]
+    by_count, by_revenue, *by_horizon = simulate_readings(readings, amount, cfg.simulations, cfg.seed)
     parts = []
     for grouping, (codes, labels), (counts, _), (_, revenue) in zip(GROUPINGS, coded, by_count, by_revenue):
         parts.append(pd.DataFrame({
@@ -316,10 +363,11 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
             "revenue_p10": np.quantile(revenue, low_q, axis=0), "revenue_p90": np.quantile(revenue, high_q, axis=0),
             "won_deals_p10": np.quantile(counts, low_q, axis=0), "won_deals_p90": np.quantile(counts, high_q, axis=0),
         }))
-    for key, ph in (horizons or {}).items():
-        ph = np.asarray(ph, dtype=float)
-        parts.append(_horizon_row(key, shifted(ph, shift), shifted(ph, revenue_shift), amount, sigma, revenue_sigma,
-                                  cfg, low_q, high_q))
+    for k, key in enumerate(horizons or {}):
+        (counts, _), = by_horizon[2 * k]
+        (_, revenue), = by_horizon[2 * k + 1]
+        parts.append(_horizon_row(key, readings[2 + 2 * k].p, readings[3 + 2 * k].p, amount, counts, revenue,
+                                  low_q, high_q))
     out = pd.concat(parts, ignore_index=True)
     money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
     out[money] = out[money].round(2)
@@ -327,10 +375,7 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     return out[FORECAST_COLUMNS]
 
 
-def _horizon_row(key, p, p_revenue, amount, sigma, revenue_sigma, cfg, low_q, high_q) -> pd.DataFrame:
-    zero = np.zeros(len(p), dtype=np.int64)
-    counts, _ = simulate(p, amount, zero, 1, sigma, cfg.simulations, cfg.seed)
-    _, revenue = simulate(p_revenue, amount, zero, 1, revenue_sigma, cfg.simulations, cfg.seed)
+def _horizon_row(key, p, p_revenue, amount, counts, revenue, low_q, high_q) -> pd.DataFrame:
     return pd.DataFrame({
         "grouping": ["horizon"], "key": [key], "open_deals": [len(p)], "pipeline_amount": [amount.sum()],
         "expected_won_deals": [p.sum()], "expected_won_revenue": [(p_revenue * amount).sum()],
@@ -464,8 +509,9 @@ def _judge(raw, won, amount, level: LevelCorrection, revenue_level: LevelCorrect
     cfg = rules.forecast
     keys = np.zeros(len(raw), dtype=np.int64)
     p, p_revenue = shifted(raw, level.shift), shifted(raw, revenue_level.shift)
-    counts, _ = simulate(p, amount, keys, 1, level.sigma, cfg.simulations, cfg.seed)
-    _, revenue = simulate(p_revenue, amount, keys, 1, revenue_level.sigma, cfg.simulations, cfg.seed)
+    ((counts, _),), ((_, revenue),) = simulate_readings(
+        [Reading(p, level.sigma, [(keys, 1)], ("counts",)), Reading(p_revenue, revenue_level.sigma, [(keys, 1)],
+                                                                    ("revenue",))], amount, cfg.simulations, cfg.seed)
     lo, hi = (1 - cfg.interval) / 2, 1 - (1 - cfg.interval) / 2
     n = len(p)
     forecast_rate = float(p.mean()) if n else float("nan")
