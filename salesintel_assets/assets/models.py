@@ -294,8 +294,9 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     alias = CHAMPION if champion.version == getattr(mlflow.version_by_alias(CHAMPION), "version", None) else CHALLENGER
     verdict = champion.tags.get("model_verdict", "usable")
     scores = rs.score_open_deals(mlflow.load_model(alias), open_frame, features,
-                                 rs.Explainer.from_states(prepared.states, spec), rules, champion.version,
-                                 prepared.as_of, months, verdict=verdict)
+                                 _explainer(warehouse, prepared, spec, champion), rules, champion.version,
+                                 prepared.as_of, months, verdict=verdict, previous=warehouse.read_table("deal_risk_scores"),
+                                 context=f"{reruns.code_fingerprint()} {getattr(champion, 'run_id', '')}")
     bands = scores["risk_band"].value_counts()
     auc = float(champion.tags.get("validation_auc", "nan"))
     signal = {"champion_validation_auc": auc, "model_verdict": verdict}
@@ -311,7 +312,26 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         pipeline_amount=round(float(scores["deal_amount"].sum()), 2),
         revenue_at_risk=round(float(scores["revenue_at_risk"].sum()), 2),
         mean_win_probability=round(float(scores["win_probability"].mean()), 4),
+        deals_predicted=scores.attrs.get("rescored", len(scores)),
         reason_weights="change in win probability (fraction) when the factor is set to typical values"))
+
+
+EXPLAINER_STATE = "risk_score_explainer"
+
+
+def _explainer(warehouse: Warehouse, prepared: rf.Prepared, spec: rf.FeatureSpec, version_run) -> rs.Explainer:
+    """The reasons' reference (typical deal, history of each value) belongs to
+    the model version on its analysis date, like the model: computed by the
+    first scoring with that version that day and read back by later ones, so
+    a same-day re-run that keeps the version keeps the scores of unchanged deals."""
+    key = f"v{version_run.version} {getattr(version_run, 'run_id', '')} {prepared.as_of.date()}"
+    with warehouse.connect() as con:
+        explainer = rs.Explainer.from_json(reruns.read_state(con).get(EXPLAINER_STATE), spec, key)
+    if explainer is None:
+        explainer = rs.Explainer.from_states(prepared.states, spec)
+        with warehouse.connect() as con:
+            reruns.write_state(con, **{EXPLAINER_STATE: explainer.to_json(key)})
+    return explainer
 
 
 def _scoring_version(warehouse: Warehouse, mlflow: MLflowTracking):

@@ -46,6 +46,9 @@ class DealRiskScores(pa.DataFrameModel):
                                           description="Registered MLflow version of deal_risk that produced the row.")
     as_of_date: Series[pd.Timestamp] = pa.Field(description="The analysis date the row was computed for.")
     expected_close_month: Series[str] = pa.Field(nullable=True, description="YYYY-MM, if won")
+    scored_inputs: Series[str] = pa.Field(description=(
+        "digest of what the row's probabilities and reasons depend on (model version, analysis date, reference "
+        "deal, rules, code, the deal's features): a re-run predicts again only deals whose digest changed"))
 
     class Config:
         strict = True

@@ -194,6 +194,50 @@ def scores(prepared, training, tables):
                                prepared.as_of)
 
 
+def _one_percent_changed(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """1 % of the deals changed: amounts edited (open and closed deals), and open deals won two weeks ago,
+    which moves their segment's winning cycles and so every open deal's ``won_cycle_share`` there."""
+    fact = fact.copy()
+    rng = np.random.default_rng(11)
+    edited = rng.choice(len(fact), len(fact) // 200, replace=False)
+    fact.loc[fact.index[edited], "deal_amount"] = (fact["deal_amount"].iloc[edited] * 1.01).round(2).to_numpy()
+    older = fact["is_open"] & (fact["created_date"] < as_of - pd.Timedelta(days=60))
+    won = rng.choice(np.flatnonzero(older.to_numpy()), len(fact) // 200, replace=False)
+    rows = fact.index[won]
+    fact.loc[rows, ["is_open", "is_won"]] = [False, True]
+    fact.loc[rows, "closed_date"] = as_of - pd.Timedelta(days=14)   # a week the shares already count
+    fact.loc[rows, "outcome"] = "Won"
+    return fact
+
+
+def test_a_rerun_predicts_only_deals_whose_features_changed_and_equals_a_full_rescore(scores, prepared, training,
+                                                                                      tables):
+    rules, as_of = tables["rules"].risk, prepared.as_of
+    explainer = rs.Explainer.from_states(prepared.states, prepared.spec)
+    stored = rs.Explainer.from_json(explainer.to_json("v7"), prepared.spec, "v7")   # as a re-run reads it back
+    assert stored.digest() == explainer.digest() and rs.Explainer.from_json(explainer.to_json("v7"), prepared.spec,
+                                                                            "v8") is None
+    changed = _prepare(tables, fact=_one_percent_changed(tables["fact"], as_of))
+    open_frame = rf.open_deals(changed.fact, as_of)
+    features = rf.open_states(open_frame, changed.timeline, prepared.spec, as_of)
+    full = rs.score_open_deals(training.chosen.model, open_frame, features, stored, rules, 7, as_of)
+    again = rs.score_open_deals(training.chosen.model, open_frame, features, stored, rules, 7, as_of,
+                                previous=scores)
+    pd.testing.assert_frame_equal(again, full, check_exact=True)
+    # exactly the deals whose features differ from the last scoring were predicted again
+    before = rf.open_states(rf.open_deals(prepared.fact, as_of), prepared.timeline, prepared.spec, as_of)
+    before.index = scores["deal_id"].to_numpy()
+    now = features.set_axis(open_frame["deal_id"].to_numpy())
+    same = now.apply(tuple, axis=1).eq(before.reindex(now.index).apply(tuple, axis=1)).sum()
+    assert 0 < again.attrs["rescored"] == len(now) - same < len(now)
+    if rf.WON_CYCLE_SHARE in prepared.spec.columns:   # segment shares moved by the new wins: those deals rescored
+        moved = now[rf.WON_CYCLE_SHARE].ne(before.reindex(now.index)[rf.WON_CYCLE_SHARE])
+        assert moved.any()
+    other_model = rs.score_open_deals(training.chosen.model, open_frame, features, stored, rules, 8, as_of,
+                                      previous=scores)
+    assert other_model.attrs["rescored"] == len(open_frame)   # another model version predicts every deal
+
+
 def test_scores_give_probability_band_money_and_reasons(scores, prepared, tables):
     bands = tables["rules"].risk.bands
     assert list(scores.columns) == rs.SCORE_COLUMNS

@@ -3,6 +3,7 @@ risk and the three factors behind it, in plain words with their weight."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from salesintel_assets.domain.models.features import UNKNOWN_STAGE, FeatureSpec
 from salesintel_assets.domain.models.risk_model import HorizonModel, predict, predict_horizons
+from salesintel_assets.domain.common.reruns import digest, rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
 
 
@@ -70,6 +72,26 @@ class Explainer:
             typical[col] = [float(values.median()) if len(values) else 0.0]
         return cls(spec, pd.DataFrame(typical)[spec.columns], evidence,
                    float(deals_won.mean()) if len(deals_won) else float("nan"))
+
+    def to_json(self, key: str) -> str:
+        """The explainer as JSON under ``key`` (floats written exactly, so it reads back the same)."""
+        return json.dumps({"key": key, "columns": self.spec.columns, "overall": self.overall,
+                           "typical": self.typical.iloc[0].tolist(),
+                           "evidence": {c: {"name": t.index.name} | t.to_dict("split") for c, t in self.evidence.items()}})
+
+    @classmethod
+    def from_json(cls, text: str | None, spec: FeatureSpec, key: str) -> "Explainer | None":
+        """The explainer stored under ``key`` for ``spec``'s features, or None."""
+        stored = json.loads(text) if text else {}
+        if stored.get("key") != key or stored.get("columns") != spec.columns:
+            return None
+        evidence = {c: pd.DataFrame(t["data"], index=pd.Index(t["index"], name=t["name"]),
+                                    columns=t["columns"]) for c, t in stored["evidence"].items()}
+        typical = pd.DataFrame([stored["typical"]], columns=spec.columns)
+        return cls(spec, typical, evidence, float(stored["overall"]))
+
+    def digest(self) -> str:
+        return digest(self.to_json(""))
 
     def weights(self, model, features: pd.DataFrame, probabilities: np.ndarray | None = None,
                 chunk: int = 200_000) -> pd.DataFrame:
@@ -187,7 +209,7 @@ SCORE_COLUMNS = [
     "age_days", "days_in_stage", "win_probability", "win_probability_30d", "win_probability_90d", "model_verdict",
     "risk_band", "revenue_at_risk",
     "reason_1", "reason_1_weight", "reason_2", "reason_2_weight", "reason_3", "reason_3_weight",
-    "model_version", "as_of_date", "expected_close_month",
+    "model_version", "as_of_date", "expected_close_month", "scored_inputs",
 ]
 _SCORE_FLOATS = ("deal_amount", "age_days", "days_in_stage", "win_probability", "win_probability_30d",
                  "win_probability_90d", "revenue_at_risk",
@@ -205,30 +227,80 @@ def risk_band(win_probability, high_below: float, medium_below: float) -> np.nda
     return np.where(p < high_below, "high", np.where(p < medium_below, "medium", "low")).astype(object)
 
 
-def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, explainer: Explainer,
-                     rules: RiskRules, model_version: int, as_of: pd.Timestamp,
-                     close_month=None, verdict: str = "usable") -> pd.DataFrame:
-    """One row per open deal: win probability (within the main horizon, 30
-    and 90 days), the model's verdict, risk band, revenue at risk, the top
-    three reasons (weights on the probability scale) and, when given, the
-    month it is expected to close if won."""
-    if not len(open_frame):
-        return empty_scores()
+SCORED_INPUTS = "scored_inputs"
+MODEL_OUTPUTS = ["win_probability", "win_probability_30d", "win_probability_90d", "reason_1", "reason_1_weight",
+                 "reason_2", "reason_2_weight", "reason_3", "reason_3_weight"]
+
+
+def input_keys(features: pd.DataFrame, context: str) -> np.ndarray:
+    """Per row, what its model outputs depend on: ``context`` (model version,
+    analysis date, explainer, rules, code) and the row's own features."""
+    rows = pd.util.hash_pandas_object(features, index=False).to_numpy()
+    return np.array([f"{context}:{h:016x}" for h in rows], dtype=object)
+
+
+def model_outputs(model, features: pd.DataFrame, explainer: Explainer, rules: RiskRules) -> pd.DataFrame:
+    """The model's part of a score (probabilities and reasons), row by row:
+    a row's outputs depend only on its own features."""
+    if not len(features):
+        return pd.DataFrame({c: pd.Series(dtype=float if c in _SCORE_FLOATS else object) for c in MODEL_OUTPUTS})
+    features = features.reset_index(drop=True)
     horizons = predict_horizons(model, features)
     # A horizon model's main probability is one of its horizons: not predicted a second time.
     raw = horizons[model.main] if isinstance(model, HorizonModel) else predict(model, features)
     p = np.round(raw, 4)  # stored rounded; money and bands follow the stored value
-    out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
-                      "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
-    out["win_probability"] = p
+    out = pd.DataFrame({"win_probability": p})
     for days in (30, 90):
         out[f"win_probability_{days}d"] = np.round(np.minimum(horizons[days], p), 4) if days in horizons else np.nan
+    reasons = explainer.top_reasons(model, features, min_weight=rules.min_reason_weight, probabilities=raw)
+    return pd.concat([out, reasons], axis=1)[MODEL_OUTPUTS]
+
+
+def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, explainer: Explainer,
+                     rules: RiskRules, model_version: int, as_of: pd.Timestamp,
+                     close_month=None, verdict: str = "usable", previous: pd.DataFrame | None = None,
+                     context: str = "") -> pd.DataFrame:
+    """One row per open deal: win probability (within the main horizon, 30
+    and 90 days), the model's verdict, risk band, revenue at risk, the top
+    three reasons (weights on the probability scale) and, when given, the
+    month it is expected to close if won.
+
+    ``previous`` (the last stored scores): a deal whose ``scored_inputs``
+    there equal its inputs now (same model version, analysis date,
+    explainer, rules, ``context`` and the deal's own features) keeps its
+    probabilities and reasons instead of being predicted again; every other
+    column is derived afresh. The result equals scoring every deal."""
+    if not len(open_frame):
+        return empty_scores()
+    features = features.reset_index(drop=True)
+    keys = input_keys(features, digest(context, model_version, pd.Timestamp(as_of).date(), explainer.digest(),
+                                       rules_digest(rules), ",".join(features.columns)))
+    carried = np.zeros(len(keys), dtype=bool)
+    if previous is not None and SCORED_INPUTS in previous and len(previous):
+        stored = previous.drop_duplicates("deal_id").set_index("deal_id")
+        position = stored.index.get_indexer(open_frame["deal_id"].to_numpy(dtype=object))
+        found = position >= 0
+        carried[found] = stored[SCORED_INPUTS].to_numpy(dtype=object)[position[found]] == keys[found]
+    fresh = model_outputs(model, features[~carried], explainer, rules)
+    outputs = {}
+    for col in MODEL_OUTPUTS:
+        values = np.full(len(keys), np.nan) if col in _SCORE_FLOATS else np.full(len(keys), None, dtype=object)
+        if carried.any():
+            values[carried] = stored[col].to_numpy()[position[carried]]
+        values[~carried] = fresh[col].to_numpy()
+        outputs[col] = values
+    out = open_frame[["deal_id", "sales_rep_id", "industry", "region", "product_type", "lead_source",
+                      "deal_stage", "deal_amount", "age_days", "days_in_stage"]].reset_index(drop=True).copy()
+    out = out.assign(**outputs)
+    p = out["win_probability"].to_numpy(dtype=float)
     out["model_verdict"] = verdict
     out["risk_band"] = risk_band(p, rules.bands.high_below, rules.bands.medium_below)
     out["revenue_at_risk"] = np.round(out["deal_amount"] * (1 - p), 2)
-    out = pd.concat([out, explainer.top_reasons(model, features.reset_index(drop=True),
-                                                min_weight=rules.min_reason_weight, probabilities=raw)], axis=1)
     out["model_version"] = int(model_version)
     out["as_of_date"] = pd.Timestamp(as_of)
     out["expected_close_month"] = close_month if close_month is not None else None
-    return out[SCORE_COLUMNS].astype({c: "float64" for c in _SCORE_FLOATS})
+    out[SCORED_INPUTS] = keys
+    out = out[SCORE_COLUMNS].astype({c: "float64" for c in _SCORE_FLOATS})
+    out.attrs["rescored"] = int((~carried).sum())   # how many deals the model scored this time
+    return out
+
