@@ -175,10 +175,14 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
 def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
     home, _, rules = sample_runs
     resources = sample_resources(home, n_deals=2500, clock=SECOND, rules_path=str(rules))
-    run_selection(resources, "key:deal_risk_model")
+    scores = read_table(home, "deal_risk_scores")
+    result = run_selection(resources, "key:deal_risk_model or key:deal_risk_scores")
     table = read_table(home, "deal_risk_model")
     assert len(table) == 2 and table["status"].iloc[-1] == "unchanged"
     assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
+    # same version, day and deals: every score is carried, none predicted again, and the table is the same
+    assert _materialization(result, "deal_risk_scores")["deals_predicted"].value == 0
+    pd.testing.assert_frame_equal(read_table(home, "deal_risk_scores"), scores)
 
 
 @pytest.fixture(scope="module")
