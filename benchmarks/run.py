@@ -46,6 +46,7 @@ class RunFigures:
     peak_bytes: int
     returncode: int
     steps: list[tuple[str, float, int]] = field(default_factory=list)   # (step, seconds, peak bytes)
+    starts: dict[str, int] = field(default_factory=dict)   # step -> resident bytes when it began
     output: str = ""
 
 
@@ -101,23 +102,27 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[Run
     return RunFigures(seconds, peak, process.returncode, output="".join(output)), samples
 
 
-def step_table(dagster_home: Path, samples: list[tuple[float, int]]) -> list[tuple[str, float, int]]:
+def step_table(dagster_home: Path, samples: list[tuple[float, int]]) -> tuple[list[tuple[str, float, int]],
+                                                                            dict[str, int]]:
     """(step, seconds, peak bytes) of every asset and check step of the last
-    run recorded in ``dagster_home``, from Dagster's own step statistics."""
+    run recorded in ``dagster_home``, from Dagster's own step statistics, and
+    the resident bytes when each step began: the run is one process, so a
+    step's peak includes what earlier steps left resident."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(limit=1)
         if not runs:
-            return []
-        rows = []
+            return [], {}
+        rows, starts = [], {}
         for stat in instance.get_run_step_stats(runs[0].run_id):
             if stat.start_time is None or stat.end_time is None:
                 continue
             during = [rss for at, rss in samples if stat.start_time <= at <= stat.end_time]
             rows.append((stat.step_key, stat.end_time - stat.start_time, max(during, default=0)))
-    return sorted(rows, key=lambda row: -row[1])
+            starts[stat.step_key] = during[0] if during else 0
+    return sorted(rows, key=lambda row: -row[1]), starts
 
 
 def run_pipeline(export: Path, home: Path, dagster_home: Path) -> RunFigures:
@@ -128,7 +133,7 @@ def run_pipeline(export: Path, home: Path, dagster_home: Path) -> RunFigures:
     env.pop("SLACK_BOT_TOKEN", None)   # alerts go to the local outbox
     command = [str(Path(sys.executable).parent / "salesintel"), "run", "--csv", str(export), "--home", str(home)]
     figures, samples = measured(command, env)
-    figures.steps = step_table(dagster_home, samples)
+    figures.steps, figures.starts = step_table(dagster_home, samples)
     return figures
 
 
@@ -183,9 +188,9 @@ def main() -> None:
         total = sum(seconds for _, seconds, _ in steps)
         print(f"\n{len(steps)} steps, {total:.1f} s inside steps, {full.seconds - total:.1f} s outside them "
               "(start-up, imports, Dagster between steps, the run summary)")
-        print(f"{'step (asset or check)':<48} {'seconds':>8} {'peak GB':>8}")
+        print(f"{'step (asset or check)':<48} {'seconds':>8} {'start GB':>8} {'peak GB':>8}")
         for step, seconds, peak in steps[: args.top]:
-            print(f"{step:<48} {seconds:8.2f} {peak / GB:8.2f}")
+            print(f"{step:<48} {seconds:8.2f} {full.starts.get(step, 0) / GB:8.2f} {peak / GB:8.2f}")
         if len(steps) > args.top:
             rest_s = sum(seconds for _, seconds, _ in steps[args.top:])
             print(f"{f'... {len(steps) - args.top} more steps':<48} {rest_s:8.2f}")

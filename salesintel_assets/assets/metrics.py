@@ -23,19 +23,23 @@ def _asset(model, **kwargs):
 
 
 @_asset(schemas.DealMetrics, deps=["fact_deals"])
-def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
+def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.MaterializeResult:
     """Pipeline Velocity Score, Stage Momentum Index and Deal Quality Score
     (with its components) for every deal, open and closed. Rates come from
     deals closed on or before the analysis date, each closed deal scored
     without its own outcome; PVS's win probability is the shrunk win rate of
     the deal's industry x lead source (rules ``win_probability_segment``).
-    Metadata: the DQS backtest AUC on deals open 90 days ago."""
+    Metadata: the DQS backtest AUC on deals open 90 days ago. The table is
+    written here rather than returned: a run keeps every returned value in
+    memory until it ends, and this one has a row per deal."""
     rules, as_of = settings.rules(), settings.analysis_date()
     fact = warehouse.read_table("fact_deals", metrics.FACT_INPUT_COLUMNS, order_by="deal_id")
     table = metrics.deal_metrics(fact, rules, as_of)
     summary = metrics.deal_metrics_summary(table)
     backtest = metrics.backtest_auc(fact, rules, as_of)
-    return dg.Output(table, metadata=frame_metadata(
+    del fact
+    warehouse.write_table("deal_metrics", table)
+    return dg.MaterializeResult(metadata=frame_metadata(
         table, as_of=str(as_of.date()), **summary,
         dqs_backtest=dg.MetadataValue.json(backtest),
         dqs_weights=dg.MetadataValue.json(rules.metrics.dqs.weights.model_dump())))
