@@ -100,19 +100,23 @@ def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
     except UnicodeDecodeError as exc:
         raise BlockedInput(f"{where} is not valid {encoding} text (byte {exc.start}): save it as UTF-8 "
                            "and run again.") from None
+    del data   # the text is what is read from here on
     if _looks_binary(text):
         raise BlockedInput(f"{where} is a binary file, not a CSV text export: export the deals as CSV "
                            f"and {_FIX_HINT}.")
-    frame = _fast_split(target, text, where, required) if encoding == "utf-8" else None
-    return ExportFile(frame if frame is not None else _split(text.lstrip("\ufeff"), where, required), encoding)
+    if encoding == "utf-8" and (header := _fast_header(text, where, required)) is not None:
+        del text   # DuckDB reads the file itself; the text comes back only if it cannot
+        frame = _duckdb_split(target, header)
+        if frame is not None:
+            return ExportFile(frame, encoding)
+        text = target.read_bytes().decode(encoding)
+    return ExportFile(_split(text.lstrip("\ufeff"), where, required), encoding)
 
 
-def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame | None:
-    """The frame ``_split`` would give, read by DuckDB, or None when the file
-    needs the line-by-line reader: every line after the header must be one
-    record of the header's width, with LF or CRLF line endings."""
-    import duckdb
-
+def _fast_header(text: str, where: str, required: tuple[str, ...]) -> tuple[list[str], int] | None:
+    """(header, number of lines) when DuckDB's reader may split the file
+    (no NUL byte, LF or CRLF line endings, no odd quote, a good header);
+    None when it needs the line-by-line reader."""
     if "\x00" in text or text.count("\r") != text.count("\r\n") or ('"' in text and _ODD_QUOTE.search(text)):
         return None
     first = text[: text.find("\n") + 1 if "\n" in text else len(text)]
@@ -124,7 +128,22 @@ def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) 
         _check_header(header, where, required)
     except BlockedInput:
         return None   # the line-by-line reader says what is wrong
-    lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    return header, text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame | None:
+    """The frame ``_split`` would give, read by DuckDB, or None when the file
+    needs the line-by-line reader: every line after the header must be one
+    record of the header's width, with LF or CRLF line endings."""
+    header = _fast_header(text, where, required)
+    return None if header is None else _duckdb_split(target, header)
+
+
+def _duckdb_split(target: Path, header_and_lines: tuple[list[str], int]) -> pd.DataFrame | None:
+    """``_fast_split`` once the text has passed ``_fast_header``."""
+    import duckdb
+
+    header, lines = header_and_lines
     names = [f"c{i}" for i in range(len(header))]
     columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in names) + "}"
     # Rows with no visible ASCII character might be blank lines to skip: Python's strip() decides below.
@@ -143,8 +162,11 @@ def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) 
         if rows != lines - 1 or blank or rows == 0:
             return None
         # Through Arrow: faster than .df(), and repeated values share one string object.
-        frame = con.sql("SELECT " + ", ".join(f"coalesce({n}, '') AS {n}" for n in names)
-                        + " FROM export").to_arrow_table().to_pandas()
+        arrow = con.sql("SELECT " + ", ".join(f"coalesce({n}, '') AS {n}" for n in names)
+                        + " FROM export").to_arrow_table()
+    # Converted once DuckDB's copy is gone, so the file is held twice at most, not three times.
+    frame = arrow.to_pandas()
+    del arrow
     frame.columns = header
     frame = frame.astype(object)
     frame[LINE] = pd.Series(range(2, rows + 2), dtype="int64", index=frame.index)

@@ -30,7 +30,7 @@ FACT_COLUMNS = [
     "original_sales_cycle_days", "as_of_date",
 ]
 # Raw deals validated at once by fact_deals (memory holds one part's Python strings).
-PENDING_PART_ROWS = 250_000
+PENDING_PART_ROWS = 100_000
 # Lineage: the raw version a fact row was built from, and the rules it was built with.
 LINEAGE = ["_row_hash", "_rules_hash"]
 # What a new deal_history version is cut on.
