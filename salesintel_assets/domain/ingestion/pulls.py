@@ -44,17 +44,13 @@ def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:
 def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
     """Keep the known columns as text, adding empty optional ones. Missing
     required columns stay missing: the schema gate reports them."""
-    out = page.copy()
-    for col in OPTIONAL_COLUMNS:
-        if col not in out.columns:
-            out[col] = ""
-    known = [c for c in RAW_COLUMNS if c in out.columns]
-    position = [c for c in SOURCE_POSITION if c in out.columns]
-    out = out[known + position].reset_index(drop=True)
-    text = pd.DataFrame({col: stripped_text(out[col]) for col in known}, index=out.index)
-    for col in position:
-        text[col] = out[col].to_numpy()
-    return text
+    # Column by column, without a copy of the whole page: a million-row page is large.
+    index = pd.RangeIndex(len(page))
+    text = {col: stripped_text(page[col]).to_numpy() if col in page.columns
+            else np.full(len(page), "", dtype=object)
+            for col in RAW_COLUMNS if col in page.columns or col in OPTIONAL_COLUMNS}
+    text.update({col: page[col].to_numpy() for col in SOURCE_POSITION if col in page.columns})
+    return pd.DataFrame(text, index=index, copy=False)
 
 
 def with_unknown_columns(pull: pd.DataFrame, delivered: pd.DataFrame) -> pd.DataFrame:
