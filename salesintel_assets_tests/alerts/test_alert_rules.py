@@ -256,7 +256,13 @@ def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stag
     deals["age_days"] = 97.0
     facts.deals = deals
     ctx = alert_rules.Context(facts, Router(reps_frame(), rules.alerts), None, rules, AS_OF)
-    candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0)]), ctx)
+    judged_by_age = stalled("D00042", "rep_2", 84_000.0, days=97.0, metric="open_deal_age_days")
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([judged_by_age]), ctx)
     title = candidates.iloc[0]["title"]
     assert title == "D00042 open 97 days, still in Qualified ($84,000)"
-    assert ["Stage", "Qualified (open 97 days; time in stage not recorded)"] in candidates.iloc[0]["content"]["facts"]
+    content = candidates.iloc[0]["content"]
+    assert ["Stage", "Qualified (open 97 days; time in stage not recorded)"] in content["facts"]
+    assert ["Metric", "age of open deals 97 days, threshold 30 days (critical)"] in content["facts"]
+    # compared with deals as old, whatever their stage: not "in Qualified"
+    assert content["why"][0].startswith("Of the 40 deals that stayed this long open,")
+    assert "for a new deal" in content["money"]

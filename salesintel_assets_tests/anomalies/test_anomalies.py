@@ -367,6 +367,10 @@ def test_without_stage_history_age_and_smi_decide(stall_history):
     won_cycles = (fact["closed_date"] - fact["created_date"]).dt.days[fact["is_won"]]
     age = (AS_OF - pd.Timestamp("2026-04-01")).days
     assert (age > np.quantile(won_cycles, 0.9)) == ("OPEN1" in by_deal.index)
+    # judged by age, the figure is the deal's age: never called days in stage
+    older = fact.assign(created_date=fact["created_date"].where(fact["deal_id"] != "OPEN1", pd.Timestamp("2025-01-01")))
+    rows = A.detect_anomalies(older, smi, None, RULES, AS_OF).anomalies.query("anomaly_type == 'stalled_deal'")
+    assert dict(zip(rows["deal_id"], rows["metric"])) == {"OPEN1": "open_deal_age_days", "OPEN2": "smi"}
 
 
 def test_deals_closed_after_the_analysis_date_are_not_judged(stall_history):

@@ -257,7 +257,9 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     rep_name = ctx.router.rep_name(rep_id) or (str(rep_id) if not missing(rep_id) else "unassigned")
     stage, days = _stage_facts(deal)
     amount = np.nan if missing(deal.get("deal_amount")) else float(deal["deal_amount"])
-    stake, money_text = _stall_money(a, amount, risk, ctx, stage)
+    # Only a stay in the stage is compared with stays in that stage; age and SMI with deals as old.
+    compared_in = stage if a.get("metric") == "stage_duration" else None
+    stake, money_text = _stall_money(a, amount, risk, ctx, compared_in)
     age = deal.get("age_days")
     stage_text = f"{stage} for {days:.0f} days" if stage and not np.isnan(days) else (stage or "unknown")
     if not stage:
@@ -284,7 +286,8 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
         facts.append(("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))}, "
                                 f"threshold {metric_value(metric, a.get('expected'))} ({a.get('severity')})"))
 
-    why = [_stall_evidence(a, stage, ctx.rules.anomalies.stalled.min_history_deals, ctx.rules.risk.win_horizon_days)]
+    why = [_stall_evidence(a, compared_in, ctx.rules.anomalies.stalled.min_history_deals,
+                           ctx.rules.risk.win_horizon_days)]
     if risk and not missing(risk.get("win_probability")):
         why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win "
                    f"({risk.get('risk_band', 'n/a')} risk).")

@@ -258,8 +258,10 @@ def _stalled_row(r: dict, as_of: pd.Timestamp, rules: Rules) -> dict:
     by_smi = r["rule"] == "smi"
     start = r["entered"] if r["rule"] == "stage" and pd.notna(r["entered"]) else r["created"]
     cfg = rules.anomalies.stalled
+    # Judged by its age (no stage history): the figure is the deal's age, never "days in stage".
+    metric = "smi" if by_smi else "stage_duration" if r["rule"] == "stage" else "open_deal_age_days"
     return {
-        "anomaly_type": "stalled_deal", "metric": "smi" if by_smi else "stage_duration",
+        "anomaly_type": "stalled_deal", "metric": metric,
         "segment": f"deal_id={r['deal_id']}", "dimension": "deal", "direction": "down" if by_smi else "up",
         "window_start": pd.Timestamp(start), "window_end": as_of, "window_days": None,
         "observed": r["observed"], "expected": r["limit"], "effect": r["observed"] - r["limit"],
@@ -287,7 +289,8 @@ def _finish(table: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     table["_rank"] = table["severity"].map(SEVERITY_ORDER)
     # Within a severity (for stalled deals: staleness, gated by money): money
     # at stake (stalled: amount x the drop in win chance), then the stalest.
-    table["_stale"] = np.where(table["anomaly_type"].eq("stalled_deal") & table["metric"].eq("stage_duration"),
+    table["_stale"] = np.where(table["anomaly_type"].eq("stalled_deal")
+                               & table["metric"].isin(["stage_duration", "open_deal_age_days"]),
                                table["observed"] / np.maximum(table["expected"].astype("float64"), 1.0), 0.0)
     table = table.sort_values(["_rank", "amount_at_stake", "_stale", "anomaly_id"],
                               ascending=[True, False, False, True], kind="stable")
