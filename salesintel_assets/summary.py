@@ -104,6 +104,29 @@ def forecast_next_90_days(con, context: dict) -> list[str]:
             + forecast_trust.trust_note(float(expected), float(low), float(high), backtest)]
 
 
+DIMENSIONS = ("industry", "region", "product_type", "lead_source", "sales_rep_id")
+
+
+def one_value_dimensions(con, context: dict) -> list[str]:
+    """A dimension with one value in the data (an export without lead
+    sources: every deal "Unknown") says nothing about win rate: it is never
+    a segment or a root cause, and the reader should know it is missing."""
+    present = [c for c in DIMENSIONS if c in _columns(con, "fact_deals")]
+    if not present:
+        return []
+    counts = con.execute("SELECT count(*), " + ", ".join(f'count(DISTINCT "{c}"), any_value("{c}")' for c in present)
+                         + " FROM main.fact_deals").fetchall()[0]
+    if counts[0] < 2:
+        return []
+    lines = []
+    for k, column in enumerate(present):
+        distinct, value = counts[1 + 2 * k], counts[2 + 2 * k]
+        if distinct == 1:
+            said = "empty on every deal (filled as Unknown)" if value == "Unknown" else f"{value} on every deal"
+            lines.append(f"{column} is {said}: it cannot explain win rate and is never named as a segment or cause")
+    return lines
+
+
 def failed_warning_checks(con, context: dict) -> list[str]:
     """Checks that failed without stopping the run (errors stop it and are said anyway)."""
     checks: list[FailedCheck] = context.get("failed_checks") or []
@@ -138,7 +161,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 
 MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
-                                   undelivered_messages, forecast_next_90_days]
+                                   one_value_dimensions, undelivered_messages, forecast_next_90_days]
 
 
 def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:

@@ -51,3 +51,18 @@ def test_a_clean_run_says_there_is_nothing_to_know_first(home):
                 "1.0 AS deal_amount, TIMESTAMP '2026-06-30' AS as_of_date")
     con.close()
     assert "What you must know:\n  - nothing that changes the figures below" in _summary(home)
+
+
+def test_a_dimension_with_one_value_is_said_to_be_missing(home):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM (VALUES ('D1', 'Unknown', 'EU', 'Pro', true, false, 9.0), "
+                "('D2', 'Unknown', 'EU', 'Core', false, true, 5.0)) "
+                "t(deal_id, lead_source, region, product_type, is_open, is_won, deal_amount)")
+    con.execute("ALTER TABLE fact_deals ADD COLUMN needs_review BOOLEAN DEFAULT false")
+    con.execute("ALTER TABLE fact_deals ADD COLUMN as_of_date TIMESTAMP DEFAULT TIMESTAMP '2026-06-30'")
+    con.close()
+    lines = _summary(home).splitlines()
+    assert "  - lead_source is empty on every deal (filled as Unknown): it cannot explain win rate and is never " \
+           "named as a segment or cause" in lines
+    assert "  - region is EU on every deal: it cannot explain win rate and is never named as a segment or cause" in lines
+    assert not any(line.startswith("  - product_type") for line in lines)
