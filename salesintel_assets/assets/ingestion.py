@@ -272,8 +272,10 @@ def _leakage_rows(con, report: pd.DataFrame, rules) -> pd.DataFrame:
     if not table_exists(con, "raw_deals"):
         return report.iloc[:0]
     stages = rules.stages
+    closed_stages = stages.won + stages.lost
     findings, screened = leakage.screen_export(
-        ingestion.closed_raw_deals(con, leakage.EXPORT_SCREENED, stages.won + stages.lost), stages.won, stages.lost)
+        ingestion.closed_raw_deals(con, leakage.EXPORT_SCREENED, closed_stages), stages.won, stages.lost,
+        ingestion.open_raw_empty_counts(con, leakage.EXPORT_SCREENED, closed_stages))
     rows = leakage.report_rows(findings, screened)
     for col in ("pull_id", "pulled_at", "source", "accepted", "breaker_tripped", "bad_rows", "bad_share"):
         if col in report:

@@ -131,6 +131,38 @@ def test_leakage_screen_on_bad_and_honest_columns():
     assert few == []                                    # too few deals of each outcome: no verdict
 
 
+
+def test_a_column_filled_in_only_at_close_is_named_and_kept_out_of_the_model(leaking):
+    """A lead source typed in when the deal closes: empty ("Unknown") on the
+    open deals, filled on the closed ones. Replayed, every deal still open
+    carries "Unknown", so a model would learn that "Unknown" never wins."""
+    tables = leaking[0]
+    fact = tables["fact"]
+    fact = fact.assign(lead_source=fact["lead_source"].where(~fact["is_open"], "Unknown"))
+    rules = tables["rules"]
+    prepared = rf.prepare(fact, tables["history"], tables["activities"], tables["as_of"], rules.risk,
+                          rules.stages.order)
+    found = {f.column: f for f in prepared.leaks}
+    assert found["lead_source"].kind == "post_close"
+    assert found["lead_source"].sentence == ("lead_source looks like it is filled in only when a deal closes: "
+                                             "empty on 100 % of open deals and 0 % of closed ones")
+    assert "lead_source" not in prepared.spec.columns and "industry" in prepared.spec.columns
+    guarded, _ = leakage.driver_rules(rules, fact)
+    assert "lead_source" not in guarded.drivers.dimensions
+    # an honest optional field, as often blank on open deals as on closed ones, stays
+    original = tables["fact"]
+    honest = original.assign(lead_source=np.where(np.arange(len(fact)) % 3 == 0, "Unknown", original["lead_source"]))
+    assert "lead_source" not in leakage.excluded(leakage.screen_deals(honest, ["lead_source"]))
+
+
+def test_the_raw_screen_counts_blank_fields_of_open_deals_in_duckdb():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE raw_deals AS SELECT * FROM (VALUES ('1', '', '', 'Demo', ''), ('2', '', '', 'Demo', 'Web'),"
+                " ('3', 'Open', '', 'Demo', 'Unknown'), ('4', '', '2024-01-01', 'Won', 'Web'), ('5', '', '', 'LOST', ''))"
+                " t(deal_id, outcome, closed_date, deal_stage, lead_source)")
+    counts = ingestion.open_raw_empty_counts(con, ["lead_source", "not_a_column"], ["Won", "Lost"])
+    assert counts == {"lead_source": (3, 2)}    # deal 5 is closed by its stage name, deal 4 by its date
+
 # --- No signal: the model is weak, not promoted, and says so -----------------------
 def _no_signal_fact(n=900, seed=9) -> pd.DataFrame:
     """Every deal closed; outcome, cycle and attributes independent (like a

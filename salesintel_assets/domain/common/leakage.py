@@ -13,6 +13,12 @@ Two kinds of column cannot be used to explain or predict a win:
   levels' win rates). Real drivers never come close: on CRM data a single
   honest factor reaches AUC 0.6-0.75.
 
+* filled in only at close: a column empty (or "Unknown") on most open deals
+  and on almost no closed one is written when the deal closes (a lead
+  source or reason entered at the end). Deals still open in the replayed
+  history carry the empty value, so a model learns "empty = not won" and
+  scores every open deal as a loss; nothing about closed deals alone shows it.
+
 The screen is deterministic (same closed deals, same findings), so ingestion,
 the risk model and the driver analysis reach the same verdict independently.
 """
@@ -38,6 +44,10 @@ MARKER_SHARE = 0.5          # a marker value on at least this share of one outco
 MARKER_OTHER_SHARE = 0.02   # ... and on at most this share of the other outcome's deals
 MIN_CLOSED_PER_OUTCOME = 20  # fewer won or lost deals: no verdict (nothing is excluded)
 MIN_LEVEL_DEALS = 10        # categories rarer than this are pooled before the level AUC
+OPEN_EMPTY_SHARE = 0.5      # empty on at least this share of open deals ...
+CLOSED_EMPTY_SHARE = 0.02   # ... and on at most this share of closed deals: filled in at close
+MIN_OPEN_DEALS = 20         # fewer open deals: no verdict on filling at close
+EMPTY_VALUES = ("", "unknown")  # what a blank optional field reads as, before and after ingestion
 
 
 @dataclass(frozen=True)
@@ -49,15 +59,26 @@ class Finding:
     sentence: str
 
 
-def screen(closed: pd.DataFrame, won, columns) -> list[Finding]:
+def screen(closed: pd.DataFrame, won, columns, open_empty: dict[str, tuple[int, int]] | None = None) -> list[Finding]:
     """Screen ``columns`` of closed deals (``won``: one bool per row). Columns
-    absent from the frame are skipped; post-close columns are always named."""
+    absent from the frame are skipped; post-close columns are always named.
+    ``open_empty``: per column, (open deals, of them empty), to find columns
+    filled in only at close."""
     won = np.asarray(won, dtype=bool)
     findings = [Finding(c, "post_close", POST_CLOSE[c]) for c in columns if c in POST_CLOSE]
+    for column, (n_open, n_empty) in (open_empty or {}).items():
+        if column in POST_CLOSE or column not in closed or column not in columns or n_open < MIN_OPEN_DEALS:
+            continue
+        open_share, closed_share = n_empty / n_open, float(empty_mask(closed[column]).mean()) if len(closed) else 1.0
+        if open_share >= OPEN_EMPTY_SHARE and closed_share <= CLOSED_EMPTY_SHARE:
+            findings.append(Finding(column, "post_close", (
+                f"{column} looks like it is filled in only when a deal closes: empty on {open_share:.0%} of open "
+                f"deals and {closed_share:.0%} of closed ones").replace("%", " %")))
+    filled_at_close = {f.column for f in findings}
     enough = won.sum() >= MIN_CLOSED_PER_OUTCOME and (~won).sum() >= MIN_CLOSED_PER_OUTCOME
     if enough:
         for column in columns:
-            if column in POST_CLOSE or column not in closed:
+            if column in POST_CLOSE or column not in closed or column in filled_at_close:
                 continue
             sentence = _encodes_outcome(column, closed[column], won)
             if sentence:
@@ -70,10 +91,24 @@ def screen(closed: pd.DataFrame, won, columns) -> list[Finding]:
     return findings
 
 
-def screen_deals(fact: pd.DataFrame, columns) -> list[Finding]:
-    """``screen`` on the closed deals of a fact_deals-shaped frame (``is_open``, ``is_won``)."""
-    closed = fact[~fact["is_open"].astype(bool)]
-    return screen(closed, closed["is_won"].astype(bool).to_numpy(), columns)
+def screen_deals(fact: pd.DataFrame, columns, closed: pd.DataFrame | None = None) -> list[Finding]:
+    """``screen`` on a fact_deals-shaped frame (``is_open``, ``is_won``): its
+    closed deals (or ``closed``, e.g. only those closed by the analysis
+    date), and its open deals for columns filled in only at close."""
+    is_open = fact["is_open"].astype(bool).to_numpy()
+    closed = fact[~is_open] if closed is None else closed
+    return screen(closed, closed["is_won"].astype(bool).to_numpy(), columns, open_empty_counts(fact[is_open], columns))
+
+
+def empty_mask(values: pd.Series) -> np.ndarray:
+    """Blank, missing or "Unknown" (how ingestion fills a blank optional field)."""
+    return (values.isna() | values.astype(str).str.strip().str.lower().isin(EMPTY_VALUES)).to_numpy()
+
+
+def open_empty_counts(open_deals: pd.DataFrame, columns) -> dict[str, tuple[int, int]]:
+    """Per column of ``open_deals``: (open deals, of them empty)."""
+    return {c: (len(open_deals), int(empty_mask(open_deals[c]).sum())) for c in columns
+            if c in open_deals and c not in POST_CLOSE}
 
 
 def excluded(findings: list[Finding]) -> set[str]:
@@ -172,15 +207,26 @@ def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Seri
     return outcome.where(outcome.isin(["won", "lost"]), np.where(outcome == "", by_stage, ""))
 
 
-def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> tuple[list[Finding], int]:
+def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=(),
+                  open_empty: dict[str, tuple[int, int]] | None = None) -> tuple[list[Finding], int]:
     """``screen`` on the closed deals of a raw (text) export (outcome from
     ``export_outcomes``); returns the findings and how many closed deals
-    were screened."""
+    were screened. ``open_empty``: as ``screen`` takes it; without it, from
+    the open rows of ``raw`` (outcome empty or Open, no close date)."""
     outcome = export_outcomes(raw, won_stages, lost_stages)
     closed_rows = outcome.isin(["won", "lost"]).to_numpy()
     closed, won = raw[closed_rows], (outcome[closed_rows] == "won").to_numpy()
     columns = [c for c in EXPORT_SCREENED if c in raw]
-    return screen(closed, won, columns), len(closed)
+    if open_empty is None:
+        open_empty = open_empty_counts(raw[~closed_rows & _open_rows(raw)], columns)
+    return screen(closed, won, columns, open_empty), len(closed)
+
+
+def _open_rows(raw: pd.DataFrame) -> np.ndarray:
+    def text(column):
+        return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
+            pd.Series("", index=raw.index)
+    return (text("outcome").isin(["", "open"]) & text("closed_date").eq("")).to_numpy()
 
 
 def report_rows(findings: list[Finding], screened: int) -> pd.DataFrame:

@@ -179,6 +179,24 @@ def pull_committed(con: duckdb.DuckDBPyConnection, pull_id: str | None) -> bool:
     return con.execute("SELECT count(*) FROM main.data_quality_report WHERE pull_id = ?", [pull_id]).fetchone()[0] > 0
 
 
+def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) -> dict[str, tuple[int, int]]:
+    """Per column of the stored raw deals that are open (no outcome or Open,
+    no close date, not in a won or lost stage): (open deals, of them blank
+    or "Unknown"), counted in DuckDB: what the leakage screen needs to find
+    a column filled in only at close."""
+    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_schema = 'main' AND table_name = 'raw_deals'").fetchall()}
+    columns = [c for c in columns if c in present]
+    if not columns or not {"outcome", "closed_date"} <= present:
+        return {}
+    empty = ", ".join(f"""count(*) FILTER (WHERE lower(coalesce("{c}", '')) IN ('', 'unknown'))""" for c in columns)
+    stage = "AND NOT list_contains($stages, lower(coalesce(deal_stage, '')))" if "deal_stage" in present else ""
+    row = con.execute(f"""SELECT count(*), {empty} FROM main.raw_deals
+                          WHERE lower(coalesce(outcome, '')) IN ('', 'open') AND coalesce(closed_date, '') = ''
+                          {stage}""", {"stages": sorted(s.lower() for s in closed_stages)} if stage else {}).fetchone()
+    return {c: (int(row[0]), int(n)) for c, n in zip(columns, row[1:])}
+
+
 def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) -> pd.DataFrame:
     """The outcome, stage and ``columns`` of the stored raw deals whose
     outcome is won or lost, or empty with a stage in ``closed_stages`` (the

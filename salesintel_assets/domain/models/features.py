@@ -404,7 +404,8 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
 
     as_of = pd.Timestamp(as_of)
     labelled = labelled_deals(fact, as_of)
-    leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS)
+    leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS,
+                           leakage.open_empty_counts(open_deals(fact, as_of), SCREENED_COLUMNS))
     spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks))
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
