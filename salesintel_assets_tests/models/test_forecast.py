@@ -173,14 +173,15 @@ def test_backtest_forecast_is_within_the_design_target(backtest):
 def test_level_correction_removes_a_lean_and_widens_for_few_dates():
     p = np.random.default_rng(5).uniform(0.02, 0.6, 1500)
     info = forecast.level_information(p)
-    lean = forecast.level_correction([-0.25, -0.15, -0.2, -0.3, -0.1], [info] * 5, 0.02, 0.8)
+    # five dates whose windows do not overlap: five independent measurements
+    lean = forecast.level_correction([-0.25, -0.15, -0.2, -0.3, -0.1], [info] * 5, 0.02, 0.8, steps_per_window=1)
     assert lean.shift == pytest.approx(-0.2) and lean.dates == 5
     spread = np.var([-0.25, -0.15, -0.2, -0.3, -0.1], ddof=1)
     widen = 1.533 / 1.2816                          # Student's t (4 df) over the normal 90 % quantile
     expected = widen * np.sqrt(max(spread - 1 / info, 0.02 ** 2) + spread / 5)
     assert lean.sigma == pytest.approx(expected, rel=1e-3)
     # the same spread measured on fewer dates is less certain
-    fewer = forecast.level_correction([-0.25, -0.15], [info] * 2, 0.02, 0.8)
+    fewer = forecast.level_correction([-0.25, -0.15], [info] * 2, 0.02, 0.8, steps_per_window=1)
     assert fewer.sigma > lean.sigma
     # the horizon rows carry it; the other groupings stay sums of the scores
     scored = _scored(800, 6)
@@ -220,7 +221,7 @@ def test_corrected_intervals_cover_about_as_often_as_they_say():
     for k in range(66):
         won = (rng.random(len(p)) < forecast.shifted(p, -0.25 + rng.normal(0, 0.12))).sum()
         if k >= 6:
-            level = forecast.level_correction(shifts[-6:][::-1], [info] * 6, 0.03, 0.8)
+            level = forecast.level_correction(shifts[-6:][::-1], [info] * 6, 0.03, 0.8, steps_per_window=1)
             sims, _ = forecast.simulate(forecast.shifted(p, level.shift), np.ones(len(p)),
                                         np.zeros(len(p), dtype=np.int64), 1, level.sigma, 400, k)
             corrected.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
@@ -233,6 +234,25 @@ def test_corrected_intervals_cover_about_as_often_as_they_say():
     assert 0.7 <= np.mean(corrected) <= 0.95
     assert np.mean(errors["corrected"]) < 0.6 * np.mean(errors["plain"])
     assert np.mean(plain) < np.mean(corrected)
+
+
+def test_dates_whose_windows_overlap_count_as_fewer_independent_windows():
+    """Twelve 90-day windows a month apart share most of their deals and
+    outcomes: they measure the level about as well as four windows, so the
+    interval is wider than twelve independent periods with the same shifts
+    would give, and the mean's uncertainty counts four, not twelve."""
+    info = forecast.level_information(np.random.default_rng(11).uniform(0.02, 0.6, 1500))
+    shifts = [-0.05, -0.2, 0.1, -0.15, 0.05, -0.25, 0.0, -0.1, 0.15, -0.3, -0.05, -0.2]
+    overlapping = forecast.level_correction(shifts, [info] * 12, 0.02, 0.8, steps_per_window=3)
+    independent = forecast.level_correction(shifts, [info] * 12, 0.02, 0.8, steps_per_window=1)
+    assert overlapping.shift == independent.shift == pytest.approx(np.mean(shifts))
+    assert forecast.independent_windows(12, 3) == 4 and forecast.independent_windows(12, 1) == 12
+    assert forecast.independent_windows(3, 3) == 2          # Student's t needs one degree of freedom
+    spread = np.var(shifts, ddof=1)
+    between = max(spread - 1 / info, 0.02 ** 2)
+    widen = 1.638 / 1.2816                                  # Student's t (3 df) over the normal 90 % quantile
+    assert overlapping.sigma >= widen * np.sqrt(between + spread / 4) * (1 - 1e-3)
+    assert overlapping.sigma > 1.1 * independent.sigma
 
 
 def test_shifts_that_disagree_give_no_correction_and_a_wider_interval():
@@ -251,11 +271,12 @@ def test_a_level_that_drifts_widens_the_interval_beyond_its_spread():
     info = forecast.level_information(np.random.default_rng(10).uniform(0.02, 0.6, 2000))
     drifting = [-0.5, -0.42, -0.36, -0.3, -0.2, -0.14, -0.06, 0.0, 0.08, 0.14, 0.2, 0.26]
     level = forecast.level_correction(drifting, [info] * 12, 0.02, 0.8)
-    spread_only = forecast.level_correction(drifting, [info] * 12, 0.02, 0.8, steps_per_window=11)
     errors, _ = forecast.forward_errors(np.array(drifting), np.full(12, info), 3)
     assert len(errors) == 8 and (errors < 0).all()
-    assert level.shift == spread_only.shift == pytest.approx(np.mean(drifting))
-    assert level.sigma > 1.4 * spread_only.sigma
+    assert level.shift == pytest.approx(np.mean(drifting))
+    spread = np.var(drifting, ddof=1)       # the spread reading: four independent windows, Student's t (3 df)
+    spread_only = 1.638 / 1.2816 * np.sqrt(max(spread - 1 / info, 0.02 ** 2) + spread / 4)
+    assert level.sigma > 1.3 * spread_only
 
 
 def test_backtest_order_does_not_matter_to_the_correction():

@@ -26,8 +26,9 @@ of the spread of the shifts around that mean less its binomial noise
 (1 / sum p(1-p)), floored at the standard error of the model's level on its
 validation deals, plus the mean's own uncertainty; and the forward errors
 (each date's shift against the mean of the dates whose windows had ended by
-then), widened by Student's t for the few dates that measured it. The
-backtest judges each date with the correction and sigma of the earlier
+then), widened by Student's t for the few windows that measured it
+(dates a month apart share two thirds of a 90-day window, so twelve dates
+count as four independent windows). The backtest judges each date with the correction and sigma of the earlier
 dates whose windows had ended by then, so its error and coverage are out of
 sample and forward in time, as today's forecast is.
 Without a backtest: no correction, and sigma from the month-to-month
@@ -168,19 +169,31 @@ def level_correction(shifts, informations, level_se: float, interval: float,
     mean of the dates whose windows had ended by then (``steps_per_window``
     dates back) -- exactly today's position, so drift between the measured
     windows and the next one counts. Each is widened by Student's t for the
-    few dates that measured it. One date or none: no correction, the plain
-    reading."""
+    windows that measured it. Dates ``steps_per_window`` apart share most of
+    their window (deals and outcomes), so they count as
+    ``independent_windows``, not as one measurement each: twelve 90-day
+    windows a month apart measure about as much as four. One date or none:
+    no correction, the plain reading."""
     d, info = _usable(shifts, informations)
     if len(d) < 2:
         return LevelCorrection(0.0, interval_sigma(d, info, level_se), int(len(d)))
+    windows = independent_windows(len(d), steps_per_window)
     spread = float(d.var(ddof=1))
     between = max(spread - float(np.mean(1 / info)), level_se ** 2)
-    sigma = _widen(interval, len(d) - 1) * float(np.sqrt(between + spread / len(d)))
+    sigma = _widen(interval, windows - 1) * float(np.sqrt(between + spread / windows))
     errors, noise = forward_errors(d, info, steps_per_window)
     if len(errors) >= 2:
         forward = max(float(np.mean(errors ** 2 - noise)), level_se ** 2)
-        sigma = max(sigma, _widen(interval, len(errors)) * float(np.sqrt(forward)))
+        sigma = max(sigma, _widen(interval, independent_windows(len(errors), steps_per_window, 1.0))
+                    * float(np.sqrt(forward)))
     return LevelCorrection(float(d.mean()), sigma, int(len(d)))
+
+
+def independent_windows(dates: int, steps_per_window: int, at_least: float = 2.0) -> float:
+    """How many independent measurements ``dates`` backtest dates are when a
+    forecast window spans ``steps_per_window`` of them (at least
+    ``at_least``: Student's t needs one degree of freedom)."""
+    return max(dates / max(steps_per_window, 1), at_least)
 
 
 def forward_errors(shifts, informations, steps_per_window: int) -> tuple[np.ndarray, np.ndarray]:
