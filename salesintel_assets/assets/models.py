@@ -428,5 +428,5 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: C
                                         corrected_total=float(by_key.loc["90d", "expected_won_deals"])),
         trust_note=forecast_trust.trust_note(*(float(by_key.loc["90d", c]) for c in
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
-                                       backtest, rules.forecast.interval),
+                                       backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast)),
         sigma_source=source, by_month=figure_markdown(reporting.forecast_figure(table))))

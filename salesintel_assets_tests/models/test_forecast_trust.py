@@ -15,7 +15,7 @@ def test_a_tight_forecast_with_a_good_record_is_trusted_to_its_width():
     past = _backtest([204, 196, 251, 230, 188], [200, 210, 240, 228, 190], [True, True, True, False, True])
     note = trust_note(250, 228, 272, past)
     assert note.startswith("trust it to within about ±9 % (its 80 % interval; a change not yet visible")
-    assert "checked on 5 dates missed by 3 % on average (worst 7 %)" in note
+    assert "checked on 5 dates (one independent 90-day window) missed by 3 % on average (worst 7 %)" in note
     assert "held on 4 of 5" in note and "too narrow" not in note
 
 
@@ -42,3 +42,12 @@ def test_a_width_that_prints_as_the_target_counts_as_within_it():
     past = _backtest([204, 196, 251], [200, 210, 240], [True, True, True])
     assert trust_note(100, 89.9, 110.1, past).startswith("trust it to within about ±10 %")
     assert trust_note(100, 89, 111, past).startswith("it cannot be trusted to within 10 %: the 80 % interval spans ±11 %")
+
+
+def test_a_narrow_interval_over_a_poor_record_is_not_trusted_to_its_width():
+    past = _backtest([120, 95, 130, 140, 90, 118], [100, 110, 101, 120, 105, 100], [True] * 6)
+    note = trust_note(150, 140, 160, past)
+    assert note.startswith("it cannot be trusted to within 10 %: its 80 % interval spans ±7 %, but past forecasts "
+                           "missed by more than 10 % on average")
+    assert "checked on 6 dates (about 2 independent 90-day windows) missed by 19 % on average" in note
+    assert "6 dates (about 6 independent" in trust_note(150, 140, 160, past, steps_per_window=1)
