@@ -292,3 +292,25 @@ def test_a_leak_is_named_when_the_export_says_won_and_lost_only_by_stage(tmp_pat
     raw = pd.DataFrame({"outcome": ["Won", "", "", "Open", "lost"],
                         "deal_stage": ["Lost", "won", "Demo", "Lost", "Demo"]})
     assert leakage.export_outcomes(raw, ["Won"], ["Lost"]).tolist() == ["won", "won", "", "", "lost"]
+
+
+def test_the_backtest_check_judges_only_dates_with_open_deals(tmp_path):
+    """A closed-only export analysed today: no deal was open on any backtest
+    date, so nothing was forecast and nothing missed; a date that did miss
+    is said in numbers."""
+    from salesintel_assets.checks.models import forecast_win_rate_within_target
+
+    warehouse = Warehouse(home=SalesintelHome(path=str(tmp_path)))
+    with warehouse.connect() as con:
+        con.register("_b", pd.DataFrame({"status": ["ok", "ok", "ok"], "open_deals": [0, 0, 40],
+                                         "error_points": [np.nan, np.nan, -7.5], "within_target": [False] * 3,
+                                         "won_deals_in_interval": [True, True, False]}))
+        con.execute("CREATE TABLE forecast_backtest AS SELECT * FROM _b")
+    result = forecast_win_rate_within_target(warehouse=warehouse)
+    assert not result.passed and result.description == (
+        "the forecast win rate missed its target on 1 of 1 backtest dates (worst 7.5 points off the share of "
+        "deals that then closed won)")
+    with warehouse.connect() as con:
+        con.execute("DELETE FROM forecast_backtest WHERE open_deals > 0")
+    result = forecast_win_rate_within_target(warehouse=warehouse)
+    assert result.passed and result.description.startswith("not enough data for any backtest date")
