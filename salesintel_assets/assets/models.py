@@ -64,13 +64,16 @@ def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     deal it scored whose 30-, 90- or H-day window from that day has ended,
     against "won within the window" -- live AUC and calibration, logged to
     MLflow, with a degradation flag (one row per analysis date, version and
-    horizon, kept over time for the data team's quarterly review)."""
-    rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
+    horizon, kept over time for the data team's quarterly review). While no
+    window has ended since the champion was deployed there is nothing to
+    judge and no data is read (deal_risk_scores says when the champion's
+    features are missing)."""
+    rules, as_of = settings.rules().risk, pd.Timestamp(settings.analysis_date())
     previous = warehouse.read_table("deal_risk_drift")
     if previous is not None and "horizon_days" not in previous:
         previous = previous.assign(horizon_days=pd.NA)   # rows from before drift was judged per horizon
     champion = mlflow.version_by_alias(CHAMPION)
-    base = {"as_of_date": prepared.as_of, "model_version": None, "deployed_as_of": pd.NaT, "horizon_days": None,
+    base = {"as_of_date": as_of, "model_version": None, "deployed_as_of": pd.NaT, "horizon_days": None,
             "new_deals": 0, "degraded": False, "mlflow_run_id": None} | {k: float("nan") for k in DRIFT_NUMBERS}
     if champion is None:
         rows = [base | {"status": "no champion", "reason": "no champion model registered yet"}]
@@ -78,13 +81,18 @@ def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         spec = rf.FeatureSpec.from_tags(champion.tags)
         deployed = pd.Timestamp(champion.tags.get("as_of"))
         base |= {"model_version": champion.version, "deployed_as_of": deployed}
-        if not rf.spec_feasible(spec, prepared.spec):
+        model = mlflow.load_model(CHAMPION)
+        # A champion deployed within its shortest horizon has no matured outcome yet (a same-day re-run):
+        # the verdict needs no data, so the replay is not prepared.
+        matured = any(drift.window_ended(deployed, as_of, d) for d in drift.judged_horizons(model, champion.tags, rules))
+        prepared = _prepare(warehouse, settings, crm) if matured else None
+        if prepared is not None and not rf.spec_feasible(spec, prepared.spec):
             rows = [base | {"status": "incompatible", "reason": "the champion's features are not in the current data"}]
         else:
-            checks = drift.horizon_checks(mlflow.load_model(CHAMPION), champion.tags, prepared.fact, prepared.as_of,
-                                          deployed, prepared.timeline, spec, rules)
+            checks = drift.horizon_checks(model, champion.tags, getattr(prepared, "fact", None), as_of, deployed,
+                                          getattr(prepared, "timeline", None), spec, rules)
             rows = [base | check for check in checks]
-            _log_drift(mlflow, champion, prepared.as_of, rows)
+            _log_drift(mlflow, champion, as_of, rows)
     for row in rows:
         if row["degraded"]:
             context.log.warning(f"deal risk model v{row['model_version']} degraded at {row['horizon_days']} days: "

@@ -130,3 +130,7 @@ def test_each_horizon_gets_its_own_verdict(setup):
     early = drift.horizon_checks(model, tags, fact, DEPLOYED + pd.Timedelta(days=20), DEPLOYED, timeline, spec, rules)
     assert [c["status"] for c in early] == ["not enough data"] * 2
     assert "no 30-day window since the champion was deployed on 2026-01-01 has ended yet" == early[0]["reason"]
+    # ... and no data is needed to say so (a same-day re-run does not replay the deals for it)
+    assert not drift.window_ended(DEPLOYED, DEPLOYED + pd.Timedelta(days=20), 30)
+    unread = drift.horizon_checks(model, tags, None, DEPLOYED + pd.Timedelta(days=20), DEPLOYED, None, spec, rules)
+    pd.testing.assert_frame_equal(pd.DataFrame(unread), pd.DataFrame(early))

@@ -148,6 +148,8 @@ def matured_outcomes(fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Times
     deal still open, or closed after its window, counts as not won."""
     from salesintel_assets.domain.models import features as rf
 
+    if not window_ended(deployed, as_of, horizon_days):   # nothing can have matured: no data needed
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in spec.columns}), np.zeros(0, dtype=int)
     deals = rf.trustworthy_deals(fact, as_of)
     first = np.maximum(rf.day_numbers(deals["created_date"]), rf.day_numbers([deployed])[0])
     ends = rf.day_numbers(deals["closed_date"])          # still open: a very large day number
@@ -155,6 +157,16 @@ def matured_outcomes(fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Times
     deals, first, ends = deals[keep].reset_index(drop=True), first[keep], ends[keep]
     won = deals["is_won"].to_numpy(dtype=bool) & (ends <= first + horizon_days)
     return rf.states_at(deals, first, timeline, spec), won.astype(int)
+
+
+def window_ended(deployed: pd.Timestamp, as_of: pd.Timestamp, horizon_days: int) -> bool:
+    """Whether a ``horizon_days`` window of a deal scored on or after ``deployed`` can have ended by ``as_of``."""
+    return pd.Timestamp(deployed).normalize() <= pd.Timestamp(as_of).normalize() - pd.Timedelta(days=horizon_days)
+
+
+def judged_horizons(model, tags: dict, rules) -> list[int]:
+    """The horizons the champion answers (its main one when it has no others)."""
+    return sorted(getattr(model, "horizons", None) or [int(tags.get("win_horizon_days", rules.win_horizon_days))])
 
 
 def horizon_checks(model, tags: dict, fact: pd.DataFrame, as_of: pd.Timestamp, deployed: pd.Timestamp, timeline,
@@ -168,7 +180,7 @@ def horizon_checks(model, tags: dict, fact: pd.DataFrame, as_of: pd.Timestamp, d
     main = int(tags.get("win_horizon_days", rules.win_horizon_days))
     horizons = getattr(model, "horizons", None)
     out = []
-    for days in sorted(horizons or [main]):
+    for days in judged_horizons(model, tags, rules):
         features, won = matured_outcomes(fact, as_of, deployed, days, timeline, spec)
         p = np.zeros(0)
         if len(won):
