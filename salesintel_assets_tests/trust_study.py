@@ -24,7 +24,9 @@ the backtest measured out of sample and the forecast removes (log odds),
 says (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
-planted end-of-history problems leave alone (no model can foresee those).
+planted end-of-history problems leave alone (no model can foresee those);
+``planted_excess`` is what the forecast expected beyond what came on the deals
+they touch, as a share of all wins (the part of ``forecast_error`` they cause).
 ``backtest_coverage`` is the share of the ``backtest_judged`` past dates (those
 with at least two earlier dates whose windows had ended) whose 80 % interval
 held what closed.
@@ -190,6 +192,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
         "unplanted_in_interval": bool(plain_row["won_deals_p10"] <= plain_actual <= plain_row["won_deals_p90"]),
+        "planted_excess": round((float(row90["expected_won_deals"]) - float(plain_row["expected_won_deals"])
+                                 - (actual - plain_actual)) / max(actual, 1), 3),
         "half_width": round((float(row90["won_deals_p90"]) - float(row90["won_deals_p10"])) / 2
                             / max(float(row90["expected_won_deals"]), 1e-9), 3),
         "backtest_coverage": round(float(judged["won_deals_in_interval"].astype(bool).mean()), 2) if len(judged) else None,
