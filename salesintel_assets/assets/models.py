@@ -275,11 +275,12 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking) -> d
 # --- Scores ---------------------------------------------------------------------------
 @_asset(schemas.DealRiskScores, kinds=("duckdb", "mlflow"), deps=INPUTS + ["deal_risk_model"])
 def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
-                     crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+                     crm: CRMSource, mlflow: MLflowTracking) -> dg.MaterializeResult:
     """Every open deal scored by the champion (``models:/deal_risk@champion``):
     win probability, risk band, revenue at risk, the three factors that move
     its probability most (signed change in win probability) and the month it
-    should close if won."""
+    should close if won. The table is written here, not returned: a run keeps
+    every returned value in memory until it ends."""
     rules, prepared = settings.rules().risk, _prepare(warehouse, settings, crm)
     open_frame = rf.open_deals(prepared.fact, prepared.as_of)
     champion = _scoring_version(warehouse, mlflow)
@@ -294,8 +295,9 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         note = "no open deals to score"
     if note:
         context.log.info(f"deal_risk_scores empty: {note}")
-        return dg.Output(rs.empty_scores(), metadata=frame_metadata(rs.empty_scores(), note=note,
-                                                                     open_deals=len(open_frame)))
+        warehouse.write_table("deal_risk_scores", rs.empty_scores())
+        return dg.MaterializeResult(metadata=frame_metadata(rs.empty_scores(), note=note,
+                                                            open_deals=len(open_frame)))
     spec = rf.FeatureSpec.from_tags(champion.tags)
     features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
     months = forecast.expected_close_month(features, forecast.close_timing(prepared.states), prepared.as_of)
@@ -314,7 +316,8 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     elif auc == auc and auc < rules.weak_signal_auc:
         signal["note"] = (f"weak signal: the champion barely tells won from lost deals (validation AUC {auc:.2f}); "
                           "probabilities stay near the base rate and bands mostly reflect it")
-    return dg.Output(scores, metadata=frame_metadata(
+    warehouse.write_table("deal_risk_scores", scores)
+    return dg.MaterializeResult(metadata=frame_metadata(
         scores.sort_values("revenue_at_risk", ascending=False), model_version=champion.version, **signal,
         open_deals=len(scores), **{f"{b}_risk_deals": int(bands.get(b, 0)) for b in schemas.RISK_BANDS},
         pipeline_amount=round(float(scores["deal_amount"].sum()), 2),

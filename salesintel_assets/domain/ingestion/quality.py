@@ -298,9 +298,10 @@ def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     deals["dimension_filled"] = filled
     unknown_stage = ~deals["deal_stage"].isin(rules.stages.order)
     deals["unknown_stage"] = unknown_stage.to_numpy(bool)
-    stage_reason = "deal_stage " + deals["deal_stage"].astype(str) + " is not a stage of the rules file"
-    deals["review_reason"] = deals["review_reason"].where(
-        ~unknown_stage, (deals["review_reason"].fillna("") + "; ").str.lstrip("; ") + stage_reason)
+    if unknown_stage.any():   # the words only for the rows that need them: a million strings is not free
+        stage_reason = "deal_stage " + deals.loc[unknown_stage, "deal_stage"].astype(str) + " is not a stage of the rules file"
+        deals.loc[unknown_stage, "review_reason"] = (
+            (deals.loc[unknown_stage, "review_reason"].fillna("") + "; ").str.lstrip("; ") + stage_reason)
     deals["needs_review"] = review | unknown_stage.to_numpy(bool)
     return deals
 
