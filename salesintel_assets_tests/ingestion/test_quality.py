@@ -167,3 +167,15 @@ def test_csv_export_with_bom_and_untidy_header_loads(tmp_path):
     page = next(CsvCRM(path=str(path)).fetch_deal_pages(None))
     assert list(page.columns)[0] == "deal_id" and page["_line"].tolist() == [2]
     assert validate_deals(conform_raw(page), RULES).schema_errors == []
+
+
+def test_unknown_stage_is_flagged_with_its_words_next_to_other_review_reasons():
+    result = validate_deals(batch(
+        deal("A", deal_stage="Haggling"), deal("B", deal_stage="Haggling", closed_date="2023-12-01"), deal("C"),
+        deal("D", deal_stage="", outcome="Open", closed_date="", sales_cycle_days="")), RULES)
+    reasons = dict(zip(result.clean["deal_id"], result.clean["review_reason"]))
+    assert reasons["A"] == "deal_stage Haggling is not a stage of the rules file"
+    assert reasons["B"] == "closed_date is before created_date; deal_stage Haggling is not a stage of the rules file"
+    assert reasons["C"] is None
+    assert reasons["D"] == "deal_stage Unknown is not a stage of the rules file"
+    assert result.rule_counts["unknown_stage"] == 3 and result.clean["needs_review"].sum() == 3
