@@ -17,7 +17,7 @@ from salesintel_assets.domain.ingestion import quality, values
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common import leakage, reruns
-from salesintel_assets.domain.warehouse.upserts import rules_fingerprint
+from salesintel_assets.domain.warehouse.upserts import load_memory_limit, rules_fingerprint
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
 from salesintel_assets.resources.crm import CRMSource
@@ -201,12 +201,14 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
             if not tripped:
                 unreadable = result.quarantined.loc[
                     result.quarantined["rule"].isin(["malformed_row", "unparseable_value"]), "_row_hash"]
-                storable = changes[(changes["deal_id"] != "") & ~changes["_row_hash"].isin(unreadable)]
+                storable = quality.rows_where(
+                    changes, ((changes["deal_id"] != "") & ~changes["_row_hash"].isin(unreadable)).to_numpy())
                 latest, _ = ingestion.keep_latest(storable)
                 unseen = ingestion.unseen_quarantine(con, result.quarantined)
                 new_data = bool(len(latest) or len(unseen)) or reruns.rows_change(
                     con, "raw_deal_deletions", deletions, "deal_id", ["deal_id", "deleted_at"])
-                upsert_frame(con, "raw_deals", latest[raw_columns].reset_index(drop=True), "deal_id")
+                with load_memory_limit(con):
+                    upsert_frame(con, "raw_deals", quality.renumbered(latest[raw_columns]), "deal_id")
                 upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
                 append_frame(con, "quarantined_deals", unseen)
             else:

@@ -32,7 +32,7 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
     for every row. Deals the CRM deleted leave the table (tombstones)."""
     rules = settings.rules()
     as_of = settings.analysis_date()
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, model.load_memory_limit(con):
         with transaction(con):
             rebuilt = 0
             for pending in model.pending_raw_deal_parts(con, rules, model.PENDING_PART_ROWS):

@@ -43,3 +43,11 @@ def test_pending_parts_hold_every_pending_deal_once():
     assert len(parts) == 7
     ids = pd.concat(parts)["deal_id"]
     assert ids.is_unique and len(ids) == 1000
+
+
+def test_a_load_caps_duckdb_memory_and_restores_it_after():
+    with duckdb.connect() as con:
+        before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        with upserts.load_memory_limit(con, "256MB"):
+            assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"   # 256 MB
+        assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == before

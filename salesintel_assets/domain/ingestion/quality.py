@@ -150,7 +150,7 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
     clean = clean.drop(columns=["date_logic", "unknown_stage", LINE, DEFECT], errors="ignore")
-    return QualityResult(_renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
+    return QualityResult(renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
                          batch_rows)
 
 
@@ -163,7 +163,7 @@ def rows_where(frame: pd.DataFrame, mask) -> pd.DataFrame:
     return frame.iloc[:0] if not mask.any() else frame[mask]
 
 
-def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+def renumbered(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows numbered 0..n-1 (a frame that is so already is not copied)."""
     if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1:
         return frame

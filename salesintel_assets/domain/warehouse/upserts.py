@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from typing import Iterator
 
 import duckdb
@@ -31,6 +32,9 @@ FACT_COLUMNS = [
 ]
 # Raw deals validated at once by fact_deals (memory holds one part's Python strings).
 PENDING_PART_ROWS = 100_000
+# DuckDB's share of memory while a large load runs beside pandas frames: above it, sorts and
+# uncommitted rows spill to disk (DuckDB's own default is 80 % of the machine's memory).
+LOAD_MEMORY_LIMIT = "512MB"
 # Lineage: the raw version a fact row was built from, and the rules it was built with.
 LINEAGE = ["_row_hash", "_rules_hash"]
 # What a new deal_history version is cut on.
@@ -38,6 +42,16 @@ HISTORY_TRACKED = ["deal_stage", "outcome", "deal_amount", "closed_date", "sales
                    "region", "product_type", "lead_source", "created_date"]
 ORG_COLUMNS = ["sales_rep_id", "rep_name", "email", "team", "manager_id", "manager_name", "manager_email",
                "cro_id", "cro_name", "cro_email"]
+
+
+@contextmanager
+def load_memory_limit(con: duckdb.DuckDBPyConnection, limit: str = LOAD_MEMORY_LIMIT) -> Iterator[None]:
+    """Cap DuckDB's memory on ``con`` for a large load, then restore the default."""
+    con.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        con.execute("RESET memory_limit")
 
 
 def rules_fingerprint(rules: Rules) -> str:
