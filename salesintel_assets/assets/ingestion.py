@@ -3,6 +3,7 @@
 The pull writes its tables with SQL upserts instead of returning frames, so
 an incremental pull touches only the rows that changed."""
 
+import gc
 import uuid
 from datetime import datetime, timezone
 
@@ -83,6 +84,7 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         gated = _gate_pull(crm, settings, warehouse)
     except BlockedInput as exc:
         raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
+    gc.collect()   # judging a large pull leaves reference cycles among its frames: free them before storing
     stored = _store_pull(context, crm, warehouse, home, gated, rules)
     raw_version = gated["pull_id"] if stored["new_data"] or not state.get(reruns.RAW_VERSION) else \
         state[reruns.RAW_VERSION]
@@ -101,6 +103,8 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         yield from _unchanged_checks()
         return
     yield from _pull_results(warehouse, gated, stored, rules, stamp)
+    del gated, stored
+    gc.collect()   # so the steps after the pull start from what it keeps, not from its garbage
 
 
 def _unchanged_checks():

@@ -1,6 +1,7 @@
 """Warehouse layer: the star schema and the history of every deal, kept in
 DuckDB with SQL so each run only rebuilds what changed."""
 
+import gc
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -42,6 +43,7 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
                              replace_keys=pending["deal_id"])
                 rebuilt += len(pending)
                 del pending, clean
+                gc.collect()   # a part's frames form reference cycles: free them before the next part
             deleted = tombstones.remove_deleted_deals(con)
             model.refresh_time_columns(con, as_of)
         return dg.MaterializeResult(metadata=table_metadata(
