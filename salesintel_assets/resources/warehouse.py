@@ -106,7 +106,7 @@ class Warehouse(dg.ConfigurableResource):
                     [TABLE_SCHEMA, name]).fetchall()}
                 selected = ", ".join(f'"{c}"' for c in dict.fromkeys(columns) if c in present)
             order = f' ORDER BY "{order_by}"' if order_by else ""
-            return con.sql(f'SELECT {selected} FROM {TABLE_SCHEMA}."{name}"{order}').df()
+            return shared_text_frame(con, con.sql(f'SELECT {selected} FROM {TABLE_SCHEMA}."{name}"{order}'))
 
     def write_table(self, name: str, frame: pd.DataFrame) -> None:
         with self.connect() as con:
@@ -115,6 +115,24 @@ class Warehouse(dg.ConfigurableResource):
     def query(self, sql: str, params: list | None = None, read_only: bool = False) -> pd.DataFrame:
         with self.connect(read_only=read_only) as con:
             return con.execute(sql, params or []).df()
+
+
+def shared_text_frame(con: duckdb.DuckDBPyConnection, relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """``relation.df()``, except that each text column's repeated values share
+    one string object (through Arrow): a million deals hold a few hundred
+    distinct segment names, not a million copies of them."""
+    names = relation.columns
+    text = {name for name, kind in zip(names, relation.types) if str(kind) == "VARCHAR"}
+    if not text:
+        return relation.df()
+    arrow_rows = relation.to_arrow_table()
+    others = [name for name in names if name not in text]
+    # The other columns go through DuckDB's own conversion, so their dtypes are what .df() gives.
+    frame = con.sql("SELECT " + ", ".join(f'"{n}"' for n in others) + " FROM arrow_rows").df() if others \
+        else pd.DataFrame(index=pd.RangeIndex(arrow_rows.num_rows))
+    for name in text:
+        frame[name] = arrow_rows.column(name).to_pandas().to_numpy(dtype=object)
+    return frame[names]
 
 
 def _typed_select(frame: pd.DataFrame) -> str:

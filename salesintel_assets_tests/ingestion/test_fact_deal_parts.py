@@ -51,3 +51,17 @@ def test_a_load_caps_duckdb_memory_and_restores_it_after():
         with upserts.load_memory_limit(con, "256MB"):
             assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "244.1 MiB"   # 256 MB
         assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == before
+
+
+def test_tables_read_whole_match_duckdb_frames_with_text_values_shared():
+    from salesintel_assets.resources.warehouse import shared_text_frame
+
+    with duckdb.connect() as con:
+        con.execute("""CREATE TABLE t AS SELECT i AS id, CASE WHEN i % 3 = 0 THEN NULL ELSE 'seg' || (i % 5) END AS s,
+                       DATE '2024-01-01' + i::INTEGER AS d, CASE WHEN i % 4 = 0 THEN NULL ELSE i % 2 = 0 END AS b,
+                       CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS n, i * 1.5 AS f FROM range(50) r(i)""")
+        for query in ("SELECT * FROM t", "SELECT s FROM t ORDER BY s", "SELECT id, f FROM t", "SELECT * FROM t LIMIT 0"):
+            frame = shared_text_frame(con, con.sql(query))
+            pd.testing.assert_frame_equal(frame, con.sql(query).df(), check_exact=True)
+        segments = shared_text_frame(con, con.sql("SELECT s FROM t WHERE s = 'seg1'"))["s"]
+        assert len(segments) > 1 and len({id(value) for value in segments}) == 1
