@@ -15,7 +15,7 @@ import duckdb
 from salesintel_assets.domain.alerts.delivery_plan import message_states
 from salesintel_assets.domain.common.storage import (DAGSTER_HOME_DIR, DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR,
                                                      OUTBOX_FILE)
-from salesintel_assets.domain.common.tables import table_exists
+from salesintel_assets.domain.common.tables import table_columns as _columns, table_exists
 from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.resources.warehouse import Warehouse
 
@@ -43,12 +43,6 @@ def _deliveries_line(con) -> str:
               ("unknown", "unknown (may have reached Slack; not re-sent)"), ("pending", "pending")]
              if states[f"messages_{s}"]]
     return line + ("; " + ", ".join(extra) if extra else "")
-
-
-def _columns(con, table: str) -> set[str]:
-    if not table_exists(con, table):
-        return set()
-    return set(con.execute(f'SELECT * FROM main."{table}" LIMIT 0').df().columns)
 
 
 def excluded_columns(con, context: dict) -> list[str]:

@@ -198,10 +198,7 @@ def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Seri
     column, or when it is empty the stage name the rules say means won or
     lost (an export whose stages are Won and Lost and whose outcome column is
     blank, as many CRMs write it)."""
-    def text(column):
-        return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
-            pd.Series("", index=raw.index)
-    outcome, stage = text("outcome"), text("deal_stage")
+    outcome, stage = _lower_text(raw, "outcome"), _lower_text(raw, "deal_stage")
     by_stage = np.where(stage.isin({s.lower() for s in won_stages}), "won",
                         np.where(stage.isin({s.lower() for s in lost_stages}), "lost", ""))
     return outcome.where(outcome.isin(["won", "lost"]), np.where(outcome == "", by_stage, ""))
@@ -223,10 +220,13 @@ def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=(),
 
 
 def _open_rows(raw: pd.DataFrame) -> np.ndarray:
-    def text(column):
-        return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
-            pd.Series("", index=raw.index)
-    return (text("outcome").isin(["", "open"]) & text("closed_date").eq("")).to_numpy()
+    return (_lower_text(raw, "outcome").isin(["", "open"]) & _lower_text(raw, "closed_date").eq("")).to_numpy()
+
+
+def _lower_text(raw: pd.DataFrame, column: str) -> pd.Series:
+    """A raw column as stripped lower-case text ("" when absent or missing)."""
+    return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
+        pd.Series("", index=raw.index)
 
 
 def report_rows(findings: list[Finding], screened: int) -> pd.DataFrame:

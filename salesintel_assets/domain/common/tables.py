@@ -16,6 +16,13 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found)
 
 
+def table_columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
+    """The columns of a warehouse table (none when it was never written)."""
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+        [TABLE_SCHEMA, name]).fetchall()}
+
+
 def relation_or_empty(con: duckdb.DuckDBPyConnection, table: str, empty_sql: str) -> str:
     """The table's name, or an empty relation with its columns when it was
     never written (e.g. no stage history in a file export)."""

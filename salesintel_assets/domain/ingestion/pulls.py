@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from salesintel_assets.constants import EXPORT_COLUMNS
-from salesintel_assets.domain.common.tables import table_exists
+from salesintel_assets.domain.common.tables import table_columns, table_exists
 
 # Optional columns a CRM may deliver beside the export format.
 OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
@@ -184,8 +184,7 @@ def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages
     no close date, not in a won or lost stage): (open deals, of them blank
     or "Unknown"), counted in DuckDB: what the leakage screen needs to find
     a column filled in only at close."""
-    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                         "WHERE table_schema = 'main' AND table_name = 'raw_deals'").fetchall()}
+    present = table_columns(con, "raw_deals")
     columns = [c for c in columns if c in present]
     if not columns or not {"outcome", "closed_date"} <= present:
         return {}
@@ -202,8 +201,7 @@ def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) 
     outcome is won or lost, or empty with a stage in ``closed_stages`` (the
     CRM's won and lost stage names): what the leakage screen reads, without
     loading the table whole; raw text is stripped already."""
-    present = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                         "WHERE table_schema = 'main' AND table_name = 'raw_deals'").fetchall()}
+    present = table_columns(con, "raw_deals")
     selected = ", ".join(f'"{c}"' for c in dict.fromkeys(("outcome", "deal_stage", *columns)) if c in present)
     by_stage = ("OR (coalesce(outcome, '') = '' AND list_contains($stages, lower(deal_stage)))"
                 if closed_stages and "deal_stage" in present else "")

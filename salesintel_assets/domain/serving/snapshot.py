@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from salesintel_assets.domain.common.storage import TABLE_SCHEMA
-from salesintel_assets.domain.common.tables import table_exists
+from salesintel_assets.domain.common.tables import table_columns as _columns, table_exists
 
 POINTER = "CURRENT"
 KEEP_SNAPSHOTS = 3  # older folders are removed; a reader mid-request keeps its own
@@ -43,13 +43,6 @@ def current_snapshot(home: str | Path) -> Path | None:
         return None
     folder = root / "snapshots" / name
     return folder if folder.is_dir() else None
-
-
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    if not table_exists(con, table):
-        return set()
-    return {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                      "WHERE table_schema = ? AND table_name = ?", [TABLE_SCHEMA, table]).fetchall()}
 
 
 def _optional(cols: set[str], name: str, alias: str | None = None, cast: str = "VARCHAR") -> str:
