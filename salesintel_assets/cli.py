@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,11 @@ def run(args: argparse.Namespace) -> int:
     _apply_overrides(args)
     home = _home(args)
     log_level = "INFO" if args.verbose else "CRITICAL"
+    # MLflow's progress lines (creating its tables, ...) only in verbose mode, like Dagster's log.
+    # MLflow sets its level when first imported (from this variable) and the logger's if already imported.
+    mlflow_level = "INFO" if args.verbose else "WARNING"
+    os.environ["MLFLOW_LOGGING_LEVEL"] = mlflow_level
+    logging.getLogger("mlflow").setLevel(mlflow_level)
     if args.tenant or args.all_tenants or args.executor:
         from salesintel_assets.tenant_cli import run_tenants_command
 

@@ -13,6 +13,7 @@ one resource (or test) never leaks its store into another.
 
 
 import os
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -158,6 +159,7 @@ class MLflowTracking(dg.ConfigurableResource):
         context ("training", "validation") to the DataFrame used for it; each
         is logged as the run's input (name, digest, schema and profile only)."""
         experiment = self.experiment_id()
+        input_example = _missing_values_allowed(input_example)
         with self._session() as mlflow:
             import mlflow.data
             import mlflow.sklearn
@@ -194,6 +196,14 @@ class MLflowTracking(dg.ConfigurableResource):
 SCHEMA_SAMPLE_ROWS = 1000
 
 
+def _missing_values_allowed(example):
+    """The example with whole-number columns as floats. The signature is
+    inferred from it, and an integer column there would make the served model
+    refuse a row with a missing value (MLflow warns about exactly this)."""
+    integers = [c for c in example.columns if example[c].dtype.kind in "iu"]
+    return example.astype({c: "float64" for c in integers}) if integers else example
+
+
 def _dataset(frame, name: str):
     """The frame as an MLflow dataset. MLflow infers a dataset's schema by
     reading every value of every text column (20 s for a 100,000-row fit
@@ -203,7 +213,9 @@ def _dataset(frame, name: str):
     from mlflow.models import infer_signature
 
     dataset = mlflow.data.from_pandas(frame, name=name)
-    dataset.__dict__["schema"] = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs  # its cached property
+    with warnings.catch_warnings():   # its hint about integer columns concerns serving, not a record of data
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+        dataset.__dict__["schema"] = infer_signature(frame.head(SCHEMA_SAMPLE_ROWS)).inputs  # its cached property
     return dataset
 
 

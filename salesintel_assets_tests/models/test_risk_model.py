@@ -354,6 +354,27 @@ def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, 
     assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before   # no leaked global state
 
 
+def test_whole_number_features_may_be_blank_when_served_and_logging_stays_quiet(tmp_path):
+    import warnings
+
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    rows = pd.DataFrame({"activity_count": [0, 3, 5, 8, 1, 9], "amount": [1.0, 2.5, 3.0, 4.5, 0.5, 6.0]})
+    won = np.array([0, 0, 1, 1, 0, 1])
+    model = LogisticRegression().fit(rows, won)
+    tracking = MLflowTracking(home=SalesintelHome(path=str(tmp_path / "home")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        version = tracking.log_model_run(model, rows.head(3), {}, {}, {}, rm.SKOPS_TRUSTED_TYPES, "ints",
+                                         datasets={"training": rows.assign(won=won)})
+    assert not [w for w in caught if "integer column" in str(w.message)]
+    stored, = (tmp_path / "home" / "mlartifacts").rglob("MLmodel")
+    signature = mlflow.models.Model.load(str(stored)).signature
+    assert {s.name: s.type.name for s in signature.inputs.inputs} == {"activity_count": "double", "amount": "double"}
+    assert version.version == 1
+
+
 def test_skops_trusted_types_cover_every_candidate(training):
     import skops.io
 
