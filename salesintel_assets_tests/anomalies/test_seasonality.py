@@ -56,3 +56,25 @@ def test_a_world_without_seasons_is_not_standardised():
     world = S.generate(12_000, 1)
     _, notes = _win_rate_findings(world, AUTO, "2026-06-30")
     assert any(note.startswith("no quarter-end seasonality") for note in notes)
+
+
+def test_a_standardised_baseline_is_not_shortened_by_the_first_months_of_history():
+    # Every day from 2025-01-01 four deals start: two take 20 days, two 120.
+    # The window (March 2026) is compared with the same weeks of four earlier
+    # quarters; in March 2025 no 120-day deal could have closed yet. Exposure
+    # counted per season gives the baseline the window's cycle mix exactly.
+    from salesintel_assets.domain.anomalies.samples import DealDays, SegmentCurves, closed_window
+    from salesintel_assets.domain.anomalies.significance import SegmentCodes
+
+    created = np.repeat(pd.date_range("2025-01-01", "2026-03-30"), 4)
+    cycle = np.tile([20, 120, 20, 120], len(created) // 4)
+    fact = pd.DataFrame({"created_date": created, "closed_date": created + pd.to_timedelta(cycle, unit="D"),
+                         "outcome": np.tile(["Won", "Won", "Lost", "Lost"], len(created) // 4),
+                         "needs_review": False, "deal_amount": 1.0, "industry": "SaaS"})
+    deals = DealDays.from_fact(fact, pd.Timestamp("2026-03-30"))
+    cw = closed_window(deals, SegmentCurves(deals, SegmentCodes(fact, ["industry"])), rules_with("on"), 30,
+                       seasonal=True)
+    window_cycle = (deals.closed - deals.created)[cw.rows]
+    base_cycle = (deals.closed - deals.created)[cw.base_rows]
+    assert window_cycle.mean() == 70
+    assert abs(np.average(base_cycle, weights=cw.weights(())) - 70) < 0.5

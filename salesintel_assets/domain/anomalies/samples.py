@@ -122,6 +122,17 @@ class CreationCurve:
     def groups(self) -> int:
         return self._cum.shape[0]
 
+    def by_season_lag(self, runs: tuple[np.ndarray, ...], seasons: int, lags: int) -> np.ndarray:
+        """Table [segment, season, L] of deals created L days before a day of
+        that season in the runs (``seasonality.season_runs``): the exposure
+        of each season's closes to deals of cycle L."""
+        lag = np.arange(lags)[None, :]
+        g = np.arange(self.groups)[:, None]
+        table = np.zeros((self.groups, seasons, lags))
+        for season, first, last in zip(*runs):
+            table[:, season, :] += self.count(first - lag, last - lag, g)
+        return table
+
     def by_lag(self, start: int, end: int, lags: int) -> np.ndarray:
         """Table [segment, L] of deals created in [start - L, end - L]: the
         exposure of a window to deals of cycle L (one gather per deal later)."""
@@ -189,20 +200,40 @@ class ClosedWindow:
     base_weight: np.ndarray       # from the business-wide creation curve
     dropped: int
     curves: SegmentCurves
-    # Per baseline deal: the factor giving the baseline the window's season
-    # mix (all ones when closings are not seasonal).
+    # Seasonal closings: per baseline deal, its season and the factor giving
+    # the baseline the window's season mix; the runs of each season in the
+    # window and in the baseline (None when closings are not seasonal).
     season_factor: np.ndarray | None = None
+    base_season: np.ndarray | None = None
+    runs: tuple | None = None
 
     def weights(self, dimset: tuple[str, ...]) -> np.ndarray:
         cache = self.__dict__.setdefault("_weights", {})
         if dimset not in cache:
             curve, gid = self.curves(dimset)
-            lags = int(self.base_cycle.max()) + 1 if len(self.base_cycle) else 1
-            ratio = curve.by_lag(self.start, self.end, lags) / np.maximum(
-                curve.by_lag(self.b_start, self.b_end, lags), 1.0)
-            weight = ratio.ravel()[gid[self.base_rows] * lags + self.base_cycle]
+            weight = exposure_weights(curve, gid[self.base_rows], self.base_cycle, (self.start, self.end),
+                                      (self.b_start, self.b_end), self.base_season, self.runs)
             cache[dimset] = weight if self.season_factor is None else weight * self.season_factor
         return cache[dimset]
+
+
+def exposure_weights(curve: CreationCurve, gid: np.ndarray, cycle: np.ndarray, window: tuple[int, int],
+                     base: tuple[int, int], season: np.ndarray | None = None, runs: tuple | None = None) -> np.ndarray:
+    """Per baseline deal of cycle L: E_W(L) / E_B(L), the deals created L
+    days before a window day over those created L days before a baseline
+    day. Seasonal closings: per season too (E(L, s) over the days of season
+    s only). A standardised baseline takes each season from a few quarters;
+    when creation volume differs between them (growth, or the first months
+    of the history, which cannot hold long cycles yet), a baseline-wide
+    ratio would let one quarter's cycle mix stand for the season's."""
+    lags = int(cycle.max()) + 1 if len(cycle) else 1
+    if season is None:
+        ratio = curve.by_lag(*window, lags) / np.maximum(curve.by_lag(*base, lags), 1.0)
+        return ratio.ravel()[gid * lags + cycle]
+    w_runs, b_runs = runs
+    seasons = int(max(w_runs[0].max(initial=0), b_runs[0].max(initial=0))) + 1
+    ratio = curve.by_season_lag(w_runs, seasons, lags) / np.maximum(curve.by_season_lag(b_runs, seasons, lags), 1.0)
+    return ratio[gid, season, cycle]
 
 
 def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
@@ -231,15 +262,20 @@ def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_d
     # A recent cycle the baseline could not contain (created before any
     # baseline deal could have been) has nothing to be compared with.
     comparable = curve.count(b_start - cycle_w, b_end - cycle_w) > 0
-    weight = curve.count(start - cycle_b, end - cycle_b) / curve.count(b_start - cycle_b, b_end - cycle_b)
-    factor = None
+    zeros = np.zeros(len(rows_b), dtype=np.int64)
+    factor = base_season = runs = None
     if seasonal:
         cfg = rules.anomalies.seasonality
         season = lambda rows: seasonality.season_of(deals.closed[rows], cfg.fiscal_year_start_month, cfg.bin_days)
-        factor = seasonality.standardising_factors(season(rows_w[comparable]), season(rows_b), weight)
+        base_season = season(rows_b)
+        runs = tuple(seasonality.season_runs(lo, hi, cfg.fiscal_year_start_month, cfg.bin_days)
+                     for lo, hi in ((start, end), (b_start, b_end)))
+    weight = exposure_weights(curve, zeros, cycle_b, (start, end), (b_start, b_end), base_season, runs)
+    if seasonal:
+        factor = seasonality.standardising_factors(season(rows_w[comparable]), base_season, weight)
         weight = weight * factor
     return ClosedWindow(window_days, start, end, b_start, b_end, rows_w[comparable], rows_b, cycle_b, weight,
-                        int((~comparable).sum()), curves, factor)
+                        int((~comparable).sum()), curves, factor, base_season, runs)
 
 
 def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: str, kind: str,

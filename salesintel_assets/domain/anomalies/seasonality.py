@@ -52,6 +52,19 @@ def season_of(days: np.ndarray, fiscal_start_month: int, bin_days: int) -> np.nd
     return ((quarter_end_day(days, fiscal_start_month) - days) // bin_days).astype(np.int64)
 
 
+def season_runs(lo: int, hi: int, fiscal_start_month: int, bin_days: int) -> tuple[np.ndarray, ...]:
+    """The days [lo, hi] cut into runs of one season: (season, first day,
+    last day) per run. A season recurs once a quarter, so a year-long
+    baseline holds about four runs of each."""
+    days = np.arange(lo, hi + 1, dtype=np.int64)
+    if not len(days):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    season = season_of(days, fiscal_start_month, bin_days)
+    starts = np.r_[0, np.flatnonzero(np.diff(season) != 0) + 1]
+    ends = np.r_[starts[1:] - 1, len(days) - 1]
+    return season[starts], days[starts], days[ends]
+
+
 def _season_name(season: int, bin_days: int) -> str:
     return f"{season * bin_days}-{(season + 1) * bin_days - 1} days before quarter end"
 
