@@ -15,6 +15,7 @@ from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import deletions as deletions_domain
 from salesintel_assets.domain.ingestion import lake
 from salesintel_assets.domain.ingestion import quality, values
+from salesintel_assets.domain.ingestion import staged as staged_pull
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common import leakage, reruns
@@ -32,6 +33,8 @@ SCHEMA_CHECK = "raw_deals_schema_valid"
 BREAKER_CHECK = "pull_within_error_budget"
 # Metadata key of a failure caused by a blocked input; its value is the one sentence to show.
 BLOCKED_INPUT = "blocked_input"
+# The temp table a source splits its export into (on the pull's own connection).
+STAGED_EXPORT = "_staged_export"
 
 
 def _spec(name: str, model, description: str) -> dg.AssetSpec:
@@ -81,7 +84,7 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         yield from _unchanged_checks()
         return
     try:
-        gated = _gate_pull(crm, settings, warehouse)
+        gated = _gate_pull(crm, settings, warehouse, home)
     except BlockedInput as exc:
         raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
     gc.collect()   # judging a large pull leaves reference cycles among its frames: free them before storing
@@ -122,7 +125,7 @@ def _org_or_none(crm: CRMSource) -> pd.DataFrame | None:
         return None
 
 
-def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehouse) -> dict:
+def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehouse, home: SalesintelHome) -> dict:
     """Read and judge the pull without writing anything (BlockedInput for a
     problem with the whole input)."""
     rules = settings.rules()
@@ -132,10 +135,18 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
     stated = quality.stated_formats(rules, *crm.stated_formats())
     with warehouse.connect() as con:
         since = ingestion.stored_cursor(con)
-        pages = list(crm.fetch_deal_pages(since))
-        delivered = (pages[0].reset_index(drop=True) if len(pages) == 1 else pd.concat(pages, ignore_index=True)) \
-            if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
-        del pages
+        header = crm.stage_deals(con, STAGED_EXPORT)
+        staged = None
+        if header is not None:   # the export is in DuckDB: only rows not stored unchanged come to pandas
+            formats = staged_pull.decide_formats(con, STAGED_EXPORT, header, stated, where)
+            staged_pull.add_digests(con, STAGED_EXPORT, header, f"{formats}|{rules.quality.max_deal_amount!r}")
+            staged = staged_pull.load_changed(con, STAGED_EXPORT, header)
+            delivered = staged.frame
+        else:
+            pages = list(crm.fetch_deal_pages(since))
+            delivered = (pages[0].reset_index(drop=True) if len(pages) == 1 else pd.concat(pages, ignore_index=True)) \
+                if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
+            del pages
         pull = ingestion.conform_raw(delivered)
         # Only the columns the export format does not know are kept for the lake (not a second copy of all).
         delivered = delivered[[c for c in delivered.columns if c not in pull.columns]]
@@ -148,13 +159,21 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
             raise BlockedInput(f"The pull from {where} has no column(s) {', '.join(missing)}: export it with the "
                                "contract's columns (see the README) and run again.")
         defect = pull[quality.DEFECT] != "" if quality.DEFECT in pull.columns else pd.Series(False, index=pull.index)
-        formats = values.decide_formats(quality.rows_where(pull, ~defect), stated, where)
+        if staged is None:
+            formats = values.decide_formats(quality.rows_where(pull, ~defect), stated, where)
         pull, _, _ = values.normalize_frame(pull, formats, rules.quality.max_deal_amount)
         pulled_at = datetime.now(timezone.utc).replace(tzinfo=None)
         pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-        fingerprint = ingestion.pull_fingerprint(pull, source, f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
+        settings_text = f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}"
+        fingerprint = staged_pull.fingerprint(con, STAGED_EXPORT, source, settings_text) if staged is not None \
+            else ingestion.pull_fingerprint(pull, source, settings_text)
+        lake_file = None
+        if staged is not None and staged.skipped:   # the lake keeps the whole pull, skipped rows included
+            lake_file = home.subdir(RAW_DEALS_LAKE) / f".{pull_id}.parquet.partial"
+            staged_pull.write_lake_rows(con, STAGED_EXPORT, header, pull, {
+                "pull_id": pull_id, "pulled_at": pulled_at, "source": source}, lake_file)
 
         candidates, superseded = ingestion.latest_candidates(pull, defect.to_numpy())
         changes = ingestion.changed_rows(con, candidates)
@@ -168,7 +187,8 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
     breaker = "" if not result.breaker_tripped(rules) else quality.breaker_sentence(result, rules, where)
     # From here on only the typed rows' review flags are read (bad_rows); fact_deals types the rows itself.
     result.clean = result.clean[["needs_review"]]
-    return {"pull": pull, "pull_id": pull_id, "pulled_at": pulled_at, "source": source, "since": since,
+    return {"pull": pull, "pull_id": pull_id, "pulled_rows": staged.rows if staged is not None else len(pull),
+            "digests": staged.digests if staged is not None else None, "lake_file": lake_file, "pulled_at": pulled_at, "source": source, "since": since,
             "changes": changes, "result": result, "tripped": tripped, "formats": formats,
             "fingerprint": fingerprint, "delivered": delivered, "deletions": deletions,
             "source_missing": source_missing,
@@ -188,11 +208,16 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
             repeated = ingestion.pull_committed(con, previous.get("pull_id"))
     deletions = gated["deletions"]
     note = {"pulled_at": pulled_at, "source": source, "since": since, "run_id": context.run_id}
-    if not repeated:
-        lake.write_pull(lake_folder, pull_id, ingestion.with_unknown_columns(pull, gated["delivered"]), {
-            **note, "fingerprint": gated["fingerprint"], "date_order": gated["formats"].date_order,
-            "decimal_mark": gated["formats"].decimal_mark, "accepted": not tripped,
-            "blocked": gated["breaker"] or None})
+    lake_note = {**note, "fingerprint": gated["fingerprint"], "date_order": gated["formats"].date_order,
+                 "decimal_mark": gated["formats"].decimal_mark, "accepted": not tripped,
+                 "blocked": gated["breaker"] or None}
+    if gated["lake_file"] is not None:
+        if repeated:
+            gated["lake_file"].unlink()
+        else:
+            lake.keep_pull_file(lake_folder, pull_id, gated["lake_file"], gated["pulled_rows"], lake_note)
+    elif not repeated:
+        lake.write_pull(lake_folder, pull_id, ingestion.with_unknown_columns(pull, gated["delivered"]), lake_note)
     if not repeated or len(deletions):
         lake.write_pull(home.subdir(RAW_DEAL_DELETIONS_LAKE), pull_id, deletions, note)
     report = quality.report_rows(result, rules, detail="; ".join(gated["source_missing"]) or gated["breaker"]).assign(
@@ -211,8 +236,11 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
                 unseen = ingestion.unseen_quarantine(con, result.quarantined)
                 new_data = bool(len(latest) or len(unseen)) or reruns.rows_change(
                     con, "raw_deal_deletions", deletions, "deal_id", ["deal_id", "deleted_at"])
+                stored = staged_pull.with_digests(latest[raw_columns], latest[quality.LINE], gated["digests"]) \
+                    if gated["digests"] is not None else latest[raw_columns]
                 with load_memory_limit(con):
-                    upsert_frame(con, "raw_deals", quality.renumbered(latest[raw_columns]), "deal_id")
+                    staged_pull.ensure_digest_column(con)
+                    upsert_frame(con, "raw_deals", quality.renumbered(stored), "deal_id")
                 upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
                 append_frame(con, "quarantined_deals", unseen)
             else:
@@ -228,7 +256,7 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
                         or reruns.rows_change(con, "raw_activities", activities, "activity_id"))
             upsert_frame(con, "raw_stage_history", history, "deal_id")
             upsert_frame(con, "raw_activities", activities, "activity_id")
-    context.log.info(f"pull {pull_id}: {len(pull)} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
+    context.log.info(f"pull {pull_id}: {gated['pulled_rows']} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
                      f"{len(result.quarantined)} quarantined, accepted={not tripped}"
                      + (" (same input as the previous pull: nothing new written)" if repeated else ""))
     return {"new_data": new_data, "report": report, "repeated": repeated}
@@ -241,7 +269,7 @@ def _pull_results(warehouse: Warehouse, gated: dict, stored: dict, rules, stamp:
     repeated, version = stored["repeated"], dg.DataVersion(stamp)
     with warehouse.connect() as con:
         yield dg.MaterializeResult(asset_key="raw_deals", data_version=version, metadata=table_metadata(
-            con, "raw_deals", pulled_rows=len(pull), changed_rows=len(changes), cursor=str(since), source=source,
+            con, "raw_deals", pulled_rows=gated["pulled_rows"], changed_rows=len(changes), cursor=str(since), source=source,
             accepted=not tripped, repeated_input=repeated))
         yield dg.MaterializeResult(asset_key="quarantined_deals", data_version=version, metadata=table_metadata(
             con, "quarantined_deals", new_rows=0 if tripped else len(result.quarantined)))

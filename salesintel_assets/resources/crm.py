@@ -19,7 +19,7 @@ from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.ingestion.pulls import as_export_text
 from salesintel_assets.domain.ingestion.quality import DEFECT, LINE
 from salesintel_assets.domain.ingestion.values import DATE_ORDERS, DECIMAL_MARKS
-from salesintel_assets.sources.csv_export import read_export
+from salesintel_assets.sources.csv_export import read_export, stage_export
 
 
 class CRMSource(dg.ConfigurableResource):
@@ -89,6 +89,13 @@ class CRMSource(dg.ConfigurableResource):
         """A cheap fingerprint of the CRM's state that differs after a change
         (the CRM-change sensor compares it with the last one it acted on);
         None when the source cannot tell without a pull (the schedules pull it)."""
+        return None
+
+    def stage_deals(self, con, table: str) -> Optional[list[str]]:
+        """Split the deals into the temp table ``table`` of the DuckDB
+        connection ``con`` without loading them into Python (text columns
+        c0, c1, ... and ``_line``) and return their header; None when the
+        source cannot (then ``fetch_deal_pages`` is read)."""
         return None
 
 class WindowedCRMSource(CRMSource):
@@ -250,6 +257,9 @@ class CsvCRM(CRMSource):
 
     def stated_formats(self) -> tuple[Optional[str], Optional[str]]:
         return _checked_formats(self.date_order, self.decimal_mark)
+
+    def stage_deals(self, con, table: str) -> Optional[list[str]]:
+        return stage_export(con, self.path, table)
 
     def fetch_deal_pages(self, since: Optional[pd.Timestamp]) -> Iterator[pd.DataFrame]:
         yield read_export(self.path).frame   # a file is read whole: one page, no copies of its slices

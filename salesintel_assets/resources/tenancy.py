@@ -113,3 +113,6 @@ class TenantCRM(CRMSource):
 
     def snapshot_fingerprint(self) -> Optional[str]:
         return self.source().snapshot_fingerprint()
+
+    def stage_deals(self, con, table: str) -> Optional[list[str]]:
+        return self.source().stage_deals(con, table)

@@ -143,35 +143,90 @@ def _duckdb_split(target: Path, header_and_lines: tuple[list[str], int]) -> pd.D
     """``_fast_split`` once the text has passed ``_fast_header``."""
     import duckdb
 
-    header, lines = header_and_lines
-    names = [f"c{i}" for i in range(len(header))]
-    columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in names) + "}"
-    # Rows with no visible ASCII character might be blank lines to skip: Python's strip() decides below.
-    maybe_blank = " AND ".join(f"NOT regexp_matches(coalesce({name}, ''), '[!-~]')" for name in names)
+    header = header_and_lines[0]
     with duckdb.connect() as con:
-        try:
-            rel = con.sql(f"""SELECT * FROM read_csv(?, auto_detect = false, columns = {columns}, header = true,
-                                                     delim = ',', quote = '"', escape = '"', strict_mode = true)""",
-                          params=[str(target)])
-            con.execute("CREATE TEMP TABLE export AS SELECT * FROM rel")
-        except duckdb.Error:
-            return None
-        rows = con.execute("SELECT count(*) FROM export").fetchall()[0][0]
-        blank = any(all(not (cell or "").strip() for cell in row)
-                    for row in con.execute(f"SELECT * FROM export WHERE {maybe_blank}").fetchall())
-        if rows != lines - 1 or blank or rows == 0:
+        if not _stage(con, target, header_and_lines, "export"):
             return None
         # Through Arrow: faster than .df(), and repeated values share one string object.
-        arrow = con.sql("SELECT " + ", ".join(f"coalesce({n}, '') AS {n}" for n in names)
-                        + " FROM export").to_arrow_table()
+        arrow = con.sql("SELECT " + ", ".join(f"coalesce(c{i}, '') AS c{i}" for i in range(len(header)))
+                        + " FROM export ORDER BY _line").to_arrow_table()
+    return text_frame(arrow, header)
+
+
+def text_frame(arrow, header: list[str]) -> pd.DataFrame:
+    """The reader's frame from an Arrow table of the header's cells in order
+    (plus ``_line`` when the table has it): object text, line numbers, no defects."""
+    lines = arrow.column("_line").to_numpy() if "_line" in arrow.column_names else None
+    if lines is not None:
+        arrow = arrow.drop_columns(["_line"])
     # Converted once DuckDB's copy is gone, so the file is held twice at most, not three times.
     frame = arrow.to_pandas()
     del arrow
     frame.columns = header
     frame = frame.astype(object)
-    frame[LINE] = pd.Series(range(2, rows + 2), dtype="int64", index=frame.index)
+    rows = len(frame)
+    frame[LINE] = pd.Series(lines if lines is not None else range(2, rows + 2), dtype="int64", index=frame.index)
     frame[DEFECT] = pd.Series("", dtype=object, index=frame.index)
     return frame
+
+
+def _stage(con, target: Path, header_and_lines: tuple[list[str], int], table: str) -> bool:
+    """Split the file into the temp table ``table`` of ``con``: text columns
+    c0, c1, ... (NULL for an empty field) and ``_line``; False (and no
+    table) when a line is not one record of the header's width."""
+    import duckdb
+
+    header, lines = header_and_lines
+    names = [f"c{i}" for i in range(len(header))]
+    columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in names) + "}"
+    # Rows with no visible ASCII character might be blank lines to skip: Python's strip() decides below.
+    maybe_blank = " AND ".join(f"NOT regexp_matches(coalesce({name}, ''), '[!-~]')" for name in names)
+    try:
+        rel = con.sql(f"""SELECT * FROM read_csv(?, auto_detect = false, columns = {columns}, header = true,
+                                                 delim = ',', quote = '"', escape = '"', strict_mode = true)""",
+                      params=[str(target)])
+        # The reader keeps the file's order: the n-th row is line n + 1.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, row_number() OVER () + 1 AS _line FROM rel")
+    except duckdb.Error:
+        return False
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    blank = any(all(not (cell or "").strip() for cell in row[:-1])
+                for row in con.execute(f"SELECT * FROM {table} WHERE {maybe_blank}").fetchall())
+    if rows != lines - 1 or blank or rows == 0:
+        con.execute(f"DROP TABLE {table}")
+        return False
+    return True
+
+
+def stage_export(con, path: str | Path, table: str, required: tuple[str, ...] = EXPORT_COLUMNS) -> list[str] | None:
+    """Split a plain UTF-8 export into the temp table ``table`` of ``con``
+    (see ``_stage``) without loading it into Python, and return its header;
+    None when the file needs ``read_export`` (which then says what, if
+    anything, is wrong with it)."""
+    target = Path(path)
+    try:
+        data = target.read_bytes()
+    except OSError:
+        return None
+    if not data.strip() or detect_encoding_quietly(data) != "utf-8":
+        return None
+    text = data.decode("utf-8")
+    del data
+    if _looks_binary(text):
+        return None
+    header = _fast_header(text, str(target), required)
+    del text
+    if header is None or not _stage(con, target, header, table):
+        return None
+    return header[0]
+
+
+def detect_encoding_quietly(data: bytes) -> str | None:
+    """``detect_encoding``, None for a binary file."""
+    try:
+        return detect_encoding(data, "")
+    except BlockedInput:
+        return None
 
 
 def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:

@@ -19,8 +19,16 @@ def write_pull(folder: Path, pull_id: str, frame: pd.DataFrame, note: dict) -> P
         raise FileExistsError(f"raw pull {target} already exists; pulls are immutable")
     partial = folder / f".{pull_id}.parquet.partial"
     frame.to_parquet(partial, index=False)
+    return keep_pull_file(folder, pull_id, partial, len(frame), note)
+
+
+def keep_pull_file(folder: Path, pull_id: str, partial: Path, rows: int, note: dict) -> Path:
+    """Move a pull's Parquet file, written aside as ``partial``, into the lake with its note."""
+    target = folder / f"{pull_id}.parquet"
+    if target.exists():
+        raise FileExistsError(f"raw pull {target} already exists; pulls are immutable")
     os.replace(partial, target)
-    meta = {**note, "pull_id": pull_id, "rows": int(len(frame)), "file": target.name}
+    meta = {**note, "pull_id": pull_id, "rows": int(rows), "file": target.name}
     (folder / f"{pull_id}.json").write_text(json.dumps(meta, indent=2, default=str))
     return target
 

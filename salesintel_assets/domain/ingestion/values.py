@@ -38,6 +38,7 @@ _NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{
 _SHORT_YEAR = re.compile(r"^\d{1,2}([/.-])\d{1,2}\1\d{2}$")
 _NAMED = ("%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%b %d %Y", "%B %d %Y", "%Y-%b-%d")
 _PLAIN_NUMBER = r"-?\d+(?:\.\d+)?"
+PLAIN_NUMBER = _PLAIN_NUMBER   # an amount that needs no parsing (and shows no decimal mark)
 _CURRENCY_SIGNS = "$€£¥₹"
 _DOT_CURRENCIES = {"$", "£", "¥", "₹", "USD", "GBP", "JPY", "INR", "CAD", "AUD", "CNY"}
 _CODE = re.compile(r"^([A-Z]{3})\s*|\s*([A-Z]{3})$")
