@@ -102,7 +102,10 @@ def screen_deals(fact: pd.DataFrame, columns, closed: pd.DataFrame | None = None
 
 def empty_mask(values: pd.Series) -> np.ndarray:
     """Blank, missing or "Unknown" (how ingestion fills a blank optional field)."""
-    return (values.isna() | values.astype(str).str.strip().str.lower().isin(EMPTY_VALUES)).to_numpy()
+    # Judged once per distinct value: a column of a million deals holds few of them.
+    codes, levels = pd.factorize(values)
+    empty = pd.Series(levels, dtype=object).astype(str).str.strip().str.lower().isin(EMPTY_VALUES).to_numpy()
+    return np.append(empty, True)[codes]   # code -1: missing
 
 
 def open_empty_counts(open_deals: pd.DataFrame, columns) -> dict[str, tuple[int, int]]:
@@ -225,8 +228,12 @@ def _open_rows(raw: pd.DataFrame) -> np.ndarray:
 
 def _lower_text(raw: pd.DataFrame, column: str) -> pd.Series:
     """A raw column as stripped lower-case text ("" when absent or missing)."""
-    return raw[column].fillna("").astype(str).str.strip().str.lower() if column in raw else \
-        pd.Series("", index=raw.index)
+    if column not in raw:
+        return pd.Series("", index=raw.index)
+    # Once per distinct value: a column of a million deals holds few of them.
+    codes, levels = pd.factorize(raw[column])
+    lower = pd.Series(levels, dtype=object).astype(str).str.strip().str.lower().to_numpy(dtype=object)
+    return pd.Series(np.append(lower, "")[codes], index=raw.index, dtype=object)
 
 
 def report_rows(findings: list[Finding], screened: int) -> pd.DataFrame:
