@@ -140,7 +140,11 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
         if header is not None:   # the export is in DuckDB: only rows not stored unchanged come to pandas
             formats = staged_pull.decide_formats(con, STAGED_EXPORT, header, stated, where)
             staged_pull.add_digests(con, STAGED_EXPORT, header, f"{formats}|{rules.quality.max_deal_amount!r}")
+            fingerprint = staged_pull.fingerprint(con, STAGED_EXPORT, source,
+                                                  f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
             staged = staged_pull.load_changed(con, STAGED_EXPORT, header)
+            if not staged.skipped:   # every row is in pandas now: DuckDB's copy is not read again
+                staged_pull.drop(con, STAGED_EXPORT)
             delivered = staged.frame
         else:
             pages = list(crm.fetch_deal_pages(since))
@@ -166,9 +170,9 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
         pull_id = f"{pulled_at:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
         pull = pull.assign(_pull_id=pull_id, _pulled_at=pulled_at, _source=source,
                            _row_hash=ingestion.row_hashes(pull) if len(pull) else pd.Series(dtype="uint64"))
-        settings_text = f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}"
-        fingerprint = staged_pull.fingerprint(con, STAGED_EXPORT, source, settings_text) if staged is not None \
-            else ingestion.pull_fingerprint(pull, source, settings_text)
+        if staged is None:
+            fingerprint = ingestion.pull_fingerprint(pull, source,
+                                                     f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
         lake_file = None
         if staged is not None and staged.skipped:   # the lake keeps the whole pull, skipped rows included
             lake_file = home.subdir(RAW_DEALS_LAKE) / f".{pull_id}.parquet.partial"

@@ -148,14 +148,16 @@ def _duckdb_split(target: Path, header_and_lines: tuple[list[str], int]) -> pd.D
         if not _stage(con, target, header_and_lines, "export"):
             return None
         # Through Arrow: faster than .df(), and repeated values share one string object.
-        arrow = con.sql("SELECT " + ", ".join(f"coalesce(c{i}, '') AS c{i}" for i in range(len(header)))
-                        + " FROM export ORDER BY _line").to_arrow_table()
-    return text_frame(arrow, header)
+        held = [con.sql("SELECT " + ", ".join(f"coalesce(c{i}, '') AS c{i}" for i in range(len(header)))
+                        + " FROM export ORDER BY _line").to_arrow_table()]
+    return text_frame(held, header)
 
 
-def text_frame(arrow, header: list[str]) -> pd.DataFrame:
+def text_frame(held: list, header: list[str]) -> pd.DataFrame:
     """The reader's frame from an Arrow table of the header's cells in order
-    (plus ``_line`` when the table has it): object text, line numbers, no defects."""
+    (plus ``_line`` when the table has it), handed over as the only item of
+    ``held`` so it is freed once converted: object text, line numbers, no defects."""
+    arrow = held.pop()
     lines = arrow.column("_line").to_numpy() if "_line" in arrow.column_names else None
     if lines is not None:
         arrow = arrow.drop_columns(["_line"])

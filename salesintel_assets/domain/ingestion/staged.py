@@ -116,7 +116,9 @@ def _load(con, table: str, header: list[str], text_frame) -> StagedRows:
                     "ORDER BY _line").to_arrow_table()
     digests = pd.DataFrame({"_line": arrow.column("_line").to_numpy(),
                             DIGEST: arrow.column("_digest").to_numpy().astype("uint64")})
-    frame = text_frame(arrow.drop_columns(["_digest"]), header)
+    held = [arrow.drop_columns(["_digest"])]
+    del arrow
+    frame = text_frame(held, header)
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     return StagedRows(frame, digests, rows - len(frame), rows)
 
@@ -130,6 +132,12 @@ def _shares_a_deal(con: duckdb.DuckDBPyConnection, loaded_ids: pd.Series) -> boo
                            "(SELECT deal_id FROM _loaded_ids)").fetchall()[0][0] > 0
     finally:
         con.unregister("_loaded_ids")
+
+
+def drop(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Free the staged export once nothing more is read from it."""
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute(f"DROP TABLE IF EXISTS {_SKIPPED}")
 
 
 def write_lake_rows(con: duckdb.DuckDBPyConnection, table: str, header: list[str], pull: pd.DataFrame,
