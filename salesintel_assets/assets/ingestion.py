@@ -135,6 +135,7 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
     stated = quality.stated_formats(rules, *crm.stated_formats())
     with warehouse.connect() as con:
         since = ingestion.stored_cursor(con)
+        marker = crm.change_marker()
         header = crm.stage_deals(con, STAGED_EXPORT)
         staged = None
         if header is not None:   # the export is in DuckDB: only rows not stored unchanged come to pandas
@@ -143,14 +144,17 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
             fingerprint = staged_pull.fingerprint(con, STAGED_EXPORT, source,
                                                   f"{formats}|{as_of.date()}|{rules_fingerprint(rules)}")
             staged = staged_pull.load_changed(con, STAGED_EXPORT, header)
-            if not staged.skipped:   # every row is in pandas now: DuckDB's copy is not read again
+            if not staged.skipped:   # DuckDB's copy is not read again
                 staged_pull.drop(con, STAGED_EXPORT)
+        if staged is not None and staged.frame is not None:
             delivered = staged.frame
         else:
             pages = list(crm.fetch_deal_pages(since))
             delivered = (pages[0].reset_index(drop=True) if len(pages) == 1 else pd.concat(pages, ignore_index=True)) \
                 if pages else pd.DataFrame(columns=list(ingestion.RAW_COLUMNS))
             del pages
+            if staged is not None and crm.change_marker() != marker:
+                staged.digests = None   # the file changed while it was read: its rows keep no digests
         pull = ingestion.conform_raw(delivered)
         # Only the columns the export format does not know are kept for the lake (not a second copy of all).
         delivered = delivered[[c for c in delivered.columns if c not in pull.columns]]

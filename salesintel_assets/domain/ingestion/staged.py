@@ -33,8 +33,9 @@ _SKIPPED = "_skipped_rows"
 class StagedRows:
     """The rows of a staged export that must be judged in pandas."""
 
-    frame: pd.DataFrame        # as the CSV reader gives them: header-named text, _line, _defect
-    digests: pd.DataFrame      # _line, _raw_digest of the loaded rows
+    frame: pd.DataFrame | None  # as the CSV reader gives them (header-named text, _line, _defect);
+    #                             None: every row must be judged, read the file itself
+    digests: pd.DataFrame | None  # _line, _raw_digest of the loaded rows
     skipped: int               # rows left in DuckDB: stored unchanged
     rows: int                  # rows in the export
 
@@ -103,6 +104,12 @@ def load_changed(con: duckdb.DuckDBPyConnection, table: str, header: list[str]) 
                          count(*) OVER (PARTITION BY _digest) AS copies FROM {table}) e
             JOIN main.raw_deals r ON r.{DIGEST} = e._digest AND r.deal_id = e.deal_id
             WHERE e.copies = 1""")
+    if not con.execute(f"SELECT count(*) FROM {_SKIPPED}").fetchall()[0][0]:
+        # Nothing to leave out: the caller reads the file as a whole-file pull does (its memory is lower
+        # than this table's copy converted beside it); only the digests are taken along.
+        digests = con.sql(f"SELECT _line, _digest::UBIGINT AS {DIGEST} FROM {table} ORDER BY _line").df()
+        rows = len(digests)
+        return StagedRows(None, digests, 0, rows)
     loaded = _load(con, table, header, text_frame)
     if len(loaded.frame) < loaded.rows and _shares_a_deal(con, loaded.frame["deal_id"]):
         con.execute(f"DELETE FROM {_SKIPPED}")
