@@ -26,3 +26,11 @@ def test_a_category_that_encodes_the_outcome_is_named_and_an_honest_one_is_not()
     leaky = pd.Series(np.where(won, "signed", "dead"), dtype=object)
     assert leakage._encodes_outcome("industry", honest, won) is None
     assert "encodes the outcome" in leakage._encodes_outcome("status", leaky, won)
+
+
+def test_empty_mask_reads_each_distinct_value_as_every_row_would():
+    odd = [None, np.nan, pd.NA, "", "  ", " Unknown ", "UNKNOWN", "unknown x", "x", 0, 1.5, "Unknown", "", "x"]
+    for values in (pd.Series(odd, dtype=object), pd.Series([1.0, np.nan, 0.0]), pd.Series([], dtype=object),
+                   pd.Series([None, None], dtype=object)):
+        naive = (values.isna() | values.astype(str).str.strip().str.lower().isin(leakage.EMPTY_VALUES)).to_numpy()
+        assert leakage.empty_mask(values).tolist() == naive.tolist()

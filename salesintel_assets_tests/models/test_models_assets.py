@@ -44,15 +44,25 @@ def sample_runs(tmp_path_factory):
     home = tmp_path_factory.mktemp("models") / "home"
     seed_mlflow_store(home)
     rules = rules_file(tmp_path_factory.mktemp("rules"), **FAST)
-    runs = {}
-    for day in (FIRST, SECOND):
-        resources = sample_resources(home, n_deals=2500, clock=day, rules_path=str(rules))
-        runs[day] = run_selection(resources, CHAIN)
-    return home, runs, rules
+    runs, replays = {}, {}
+    real_prepare = rf.prepare
+
+    def recorded_prepare(*args, **kwargs):   # each replay, with a copy to show no step changed it
+        prepared = real_prepare(*args, **kwargs)
+        replays[day].append((prepared, {k: getattr(prepared, k).copy() for k in ("fact", "snapshots", "states")}))
+        return prepared
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rf, "prepare", recorded_prepare)
+        for day in (FIRST, SECOND):
+            replays[day] = []
+            resources = sample_resources(home, n_deals=2500, clock=day, rules_path=str(rules))
+            runs[day] = run_selection(resources, CHAIN)
+    return home, {day: runs[day] for day in (FIRST, SECOND)}, rules, replays
 
 
 def test_every_check_passes_and_quality_signals_are_reported(sample_runs):
-    _, runs, _ = sample_runs
+    _, runs, _, _ = sample_runs
     for result in runs.values():
         checks = {name: ok for name, ok in check_results(result).items() if name not in WARN_CHECKS}
         assert [name for name, ok in checks.items() if not ok] == []
@@ -64,7 +74,7 @@ def test_every_check_passes_and_quality_signals_are_reported(sample_runs):
 
 
 def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
-    home, runs, _ = sample_runs
+    home, runs, _, _ = sample_runs
     client = _client(home)
     experiment = client.get_experiment_by_name("deal_risk")
     assert experiment.artifact_location.startswith("file:") and "mlartifacts" in experiment.artifact_location
@@ -104,7 +114,7 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
 
 
 def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):
-    home, _, _ = sample_runs
+    home, _, _, _ = sample_runs
     scores = read_table(home, "deal_risk_scores")
     fact = read_table(home, "fact_deals")
     assert list(scores.columns) == rs.SCORE_COLUMNS
@@ -119,7 +129,7 @@ def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):
 
 
 def test_drift_judges_each_horizon_on_its_own_matured_outcomes(sample_runs):
-    home, _, _ = sample_runs
+    home, _, _, _ = sample_runs
     drift = read_table(home, "deal_risk_drift")
     assert list(drift["status"].iloc[:1]) == ["no champion"]
     live = drift[drift["as_of_date"] == pd.Timestamp(SECOND)].set_index("horizon_days")
@@ -145,7 +155,7 @@ def test_drift_judges_each_horizon_on_its_own_matured_outcomes(sample_runs):
 
 
 def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
-    home, runs, _ = sample_runs
+    home, runs, _, _ = sample_runs
     table = read_table(home, "pipeline_forecast")
     scores = read_table(home, "deal_risk_scores")
     assert list(table.columns) == forecast.FORECAST_COLUMNS
@@ -173,7 +183,7 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
 
 
 def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
-    home, _, rules = sample_runs
+    home, _, rules, _ = sample_runs
     resources = sample_resources(home, n_deals=2500, clock=SECOND, rules_path=str(rules))
     scores = read_table(home, "deal_risk_scores")
     result = run_selection(resources, "key:deal_risk_model or key:deal_risk_scores")
@@ -183,6 +193,17 @@ def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
     # same version, day and deals: every score is carried, none predicted again, and the table is the same
     assert _materialization(result, "deal_risk_scores")["deals_predicted"].value == 0
     pd.testing.assert_frame_equal(read_table(home, "deal_risk_scores"), scores)
+
+
+def test_each_run_replays_the_deals_once_for_every_models_step_and_no_step_changes_it(sample_runs):
+    """Day 1: the model, scores and backtest share one replay (no champion to judge yet); day 2 the drift
+    check's replay serves them too."""
+    *_, replays = sample_runs
+    assert {day: len(made) for day, made in replays.items()} == {FIRST: 1, SECOND: 1}
+    for made in replays.values():
+        for prepared, copies in made:
+            for name, copy in copies.items():
+                pd.testing.assert_frame_equal(getattr(prepared, name), copy)
 
 
 @pytest.fixture(scope="module")
