@@ -90,12 +90,11 @@ def close_timing(states: pd.DataFrame) -> dict:
 
 
 def expected_close_month(features: pd.DataFrame, timing: dict, as_of: pd.Timestamp) -> np.ndarray:
-    groups = _timing_group(features)
-    days = np.array([timing.get(g, timing.get(g.split("|")[0] + "|*", timing["*"])) for g in pd.unique(groups)])
-    lookup = dict(zip(pd.unique(groups), days))
-    remaining = pd.Series(groups).map(lookup).to_numpy(dtype=float)
+    codes, groups = pd.factorize(_timing_group(features))   # a few groups: each one's month computed once
+    remaining = np.array([timing.get(g, timing.get(g.split("|")[0] + "|*", timing["*"])) for g in groups],
+                         dtype=float)
     close = pd.Timestamp(as_of) + pd.to_timedelta(np.ceil(remaining), unit="D")
-    return close.strftime("%Y-%m").to_numpy(dtype=object)
+    return close.strftime("%Y-%m").to_numpy(dtype=object)[codes]
 
 
 # --- Uncertainty of the pipeline's level ------------------------------------------
