@@ -18,15 +18,14 @@ METRIC_KEYS = ("auc", "brier", "log_loss", "ece", "observed_rate", "predicted_ra
 
 
 # --- Inputs -------------------------------------------------------------------------
-def read_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(fact_deals, stage history, activities) as the models layer reads them."""
-    fact = con.sql(f"SELECT {', '.join(FACT_COLUMNS)} FROM {TABLE_SCHEMA}.fact_deals").df()
+def read_timeline_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(stage history, activities): what the replay reads besides fact_deals."""
     history = con.sql("SELECT deal_id, stage, entered_date FROM " + relation_or_empty(
         con, "fact_stage_transitions", "SELECT NULL::VARCHAR AS deal_id, NULL::VARCHAR AS stage, "
                                        "NULL::TIMESTAMP AS entered_date LIMIT 0")).df()
     activities = con.sql("SELECT deal_id, activity_date FROM " + relation_or_empty(
         con, "raw_activities", "SELECT NULL::VARCHAR AS deal_id, NULL::TIMESTAMP AS activity_date LIMIT 0")).df()
-    return fact, history, activities
+    return history, activities
 
 
 CLOSED_OUTCOMES_SQL = (f"SELECT is_won, closed_date FROM {TABLE_SCHEMA}.fact_deals "
