@@ -196,7 +196,8 @@ def _gate_pull(crm: CRMSource, settings: SalesintelSettings, warehouse: Warehous
     # From here on only the typed rows' review flags are read (bad_rows); fact_deals types the rows itself.
     result.clean = result.clean[["needs_review"]]
     return {"pull": pull, "pull_id": pull_id, "pulled_rows": staged.rows if staged is not None else len(pull),
-            "digests": staged.digests if staged is not None else None, "lake_file": lake_file, "pulled_at": pulled_at, "source": source, "since": since,
+            "digests": staged.digests if staged is not None else None, "lake_file": lake_file,
+            "pulled_at": pulled_at, "source": source, "since": since,
             "changes": changes, "result": result, "tripped": tripped, "formats": formats,
             "fingerprint": fingerprint, "delivered": delivered, "deletions": deletions,
             "source_missing": source_missing,
@@ -264,7 +265,8 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
                         or reruns.rows_change(con, "raw_activities", activities, "activity_id"))
             upsert_frame(con, "raw_stage_history", history, "deal_id")
             upsert_frame(con, "raw_activities", activities, "activity_id")
-    context.log.info(f"pull {pull_id}: {gated['pulled_rows']} rows pulled, {len(changes)} changed, {len(deletions)} deleted, "
+    context.log.info(f"pull {pull_id}: {gated['pulled_rows']} rows pulled, {len(changes)} changed, "
+                     f"{len(deletions)} deleted, "
                      f"{len(result.quarantined)} quarantined, accepted={not tripped}"
                      + (" (same input as the previous pull: nothing new written)" if repeated else ""))
     return {"new_data": new_data, "report": report, "repeated": repeated}
@@ -272,12 +274,13 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
 
 def _pull_results(warehouse: Warehouse, gated: dict, stored: dict, rules, stamp: str):
     """The pull's tables and checks, each table with the run stamp as its data version."""
-    pull, changes, result, tripped = gated["pull"], gated["changes"], gated["result"], gated["tripped"]
+    changes, result, tripped = gated["changes"], gated["result"], gated["tripped"]
     since, source, deletions, report = gated["since"], gated["source"], gated["deletions"], stored["report"]
     repeated, version = stored["repeated"], dg.DataVersion(stamp)
     with warehouse.connect() as con:
         yield dg.MaterializeResult(asset_key="raw_deals", data_version=version, metadata=table_metadata(
-            con, "raw_deals", pulled_rows=gated["pulled_rows"], changed_rows=len(changes), cursor=str(since), source=source,
+            con, "raw_deals", pulled_rows=gated["pulled_rows"], changed_rows=len(changes), cursor=str(since),
+            source=source,
             accepted=not tripped, repeated_input=repeated))
         yield dg.MaterializeResult(asset_key="quarantined_deals", data_version=version, metadata=table_metadata(
             con, "quarantined_deals", new_rows=0 if tripped else len(result.quarantined)))

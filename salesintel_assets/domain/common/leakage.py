@@ -102,10 +102,16 @@ def screen_deals(fact: pd.DataFrame, columns, closed: pd.DataFrame | None = None
 
 def empty_mask(values: pd.Series) -> np.ndarray:
     """Blank, missing or "Unknown" (how ingestion fills a blank optional field)."""
-    # Judged once per distinct value: a column of a million deals holds few of them.
+    codes, lower = _lowered_levels(values)
+    return np.append(pd.Series(lower, dtype=object).isin(EMPTY_VALUES).to_numpy(), True)[codes]   # code -1: missing
+
+
+def _lowered_levels(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code per value, -1 when missing; each distinct value as stripped
+    lower-case text). Once per distinct value: a column of a million deals
+    holds few of them."""
     codes, levels = pd.factorize(values)
-    empty = pd.Series(levels, dtype=object).astype(str).str.strip().str.lower().isin(EMPTY_VALUES).to_numpy()
-    return np.append(empty, True)[codes]   # code -1: missing
+    return codes, pd.Series(levels, dtype=object).astype(str).str.strip().str.lower().to_numpy(dtype=object)
 
 
 def open_empty_counts(open_deals: pd.DataFrame, columns) -> dict[str, tuple[int, int]]:
@@ -230,9 +236,7 @@ def _lower_text(raw: pd.DataFrame, column: str) -> pd.Series:
     """A raw column as stripped lower-case text ("" when absent or missing)."""
     if column not in raw:
         return pd.Series("", index=raw.index)
-    # Once per distinct value: a column of a million deals holds few of them.
-    codes, levels = pd.factorize(raw[column])
-    lower = pd.Series(levels, dtype=object).astype(str).str.strip().str.lower().to_numpy(dtype=object)
+    codes, lower = _lowered_levels(raw[column])
     return pd.Series(np.append(lower, "")[codes], index=raw.index, dtype=object)
 
 
