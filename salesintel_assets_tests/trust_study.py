@@ -19,7 +19,8 @@ generator made linger.
 Forecast columns: ``model_90d`` is the plain sum of the open deals' 90-day
 probabilities (``model_error`` against the truth), ``bias_shift`` the lean
 the backtest measured out of sample and the forecast removes (log odds),
-``sigma`` the sd of the shared shift left around it; ``expected_90d``,
+``sigma`` the sd of the shared shift left around it (including ``late_sigma``, the level change the latest
+30-day windows that have ended show beyond noise, which the 90-day backtest cannot see yet); ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
 says (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
@@ -152,6 +153,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
                                             training.split.validate)
     level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
                                                      forecast.steps_per_window(rules.risk.forecast))
+    late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does
+    level, revenue_level = forecast.with_late_change(level, late), forecast.with_late_change(revenue_level, late)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
 
     def horizon_rows(frame, probabilities):
@@ -183,7 +186,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "auc_age": _auc(won_90, -open_frame["age_days"].to_numpy(float)),
         "auc_best": _auc(won_90, best), "auc_oracle": _auc(won_90, oracle),
         "won_90d": actual, "model_90d": round(float(by_horizon[FORECAST_DAYS].sum()), 1),
-        "bias_shift": round(level.shift, 3), "sigma": round(level.sigma, 3),
+        "bias_shift": round(level.shift, 3), "sigma": round(level.sigma, 3), "late_sigma": round(late, 3),
         "expected_90d": round(float(row90["expected_won_deals"]), 1),
         "p10_90d": float(row90["won_deals_p10"]), "p90_90d": float(row90["won_deals_p90"]),
         "model_error": round(float(by_horizon[FORECAST_DAYS].sum()) / max(actual, 1) - 1, 3),

@@ -418,6 +418,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
                  "revenue_interval_coverage": round(float(ok["revenue_in_interval"].astype(bool).mean()), 3)}
     else:
         meta["note"] = "not enough data at any backtest date"
+    meta["late_window_sigma"] = round(forecast.late_change(table), 4)
     return dg.Output(table, metadata=frame_metadata(table, **meta))
 
 

@@ -136,6 +136,13 @@ class ForecastBacktest(pa.DataFrameModel):
     forecast_win_rate: Series[float] = pa.Field(description="Forecast share of them won.", nullable=True, ge=0, le=1)
     actual_win_rate: Series[float] = pa.Field(description="Share that was won.", nullable=True, ge=0, le=1)
     error_points: Series[float] = pa.Field(description="forecast - actual, in percentage points.", nullable=True)
+    window_days: Series[float] = pa.Field(
+        nullable=True, ge=1, description="Days of the forecast window judged: the replayed dates' 90, or the "
+                                         "'late window' row's short windows that ended by the analysis date.")
+    late_sigma: Series[float] = pa.Field(
+        nullable=True, ge=0, description="On the 'late window' row: the change of the model's level in the latest "
+                                         "short windows against the level just before them, beyond noise (log "
+                                         "odds); it widens today's forecast interval.")
 
     class Config:
         strict = False

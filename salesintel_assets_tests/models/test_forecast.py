@@ -137,9 +137,12 @@ def backtest():
 
 
 def test_backtest_replays_past_dates_against_what_then_closed(backtest):
-    table, prepared, rules = backtest
-    assert list(table.columns) == forecast.BACKTEST_COLUMNS
-    assert (table["status"] == "ok").all() and len(table) == 5
+    full, prepared, rules = backtest
+    assert list(full.columns) == forecast.BACKTEST_COLUMNS
+    late = full[full["status"] == forecast.LATE_STATUS]
+    assert len(late) == 1 and late["analysis_date"].iloc[0] == prepared.as_of - pd.Timedelta(days=30)
+    table = full[full["status"] != forecast.LATE_STATUS]
+    assert (table["status"] == "ok").all() and len(table) == 5 and (table["window_days"] == 90).all()
     expected_dates = [prepared.as_of - pd.Timedelta(days=rules.forecast.backtest_horizon_days + k * 30)
                       for k in (4, 3, 2, 1, 0)]
     assert list(table["analysis_date"]) == expected_dates
@@ -164,9 +167,65 @@ def test_backtest_replays_past_dates_against_what_then_closed(backtest):
 
 def test_backtest_forecast_is_within_the_design_target(backtest):
     table, _, rules = backtest
+    table = table[table["status"] == "ok"]
     assert table["error_points"].abs().max() <= rules.forecast.win_rate_target_points
     assert table["within_target"].all()
     assert table["pending_deals"].sum() < 0.1 * table["open_deals"].sum()
+
+
+# --- A late change the 90-day backtest cannot see yet --------------------------------------
+def test_the_late_window_sees_wins_that_stop_in_its_last_weeks(backtest):
+    table, prepared, rules = backtest
+    as_of = prepared.as_of
+    steady = table[table["status"] == forecast.LATE_STATUS].iloc[0]   # the backtest's own late check
+    # the deals that won in the last 30 days lose instead: only the windows
+    # after the model's validation period see it, so the level moves there
+    late_wins = prepared.fact.loc[prepared.fact["is_won"].fillna(False).astype(bool)
+                                  & (prepared.fact["closed_date"] > as_of - pd.Timedelta(days=30)), "deal_id"]
+    snapshots = prepared.snapshots.copy()
+    snapshots.loc[snapshots["deal_id"].isin(late_wins), "won_by_as_of"] = False
+    dropped = forecast.late_check(prepared.fact, snapshots, prepared.spec, rules, "logistic", as_of)
+    assert dropped["status"] == steady["status"] == forecast.LATE_STATUS and dropped["window_days"] == 30
+    assert dropped["late_baseline_shift"] == pytest.approx(steady["late_baseline_shift"])   # the same level before
+    assert dropped["actual_win_rate"] < steady["actual_win_rate"]
+    change = dropped["level_shift"] - dropped["late_baseline_shift"]
+    assert change < -1.0 and dropped["late_sigma"] > steady["late_sigma"] + 0.5
+    assert dropped["late_sigma"] == pytest.approx(forecast.late_sigma(
+        change, dropped["level_information"], dropped["late_baseline_information"]))
+    # and the trust note says so, in words
+    note = forecast.forecast_trust.late_note(pd.DataFrame([dropped]))
+    assert "fewer deals were won" in note and "widened" in note
+
+
+def test_late_sigma_is_the_change_beyond_the_noise_of_both_readings():
+    assert forecast.late_sigma(0.05, 400.0, 400.0) == 0.0                    # 0.05^2 < 1/400 + 1/400: noise
+    assert forecast.late_sigma(0.3, 400.0, 400.0) == pytest.approx(np.sqrt(0.09 - 0.005))
+    assert forecast.late_sigma(-0.3, 400.0, 400.0) == forecast.late_sigma(0.3, 400.0, 400.0)
+    assert forecast.late_sigma(float("nan"), 400.0, 400.0) == 0.0
+    assert forecast.late_sigma(0.3, 0.0, 400.0) == 0.0                        # nothing measured
+
+
+def test_a_late_change_widens_todays_interval_but_not_its_centre():
+    info = 400.0
+    dates = [pd.Timestamp("2026-03-01") - pd.Timedelta(days=30 * k) for k in range(6)]
+    backtest = pd.DataFrame({"analysis_date": dates, "status": "ok", "level_shift": [-0.1, -0.15, -0.05, -0.1, -0.12,
+                                                                                   -0.08],
+                             "level_information": info, "revenue_shift": -0.1, "revenue_information": info})
+    plain, plain_revenue, source = forecast.level_corrections(None, backtest, lambda: None, 1, 0.8)
+    assert source == "backtest (6 dates)"
+    late = {"analysis_date": pd.Timestamp("2026-05-31"), "status": forecast.LATE_STATUS, "window_days": 30,
+            "level_shift": -0.4, "level_information": info, "late_baseline_shift": 0.0,
+            "late_baseline_information": info, "late_sigma": forecast.late_sigma(-0.4, info, info)}
+    level, revenue_level, source = forecast.level_corrections(
+        None, pd.concat([backtest, pd.DataFrame([late])], ignore_index=True), lambda: None, 1, 0.8)
+    assert level.shift == plain.shift and revenue_level.shift == plain_revenue.shift
+    assert level.sigma == pytest.approx(np.hypot(plain.sigma, late["late_sigma"]))
+    assert revenue_level.sigma == pytest.approx(np.hypot(plain_revenue.sigma, late["late_sigma"]))
+    assert "latest short windows" in source
+    quiet = dict(late, level_shift=-0.05, late_sigma=forecast.late_sigma(-0.05, info, info))
+    level, _, _ = forecast.level_corrections(None, pd.concat([backtest, pd.DataFrame([quiet])]), lambda: None, 1, 0.8)
+    assert level == plain                                                     # within noise: nothing changes
+    assert forecast.forecast_trust.late_note(pd.DataFrame([quiet])) == ""
 
 
 # --- Bias correction and interval from past out-of-sample shifts --------------------------

@@ -173,12 +173,18 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     corrected = forecast.shifted(scores["win_probability_90d"].to_numpy(), meta["bias_correction"].value).sum()
     assert horizons.loc["90d", "expected_won_deals"] == pytest.approx(corrected, abs=0.05)
     assert "backtest dates" in meta["bias_correction_note"].value
-    backtest = read_table(home, "forecast_backtest")
+    table = read_table(home, "forecast_backtest")
+    backtest = table[table["status"] != forecast.LATE_STATUS]
     assert len(backtest) == 2 and (backtest["status"] == "ok").all()
     assert (backtest["pending_deals"] == 0).all()   # every deal open then, judged on its 90-day window
     assert _materialization(runs[SECOND], "pipeline_forecast")["sigma_source"].value.startswith("backtest")
     # two dates a month apart: neither saw the other's 90-day window end, so no past forecast was judged
     assert (backtest["judged_by_dates"] == 0).all()
+    # and the latest 30-day windows that have ended, against the level just before them
+    late = table[table["status"].str.startswith(forecast.LATE_STATUS)]
+    assert len(late) == 1 and late["window_days"].iloc[0] == 30
+    assert _materialization(runs[SECOND], "forecast_backtest")["late_window_sigma"].value == pytest.approx(
+        forecast.late_change(table), abs=1e-4)
     assert meta["trust_note"].value.startswith("not enough data to say how far it can be trusted")
 
 

@@ -276,6 +276,7 @@ class RiskRules(Section):
         backtest_horizon_days: int = Field(ge=30, le=730)
         win_rate_target_points: float = Field(gt=0, le=50)
         backtest_max_fit_rows: int = Field(default=40_000, ge=1000)
+        late_window_days: int = Field(default=30, ge=30, le=180)
         seed: int = Field(ge=0)
 
     class Drift(Section):

@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import RiskRules
@@ -404,8 +405,9 @@ BACKTEST_COLUMNS = [
     "expected_won_revenue", "actual_won_revenue", "revenue_p10", "revenue_p90", "revenue_in_interval",
     "level_shift", "level_information", "revenue_shift", "revenue_information", "level_se",
     "interval_sigma", "revenue_sigma", "model_expected_won_deals", "bias_shift", "revenue_bias_shift",
-    "judged_by_dates",
+    "judged_by_dates", "window_days", "late_baseline_shift", "late_baseline_information", "late_sigma",
 ]
+LATE_STATUS = forecast_trust.LATE_STATUS   # the row of the latest short windows that have ended (``late_check``)
 
 
 def empty_backtest() -> pd.DataFrame:
@@ -447,7 +449,8 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
             known = [r for r in runs if r.get("status") == "ok" and r["analysis_date"] + window <= run["analysis_date"]]
             level = corrections_from(known, run["level_se"], cfg.interval, steps_per_window(cfg))
             run.update(_judge(*data, *level, rules), judged_by_dates=level[0].dates)
-        rows.append(run)
+        rows.append(run | {"window_days": cfg.backtest_horizon_days})
+    rows.append(late_check(fact, snapshots, spec, rules, candidate, as_of))
     out = pd.DataFrame(rows).reindex(columns=BACKTEST_COLUMNS)
     return out.sort_values("analysis_date").reset_index(drop=True)
 
@@ -510,6 +513,82 @@ def corrections_from(replays: list[dict], level_se: float, interval: float,
     return pick("level_shift", "level_information"), pick("revenue_shift", "revenue_information")
 
 
+# --- A late change the 90-day backtest cannot see yet ------------------------------
+def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: pd.Timestamp) -> dict:
+    """The latest short windows that have ended, against the level just before.
+
+    The 90-day backtest's latest window starts 90 days back, so a change in
+    the last weeks (a segment that starts losing, deals that stall) weighs
+    little in it. Here a model of "won within ``late_window_days``" (L) is
+    trained on what was known L days ago; its level (the log-odds shift that
+    matches what closed) is measured on its own validation snapshots (out of
+    sample, the level it had just before) and on the snapshots of the L
+    days after them, whose windows closed by the analysis date (never seen
+    by it). The difference beyond binomial noise is ``late_sigma``: the size
+    of a level change the backtest has not measured, which widens today's
+    interval (``with_late_change``). Both sets are cut to a stratified sample
+    of ``backtest_max_fit_rows`` (the level needs no more)."""
+    cfg = rules.forecast
+    days = cfg.late_window_days
+    day = pd.Timestamp(as_of) - pd.Timedelta(days=days)
+    row = {"analysis_date": day, "status": LATE_STATUS, "model": candidate, "window_days": days}
+    closed_then = int(rf.labelled_mask(fact, day).sum())
+    try:
+        split = rm.time_split(rf.label(snapshots, days, day), closed_then, rules)
+    except rm.NotEnoughData as exc:
+        return row | {"status": f"{LATE_STATUS}: not enough data: {exc}", "train_deals": closed_then}
+    recent = rf.label(snapshots, days, as_of)
+    recent = recent[recent["snapshot_date"] > split.validate["snapshot_date"].max()]
+    if not len(recent):
+        return row | {"status": f"{LATE_STATUS}: not enough data: no snapshot after the validation period",
+                      "train_deals": closed_then}
+    split = rm.sampled_for_fit(split, cfg.backtest_max_fit_rows, rules.seed)
+    spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
+    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
+    before, after = (_level_of(model, rm.stratified_sample(rows, cfg.backtest_max_fit_rows, rules.seed), spec)
+                     for rows in (split.validate, recent))
+    return row | {
+        "train_deals": closed_then, "open_deals": int(recent["deal_id"].nunique()), "resolved_deals": len(recent),
+        "pending_deals": 0, "forecast_win_rate": round(after["rate"], 4), "actual_win_rate": round(after["actual"], 4),
+        "level_shift": after["shift"], "level_information": after["information"],
+        "late_baseline_shift": before["shift"], "late_baseline_information": before["information"],
+        "late_sigma": late_sigma(after["shift"] - before["shift"], after["information"], before["information"]),
+    }
+
+
+def _level_of(model, rows: pd.DataFrame, spec: rf.FeatureSpec) -> dict:
+    """A model's level on labelled snapshots: the shift that matches their
+    wins and its information (rows of one deal are not independent)."""
+    p = rm.predict(model, rows[spec.columns])
+    won = rows["won"].to_numpy(dtype=float)
+    rows_per_deal = len(rows) / max(rows["deal_id"].nunique(), 1)
+    return {"shift": level_shift(p, won.sum()), "information": level_information(p, rows_per_deal=rows_per_deal),
+            "rate": float(p.mean()), "actual": float(won.mean())}
+
+
+def late_sigma(change: float, information_after: float, information_before: float) -> float:
+    """The size of a level change beyond the binomial noise of both readings
+    (0 when the change is within it, or unmeasured)."""
+    if not np.isfinite(change) or information_after <= 0 or information_before <= 0:
+        return 0.0
+    return float(np.sqrt(max(change ** 2 - 1 / information_after - 1 / information_before, 0.0)))
+
+
+def late_change(backtest: pd.DataFrame | None) -> float:
+    """``late_sigma`` of the backtest's late-window row (0 without one)."""
+    if backtest is None or not len(backtest) or "late_sigma" not in backtest:
+        return 0.0
+    rows = backtest[(backtest["status"] == LATE_STATUS)]
+    value = pd.to_numeric(rows["late_sigma"], errors="coerce").dropna()
+    return float(value.iloc[-1]) if len(value) else 0.0
+
+
+def with_late_change(level: LevelCorrection, late: float) -> LevelCorrection:
+    """The level correction with its sd widened by a late change (added in
+    quadrature: an independent source of error the backtest did not see)."""
+    return replace(level, sigma=float(np.hypot(level.sigma, late))) if late > 0 else level
+
+
 def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:
     """Standard error of the model's level on its validation deals (rows of
     one deal are not independent: information is scaled to deals)."""
@@ -558,6 +637,10 @@ def level_corrections(models: pd.DataFrame | None, backtest: pd.DataFrame | None
     ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
     if ok is not None and len(ok) >= 2:
         level, revenue_level = corrections_from(ok.to_dict("records"), level_se, interval, steps)
+        late = late_change(backtest)
+        if late > 0:
+            return (with_late_change(level, late), with_late_change(revenue_level, late),
+                    f"backtest ({len(ok)} dates), widened by a change in the latest short windows ({late:.3f})")
         return level, revenue_level, f"backtest ({len(ok)} dates)"
     sigma = fallback_sigma(closed_outcomes(), level_se)
     none = LevelCorrection(0.0, sigma, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 TRUST_TARGET = 0.10  # relative error a forecast must stay within to be called trustworthy
+LATE_STATUS = "late window"  # forecast_backtest's row of the latest short windows that have ended
 
 
 def _pct(x: float) -> str:
@@ -56,4 +57,20 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     caution = ""
     if len(judged) >= 5 and held / len(judged) < interval - 0.2:
         caution = "; the intervals held less often than they claim, so read them as too narrow"
-    return f"{verdict}; {past}{caution}"
+    return f"{verdict}; {past}{caution}{late_note(backtest)}"
+
+
+def late_note(backtest: pd.DataFrame | None) -> str:
+    """What the latest short windows that have ended say, when they moved
+    beyond noise (the interval is widened for it); empty otherwise."""
+    if backtest is None or "late_sigma" not in backtest:
+        return ""
+    rows = backtest[backtest["status"] == LATE_STATUS]
+    if not len(rows) or not pd.to_numeric(rows["late_sigma"], errors="coerce").fillna(0).iloc[-1] > 0:
+        return ""
+    row = rows.iloc[-1]
+    change = float(row["level_shift"]) - float(row["late_baseline_shift"])
+    more = "more" if change > 0 else "fewer"
+    return (f"; in the latest {int(row['window_days'])}-day windows that have ended, {more} deals were won than the "
+            f"model's level just before them expected (by {abs(change):.2f} in log odds, beyond noise), a change the "
+            "90-day backtest cannot see yet: the interval is widened for it")

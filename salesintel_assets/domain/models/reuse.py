@@ -17,6 +17,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.reruns import rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
+from salesintel_assets.domain.models.forecast_trust import LATE_STATUS
 
 KEPT, UNCHANGED = "kept", "unchanged"   # the model table's status of a kept version
 NO_CHANGE = "no deal changed since it was trained on this analysis date"
@@ -70,7 +71,8 @@ def kept_backtest(models: pd.DataFrame | None, stored: pd.DataFrame | None, as_o
     last = models.iloc[-1]
     if pd.Timestamp(last["as_of_date"]) != pd.Timestamp(as_of) or not was_reused(last.get("decision")):
         return None
-    latest = pd.to_datetime(stored["analysis_date"]).max()
+    replayed = stored[stored["status"] != LATE_STATUS] if "status" in stored else stored
+    latest = pd.to_datetime(replayed["analysis_date"]).max()
     if latest != pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days):
         return None
     return f"kept with model version {last['version']}: {last['decision']}"
