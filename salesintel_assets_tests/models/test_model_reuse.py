@@ -61,6 +61,7 @@ def test_the_backtest_is_kept_only_when_this_run_kept_the_model_for_the_same_ana
     assert reuse.kept_backtest(models, older, AS_OF, horizon) is None            # computed for another day
     assert reuse.kept_backtest(models, stored.iloc[:0], AS_OF, horizon) is None
     # the latest short windows' row is dated later than the replayed dates
-    late = pd.DataFrame({"analysis_date": [AS_OF - pd.Timedelta(days=30)], "status": ["late window"]})
+    late = pd.DataFrame({"analysis_date": [AS_OF - pd.Timedelta(days=30)] * 2,
+                         "status": ["late window", "late window: not enough data: 12 closed deals"]})
     with_late = pd.concat([stored.assign(status="ok"), late], ignore_index=True)
     assert reuse.kept_backtest(models, with_late, AS_OF, horizon).startswith("kept with model version 4")

@@ -71,7 +71,7 @@ def kept_backtest(models: pd.DataFrame | None, stored: pd.DataFrame | None, as_o
     last = models.iloc[-1]
     if pd.Timestamp(last["as_of_date"]) != pd.Timestamp(as_of) or not was_reused(last.get("decision")):
         return None
-    replayed = stored[stored["status"] != LATE_STATUS] if "status" in stored else stored
+    replayed = stored[~stored["status"].astype(str).str.startswith(LATE_STATUS)] if "status" in stored else stored
     latest = pd.to_datetime(replayed["analysis_date"]).max()
     if latest != pd.Timestamp(as_of) - pd.Timedelta(days=horizon_days):
         return None
