@@ -14,7 +14,7 @@ def _backtest(expected, actual, held, judged_by=4):
 def test_a_tight_forecast_with_a_good_record_is_trusted_to_its_width():
     past = _backtest([204, 196, 251, 230, 188], [200, 210, 240, 228, 190], [True, True, True, False, True])
     note = trust_note(250, 228, 272, past)
-    assert note.startswith("trust it to within about ±9 % (its 80 % interval; a change not yet visible")
+    assert note.startswith("expect it within about ±9 % in 80 % of cases (its 80 % interval; a change not yet")
     assert "checked on 5 dates (one independent 90-day window) missed by 3 % on average (worst 7 %)" in note
     assert "held on 4 of 5" in note and "too narrow" not in note
 
@@ -40,7 +40,7 @@ def test_without_forward_judged_dates_there_is_not_enough_data():
 
 def test_a_width_that_prints_as_the_target_counts_as_within_it():
     past = _backtest([204, 196, 251], [200, 210, 240], [True, True, True])
-    assert trust_note(100, 89.9, 110.1, past).startswith("trust it to within about ±10 %")
+    assert trust_note(100, 89.9, 110.1, past).startswith("expect it within about ±10 % in 80 % of cases")
     assert trust_note(100, 89, 111, past).startswith("it cannot be trusted to within 10 %: the 80 % interval spans ±11 %")
 
 

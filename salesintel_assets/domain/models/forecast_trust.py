@@ -49,8 +49,9 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
         verdict = (f"it cannot be trusted to within {_pct(TRUST_TARGET)}: its {share} interval spans ±{_pct(half)}, "
                    f"but past forecasts missed by more than {_pct(TRUST_TARGET)} on average")
     elif within:
-        verdict = (f"trust it to within about ±{_pct(half)} (its {share} interval; a change not yet visible in "
-                   "closed deals is not in it)")
+        # an 80 % interval misses one time in five: say so, not "trust it to"
+        verdict = (f"expect it within about ±{_pct(half)} in {share} of cases (its {share} interval; a change not "
+                   "yet visible in closed deals is not in it)")
     else:
         verdict = (f"it cannot be trusted to within {_pct(TRUST_TARGET)}: the {share} interval spans ±{_pct(half)} "
                    f"(few deals to win, or a level that moved between past dates)")
