@@ -34,9 +34,10 @@ def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Mater
     memory until it ends, and this one has a row per deal."""
     rules, as_of = settings.rules(), settings.analysis_date()
     fact = warehouse.read_table("fact_deals", metrics.FACT_INPUT_COLUMNS, order_by="deal_id")
-    table = metrics.deal_metrics(fact, rules, as_of)
+    codes = metrics.score_codes(fact, rules)   # shared by today's scores and the backtest's
+    table = metrics.deal_metrics(fact, rules, as_of, codes)
     summary = metrics.deal_metrics_summary(table)
-    backtest = metrics.backtest_auc(fact, rules, as_of)
+    backtest = metrics.backtest_auc(fact, rules, as_of, codes=codes)
     del fact
     warehouse.write_table("deal_metrics", table)
     return dg.MaterializeResult(metadata=frame_metadata(

@@ -173,7 +173,8 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     as_of = pd.Timestamp(as_of).normalize()
     if fact is None or not len(fact):
         return AnomalyReport(empty_anomalies(), pd.DataFrame(), ["no deals"])
-    fact = fact.reset_index(drop=True)
+    if not fact.index.equals(pd.RangeIndex(len(fact))):   # positions are row numbers; no copy when they already are
+        fact = fact.reset_index(drop=True)
     rules, single_notes = _without_single_valued(fact, rules)
     deals = DealDays.from_fact(fact, as_of)
     deal_metrics = align_metrics(fact, deal_metrics)

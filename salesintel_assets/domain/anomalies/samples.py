@@ -425,7 +425,8 @@ def align_metrics(fact: pd.DataFrame, metrics: pd.DataFrame | None) -> pd.DataFr
         return None
     ids = metrics["deal_id"].to_numpy()
     if len(ids) == len(fact) and np.array_equal(ids, fact["deal_id"].to_numpy()):
-        return metrics.reset_index(drop=True)
+        same = metrics.index.equals(pd.RangeIndex(len(metrics)))
+        return metrics if same else metrics.reset_index(drop=True)   # no whole-frame copy when not needed
     unique = metrics.drop_duplicates("deal_id", keep="last").set_index("deal_id")
     return unique.reindex(fact["deal_id"].to_numpy()).reset_index()
 

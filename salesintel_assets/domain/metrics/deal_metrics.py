@@ -155,8 +155,22 @@ def _cycle_strength(fact: pd.DataFrame, won: np.ndarray, history: np.ndarray, ru
     return beta_prior_strength(k[n > 0], n[n > 0])
 
 
-def deal_scores(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> dict[str, np.ndarray]:
-    """The computed columns of deal_metrics, as arrays aligned with ``fact``."""
+def score_codes(fact: pd.DataFrame, rules: Rules) -> dict:
+    """Segment codes of the columns the scores group by (each DQS component
+    and the win-probability segment). They depend on the segment columns
+    only, so the scores of today and the backtest's replay of an earlier day
+    share them: factorising a million text values costs ~0.1 s a column."""
+    codes: dict = {c: segment_codes(fact, [c]) for c in set(COMPONENT_COLUMNS.values())}
+    segment = rules.metrics.win_probability_segment
+    if not (len(segment) == 1 and segment[0] in codes):
+        codes[tuple(segment)] = segment_codes(fact, segment)
+    return codes
+
+
+def deal_scores(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp,
+                codes: dict | None = None) -> dict[str, np.ndarray]:
+    """The computed columns of deal_metrics, as arrays aligned with ``fact``
+    (``codes``: ``score_codes`` of a frame with the same segment columns)."""
     history = history_mask(fact, as_of)
     won = fact["is_won"].to_numpy(dtype=bool)
     prior = float(won[history].mean()) if history.any() else np.nan
@@ -170,9 +184,9 @@ def deal_scores(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> dict[s
         out.update({f"{c}_score": missing for c in COMPONENTS})
         out["low_quality"] = np.zeros(len(fact), dtype=bool)
         return out
-    codes = {c: segment_codes(fact, [c]) for c in set(COMPONENT_COLUMNS.values())}
+    codes = score_codes(fact, rules) if codes is None else codes
     segment = rules.metrics.win_probability_segment
-    key = codes[segment[0]] if len(segment) == 1 and segment[0] in codes else segment_codes(fact, segment)
+    key = codes[segment[0]] if len(segment) == 1 and segment[0] in codes else codes[tuple(segment)]
     out["win_probability"], _ = loo_shrunk_rate(key, won, history, prior)
     out["pvs"] = fact["deal_amount"].to_numpy(dtype="float64") * out["win_probability"] / days
 
@@ -188,12 +202,13 @@ def deal_scores(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> dict[s
     return out
 
 
-def deal_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd.DataFrame:
-    """PVS, SMI and DQS (with its components) for every deal of ``fact``."""
+def deal_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, codes: dict | None = None) -> pd.DataFrame:
+    """PVS, SMI and DQS (with its components) for every deal of ``fact``
+    (``codes``: its ``score_codes``, when the caller has them already)."""
     as_of = pd.Timestamp(as_of)
     if fact.empty:
         return empty_frame(DEAL_METRICS_COLUMNS)
-    scores = deal_scores(fact, rules, as_of)
+    scores = deal_scores(fact, rules, as_of, codes)
     columns = {}
     for name, dtype in DEAL_METRICS_COLUMNS.items():
         if name == "as_of_date":
@@ -223,7 +238,7 @@ def as_seen_on(fact: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, 
 
 
 def backtest_auc(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, horizon_days: int = 90,
-                 min_deals: int = 50) -> dict:
+                 min_deals: int = 50, codes: dict | None = None) -> dict:
     """How well the scores ranked the deals that were open ``horizon_days``
     before the analysis date and have closed since (AUC of each DQS
     component, the DQS and the PVS win probability; 0.5 is chance). Scored
@@ -235,7 +250,7 @@ def backtest_auc(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, horizon_
         return {"cutoff": str(cutoff.date()), "deals": int(closed_since.sum()), "auc": None,
                 "note": "not enough deals closed since the cutoff to backtest"}
     seen, reopened = as_seen_on(fact, cutoff)
-    scores = deal_scores(seen, rules, cutoff)
+    scores = deal_scores(seen, rules, cutoff, codes)   # the segment columns are unchanged in ``seen``
     # Judge only deals whose outcome was known by the analysis date.
     judged = reopened & (fact["closed_date"] <= as_of).to_numpy(dtype=bool)
     outcome = fact["is_won"].to_numpy(dtype=bool)[judged]
@@ -252,13 +267,15 @@ def backtest_auc(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, horizon_
 
 def deal_metrics_summary(metrics: pd.DataFrame) -> dict:
     """Headline figures of the open pipeline for the asset's metadata."""
-    open_deals = metrics[metrics["is_open"]]
-    history = metrics[metrics["in_history"]]
+    # Column by column: selecting rows of the whole frame copies every column (~0.4 s at 1M deals).
+    is_open = metrics["is_open"].to_numpy(dtype=bool)
+    history = metrics["in_history"].to_numpy(dtype=bool)
+    column = lambda name, rows: metrics[name][rows]  # noqa: E731
     return {
-        "closed_deals_in_history": int(len(history)),
-        "global_win_rate": round(float(history["outcome"].eq("Won").mean()), 4) if len(history) else None,
-        "open_deals": int(len(open_deals)),
-        "open_low_quality": int(open_deals["low_quality"].sum()),
-        "open_smi_critical": int(open_deals["smi_band"].eq("critical").sum()),
-        "open_pipeline_velocity": round(float(open_deals["pvs"].sum()), 2),
+        "closed_deals_in_history": int(history.sum()),
+        "global_win_rate": round(float(column("outcome", history).eq("Won").mean()), 4) if history.any() else None,
+        "open_deals": int(is_open.sum()),
+        "open_low_quality": int(column("low_quality", is_open).sum()),
+        "open_smi_critical": int(column("smi_band", is_open).eq("critical").sum()),
+        "open_pipeline_velocity": round(float(column("pvs", is_open).sum()), 2),
     }
