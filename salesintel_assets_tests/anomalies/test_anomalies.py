@@ -484,3 +484,25 @@ def test_segment_keys_round_trip_values_with_separators():
     assert label == "industry=M%26A 100%25&region=Europe"
     assert parse_segment(label) == keys
     assert segment_label({}) == "all" and parse_segment("all") == {}
+
+
+def test_metrics_read_in_the_facts_order_are_what_aligning_them_gives():
+    """The asset skips re-reading deal_metrics' deal ids when its rows are the
+    fact's in order; otherwise (another order, a deal missing) it falls back."""
+    import duckdb
+
+    from salesintel_assets.domain.anomalies.samples import align_metrics, metrics_in_fact_order
+
+    fact = pd.DataFrame({"deal_id": [f"D{i}" for i in range(6)]})
+    dm = pd.DataFrame({"deal_id": fact["deal_id"], "pvs": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0],
+                       "dqs": np.linspace(0, 1, 6), "other": 0})
+    columns = ("deal_id", "pvs", "smi", "dqs")   # smi absent from the table: left out, as read_table does
+    con = duckdb.connect()
+    con.execute("CREATE TABLE fact AS SELECT * FROM fact")
+    for name, frame in {"same": dm, "shuffled": dm.iloc[::-1], "missing": dm.iloc[1:]}.items():
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+    fast = metrics_in_fact_order(con, "fact", "same", columns, fact["deal_id"].to_numpy())
+    read = con.sql("SELECT deal_id, pvs, dqs FROM same").df()
+    pd.testing.assert_frame_equal(align_metrics(fact, fast), align_metrics(fact, read), check_exact=True)
+    assert metrics_in_fact_order(con, "fact", "shuffled", columns, fact["deal_id"].to_numpy()) is None
+    assert metrics_in_fact_order(con, "fact", "missing", columns, fact["deal_id"].to_numpy()) is None

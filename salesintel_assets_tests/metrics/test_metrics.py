@@ -382,3 +382,22 @@ def test_sample_crm_dqs_ranks_deals_and_flags_partner_leads(sample_fact):
     assert set(open_deals["smi_band"]) >= {"critical", "slow", "healthy"}
     backtest = metrics.backtest_auc(sample_fact, RULES, as_of)
     assert backtest["auc"]["dqs"] > 0.65 and backtest["deals"] > 300
+
+
+@pytest.mark.parametrize("segment", [["industry", "lead_source"], ["industry"]])
+def test_shared_segment_codes_and_the_column_summary_change_no_figure(sample_fact, segment):
+    """The asset factorises the segment columns once for today's scores and
+    the backtest, and sums the summary column by column: the same figures
+    as scoring and summarising the whole frame afresh."""
+    as_of = pd.Timestamp(sample_crm.SAMPLE_END_DATE)
+    rules = RULES.model_copy(update={"metrics": RULES.metrics.model_copy(update={"win_probability_segment": segment})})
+    codes = metrics.score_codes(sample_fact, rules)
+    table = metrics.deal_metrics(sample_fact, rules, as_of, codes)
+    pd.testing.assert_frame_equal(table, metrics.deal_metrics(sample_fact, rules, as_of), check_exact=True)
+    assert metrics.backtest_auc(sample_fact, rules, as_of, codes=codes) == metrics.backtest_auc(sample_fact, rules, as_of)
+    open_deals, history = table[table["is_open"]], table[table["in_history"]]
+    assert metrics.deal_metrics_summary(table) == {
+        "closed_deals_in_history": len(history), "global_win_rate": round(float(history["outcome"].eq("Won").mean()), 4),
+        "open_deals": len(open_deals), "open_low_quality": int(open_deals["low_quality"].sum()),
+        "open_smi_critical": int(open_deals["smi_band"].eq("critical").sum()),
+        "open_pipeline_velocity": round(float(open_deals["pvs"].sum()), 2)}

@@ -431,6 +431,28 @@ def align_metrics(fact: pd.DataFrame, metrics: pd.DataFrame | None) -> pd.DataFr
     return unique.reindex(fact["deal_id"].to_numpy()).reset_index()
 
 
+def metrics_in_fact_order(con, fact_table: str, metrics_table: str, columns, deal_ids: np.ndarray
+                          ) -> pd.DataFrame | None:
+    """``columns`` of the metrics table with the fact's ``deal_ids`` (as the
+    fact table's rows were read), when both tables hold the same deals in the
+    same row order (as deal_metrics is written); None otherwise. Saves reading
+    a second million deal ids (~1 s at 1M deals): what ``align_metrics``
+    would return anyway when the ids are equal."""
+    aligned = con.execute(f"""
+        SELECT (SELECT count(*) FROM {fact_table}) = (SELECT count(*) FROM {metrics_table})
+               AND coalesce(bool_and(f.deal_id IS NOT DISTINCT FROM m.deal_id), true)
+        FROM (SELECT deal_id FROM {fact_table}) f POSITIONAL JOIN (SELECT deal_id FROM {metrics_table}) m
+        """).fetchone()[0]
+    if not aligned or len(deal_ids) != con.execute(f"SELECT count(*) FROM {metrics_table}").fetchone()[0]:
+        return None
+    present = {c for c, *_ in con.execute(f"DESCRIBE {metrics_table}").fetchall()}
+    values = [c for c in dict.fromkeys(columns) if c in present and c != "deal_id"]
+    frame = con.sql("SELECT " + ", ".join(f'"{c}"' for c in values) + f" FROM {metrics_table}").df() \
+        if values else pd.DataFrame(index=pd.RangeIndex(len(deal_ids)))
+    frame.insert(0, "deal_id", deal_ids)
+    return frame[[c for c in dict.fromkeys(columns) if c in present]]
+
+
 def metric_values(metrics: pd.DataFrame | None, metric: str) -> np.ndarray | None:
     """A column of the aligned deal metrics as floats (NaN where unknown)."""
     if metrics is None or metric not in metrics.columns:

@@ -143,9 +143,10 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
         notes.append("no open deals on the analysis date: no stalled deals to look for")
         return StalledResult(pd.DataFrame(), 0, notes)
 
-    open_fact = fact.iloc[open_rows]
-    stage = open_fact["deal_stage"].to_numpy(dtype=object, na_value="")
-    days = (pd.to_numeric(open_fact["days_in_stage"], errors="coerce").to_numpy(dtype="float64")
+    # Column by column: ``fact.iloc[open_rows]`` would copy every column of every open deal.
+    open_column = lambda name: fact[name].iloc[open_rows]  # noqa: E731
+    stage = open_column("deal_stage").to_numpy(dtype=object, na_value="")
+    days = (pd.to_numeric(open_column("days_in_stage"), errors="coerce").to_numpy(dtype="float64")
             if "days_in_stage" in fact else np.full(len(open_rows), np.nan))
     age = (deals.as_of - deals.created[open_rows]).astype("float64")
 
@@ -181,15 +182,16 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     observed = np.select([stalled_stage, stalled_age], [days, age], default=smi_open)[rows]
     lim = np.select([stalled_stage, stalled_age], [limit, np.full(len(limit), age_limit)], default=critical)[rows]
     out = pd.DataFrame({
-        "deal_id": open_fact["deal_id"].to_numpy()[rows], "sales_rep_id": open_fact["sales_rep_id"].to_numpy()[rows],
+        "deal_id": open_column("deal_id").to_numpy()[rows], "sales_rep_id": open_column("sales_rep_id").to_numpy()[rows],
         "deal_stage": stage[rows], "amount": deals.amount[open_rows][rows], "age": age[rows],
         "days_in_stage": days[rows], "rule": rule, "limit": lim, "observed": observed,
         # How many times its limit the deal has run (SMI is "below": inverted).
         "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),
         "smi": smi_open[rows], "smi_critical": smi_below[rows],
-        "entered": (pd.to_datetime(open_fact["stage_entered_date"]).to_numpy()[rows]
+        "entered": (pd.to_datetime(open_column("stage_entered_date")).to_numpy()[rows]
                     if "stage_entered_date" in fact else np.full(len(rows), np.datetime64("NaT"))),
-        "created": [to_timestamp(d) for d in deals.created[open_rows][rows]],
+        # Day numbers to dates at once (an open deal's creation day is always known).
+        "created": deals.created[open_rows][rows].astype("datetime64[D]").astype("datetime64[ns]"),
     })
     _evidence(out, by_stage, by_age)
     notes += _priority(out, deals.amount[open_rows], by_age.chance(0)["rate"], rules)
