@@ -8,8 +8,9 @@ from salesintel_assets.constants import METRICS
 from salesintel_assets.domain.common import charts
 from salesintel_assets.domain.metrics import stage_conversion as conversion
 from salesintel_assets.domain.metrics import deal_metrics as metrics
+from salesintel_assets.domain.metrics import deal_metrics_table as stored
 from salesintel_assets.domain.metrics import segment_metrics as segments
-from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
+from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata, table_metadata
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
 from salesintel_assets.schemas import metrics as schemas
@@ -33,17 +34,29 @@ def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Mater
     written here rather than returned: a run keeps every returned value in
     memory until it ends, and this one has a row per deal."""
     rules, as_of = settings.rules(), settings.analysis_date()
-    fact = warehouse.read_table("fact_deals", metrics.FACT_INPUT_COLUMNS, order_by="deal_id")
+    # Without the deal ids: the table takes them, and the other columns it
+    # copies, from fact_deals in DuckDB (domain/metrics/deal_metrics_table.py).
+    fact = warehouse.read_table("fact_deals", stored.SCORE_INPUT_COLUMNS, order_by=stored.ORDER)
+
+    def metadata(summary: dict, backtest: dict) -> dict:
+        return {"as_of": str(as_of.date()), **summary, "dqs_backtest": dg.MetadataValue.json(backtest),
+                "dqs_weights": dg.MetadataValue.json(rules.metrics.dqs.weights.model_dump())}
+
+    if fact.empty:
+        table = metrics.deal_metrics(fact, rules, as_of)
+        warehouse.write_table("deal_metrics", table)
+        return dg.MaterializeResult(metadata=frame_metadata(
+            table, **metadata(metrics.deal_metrics_summary(table), metrics.backtest_auc(fact, rules, as_of))))
     codes = metrics.score_codes(fact, rules)   # shared by today's scores and the backtest's
-    table = metrics.deal_metrics(fact, rules, as_of, codes)
-    summary = metrics.deal_metrics_summary(table)
+    computed = metrics.computed_columns(fact, rules, as_of, codes)
+    summary = metrics.deal_metrics_summary(pd.DataFrame(
+        {**{c: computed[c] for c in metrics.COMPUTED_COLUMNS},
+         "is_open": fact["is_open"].to_numpy(dtype=bool), "outcome": fact["outcome"].to_numpy()}, copy=False))
     backtest = metrics.backtest_auc(fact, rules, as_of, codes=codes)
     del fact
-    warehouse.write_table("deal_metrics", table)
-    return dg.MaterializeResult(metadata=frame_metadata(
-        table, as_of=str(as_of.date()), **summary,
-        dqs_backtest=dg.MetadataValue.json(backtest),
-        dqs_weights=dg.MetadataValue.json(rules.metrics.dqs.weights.model_dump())))
+    with warehouse.connect() as con:
+        stored.write_deal_metrics_in(con, f"{TABLE_SCHEMA}.fact_deals", f"{TABLE_SCHEMA}.deal_metrics", computed)
+        return dg.MaterializeResult(metadata=table_metadata(con, "deal_metrics", **metadata(summary, backtest)))
 
 
 @_asset(schemas.SegmentMetrics, deps=["fact_deals"])

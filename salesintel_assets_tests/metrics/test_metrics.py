@@ -401,3 +401,24 @@ def test_shared_segment_codes_and_the_column_summary_change_no_figure(sample_fac
         "open_deals": len(open_deals), "open_low_quality": int(open_deals["low_quality"].sum()),
         "open_smi_critical": int(open_deals["smi_band"].eq("critical").sum()),
         "open_pipeline_velocity": round(float(open_deals["pvs"].sum()), 2)}
+
+
+def test_the_table_put_together_in_duckdb_is_what_deal_metrics_returns(sample_fact):
+    """The asset scores the fact read without its ids and lets DuckDB take the
+    copied columns from fact_deals: same rows, order, values and types."""
+    from salesintel_assets.domain.metrics import deal_metrics_table as stored
+    from salesintel_assets.resources.warehouse import write_frame
+
+    as_of = pd.Timestamp(sample_crm.SAMPLE_END_DATE)
+    con = duckdb.connect()
+    write_frame(con, "fact_deals", sample_fact.sample(frac=1.0, random_state=1))   # stored in no particular order
+    write_frame(con, "expected", metrics.deal_metrics(sample_fact.sort_values("deal_id"), RULES, as_of))
+    fact = con.sql(f"SELECT {', '.join(stored.SCORE_INPUT_COLUMNS)} FROM main.fact_deals ORDER BY deal_id").df()
+    stored.write_deal_metrics_in(con, "main.fact_deals", "main.deal_metrics",
+                                 metrics.computed_columns(fact, RULES, as_of))
+    assert con.sql("DESCRIBE main.deal_metrics").fetchall() == con.sql("DESCRIBE main.expected").fetchall()
+    pd.testing.assert_frame_equal(con.sql("SELECT * FROM main.deal_metrics").df(),
+                                  con.sql("SELECT * FROM main.expected").df(), check_exact=True)
+    with pytest.raises(ValueError, match="changed meanwhile"):
+        stored.write_deal_metrics_in(con, "main.fact_deals", "main.deal_metrics",
+                                     metrics.computed_columns(fact.iloc[1:], RULES, as_of))

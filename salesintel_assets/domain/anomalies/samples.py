@@ -442,8 +442,8 @@ def metrics_in_fact_order(con, fact_table: str, metrics_table: str, columns, dea
         SELECT (SELECT count(*) FROM {fact_table}) = (SELECT count(*) FROM {metrics_table})
                AND coalesce(bool_and(f.deal_id IS NOT DISTINCT FROM m.deal_id), true)
         FROM (SELECT deal_id FROM {fact_table}) f POSITIONAL JOIN (SELECT deal_id FROM {metrics_table}) m
-        """).fetchone()[0]
-    if not aligned or len(deal_ids) != con.execute(f"SELECT count(*) FROM {metrics_table}").fetchone()[0]:
+        """).fetchall()[0][0]
+    if not aligned or len(deal_ids) != con.execute(f"SELECT count(*) FROM {metrics_table}").fetchall()[0][0]:
         return None
     present = {c for c, *_ in con.execute(f"DESCRIBE {metrics_table}").fetchall()}
     values = [c for c in dict.fromkeys(columns) if c in present and c != "deal_id"]

@@ -54,6 +54,9 @@ FACT_INPUT_COLUMNS = [
     "stage_number", "outcome", "is_open", "is_won", "created_date", "closed_date", "deal_amount",
     "sales_cycle_days", "age_days", "needs_review",
 ]
+# deal_metrics copies these from the fact unchanged and computes the others.
+PASSED_THROUGH_COLUMNS = [c for c in DEAL_METRICS_COLUMNS if c in FACT_INPUT_COLUMNS]
+COMPUTED_COLUMNS = [c for c in DEAL_METRICS_COLUMNS if c not in FACT_INPUT_COLUMNS]
 _EPS = 1e-6
 
 
@@ -202,20 +205,29 @@ def deal_scores(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp,
     return out
 
 
+def _typed(values, dtype: str) -> pd.Series:
+    return pd.Series(values, copy=False).astype(dtype, copy=False)
+
+
+def computed_columns(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, codes: dict | None = None
+                     ) -> pd.DataFrame:
+    """The columns of deal_metrics that are computed (``COMPUTED_COLUMNS``),
+    typed as in the table, aligned with a non-empty ``fact``."""
+    as_of = pd.Timestamp(as_of)
+    scores = deal_scores(fact, rules, as_of, codes)
+    scores["as_of_date"] = np.full(len(fact), as_of.to_datetime64(), dtype="datetime64[ns]")
+    return pd.DataFrame({name: _typed(scores[name], DEAL_METRICS_COLUMNS[name]) for name in COMPUTED_COLUMNS},
+                        copy=False)
+
+
 def deal_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp, codes: dict | None = None) -> pd.DataFrame:
     """PVS, SMI and DQS (with its components) for every deal of ``fact``
     (``codes``: its ``score_codes``, when the caller has them already)."""
-    as_of = pd.Timestamp(as_of)
     if fact.empty:
         return empty_frame(DEAL_METRICS_COLUMNS)
-    scores = deal_scores(fact, rules, as_of, codes)
-    columns = {}
-    for name, dtype in DEAL_METRICS_COLUMNS.items():
-        if name == "as_of_date":
-            values = np.full(len(fact), as_of.to_datetime64(), dtype="datetime64[ns]")
-        else:
-            values = scores[name] if name in scores else fact[name].to_numpy()
-        columns[name] = pd.Series(values, copy=False).astype(dtype, copy=False)
+    computed = computed_columns(fact, rules, as_of, codes)
+    columns = {name: computed[name] if name in computed else _typed(fact[name].to_numpy(), dtype)
+               for name, dtype in DEAL_METRICS_COLUMNS.items()}
     return pd.DataFrame(columns, copy=False)  # no block consolidation: 1M-row copies add up
 
 
@@ -224,7 +236,7 @@ def as_seen_on(fact: pd.DataFrame, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, 
     closed later turned back into open deals of their age then (deals created
     later stay in the frame as open, outside every count). Returns the frame
     and the mask of the turned-back deals. Built from arrays: no row copies."""
-    columns = {c: fact[c].to_numpy() for c in FACT_INPUT_COLUMNS}
+    columns = {c: fact[c].to_numpy() for c in FACT_INPUT_COLUMNS if c in fact}   # deal_id is not needed
     created, closed = fact["created_date"], fact["closed_date"]
     later = (~fact["is_open"] & ~(closed <= cutoff)).to_numpy(dtype=bool)
     reopened = later & (created <= cutoff).to_numpy(dtype=bool)
