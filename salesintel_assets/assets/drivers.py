@@ -82,8 +82,8 @@ def driver_importance(context: dg.AssetExecutionContext, warehouse: Warehouse,
     (trained on at most ``max_train_rows`` of them); says so plainly when the
     model is no better than chance."""
     (rules, findings), as_of = _guarded_rules(context, warehouse, settings), settings.analysis_date()
-    needed = ["deal_id", "is_open", "is_won", "closed_date", "needs_review"] + [
-        f for f in rules.drivers.importance.factors if f not in ("deal_id",)]
+    # In deal_id order (the split draws positions) without the ids themselves: a million of them cost ~1 s.
+    needed = ["is_open", "is_won", "closed_date", "needs_review"] + list(rules.drivers.importance.factors)
     fact = warehouse.read_table("fact_deals", needed, order_by="deal_id")
     table, info = importance.driver_importance(fact, rules, as_of)
     return dg.Output(table, metadata=frame_metadata(
