@@ -311,16 +311,17 @@ def simulate_readings(readings: list[Reading], amount: np.ndarray, simulations: 
         size = min(chunk, simulations - start)
         normal = rng.standard_normal(size)
         uniform = rng.random((size, n))
-        threshold = np.empty_like(uniform)
+        # u < 1 / (1 + exp(-(logit + shift)))  <=>  log(u / (1 - u)) - logit < shift: the uniforms' log odds
+        # once per chunk, then one subtraction per reading instead of an exp (equal up to float rounding)
+        odds = np.log1p(-uniform)
+        with np.errstate(divide="ignore"):   # a uniform of exactly 0 is -inf log odds: always won, as before
+            np.log(uniform, out=uniform)
+        np.subtract(uniform, odds, out=odds)
+        gap = uniform   # reused as each reading's workspace
         for reading, logit, sums in zip(readings, logits, out):
             shift = (0.0 + reading.sigma * normal)[:, None]
-            # 1 / (1 + exp(-(logit + shift))), computed in place
-            np.add(logit[None, :], shift, out=threshold)
-            np.negative(threshold, out=threshold)
-            np.exp(threshold, out=threshold)
-            threshold += 1
-            np.divide(1, threshold, out=threshold)
-            won = uniform < threshold
+            np.subtract(odds, logit[None, :], out=gap)
+            won = gap < shift
             if reading.sums == ("counts",) and all(n_keys == 1 for _, n_keys in reading.groupings):
                 for counts, _ in sums:   # one key: the count per draw, without listing the wins
                     counts[start:start + size, 0] = np.count_nonzero(won, axis=1)
