@@ -8,6 +8,7 @@ what standardising baselines for the season buys; "off" is the detector
 before it. A null month is 30 daily runs on a seasonal world with nothing
 planted, ending on a month end that cycles through the three months of a
 quarter; every distinct segment anomaly raised in it is a false alarm.
+Per run: the alarms one daily run raises (what a user sees in one summary).
 Null months use seeds from ``first_null_seed`` (700; other seeds give worlds
 the rules were not chosen on).
 """
@@ -38,15 +39,16 @@ def seasonal_world(n_deals: int, seed: int, as_of: str, plants: tuple = ()):
     return generate(n_deals, seed, as_of=as_of, plants=plants, quarter_push=QUARTER_PUSH)
 
 
-def null_month(n_deals: int, seed: int, rules, days: int = 30) -> set:
+def null_month(n_deals: int, seed: int, rules, days: int = 30) -> tuple[set, list[int]]:
     """Distinct segment anomalies of daily runs over the last month of a
-    seasonal world without a real change."""
+    seasonal world without a real change, and how many each run raised."""
     world = seasonal_world(n_deals, seed, MONTH_ENDS[seed % 3])
-    raised = set()
+    raised, per_run = set(), []
     for back in range(days):
         found = segment_anomalies(world, world.as_of - pd.Timedelta(days=back), rules)
         raised |= set(zip(found["anomaly_type"], found["metric"], found["segment"]))
-    return raised
+        per_run.append(len(found))
+    return raised, per_run
 
 
 def planted_seasonal_world(n_deals: int, seed: int, as_of: str):
@@ -76,8 +78,11 @@ def recall(n_deals: int, seeds: range, rules) -> dict:
 
 def study(n_deals: int, worlds: int, mode: str, first_null_seed: int = 700) -> dict:
     rules = rules_with(mode)
-    months = [null_month(n_deals, first_null_seed + s, rules) for s in range(max(worlds // 4, 3))]
+    months, runs = zip(*(null_month(n_deals, first_null_seed + s, rules) for s in range(max(worlds // 4, 3))))
+    runs = [count for month in runs for count in month]
     return {"deals": n_deals, "mode": mode, "null_months": len(months),
+            "runs": len(runs), "false_alarms_per_run": sum(runs) / len(runs), "worst_run": max(runs),
+            "runs_above_one": sum(count > 1 for count in runs),
             "false_alarms_per_month": sum(map(len, months)) / len(months),
             "worst_month": max(map(len, months)), "months_above_one": sum(len(m) > 1 for m in months),
             "alarms": [sorted(m) for m in months],
