@@ -22,7 +22,6 @@ from salesintel_assets.domain.common import leakage, reruns
 from salesintel_assets.domain.models import reuse
 from salesintel_assets.domain.models import reporting
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
-from salesintel_assets.resources.crm import CRMSource
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import Warehouse
@@ -78,7 +77,7 @@ DRIFT_LOGGED = ("new_deals", "won", "expected_won", "live_auc", "live_brier", "l
 
 @_asset(schemas.DealRiskDrift, kinds=("duckdb", "mlflow"), deps=INPUTS)
 def deal_risk_drift(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
-                    crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+                    mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
     """The champion judged per horizon on its own matured outcomes: every
     deal it scored whose 30-, 90- or H-day window from that day has ended,
     against "won within the window" -- live AUC and calibration, logged to
@@ -156,7 +155,7 @@ def _log_drift(mlflow: MLflowTracking, champion, as_of: pd.Timestamp, rows: list
 # --- Training, registry, champion / challenger ------------------------------------
 @_asset(schemas.DealRiskModel, kinds=("duckdb", "mlflow", "scikitlearn"), deps=INPUTS + ["deal_risk_drift"])
 def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
-                    crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+                    mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
     """Train the win-probability model on deals closed by the analysis date
     (time-split, calibrated, chosen on the most recent deals), track it in
     MLflow and register it in ``deal_risk``: it becomes the ``champion`` only
@@ -293,7 +292,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
 # --- Scores ---------------------------------------------------------------------------
 @_asset(schemas.DealRiskScores, kinds=("duckdb", "mlflow"), deps=INPUTS + ["deal_risk_model"])
 def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
-                     crm: CRMSource, mlflow: MLflowTracking) -> dg.MaterializeResult:
+                     mlflow: MLflowTracking) -> dg.MaterializeResult:
     """Every open deal scored by the champion (``models:/deal_risk@champion``):
     win probability, risk band, revenue at risk, the three factors that move
     its probability most (signed change in win probability) and the month it
@@ -385,7 +384,7 @@ def _bias_note(level: forecast.LevelCorrection, model_total: float, corrected_to
 # --- Backtest and forecast ----------------------------------------------------------------
 @_asset(schemas.ForecastBacktest, kinds=("duckdb", "scikitlearn"), deps=INPUTS + ["deal_risk_model"])
 def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings,
-                      crm: CRMSource, mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
+                      mlflow: MLflowTracking) -> dg.Output[pd.DataFrame]:
     """The 90-day forecast replayed at past analysis dates (a model retrained
     on what was known then) for every deal open then -- those that never
     closed included -- against what they did in the next 90 days: win-rate
@@ -423,7 +422,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
 
 
 @_asset(schemas.PipelineForecast, deps=["deal_risk_scores", "forecast_backtest", "deal_risk_model", "fact_deals"])
-def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings, crm: CRMSource) -> dg.Output[pd.DataFrame]:
+def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Expected won deals and revenue of the open pipeline by expected close
     month and by segment, with an 80 % interval from simulations that share
     one pipeline-wide log-odds shift per draw (its sd measured in the
