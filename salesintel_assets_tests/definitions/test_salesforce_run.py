@@ -6,18 +6,20 @@ import pandas as pd
 
 from salesintel_assets.cli import main
 from salesintel_assets_tests.salesforce_standin import TOKEN, SalesforceStandIn
-from salesintel_assets_tests.support import read_table
+from salesintel_assets_tests.support import light_rules, read_table
 
 N_DEALS = 800
 
 
 def connect(monkeypatch, org, home, token: str = TOKEN) -> None:
-    """The run-time contract for the stand-in org (no org file, no Slack or email)."""
+    """The run-time contract for the stand-in org (no org file, no Slack or email;
+    the light rules: these tests are about the source, not the model)."""
     for name, value in {"SALESINTEL_SOURCE": "salesforce", "SALESFORCE_INSTANCE_URL": org.instance_url,
                         "SALESFORCE_ACCESS_TOKEN": token, "SALESINTEL_HOME": str(home),
-                        "SALESINTEL_AS_OF": "2026-06-30", "REQUESTS_CA_BUNDLE": org.ca_bundle()}.items():
+                        "SALESINTEL_AS_OF": "2026-06-30", "REQUESTS_CA_BUNDLE": org.ca_bundle(),
+                        "SALESINTEL_RULES": str(light_rules(home.parent))}.items():
         monkeypatch.setenv(name, value)
-    for name in ("SALESINTEL_CSV", "SALESINTEL_ORG", "SALESINTEL_RULES", "SLACK_BOT_TOKEN", "SALESINTEL_SMTP_HOST"):
+    for name in ("SALESINTEL_CSV", "SALESINTEL_ORG", "SLACK_BOT_TOKEN", "SALESINTEL_SMTP_HOST"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -15,6 +15,7 @@ from salesintel_assets_tests.deployment import (Deployment, deployment_environme
                                                 write_crm_export)
 from salesintel_assets_tests.postgres_loopback import LoopbackPostgres
 from salesintel_assets_tests.slack_standin import SlackStandIn
+from salesintel_assets_tests.support import light_rules
 
 RUN_TIMEOUT = 240  # bounds for a loaded 2-core machine; none of them is a speed assertion
 
@@ -38,7 +39,8 @@ def deployment(tmp_path, monkeypatch):
             monkeypatch.setenv(name, value)
         export, org = write_crm_export(tmp_path / "crm")
         stall_a_deal(export, avoid_reps=set())  # a real crisis: only P1 alerts are sent at once
-        env = {**deployment_environment(tmp_path / "home", export, org, slack.base_url), **postgres.environment()}
+        env = {**deployment_environment(tmp_path / "home", export, org, slack.base_url), **postgres.environment(),
+               "SALESINTEL_RULES": str(light_rules(tmp_path))}  # the processes are under test, not the model
         deploy = Deployment(tmp_path / "deployment", env, location_module="salesintel_assets_tests.deploy_location")
         try:
             deploy.start_code_server()

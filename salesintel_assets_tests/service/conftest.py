@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from salesintel_assets_tests.support import read_table, run_job, sample_resources
+from salesintel_assets_tests.support import light_rules, read_table, run_job, sample_resources
 
 N_DEALS = 1500
 
@@ -13,7 +13,8 @@ N_DEALS = 1500
 @pytest.fixture(scope="session")
 def served_base(tmp_path_factory):
     home = tmp_path_factory.mktemp("served")
-    run_job(sample_resources(home, n_deals=N_DEALS))
+    rules = light_rules(tmp_path_factory.mktemp("served_rules"))  # the views, not the model, are under test
+    run_job(sample_resources(home, n_deals=N_DEALS, rules_path=str(rules)))
     return home
 
 

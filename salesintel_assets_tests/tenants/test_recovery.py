@@ -17,7 +17,7 @@ from salesintel_assets.domain.common.storage import RAW_DEALS_LAKE
 from salesintel_assets.domain.common.tenants import TenantConfig, add_tenant, tenant_root
 from salesintel_assets.resources.mlflow import MLflowTracking
 from salesintel_assets.resources.warehouse import SalesintelHome
-from salesintel_assets_tests.support import read_ledger, read_table, run_job, sample_resources
+from salesintel_assets_tests.support import light_rules, read_ledger, read_table, run_job, sample_resources
 
 TENANT = "acme"
 N_DEALS = 800
@@ -63,7 +63,8 @@ def _kill_mid_run(home: Path) -> int:
 @pytest.fixture(scope="module")
 def recovered(tmp_path_factory):
     home = tmp_path_factory.mktemp("tenants") / "home"
-    add_tenant(home, TENANT, TenantConfig(source="sample", n_deals=N_DEALS, seed=5))
+    rules = light_rules(tmp_path_factory.mktemp("rules"))  # one model candidate: recovery, not model choice
+    add_tenant(home, TENANT, TenantConfig(source="sample", n_deals=N_DEALS, seed=5, rules=str(rules)))
     killed = _kill_mid_run(home)
     result = run_job(sample_resources(home), tenant=TENANT, raise_on_error=False)
     return home, killed, result
