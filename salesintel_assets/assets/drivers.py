@@ -8,6 +8,7 @@ import pandas as pd
 from salesintel_assets.constants import DRIVERS
 from salesintel_assets.domain.drivers import attribution
 from salesintel_assets.domain.common import charts, leakage, reruns
+from salesintel_assets.domain.common.run_memo import RunMemo
 from salesintel_assets.domain.drivers import driver_scores as drivers
 from salesintel_assets.domain.drivers import importance
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
@@ -23,7 +24,7 @@ def _asset(model, **kwargs):
                     metadata=schema_metadata(model), **kwargs)
 
 
-_RUN_GUARD: dict = {}   # {"key": (run, database, rules), "guarded": (rules, findings)}: one run's at most
+_RUN_GUARD: RunMemo[tuple] = RunMemo()   # (rules, findings) of one run's leakage screen
 
 
 def _guarded_rules(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings):
@@ -31,13 +32,13 @@ def _guarded_rules(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     away. Screened once per run: fact_deals does not change within a run,
     so driver_scores and driver_importance share one screen (~1 s at 1M deals)."""
     rules = settings.rules()
-    key = (context.run_id, str(warehouse.home.database), reruns.rules_digest(rules))
-    if _RUN_GUARD.get("key") != key:
-        _RUN_GUARD.clear()
+
+    def screen() -> tuple:
         fact = warehouse.read_table("fact_deals", ["is_open", "is_won", "deal_amount", "industry", "region",
                                                    "product_type", "lead_source", "sales_rep_id"])
-        _RUN_GUARD.update(key=key, guarded=leakage.driver_rules(rules, fact))
-    return _RUN_GUARD["guarded"]
+        return leakage.driver_rules(rules, fact)
+
+    return _RUN_GUARD.get((context.run_id, str(warehouse.home.database), reruns.rules_digest(rules)), screen)
 
 
 @_asset(schemas.DriverScores, deps=["fact_deals"])

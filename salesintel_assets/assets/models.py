@@ -19,6 +19,7 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.domain.common import leakage, reruns
+from salesintel_assets.domain.common.run_memo import RunMemo
 from salesintel_assets.domain.models import reuse
 from salesintel_assets.domain.models import reporting
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
@@ -39,7 +40,7 @@ def _asset(model, kinds=("duckdb",), **kwargs):
                     metadata=schema_metadata(model), **kwargs)
 
 
-_RUN_REPLAY: dict = {}   # {"key": (run, database, date, rules), "prepared": rf.Prepared}: at most one run's
+_RUN_REPLAY: RunMemo[rf.Prepared] = RunMemo()
 
 
 def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings) -> rf.Prepared:
@@ -49,20 +50,16 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     and replay of fact_deals (about 6 s each at 1M deals) instead of each
     building the same one. forecast_backtest, the last of them, lets it go."""
     rules, as_of = settings.rules(), settings.analysis_date()
-    key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
-    if _RUN_REPLAY.get("key") != key:
-        _RUN_REPLAY.clear()   # another run's replay is never reused, nor kept beside this one
+
+    def replay() -> rf.Prepared:
         # one string object per repeated text value (the frame .df() gives, 0.35 GB lighter at 1M deals)
         fact = warehouse.read_table("fact_deals", reporting.FACT_COLUMNS)
         with warehouse.connect() as con:
             history, activities = reporting.read_timeline_inputs(con)
-        _RUN_REPLAY.update(key=key, prepared=rf.prepare(fact, history, activities, as_of, rules.risk,
-                                                        rules.stages.order))
-    return _RUN_REPLAY["prepared"]
+        return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order)
 
-
-def _release_replay() -> None:
-    _RUN_REPLAY.clear()
+    key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
+    return _RUN_REPLAY.get(key, replay)
 
 
 def _newest_first(table: pd.DataFrame, **extra) -> dict:
@@ -397,7 +394,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
     kept = reuse.kept_backtest(models, stored, settings.analysis_date(),
                                settings.rules().risk.forecast.backtest_horizon_days)
     if kept:
-        _release_replay()
+        _RUN_REPLAY.clear()
         return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
     rules, prepared = settings.rules().risk, _prepare(context, warehouse, settings)
     candidate = rules.candidates[0]
@@ -406,7 +403,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
     table = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
                               candidate, prepared.as_of, snapshots=prepared.snapshots)
     del prepared
-    _release_replay()   # deal_risk_scores ran before (steps that are ready together run in name order)
+    _RUN_REPLAY.clear()   # deal_risk_scores ran before (steps that are ready together run in name order)
     ok = table[table["status"] == "ok"]
     meta = {"model": candidate, "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
     if len(ok):
@@ -427,7 +424,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     month and by segment, with an 80 % interval from simulations that share
     one pipeline-wide log-odds shift per draw (its sd measured in the
     backtest), so deals do not count as independent coins."""
-    _release_replay()   # no models step after this one replays deals
+    _RUN_REPLAY.clear()   # no models step after this one replays deals
     rules = settings.rules().risk
     scores = warehouse.read_table("deal_risk_scores")
     if scores is None or not len(scores):

@@ -12,6 +12,7 @@ import yaml
 
 from salesintel_assets.cli import _failed_warnings
 from salesintel_assets.definitions import build_definitions
+from salesintel_assets.domain.common.run_memo import RunMemo
 from salesintel_assets.main_run import execute, pull_skipped
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 from salesintel_assets_tests.skygeni_like import skygeni_like_export
@@ -127,3 +128,21 @@ def test_a_new_analysis_date_recomputes_what_depends_on_it(copied):
     after = read_table(home, "fact_deals").set_index("deal_id")
     assert (after["as_of_date"] == pd.Timestamp("2024-07-21")).all()
     assert (before["as_of_date"] == pd.Timestamp(AS_OF)).all()
+
+
+def test_a_run_memo_builds_once_per_key_and_keeps_one_value():
+    memo, built = RunMemo(), []
+
+    def build(name):
+        def make():
+            built.append(name)
+            return {"value": name}
+        return make
+
+    first = memo.get(("run-1", "db"), build("a"))
+    assert memo.get(("run-1", "db"), build("b")) is first   # the same run reuses it
+    assert memo.get(("run-2", "db"), build("c")) == {"value": "c"}   # another run builds afresh
+    assert built == ["a", "c"]
+    memo.clear()
+    assert memo.get(("run-2", "db"), build("d")) == {"value": "d"}   # released: built again
+    assert built == ["a", "c", "d"]
