@@ -409,6 +409,7 @@ BACKTEST_COLUMNS = [
     "judged_by_dates", "window_days", "late_baseline_shift", "late_baseline_information", "late_sigma",
 ]
 LATE_STATUS = forecast_trust.LATE_STATUS   # the row of the latest short windows that have ended (``late_check``)
+late_change = forecast_trust.late_change   # that row's late_sigma (0 without one)
 
 
 def empty_backtest() -> pd.DataFrame:
@@ -573,15 +574,6 @@ def late_sigma(change: float, information_after: float, information_before: floa
     if not np.isfinite(change) or information_after <= 0 or information_before <= 0:
         return 0.0
     return float(np.sqrt(max(change ** 2 - 1 / information_after - 1 / information_before, 0.0)))
-
-
-def late_change(backtest: pd.DataFrame | None) -> float:
-    """``late_sigma`` of the backtest's late-window row (0 without one)."""
-    if backtest is None or not len(backtest) or "late_sigma" not in backtest:
-        return 0.0
-    rows = backtest[(backtest["status"] == LATE_STATUS)]
-    value = pd.to_numeric(rows["late_sigma"], errors="coerce").dropna()
-    return float(value.iloc[-1]) if len(value) else 0.0
 
 
 def with_late_change(level: LevelCorrection, late: float) -> LevelCorrection:

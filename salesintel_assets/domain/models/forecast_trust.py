@@ -61,15 +61,29 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     return f"{verdict}; {past}{caution}{late_note(backtest)}"
 
 
+def late_row(backtest: pd.DataFrame | None) -> pd.Series | None:
+    """forecast_backtest's late-window row (the latest short windows that
+    have ended), or None without one."""
+    if backtest is None or not len(backtest) or "late_sigma" not in backtest:
+        return None
+    rows = backtest[backtest["status"] == LATE_STATUS]
+    return rows.iloc[-1] if len(rows) else None
+
+
+def late_change(backtest: pd.DataFrame | None) -> float:
+    """``late_sigma`` of the backtest's late-window row (0 without one): the
+    level change beyond noise that widens today's interval."""
+    row = late_row(backtest)
+    value = None if row is None else pd.to_numeric(row["late_sigma"], errors="coerce")
+    return 0.0 if pd.isna(value) else float(value)
+
+
 def late_note(backtest: pd.DataFrame | None) -> str:
     """What the latest short windows that have ended say, when they moved
     beyond noise (the interval is widened for it); empty otherwise."""
-    if backtest is None or "late_sigma" not in backtest:
+    if not late_change(backtest) > 0:
         return ""
-    rows = backtest[backtest["status"] == LATE_STATUS]
-    if not len(rows) or not pd.to_numeric(rows["late_sigma"], errors="coerce").fillna(0).iloc[-1] > 0:
-        return ""
-    row = rows.iloc[-1]
+    row = late_row(backtest)
     change = float(row["level_shift"]) - float(row["late_baseline_shift"])
     more = "more" if change > 0 else "fewer"
     return (f"; in the latest {int(row['window_days'])}-day windows that have ended, {more} deals were won than the "
