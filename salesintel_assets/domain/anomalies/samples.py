@@ -438,12 +438,12 @@ def metrics_in_fact_order(con, fact_table: str, metrics_table: str, columns, dea
     same row order (as deal_metrics is written); None otherwise. Saves reading
     a second million deal ids (~1 s at 1M deals): what ``align_metrics``
     would return anyway when the ids are equal."""
-    aligned = con.execute(f"""
-        SELECT (SELECT count(*) FROM {fact_table}) = (SELECT count(*) FROM {metrics_table})
-               AND coalesce(bool_and(f.deal_id IS NOT DISTINCT FROM m.deal_id), true)
+    fact_rows, metric_rows, aligned = con.execute(f"""
+        SELECT (SELECT count(*) FROM {fact_table}), (SELECT count(*) FROM {metrics_table}),
+               coalesce(bool_and(f.deal_id IS NOT DISTINCT FROM m.deal_id), true)
         FROM (SELECT deal_id FROM {fact_table}) f POSITIONAL JOIN (SELECT deal_id FROM {metrics_table}) m
-        """).fetchall()[0][0]
-    if not aligned or len(deal_ids) != con.execute(f"SELECT count(*) FROM {metrics_table}").fetchall()[0][0]:
+        """).fetchall()[0]
+    if not (aligned and fact_rows == metric_rows == len(deal_ids)):
         return None
     present = {c for c, *_ in con.execute(f"DESCRIBE {metrics_table}").fetchall()}
     values = [c for c in dict.fromkeys(columns) if c in present and c != "deal_id"]
