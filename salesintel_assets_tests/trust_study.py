@@ -28,7 +28,9 @@ within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast
 planted end-of-history problems leave alone (no model can foresee those);
 ``planted_excess`` is what the forecast expected beyond what came on the deals
 they touch, as a share of all wins (the part of ``forecast_error`` they cause).
-``backtest_coverage`` is the share of the ``backtest_judged`` past dates (those
+``segment_changes`` lists the segments whose latest closes moved beyond the
+rest of the business, with the log-odds shift the forecast applies to their
+open deals. ``backtest_coverage`` is the share of the ``backtest_judged`` past dates (those
 with at least two earlier dates whose windows had ended) whose 80 % interval
 held what closed.
 """
@@ -50,6 +52,7 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.warehouse import upserts as warehouse
 from salesintel_assets.sources import sample_crm
 
@@ -156,14 +159,18 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does
     level, revenue_level = forecast.with_late_change(level, late), forecast.with_late_change(revenue_level, late)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
+    changes = segment_changes.find(prepared.fact[rf.labelled_mask(prepared.fact, as_of)], as_of,
+                                   rules.risk.forecast.segment_changes)   # as pipeline_forecast reads them
+    level, revenue_level, segment_shift = forecast.segment_corrected(
+        level, revenue_level, open_frame, forecast.within_days(by_horizon, FORECAST_DAYS), changes)
 
-    def horizon_rows(frame, probabilities):
+    def horizon_rows(frame, probabilities, shift):
         keyed = forecast.horizon_probabilities(probabilities, as_of)
         table = forecast.forecast(frame, np.full(len(frame), "-"), level.sigma, revenue_level.sigma, rules.risk,
-                                  keyed, level.shift, revenue_level.shift)
+                                  keyed, level.shift + shift, revenue_level.shift + shift)
         return table[table["grouping"] == "horizon"].set_index("key")
 
-    rows = horizon_rows(scored, by_horizon)
+    rows = horizon_rows(scored, by_horizon, segment_shift)
     row90 = rows.loc["90d"]
     other_horizons = {}
     for key, last_day in (("30d", as_of + timedelta(days=30)), ("qe", forecast.quarter_end(as_of))):
@@ -176,7 +183,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     # win rate drops, a burst of poor partner leads): no model can foresee
     # them, so the forecast is also judged on the deals they leave alone.
     plain = (truth["planted"].fillna("") == "").to_numpy()
-    plain_row = horizon_rows(scored[plain], {h: p[plain] for h, p in by_horizon.items()}).loc["90d"]
+    plain_row = horizon_rows(scored[plain], {h: p[plain] for h, p in by_horizon.items()},
+                             segment_shift[plain]).loc["90d"]
     plain_actual = int(won_90[plain].sum())
     findings = prepared.leaks or []
     return {
@@ -205,6 +213,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
                                                 float(row90["won_deals_p90"]), backtest, rules.risk.forecast.interval,
                                                 forecast.steps_per_window(rules.risk.forecast)),
         **other_horizons,
+        "segment_changes": "; ".join(f"{c.label} {c.shift:+.2f}" for c in changes) or "-",
         "leaks_named": ",".join(sorted(leakage.excluded(findings))) or "-",
         "amount_excluded": "deal_amount" not in prepared.spec.columns,
         "max_open_probability": round(float(by_horizon[rules.risk.win_horizon_days].max()), 3),

@@ -266,6 +266,30 @@ class RiskRules(Section):
                 raise ValueError("medium_below must be above high_below")
             return self
 
+    class SegmentChanges(Section):
+        """Segments whose latest closes moved beyond the rest of the business
+        (``segment_changes``): their open deals are forecast at the new level."""
+
+        enabled: bool = True
+        recent_days: int = Field(default=45, ge=14, le=180)
+        baseline_days: int = Field(default=365, ge=60, le=1095)
+        fdr_alpha: float = Field(default=0.05, gt=0, le=0.2)
+        min_change: float = Field(default=0.5, ge=0, le=5)
+        min_recent_deals: int = Field(default=20, ge=10)
+        min_baseline_deals: int = Field(default=40, ge=20)
+        dimensions: list[Literal["industry", "region", "product_type", "lead_source"]] = Field(
+            default=["industry", "region", "product_type", "lead_source"])
+        pairs: list[tuple[str, str]] = Field(default=[
+            ("industry", "region"), ("industry", "product_type"), ("industry", "lead_source"),
+            ("region", "lead_source"), ("region", "product_type"), ("product_type", "lead_source")])
+
+        @model_validator(mode="after")
+        def _pairs_of_dimensions(self):
+            for pair in self.pairs:
+                if pair[0] == pair[1] or not set(pair) <= set(self.dimensions):
+                    raise ValueError(f"pair {list(pair)} must name two different dimensions listed above")
+            return self
+
     class Forecast(Section):
         """pipeline_forecast and its backtest."""
 
@@ -277,6 +301,7 @@ class RiskRules(Section):
         win_rate_target_points: float = Field(gt=0, le=50)
         backtest_max_fit_rows: int = Field(default=40_000, ge=1000)
         late_window_days: int = Field(default=30, ge=30, le=180)
+        segment_changes: "RiskRules.SegmentChanges" = Field(default_factory=lambda: RiskRules.SegmentChanges())
         seed: int = Field(ge=0)
 
     class Drift(Section):

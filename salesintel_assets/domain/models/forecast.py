@@ -50,6 +50,7 @@ import pandas as pd
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import RiskRules
 
@@ -220,8 +221,8 @@ def _widen(interval: float, dof: int) -> float:
     return float(sps.t.ppf(q, max(dof, 1)) / sps.norm.ppf(q))
 
 
-def shifted(p: np.ndarray, shift: float) -> np.ndarray:
-    """Probabilities moved by a log-odds shift."""
+def shifted(p: np.ndarray, shift) -> np.ndarray:
+    """Probabilities moved by a log-odds shift (one for all, or one per deal)."""
     return 1 / (1 + np.exp(-(_logit(p) + shift)))
 
 
@@ -470,6 +471,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
+    p, segment_sd = segment_adjusted(_closes_known(fact, day, rules), deals, p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
     amount = deals["deal_amount"].to_numpy(dtype=float)
@@ -480,7 +482,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
         "level_information": level_information(p), "level_se": float(level_se),
         "revenue_shift": level_shift(p, amount[won].sum(), amount),
         "revenue_information": level_information(p, amount),
-        "_data": (p, won, amount),
+        "_data": (p, won, amount, segment_sd),
     }
 
 
@@ -576,10 +578,47 @@ def late_sigma(change: float, information_after: float, information_before: floa
     return float(np.sqrt(max(change ** 2 - 1 / information_after - 1 / information_before, 0.0)))
 
 
-def with_late_change(level: LevelCorrection, late: float) -> LevelCorrection:
-    """The level correction with its sd widened by a late change (added in
-    quadrature: an independent source of error the backtest did not see)."""
-    return replace(level, sigma=float(np.hypot(level.sigma, late))) if late > 0 else level
+def widened(level: LevelCorrection, sd: float) -> LevelCorrection:
+    """The level correction with its sd widened by ``sd`` (added in
+    quadrature: an independent source of error the backtest did not see, a
+    late change or the segment changes' own noise)."""
+    return replace(level, sigma=float(np.hypot(level.sigma, sd))) if sd > 0 else level
+
+
+with_late_change = widened
+
+
+# --- Segments that moved lately ---------------------------------------------------------
+def segment_window(as_of: pd.Timestamp, rules: RiskRules) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The close dates (after, up to) ``segment_changes`` reads."""
+    cfg = rules.forecast.segment_changes
+    return pd.Timestamp(as_of) - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days), pd.Timestamp(as_of)
+
+
+def _closes_known(fact: pd.DataFrame, day: pd.Timestamp, rules: RiskRules) -> pd.DataFrame:
+    """The closes ``segment_changes`` reads, as known on a past ``day``."""
+    after, _ = segment_window(day, rules)
+    keep = rf.labelled_mask(fact, day) & (fact["closed_date"] > after).to_numpy(dtype=bool)
+    return fact.loc[keep, [c for c in segment_changes.READ_COLUMNS if c in fact]]
+
+
+def segment_adjusted(closed: pd.DataFrame, deals: pd.DataFrame, p: np.ndarray, as_of: pd.Timestamp,
+                     rules: RiskRules) -> tuple[np.ndarray, float]:
+    """``p`` with the segment changes the closes up to ``as_of`` show
+    applied to ``deals`` (``segment_changes.find``), and the pipeline-wide sd
+    their own noise adds."""
+    changes = segment_changes.find(closed, as_of, rules.forecast.segment_changes)
+    if not changes:
+        return p, 0.0
+    return shifted(p, segment_changes.deal_shifts(deals, changes)), segment_changes.shift_sd(deals, p, changes)
+
+
+def segment_corrected(level: LevelCorrection, revenue_level: LevelCorrection, deals: pd.DataFrame, p: np.ndarray,
+                      changes: list) -> tuple[LevelCorrection, LevelCorrection, np.ndarray]:
+    """Today's corrections widened by the segment changes' noise, and each
+    open deal's segment shift (added to the corrections' shifts)."""
+    sd = segment_changes.shift_sd(deals, p, changes)
+    return widened(level, sd), widened(revenue_level, sd), segment_changes.deal_shifts(deals, changes)
 
 
 def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:
@@ -589,8 +628,9 @@ def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:
     return float(1 / np.sqrt(max(level_information(p, rows_per_deal=rows_per_deal), 1e-9)))
 
 
-def _judge(raw, won, amount, level: LevelCorrection, revenue_level: LevelCorrection, rules) -> dict:
+def _judge(raw, won, amount, segment_sd, level: LevelCorrection, revenue_level: LevelCorrection, rules) -> dict:
     cfg = rules.forecast
+    level, revenue_level = widened(level, segment_sd), widened(revenue_level, segment_sd)
     keys = np.zeros(len(raw), dtype=np.int64)
     p, p_revenue = shifted(raw, level.shift), shifted(raw, revenue_level.shift)
     ((counts, _),), ((_, revenue),) = simulate_readings(

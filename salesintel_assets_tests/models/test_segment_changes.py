@@ -1,0 +1,97 @@
+"""Segments whose latest closes moved beyond the rest of the business: found
+with false discoveries controlled, overlapping findings resolved, applied
+to that segment's open deals only, and nothing found on noise, on
+business-wide swings or on segments that always differed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from salesintel_assets.domain.common.rules import RiskRules, load_rules
+from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import segment_changes as sc
+
+AS_OF = pd.Timestamp("2026-06-30")
+RATES = {"SaaS": 0.35, "FinTech": 0.5, "Health": 0.45, "Retail": 0.55}   # segments that always differed
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_rules().risk.forecast.segment_changes
+
+
+def _closes(n=12000, seed=0, drop=None, recent_rate_all=None):
+    """Deals closed over the last 410 days; ``drop``: (industry, region,
+    rate) for closes in the last 45 days; ``recent_rate_all``: every
+    segment's recent rate moved alike."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "closed_date": AS_OF - pd.to_timedelta(rng.integers(0, 410, n), unit="D"),
+        "industry": rng.choice(list(RATES), n), "region": rng.choice(["Europe", "APAC", "India"], n),
+        "product_type": rng.choice(["Core", "Pro"], n), "lead_source": rng.choice(["Inbound", "Partner", "Referral"], n),
+    })
+    rate = frame["industry"].map(RATES).to_numpy(float)
+    recent = (frame["closed_date"] > AS_OF - pd.Timedelta(days=45)).to_numpy()
+    if recent_rate_all is not None:
+        rate = np.where(recent, np.clip(rate + recent_rate_all, 0.02, 0.98), rate)
+    if drop is not None:
+        industry, region, new_rate = drop
+        rate = np.where(recent & (frame["industry"] == industry).to_numpy() & (frame["region"] == region).to_numpy(),
+                        new_rate, rate)
+    return frame.assign(is_won=rng.random(n) < rate)
+
+
+def _open(n=3000, seed=9):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"industry": rng.choice(list(RATES), n), "region": rng.choice(["Europe", "APAC", "India"], n),
+                         "product_type": rng.choice(["Core", "Pro"], n),
+                         "lead_source": rng.choice(["Inbound", "Partner", "Referral"], n)})
+
+
+def test_a_segment_that_started_losing_is_found_once_and_moves_only_its_open_deals(cfg):
+    changes = sc.find(_closes(drop=("FinTech", "Europe", 0.15)), AS_OF, cfg)
+    # the pair, not also the industry and the region that contain it
+    assert [(c.columns, c.values) for c in changes] == [(("industry", "region"), ("FinTech", "Europe"))]
+    change = changes[0]
+    truth = np.log(0.15 / 0.85) - np.log(0.5 / 0.5)
+    assert abs(change.change - truth) < 3 * change.se and change.shift < 0 and abs(change.shift) <= abs(change.change)
+    assert change.q_value <= cfg.fdr_alpha and change.recent_deals >= cfg.min_recent_deals
+
+    deals = _open()
+    shift = sc.deal_shifts(deals, changes)
+    inside = ((deals["industry"] == "FinTech") & (deals["region"] == "Europe")).to_numpy()
+    assert np.all(shift[inside] == change.shift) and np.all(shift[~inside] == 0)
+    p = np.full(len(deals), 0.4)
+    adjusted, sd = forecast.segment_adjusted(_closes(drop=("FinTech", "Europe", 0.15)), deals, p, AS_OF,
+                                             load_rules().risk)
+    assert np.all(adjusted[inside] < 0.4) and np.all(adjusted[~inside] == 0.4)
+    assert sd == pytest.approx(inside.mean() * change.se)   # equal p: the segment's share of the information
+    assert "FinTech" in sc.note(changes) and sc.note(changes).endswith("forecast at the new level")
+    assert list(sc.changes_table(changes).columns) == sc.CHANGE_COLUMNS
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_noise_and_segments_that_always_differed_are_no_change(cfg, seed):
+    assert sc.find(_closes(seed=seed), AS_OF, cfg) == []
+
+
+def test_a_swing_of_the_whole_business_is_no_segment_change(cfg):
+    # every segment's latest closes won 25 points more (a quarter-end bunching, a good month)
+    assert sc.find(_closes(seed=4, recent_rate_all=0.25), AS_OF, cfg) == []
+
+
+def test_a_segment_with_too_few_recent_closes_is_not_tested(cfg):
+    closes = _closes(n=12000, seed=5, drop=("FinTech", "Europe", 0.0))
+    recent = closes["closed_date"] > AS_OF - pd.Timedelta(days=45)
+    pair = (closes["industry"] == "FinTech") & (closes["region"] == "Europe")
+    # keep 12 of the pair's recent closes: a 0 % win rate on them proves nothing at 20 deals minimum
+    thin = closes[~(recent & pair) | (recent & pair).cumsum().le(12)]
+    found = sc.find(thin, AS_OF, cfg)
+    assert not any(c.values == ("FinTech", "Europe") for c in found)
+    assert sc.find(closes, AS_OF, cfg.model_copy(update={"enabled": False})) == []
+
+
+def test_a_pair_of_unlisted_dimensions_is_refused():
+    with pytest.raises(ValidationError, match="pair"):
+        RiskRules.SegmentChanges(dimensions=["industry", "region"], pairs=[("industry", "lead_source")])
