@@ -17,9 +17,9 @@ ceiling. ``auc_oracle`` is a looser bound that also knows which deals the
 generator made linger.
 
 Forecast columns: ``model_90d`` is the plain sum of the open deals' 90-day
-probabilities (``model_error`` against the truth), ``bias_shift`` the lean
-the backtest measured out of sample and the forecast removes (log odds),
-``sigma`` the sd of the shared shift left around it (including ``late_sigma``, the level change the latest
+probabilities (``model_error`` against the truth), ``past_lean`` the lean
+the backtest measured out of sample (log odds; shown, not removed),
+``sigma`` the sd of the shared shift around the forecast (including ``late_sigma``, the level change the latest
 30-day windows that have ended show beyond noise, which the 90-day backtest cannot see yet); ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
 says (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
@@ -154,7 +154,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     judged = ok[ok["judged_by_dates"] >= 2]   # judged forward in time, as today's forecast is
     level_se = forecast.validation_level_se(rm.predict(training.model, training.split.validate[prepared.spec.columns]),
                                             training.split.validate)
-    level, revenue_level = forecast.corrections_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
+    level, revenue_level = forecast.readings_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
                                                      forecast.steps_per_window(rules.risk.forecast))
     late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does
     level, revenue_level = forecast.with_late_change(level, late), forecast.with_late_change(revenue_level, late)
@@ -167,7 +167,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     def horizon_rows(frame, probabilities, shift):
         keyed = forecast.horizon_probabilities(probabilities, as_of)
         table = forecast.forecast(frame, np.full(len(frame), "-"), level.sigma, revenue_level.sigma, rules.risk,
-                                  keyed, level.shift + shift, revenue_level.shift + shift)
+                                  keyed, shift, shift)
         return table[table["grouping"] == "horizon"].set_index("key")
 
     rows = horizon_rows(scored, by_horizon, segment_shift)
@@ -194,7 +194,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "auc_age": _auc(won_90, -open_frame["age_days"].to_numpy(float)),
         "auc_best": _auc(won_90, best), "auc_oracle": _auc(won_90, oracle),
         "won_90d": actual, "model_90d": round(float(by_horizon[FORECAST_DAYS].sum()), 1),
-        "bias_shift": round(level.shift, 3), "sigma": round(level.sigma, 3), "late_sigma": round(late, 3),
+        "past_lean": round(level.lean, 3), "sigma": round(level.sigma, 3), "late_sigma": round(late, 3),
         "expected_90d": round(float(row90["expected_won_deals"]), 1),
         "p10_90d": float(row90["won_deals_p10"]), "p90_90d": float(row90["won_deals_p90"]),
         "model_error": round(float(by_horizon[FORECAST_DAYS].sum()) / max(actual, 1) - 1, 3),

@@ -370,13 +370,13 @@ def _scoring_version(warehouse: Warehouse, mlflow: MLflowTracking):
     return challenger if challenger is not None and challenger.tags.get("model_verdict") == "weak" else None
 
 
-def _bias_note(level: forecast.LevelCorrection, model_total: float, corrected_total: float) -> str:
+def _lean_note(level: forecast.LevelReading) -> str:
     if not level.dates:
-        return "no correction: no backtest to measure the model's level against what happened"
-    lean = "high" if level.shift < 0 else "low"
-    return (f"past 90-day forecasts leaned {lean} by {abs(level.shift):.3f} in log odds on average over "
-            f"{level.dates} backtest dates: removed from the horizon rows, so {corrected_total:,.1f} won deals "
-            f"are expected within 90 days instead of the model's {model_total:,.1f}")
+        return "no backtest to measure the model's level against what happened"
+    lean = "high" if level.lean < 0 else "low"
+    return (f"past 90-day forecasts leaned {lean} by {abs(level.lean):.3f} in log odds on average over "
+            f"{level.dates} backtest dates; not removed (a past window's lean is mostly its own luck: removing "
+            "it forecast worse on fresh scenario worlds), the interval is sized by those misses")
 
 
 # --- Backtest and forecast ----------------------------------------------------------------
@@ -387,8 +387,8 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
     on what was known then) for every deal open then -- those that never
     closed included -- against what they did in the next 90 days: win-rate
     error in points (design target +/- 5) and whether the 80 % intervals held,
-    each date corrected and sized by what the other dates measured;
-    ``mean_level_shift`` is the lean the forecast removes (negative: high).
+    each date sized by what the earlier dates measured; ``mean_level_shift``
+    is the past lean (negative: high; shown, not removed).
     Kept as it is when this run kept the model version (a same-day re-run with few changes)."""
     models = warehouse.read_table("deal_risk_model")
     stored = warehouse.read_table("forecast_backtest")
@@ -432,7 +432,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
     backtest = warehouse.read_table("forecast_backtest")
-    level, revenue_level, source = forecast.level_corrections(
+    level, revenue_level, source = forecast.level_readings(
         warehouse.read_table("deal_risk_model"), backtest,
         lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]),
         rules.forecast.interval, forecast.steps_per_window(rules.forecast))
@@ -447,7 +447,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],
                                                                      changes)
     table = forecast.forecast(scores, scores["expected_close_month"], level.sigma, revenue_level.sigma, rules,
-                              keyed, level.shift + segment_shift, revenue_level.shift + segment_shift)
+                              keyed, segment_shift, segment_shift)
     total = table[table["grouping"] == "total"].iloc[0]
     by_key = table[table["grouping"] == "horizon"].set_index("key")
     horizon_meta = {f"won_deals_{k}": [round(float(r["won_deals_p10"]), 1), round(float(r["expected_won_deals"]), 1),
@@ -458,9 +458,8 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         expected_won_revenue=float(total["expected_won_revenue"]),
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
         interval=rules.forecast.interval, sigma=round(level.sigma, 4), revenue_sigma=round(revenue_level.sigma, 4),
-        bias_correction=round(level.shift, 4), revenue_bias_correction=round(revenue_level.shift, 4),
-        bias_correction_note=_bias_note(level, model_total=float(keyed["90d"].sum()),
-                                        corrected_total=float(by_key.loc["90d", "expected_won_deals"])),
+        past_lean=round(level.lean, 4), past_lean_note=_lean_note(level),
+        model_expected_won_deals_90d=round(float(keyed["90d"].sum()), 1),
         trust_note=forecast_trust.trust_note(*(float(by_key.loc["90d", c]) for c in
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
                                        backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast)),

@@ -153,15 +153,16 @@ def test_backtest_replays_past_dates_against_what_then_closed(backtest):
                                                     abs=0.02)
         assert row["resolved_deals"] + row["pending_deals"] == row["open_deals"]
         assert row["won_deals_p10"] <= row["expected_won_deals"] <= row["won_deals_p90"]
-    # each date is corrected by the lean measured at the earlier dates whose
+    # each date's interval is sized by the misses of the earlier dates whose
     # 90-day windows had ended by then (out of sample and forward in time, as
-    # today's forecast is); with fewer than two of them, not corrected
+    # today's forecast is)
     window = pd.Timedelta(days=rules.forecast.backtest_horizon_days)
     for _, row in table.iterrows():
         known = table.loc[table["analysis_date"] + window <= row["analysis_date"], "level_shift"]
         assert row["judged_by_dates"] == len(known)
-        assert row["bias_shift"] == pytest.approx(known.mean() if len(known) >= 2 else 0.0, abs=1e-3)
-        assert (row["expected_won_deals"] < row["model_expected_won_deals"]) == (row["bias_shift"] < 0)
+        # the lean is not removed: the forecast is the model's, moved only by segment changes
+        if row["expected_won_deals"] != pytest.approx(row["model_expected_won_deals"], abs=0.01):
+            assert row["expected_won_deals"] < row["model_expected_won_deals"]   # the sample CRM's drops
     assert list(table["judged_by_dates"]) == [0, 0, 0, 1, 2]
 
 
@@ -211,141 +212,121 @@ def test_a_late_change_widens_todays_interval_but_not_its_centre():
     backtest = pd.DataFrame({"analysis_date": dates, "status": "ok", "level_shift": [-0.1, -0.15, -0.05, -0.1, -0.12,
                                                                                    -0.08],
                              "level_information": info, "revenue_shift": -0.1, "revenue_information": info})
-    plain, plain_revenue, source = forecast.level_corrections(None, backtest, lambda: None, 1, 0.8)
+    plain, plain_revenue, source = forecast.level_readings(None, backtest, lambda: None, 1, 0.8)
     assert source == "backtest (6 dates)"
     late = {"analysis_date": pd.Timestamp("2026-05-31"), "status": forecast.LATE_STATUS, "window_days": 30,
             "level_shift": -0.4, "level_information": info, "late_baseline_shift": 0.0,
             "late_baseline_information": info, "late_sigma": forecast.late_sigma(-0.4, info, info)}
-    level, revenue_level, source = forecast.level_corrections(
+    level, revenue_level, source = forecast.level_readings(
         None, pd.concat([backtest, pd.DataFrame([late])], ignore_index=True), lambda: None, 1, 0.8)
-    assert level.shift == plain.shift and revenue_level.shift == plain_revenue.shift
+    assert level.lean == plain.lean and revenue_level.lean == plain_revenue.lean
     assert level.sigma == pytest.approx(np.hypot(plain.sigma, late["late_sigma"]))
     assert revenue_level.sigma == pytest.approx(np.hypot(plain_revenue.sigma, late["late_sigma"]))
     assert "latest short windows" in source
     quiet = dict(late, level_shift=-0.05, late_sigma=forecast.late_sigma(-0.05, info, info))
-    level, _, _ = forecast.level_corrections(None, pd.concat([backtest, pd.DataFrame([quiet])]), lambda: None, 1, 0.8)
+    level, _, _ = forecast.level_readings(None, pd.concat([backtest, pd.DataFrame([quiet])]), lambda: None, 1, 0.8)
     assert level == plain                                                     # within noise: nothing changes
     assert forecast.forecast_trust.late_note(pd.DataFrame([quiet])) == ""
 
 
-# --- Bias correction and interval from past out-of-sample shifts --------------------------
-def test_level_correction_removes_a_lean_and_widens_for_few_dates():
+# --- Interval from past out-of-sample shifts ---------------------------------------------
+def test_past_misses_size_the_interval_and_few_dates_widen_it():
     p = np.random.default_rng(5).uniform(0.02, 0.6, 1500)
     info = forecast.level_information(p)
+    misses = [-0.25, -0.15, -0.2, -0.3, -0.1]
     # five dates whose windows do not overlap: five independent measurements
-    lean = forecast.level_correction([-0.25, -0.15, -0.2, -0.3, -0.1], [info] * 5, 0.02, 0.8, steps_per_window=1)
-    assert lean.shift == pytest.approx(-0.2) and lean.dates == 5
-    spread = np.var([-0.25, -0.15, -0.2, -0.3, -0.1], ddof=1)
+    level = forecast.level_reading(misses, [info] * 5, 0.02, 0.8, steps_per_window=1)
+    assert level.lean == pytest.approx(-0.2) and level.dates == 5
     widen = 1.533 / 1.2816                          # Student's t (4 df) over the normal 90 % quantile
-    expected = widen * np.sqrt(max(spread - 1 / info, 0.02 ** 2) + spread / 5)
-    assert lean.sigma == pytest.approx(expected, rel=1e-3)
-    # the same spread measured on fewer dates is less certain
-    fewer = forecast.level_correction([-0.25, -0.15], [info] * 2, 0.02, 0.8, steps_per_window=1)
-    assert fewer.sigma > lean.sigma
-    # the horizon rows carry it; the other groupings stay sums of the scores
+    expected = widen * np.sqrt(max(np.mean(np.square(misses)) - 1 / info, 0.02 ** 2))
+    assert level.sigma == pytest.approx(expected, rel=1e-3)
+    # the same misses measured on fewer dates are less certain
+    fewer = forecast.level_reading(misses[:2], [info] * 2, 0.02, 0.8, steps_per_window=1)
+    assert fewer.sigma > level.sigma
+    # the lean is shown, not removed: the horizon rows move only by the shifts passed (a segment's)
     scored = _scored(800, 6)
-    table = forecast.forecast(scored, np.full(800, "2026-07"), lean.sigma, lean.sigma, load_rules().risk,
-                              {"90d": scored["win_probability"].to_numpy() / 2}, lean.shift, lean.shift)
-    row = table[table["key"] == "90d"].iloc[0]
     half = scored["win_probability"].to_numpy() / 2
-    assert row["expected_won_deals"] == pytest.approx(forecast.shifted(half, -0.2).sum(), abs=0.01)
-    assert row["expected_won_deals"] < half.sum()
+    segment = np.where(scored["region"] == "APAC", -1.0, 0.0)
+    table = forecast.forecast(scored, np.full(800, "2026-07"), level.sigma, level.sigma, load_rules().risk,
+                              {"90d": half}, segment, segment)
+    row = table[table["key"] == "90d"].iloc[0]
+    assert row["expected_won_deals"] == pytest.approx(forecast.shifted(half, segment).sum(), abs=0.01)
+    assert row["expected_won_deals"] < half.sum() - 10
+    plain = forecast.forecast(scored, np.full(800, "2026-07"), level.sigma, level.sigma, load_rules().risk,
+                              {"90d": half})
+    assert plain[plain["key"] == "90d"]["expected_won_deals"].iloc[0] == pytest.approx(half.sum(), abs=0.01)
     total = table[table["grouping"] == "total"].iloc[0]
     assert total["expected_won_deals"] == pytest.approx(scored["win_probability"].sum(), abs=0.01)
 
 
-def test_level_correction_without_enough_measured_dates_changes_nothing():
-    # one usable date (the others NaN or without information): no correction, the plain reading
-    single = forecast.level_correction([-0.4, np.nan, 0.3], [50.0, 50.0, 0.0], 0.05, 0.8)
-    assert single.shift == 0.0 and single.dates == 1
-    assert single.sigma == pytest.approx(np.sqrt(0.16 - 1 / 50))
-    none = forecast.level_correction([], [], 0.05, 0.8)
-    assert (none.shift, none.sigma, none.dates) == (0.0, 0.05, 0)
-    no_backtest, _, source = forecast.level_corrections(
+def test_level_reading_without_enough_measured_dates_is_the_plain_reading():
+    # one usable date (the others NaN or without information)
+    single = forecast.level_reading([-0.4, np.nan, 0.3], [50.0, 50.0, 0.0], 0.05, 0.8)
+    assert single.dates == 1 and single.sigma == pytest.approx(np.sqrt(0.16 - 1 / 50))
+    none = forecast.level_reading([], [], 0.05, 0.8)
+    assert (none.lean, none.sigma, none.dates) == (0.0, 0.05, 0)
+    no_backtest, _, source = forecast.level_readings(
         None, None, lambda: pd.DataFrame({"is_won": [True, False] * 200,
                                           "closed_date": pd.date_range("2025-01-01", periods=400, freq="D")}),
         1, 0.8)
-    assert no_backtest.shift == 0.0 and no_backtest.sigma > 0 and source.startswith("historical")
+    assert no_backtest.lean == 0.0 and no_backtest.sigma > 0 and source.startswith("historical")
 
 
-def test_corrected_intervals_cover_about_as_often_as_they_say():
-    """Periods whose true level leans high by 0.25 log odds and moves by 0.12
-    between periods: forecasts corrected and sized by the six periods before
-    each hold the truth about 80 % of the time; the plain reading (no
-    correction, sd of the shifts around zero) misses more and by more."""
+def test_intervals_sized_by_past_misses_cover_about_as_often_as_they_say():
+    """Periods whose true level moves by 0.15 log odds (sd) between periods
+    around a small lean: forecasts sized by the six periods before each hold
+    the truth about 80 % of the time; independent coins (no shared shift)
+    hold it far less often."""
     rng = np.random.default_rng(8)
     p = rng.uniform(0.02, 0.5, 900)
     info = forecast.level_information(p)
-    shifts, corrected, plain, errors = [], [], [], {"corrected": [], "plain": []}
+    shifts, sized, coins = [], [], []
     for k in range(66):
-        won = (rng.random(len(p)) < forecast.shifted(p, -0.25 + rng.normal(0, 0.12))).sum()
+        won = (rng.random(len(p)) < forecast.shifted(p, -0.05 + rng.normal(0, 0.15))).sum()
         if k >= 6:
-            level = forecast.level_correction(shifts[-6:][::-1], [info] * 6, 0.03, 0.8, steps_per_window=1)
-            sims, _ = forecast.simulate(forecast.shifted(p, level.shift), np.ones(len(p)),
-                                        np.zeros(len(p), dtype=np.int64), 1, level.sigma, 400, k)
-            corrected.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
-            errors["corrected"].append(abs(forecast.shifted(p, level.shift).sum() - won))
-            sigma = forecast.interval_sigma(shifts[-6:], [info] * 6, 0.03)
-            sims, _ = forecast.simulate(p, np.ones(len(p)), np.zeros(len(p), dtype=np.int64), 1, sigma, 400, k)
-            plain.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
-            errors["plain"].append(abs(p.sum() - won))
+            level = forecast.level_reading(shifts[-6:][::-1], [info] * 6, 0.03, 0.8, steps_per_window=1)
+            for sigma, held in ((level.sigma, sized), (0.0, coins)):
+                sims, _ = forecast.simulate(p, np.ones(len(p)), np.zeros(len(p), dtype=np.int64), 1, sigma, 400, k)
+                held.append(np.quantile(sims, 0.1) <= won <= np.quantile(sims, 0.9))
         shifts.append(forecast.level_shift(p, won))
-    assert 0.7 <= np.mean(corrected) <= 0.95
-    assert np.mean(errors["corrected"]) < 0.6 * np.mean(errors["plain"])
-    assert np.mean(plain) < np.mean(corrected)
+    assert 0.7 <= np.mean(sized) <= 0.95
+    assert np.mean(coins) < np.mean(sized) - 0.2
 
 
 def test_dates_whose_windows_overlap_count_as_fewer_independent_windows():
     """Twelve 90-day windows a month apart share most of their deals and
     outcomes: they measure the level about as well as four windows, so the
-    interval is wider than twelve independent periods with the same shifts
-    would give, and the mean's uncertainty counts four, not twelve."""
+    interval is wider than twelve independent periods with the same misses
+    would give."""
     info = forecast.level_information(np.random.default_rng(11).uniform(0.02, 0.6, 1500))
     shifts = [-0.05, -0.2, 0.1, -0.15, 0.05, -0.25, 0.0, -0.1, 0.15, -0.3, -0.05, -0.2]
-    overlapping = forecast.level_correction(shifts, [info] * 12, 0.02, 0.8, steps_per_window=3)
-    independent = forecast.level_correction(shifts, [info] * 12, 0.02, 0.8, steps_per_window=1)
-    assert overlapping.shift == independent.shift == pytest.approx(np.mean(shifts))
+    overlapping = forecast.level_reading(shifts, [info] * 12, 0.02, 0.8, steps_per_window=3)
+    independent = forecast.level_reading(shifts, [info] * 12, 0.02, 0.8, steps_per_window=1)
+    assert overlapping.lean == independent.lean == pytest.approx(np.mean(shifts))
     assert forecast.independent_windows(12, 3) == 4 and forecast.independent_windows(12, 1) == 12
     assert forecast.independent_windows(3, 3) == 2          # Student's t needs one degree of freedom
-    spread = np.var(shifts, ddof=1)
-    between = max(spread - 1 / info, 0.02 ** 2)
     widen = 1.638 / 1.2816                                  # Student's t (3 df) over the normal 90 % quantile
-    assert overlapping.sigma >= widen * np.sqrt(between + spread / 4) * (1 - 1e-3)
+    misses = max(np.mean(np.square(shifts)) - 1 / info, 0.02 ** 2)
+    assert overlapping.sigma == pytest.approx(widen * np.sqrt(misses), rel=1e-3)
     assert overlapping.sigma > 1.1 * independent.sigma
 
 
-def test_shifts_that_disagree_give_no_correction_and_a_wider_interval():
+def test_bigger_past_misses_of_either_sign_give_a_wider_interval():
     info = forecast.level_information(np.random.default_rng(9).uniform(0.02, 0.6, 2000))
-    steady = forecast.level_correction([-0.12, -0.1, -0.14, -0.11, -0.13, -0.1, -0.12, -0.11], [info] * 8, 0.02, 0.8)
-    split = forecast.level_correction([0.25, -0.25, 0.2, -0.2, 0.25, -0.25, 0.2, -0.2], [info] * 8, 0.02, 0.8)
-    assert steady.shift == pytest.approx(-0.1163, abs=1e-3)
-    assert split.shift == pytest.approx(0.0, abs=1e-9)
-    assert split.sigma > 2 * steady.sigma
+    steady = forecast.level_reading([-0.12, -0.1, -0.14, -0.11, -0.13, -0.1, -0.12, -0.11], [info] * 8, 0.02, 0.8)
+    split = forecast.level_reading([0.25, -0.25, 0.2, -0.2, 0.25, -0.25, 0.2, -0.2], [info] * 8, 0.02, 0.8)
+    assert steady.lean == pytest.approx(-0.1163, abs=1e-3) and split.lean == pytest.approx(0.0, abs=1e-9)
+    assert split.sigma > 1.8 * steady.sigma
 
 
-def test_a_level_that_drifts_widens_the_interval_beyond_its_spread():
-    """Shifts moving steadily (most recent first): each date's shift against
-    the mean of the dates whose windows had ended by then misses by far
-    more than their spread around their own mean suggests."""
-    info = forecast.level_information(np.random.default_rng(10).uniform(0.02, 0.6, 2000))
-    drifting = [-0.5, -0.42, -0.36, -0.3, -0.2, -0.14, -0.06, 0.0, 0.08, 0.14, 0.2, 0.26]
-    level = forecast.level_correction(drifting, [info] * 12, 0.02, 0.8)
-    errors, _ = forecast.forward_errors(np.array(drifting), np.full(12, info), 3)
-    assert len(errors) == 8 and (errors < 0).all()
-    assert level.shift == pytest.approx(np.mean(drifting))
-    spread = np.var(drifting, ddof=1)       # the spread reading: four independent windows, Student's t (3 df)
-    spread_only = 1.638 / 1.2816 * np.sqrt(max(spread - 1 / info, 0.02 ** 2) + spread / 4)
-    assert level.sigma > 1.3 * spread_only
-
-
-def test_backtest_order_does_not_matter_to_the_correction():
+def test_backtest_order_does_not_matter_to_the_reading():
     replays = [{"analysis_date": pd.Timestamp("2026-01-01") + pd.Timedelta(days=30 * k), "level_shift": s,
                 "level_information": 400.0, "revenue_shift": s, "revenue_information": 200.0}
                for k, s in enumerate([0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3])]
-    forward, _ = forecast.corrections_from(replays, 0.02, 0.8)
-    backward, _ = forecast.corrections_from(replays[::-1], 0.02, 0.8)
+    forward, _ = forecast.readings_from(replays, 0.02, 0.8)
+    backward, _ = forecast.readings_from(replays[::-1], 0.02, 0.8)
     assert forward == backward
-    newest_first = forecast.level_correction([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3], [400.0] * 7, 0.02, 0.8)
+    newest_first = forecast.level_reading([-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3], [400.0] * 7, 0.02, 0.8)
     assert forward == newest_first
 
 

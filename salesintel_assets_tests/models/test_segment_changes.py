@@ -95,3 +95,15 @@ def test_a_segment_with_too_few_recent_closes_is_not_tested(cfg):
 def test_a_pair_of_unlisted_dimensions_is_refused():
     with pytest.raises(ValidationError, match="pair"):
         RiskRules.SegmentChanges(dimensions=["industry", "region"], pairs=[("industry", "lead_source")])
+
+
+def test_the_changes_noise_widens_the_interval_by_the_segments_share():
+    deals = _open()
+    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.8, 0.3, 0.001, 40, 6, 200, 90)
+    level = forecast.LevelReading(lean=-0.1, sigma=0.2, dates=8)
+    p = np.full(len(deals), 0.3)
+    count, revenue, shift = forecast.segment_corrected(level, level, deals, p, [change])
+    share = (deals["region"] == "APAC").mean()
+    assert count.sigma == pytest.approx(np.hypot(0.2, share * 0.3)) and count.lean == -0.1
+    assert revenue == count and set(np.unique(shift)) == {-0.8, 0.0}
+    assert forecast.segment_corrected(level, level, deals, p, [])[:2] == (level, level)
