@@ -157,7 +157,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     level, revenue_level = forecast.readings_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
                                                      forecast.steps_per_window(rules.risk.forecast))
     late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does
-    level, revenue_level = forecast.with_late_change(level, late), forecast.with_late_change(revenue_level, late)
+    level, revenue_level = forecast.widened(level, late), forecast.widened(revenue_level, late)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
     changes = segment_changes.find(prepared.fact[rf.labelled_mask(prepared.fact, as_of)], as_of,
                                    rules.risk.forecast.segment_changes)   # as pipeline_forecast reads them

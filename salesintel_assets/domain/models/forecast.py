@@ -157,7 +157,7 @@ class LevelReading:
 
 
 def level_reading(shifts, informations, level_se: float, interval: float,
-                     steps_per_window: int = 3) -> LevelReading:
+                  steps_per_window: int = 3) -> LevelReading:
     """Interval width from past out-of-sample shifts (each a past forecast's
     miss in log odds), ordered most recent first: their root mean square
     around zero less binomial noise, floored at the model level's standard
@@ -480,14 +480,14 @@ def without_columns(spec: rf.FeatureSpec, columns) -> rf.FeatureSpec:
 
 
 def readings_from(replays: list[dict], level_se: float, interval: float,
-                     steps: int = 3) -> tuple[LevelReading, LevelReading]:
+                  steps: int = 3) -> tuple[LevelReading, LevelReading]:
     """(level reading for deal counts, for revenue) from backtest replays
     (any order: they are taken most recent first)."""
     replays = sorted(replays, key=lambda r: pd.Timestamp(r["analysis_date"]), reverse=True)
 
     def pick(shift, info):
         return level_reading([r.get(shift, np.nan) for r in replays], [r.get(info, 0.0) for r in replays],
-                                level_se, interval, steps)
+                             level_se, interval, steps)
     return pick("level_shift", "level_information"), pick("revenue_shift", "revenue_information")
 
 
@@ -504,7 +504,7 @@ def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: p
     days after them, whose windows closed by the analysis date (never seen
     by it). The difference beyond binomial noise is ``late_sigma``: the size
     of a level change the backtest has not measured, which widens today's
-    interval (``with_late_change``). Both sets are cut to a stratified sample
+    interval (``widened``). Both sets are cut to a stratified sample
     of ``backtest_max_fit_rows`` (the level needs no more)."""
     cfg = rules.forecast
     days = cfg.late_window_days
@@ -558,8 +558,6 @@ def widened(level: LevelReading, sd: float) -> LevelReading:
     late change or the segment changes' own noise)."""
     return replace(level, sigma=float(np.hypot(level.sigma, sd))) if sd > 0 else level
 
-
-with_late_change = widened
 
 
 # --- Segments that moved lately ---------------------------------------------------------
@@ -647,7 +645,7 @@ def level_readings(models: pd.DataFrame | None, backtest: pd.DataFrame | None, c
         level, revenue_level = readings_from(ok.to_dict("records"), level_se, interval, steps)
         late = late_change(backtest)
         if late > 0:
-            return (with_late_change(level, late), with_late_change(revenue_level, late),
+            return (widened(level, late), widened(revenue_level, late),
                     f"backtest ({len(ok)} dates), widened by a change in the latest short windows ({late:.3f})")
         return level, revenue_level, f"backtest ({len(ok)} dates)"
     sigma = fallback_sigma(closed_outcomes(), level_se)
