@@ -13,7 +13,8 @@ and the generator's cycle-length laws for won, lost and lingering deals
 (``best_probability``). It knows the latent win probability, which no CRM
 records, but not the stage or activity trail, so a model using them can
 exceed it on stage-history worlds; on export-only worlds it is a fair
-ceiling. ``auc_oracle`` is a looser bound that also knows which deals the
+ceiling (on ``seasonal_export``, whose wins bunch up at quarter ends, only
+roughly: the laws leave the push out). ``auc_oracle`` is a looser bound that also knows which deals the
 generator made linger.
 
 Forecast columns: ``model_90d`` is the plain sum of the open deals' 90-day
@@ -65,6 +66,7 @@ class WorldSpec:
     never_close_share: float = 0.0
     leaking_amount: bool = False
     export_only: bool = False  # a plain CSV export: no stage history, no activities
+    quarter_end_seasonality: bool = False
 
 
 WORLDS = (
@@ -72,6 +74,7 @@ WORLDS = (
     WorldSpec("never_closing", never_close_share=0.5),
     WorldSpec("never_closing_export", never_close_share=0.5, export_only=True),
     WorldSpec("leaking_amount", never_close_share=0.3, leaking_amount=True, export_only=True),
+    WorldSpec("seasonal_export", never_close_share=0.3, export_only=True, quarter_end_seasonality=True),
 )
 
 
@@ -80,7 +83,8 @@ def world_tables(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     warehouse would hold them on the world's end date."""
     rules = load_rules()
     world = sample_crm.generate_world(n_deals, seed, never_close_share=spec.never_close_share,
-                                      leaking_amount=spec.leaking_amount, with_activities=not spec.export_only)
+                                      leaking_amount=spec.leaking_amount, with_activities=not spec.export_only,
+                                      quarter_end_seasonality=spec.quarter_end_seasonality)
     snap = sample_crm.snapshot(world)
     clean = quality.validate_deals(ingestion.conform_raw(ingestion.as_export_text(snap.deals)), rules).clean
     as_of = pd.Timestamp(world.end_date)

@@ -26,8 +26,9 @@ def _closes(n=12000, seed=0, drop=None, recent_rate_all=None):
     rate) for closes in the last 45 days; ``recent_rate_all``: every
     segment's recent rate moved alike."""
     rng = np.random.default_rng(seed)
+    closed = AS_OF - pd.to_timedelta(rng.integers(0, 410, n), unit="D")
     frame = pd.DataFrame({
-        "closed_date": AS_OF - pd.to_timedelta(rng.integers(0, 410, n), unit="D"),
+        "created_date": closed - pd.to_timedelta(rng.integers(20, 200, n), unit="D"), "closed_date": closed,
         "industry": rng.choice(list(RATES), n), "region": rng.choice(["Europe", "APAC", "India"], n),
         "product_type": rng.choice(["Core", "Pro"], n), "lead_source": rng.choice(["Inbound", "Partner", "Referral"], n),
     })
@@ -90,6 +91,22 @@ def test_a_segment_with_too_few_recent_closes_is_not_tested(cfg):
     found = sc.find(thin, AS_OF, cfg)
     assert not any(c.values == ("FinTech", "Europe") for c in found)
     assert sc.find(closes, AS_OF, cfg.model_copy(update={"enabled": False})) == []
+
+
+def test_a_burst_of_new_leads_disqualified_within_days_is_no_change(cfg):
+    # 150 Partner leads created in the last weeks and lost within a week: how leads arrive, not how
+    # the Partner deals in play end
+    closes = _closes(seed=6)
+    rng = np.random.default_rng(7)
+    closed = AS_OF - pd.to_timedelta(rng.integers(0, 30, 150), unit="D")
+    burst = pd.DataFrame({"created_date": closed - pd.to_timedelta(rng.integers(0, 7, 150), unit="D"),
+                          "closed_date": closed, "industry": rng.choice(list(RATES), 150),
+                          "region": rng.choice(["Europe", "APAC", "India"], 150), "product_type": "Core",
+                          "lead_source": "Partner", "is_won": False})
+    both = pd.concat([closes, burst], ignore_index=True)
+    assert sc.find(both, AS_OF, cfg) == []
+    found = sc.find(both, AS_OF, cfg.model_copy(update={"min_age_days": 0}))   # counted, they look like a drop
+    assert any("lead_source" in c.columns and c.shift < 0 for c in found)
 
 
 def test_a_pair_of_unlisted_dimensions_is_refused():

@@ -275,6 +275,7 @@ class RiskRules(Section):
         baseline_days: int = Field(default=365, ge=60, le=1095)
         fdr_alpha: float = Field(default=0.05, gt=0, le=0.2)
         min_change: float = Field(default=0.5, ge=0, le=5)
+        min_age_days: int = Field(default=14, ge=0, le=365)
         min_recent_deals: int = Field(default=20, ge=10)
         min_baseline_deals: int = Field(default=40, ge=20)
         dimensions: list[Literal["industry", "region", "product_type", "lead_source"]] = Field(

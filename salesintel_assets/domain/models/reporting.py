@@ -29,7 +29,7 @@ def read_timeline_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # Closed deals in a window of close dates (after, up to]: what segment_changes reads.
-SEGMENT_CLOSES_SQL = (f"SELECT closed_date, is_won, industry, region, product_type, lead_source "
+SEGMENT_CLOSES_SQL = (f"SELECT created_date, closed_date, is_won, industry, region, product_type, lead_source "
                       f"FROM {TABLE_SCHEMA}.fact_deals WHERE NOT is_open AND NOT needs_review "
                       f"AND closed_date > created_date AND closed_date > ? AND closed_date <= ?")
 CLOSED_OUTCOMES_SQL = (f"SELECT is_won, closed_date FROM {TABLE_SCHEMA}.fact_deals "

@@ -5,8 +5,10 @@ shows in its latest closes weeks before the 90-day backtest can see it, and
 a model trained on many months has barely moved. Each segment (every value
 of the single dimensions and of the pairs in the rules) compares the win
 rate of its deals closed in the last ``recent_days`` with the
-``baseline_days`` before them, against the same change in the rest of the
-business: a difference of log odds ratios, so a business-wide swing or the
+``baseline_days`` before them (closes of deals at least ``min_age_days``
+old: a burst of new leads disqualified within days says how leads arrive,
+not how the deals in play will end), against the same change in the rest
+of the business: a difference of log odds ratios, so a business-wide swing or the
 quarter-end bunching that moves every segment alike is no segment change.
 
 Benjamini-Hochberg across every tested segment controls false discoveries,
@@ -30,7 +32,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common import stats
 
-READ_COLUMNS = ("closed_date", "is_won", "industry", "region", "product_type", "lead_source")
+READ_COLUMNS = ("created_date", "closed_date", "is_won", "industry", "region", "product_type", "lead_source")
 CHANGE_COLUMNS = ["segment", "change", "shift", "se", "q_value", "recent_deals", "recent_win_rate",
                   "baseline_deals", "baseline_win_rate"]
 
@@ -110,7 +112,8 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     as_of = pd.Timestamp(as_of)
     when = closed["closed_date"]
     start = as_of - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days)
-    frame = closed[(when <= as_of) & (when > start)]
+    age = (when - closed["created_date"]).dt.days
+    frame = closed[(when <= as_of) & (when > start) & (age >= cfg.min_age_days)]
     recent = (frame["closed_date"] > as_of - pd.Timedelta(days=cfg.recent_days)).to_numpy()
     won = frame["is_won"].astype(bool).to_numpy()
     groups = [(d,) for d in cfg.dimensions] + [tuple(p) for p in cfg.pairs]
