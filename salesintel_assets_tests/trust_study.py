@@ -23,7 +23,7 @@ the backtest measured out of sample (log odds; shown, not removed),
 ``sigma`` the sd of the shared shift around the forecast (including ``late_sigma``, the level change the latest
 30-day windows that have ended show beyond noise, which the 90-day backtest cannot see yet); ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
-says (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
+says (``lean_removed_error``: what removing ``past_lean`` would have given) (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those);
@@ -204,6 +204,9 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "model_error": round(float(by_horizon[FORECAST_DAYS].sum()) / max(actual, 1) - 1, 3),
         "best_error": round(float(best.sum()) / max(actual, 1) - 1, 3),
         "forecast_error": round(float(row90["expected_won_deals"]) / max(actual, 1) - 1, 3),
+        # what removing the past lean (as earlier versions did) would have given
+        "lean_removed_error": round(float(forecast.shifted(forecast.within_days(by_horizon, FORECAST_DAYS),
+                                                           level.lean + segment_shift).sum()) / max(actual, 1) - 1, 3),
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
         "unplanted_in_interval": bool(plain_row["won_deals_p10"] <= plain_actual <= plain_row["won_deals_p90"]),
