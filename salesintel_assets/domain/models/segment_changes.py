@@ -8,8 +8,9 @@ rate of its deals closed in the last ``recent_days`` with the
 ``baseline_days`` before them (closes of deals at least ``min_age_days``
 old: a burst of new leads disqualified within days says how leads arrive,
 not how the deals in play will end), against the same change in the rest
-of the business: a difference of log odds ratios, so a business-wide swing or the
-quarter-end bunching that moves every segment alike is no segment change.
+of the business: a difference of log odds ratios, so a business-wide swing
+or the quarter-end bunching that moves every segment alike is no segment
+change.
 
 Benjamini-Hochberg across every tested segment controls false discoveries,
 and only a material change counts (``min_change`` in log odds: a smaller
@@ -191,7 +192,7 @@ def shift_sd(deals: pd.DataFrame, p: np.ndarray, changes: list[SegmentChange]) -
 
 
 def note(changes: list[SegmentChange]) -> str:
-    """The changes in words, for the forecast's metadata and the run summary."""
+    """The changes in words, for the forecast's metadata."""
     if not changes:
         return "no segment's latest closes moved beyond the rest of the business"
     return "; ".join(c.sentence() for c in changes) + ": their open deals are forecast at the new level"
