@@ -59,6 +59,11 @@ ACTIVITY_FEATURES = ("activities_so_far", "activities_last_14d", "days_since_act
 RECENT_ACTIVITY_DAYS = 14
 WON_CYCLE_SHARE = "won_cycle_share"  # the age against the segment's winning cycles (``WonCycles``)
 CYCLE_SEGMENT = "product_type"       # what sets a cycle's typical length
+# Where in the (calendar) quarter a state is: real closings bunch up at quarter
+# ends, so what an open deal will do in the next weeks depends on it. It is the
+# same for every deal on one day: a context of the forecast, never a deal's reason.
+QUARTER_FEATURE = "days_to_quarter_end"
+CALENDAR_FEATURES = (QUARTER_FEATURE,)
 CYCLE_BIN_DAYS, CYCLE_BINS = 7, 105  # cycle lengths in weeks up to two years (longer ones share the last)
 CYCLE_PRIOR_DEALS = 20
 UNKNOWN_STAGE = "unknown"
@@ -141,7 +146,7 @@ def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activit
     activity features only when activities are recorded at all. Creation
     columns the leakage guard excluded (``exclude``) are left out."""
     keep = lambda names: tuple(n for n in names if n not in set(exclude))  # noqa: E731
-    numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE)
+    numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE, QUARTER_FEATURE)
     categorical = keep(CREATION_CATEGORICAL)
     covered = labelled["deal_id"].isin(stage_history["deal_id"]).mean() if len(labelled) else 0.0
     if len(stage_history) and covered >= rules.min_history_coverage:
@@ -270,6 +275,8 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     if WON_CYCLE_SHARE in spec.numeric:
         segments = deals[CYCLE_SEGMENT] if CYCLE_SEGMENT in deals else np.full(len(deals), "")
         out[WON_CYCLE_SHARE] = timeline.won_cycles.share_by_age(segments, day, out["age_days"].to_numpy())
+    if QUARTER_FEATURE in spec.numeric:
+        out[QUARTER_FEATURE] = days_to_quarter_end(np.broadcast_to(day, (len(deals),)))
     if spec.mode == STAGE_HISTORY:
         codes = timeline.codes(deals["deal_id"])
         stage, entered = timeline.stage_at(codes, day)
@@ -282,6 +289,14 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
             # "since the last touch, or since creation when never touched"
             out["days_since_activity"] = np.where(last >= 0, day - last, day - created).astype("float64")
     return out[spec.columns]
+
+
+def days_to_quarter_end(day: np.ndarray) -> np.ndarray:
+    """Days from each day number to the last day of its calendar quarter."""
+    days = np.asarray(day, dtype=np.int64).astype("datetime64[D]")
+    months = days.astype("datetime64[M]").astype(np.int64)
+    last = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]") - np.timedelta64(1, "D")
+    return (last - days).astype(np.int64).astype("float64")
 
 
 def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days: int,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.models.features import UNKNOWN_STAGE, FeatureSpec
+from salesintel_assets.domain.models.features import CALENDAR_FEATURES, UNKNOWN_STAGE, FeatureSpec
 from salesintel_assets.domain.models.risk_model import HorizonModel, predict, predict_horizons
 from salesintel_assets.domain.common.reruns import digest, rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
@@ -102,12 +102,14 @@ class Explainer:
         deal with one factor made typical only when its value is not typical
         already (otherwise it is the deal itself)."""
         if not len(features):
-            return pd.DataFrame({c: np.zeros(0) for c in self.spec.columns + [PROBABILITY]})
+            return pd.DataFrame({c: np.zeros(0) for c in self.spec.columns + [PROBABILITY] if c not in CALENDAR_FEATURES})
         features = features.reset_index(drop=True)
         base = predict(model, features) if probabilities is None else np.asarray(probabilities, dtype=float)
         reference = predict(model, self.typical)[0]
         frame = {}
         for col in self.spec.columns:
+            if col in CALENDAR_FEATURES:   # the same for every deal today: no deal's reason
+                continue
             codes, values = pd.factorize(features[col], use_na_sentinel=False)
             typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(**{col: values})
             alone = _chunked(model, typical_with, chunk)[codes] - reference   # typical deal, this factor's value
