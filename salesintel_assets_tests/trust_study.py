@@ -138,7 +138,8 @@ def _auc(y, score) -> float:
 def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     t = world_tables(spec, n_deals, seed)
     rules, as_of, world = t["rules"], t["as_of"], t["world"]
-    prepared = rf.prepare(t["fact"], t["history"], t["activities"], as_of, rules.risk, rules.stages.order)
+    prepared = rf.prepare(t["fact"], t["history"], t["activities"], as_of, rules.risk, rules.stages.order,
+                          rules.anomalies)
     training = rm.train(prepared, rules.risk)
     open_frame = rf.open_deals(prepared.fact, as_of)
     features = rf.open_states(open_frame, prepared.timeline, prepared.spec, as_of)

@@ -57,7 +57,7 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         fact = warehouse.read_table("fact_deals", reporting.FACT_COLUMNS)
         with warehouse.connect() as con:
             history, activities = reporting.read_timeline_inputs(con)
-        return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order)
+        return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
 
     key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
     return _RUN_REPLAY.get(key, replay)

@@ -59,9 +59,10 @@ ACTIVITY_FEATURES = ("activities_so_far", "activities_last_14d", "days_since_act
 RECENT_ACTIVITY_DAYS = 14
 WON_CYCLE_SHARE = "won_cycle_share"  # the age against the segment's winning cycles (``WonCycles``)
 CYCLE_SEGMENT = "product_type"       # what sets a cycle's typical length
-# Where in the (calendar) quarter a state is: real closings bunch up at quarter
-# ends, so what an open deal will do in the next weeks depends on it. It is the
-# same for every deal on one day: a context of the forecast, never a deal's reason.
+# Where in the (calendar) quarter a state is, used when past closes show
+# quarter-end seasonality (``quarter_seasonal``): closings then bunch up at
+# quarter ends, so what an open deal will do in the next weeks depends on it.
+# It is the same for every deal on one day: a context, never a deal's reason.
 QUARTER_FEATURE = "days_to_quarter_end"
 CALENDAR_FEATURES = (QUARTER_FEATURE,)
 CYCLE_BIN_DAYS, CYCLE_BINS = 7, 105  # cycle lengths in weeks up to two years (longer ones share the last)
@@ -141,12 +142,13 @@ def open_at(fact: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
 
 
 def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
-                    rules: RiskRules, exclude=()) -> FeatureSpec:
+                    rules: RiskRules, exclude=(), seasonal: bool = False) -> FeatureSpec:
     """Stage features only when the history covers enough closed deals;
-    activity features only when activities are recorded at all. Creation
-    columns the leakage guard excluded (``exclude``) are left out."""
+    activity features only when activities are recorded at all; where in
+    the quarter only when closings are ``seasonal``. Creation columns the
+    leakage guard excluded (``exclude``) are left out."""
     keep = lambda names: tuple(n for n in names if n not in set(exclude))  # noqa: E731
-    numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE, QUARTER_FEATURE)
+    numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE) + ((QUARTER_FEATURE,) if seasonal else ())
     categorical = keep(CREATION_CATEGORICAL)
     covered = labelled["deal_id"].isin(stage_history["deal_id"]).mean() if len(labelled) else 0.0
     if len(stage_history) and covered >= rules.min_history_coverage:
@@ -385,8 +387,9 @@ def features_for(rows: pd.DataFrame, timeline: Timeline, spec: FeatureSpec) -> p
 
 
 def spec_feasible(spec: FeatureSpec, current: FeatureSpec) -> bool:
-    """Can the data behind ``current`` provide every feature of ``spec``?"""
-    return set(spec.columns) <= set(current.columns)
+    """Can the data behind ``current`` provide every feature of ``spec``?
+    (The calendar is always there.)"""
+    return set(spec.columns) - set(CALENDAR_FEATURES) <= set(current.columns)
 
 
 @dataclass
@@ -413,15 +416,35 @@ class Prepared:
 SCREENED_COLUMNS = CREATION_CATEGORICAL + ("deal_amount",)
 
 
+def quarter_seasonal(labelled: pd.DataFrame, anomalies) -> bool:
+    """Do past closes show quarter-end seasonality? The anomaly layer's test
+    (win rate or cycle by week of the quarter, ``anomalies`` being the
+    rules' anomaly section) on the labelled deals. Its fiscal quarters are
+    calendar quarters when the fiscal year starts in January, April, July or
+    October; ``QUARTER_FEATURE`` counts calendar quarters."""
+    from salesintel_assets.domain.anomalies import seasonality
+
+    if anomalies is None or not len(labelled):
+        return False
+    close = day_numbers(labelled["closed_date"])
+    cycles = (close - day_numbers(labelled["created_date"])).astype("float64")
+    return seasonality.detect(close, labelled["is_won"].to_numpy(dtype=bool), cycles, anomalies.seasonality,
+                              anomalies.win_rate.min_effect, anomalies.cycle.min_effect).seasonal
+
+
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
-            rules: RiskRules, stage_order: list[str]) -> Prepared:
+            rules: RiskRules, stage_order: list[str], anomalies=None) -> Prepared:
+    """Everything the models steps share. With the rules' anomaly section
+    (``anomalies``), where in the quarter a state is becomes a feature when
+    past closes show quarter-end seasonality (``quarter_seasonal``)."""
     from salesintel_assets.domain.common import leakage
 
     as_of = pd.Timestamp(as_of)
     labelled = labelled_deals(fact, as_of)
     leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS,
                            leakage.open_empty_counts(open_deals(fact, as_of), SCREENED_COLUMNS))
-    spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks))
+    spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks),
+                           seasonal=quarter_seasonal(labelled, anomalies))
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
