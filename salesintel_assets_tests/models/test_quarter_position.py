@@ -21,8 +21,12 @@ def test_days_to_quarter_end_counts_to_the_quarters_last_day():
 def test_the_feature_is_used_only_when_closes_bunch_at_quarter_ends(world, seasonal):
     tables = world_tables(next(w for w in WORLDS if w.name == world), 3000, 91)
     labelled = rf.labelled_deals(tables["fact"], tables["as_of"])
-    assert rf.quarter_seasonal(labelled, tables["rules"].anomalies) is seasonal
-    assert rf.quarter_seasonal(labelled, None) is False           # without the anomaly rules: never
+    anomalies, alpha = tables["rules"].anomalies, tables["rules"].risk.quarter_position_alpha
+    assert rf.quarter_seasonal(labelled, anomalies, alpha) is seasonal
+    assert rf.quarter_seasonal(labelled, None, alpha) is False           # without the anomaly rules: never
+    for mode in ("on", "off"):   # the rules' mode decides alone
+        forced = anomalies.model_copy(update={"seasonality": anomalies.seasonality.model_copy(update={"mode": mode})})
+        assert rf.quarter_seasonal(labelled, forced, alpha) is (mode == "on")
     spec = rf.choose_features(labelled, tables["history"], tables["activities"], tables["rules"].risk,
                               seasonal=seasonal)
     assert (rf.QUARTER_FEATURE in spec.numeric) is seasonal
@@ -50,3 +54,19 @@ def test_the_quarter_position_is_never_a_deals_reason():
     assert rf.QUARTER_FEATURE not in weights.columns and "age_days" in weights.columns
     reasons = explainer.top_reasons(model, today)
     assert not reasons.filter(like="reason_").astype(str).apply(lambda c: c.str.contains("quarter")).any().any()
+
+
+def test_cycle_lengths_that_differ_by_week_of_quarter_are_no_reason_for_the_feature():
+    """The anomaly layer standardises when cycles alone differ by week of the
+    quarter (clean-up closes do that); the model needs wins that bunch."""
+    rng = np.random.default_rng(4)
+    closed = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 720, 6000), unit="D")
+    late = rf.days_to_quarter_end(rf.day_numbers(closed)) < 21
+    cycle = np.where(late, rng.integers(150, 300, 6000), rng.integers(20, 120, 6000))
+    labelled = pd.DataFrame({"closed_date": closed, "created_date": closed - pd.to_timedelta(cycle, unit="D"),
+                             "is_won": rng.random(6000) < 0.45})
+    tables = world_tables(WORLDS[0], 3000, 91)
+    anomalies = tables["rules"].anomalies
+    assert rf.quarter_seasonal(labelled, anomalies, 1e-4) is False
+    bunched = labelled.assign(is_won=rng.random(6000) < np.where(late, 0.7, 0.35))
+    assert rf.quarter_seasonal(bunched, anomalies, 1e-4) is True

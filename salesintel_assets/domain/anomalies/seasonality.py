@@ -73,6 +73,8 @@ def _season_name(season: int, bin_days: int) -> str:
 class SeasonCheck:
     seasonal: bool
     note: str
+    p_rate: float = float("nan")     # win rate by season (chi-square), when tested
+    rate_gap: float = float("nan")   # highest less lowest season's win rate
 
 
 def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min_rate_gap: float,
@@ -112,9 +114,11 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
     if rate_seasonal or cycle_seasonal:
         return SeasonCheck(True, f"quarter-end seasonality found in past closes (win rate {shown}; "
                                  f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, "
-                                 f"p = {p_cycle:.2g}): each window is compared with the same point of earlier quarters")
+                                 f"p = {p_cycle:.2g}): each window is compared with the same point of earlier quarters",
+                           p_rate, rate_gap)
     return SeasonCheck(False, f"no quarter-end seasonality worth standardising in past closes (win rate {shown}; "
-                              f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, p = {p_cycle:.2g})")
+                              f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, p = {p_cycle:.2g})",
+                       p_rate, rate_gap)
 
 
 def standardising_factors(window_season: np.ndarray, base_season: np.ndarray, base_weight: np.ndarray) -> np.ndarray:

@@ -416,20 +416,27 @@ class Prepared:
 SCREENED_COLUMNS = CREATION_CATEGORICAL + ("deal_amount",)
 
 
-def quarter_seasonal(labelled: pd.DataFrame, anomalies) -> bool:
-    """Do past closes show quarter-end seasonality? The anomaly layer's test
-    (win rate or cycle by week of the quarter, ``anomalies`` being the
-    rules' anomaly section) on the labelled deals. Its fiscal quarters are
-    calendar quarters when the fiscal year starts in January, April, July or
-    October; ``QUARTER_FEATURE`` counts calendar quarters."""
+def quarter_seasonal(labelled: pd.DataFrame, anomalies, alpha: float) -> bool:
+    """Do past closes show that wins bunch up at quarter ends? The anomaly
+    layer's season test (``anomalies`` is the rules' anomaly section) on the
+    labelled deals, its win-rate part only and at ``alpha``: the anomaly
+    layer's own level also standardises for cycle lengths that differ by
+    week of the quarter (clean-up closes do that), but a model feature needs
+    wins that bunch, clearly. Its fiscal quarters are calendar quarters when
+    the fiscal year starts in January, April, July or October;
+    ``QUARTER_FEATURE`` counts calendar quarters. The rules' mode on / off
+    decides alone."""
     from salesintel_assets.domain.anomalies import seasonality
 
-    if anomalies is None or not len(labelled):
+    if anomalies is None or not len(labelled) or anomalies.seasonality.mode == "off":
         return False
+    if anomalies.seasonality.mode == "on":
+        return True
     close = day_numbers(labelled["closed_date"])
     cycles = (close - day_numbers(labelled["created_date"])).astype("float64")
-    return seasonality.detect(close, labelled["is_won"].to_numpy(dtype=bool), cycles, anomalies.seasonality,
-                              anomalies.win_rate.min_effect, anomalies.cycle.min_effect).seasonal
+    check = seasonality.detect(close, labelled["is_won"].to_numpy(dtype=bool), cycles, anomalies.seasonality,
+                               anomalies.win_rate.min_effect, anomalies.cycle.min_effect)
+    return bool(check.p_rate < alpha and check.rate_gap >= anomalies.win_rate.min_effect / 2)
 
 
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
@@ -444,7 +451,7 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS,
                            leakage.open_empty_counts(open_deals(fact, as_of), SCREENED_COLUMNS))
     spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks),
-                           seasonal=quarter_seasonal(labelled, anomalies))
+                           seasonal=quarter_seasonal(labelled, anomalies, rules.quarter_position_alpha))
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
