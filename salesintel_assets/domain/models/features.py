@@ -59,9 +59,9 @@ ACTIVITY_FEATURES = ("activities_so_far", "activities_last_14d", "days_since_act
 RECENT_ACTIVITY_DAYS = 14
 WON_CYCLE_SHARE = "won_cycle_share"  # the age against the segment's winning cycles (``WonCycles``)
 CYCLE_SEGMENT = "product_type"       # what sets a cycle's typical length
-# Where in the (calendar) quarter a state is, used when past closes show
-# quarter-end seasonality (``quarter_seasonal``): closings then bunch up at
-# quarter ends, so what an open deal will do in the next weeks depends on it.
+# Where in the (calendar) quarter a state is, used when wins bunch up at
+# quarter ends (``quarter_seasonal``): closings then crowd the last weeks, so
+# what an open deal will do in the next weeks depends on it.
 # It is the same for every deal on one day: a context, never a deal's reason.
 QUARTER_FEATURE = "days_to_quarter_end"
 CALENDAR_FEATURES = (QUARTER_FEATURE,)

@@ -73,13 +73,21 @@ class SegmentChange:
 
 def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], np.ndarray, list]]:
     """Per dimension group present in ``frame``: each row's cell code and the
-    cells' values."""
+    cells' values (as text, as ``deal_shifts`` matches them). Each column is
+    factorised once; a pair's codes combine its columns' codes."""
+    present = [g for g in groups if set(g) <= set(frame.columns)]
+    coded = {}
+    for column in {c for g in present for c in g}:
+        codes, labels = pd.factorize(frame[column], use_na_sentinel=False)
+        coded[column] = (codes.astype(np.int64), [str(v) for v in labels])
     out = []
-    for columns in groups:
-        if not set(columns) <= set(frame.columns):
-            continue
-        codes, labels = pd.factorize(pd.MultiIndex.from_arrays([frame[c].astype(str) for c in columns]))
-        out.append((columns, codes, [tuple(v) for v in labels]))
+    for columns in present:
+        codes, labels = coded[columns[0]][0], [(v,) for v in coded[columns[0]][1]]
+        for column in columns[1:]:
+            more, more_labels = coded[column]
+            combined, codes = np.unique(codes * len(more_labels) + more, return_inverse=True)
+            labels = [labels[c // len(more_labels)] + (more_labels[c % len(more_labels)],) for c in combined]
+        out.append((columns, codes.reshape(-1), labels))
     return out
 
 
