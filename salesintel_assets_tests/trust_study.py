@@ -23,7 +23,8 @@ the backtest measured out of sample (log odds; shown, not removed),
 ``sigma`` the sd of the shared shift around the forecast (including ``late_sigma``, the level change the latest
 30-day windows that have ended show beyond noise, which the 90-day backtest cannot see yet); ``expected_90d``,
 ``p10_90d``..``p90_90d`` and ``forecast_error`` are what ``pipeline_forecast``
-says (``lean_removed_error``: what removing ``past_lean`` would have given) (``half_width`` the interval's half width relative to it); ``best_error`` is the error of the generator's own probabilities (the
+says (``half_width`` the interval's half width relative to it; ``lean_removed_error`` what removing
+``past_lean`` would have given); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those);
@@ -160,14 +161,14 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
     level_se = forecast.validation_level_se(rm.predict(training.model, training.split.validate[prepared.spec.columns]),
                                             training.split.validate)
     level, revenue_level = forecast.readings_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
-                                                     forecast.steps_per_window(rules.risk.forecast))
+                                                  forecast.steps_per_window(rules.risk.forecast))
     late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does
     level, revenue_level = forecast.widened(level, late), forecast.widened(revenue_level, late)
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
-    changes = segment_changes.find(prepared.fact[rf.labelled_mask(prepared.fact, as_of)], as_of,
+    changes = segment_changes.find(forecast.closes_known(prepared.fact, as_of, rules.risk), as_of,
                                    rules.risk.forecast.segment_changes)   # as pipeline_forecast reads them
-    level, revenue_level, segment_shift = forecast.segment_corrected(
-        level, revenue_level, open_frame, forecast.within_days(by_horizon, FORECAST_DAYS), changes)
+    p90 = forecast.within_days(by_horizon, FORECAST_DAYS)
+    level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, open_frame, p90, changes)
 
     def horizon_rows(frame, probabilities, shift):
         keyed = forecast.horizon_probabilities(probabilities, as_of)
@@ -206,8 +207,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int) -> dict:
         "best_error": round(float(best.sum()) / max(actual, 1) - 1, 3),
         "forecast_error": round(float(row90["expected_won_deals"]) / max(actual, 1) - 1, 3),
         # what removing the past lean (as earlier versions did) would have given
-        "lean_removed_error": round(float(forecast.shifted(forecast.within_days(by_horizon, FORECAST_DAYS),
-                                                           level.lean + segment_shift).sum()) / max(actual, 1) - 1, 3),
+        "lean_removed_error": round(float(forecast.shifted(p90, level.lean + segment_shift).sum()) / max(actual, 1)
+                                    - 1, 3),
         "in_interval": bool(row90["won_deals_p10"] <= actual <= row90["won_deals_p90"]),
         "unplanted_error": round(float(plain_row["expected_won_deals"]) / max(plain_actual, 1) - 1, 3),
         "unplanted_in_interval": bool(plain_row["won_deals_p10"] <= plain_actual <= plain_row["won_deals_p90"]),

@@ -179,7 +179,7 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     changes = segment_changes.find(closes, pd.Timestamp(SECOND), rules.forecast.segment_changes)
     assert meta["segment_changes"].value == segment_changes.note(changes)
     p90 = scores["win_probability_90d"].to_numpy()
-    moved = forecast.shifted(p90, segment_changes.deal_shifts(scores, changes)).sum()
+    moved = forecast.shifted(p90, segment_changes.applied(scores, p90, changes)[0]).sum()
     assert horizons.loc["90d", "expected_won_deals"] == pytest.approx(moved, abs=0.05)
     assert meta["model_expected_won_deals_90d"].value == pytest.approx(p90.sum(), abs=0.05)
     assert "backtest dates; not removed" in meta["past_lean_note"].value

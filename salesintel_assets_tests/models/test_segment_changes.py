@@ -60,10 +60,10 @@ def test_a_segment_that_started_losing_is_found_once_and_moves_only_its_open_dea
     assert change.q_value <= cfg.fdr_alpha and change.recent_deals >= cfg.min_recent_deals
 
     deals = _open()
-    shift = sc.deal_shifts(deals, changes)
+    p = np.full(len(deals), 0.4)
+    shift, _ = sc.applied(deals, p, changes)
     inside = ((deals["industry"] == "FinTech") & (deals["region"] == "Europe")).to_numpy()
     assert np.all(shift[inside] == change.shift) and np.all(shift[~inside] == 0)
-    p = np.full(len(deals), 0.4)
     adjusted, sd = forecast.segment_adjusted(_closes(drop=("FinTech", "Europe", 0.15)), deals, p, AS_OF,
                                              load_rules().risk)
     assert np.all(adjusted[inside] < 0.4) and np.all(adjusted[~inside] == 0.4)

@@ -445,7 +445,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
-    p, segment_sd = segment_adjusted(_closes_known(fact, day, rules), deals, model_p, day, rules)
+    p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
     amount = deals["deal_amount"].to_numpy(dtype=float)
@@ -567,8 +567,9 @@ def segment_window(as_of: pd.Timestamp, rules: RiskRules) -> tuple[pd.Timestamp,
     return pd.Timestamp(as_of) - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days), pd.Timestamp(as_of)
 
 
-def _closes_known(fact: pd.DataFrame, day: pd.Timestamp, rules: RiskRules) -> pd.DataFrame:
-    """The closes ``segment_changes`` reads, as known on a past ``day``."""
+def closes_known(fact: pd.DataFrame, day: pd.Timestamp, rules: RiskRules) -> pd.DataFrame:
+    """The closes ``segment_changes`` reads, as known on ``day`` (what
+    ``reporting.SEGMENT_CLOSES_SQL`` reads from the warehouse)."""
     after, _ = segment_window(day, rules)
     keep = rf.labelled_mask(fact, day) & (fact["closed_date"] > after).to_numpy(dtype=bool)
     return fact.loc[keep, [c for c in segment_changes.READ_COLUMNS if c in fact]]
@@ -582,15 +583,16 @@ def segment_adjusted(closed: pd.DataFrame, deals: pd.DataFrame, p: np.ndarray, a
     changes = segment_changes.find(closed, as_of, rules.forecast.segment_changes)
     if not changes:
         return p, 0.0
-    return shifted(p, segment_changes.deal_shifts(deals, changes)), segment_changes.shift_sd(deals, p, changes)
+    shift, sd = segment_changes.applied(deals, p, changes)
+    return shifted(p, shift), sd
 
 
 def segment_corrected(level: LevelReading, revenue_level: LevelReading, deals: pd.DataFrame, p: np.ndarray,
                       changes: list) -> tuple[LevelReading, LevelReading, np.ndarray]:
     """Today's level readings widened by the segment changes' noise, and
     each open deal's segment shift (what the horizon rows apply)."""
-    sd = segment_changes.shift_sd(deals, p, changes)
-    return widened(level, sd), widened(revenue_level, sd), segment_changes.deal_shifts(deals, changes)
+    shift, sd = segment_changes.applied(deals, p, changes)
+    return widened(level, sd), widened(revenue_level, sd), shift
 
 
 def validation_level_se(p: np.ndarray, validate: pd.DataFrame) -> float:

@@ -101,15 +101,14 @@ class Explainer:
         differ: the typical deal once per distinct value of a factor, and a
         deal with one factor made typical only when its value is not typical
         already (otherwise it is the deal itself)."""
+        factors = [c for c in self.spec.columns if c not in CALENDAR_FEATURES]   # the day's context: no reason
         if not len(features):
-            return pd.DataFrame({c: np.zeros(0) for c in self.spec.columns + [PROBABILITY] if c not in CALENDAR_FEATURES})
+            return pd.DataFrame({c: np.zeros(0) for c in factors + [PROBABILITY]})
         features = features.reset_index(drop=True)
         base = predict(model, features) if probabilities is None else np.asarray(probabilities, dtype=float)
         reference = predict(model, self.typical)[0]
         frame = {}
-        for col in self.spec.columns:
-            if col in CALENDAR_FEATURES:   # the same for every deal today: no deal's reason
-                continue
+        for col in factors:
             codes, values = pd.factorize(features[col], use_na_sentinel=False)
             typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(**{col: values})
             alone = _chunked(model, typical_with, chunk)[codes] - reference   # typical deal, this factor's value

@@ -73,7 +73,7 @@ class SegmentChange:
 
 def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], np.ndarray, list]]:
     """Per dimension group present in ``frame``: each row's cell code and the
-    cells' values (as text, as ``deal_shifts`` matches them). Each column is
+    cells' values (as text, as ``applied`` matches them). Each column is
     factorised once; a pair's codes combine its columns' codes."""
     present = [g for g in groups if set(g) <= set(frame.columns)]
     coded = {}
@@ -178,25 +178,21 @@ def _members(deals: pd.DataFrame, changes: list[SegmentChange]) -> list[np.ndarr
     return out
 
 
-def deal_shifts(deals: pd.DataFrame, changes: list[SegmentChange]) -> np.ndarray:
-    """Each deal's log-odds shift: that of the strongest change whose segment
-    holds it, 0 for the others."""
+def applied(deals: pd.DataFrame, p: np.ndarray, changes: list[SegmentChange]) -> tuple[np.ndarray, float]:
+    """What the changes do to ``deals`` (probabilities ``p``): each deal's
+    log-odds shift (that of the strongest change whose segment holds it, 0
+    for the others), and the pipeline-wide log-odds sd equivalent to the
+    changes' own standard errors (a segment holding a share s of the
+    pipeline's binomial information, sum p(1-p), moves the total as a shared
+    shift of s x se)."""
     shift = np.zeros(len(deals))
+    v = np.asarray(p, dtype=float) * (1 - np.asarray(p, dtype=float))
+    total, variance = float(v.sum()), 0.0
     for change, members in zip(changes, _members(deals, changes)):
         shift[members] = change.shift
-    return shift
-
-
-def shift_sd(deals: pd.DataFrame, p: np.ndarray, changes: list[SegmentChange]) -> float:
-    """The pipeline-wide log-odds sd equivalent to the changes' own standard
-    errors: a segment holding a share s of the pipeline's binomial
-    information (sum p(1-p)) moves the total as a shared shift of s x se."""
-    v = np.asarray(p, dtype=float) * (1 - np.asarray(p, dtype=float))
-    total = float(v.sum())
-    if not changes or total <= 0:
-        return 0.0
-    shares = [float(v[members].sum()) / total for members in _members(deals, changes)]
-    return float(np.sqrt(sum((share * change.se) ** 2 for share, change in zip(shares, changes))))
+        if total > 0:
+            variance += (float(v[members].sum()) / total * change.se) ** 2
+    return shift, float(np.sqrt(variance))
 
 
 def note(changes: list[SegmentChange]) -> str:
