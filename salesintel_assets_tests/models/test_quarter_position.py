@@ -1,6 +1,8 @@
-"""Where in the quarter a state is: a feature only when past closes show
-quarter-end seasonality, computed from the snapshot day alone, and never a
-deal's reason (every deal open on one day shares it)."""
+"""Where in the quarter a state is, and the deal's age at the latest quarter
+end: features only when past closes show quarter-end seasonality, computed
+from the snapshot day and the age alone, and never a deal's reason."""
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models.risk_scores import Explainer
 from salesintel_assets_tests.trust_study import WORLDS, world_tables
 
@@ -15,6 +18,13 @@ from salesintel_assets_tests.trust_study import WORLDS, world_tables
 def test_days_to_quarter_end_counts_to_the_quarters_last_day():
     days = rf.day_numbers(["2026-06-30", "2026-06-01", "2026-04-01", "2026-12-31", "2026-02-15"])
     np.testing.assert_array_equal(rf.days_to_quarter_end(days), [0, 29, 90, 0, 44])
+
+
+def test_the_quarter_clock_counts_a_quarters_last_day_as_its_end_passed():
+    days = rf.day_numbers(["2026-06-30", "2026-07-01", "2026-06-29", "2026-04-01", "2025-12-31", "2026-02-15"])
+    ahead, since = rf.quarter_clock(days)
+    np.testing.assert_array_equal(ahead, [92, 91, 1, 90, 90, 44])
+    np.testing.assert_array_equal(since, [0, 1, 90, 1, 0, 46])
 
 
 @pytest.mark.parametrize("world, seasonal", [("never_closing_export", False), ("seasonal_export", True)])
@@ -30,12 +40,26 @@ def test_the_feature_is_used_only_when_closes_bunch_at_quarter_ends(world, seaso
     spec = rf.choose_features(labelled, tables["history"], tables["activities"], tables["rules"].risk,
                               seasonal=seasonal)
     assert (rf.QUARTER_FEATURE in spec.numeric) is seasonal
-    if seasonal:   # a snapshot's value is its day's distance to the quarter end, whatever the deal
+    assert (rf.QUARTER_AGE_FEATURE in spec.numeric) is seasonal
+    if seasonal:
         open_frame = rf.open_deals(tables["fact"], tables["as_of"]).head(50)
         timeline = rf.Timeline(tables["fact"]["deal_id"], tables["history"], tables["activities"],
                                tables["rules"].stages.order, rf.WonCycles(labelled[labelled["is_won"]], None))
         states = rf.open_states(open_frame, timeline, spec, tables["as_of"])
-        assert (states[rf.QUARTER_FEATURE] == rf.days_to_quarter_end(rf.day_numbers([tables["as_of"]]))[0]).all()
+        # the analysis date is a quarter's last day: every deal sits at the next quarter's start
+        # (92 days to its end), and every open deal's age at the latest quarter end is its age
+        assert tables["as_of"] == pd.Timestamp("2026-06-30")
+        assert (states[rf.QUARTER_FEATURE] == 92).all()
+        np.testing.assert_array_equal(states[rf.QUARTER_AGE_FEATURE], states["age_days"])
+        # 40 days into a quarter: a deal 100 days old was 60 days old at its start, one 30 days old was not born
+        day = rf.day_numbers(["2026-05-10"])[0]
+        frame = pd.DataFrame({"created_date": pd.to_datetime(["2026-01-30", "2026-04-10", "2026-03-31"]),
+                              **{c: ["x"] * 3 for c in spec.categorical}, "deal_amount": 1.0,
+                              "deal_id": ["a", "b", "c"]})
+        replayed = rf.states_at(frame, np.full(3, day), timeline, rf.FeatureSpec(spec.mode, (), rf.CALENDAR_FEATURES
+                                                                                 + ("age_days",)))
+        np.testing.assert_array_equal(replayed["age_days"], [100, 30, 40])
+        np.testing.assert_array_equal(replayed[rf.QUARTER_AGE_FEATURE], [60, -1, 0])
     # a champion trained with it can still score a day whose closes no longer show the season
     assert rf.spec_feasible(rf.FeatureSpec("creation_and_age", ("industry",), ("age_days", rf.QUARTER_FEATURE)),
                             rf.FeatureSpec("creation_and_age", ("industry",), ("age_days",)))
@@ -43,15 +67,17 @@ def test_the_feature_is_used_only_when_closes_bunch_at_quarter_ends(world, seaso
 
 def test_the_quarter_position_is_never_a_deals_reason():
     rng = np.random.default_rng(3)
-    spec = rf.FeatureSpec("creation_and_age", (), ("age_days", rf.QUARTER_FEATURE))
+    spec = rf.FeatureSpec("creation_and_age", (), ("age_days",) + rf.CALENDAR_FEATURES)
     states = pd.DataFrame({"deal_id": np.arange(400), "age_days": rng.uniform(1, 300, 400),
                            rf.QUARTER_FEATURE: rng.integers(0, 91, 400).astype(float)})
-    states["won"] = (rng.random(400) < np.where(states[rf.QUARTER_FEATURE] < 21, 0.7, 0.3)).astype(int)
+    states[rf.QUARTER_AGE_FEATURE] = np.maximum(states["age_days"] - 91 + states[rf.QUARTER_FEATURE], -1)
+    states["won"] = (rng.random(400) < np.where(states[rf.QUARTER_FEATURE] < 21, 0.7, 0.3)
+                     - 0.2 * (states[rf.QUARTER_AGE_FEATURE] > 0)).astype(int)
     model = LogisticRegression().fit(states[spec.columns], states["won"])
     explainer = Explainer.from_states(states, spec)
     today = states[spec.columns].head(20).assign(**{rf.QUARTER_FEATURE: 3.0})
     weights = explainer.weights(model, today)
-    assert rf.QUARTER_FEATURE not in weights.columns and "age_days" in weights.columns
+    assert not set(rf.CALENDAR_FEATURES) & set(weights.columns) and "age_days" in weights.columns
     reasons = explainer.top_reasons(model, today)
     assert not reasons.filter(like="reason_").astype(str).apply(lambda c: c.str.contains("quarter")).any().any()
 
@@ -70,3 +96,26 @@ def test_cycle_lengths_that_differ_by_week_of_quarter_are_no_reason_for_the_feat
     assert rf.quarter_seasonal(labelled, anomalies, 1e-4) is False
     bunched = labelled.assign(is_won=rng.random(6000) < np.where(late, 0.7, 0.35))
     assert rf.quarter_seasonal(bunched, anomalies, 1e-4) is True
+
+
+def test_a_quarter_end_forecast_needs_the_quarter_clock():
+    """On a seasonal world analysed on a quarter's last day, the 90-day wins
+    the model expects come near the truth with the clock and drift up
+    without it: without the age at the latest quarter end, deals that stayed
+    open through the push look as good as deals as old mid-quarter."""
+    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+    rules, as_of = tables["rules"], tables["as_of"]
+    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
+                          rules.stages.order, rules.anomalies)
+    open_frame = rf.open_deals(prepared.fact, as_of)
+    truth = tables["world"].deals.set_index("deal_id").reindex(open_frame["deal_id"])
+    won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= as_of + pd.Timedelta(days=90))).sum())
+    errors = []
+    for dropped in ((), (rf.QUARTER_AGE_FEATURE,), rf.CALENDAR_FEATURES):
+        spec = dataclasses.replace(prepared.spec, numeric=tuple(c for c in prepared.spec.numeric if c not in dropped))
+        training = rm.train(dataclasses.replace(prepared, spec=spec), rules.risk)
+        expected = rm.predict_horizons(training.model, rf.open_states(open_frame, prepared.timeline, spec, as_of))[90]
+        errors.append(float(expected.sum()) / won - 1)
+    with_clock, without_age, without_clock = errors
+    assert abs(with_clock) < 0.05
+    assert with_clock + 0.03 < without_age < without_clock - 0.05
