@@ -15,16 +15,31 @@ from salesintel_assets.domain.models.risk_scores import Explainer
 from salesintel_assets_tests.trust_study import WORLDS, world_tables
 
 
-def test_days_to_quarter_end_counts_to_the_quarters_last_day():
-    days = rf.day_numbers(["2026-06-30", "2026-06-01", "2026-04-01", "2026-12-31", "2026-02-15"])
-    np.testing.assert_array_equal(rf.days_to_quarter_end(days), [0, 29, 90, 0, 44])
-
-
 def test_the_quarter_clock_counts_a_quarters_last_day_as_its_end_passed():
     days = rf.day_numbers(["2026-06-30", "2026-07-01", "2026-06-29", "2026-04-01", "2025-12-31", "2026-02-15"])
     ahead, since = rf.quarter_clock(days)
     np.testing.assert_array_equal(ahead, [92, 91, 1, 90, 90, 44])
     np.testing.assert_array_equal(since, [0, 1, 90, 1, 0, 46])
+    # a fiscal year starting in February: quarters end on the last days of April, July, October, January
+    ahead, since = rf.quarter_clock(rf.day_numbers(["2026-04-30", "2026-06-30", "2026-01-31", "2026-02-01"]), 2)
+    np.testing.assert_array_equal(ahead, [92, 31, 89, 88])
+    np.testing.assert_array_equal(since, [0, 61, 0, 1])
+
+
+def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model():
+    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+    anomalies = tables["rules"].anomalies
+    february = anomalies.model_copy(update={"seasonality": anomalies.seasonality.model_copy(
+        update={"mode": "on", "fiscal_year_start_month": 2})})
+    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"],
+                          tables["rules"].risk, tables["rules"].stages.order, february)
+    assert prepared.spec.fiscal_start_month == 2 and rf.QUARTER_FEATURE in prepared.spec.numeric
+    assert rf.FeatureSpec.from_tags(prepared.spec.to_tags()) == prepared.spec
+    assert rf.FeatureSpec.from_tags({"numeric": "age_days"}).fiscal_start_month == 1   # tags of older models
+    assert "quarter" in prepared.spec.describe()
+    states = rf.open_states(rf.open_deals(prepared.fact, tables["as_of"]).head(5), prepared.timeline,
+                            prepared.spec, tables["as_of"])
+    assert (states[rf.QUARTER_FEATURE] == 31).all()   # 2026-06-30 to the fiscal quarter's end on 2026-07-31
 
 
 @pytest.mark.parametrize("world, seasonal", [("never_closing_export", False), ("seasonal_export", True)])
@@ -87,7 +102,7 @@ def test_cycle_lengths_that_differ_by_week_of_quarter_are_no_reason_for_the_feat
     quarter (clean-up closes do that); the model needs wins that bunch."""
     rng = np.random.default_rng(4)
     closed = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 720, 6000), unit="D")
-    late = rf.days_to_quarter_end(rf.day_numbers(closed)) < 21
+    late = rf.quarter_clock(rf.day_numbers(closed))[0] <= 21
     cycle = np.where(late, rng.integers(150, 300, 6000), rng.integers(20, 120, 6000))
     labelled = pd.DataFrame({"closed_date": closed, "created_date": closed - pd.to_timedelta(cycle, unit="D"),
                              "is_won": rng.random(6000) < 0.45})

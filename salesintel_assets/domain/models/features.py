@@ -59,7 +59,7 @@ ACTIVITY_FEATURES = ("activities_so_far", "activities_last_14d", "days_since_act
 RECENT_ACTIVITY_DAYS = 14
 WON_CYCLE_SHARE = "won_cycle_share"  # the age against the segment's winning cycles (``WonCycles``)
 CYCLE_SEGMENT = "product_type"       # what sets a cycle's typical length
-# Where in the (calendar) quarter a state is, used when wins bunch up at
+# Where in the (fiscal) quarter a state is, used when wins bunch up at
 # quarter ends (``quarter_seasonal``): closings then crowd the last weeks, so
 # what an open deal will do in the next weeks depends on it.
 # It is the same for every deal on one day: a context, never a deal's reason.
@@ -89,6 +89,7 @@ class FeatureSpec:
     mode: str
     categorical: tuple[str, ...]
     numeric: tuple[str, ...]
+    fiscal_start_month: int = 1   # where the quarter clock's quarters start (with the calendar features)
 
     @property
     def columns(self) -> list[str]:
@@ -96,20 +97,23 @@ class FeatureSpec:
 
     def to_tags(self) -> dict:
         return {"feature_mode": self.mode, "categorical": ",".join(self.categorical),
-                "numeric": ",".join(self.numeric)}
+                "numeric": ",".join(self.numeric), "fiscal_year_start_month": str(self.fiscal_start_month)}
 
     @classmethod
     def from_tags(cls, tags: dict) -> "FeatureSpec":
         split = lambda key: tuple(v for v in tags.get(key, "").split(",") if v)  # noqa: E731
-        return cls(tags.get("feature_mode", CREATION_ONLY), split("categorical"), split("numeric"))
+        return cls(tags.get("feature_mode", CREATION_ONLY), split("categorical"), split("numeric"),
+                   int(tags.get("fiscal_year_start_month", 1)))
 
     def describe(self) -> str:
+        seasonal = ("; wins bunch at quarter ends, so also where in the quarter the day is and the deal's age "
+                    "at the latest quarter end" if QUARTER_FEATURE in self.numeric else "")
         if self.mode == STAGE_HISTORY:
             return "replayed states from stage history: creation attributes, age (also against the segment's " \
                    "winning cycles), stage and days in it" + (
-                ", activities so far" if "activities_so_far" in self.numeric else "")
+                ", activities so far" if "activities_so_far" in self.numeric else "") + seasonal
         return ("no stage history: creation attributes and age so far only (age also against the segment's "
-                "winning cycles; stage at close and sales_cycle_days are never used)")
+                "winning cycles; stage at close and sales_cycle_days are never used)" + seasonal)
 
 
 def assert_no_leakage(columns) -> None:
@@ -147,10 +151,11 @@ def open_at(fact: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
 
 
 def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame,
-                    rules: RiskRules, exclude=(), seasonal: bool = False) -> FeatureSpec:
+                    rules: RiskRules, exclude=(), seasonal: bool = False, fiscal_start_month: int = 1) -> FeatureSpec:
     """Stage features only when the history covers enough closed deals;
     activity features only when activities are recorded at all; where in
-    the quarter only when closings are ``seasonal``. Creation columns the
+    the quarter only when closings are ``seasonal`` (quarters of the fiscal
+    year starting in ``fiscal_start_month``). Creation columns the
     leakage guard excluded (``exclude``) are left out."""
     keep = lambda names: tuple(n for n in names if n not in set(exclude))  # noqa: E731
     numeric_base = keep(("deal_amount",)) + ("age_days", WON_CYCLE_SHARE) + (CALENDAR_FEATURES if seasonal else ())
@@ -160,9 +165,9 @@ def choose_features(labelled: pd.DataFrame, stage_history: pd.DataFrame, activit
         numeric = numeric_base + ("days_in_stage",)
         if len(activities):
             numeric += ACTIVITY_FEATURES
-        spec = FeatureSpec(STAGE_HISTORY, categorical + ("stage",), numeric)
+        spec = FeatureSpec(STAGE_HISTORY, categorical + ("stage",), numeric, fiscal_start_month)
     else:
-        spec = FeatureSpec(CREATION_ONLY, categorical, numeric_base)
+        spec = FeatureSpec(CREATION_ONLY, categorical, numeric_base, fiscal_start_month)
     assert_no_leakage(spec.columns)
     return spec
 
@@ -283,7 +288,7 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
         segments = deals[CYCLE_SEGMENT] if CYCLE_SEGMENT in deals else np.full(len(deals), "")
         out[WON_CYCLE_SHARE] = timeline.won_cycles.share_by_age(segments, day, out["age_days"].to_numpy())
     if set(CALENDAR_FEATURES) & set(spec.numeric):
-        ahead, since = quarter_clock(np.broadcast_to(day, (len(deals),)))
+        ahead, since = quarter_clock(np.broadcast_to(day, (len(deals),)), spec.fiscal_start_month)
         out[QUARTER_FEATURE] = ahead
         out[QUARTER_AGE_FEATURE] = np.maximum(out["age_days"].to_numpy() - since, -1.0)
     if spec.mode == STAGE_HISTORY:
@@ -300,17 +305,11 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     return out[spec.columns]
 
 
-def days_to_quarter_end(day: np.ndarray) -> np.ndarray:
-    """Days from each day number to the last day of its calendar quarter."""
-    days = np.asarray(day, dtype=np.int64).astype("datetime64[D]")
-    months = days.astype("datetime64[M]").astype(np.int64)
-    last = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]") - np.timedelta64(1, "D")
-    return (last - days).astype(np.int64).astype("float64")
-
-
-def quarter_clock(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def quarter_clock(day: np.ndarray, fiscal_start_month: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(days to the next quarter end, days since the latest one) for each day
-    number. A quarter's last day counts as its end passed: its push is over
+    number, quarters of the fiscal year starting in ``fiscal_start_month``
+    (the anomaly rules' ``seasonality.fiscal_year_start_month``, as the
+    season test that turns these features on). A quarter's last day counts as its end passed: its push is over
     by the end of that day, so a snapshot then sits where the first days of
     the next quarter do. Counted as the quarter's own, a last-day snapshot
     sat beside the push days just before it, rare among them (one grid date
@@ -318,10 +317,11 @@ def quarter_clock(day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     90-day forecasts 6-13 % too low on seasonal worlds of 12,000 deals, against
     1-9 % above the generator's own probabilities counted as passed."""
     after = np.asarray(day, dtype=np.int64) + 1
-    ahead = days_to_quarter_end(after) + 1
     months = after.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    first = (months - months % 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    return ahead, (after - first).astype("float64")
+    first_month = months - (months - (fiscal_start_month - 1)) % 3
+    first, next_first = ((first_month + k).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+                         for k in (0, 3))
+    return (next_first - after).astype("float64"), (after - first).astype("float64")
 
 
 def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days: int,
@@ -445,9 +445,8 @@ def quarter_seasonal(labelled: pd.DataFrame, anomalies, alpha: float) -> bool:
     labelled deals, its win-rate part only and at ``alpha``: the anomaly
     layer's own level also standardises for cycle lengths that differ by
     week of the quarter (clean-up closes do that), but a model feature needs
-    wins that bunch, clearly. Its fiscal quarters are calendar quarters when
-    the fiscal year starts in January, April, July or October;
-    ``QUARTER_FEATURE`` counts calendar quarters. The rules' mode on / off
+    wins that bunch, clearly. Its quarters are those of the rules' fiscal
+    year, as are the features' (``quarter_clock``). The rules' mode on / off
     decides alone."""
     from salesintel_assets.domain.anomalies import seasonality
 
@@ -474,7 +473,8 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS,
                            leakage.open_empty_counts(open_deals(fact, as_of), SCREENED_COLUMNS))
     spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks),
-                           seasonal=quarter_seasonal(labelled, anomalies, rules.quarter_position_alpha))
+                           seasonal=quarter_seasonal(labelled, anomalies, rules.quarter_position_alpha),
+                           fiscal_start_month=anomalies.seasonality.fiscal_year_start_month if anomalies else 1)
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
