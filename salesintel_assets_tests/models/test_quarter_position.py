@@ -134,3 +134,30 @@ def test_a_quarter_end_forecast_needs_the_quarter_clock():
     with_clock, without_age, without_clock = errors
     assert abs(with_clock) < 0.05
     assert with_clock + 0.03 < without_age < without_clock - 0.05
+
+
+class _PushSurvivorsLose:
+    """A model that reads only the age at the latest quarter end: deals open
+    through a push win 20 %, the others 60 %."""
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        p = np.where(rows[rf.QUARTER_AGE_FEATURE].to_numpy() > 0, 0.2, 0.6)
+        return np.column_stack([1 - p, p])
+
+
+def test_making_the_age_typical_makes_its_age_at_the_quarter_end_typical_too():
+    """The age at the latest quarter end is derived from the age: a deal's age
+    reason carries it, or a deal that lost its chance at the push would show
+    no age reason at all."""
+    spec = rf.FeatureSpec("creation_and_age", (), ("age_days",) + rf.CALENDAR_FEATURES)
+    rng = np.random.default_rng(5)
+    ahead = rng.integers(1, 92, 600).astype(float)
+    states = pd.DataFrame({"deal_id": np.arange(600), "age_days": rng.uniform(1, 60, 600), rf.QUARTER_FEATURE: ahead})
+    states[rf.QUARTER_AGE_FEATURE] = np.maximum(states["age_days"] - (91 - ahead), -1.0)
+    states["won"] = (rng.random(600) < 0.5).astype(int)
+    explainer = Explainer.from_states(states, spec)
+    assert explainer.typical[rf.QUARTER_AGE_FEATURE].iloc[0] == -1   # the typical deal was born after it
+    today = pd.DataFrame({"age_days": [200.0, 10.0], rf.QUARTER_FEATURE: 92.0, rf.QUARTER_AGE_FEATURE: [200.0, -1.0]})
+    weights = explainer.weights(_PushSurvivorsLose(), today)
+    assert weights["age_days"].iloc[0] == pytest.approx(-0.4)   # both views: 0.2 against the typical 0.6
+    assert weights["age_days"].iloc[1] == 0.0                   # born after the push: nothing to explain

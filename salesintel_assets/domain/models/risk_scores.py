@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.models.features import CALENDAR_FEATURES, UNKNOWN_STAGE, FeatureSpec
+from salesintel_assets.domain.models.features import (CALENDAR_FEATURES, QUARTER_AGE_FEATURE, UNKNOWN_STAGE,
+                                                     FeatureSpec)
 from salesintel_assets.domain.models.risk_model import HorizonModel, predict, predict_horizons
 from salesintel_assets.domain.common.reruns import digest, rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
@@ -36,6 +37,18 @@ _SCOPES = {  # how a numeric factor's range of closed deals is named
     "won_cycle_share": "such deals ({})",
 }
 _SHARES = {"won_cycle_share"}  # numeric factors that are shares: their ranges are said in percent
+# Columns derived from a factor move with it when it is made typical (a deal
+# of typical age also has a typical age at the latest quarter end).
+_TIED = {"age_days": (QUARTER_AGE_FEATURE,)}
+
+
+def _distinct(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's code and the distinct rows (missing values are values too)."""
+    if frame.shape[1] == 1:
+        codes, values = pd.factorize(frame.iloc[:, 0], use_na_sentinel=False)
+        return codes, pd.DataFrame({frame.columns[0]: values})
+    codes = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    return codes, frame.drop_duplicates().reset_index(drop=True)
 
 
 @dataclass
@@ -109,13 +122,15 @@ class Explainer:
         reference = predict(model, self.typical)[0]
         frame = {}
         for col in factors:
-            codes, values = pd.factorize(features[col], use_na_sentinel=False)
-            typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(**{col: values})
+            cols = [col] + [c for c in _TIED.get(col, ()) if c in features]
+            codes, values = _distinct(features[cols])
+            typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(
+                **{c: values[c].to_numpy() for c in cols})
             alone = _chunked(model, typical_with, chunk)[codes] - reference   # typical deal, this factor's value
-            usual = self.typical[col].iloc[0]
-            differs = ~features[col].eq(usual).to_numpy(dtype=bool)
+            usual = self.typical[cols].iloc[0]
+            differs = ~features[cols].eq(usual).all(axis=1).to_numpy(dtype=bool)
             made_typical = base.copy()
-            made_typical[differs] = _chunked(model, features[differs].assign(**{col: usual}), chunk)
+            made_typical[differs] = _chunked(model, features[differs].assign(**usual.to_dict()), chunk)
             frame[col] = 0.5 * ((base - made_typical) + alone)
         return pd.DataFrame(frame).assign(**{PROBABILITY: base})
 
