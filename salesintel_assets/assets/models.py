@@ -441,7 +441,8 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     for days in (30, 90):
         if scores[f"win_probability_{days}d"].notna().all():
             by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
-    keyed = forecast.horizon_probabilities(by_horizon, as_of)
+    keyed = forecast.horizon_probabilities(by_horizon, as_of,
+                                           settings.rules().anomalies.seasonality.fiscal_year_start_month)
     changes = segment_changes.find(warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(forecast.segment_window(
         as_of, rules))), as_of, rules.forecast.segment_changes)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],

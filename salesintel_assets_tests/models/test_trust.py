@@ -252,6 +252,11 @@ def test_forecast_by_horizon_holds_its_expectation_inside_the_interval():
         < rows.loc["90d", "expected_won_deals"]
     assert forecast.quarter_end(as_of) == pd.Timestamp("2026-06-30")
     assert forecast.quarter_end(pd.Timestamp("2026-06-30")) == pd.Timestamp("2026-09-30")
+    # a fiscal year starting in February: its quarter ends on 2026-07-31, 77 days on
+    assert forecast.quarter_end(as_of, 2) == pd.Timestamp("2026-07-31")
+    fiscal = forecast.horizon_probabilities(by_horizon, as_of, 2)["quarter_end"]
+    assert (keyed["quarter_end"] <= fiscal).all() and (fiscal < keyed["90d"]).any()
+    np.testing.assert_allclose(fiscal, forecast.within_days(by_horizon, 77))
 
 
 def test_a_leaking_export_is_named_in_the_quality_report_and_the_summary(tmp_path):

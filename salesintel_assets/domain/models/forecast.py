@@ -211,10 +211,11 @@ def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
 
 
 # --- Horizons ---------------------------------------------------------------------
-def quarter_end(as_of: pd.Timestamp) -> pd.Timestamp:
-    """The end of the analysis date's quarter; on its last day, the next quarter's end."""
-    end = (pd.Timestamp(as_of).to_period("Q").end_time).normalize()
-    return (end + pd.offsets.QuarterEnd(1)).normalize() if end <= pd.Timestamp(as_of).normalize() else end
+def quarter_end(as_of: pd.Timestamp, fiscal_start_month: int = 1) -> pd.Timestamp:
+    """The end of the analysis date's (fiscal) quarter; on its last day, the next quarter's end."""
+    day = pd.Timestamp(as_of).normalize()
+    ahead = rf.quarter_clock(rf.day_numbers([day]), fiscal_start_month)[0][0]
+    return day + pd.Timedelta(days=int(ahead))
 
 
 def within_days(by_horizon: dict[int, np.ndarray], days: float) -> np.ndarray:
@@ -231,10 +232,11 @@ def within_days(by_horizon: dict[int, np.ndarray], days: float) -> np.ndarray:
     return (1 - w) * ys[:, k] + w * ys[:, k + 1]
 
 
-def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp) -> dict[str, np.ndarray]:
-    """Per forecast key (30d, 90d, quarter_end): each deal's probability of
-    being won within it."""
-    to_quarter_end = (quarter_end(as_of) - pd.Timestamp(as_of).normalize()).days
+def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp,
+                          fiscal_start_month: int = 1) -> dict[str, np.ndarray]:
+    """Per forecast key (30d, 90d, quarter_end: of the fiscal year starting
+    in ``fiscal_start_month``): each deal's probability of being won within it."""
+    to_quarter_end = (quarter_end(as_of, fiscal_start_month) - pd.Timestamp(as_of).normalize()).days
     return {"30d": within_days(by_horizon, 30), "90d": within_days(by_horizon, 90),
             "quarter_end": within_days(by_horizon, to_quarter_end)}
 
