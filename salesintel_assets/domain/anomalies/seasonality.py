@@ -36,10 +36,20 @@ def _months(days: np.ndarray) -> np.ndarray:
     return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
 
 
+def _first_month(days: np.ndarray, fiscal_start_month: int) -> np.ndarray:
+    """The first month (since 1970-01) of each day's fiscal quarter."""
+    months = _months(days)
+    return months - (months - (fiscal_start_month - 1)) % 3
+
+
+def quarter_start_day(days: np.ndarray, fiscal_start_month: int) -> np.ndarray:
+    """Day number of the first day of each day's fiscal quarter."""
+    return _first_month(days, fiscal_start_month).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+
+
 def quarter_end_day(days: np.ndarray, fiscal_start_month: int) -> np.ndarray:
     """Day number of the last day of each day's fiscal quarter."""
-    months = _months(days)
-    first = months - (months - (fiscal_start_month - 1)) % 3  # first month of the quarter
+    first = _first_month(days, fiscal_start_month)
     return (first + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
 
 
