@@ -28,7 +28,8 @@ the backtest measured out of sample (log odds; shown, not removed),
 says (``half_width`` the interval's half width relative to it; ``lean_removed_error`` what removing
 ``past_lean`` would have given); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
-within 30 days and by the quarter's end. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
+within 30 days and by the quarter's end (``error_qe_line`` what a straight line in days between the model's
+horizons gave the quarter's end, as earlier versions read it). ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those);
 ``planted_excess`` is what the forecast expected beyond what came on the deals
 they touch, as a share of all wins (the part of ``forecast_error`` they cause).
@@ -55,6 +56,7 @@ from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.warehouse import upserts as warehouse
@@ -169,11 +171,14 @@ def measure(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_cr
     scored = open_frame.assign(win_probability=by_horizon[rules.risk.win_horizon_days])
     changes = segment_changes.find(forecast.closes_known(prepared.fact, as_of, rules.risk), as_of,
                                    rules.risk.forecast.segment_changes)   # as pipeline_forecast reads them
-    p90 = forecast.within_days(by_horizon, FORECAST_DAYS)
+    p90 = horizons.within_days(by_horizon, FORECAST_DAYS)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, open_frame, p90, changes)
 
+    known = prepared.fact[rf.labelled_mask(prepared.fact, as_of)]
+    won_known = known[known["is_won"].astype(bool)]   # what pipeline_forecast reads for the quarter's timing
+
     def horizon_rows(frame, probabilities, shift):
-        keyed = forecast.horizon_probabilities(probabilities, as_of)
+        keyed, _ = horizons.horizon_probabilities(probabilities, as_of, won=won_known)
         table = forecast.forecast(frame, np.full(len(frame), "-"), level.sigma, revenue_level.sigma, rules.risk,
                                   keyed, shift, shift)
         return table[table["grouping"] == "horizon"].set_index("key")
@@ -181,11 +186,14 @@ def measure(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_cr
     rows = horizon_rows(scored, by_horizon, segment_shift)
     row90 = rows.loc["90d"]
     other_horizons = {}
-    for key, last_day in (("30d", as_of + timedelta(days=30)), ("qe", forecast.quarter_end(as_of))):
+    for key, last_day in (("30d", as_of + timedelta(days=30)), ("qe", horizons.quarter_end(as_of))):
         row = rows.loc["quarter_end" if key == "qe" else key]
         won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= last_day)).sum())
         other_horizons |= {f"error_{key}": round(float(row["expected_won_deals"]) / max(won, 1) - 1, 3),
                            f"in_{key}": bool(row["won_deals_p10"] <= won <= row["won_deals_p90"])}
+    # what a straight line in days between the model's horizons gave the quarter's end (earlier versions)
+    line = horizons.within_days(by_horizon, (horizons.quarter_end(as_of) - pd.Timestamp(as_of)).days)
+    other_horizons["error_qe_line"] = round(float(forecast.shifted(line, segment_shift).sum()) / max(won, 1) - 1, 3)
     actual = int(won_90.sum())
     # The sample CRM plants problems that start near its end date (a segment's
     # win rate drops, a burst of poor partner leads): no model can foresee

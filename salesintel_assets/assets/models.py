@@ -15,6 +15,7 @@ from salesintel_assets.constants import MODELS
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
@@ -441,8 +442,10 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     for days in (30, 90):
         if scores[f"win_probability_{days}d"].notna().all():
             by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
-    keyed = forecast.horizon_probabilities(by_horizon, as_of,
-                                           settings.rules().anomalies.seasonality.fiscal_year_start_month)
+    closes = warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(horizons.timing_window(as_of)))
+    keyed, timing = horizons.horizon_probabilities(by_horizon, as_of,
+                                                   settings.rules().anomalies.seasonality.fiscal_year_start_month,
+                                                   closes[closes["is_won"].astype(bool)])
     changes = segment_changes.find(warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(forecast.segment_window(
         as_of, rules))), as_of, rules.forecast.segment_changes)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],
@@ -464,6 +467,6 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         trust_note=forecast_trust.trust_note(*(float(by_key.loc["90d", c]) for c in
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
                                        backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast)),
-        sigma_source=source, segment_changes=segment_changes.note(changes),
+        sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes),
         segment_changes_table=dg.MetadataValue.md(segment_changes.changes_table(changes).to_markdown(index=False)),
         by_month=figure_markdown(reporting.forecast_figure(table))))

@@ -13,6 +13,7 @@ import pytest
 
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import reporting, segment_changes
 from salesintel_assets.domain.models import risk_scores as rs
@@ -166,10 +167,10 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert total["open_deals"] == len(scores)
     assert total["expected_won_deals"] == pytest.approx(scores["win_probability"].sum(), abs=0.01)
     assert total["revenue_p10"] < total["expected_won_revenue"] < total["revenue_p90"]
-    horizons = table[table["grouping"] == "horizon"].set_index("key")
-    assert list(horizons.index) == ["30d", "90d", "quarter_end"]
-    assert (horizons["won_deals_p10"] <= horizons["expected_won_deals"]).all()
-    assert (horizons["expected_won_deals"] <= horizons["won_deals_p90"]).all()
+    rows = table[table["grouping"] == "horizon"].set_index("key")
+    assert list(rows.index) == ["30d", "90d", "quarter_end"]
+    assert (rows["won_deals_p10"] <= rows["expected_won_deals"]).all()
+    assert (rows["expected_won_deals"] <= rows["won_deals_p90"]).all()
     # the horizon rows move only the segments whose latest closes moved (at 2,500 deals the
     # planted drop is too small to prove: 22 closes, none found); the past lean is shown, not removed
     meta = _materialization(runs[SECOND], "pipeline_forecast")
@@ -180,8 +181,18 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert meta["segment_changes"].value == segment_changes.note(changes)
     p90 = scores["win_probability_90d"].to_numpy()
     moved = forecast.shifted(p90, segment_changes.applied(scores, p90, changes)[0]).sum()
-    assert horizons.loc["90d", "expected_won_deals"] == pytest.approx(moved, abs=0.05)
+    assert rows.loc["90d", "expected_won_deals"] == pytest.approx(moved, abs=0.05)
     assert meta["model_expected_won_deals_90d"].value == pytest.approx(p90.sum(), abs=0.05)
+    # the quarter's end lies between the 30- and 90-day answers where earlier quarters' wins came
+    as_of = pd.Timestamp(SECOND)
+    won = Warehouse(home=SalesintelHome(path=str(home))).query(reporting.SEGMENT_CLOSES_SQL,
+                                                               list(horizons.timing_window(as_of)))
+    by_horizon = {days: scores[f"win_probability_{days}d"].to_numpy() for days in (30, 90)}
+    keyed, timing = horizons.horizon_probabilities(by_horizon | {rules.win_horizon_days: scores["win_probability"]
+                                                                 .to_numpy()}, as_of, won=won[won["is_won"]])
+    assert timing["wins"] > 0 and meta["quarter_end_timing"].value == horizons.timing_note(timing)
+    at_quarter_end = forecast.shifted(keyed["quarter_end"], segment_changes.applied(scores, p90, changes)[0]).sum()
+    assert rows.loc["quarter_end", "expected_won_deals"] == pytest.approx(at_quarter_end, abs=0.05)
     assert "backtest dates; not removed" in meta["past_lean_note"].value
     table = read_table(home, "forecast_backtest")
     backtest = table[table["status"] != forecast.LATE_STATUS]

@@ -14,6 +14,7 @@ from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.sources import sample_crm
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
@@ -239,7 +240,7 @@ def test_forecast_by_horizon_holds_its_expectation_inside_the_interval():
     scored = pd.DataFrame({"win_probability": by_horizon[180], "deal_amount": rng.uniform(1e3, 5e4, n),
                            "industry": "SaaS", "region": "Europe", "product_type": "Core", "lead_source": "Inbound"})
     as_of = pd.Timestamp("2026-05-15")
-    keyed = forecast.horizon_probabilities(by_horizon, as_of)
+    keyed, _ = horizons.horizon_probabilities(by_horizon, as_of)
     table = forecast.forecast(scored, np.full(n, "2026-06"), 0.2, 0.25, rules, keyed)
     rows = table[table["grouping"] == "horizon"].set_index("key")
     assert list(rows.index) == ["30d", "90d", "quarter_end"]
@@ -250,13 +251,13 @@ def test_forecast_by_horizon_holds_its_expectation_inside_the_interval():
     # 46 days to the quarter's end: between the 30- and 90-day answers
     assert rows.loc["30d", "expected_won_deals"] < rows.loc["quarter_end", "expected_won_deals"] \
         < rows.loc["90d", "expected_won_deals"]
-    assert forecast.quarter_end(as_of) == pd.Timestamp("2026-06-30")
-    assert forecast.quarter_end(pd.Timestamp("2026-06-30")) == pd.Timestamp("2026-09-30")
+    assert horizons.quarter_end(as_of) == pd.Timestamp("2026-06-30")
+    assert horizons.quarter_end(pd.Timestamp("2026-06-30")) == pd.Timestamp("2026-09-30")
     # a fiscal year starting in February: its quarter ends on 2026-07-31, 77 days on
-    assert forecast.quarter_end(as_of, 2) == pd.Timestamp("2026-07-31")
-    fiscal = forecast.horizon_probabilities(by_horizon, as_of, 2)["quarter_end"]
+    assert horizons.quarter_end(as_of, 2) == pd.Timestamp("2026-07-31")
+    fiscal = horizons.horizon_probabilities(by_horizon, as_of, 2)[0]["quarter_end"]
     assert (keyed["quarter_end"] <= fiscal).all() and (fiscal < keyed["90d"]).any()
-    np.testing.assert_allclose(fiscal, forecast.within_days(by_horizon, 77))
+    np.testing.assert_allclose(fiscal, horizons.within_days(by_horizon, 77))
 
 
 def test_a_leaking_export_is_named_in_the_quality_report_and_the_summary(tmp_path):

@@ -210,37 +210,6 @@ def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
     return float(np.hypot(between, level_se))
 
 
-# --- Horizons ---------------------------------------------------------------------
-def quarter_end(as_of: pd.Timestamp, fiscal_start_month: int = 1) -> pd.Timestamp:
-    """The end of the analysis date's (fiscal) quarter; on its last day, the next quarter's end."""
-    day = pd.Timestamp(as_of).normalize()
-    ahead = rf.quarter_clock(rf.day_numbers([day]), fiscal_start_month)[0][0]
-    return day + pd.Timedelta(days=int(ahead))
-
-
-def within_days(by_horizon: dict[int, np.ndarray], days: float) -> np.ndarray:
-    """Win probability within ``days`` from the model's horizons (days ->
-    probability per deal): linear between them, 0 at day 0, the longest
-    horizon's beyond it (a conservative reading: wins bunch up early)."""
-    horizons = sorted(by_horizon)
-    n = len(by_horizon[horizons[0]])
-    xs = np.array([0.0] + [float(h) for h in horizons])
-    ys = np.column_stack([np.zeros(n)] + [by_horizon[h] for h in horizons])
-    days = float(np.clip(days, 0, xs[-1]))
-    k = int(np.clip(np.searchsorted(xs, days, side="right") - 1, 0, len(xs) - 2))
-    w = (days - xs[k]) / (xs[k + 1] - xs[k])
-    return (1 - w) * ys[:, k] + w * ys[:, k + 1]
-
-
-def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp,
-                          fiscal_start_month: int = 1) -> dict[str, np.ndarray]:
-    """Per forecast key (30d, 90d, quarter_end: of the fiscal year starting
-    in ``fiscal_start_month``): each deal's probability of being won within it."""
-    to_quarter_end = (quarter_end(as_of, fiscal_start_month) - pd.Timestamp(as_of).normalize()).days
-    return {"30d": within_days(by_horizon, 30), "90d": within_days(by_horizon, 90),
-            "quarter_end": within_days(by_horizon, to_quarter_end)}
-
-
 # --- Simulation -------------------------------------------------------------------
 def simulate(p: np.ndarray, amount: np.ndarray, keys: np.ndarray, n_keys: int, sigma: float,
              simulations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
