@@ -41,6 +41,7 @@ def benchmark(fact_deals: pd.DataFrame, stage_history: pd.DataFrame | None = Non
     """Seconds of each step of the models layer on ``fact_deals``."""
     from salesintel_assets.domain.models import drift
     from salesintel_assets.domain.models import forecast
+    from salesintel_assets.domain.models import horizons
     from salesintel_assets.domain.models import features as rf
     from salesintel_assets.domain.models import risk_model as rm
     from salesintel_assets.domain.models import risk_scores as rs
@@ -64,13 +65,15 @@ def benchmark(fact_deals: pd.DataFrame, stage_history: pd.DataFrame | None = Non
     began = time.perf_counter()
     open_frame = rf.open_deals(prepared.fact, as_of)
     features = rf.open_states(open_frame, prepared.timeline, prepared.spec, as_of)
-    months = forecast.expected_close_month(features, forecast.close_timing(prepared.states), as_of)
+    won = horizons.known_wins(prepared.fact, as_of)
     explainer = rs.Explainer.from_states(prepared.states, prepared.spec)
     figures["score_prepare_s"] = time.perf_counter() - began
     scores = _timed(figures, "score_with_reasons_s", rs.score_open_deals, training.chosen.model, open_frame,
-                    features, explainer, risk, 1, as_of, months)
+                    features, explainer, risk, 1, as_of, won)
     figures["scoring_total_s"] = figures["score_prepare_s"] + figures["score_with_reasons_s"]
-    _timed(figures, "forecast_s", forecast.forecast, scores, scores["expected_close_month"], 0.15, 0.2, risk)
+    _timed(figures, "forecast_s", forecast.forecast, scores,
+           horizons.month_spread(horizons.scored_horizons(scores, risk.win_horizon_days), as_of,
+                                 risk.win_horizon_days, won), 0.15, 0.2, risk)
 
     began = time.perf_counter()
     deployed = as_of - pd.Timedelta(days=45)

@@ -29,7 +29,8 @@ says (``half_width`` the interval's half width relative to it; ``lean_removed_er
 ``past_lean`` would have given); ``best_error`` is the error of the generator's own probabilities (the
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end (``error_qe_line`` what a straight line in days between the model's
-horizons gave the quarter's end, as earlier versions read it). ``unplanted_*`` judge the same forecast on the deals the sample CRM's
+horizons gave the quarter's end, as earlier versions read it); ``close_month_miss`` the forecast by close
+month's absolute misses, summed over the months of the main horizon, as a share of the wins. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
 planted end-of-history problems leave alone (no model can foresee those);
 ``planted_excess`` is what the forecast expected beyond what came on the deals
 they touch, as a share of all wins (the part of ``forecast_error`` they cause).
@@ -133,6 +134,18 @@ def best_probability(truth: pd.DataFrame, age: np.ndarray, days: int, linger_sha
     return np.where(still_open > 0, p * (won_now - won_later) / np.maximum(still_open, 1e-12), 0.0)
 
 
+def close_month_miss(by_horizon, as_of, main: int, won_known, truth) -> float:
+    """How far the forecast by close month is from the wins each month
+    brought (within the main horizon): the sum of the months' absolute
+    misses as a share of the wins."""
+    spread = horizons.month_spread(by_horizon, as_of, main, won_known)
+    closed = pd.to_datetime(truth["closed_date"])
+    won = ((truth["outcome"] == "Won") & (closed <= pd.Timestamp(as_of) + pd.Timedelta(days=main))).to_numpy()
+    actual = pd.Series(won.astype(float)).groupby(closed.dt.strftime("%Y-%m").to_numpy()).sum()
+    actual = actual.reindex(spread.months).fillna(0.0).to_numpy()
+    return round(float(np.abs(spread.p.sum(axis=0) - actual).sum() / max(actual.sum(), 1)), 3)
+
+
 def _auc(y, score) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -174,8 +187,7 @@ def measure(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_cr
     p90 = horizons.within_days(by_horizon, FORECAST_DAYS)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, open_frame, p90, changes)
 
-    known = prepared.fact[rf.labelled_mask(prepared.fact, as_of)]
-    won_known = known[known["is_won"].astype(bool)]   # what pipeline_forecast reads for the quarter's timing
+    won_known = horizons.known_wins(prepared.fact, as_of)   # what pipeline_forecast reads for the timing of wins
 
     def horizon_rows(frame, probabilities, shift):
         keyed, _ = horizons.horizon_probabilities(probabilities, as_of, won=won_known)
@@ -194,6 +206,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_cr
     # what a straight line in days between the model's horizons gave the quarter's end (earlier versions)
     line = horizons.within_days(by_horizon, (horizons.quarter_end(as_of) - pd.Timestamp(as_of)).days)
     other_horizons["error_qe_line"] = round(float(forecast.shifted(line, segment_shift).sum()) / max(won, 1) - 1, 3)
+    other_horizons["close_month_miss"] = close_month_miss(by_horizon, as_of, rules.risk.win_horizon_days, won_known,
+                                                          truth)
     actual = int(won_90.sum())
     # The sample CRM plants problems that start near its end date (a segment's
     # win rate drops, a burst of poor partner leads): no model can foresee

@@ -316,12 +316,12 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
                                                             open_deals=len(open_frame)))
     spec = rf.FeatureSpec.from_tags(champion.tags)
     features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
-    months = forecast.expected_close_month(features, forecast.close_timing(prepared.states), prepared.as_of)
     alias = CHAMPION if champion.version == getattr(mlflow.version_by_alias(CHAMPION), "version", None) else CHALLENGER
     verdict = champion.tags.get("model_verdict", "usable")
     scores = rs.score_open_deals(mlflow.load_model(alias), open_frame, features,
                                  _explainer(warehouse, prepared, spec, champion), rules, champion.version,
-                                 prepared.as_of, months, verdict=verdict, previous=warehouse.read_table("deal_risk_scores"),
+                                 prepared.as_of, horizons.known_wins(prepared.fact, prepared.as_of), verdict=verdict,
+                                 previous=warehouse.read_table("deal_risk_scores"),
                                  context=f"{reruns.code_fingerprint()} {getattr(champion, 'run_id', '')}")
     bands = scores["risk_band"].value_counts()
     auc = float(champion.tags.get("validation_auc", "nan"))
@@ -422,8 +422,9 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
 
 @_asset(schemas.PipelineForecast, deps=["deal_risk_scores", "forecast_backtest", "deal_risk_model", "fact_deals"])
 def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
-    """Expected won deals and revenue of the open pipeline by expected close
-    month and by segment, with an 80 % interval from simulations that share
+    """Expected won deals and revenue of the open pipeline by close month
+    (every deal's chance spread over the months where earlier quarters' wins
+    came), by segment and by horizon, with an 80 % interval from simulations that share
     one pipeline-wide log-odds shift per draw (its sd measured in the
     backtest), so deals do not count as independent coins."""
     _RUN_REPLAY.clear()   # no models step after this one replays deals
@@ -438,20 +439,17 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]),
         rules.forecast.interval, forecast.steps_per_window(rules.forecast))
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
-    by_horizon = {rules.win_horizon_days: scores["win_probability"].to_numpy(float)}
-    for days in (30, 90):
-        if scores[f"win_probability_{days}d"].notna().all():
-            by_horizon[days] = scores[f"win_probability_{days}d"].to_numpy(float)
+    by_horizon = horizons.scored_horizons(scores, rules.win_horizon_days)
     closes = warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(horizons.timing_window(as_of)))
+    won = closes.loc[closes["is_won"].astype(bool), ["created_date", "closed_date"]]
     keyed, timing = horizons.horizon_probabilities(by_horizon, as_of,
-                                                   settings.rules().anomalies.seasonality.fiscal_year_start_month,
-                                                   closes[closes["is_won"].astype(bool)])
+                                                   settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
     changes = segment_changes.find(warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(forecast.segment_window(
         as_of, rules))), as_of, rules.forecast.segment_changes)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],
                                                                      changes)
-    table = forecast.forecast(scores, scores["expected_close_month"], level.sigma, revenue_level.sigma, rules,
-                              keyed, segment_shift, segment_shift)
+    table = forecast.forecast(scores, horizons.month_spread(by_horizon, as_of, rules.win_horizon_days, won),
+                              level.sigma, revenue_level.sigma, rules, keyed, segment_shift, segment_shift)
     total = table[table["grouping"] == "total"].iloc[0]
     by_key = table[table["grouping"] == "horizon"].set_index("key")
     horizon_meta = {f"won_deals_{k}": [round(float(r["won_deals_p10"]), 1), round(float(r["expected_won_deals"]), 1),

@@ -3,11 +3,14 @@ expected close months, and the backtest against what then closed."""
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 import pytest
 
 from salesintel_assets.domain.models import forecast
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.common.rules import load_rules
+from salesintel_assets.schemas.models import PipelineForecast
 from salesintel_assets_tests.models_support import sample_tables
 
 
@@ -113,16 +116,30 @@ def test_forecast_rows_add_up_and_hold_their_intervals(rules):
     assert forecast.forecast(scored.iloc[:0], [], 0.2, 0.2, rules).columns.tolist() == forecast.FORECAST_COLUMNS
 
 
-def test_expected_close_month_follows_how_long_won_deals_still_needed():
-    snapshot = pd.Timestamp("2026-01-01")
-    states = pd.DataFrame({
-        "stage": ["Negotiation"] * 30 + ["Qualified"] * 30, "age_days": [40.0] * 60, "won": 1,
-        "snapshot_date": snapshot,
-        "closed_date": [snapshot + pd.Timedelta(days=10)] * 30 + [snapshot + pd.Timedelta(days=70)] * 30})
-    timing = forecast.close_timing(states)
-    open_states = pd.DataFrame({"stage": ["Negotiation", "Qualified", "Demo"], "age_days": [45.0, 50.0, 5.0]})
-    months = forecast.expected_close_month(open_states, timing, pd.Timestamp("2026-06-25"))
-    assert list(months) == ["2026-07", "2026-09", "2026-08"]     # Demo: no history, the overall median (40 days)
+def test_a_month_spread_gives_every_month_its_share_of_each_deal(rules):
+    scored = _scored()
+    p = scored["win_probability"].to_numpy()
+    spread = horizons.MonthSpread(["2026-07", "2026-08", "2026-09"], np.column_stack([0.2 * p, 0.5 * p, 0.3 * p]))
+    table = forecast.forecast(scored, spread, 0.2, 0.3, rules)
+    months = table[table["grouping"] == "close_month"].set_index("key")
+    assert list(months.index) == spread.months
+    # each month's wins come from every deal's chance in it; its deals are those expected to close in it
+    np.testing.assert_allclose(months["expected_won_deals"], [0.2 * p.sum(), 0.5 * p.sum(), 0.3 * p.sum()],
+                               atol=0.01)
+    assert list(months["open_deals"]) == [0, len(scored), 0]
+    assert months["expected_won_deals"].sum() == pytest.approx(p.sum(), abs=0.02)
+    assert (months["won_deals_p10"] <= months["expected_won_deals"]).all()
+    assert (months["expected_won_deals"] <= months["won_deals_p90"]).all()
+    assert (months["won_deals_p90"] < p.sum()).all()   # a month's interval, not the whole pipeline's
+    PipelineForecast.validate(table)   # a month may expect more wins than deals expected to close in it
+    region = table["grouping"] == "region"
+    with pytest.raises(pa.errors.SchemaError, match="intervals_ordered"):   # a segment may not
+        PipelineForecast.validate(table.assign(expected_won_deals=table["expected_won_deals"].where(
+            ~region, table["open_deals"] + 1.0)))
+    others = table[table["grouping"] != "close_month"]
+    np.testing.assert_allclose(others.to_numpy()[:, 2:].astype(float),   # the other groupings do not move
+                               forecast.forecast(scored, np.full(len(p), "2026-08"), 0.2, 0.3, rules)
+                               .query("grouping != 'close_month'").to_numpy()[:, 2:].astype(float))
 
 
 @pytest.fixture(scope="module")

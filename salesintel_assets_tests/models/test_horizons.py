@@ -11,10 +11,10 @@ AS_OF = pd.Timestamp("2026-05-15")   # 46 days to the quarter's end: between the
 
 
 def _won(close_days, seed=0) -> pd.DataFrame:
-    """Won deals over three years, each created 20-120 days before its close."""
+    """Won deals over three years, each created 20-200 days before its close."""
     rng = np.random.default_rng(seed)
     closed = pd.to_datetime(np.asarray(close_days, dtype="datetime64[D]"))
-    created = closed - pd.to_timedelta(rng.integers(20, 120, len(closed)), unit="D")
+    created = closed - pd.to_timedelta(rng.integers(20, 200, len(closed)), unit="D")
     return pd.DataFrame({"created_date": created, "closed_date": closed})
 
 
@@ -98,3 +98,33 @@ def test_the_timing_is_said_in_words():
     _, none = horizons.horizon_probabilities(by_horizon, AS_OF, won=_won([]))
     assert "not enough data: no deal won 30-90 days after the same place in an earlier quarter" in \
         horizons.timing_note(none)
+
+
+def test_month_ends_run_to_the_horizon():
+    assert horizons.month_ends(AS_OF, 90) == [("2026-05", 16), ("2026-06", 46), ("2026-07", 77), ("2026-08", 90)]
+    # on a month's last day that month is over; a horizon ending on a month's last day is that month
+    assert horizons.month_ends(pd.Timestamp("2026-06-30"), 31) == [("2026-07", 31)]
+
+
+def test_a_deals_chance_is_spread_over_the_months_and_sums_to_the_main_horizon():
+    rng = np.random.default_rng(5)
+    p30 = rng.uniform(0, 0.2, 300)
+    by_horizon = {30: p30, 90: p30 + 0.3, 180: p30 + 0.4}
+    plain = horizons.month_spread(by_horizon, AS_OF, 180)
+    assert plain.months == ["2026-05", "2026-06", "2026-07", "2026-08", "2026-09", "2026-10", "2026-11"]
+    np.testing.assert_allclose(plain.p.sum(axis=1), by_horizon[180])
+    np.testing.assert_allclose(plain.p[:, 0], p30 * 16 / 30)   # a straight line within the first 30 days
+    assert (plain.p >= 0).all()
+    pushed = horizons.month_spread(by_horizon, AS_OF, 180, _pushed_to_quarter_ends(3000))
+    np.testing.assert_allclose(pushed.p.sum(axis=1), by_horizon[180])
+    # wins pushed to quarter ends: June and September hold nearly all of what lies between the horizons
+    share = pushed.p.sum(axis=0) / pushed.p.sum()
+    assert share[1] > 0.5 and share[4] > 0.1
+    assert share[2] + share[3] < plain.p[:, 2:4].sum() / plain.p.sum() / 3
+    assert set(pushed.close_months()) == {"2026-06"}
+    assert set(plain.close_months()) <= {"2026-06", "2026-07"}
+
+
+def test_a_deal_without_a_chance_closes_in_the_first_month():
+    spread = horizons.MonthSpread(["2026-06", "2026-07"], np.array([[0.0, 0.0], [0.1, 0.3], [0.2, 0.2]]))
+    assert list(spread.close_months()) == ["2026-06", "2026-07", "2026-06"]

@@ -167,6 +167,13 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert total["open_deals"] == len(scores)
     assert total["expected_won_deals"] == pytest.approx(scores["win_probability"].sum(), abs=0.01)
     assert total["revenue_p10"] < total["expected_won_revenue"] < total["revenue_p90"]
+    # by close month: every deal's chance spread over the months of the main horizon; a month's deals are
+    # those the scores expect to close in it
+    months = table[table["grouping"] == "close_month"].set_index("key")
+    assert months["expected_won_deals"].sum() == pytest.approx(total["expected_won_deals"], abs=0.05)
+    assert len(months) >= 6 and (months["expected_won_deals"] > 0).sum() >= 5
+    expected_months = scores["expected_close_month"].value_counts()
+    assert months["open_deals"].to_dict() == expected_months.reindex(months.index).fillna(0).astype(int).to_dict()
     rows = table[table["grouping"] == "horizon"].set_index("key")
     assert list(rows.index) == ["30d", "90d", "quarter_end"]
     assert (rows["won_deals_p10"] <= rows["expected_won_deals"]).all()

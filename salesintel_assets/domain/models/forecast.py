@@ -3,9 +3,11 @@ month and by segment, with a prediction interval, and a backtest that replays
 past analysis dates.
 
 Expected values are sums of the calibrated win probabilities (count) and of
-probability x amount (revenue). Each deal's *expected close month* is the
-analysis date plus the median time won deals in the same situation (stage and
-age then; age only without stage history) still needed to close.
+probability x amount (revenue). By close month, each deal's chance is spread
+over the months up to the main horizon (``horizons.month_spread``: the
+model's 30-, 90- and 180-day answers, placed between where earlier quarters'
+wins came), and its *expected close month* is the one by whose end half of
+that chance has come.
 
 How the interval is built: deals are not independent coins. A quarter where
 the market turns moves every deal at once, and the model's overall level is
@@ -35,9 +37,10 @@ forecast is. Without a backtest: sigma from the month-to-month variation
 of the historical win rate beyond binomial noise plus that standard error.
 Revenue gets its own sigma, measured the same way on won revenue (big deals
 miss differently from small ones).
-Amounts are taken as recorded, and each deal sits in its expected close
-month: the monthly intervals carry the uncertainty of winning, not of
-timing.
+Amounts are taken as recorded. Each month's interval draws its wins like a
+horizon's (the shared shift, then each deal's chance in that month): it
+carries the uncertainty of winning within the month's timing, not of the
+timing itself.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import pandas as pd
 
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast_trust
+from salesintel_assets.domain.models.horizons import MonthSpread
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.common import stats
@@ -58,7 +62,6 @@ FORECAST_COLUMNS = ["grouping", "key", "open_deals", "pipeline_amount", "expecte
                     "expected_won_revenue", "revenue_p10", "revenue_p90", "won_deals_p10", "won_deals_p90"]
 GROUPINGS = ("close_month", "industry", "region", "product_type", "lead_source", "total")
 HORIZON_KEYS = ("30d", "90d", "quarter_end")
-AGE_BUCKETS = (0, 30, 90)  # days; a deal's timing group is its stage and the bucket of its age
 SIM_CELLS = 4_000_000       # deals x simulations held in memory at once
 
 
@@ -66,37 +69,6 @@ def empty_forecast() -> pd.DataFrame:
     types = {c: (object if c in ("grouping", "key") else "float64") for c in FORECAST_COLUMNS}
     types["open_deals"] = "int64"
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in types.items()})
-
-
-# --- Timing -------------------------------------------------------------------
-def _timing_group(frame: pd.DataFrame) -> pd.Series:
-    bucket = np.searchsorted(np.asarray(AGE_BUCKETS), frame["age_days"].to_numpy(), side="right") - 1
-    stage = frame["stage"].astype(str) if "stage" in frame else pd.Series("all", index=frame.index)
-    return stage.to_numpy(dtype=object) + "|" + pd.Series(np.clip(bucket, 0, None)).astype(str).to_numpy()
-
-
-def close_timing(states: pd.DataFrame) -> dict:
-    """Median days still needed to close, for won deals, by timing group,
-    with stage-only and overall fallbacks (from replayed states)."""
-    won = states[states["won"] == 1]
-    if not len(won):
-        return {"*": 30.0}
-    remaining = (won["closed_date"] - won["snapshot_date"]).dt.days.to_numpy(dtype=float)
-    frame = pd.DataFrame({"group": _timing_group(won), "remaining": remaining})
-    frame["stage"] = frame["group"].str.split("|").str[0]
-    table = frame.groupby("group")["remaining"].agg(["median", "size"])
-    timing = table.loc[table["size"] >= 20, "median"].to_dict()
-    timing.update({f"{s}|*": m for s, m in frame.groupby("stage")["remaining"].median().items()})
-    timing["*"] = float(np.median(remaining))
-    return timing
-
-
-def expected_close_month(features: pd.DataFrame, timing: dict, as_of: pd.Timestamp) -> np.ndarray:
-    codes, groups = pd.factorize(_timing_group(features))   # a few groups: each one's month computed once
-    remaining = np.array([timing.get(g, timing.get(g.split("|")[0] + "|*", timing["*"])) for g in groups],
-                         dtype=float)
-    close = pd.Timestamp(as_of) + pd.to_timedelta(np.ceil(remaining), unit="D")
-    return close.strftime("%Y-%m").to_numpy(dtype=object)[codes]
 
 
 # --- Uncertainty of the pipeline's level ------------------------------------------
@@ -289,7 +261,11 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     """pipeline_forecast rows for every grouping. ``scored``: one row per open
     deal with win_probability, deal_amount and the segment columns; the
     shared shift's sd is ``sigma`` for deal counts, ``revenue_sigma`` for
-    revenue. ``horizons`` (key -> each deal's probability of being won within
+    revenue. ``close_month``: a ``MonthSpread`` (each deal's chance spread
+    over the months, as ``deal_risk_scores`` reads it; a month's row then
+    counts the deals expected to close in it and the wins and revenue
+    expected in it from every deal), or each deal's month (its whole chance
+    in it). ``horizons`` (key -> each deal's probability of being won within
     it) adds grouping ``horizon``: wins and revenue expected within 30 days,
     90 days and by the quarter's end. ``shift`` and ``revenue_shift`` (log
     odds: one for all deals or one per deal, e.g. ``segment_corrected``'s)
@@ -300,7 +276,9 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
         return empty_forecast()
     cfg = rules.forecast
     low_q, high_q = (1 - cfg.interval) / 2, 1 - (1 - cfg.interval) / 2
-    frame = scored.reset_index(drop=True).assign(close_month=np.asarray(close_month, dtype=object), total="all")
+    spread = close_month if isinstance(close_month, MonthSpread) else None
+    months = spread.close_months() if spread is not None else close_month
+    frame = scored.reset_index(drop=True).assign(close_month=np.asarray(months, dtype=object), total="all")
     p = frame["win_probability"].to_numpy(dtype=float)
     amount = frame["deal_amount"].to_numpy(dtype=float)
     coded = [pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS]
@@ -311,7 +289,10 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
         ph = np.asarray(ph, dtype=float)
         readings += [Reading(shifted(ph, shift), sigma, zero, ("counts",)),
                      Reading(shifted(ph, revenue_shift), revenue_sigma, zero, ("revenue",))]
+    for pm in (spread.p.T if spread is not None else ()):   # each month's wins, drawn like a horizon's
+        readings += [Reading(pm, sigma, zero, ("counts",)), Reading(pm, revenue_sigma, zero, ("revenue",))]
     by_count, by_revenue, *by_horizon = simulate_readings(readings, amount, cfg.simulations, cfg.seed)
+    by_month = by_horizon[2 * len(horizons or {}):]
     parts = []
     for grouping, (codes, labels), (counts, _), (_, revenue) in zip(GROUPINGS, coded, by_count, by_revenue):
         parts.append(pd.DataFrame({
@@ -328,11 +309,28 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
         (_, revenue), = by_horizon[2 * k + 1]
         parts.append(_horizon_row(key, readings[2 + 2 * k].p, readings[3 + 2 * k].p, amount, counts, revenue,
                                   low_q, high_q))
+    if spread is not None:
+        parts[0] = _spread_months(parts[0], spread, amount, by_month, low_q, high_q)
     out = pd.concat(parts, ignore_index=True)
     money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
     out[money] = out[money].round(2)
     out["expected_won_deals"] = out["expected_won_deals"].round(2)
     return out[FORECAST_COLUMNS]
+
+
+def _spread_months(rows: pd.DataFrame, spread: MonthSpread, amount, by_month, low_q, high_q) -> pd.DataFrame:
+    """The close-month rows with each month's wins and revenue from every
+    deal's chance in it (its deals and pipeline amount: those expected to close in it)."""
+    parts = []
+    for j, month in enumerate(spread.months):
+        (counts, _), = by_month[2 * j]
+        (_, revenue), = by_month[2 * j + 1]
+        parts.append(_horizon_row(month, spread.p[:, j], spread.p[:, j], amount, counts, revenue, low_q, high_q))
+    out = pd.concat(parts, ignore_index=True).assign(grouping="close_month")
+    own = rows.set_index("key")[["open_deals", "pipeline_amount"]]
+    out["open_deals"] = own["open_deals"].reindex(out["key"]).fillna(0).astype("int64").to_numpy()
+    out["pipeline_amount"] = own["pipeline_amount"].reindex(out["key"]).fillna(0.0).to_numpy()
+    return out[rows.columns]
 
 
 def _horizon_row(key, p, p_revenue, amount, counts, revenue, low_q, high_q) -> pd.DataFrame:

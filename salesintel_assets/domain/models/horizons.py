@@ -10,10 +10,14 @@ A straight line cannot see a push: mid-quarter on such CRMs it read the
 wins by the quarter's end 21-33 % too low. So the place in between is
 measured (``timing_share``): at the same place in earlier quarters, the
 share of the deals then open and won between the two horizons that were won
-by that quarter's end.
+by that quarter's end. The same reading spreads each deal's chance over
+the months up to the main horizon (``month_spread``): the forecast by close
+month, and each deal's expected close month.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -54,25 +58,29 @@ def within_days(by_horizon: dict[int, np.ndarray], days: float, share: float | N
     return below + float(np.clip(share, 0, 1)) * (by_horizon[int(hi)] - below)
 
 
-def timing_share(won: pd.DataFrame, as_of: pd.Timestamp, days: int, lo: float, hi: float,
-                 fiscal_start_month: int = 1) -> dict:
-    """Of the deals open on a date ``days`` before an earlier quarter's end
-    (the last ``TIMING_QUARTERS`` whose window ended by ``as_of``) and won
-    between ``lo`` and ``hi`` days after it, the share won within ``days``
-    -- by that quarter's end. ``won``: won deals (``created_date``,
-    ``closed_date``) known on ``as_of``. Shrunk to the straight line's share
-    by ``TIMING_PRIOR`` pseudo-wins, so a CRM with few wins reads nearly the
+def timing_share(won: pd.DataFrame, as_of: pd.Timestamp, days: int, lo: float, hi: float) -> dict:
+    """Of the deals open ``days`` before the same place in an earlier quarter
+    as the target day ``days`` after ``as_of`` (a month's last day stays one:
+    a quarter's end maps to earlier quarters' ends), in the last
+    ``TIMING_QUARTERS`` whose window ended by ``as_of``, and won between ``lo``
+    and ``hi`` days after that date, the share won within ``days``: by the
+    target's place. ``won``: won deals (``created_date``, ``closed_date``)
+    known on ``as_of``. Shrunk to the straight line's share by
+    ``TIMING_PRIOR`` pseudo-wins, so a CRM with few wins reads nearly the
     straight line. Returns the share with its evidence: wins counted, the
     share among them, the straight line's share and the quarters read."""
     as_of = pd.Timestamp(as_of).normalize()
     line = (min(days, hi) - lo) / (hi - lo)
-    end = quarter_end(as_of, fiscal_start_month)
+    target = as_of + pd.Timedelta(days=days)
     created = won["created_date"].to_numpy("datetime64[ns]")
     closed = won["closed_date"].to_numpy("datetime64[ns]")
     first = created.min() if len(created) else np.datetime64(as_of)
     inside = between = quarters = 0
     for k in range(1, TIMING_QUARTERS + 2 + int(hi // 91)):   # the latest windows may not have ended yet
-        start = (end - pd.DateOffset(months=3 * k) + pd.offsets.MonthEnd(0)) - pd.Timedelta(days=days)
+        earlier = target - pd.DateOffset(months=3 * k)
+        if target.is_month_end:
+            earlier += pd.offsets.MonthEnd(0)
+        start = earlier - pd.Timedelta(days=days)
         if quarters == TIMING_QUARTERS or np.datetime64(start) < first:
             break   # enough quarters, or before the first deal
         if start + pd.Timedelta(days=hi) > as_of:
@@ -85,6 +93,26 @@ def timing_share(won: pd.DataFrame, as_of: pd.Timestamp, days: int, lo: float, h
     share = (inside + TIMING_PRIOR * line) / (between + TIMING_PRIOR)
     return {"share": float(share), "wins": between, "observed": inside / between if between else None,
             "straight_line": float(line), "quarters": quarters}
+
+
+def known_wins(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The won deals ``timing_share`` reads, as known on ``as_of`` (what
+    ``reporting.SEGMENT_CLOSES_SQL`` over ``timing_window`` reads from the warehouse)."""
+    after, _ = timing_window(as_of)
+    keep = rf.labelled_mask(fact, as_of) & fact["is_won"].fillna(False).to_numpy(dtype=bool) \
+        & (fact["closed_date"] > after).to_numpy(dtype=bool)
+    return fact.loc[keep, ["created_date", "closed_date"]]
+
+
+def scored_horizons(scores: pd.DataFrame, main: int) -> dict[int, np.ndarray]:
+    """The horizons ``deal_risk_scores`` answers (days -> probability per
+    deal): the main one, and 30 and 90 days when the model answers them."""
+    by_horizon = {int(main): scores["win_probability"].to_numpy(float)}
+    for days in rf.HORIZONS:
+        column = f"win_probability_{days}d"
+        if column in scores and scores[column].notna().all():
+            by_horizon[days] = scores[column].to_numpy(float)
+    return by_horizon
 
 
 def timing_window(as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -104,7 +132,7 @@ def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp
     lo, hi = bracket(by_horizon, to_quarter_end)
     timing = {"days": to_quarter_end, "between_days": [int(lo), int(hi)]}
     if won is not None and to_quarter_end < hi:
-        timing |= timing_share(won, as_of, to_quarter_end, lo, hi, fiscal_start_month)
+        timing |= timing_share(won, as_of, to_quarter_end, lo, hi)
     keyed = {"30d": within_days(by_horizon, 30), "90d": within_days(by_horizon, 90),
              "quarter_end": within_days(by_horizon, to_quarter_end, timing.get("share"))}
     return keyed, timing
@@ -124,3 +152,52 @@ def timing_note(timing: dict) -> str:
         return f"{where}; not enough data: no deal won {lo}-{hi} days after the same place in an earlier quarter"
     return (f"{where}; in the last {timing['quarters']} quarters, {timing['observed']:.0%} of the "
             f"{timing['wins']} deals open then and won {lo}-{hi} days later were won by that quarter's end")
+
+
+# --- Months ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MonthSpread:
+    """Each open deal's probability of being won in each month up to the
+    main horizon: ``p`` is deals x ``months`` (YYYY-MM), a row sums to the
+    deal's main-horizon probability."""
+
+    months: list
+    p: np.ndarray
+
+    def close_months(self) -> np.ndarray:
+        """Each deal's expected close month if won: the month by whose end
+        half its chance within the horizon has come (the first month for a
+        deal with none)."""
+        if not self.p.shape[1]:
+            return np.full(len(self.p), None, dtype=object)
+        cumulative = np.cumsum(self.p, axis=1)
+        k = np.argmax(cumulative >= 0.5 * cumulative[:, -1:] - 1e-12, axis=1)
+        return np.asarray(self.months, dtype=object)[k]
+
+
+def month_ends(as_of: pd.Timestamp, horizon_days: int) -> list[tuple[str, int]]:
+    """(YYYY-MM, days from ``as_of`` to that month's last day) for every
+    month ending after ``as_of``, the last one cut at ``horizon_days``."""
+    as_of = pd.Timestamp(as_of).normalize()
+    last = as_of + pd.Timedelta(days=int(horizon_days))
+    out, end = [], as_of + pd.offsets.MonthEnd(1)
+    while end < last:
+        out.append((end.strftime("%Y-%m"), (end - as_of).days))
+        end += pd.offsets.MonthEnd(1)
+    return out + [(last.strftime("%Y-%m"), int(horizon_days))]
+
+
+def month_spread(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp, main: int,
+                 won: pd.DataFrame | None = None) -> MonthSpread:
+    """Each deal's chance within the ``main`` horizon spread over the months
+    it spans: won by each month's end (between the model's horizons where
+    earlier quarters' wins came at that place, ``timing_share``; a straight
+    line without ``won``), less won by the month before."""
+    points = month_ends(as_of, main)
+    columns = []
+    for _, days in points:
+        lo, hi = bracket(by_horizon, days)
+        share = timing_share(won, as_of, days, lo, hi)["share"] if won is not None and lo < days < hi else None
+        columns.append(within_days(by_horizon, days, share))
+    cumulative = np.maximum.accumulate(np.column_stack(columns), axis=1)
+    return MonthSpread([label for label, _ in points], np.diff(cumulative, axis=1, prepend=0.0))

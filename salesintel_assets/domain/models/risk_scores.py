@@ -12,6 +12,7 @@ import pandas as pd
 from salesintel_assets.domain.models.features import (CALENDAR_FEATURES, QUARTER_AGE_FEATURE, UNKNOWN_STAGE,
                                                      FeatureSpec)
 from salesintel_assets.domain.models.risk_model import HorizonModel, predict, predict_horizons
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.common.reruns import digest, rules_digest
 from salesintel_assets.domain.common.rules import RiskRules
 
@@ -274,12 +275,14 @@ def model_outputs(model, features: pd.DataFrame, explainer: Explainer, rules: Ri
 
 def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, explainer: Explainer,
                      rules: RiskRules, model_version: int, as_of: pd.Timestamp,
-                     close_month=None, verdict: str = "usable", previous: pd.DataFrame | None = None,
-                     context: str = "") -> pd.DataFrame:
+                     won: pd.DataFrame | None = None, verdict: str = "usable",
+                     previous: pd.DataFrame | None = None, context: str = "") -> pd.DataFrame:
     """One row per open deal: win probability (within the main horizon, 30
     and 90 days), the model's verdict, risk band, revenue at risk, the top
-    three reasons (weights on the probability scale) and, when given, the
-    month it is expected to close if won.
+    three reasons (weights on the probability scale) and the month it is
+    expected to close if won (``horizons.month_spread``: its chance placed
+    between the horizons where the earlier quarters' wins among ``won``
+    came; a straight line in days without them).
 
     ``previous`` (the last stored scores): a deal whose ``scored_inputs``
     there equal its inputs now (same model version, analysis date,
@@ -314,7 +317,8 @@ def score_open_deals(model, open_frame: pd.DataFrame, features: pd.DataFrame, ex
     out["revenue_at_risk"] = np.round(out["deal_amount"] * (1 - p), 2)
     out["model_version"] = int(model_version)
     out["as_of_date"] = pd.Timestamp(as_of)
-    out["expected_close_month"] = close_month if close_month is not None else None
+    out["expected_close_month"] = horizons.month_spread(horizons.scored_horizons(out, rules.win_horizon_days), as_of,
+                                                        rules.win_horizon_days, won).close_months()
     out[SCORED_INPUTS] = keys
     out = out[SCORE_COLUMNS].astype({c: "float64" for c in _SCORE_FLOATS})
     out.attrs["rescored"] = int((~carried).sum())   # how many deals the model scored this time
