@@ -217,9 +217,10 @@ def simulate_readings(readings: list[Reading], amount: np.ndarray, simulations: 
     """Several readings of one stream of draws, drawn once: per chunk of
     draws a standard normal per draw and a uniform per deal and draw; each
     reading's shift is its sigma times that normal. Each reading's result is
-    exactly what ``simulate_groupings`` with the same seed gives it alone
-    (numpy draws a normal of sd s as s times a standard normal), so readings
-    that used to re-draw the same seed cost one draw of the uniforms."""
+    what ``simulate_groupings`` with the same seed gives it alone (numpy
+    draws a normal of sd s as s times a standard normal; a one-key revenue
+    sum, taken as a product with the amounts, equal up to float rounding),
+    so readings that used to re-draw the same seed cost one draw of the uniforms."""
     rng = np.random.default_rng(seed)
     n = len(amount)
     logits = [_logit(r.p) for r in readings]
@@ -240,9 +241,12 @@ def simulate_readings(readings: list[Reading], amount: np.ndarray, simulations: 
             shift = (0.0 + reading.sigma * normal)[:, None]
             np.subtract(odds, logit[None, :], out=gap)
             won = gap < shift
-            if reading.sums == ("counts",) and all(n_keys == 1 for _, n_keys in reading.groupings):
-                for counts, _ in sums:   # one key: the count per draw, without listing the wins
-                    counts[start:start + size, 0] = np.count_nonzero(won, axis=1)
+            if all(n_keys == 1 for _, n_keys in reading.groupings):   # one key: per draw, without listing the wins
+                for counts, revenue in sums:
+                    if "counts" in reading.sums:
+                        counts[start:start + size, 0] = np.count_nonzero(won, axis=1)
+                    if "revenue" in reading.sums:
+                        revenue[start:start + size, 0] = won.astype(np.float64) @ amount
                 continue
             sim, deal = np.divmod(np.flatnonzero(won), n)   # np.nonzero(won), faster on 2-d arrays
             for (keys, n_keys), (counts, revenue) in zip(reading.groupings, sums):
