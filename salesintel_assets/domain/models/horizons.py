@@ -7,7 +7,7 @@ lies between two of them. Where in between is a question of *when* wins
 come: evenly in days (a straight line), or bunched up at the quarter's end,
 as on CRMs whose reps push deals over the line before the quarter closes.
 A straight line cannot see a push: mid-quarter on such CRMs it read the
-wins by the quarter's end 21-33 % too low. So the place in between is
+wins by the quarter's end 16-33 % too low. So the place in between is
 measured (``timing_share``): at the same place in earlier quarters, the
 share of the deals then open and won between the two horizons that were won
 by that quarter's end. The same reading spreads each deal's chance over
@@ -116,8 +116,10 @@ def scored_horizons(scores: pd.DataFrame, main: int) -> dict[int, np.ndarray]:
 
 
 def timing_window(as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The close dates (after, up to) ``timing_share`` reads: its quarters,
-    those whose windows had not ended and a 180-day window after the earliest."""
+    """The close dates (after, up to) ``timing_share`` reads. Its earliest
+    date lies ``TIMING_QUARTERS`` + 2 quarters back with a 180-day main
+    horizon (the quarters whose window had not ended are skipped); four more
+    quarters leave room for a longer one."""
     as_of = pd.Timestamp(as_of).normalize()
     return as_of - pd.DateOffset(months=3 * (TIMING_QUARTERS + 6)), as_of
 
