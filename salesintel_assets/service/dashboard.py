@@ -113,8 +113,11 @@ def forecast(request: Request):
     rows = result["rows"]
     chart = charts.interval_bars(rows, "key", "expected_won_revenue", "revenue_p10", "revenue_p90",
                                  width=1100, height=300)
+    months = result.get("months") or []
+    month_chart = charts.interval_bars(months, "key", "expected_won_revenue", "revenue_p10", "revenue_p90",
+                                       width=1100, height=260) if months else None
     return _page(request, "forecast.html", who, "/forecast", "Forecast", rows=rows, chart=chart,
-                 basis_label=basis_label, key_label=key_label)
+                 basis_label=basis_label, key_label=key_label, months=months, month_chart=month_chart)
 
 
 @router.get("/risks", response_class=HTMLResponse)

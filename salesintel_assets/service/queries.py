@@ -181,15 +181,16 @@ HORIZON_ORDER = {"30d": 0, "90d": 1, "quarter_end": 2}
 
 def forecast(data: ServingData, scope: Scope) -> dict:
     """The pipeline forecast by horizon (the models layer's, for everyone-scope
-    roles) or, for a rep or a team, their open pipeline's expectation."""
+    roles; ``months``: by close month, each month's share of every deal's
+    chance) or, for a rep or a team, their open pipeline's expectation."""
     table = data.table("forecast")
     if scope is None and table is not None and len(table):
         horizon = table[table["grouping"].eq("horizon")]
+        months = records(table[table["grouping"].eq("close_month")].sort_values("key"))
         if len(horizon):
             rows = horizon.assign(_o=horizon["key"].map(HORIZON_ORDER).fillna(9)).sort_values("_o").drop(columns="_o")
-            return {"basis": "horizon", "rows": records(rows)}
-        months = table[table["grouping"].eq("close_month")].sort_values("key")
-        return {"basis": "close_month", "rows": records(months)}
+            return {"basis": "horizon", "rows": records(rows), "months": months}
+        return {"basis": "close_month", "rows": months, "months": []}
     mine = pipeline(data, scope)
     return {"basis": "scope", "rows": [{"grouping": "scope", "key": "open pipeline", **mine}]}
 

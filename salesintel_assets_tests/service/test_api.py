@@ -124,7 +124,10 @@ def test_alerts_segments_forecast_and_data_views_per_role(service, org):
     assert len(client.get("/api/v1/segments?dimension=sales_rep_id", headers=_auth(leader)).json()) > 1
 
     company = client.get("/api/v1/forecast", headers=_auth(leader)).json()
-    assert company["basis"] in ("horizon", "close_month") and company["rows"]
+    assert company["basis"] == "horizon" and [r["key"] for r in company["rows"]] == ["30d", "90d", "quarter_end"]
+    months = company["months"]   # and by close month: every deal's chance spread over the months
+    assert months and [m["key"] for m in months] == sorted(m["key"] for m in months)
+    assert all(m["won_deals_p10"] - 0.5 <= m["expected_won_deals"] <= m["won_deals_p90"] + 0.5 for m in months)
     own = client.get("/api/v1/forecast", headers=_auth(rep_token)).json()
     row = own["rows"][0]
     assert own["basis"] == "scope" and row["won_deals_p10"] <= row["expected_won_deals"] <= row["won_deals_p90"]

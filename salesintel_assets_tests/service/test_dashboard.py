@@ -60,8 +60,11 @@ def test_every_view_renders_with_data_for_a_leader(browser, site):
             assert page.locator("svg.chart circle").count() >= 6  # months of win rate
             assert page.locator("svg.chart polygon").count() == 1  # the interval band
             assert page.locator("svg.chart rect").count() >= 4  # the waterfall
-        elif name == "forecast":
-            assert page.locator("svg.chart rect").count() == len(queries.forecast(data, None)["rows"])
+        elif name == "forecast":   # the horizons' bars, then the close months'
+            shown = queries.forecast(data, None)
+            assert shown["months"] and page.locator("svg.chart rect").count() == len(shown["rows"]) + len(
+                shown["months"])
+            assert page.locator("table").nth(1).locator("tbody tr").count() == len(shown["months"])
         elif name == "risks":
             assert page.locator("tbody tr").count() == 15
             assert page.locator("ul.reasons li").count() >= 15
