@@ -30,8 +30,9 @@ says (``half_width`` the interval's half width relative to it; ``lean_removed_er
 luck of one 90-day window: even they miss by several per cent); ``error_30d``/``in_30d`` and ``error_qe``/``in_qe`` the same for wins
 within 30 days and by the quarter's end (``error_qe_line`` what a straight line in days between the model's
 horizons gave the quarter's end, as earlier versions read it); ``close_month_miss`` the forecast by close
-month's absolute misses, summed over the months of the main horizon, as a share of the wins. ``unplanted_*`` judge the same forecast on the deals the sample CRM's
-planted end-of-history problems leave alone (no model can foresee those);
+month's absolute misses, summed over the months of the main horizon, as a share of the wins.
+``unplanted_*`` judge the same forecast on the deals the sample CRM's planted end-of-history problems
+leave alone (no model can foresee those);
 ``planted_excess`` is what the forecast expected beyond what came on the deals
 they touch, as a share of all wins (the part of ``forecast_error`` they cause).
 ``segment_changes`` lists the segments whose latest closes moved beyond the

@@ -194,9 +194,8 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     as_of = pd.Timestamp(SECOND)
     won = Warehouse(home=SalesintelHome(path=str(home))).query(reporting.SEGMENT_CLOSES_SQL,
                                                                list(horizons.timing_window(as_of)))
-    by_horizon = {days: scores[f"win_probability_{days}d"].to_numpy() for days in (30, 90)}
-    keyed, timing = horizons.horizon_probabilities(by_horizon | {rules.win_horizon_days: scores["win_probability"]
-                                                                 .to_numpy()}, as_of, won=won[won["is_won"]])
+    keyed, timing = horizons.horizon_probabilities(horizons.scored_horizons(scores, rules.win_horizon_days), as_of,
+                                                   won=won[won["is_won"]])
     assert timing["wins"] > 0 and meta["quarter_end_timing"].value == horizons.timing_note(timing)
     at_quarter_end = forecast.shifted(keyed["quarter_end"], segment_changes.applied(scores, p90, changes)[0]).sum()
     assert rows.loc["quarter_end", "expected_won_deals"] == pytest.approx(at_quarter_end, abs=0.05)
