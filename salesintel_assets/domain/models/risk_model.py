@@ -43,8 +43,8 @@ import pandas as pd
 
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.common import stats
-from salesintel_assets.domain.models.features import (HORIZONS, FeatureSpec, Prepared, day_numbers, features_for,
-                                                     spec_feasible, states_at)
+from salesintel_assets.domain.models.features import (HORIZONS, QUARTER_FEATURE, FeatureSpec, Prepared, day_numbers,
+                                                     features_for, spec_feasible, states_at)
 from salesintel_assets.domain.common.rules import RiskRules
 
 # skops refuses unknown types on load; these are the ones our pipelines hold
@@ -60,6 +60,7 @@ SKOPS_TRUSTED_TYPES = (
     "sklearn.utils.validation.check_array",
 )
 MIN_LEVEL_ROWS = 20  # rarer categories are pooled as "infrequent" by both candidates
+QUARTER_WEEKS = 13   # bins of the days to the quarter's end (a quarter is 13 weeks)
 MAX_MODEL_CATEGORIES = 250  # HistGradientBoosting accepts at most 255 categories per feature
 
 
@@ -164,13 +165,18 @@ def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules):
 
     categorical, numeric = list(spec.categorical), list(spec.numeric)
     if name == "logistic":
+        # the day's place in the quarter gets about a week per bin: a window that reaches the quarter-end
+        # push and one that ends just before it differ by days (six bins of two weeks each blurred them)
+        calendar = [c for c in numeric if c == QUARTER_FEATURE]
         prep = ColumnTransformer([
             ("levels", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_LEVEL_ROWS),
              categorical),
             # quantile bins let the log-odds bend (age, amount are far from linear)
             ("bins", make_pipeline(SimpleImputer(strategy="median"),
                                    KBinsDiscretizer(n_bins=6, strategy="quantile", random_state=rules.seed)),
-             numeric),
+             [c for c in numeric if c not in calendar]),
+            ("weeks", make_pipeline(SimpleImputer(strategy="median"),
+                                    KBinsDiscretizer(n_bins=QUARTER_WEEKS, strategy="uniform")), calendar),
             ("linear", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
         ])
         clf = LogisticRegression(C=rules.logistic_c, max_iter=2000)
