@@ -161,3 +161,23 @@ def test_making_the_age_typical_makes_its_age_at_the_quarter_end_typical_too():
     weights = explainer.weights(_PushSurvivorsLose(), today)
     assert weights["age_days"].iloc[0] == pytest.approx(-0.4)   # both views: 0.2 against the typical 0.6
     assert weights["age_days"].iloc[1] == 0.0                   # born after the push: nothing to explain
+
+
+def test_the_logistic_candidate_tells_a_window_that_reaches_the_push_from_one_just_before_it():
+    # 30-day windows won often when they reach the quarter's last ten days (40 days or less before its
+    # end), rarely otherwise; the age says nothing here
+    from salesintel_assets.domain.common.rules import load_rules
+
+    rng = np.random.default_rng(8)
+    n = 40_000
+    days = rng.integers(1, 93, n).astype(float)
+    rows = pd.DataFrame({"industry": rng.choice(["SaaS", "Retail"], n), "age_days": rng.uniform(1, 200, n),
+                         rf.QUARTER_FEATURE: days})
+    won = rng.random(n) < np.where(days <= 40, 0.30, 0.05)
+    spec = rf.FeatureSpec("creation_and_age", ("industry",), ("age_days", rf.QUARTER_FEATURE))
+    model = rm.build_pipeline("logistic", spec, load_rules().risk).fit(rows[spec.columns], won)
+    p = model.predict_proba(rows[spec.columns])[:, 1]
+    just_before = (days >= 43) & (days < 50)   # a week whose windows end just before the push
+    reaching = (days >= 29) & (days < 36)       # a week whose windows reach it
+    assert p[just_before].mean() == pytest.approx(won[just_before].mean(), abs=0.03)
+    assert p[reaching].mean() == pytest.approx(won[reaching].mean(), abs=0.03)
