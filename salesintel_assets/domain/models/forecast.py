@@ -61,7 +61,6 @@ from salesintel_assets.domain.common.rules import RiskRules
 FORECAST_COLUMNS = ["grouping", "key", "open_deals", "pipeline_amount", "expected_won_deals",
                     "expected_won_revenue", "revenue_p10", "revenue_p90", "won_deals_p10", "won_deals_p90"]
 GROUPINGS = ("close_month", "industry", "region", "product_type", "lead_source", "total")
-HORIZON_KEYS = ("30d", "90d", "quarter_end")
 SIM_CELLS = 4_000_000       # deals x simulations held in memory at once
 
 
@@ -285,8 +284,10 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     frame = scored.reset_index(drop=True).assign(close_month=np.asarray(months, dtype=object), total="all")
     p = frame["win_probability"].to_numpy(dtype=float)
     amount = frame["deal_amount"].to_numpy(dtype=float)
-    coded = [pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS]
-    groupings = [(codes, len(labels)) for codes, labels in coded]
+    coded = {g: pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS}
+    # with a spread the months' draws are their own readings, so the close-month grouping is not drawn here
+    drawn = [g for g in GROUPINGS if spread is None or g != "close_month"]
+    groupings = [(coded[g][0], len(coded[g][1])) for g in drawn]
     zero = [(np.zeros(len(p), dtype=np.int64), 1)]
     readings = [Reading(p, sigma, groupings, ("counts",)), Reading(p, revenue_sigma, groupings, ("revenue",))]
     for ph in (horizons or {}).values():   # every reading shares one draw of the uniforms (same seed as before)
@@ -298,7 +299,10 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     by_count, by_revenue, *by_horizon = simulate_readings(readings, amount, cfg.simulations, cfg.seed)
     by_month = by_horizon[2 * len(horizons or {}):]
     parts = []
-    for grouping, (codes, labels), (counts, _), (_, revenue) in zip(GROUPINGS, coded, by_count, by_revenue):
+    if spread is not None:
+        parts.append(_spread_months(*coded["close_month"], spread, amount, by_month, low_q, high_q))
+    for grouping, (counts, _), (_, revenue) in zip(drawn, by_count, by_revenue):
+        codes, labels = coded[grouping]
         parts.append(pd.DataFrame({
             "grouping": grouping, "key": labels.astype(object),
             "open_deals": np.bincount(codes, minlength=len(labels)).astype("int64"),
@@ -313,8 +317,6 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
         (_, revenue), = by_horizon[2 * k + 1]
         parts.append(_horizon_row(key, readings[2 + 2 * k].p, readings[3 + 2 * k].p, amount, counts, revenue,
                                   low_q, high_q))
-    if spread is not None:
-        parts[0] = _spread_months(parts[0], spread, amount, by_month, low_q, high_q)
     out = pd.concat(parts, ignore_index=True)
     money = ["pipeline_amount", "expected_won_revenue", "revenue_p10", "revenue_p90"]
     out[money] = out[money].round(2)
@@ -322,19 +324,21 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     return out[FORECAST_COLUMNS]
 
 
-def _spread_months(rows: pd.DataFrame, spread: MonthSpread, amount, by_month, low_q, high_q) -> pd.DataFrame:
+def _spread_months(codes, labels, spread: MonthSpread, amount, by_month, low_q, high_q) -> pd.DataFrame:
     """The close-month rows with each month's wins and revenue from every
-    deal's chance in it (its deals and pipeline amount: those expected to close in it)."""
+    deal's chance in it; its deals and pipeline amount are those expected to
+    close in it (``codes`` into ``labels``: each deal's expected month)."""
     parts = []
     for j, month in enumerate(spread.months):
         (counts, _), = by_month[2 * j]
         (_, revenue), = by_month[2 * j + 1]
         parts.append(_horizon_row(month, spread.p[:, j], spread.p[:, j], amount, counts, revenue, low_q, high_q))
     out = pd.concat(parts, ignore_index=True).assign(grouping="close_month")
-    own = rows.set_index("key")[["open_deals", "pipeline_amount"]]
+    own = pd.DataFrame({"open_deals": np.bincount(codes, minlength=len(labels)),
+                        "pipeline_amount": np.bincount(codes, amount, len(labels))}, index=labels)
     out["open_deals"] = own["open_deals"].reindex(out["key"]).fillna(0).astype("int64").to_numpy()
     out["pipeline_amount"] = own["pipeline_amount"].reindex(out["key"]).fillna(0.0).to_numpy()
-    return out[rows.columns]
+    return out
 
 
 def _horizon_row(key, p, p_revenue, amount, counts, revenue, low_q, high_q) -> pd.DataFrame:
