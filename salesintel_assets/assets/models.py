@@ -440,12 +440,15 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         rules.forecast.interval, forecast.steps_per_window(rules.forecast))
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     by_horizon = horizons.scored_horizons(scores, rules.win_horizon_days)
-    closes = warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(horizons.timing_window(as_of)))
-    won = closes.loc[closes["is_won"].astype(bool), ["created_date", "closed_date"]]
+    # one read of the closes both windows need: the wins' timing and the segments that moved lately
+    timing_after, segment_after = horizons.timing_window(as_of)[0], forecast.segment_window(as_of, rules)[0]
+    closes = warehouse.query(reporting.SEGMENT_CLOSES_SQL, [min(timing_after, segment_after), as_of])
+    won = closes.loc[closes["is_won"].astype(bool) & (closes["closed_date"] > timing_after),
+                     ["created_date", "closed_date"]]
     keyed, timing = horizons.horizon_probabilities(by_horizon, as_of,
                                                    settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
-    changes = segment_changes.find(warehouse.query(reporting.SEGMENT_CLOSES_SQL, list(forecast.segment_window(
-        as_of, rules))), as_of, rules.forecast.segment_changes)
+    changes = segment_changes.find(closes[closes["closed_date"] > segment_after].reset_index(drop=True), as_of,
+                                   rules.forecast.segment_changes)
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],
                                                                      changes)
     table = forecast.forecast(scores, horizons.month_spread(by_horizon, as_of, rules.win_horizon_days, won),
