@@ -26,6 +26,40 @@ def test_the_quarter_clock_counts_a_quarters_last_day_as_its_end_passed():
     np.testing.assert_array_equal(since, [0, 61, 0, 1])
 
 
+def test_a_window_counts_the_quarters_last_day_week_and_three_weeks_it_takes_in():
+    ahead = rf.quarter_clock(rf.day_numbers(["2026-06-30", "2026-06-29", "2026-05-01"]))[0]
+    # 90 days from 2026-06-30 end on 09-28: none of the quarter's last day, 5 of its last week, 19 of its
+    # last three weeks. From 06-29 the window also takes in 06-30 (09-30 is taken as 91 days on: a day off).
+    np.testing.assert_array_equal(rf.quarter_end_days_in_window(ahead, 90), [[0, 5, 19], [1, 6, 20], [1, 7, 21]])
+    np.testing.assert_array_equal(rf.quarter_end_days_in_window(ahead, 30), [[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    # 30 days from 35 days before a quarter end: 2 of its last week, 16 of its last three weeks; 180 days
+    # from a quarter's last day take in two quarter ends
+    np.testing.assert_array_equal(rf.quarter_end_days_in_window(np.array([35.0]), 30), [[0, 2, 16]])
+    np.testing.assert_array_equal(rf.quarter_end_days_in_window(np.array([[92.0]]), 180), [[1, 11, 39]])
+
+
+@pytest.mark.parametrize("candidate", ["logistic", "gradient_boosting"])
+def test_a_window_that_ends_before_the_quarters_last_days_is_told_from_one_that_takes_them_in(candidate):
+    """Wins crowd a quarter's last day: 90-day windows from a quarter's last
+    day end two days before the next quarter end and miss it. They share
+    the week of the quarter with windows that start days later and take it
+    in; only the count of the quarter's last days inside the window tells
+    them apart (checked to fail without it, logistic: 0.28 against 0.09)."""
+    from salesintel_assets.domain.common.rules import load_rules
+
+    rng = np.random.default_rng(9)
+    n = 60_000
+    days = rng.integers(1, 93, n).astype(float)
+    rows = pd.DataFrame({"industry": rng.choice(["SaaS", "Retail"], n), "age_days": rng.uniform(1, 200, n),
+                         rf.QUARTER_FEATURE: days})
+    won = rng.random(n) < np.where(days <= 90, 0.35, 0.08)   # the window takes in a quarter's last day
+    spec = rf.FeatureSpec("creation_and_age", ("industry",), ("age_days", rf.QUARTER_FEATURE))
+    model = rm.build_pipeline(candidate, spec, load_rules().risk, horizon_days=90).fit(rows[spec.columns], won)
+    p = model.predict_proba(rows[spec.columns])[:, 1]
+    for group in (days >= 91, (days >= 85) & (days <= 90), days <= 6):
+        assert p[group].mean() == pytest.approx(won[group].mean(), abs=0.03)
+
+
 def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model():
     tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
     anomalies = tables["rules"].anomalies
@@ -116,8 +150,11 @@ def test_cycle_lengths_that_differ_by_week_of_quarter_are_no_reason_for_the_feat
 def test_a_quarter_end_forecast_needs_the_quarter_clock():
     """On a seasonal world analysed on a quarter's last day, the 90-day wins
     the model expects come near the truth with the clock and drift up
-    without it: without the age at the latest quarter end, deals that stayed
-    open through the push look as good as deals as old mid-quarter."""
+    without it (+15 % here). The age at the latest quarter end no longer
+    moves it much either way: with every quarter's last day among the
+    snapshots, the window's count of quarter-end days says most of it
+    (without the age: -4.0 % against -4.6 % here; at 6,000 deals +3.5
+    against +5.6 % on one seed, +14.3 against +11.8 % on another)."""
     tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
     rules, as_of = tables["rules"], tables["as_of"]
     prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
@@ -126,14 +163,32 @@ def test_a_quarter_end_forecast_needs_the_quarter_clock():
     truth = tables["world"].deals.set_index("deal_id").reindex(open_frame["deal_id"])
     won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= as_of + pd.Timedelta(days=90))).sum())
     errors = []
-    for dropped in ((), (rf.QUARTER_AGE_FEATURE,), rf.CALENDAR_FEATURES):
+    for dropped in ((), rf.CALENDAR_FEATURES):
         spec = dataclasses.replace(prepared.spec, numeric=tuple(c for c in prepared.spec.numeric if c not in dropped))
         training = rm.train(dataclasses.replace(prepared, spec=spec), rules.risk)
         expected = rm.predict_horizons(training.model, rf.open_states(open_frame, prepared.timeline, spec, as_of))[90]
         errors.append(float(expected.sum()) / won - 1)
-    with_clock, without_age, without_clock = errors
-    assert abs(with_clock) < 0.05
-    assert with_clock + 0.03 < without_age < without_clock - 0.05
+    with_clock, without_clock = errors
+    assert abs(with_clock) < 0.06
+    assert with_clock + 0.1 < without_clock
+
+
+def test_every_quarters_last_day_is_a_snapshot_date_when_the_model_reads_the_quarter():
+    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+    rules, as_of = tables["rules"], tables["as_of"]
+    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
+                          rules.stages.order, rules.anomalies)
+    assert rf.QUARTER_FEATURE in prepared.spec.numeric
+    days = pd.DatetimeIndex(prepared.snapshots["snapshot_date"].unique())
+    quarter_ends = days[days.is_quarter_end]
+    assert {"2025-09-30", "2025-12-31", "2026-03-31"} <= set(quarter_ends.strftime("%Y-%m-%d"))
+    weekly = days[(as_of - days).days % rules.risk.snapshot_every_days == 0]
+    assert len(days) == len(weekly) + len(quarter_ends.difference(weekly))   # nothing else is added
+    plain = world_tables(next(w for w in WORLDS if w.name == "never_closing_export"), 3000, 91)
+    prepared = rf.prepare(plain["fact"], plain["history"], plain["activities"], as_of, rules.risk,
+                          rules.stages.order, rules.anomalies)
+    days = pd.DatetimeIndex(prepared.snapshots["snapshot_date"].unique())
+    assert ((as_of - days).days % rules.risk.snapshot_every_days == 0).all()   # the weekly grid alone
 
 
 class _PushSurvivorsLose:
@@ -175,7 +230,7 @@ def test_the_logistic_candidate_tells_a_window_that_reaches_the_push_from_one_ju
                          rf.QUARTER_FEATURE: days})
     won = rng.random(n) < np.where(days <= 40, 0.30, 0.05)
     spec = rf.FeatureSpec("creation_and_age", ("industry",), ("age_days", rf.QUARTER_FEATURE))
-    model = rm.build_pipeline("logistic", spec, load_rules().risk).fit(rows[spec.columns], won)
+    model = rm.build_pipeline("logistic", spec, load_rules().risk, horizon_days=30).fit(rows[spec.columns], won)
     p = model.predict_proba(rows[spec.columns])[:, 1]
     just_before = (days >= 43) & (days < 50)   # a week whose windows end just before the push
     reaching = (days >= 29) & (days < 36)       # a week whose windows reach it

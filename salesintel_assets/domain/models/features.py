@@ -4,7 +4,8 @@ date, and what every deal looked like on past dates of its open life.
 Whom the model learns from
 --------------------------
 Every deal that was open on a grid date (one every ``snapshot_every_days``,
-ending on the analysis date) -- deals later won, later lost, and deals still
+ending on the analysis date, plus every quarter's last day when the model
+reads the quarter) -- deals later won, later lost, and deals still
 open today, including those that never close -- as it looked on that date,
 labelled "won within H days of the snapshot" (``label``). A snapshot whose
 H-day window is not over on the analysis date is censored (left out), so a
@@ -106,8 +107,9 @@ class FeatureSpec:
                    int(tags.get("fiscal_year_start_month", 1)))
 
     def describe(self) -> str:
-        seasonal = ("; wins bunch at quarter ends, so also where in the quarter the day is and the deal's age "
-                    "at the latest quarter end" if QUARTER_FEATURE in self.numeric else "")
+        seasonal = ("; wins bunch at quarter ends, so also where in the quarter the day is, how many of the "
+                    "quarters' last days the window takes in, and the deal's age at the latest quarter end"
+                    if QUARTER_FEATURE in self.numeric else "")
         if self.mode == STAGE_HISTORY:
             return "replayed states from stage history: creation attributes, age (also against the segment's " \
                    "winning cycles), stage and days in it" + (
@@ -326,17 +328,44 @@ def quarter_clock(day: np.ndarray, fiscal_start_month: int = 1) -> tuple[np.ndar
             (after - quarter_start_day(after, fiscal_start_month)).astype("float64"))
 
 
+QUARTER_DAYS = 91   # a quarter's length, within a day (90-92)
+QUARTER_LAST_DAYS = (1, 7, 21)   # a quarter's last day, week and three weeks: where pushed wins crowd
+
+
+def quarter_end_days_in_window(days_to_quarter_end, horizon_days: int) -> np.ndarray:
+    """How many of the quarters' last days (each width of
+    ``QUARTER_LAST_DAYS``: the last day, week, three weeks) lie inside a
+    window of ``horizon_days`` after a snapshot, from the snapshot's days to
+    the next quarter end (``quarter_clock``); one column per width. Where
+    wins crowd a quarter's last days, this is what a window's chance turns
+    on: on a quarter's last day a 90-day window ends two days before the
+    next quarter end and takes in none of its last day, while one that
+    starts a week later takes it in, though both sit in the same week of
+    the quarter. Quarter ends after the first are taken 91 days apart, a
+    day or two off."""
+    days = np.asarray(days_to_quarter_end, dtype="float64").reshape(len(days_to_quarter_end), -1)[:, 0]
+    ends = days[:, None] + QUARTER_DAYS * np.arange(horizon_days // QUARTER_DAYS + 2)   # offsets from the snapshot
+    inside = np.minimum(ends, horizon_days)
+    return np.column_stack([np.clip(inside - np.maximum(ends - width, 0), 0, None).sum(axis=1)
+                            for width in QUARTER_LAST_DAYS])
+
+
 def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days: int,
-          last_day: int, max_rows: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+          last_day: int, max_rows: int | None = None, seed: int = 0,
+          fiscal_start_month: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(row position, day) for every grid date on which a deal was open:
     created <= day < end, days on a grid ending at the analysis date, none
-    after ``last_day``. Above ``max_rows`` a uniform random sample of them,
-    drawn without listing them all (deals open for years would not fit)."""
+    after ``last_day``; with ``fiscal_start_month``, every quarter's last
+    day too. Above ``max_rows`` a uniform random sample of them, drawn
+    without listing them all (deals open for years would not fit)."""
     end = day_numbers([as_of])[0]
     if not len(created):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     start = end - ((end - created.min()) // every_days) * every_days
     grid = np.arange(start, min(end, last_day) + 1, every_days)
+    if fiscal_start_month is not None and len(grid):
+        days = np.arange(start, grid[-1] + 1)
+        grid = np.union1d(grid, days[quarter_clock(days, fiscal_start_month)[1] == 0])
     lo = np.searchsorted(grid, created, side="left")
     hi = np.searchsorted(grid, ends, side="left")
     count = np.maximum(hi - lo, 0)
@@ -379,8 +408,13 @@ def snapshot_states(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, a
     deals = trustworthy_deals(fact, as_of) if deals is None else deals
     created, ends = day_numbers(deals["created_date"]), day_numbers(deals["closed_date"])
     last = day_numbers([last_day if last_day is not None else as_of])[0]
+    # A seasonal model reads where in the quarter a day is. A quarter's last day is where its 90-day window
+    # stops just short of the next quarter's last days, and a common analysis date (month-end runs); the
+    # weekly grid lands on it in few quarters (3 of the 13 before 2026-06-30 on a grid ending then), so the
+    # model had barely seen it.
+    quarter_ends = spec.fiscal_start_month if QUARTER_FEATURE in spec.numeric else None
     pos, day = _grid(created, ends, pd.Timestamp(as_of), rules.snapshot_every_days, last, rules.max_training_rows,
-                     rules.seed)
+                     rules.seed, quarter_ends)
     rows = deals.iloc[pos]
     states = states_at(rows, day, timeline, spec)
     states.insert(0, "deal_id", rows["deal_id"].to_numpy(dtype=object))

@@ -419,7 +419,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
         return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
     split = rm.sampled_for_fit(split, rules.forecast.backtest_max_fit_rows, rules.seed)
     spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
-    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
+    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
@@ -499,7 +499,7 @@ def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: p
                       "train_deals": closed_then}
     split = rm.sampled_for_fit(split, cfg.backtest_max_fit_rows, rules.seed)
     spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
-    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules)
+    model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, days)
     before, after = (_level_of(model, rm.stratified_sample(rows, cfg.backtest_max_fit_rows, rules.seed), spec)
                      for rows in (split.validate, recent))
     return row | {

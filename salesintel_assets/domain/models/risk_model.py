@@ -44,7 +44,8 @@ import pandas as pd
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models.features import (HORIZONS, QUARTER_FEATURE, FeatureSpec, Prepared, day_numbers,
-                                                     features_for, spec_feasible, states_at)
+                                                     features_for, quarter_end_days_in_window, spec_feasible,
+                                                     states_at)
 from salesintel_assets.domain.common.rules import RiskRules
 
 # skops refuses unknown types on load; these are the ones our pipelines hold
@@ -54,6 +55,7 @@ SKOPS_TRUSTED_TYPES = (
     "salesintel_assets.domain.models.risk_model.Blend",
     "numpy.dtype",
     "functools.partial",
+    "salesintel_assets.domain.models.features.quarter_end_days_in_window",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -155,19 +157,26 @@ def sampled_for_fit(split: Split, max_rows: int, seed: int) -> Split:
 
 
 # --- Candidate pipelines --------------------------------------------------------
-def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules):
+def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules, horizon_days: int | None = None):
+    """The candidate's unfitted pipeline for a target of "won within
+    ``horizon_days``" (default the rules' main horizon)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder, OrdinalEncoder, StandardScaler
+    from sklearn.preprocessing import (FunctionTransformer, KBinsDiscretizer, OneHotEncoder, OrdinalEncoder,
+                                       StandardScaler)
 
     categorical, numeric = list(spec.categorical), list(spec.numeric)
+    calendar = [c for c in numeric if c == QUARTER_FEATURE]
+    # how many of the quarters' last days the window takes in (where wins crowd on seasonal CRMs): it turns
+    # on where the window starts and on the horizon, and the week bins below blur it at the edges
+    last_days = FunctionTransformer(quarter_end_days_in_window,
+                                    kw_args={"horizon_days": horizon_days or rules.win_horizon_days})
     if name == "logistic":
         # the day's place in the quarter gets about a week per bin: a window that reaches the quarter-end
         # push and one that ends just before it differ by days (six bins of two weeks each blurred them)
-        calendar = [c for c in numeric if c == QUARTER_FEATURE]
         prep = ColumnTransformer([
             ("levels", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=MIN_LEVEL_ROWS),
              categorical),
@@ -177,6 +186,8 @@ def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules):
              [c for c in numeric if c not in calendar]),
             ("weeks", make_pipeline(SimpleImputer(strategy="median"),
                                     KBinsDiscretizer(n_bins=QUARTER_WEEKS, strategy="uniform")), calendar),
+            ("quarter_last_days", make_pipeline(SimpleImputer(strategy="median"), last_days, StandardScaler()),
+             calendar),
             ("linear", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
         ])
         clf = LogisticRegression(C=rules.logistic_c, max_iter=2000)
@@ -187,6 +198,7 @@ def build_pipeline(name: str, spec: FeatureSpec, rules: RiskRules):
                                       encoded_missing_value=np.nan, min_frequency=MIN_LEVEL_ROWS,
                                       max_categories=MAX_MODEL_CATEGORIES), categorical),
             ("raw", "passthrough", numeric),
+            ("quarter_last_days", last_days, calendar),
         ])
         # no early stopping: its random hold-out would mix states of one deal
         clf = HistGradientBoostingClassifier(
@@ -233,15 +245,18 @@ class Blend:
 
 
 def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataFrame, spec: FeatureSpec,
-                   rules: RiskRules):
-    """Fit on the older deals, calibrate on the next ones; returns (model, method)."""
+                   rules: RiskRules, horizon_days: int | None = None):
+    """Fit on the older deals, calibrate on the next ones, for a target of
+    "won within ``horizon_days``" (default the main horizon); returns
+    (model, method)."""
     if name == BLEND:
-        fitted = [fit_calibrated(member, fit_rows, calibration_rows, spec, rules) for member in BLEND_MEMBERS]
+        fitted = [fit_calibrated(member, fit_rows, calibration_rows, spec, rules, horizon_days)
+                  for member in BLEND_MEMBERS]
         return Blend([model for model, _ in fitted]), fitted[0][1]
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
 
-    pipeline = build_pipeline(name, spec, rules)
+    pipeline = build_pipeline(name, spec, rules, horizon_days)
     method = rules.calibration
     if method == "auto":
         deals = calibration_rows["deal_id"].nunique() if "deal_id" in calibration_rows else len(calibration_rows)
@@ -637,7 +652,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                                    rules.seed)
         except NotEnoughData:
             continue
-        model, _ = fit_calibrated(chosen.name, part.fit, part.calibrate, prepared.spec, rules)
+        model, _ = fit_calibrated(chosen.name, part.fit, part.calibrate, prepared.spec, rules, h)
         p_h = predict(model, part.validate[prepared.spec.columns])
         horizon_metrics[h] = drift.evaluate(part.validate["won"], p_h)
         folds.append(ValidationFold(f"validate {h}d", part.validate, p_h, baseline_predictions(part, rules)))
