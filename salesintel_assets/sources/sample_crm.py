@@ -26,7 +26,7 @@ and a million deals take seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -584,9 +584,8 @@ def _lifecycle(rng: np.random.Generator, deals: dict, rep_skill: np.ndarray) -> 
                  closed=deals["created"] + cycle, entries=entries)
 
 
-def _push_to_quarter_end(rng: np.random.Generator, deals: dict) -> None:
+def _push_to_quarter_end(rng: np.random.Generator, deals: dict, p: QuarterEndPush = QUARTER_END_PUSH) -> None:
     """Move pushed wins to the quarter's last days (never past the longest cycle)."""
-    p = QUARTER_END_PUSH
     closed, n = deals["closed"], len(deals["closed"])
     months = np.minimum(closed, _day(date(9999, 1, 1))).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     quarter_end = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
@@ -760,14 +759,17 @@ def _deal_frame(deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray) -> pd.Da
 
 def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_END_DATE,
                    with_activities: bool = True, quarter_end_seasonality: bool = False,
-                   never_close_share: float = 0.0, leaking_amount: bool = False) -> SampleWorld:
+                   never_close_share: float = 0.0, leaking_amount: bool = False,
+                   quarter_end_last_days: int | None = None) -> SampleWorld:
     """Simulate the sample CRM's truth: ``n_deals`` deals created in the
     ~18 months up to ``end_date``, plus the deals created during the horizon.
     Deals are identical whether or not activities are generated.
 
     Options shaped like real CRMs (off by default; the default world does not
     change): ``quarter_end_seasonality``: wins bunch up at quarter ends
-    (``QuarterEndPush``); ``never_close_share`` of the would-be-lost deals
+    (``QuarterEndPush``; ``quarter_end_last_days`` narrows where pushed wins
+    land, e.g. 3: the quarter's last three days, the spike many real CRMs
+    show); ``never_close_share`` of the would-be-lost deals
     linger open for months or forever (outcome "Open" in the truth when never
     closed); ``leaking_amount`` exports a lost deal's amount as 0, as CRMs
     that store the closed value do."""
@@ -788,7 +790,8 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
     _lifecycle(rng, deals, rep_skill)
     deals = _concat([migrated, deals])
     if quarter_end_seasonality:
-        _push_to_quarter_end(rng, deals)
+        push = QUARTER_END_PUSH
+        _push_to_quarter_end(rng, deals, replace(push, last_days=quarter_end_last_days or push.last_days))
     _plant_segment_drop(rng, deals, t)
     _plant_stuck(rng, deals, t)
     if never_close_share:

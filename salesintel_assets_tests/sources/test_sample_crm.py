@@ -380,3 +380,15 @@ def test_quarter_end_seasonality_is_an_option_that_bunches_wins_at_quarter_ends(
     assert end - other > 0.2
     cycles = seasonal.deals["sales_cycle_days"].dropna()
     assert cycles.max() <= sc.CYCLE_RANGE[1]
+
+
+def test_pushed_wins_can_crowd_a_quarters_last_days():
+    def last_days_share(world):
+        won = pd.to_datetime(world.deals.loc[world.deals["outcome"] == "Won", "closed_date"])
+        to_end = (won + pd.offsets.QuarterEnd(0) - won).dt.days   # 0 on a quarter's last day
+        return float((to_end < 3).mean())
+
+    seasonal = sc.generate_world(3000, 7, with_activities=False, quarter_end_seasonality=True)
+    spike = sc.generate_world(3000, 7, with_activities=False, quarter_end_seasonality=True, quarter_end_last_days=3)
+    assert len(spike.deals) == len(seasonal.deals)
+    assert last_days_share(spike) > 2 * last_days_share(seasonal) and last_days_share(spike) > 0.25
