@@ -329,12 +329,12 @@ def quarter_clock(day: np.ndarray, fiscal_start_month: int = 1) -> tuple[np.ndar
 
 
 QUARTER_DAYS = 91   # a quarter's length, within a day (90-92)
-QUARTER_LAST_DAYS = (1, 7, 21)   # a quarter's last day, week and three weeks: where pushed wins crowd
+QUARTER_LAST_DAYS = (1, 3, 7, 21)   # a quarter's last day, three days, week, three weeks: where pushed wins crowd
 
 
 def quarter_end_days_in_window(days_to_quarter_end, horizon_days: int) -> np.ndarray:
     """How many of the quarters' last days (each width of
-    ``QUARTER_LAST_DAYS``: the last day, week, three weeks) lie inside a
+    ``QUARTER_LAST_DAYS``: the last day, three days, week, three weeks) lie inside a
     window of ``horizon_days`` after a snapshot, from the snapshot's days to
     the next quarter end (``quarter_clock``); one column per width. Where
     wins crowd a quarter's last days, this is what a window's chance turns
