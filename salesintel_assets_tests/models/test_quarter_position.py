@@ -185,6 +185,12 @@ def test_every_quarters_last_day_is_a_snapshot_date_when_the_model_reads_the_qua
     assert {"2025-09-30", "2025-12-31", "2026-03-31"} <= set(quarter_ends.strftime("%Y-%m-%d"))
     weekly = days[(as_of - days).days % rules.risk.snapshot_every_days == 0]
     assert len(days) == len(weekly) + len(quarter_ends.difference(weekly))   # nothing else is added
+    # a quarter end after the last weekly day (2026-06-26 on a grid ending 07-31) and before the last
+    # snapshot day (07-01) counts too
+    created, last = rf.day_numbers(["2025-01-01", "2026-07-01"])
+    day = rf._grid(np.array([created]), np.array([last + 999]), pd.Timestamp("2026-07-31"), 7, last,
+                   fiscal_start_month=1)[1]
+    assert rf.day_numbers(["2026-06-30"])[0] in day and day.max() == rf.day_numbers(["2026-06-30"])[0]
     plain = world_tables(next(w for w in WORLDS if w.name == "never_closing_export"), 3000, 91)
     prepared = rf.prepare(plain["fact"], plain["history"], plain["activities"], as_of, rules.risk,
                           rules.stages.order, rules.anomalies)

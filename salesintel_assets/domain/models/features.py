@@ -363,8 +363,8 @@ def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     start = end - ((end - created.min()) // every_days) * every_days
     grid = np.arange(start, min(end, last_day) + 1, every_days)
-    if fiscal_start_month is not None and len(grid):
-        days = np.arange(start, grid[-1] + 1)
+    if fiscal_start_month is not None:
+        days = np.arange(start, min(end, last_day) + 1)
         grid = np.union1d(grid, days[quarter_clock(days, fiscal_start_month)[1] == 0])
     lo = np.searchsorted(grid, created, side="left")
     hi = np.searchsorted(grid, ends, side="left")
