@@ -584,7 +584,7 @@ def _lifecycle(rng: np.random.Generator, deals: dict, rep_skill: np.ndarray) -> 
                  closed=deals["created"] + cycle, entries=entries)
 
 
-def _push_to_quarter_end(rng: np.random.Generator, deals: dict, p: QuarterEndPush = QUARTER_END_PUSH) -> None:
+def _push_to_quarter_end(rng: np.random.Generator, deals: dict, p: QuarterEndPush) -> None:
     """Move pushed wins to the quarter's last days (never past the longest cycle)."""
     closed, n = deals["closed"], len(deals["closed"])
     months = np.minimum(closed, _day(date(9999, 1, 1))).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)

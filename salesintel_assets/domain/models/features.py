@@ -343,7 +343,7 @@ def quarter_end_days_in_window(days_to_quarter_end, horizon_days: int) -> np.nda
     starts a week later takes it in, though both sit in the same week of
     the quarter. Quarter ends after the first are taken 91 days apart, a
     day or two off."""
-    days = np.asarray(days_to_quarter_end, dtype="float64").reshape(len(days_to_quarter_end), -1)[:, 0]
+    days = np.asarray(days_to_quarter_end, dtype="float64").ravel()   # one column, as the pipeline passes it
     ends = days[:, None] + QUARTER_DAYS * np.arange(horizon_days // QUARTER_DAYS + 2)   # offsets from the snapshot
     inside = np.minimum(ends, horizon_days)
     return np.column_stack([np.clip(inside - np.maximum(ends - width, 0), 0, None).sum(axis=1)
