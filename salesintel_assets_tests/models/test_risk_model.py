@@ -292,6 +292,41 @@ def test_a_reason_quotes_how_such_deals_fared(prepared):
     assert text == expected
 
 
+class _RowScore:
+    """A model whose probability is a fixed function of each row alone (so a
+    row predicted in the wrong place changes a weight), counting its calls."""
+    classes_ = np.array([0, 1])
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_proba(self, rows):
+        self.calls += 1
+        numbers = np.tanh(rows.select_dtypes("number").fillna(0).to_numpy(float) / 100).sum(axis=1)
+        texts = rows.select_dtypes(exclude="number").fillna("").astype(str).apply(lambda c: c.str.len()).sum(axis=1)
+        p = 1 / (1 + np.exp(-(0.3 * numbers + 0.05 * texts.to_numpy(float) - 1)))
+        return np.column_stack([1 - p, p])
+
+
+def test_reason_weights_are_the_same_however_the_predictions_are_batched(prepared):
+    """The views (typical deal, each factor's values, each deal made typical)
+    are stacked into as few model calls as the chunk allows; a call boundary
+    anywhere, even one row a call, changes no weight."""
+    explainer = rs.Explainer.from_states(prepared.states, prepared.spec)
+    features = rf.open_states(rf.open_deals(prepared.fact, prepared.as_of), prepared.timeline, prepared.spec,
+                              prepared.as_of).head(120)
+    model = _RowScore()
+    whole = explainer.weights(model, features)
+    assert model.calls == 1                       # a few hundred rows: one call, not two per factor
+    assert len(whole) == 120 and whole.drop(columns=rs.PROBABILITY).abs().to_numpy().max() > 0.01
+    for chunk in (1, 7, 119):
+        pd.testing.assert_frame_equal(explainer.weights(model, features, chunk=chunk), whole)
+    given = rm.predict(model, features)
+    pd.testing.assert_frame_equal(explainer.weights(model, features, probabilities=given, chunk=7), whole)
+    typical_alone = explainer.weights(model, features.head(1).assign(**explainer.typical.iloc[0].to_dict()))
+    assert typical_alone.drop(columns=rs.PROBABILITY).abs().to_numpy().max() < 1e-12   # the typical deal: no reason
+
+
 def test_no_open_deals_gives_an_empty_table_with_the_contract_columns():
     empty = rs.empty_scores()
     assert list(empty.columns) == rs.SCORE_COLUMNS and empty.empty
