@@ -5,6 +5,7 @@ import tempfile
 
 import pytest
 
+from salesintel_assets_tests.models_support import seed_mlflow_store
 from salesintel_assets_tests.skygeni_like import write_skygeni_like_export
 
 # Plots are drawn without a display.
@@ -41,9 +42,10 @@ def _earlier_objects_frozen():
 
 @pytest.fixture
 def home(tmp_path):
-    """A fresh SALESINTEL_HOME for one test."""
+    """A fresh SALESINTEL_HOME for one test, its MLflow store already
+    migrated (an empty copy; MLflow's own migrations take 2-6 s a home)."""
     path = tmp_path / "home"
-    path.mkdir()
+    seed_mlflow_store(path)
     return path
 
 

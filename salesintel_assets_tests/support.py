@@ -3,7 +3,10 @@ read tables back from the real DuckDB file."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 import duckdb
@@ -15,6 +18,27 @@ from salesintel_assets.domain.common.rules import default_rules_path
 from salesintel_assets.domain.common.tenants import DEFAULT_TENANT
 from salesintel_assets.resources.factory import build_resources
 from salesintel_assets.tenant_runs import run_in_process
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``build`` fills once per test session, however many workers
+    ask (pytest-xdist runs each worker's session fixtures again): the first
+    builds it under a lock in the folder all workers share, the others wait
+    and reuse it. Callers copy it before changing anything."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):   # one process: its own temporary folder
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    from filelock import FileLock
+
+    folder = tmp_path_factory.getbasetemp().parent / name   # this session's folder, above each worker's
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)      # a worker that failed half way
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
 
 
 

@@ -298,7 +298,6 @@ def test_a_weak_model_is_kept_on_a_same_day_rerun_with_few_changes_and_retrained
 
 
 def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
-    seed_mlflow_store(home)
     rules = rules_file(tmp_path, min_closed_deals=100_000, **FAST)
     result = run_selection(sample_resources(home, n_deals=600, rules_path=str(rules)), CHAIN)
     assert result.success

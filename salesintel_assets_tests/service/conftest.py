@@ -5,17 +5,21 @@ import shutil
 
 import pytest
 
-from salesintel_assets_tests.support import light_rules, read_table, run_job, sample_resources
+from salesintel_assets_tests.support import built_once, light_rules, read_table, run_job, sample_resources
 
 N_DEALS = 1500
 
 
 @pytest.fixture(scope="session")
 def served_base(tmp_path_factory):
-    home = tmp_path_factory.mktemp("served")
-    rules = light_rules(tmp_path_factory.mktemp("served_rules"))  # the views, not the model, are under test
-    run_job(sample_resources(home, n_deals=N_DEALS, rules_path=str(rules)))
-    return home
+    """Built once for all the service test files, whichever workers run them."""
+    def build(folder):
+        home = folder / "home"
+        home.mkdir()
+        rules = light_rules(folder)  # the views, not the model, are under test
+        run_job(sample_resources(home, n_deals=N_DEALS, rules_path=str(rules)))
+
+    return built_once(tmp_path_factory, "served", build) / "home"
 
 
 @pytest.fixture
