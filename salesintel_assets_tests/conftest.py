@@ -30,12 +30,11 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True, scope="module")
 def _earlier_objects_frozen():
-    """Each run's pull calls ``gc.collect()`` (at 1M deals its frames leave
-    cycles). A full collection walks every live object, and this test process
-    holds the whole session's imports, definitions and fixtures: ~0.4 s a
-    collection, over a minute per hundred runs. Moving what exists when a
-    module starts out of the collector's reach (``gc.freeze``) leaves each
-    collection only the module's own objects; the product's calls still run."""
+    """Python's full collections (and the product's own, after a large pull)
+    walk every live object, and this test process holds the whole session's
+    imports, definitions and fixtures: ~0.4 s a collection. Moving what
+    exists when a module starts out of the collector's reach (``gc.freeze``)
+    leaves each collection only the module's own objects."""
     gc.freeze()
     yield
 

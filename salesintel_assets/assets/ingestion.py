@@ -3,7 +3,6 @@
 The pull writes its tables with SQL upserts instead of returning frames, so
 an incremental pull touches only the rows that changed."""
 
-import gc
 import uuid
 from datetime import datetime, timezone
 
@@ -19,6 +18,7 @@ from salesintel_assets.domain.ingestion import staged as staged_pull
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.common.storage import RAW_DEAL_DELETIONS_LAKE, RAW_DEALS_LAKE
 from salesintel_assets.domain.common import leakage, reruns
+from salesintel_assets.domain.common.memory import free_cycles_after
 from salesintel_assets.domain.warehouse.upserts import load_memory_limit, rules_fingerprint
 from salesintel_assets.domain.common.tables import table_exists
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata, stored_row_count, table_metadata
@@ -87,7 +87,8 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         gated = _gate_pull(crm, settings, warehouse, home)
     except BlockedInput as exc:
         raise dg.Failure(description=str(exc), metadata={BLOCKED_INPUT: str(exc)}, allow_retries=False) from None
-    gc.collect()   # judging a large pull leaves reference cycles among its frames: free them before storing
+    pulled_rows = gated["pulled_rows"]
+    free_cycles_after(pulled_rows)   # judging a large pull leaves reference cycles among its frames: free them
     stored = _store_pull(context, crm, warehouse, home, gated, rules)
     raw_version = gated["pull_id"] if stored["new_data"] or not state.get(reruns.RAW_VERSION) else \
         state[reruns.RAW_VERSION]
@@ -107,7 +108,7 @@ def crm_pull(context: dg.AssetExecutionContext, crm: CRMSource, settings: Salesi
         return
     yield from _pull_results(warehouse, gated, stored, rules, stamp)
     del gated, stored
-    gc.collect()   # so the steps after the pull start from what it keeps, not from its garbage
+    free_cycles_after(pulled_rows)   # so the steps after the pull start from what it keeps, not from its garbage
 
 
 def _unchanged_checks():

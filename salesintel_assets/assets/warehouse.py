@@ -1,13 +1,13 @@
 """Warehouse layer: the star schema and the history of every deal, kept in
 DuckDB with SQL so each run only rebuilds what changed."""
 
-import gc
 from datetime import datetime, timezone
 
 import dagster as dg
 import pandas as pd
 
 from salesintel_assets.constants import WAREHOUSE
+from salesintel_assets.domain.common.memory import free_cycles_after
 from salesintel_assets.domain.warehouse import tombstones
 from salesintel_assets.domain.ingestion import quality, values
 from salesintel_assets.domain.warehouse import upserts as model
@@ -41,9 +41,10 @@ def fact_deals(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Materia
                 clean = quality.validate_deals(pending, rules, formats=values.Formats(), as_of=as_of).clean
                 upsert_frame(con, "fact_deals", model.fact_rows(clean, rules), "deal_id",
                              replace_keys=pending["deal_id"])
-                rebuilt += len(pending)
+                rows = len(pending)
+                rebuilt += rows
                 del pending, clean
-                gc.collect()   # a part's frames form reference cycles: free them before the next part
+                free_cycles_after(rows)   # a part's frames form reference cycles: free them before the next part
             deleted = tombstones.remove_deleted_deals(con)
             model.refresh_time_columns(con, as_of)
         return dg.MaterializeResult(metadata=table_metadata(

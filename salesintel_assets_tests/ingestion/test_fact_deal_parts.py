@@ -5,6 +5,7 @@ table, its flags and the quarantine are the same as from one part."""
 import duckdb
 import pandas as pd
 
+from salesintel_assets.domain.common import memory
 from salesintel_assets.domain.warehouse import upserts
 from salesintel_assets_tests.support import csv_resources, read_table, run_job, run_selection
 
@@ -23,12 +24,19 @@ def test_fact_deals_built_in_parts_equal_one_part(tmp_path, skygeni_csv, monkeyp
     home.mkdir()
     resources = csv_resources(home, path, as_of="2024-07-20")
     monkeypatch.setattr(upserts, "PENDING_PART_ROWS", 100)          # 800 deals in 8 parts
+    collections = []
+    monkeypatch.setattr(memory.gc, "collect", lambda *args: collections.append(1) or 0)
+    monkeypatch.setattr(memory, "LARGE_FRAME_ROWS", 1)              # every part counts as large here
     assert run_job(resources, job="ingestion_job").success
+    assert len(collections) == 2 + 8                                # after the pull, after storing it, each part
     parted = read_table(home, "fact_deals").sort_values("deal_id", ignore_index=True)
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
         con.execute("DROP TABLE main.fact_deals")
     monkeypatch.setattr(upserts, "PENDING_PART_ROWS", 1_000_000)    # the same raw deals in one part
+    monkeypatch.setattr(memory, "LARGE_FRAME_ROWS", 1_000)          # ... of 800: small, left to Python's collector
+    collections.clear()
     assert run_selection(resources, "fact_deals").success
+    assert collections == []
     whole = read_table(home, "fact_deals").sort_values("deal_id", ignore_index=True)
     pd.testing.assert_frame_equal(parted.drop(columns="as_of_date"), whole.drop(columns="as_of_date"))
     assert len(whole) == 799 and whole["needs_review"].sum() >= 1 and (whole["industry"] == "Unknown").sum() >= 1
