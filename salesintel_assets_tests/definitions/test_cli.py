@@ -4,7 +4,7 @@ prints what it found and where to look."""
 import pytest
 
 from salesintel_assets.cli import main
-from salesintel_assets_tests.support import read_table
+from salesintel_assets_tests.support import light_rules, read_table
 
 CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF", "DAGSTER_HOME")
 
@@ -16,7 +16,9 @@ def contract_env(monkeypatch):
         monkeypatch.setenv(name, "")
 
 
-def test_run_on_the_shared_export_prints_an_honest_summary(contract_env, home, skygeni_csv, capsys):
+def test_run_on_the_shared_export_prints_an_honest_summary(contract_env, home, skygeni_csv, capsys, monkeypatch,
+                                                           tmp_path):
+    monkeypatch.setenv("SALESINTEL_RULES", str(light_rules(tmp_path)))   # the command is under test, not the model
     code = main(["run", "--csv", str(skygeni_csv), "--as-of", "2024-07-20", "--home", str(home)])
     captured = capsys.readouterr()
     out = captured.out

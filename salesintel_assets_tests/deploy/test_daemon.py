@@ -37,7 +37,7 @@ def deployment(tmp_path, monkeypatch):
     with LoopbackPostgres(tmp_path / "postgres") as postgres, SlackStandIn(token="xoxb-deployment-test") as slack:
         for name, value in postgres.environment().items():
             monkeypatch.setenv(name, value)
-        export, org = write_crm_export(tmp_path / "crm")
+        export, org = write_crm_export(tmp_path / "crm", n_deals=600)   # a small world: the processes are under test
         stall_a_deal(export, avoid_reps=set())  # a real crisis: only P1 alerts are sent at once
         env = {**deployment_environment(tmp_path / "home", export, org, slack.base_url), **postgres.environment(),
                "SALESINTEL_RULES": str(light_rules(tmp_path))}  # the processes are under test, not the model

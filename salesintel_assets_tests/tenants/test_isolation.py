@@ -13,16 +13,17 @@ from salesintel_assets_tests.tenants.tenant_support import AS_OF, csv_tenant
 
 def test_one_broken_export_stops_only_its_own_tenant(tmp_path):
     home = tmp_path / "home"
-    exports = {"north": csv_tenant(home, "north", 240, seed=1), "south": csv_tenant(home, "south", 300, seed=2)}
+    # two tenants are enough to show it; each one more costs its step processes' start (seconds each)
+    exports = {"north": csv_tenant(home, "north", 240, seed=1)}
     csv_tenant(home, "broken", 200, seed=3, drop=("deal_stage",))
     with dg.instance_for_test() as instance:
-        results = run_tenants(["north", "broken", "south"], instance, "fact_deals_job", home=str(home),
-                              executor="multiprocess", parallel=3, selection="key:raw_deals or key:fact_deals",
+        results = run_tenants(["north", "broken"], instance, "fact_deals_job", home=str(home),
+                              executor="multiprocess", parallel=2, selection="key:raw_deals or key:fact_deals",
                               check_steps=False)
         runs = {name: instance.get_run_by_id(result.run_id) for name, result in results.items()}
         for name, run in runs.items():  # each run is its tenant's partition, launched with the multiprocess executor
             assert run.tags["dagster/partition"] == name
-        assert results["north"].success and results["south"].success and not results["broken"].success
+        assert results["north"].success and not results["broken"].success
         blocked = read_outcome(results["broken"]).blocked
         assert any(e.event_type_value == "STEP_WORKER_STARTED" for e in results["north"].all_events)  # step processes
     assert "deal_stage" in blocked  # one sentence naming the missing column
