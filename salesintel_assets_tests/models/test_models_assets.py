@@ -29,6 +29,7 @@ CHAIN = "group:ingestion or group:warehouse or group:models"
 FIRST, SECOND = "2026-05-15", "2026-06-30"
 WARN_CHECKS = {"model_beats_baseline", "forecast_win_rate_within_target", "champion_not_degraded"}
 FAST = {"forecast__backtest_dates": 2, "forecast__simulations": 500}
+SAMPLE_DEALS = 1500
 
 
 def _client(home):
@@ -59,7 +60,7 @@ def sample_runs(tmp_path_factory):
         patch.setattr(rf, "prepare", recorded_prepare)
         for day in (FIRST, SECOND):
             replays[day] = []
-            resources = sample_resources(home, n_deals=2500, clock=day, rules_path=str(rules))
+            resources = sample_resources(home, n_deals=SAMPLE_DEALS, clock=day, rules_path=str(rules))
             runs[day] = run_selection(resources, CHAIN)
     return home, {day: runs[day] for day in (FIRST, SECOND)}, rules, replays
 
@@ -217,7 +218,7 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
 
 def test_rerunning_on_the_same_data_registers_nothing_new(sample_runs):
     home, _, rules, _ = sample_runs
-    resources = sample_resources(home, n_deals=2500, clock=SECOND, rules_path=str(rules))
+    resources = sample_resources(home, n_deals=SAMPLE_DEALS, clock=SECOND, rules_path=str(rules))
     scores = read_table(home, "deal_risk_scores")
     result = run_selection(resources, "key:deal_risk_model or key:deal_risk_scores")
     table = read_table(home, "deal_risk_model")
