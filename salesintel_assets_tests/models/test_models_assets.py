@@ -179,8 +179,8 @@ def test_forecast_by_close_month_and_segment_with_a_backtest(sample_runs):
     assert list(rows.index) == ["30d", "90d", "quarter_end"]
     assert (rows["won_deals_p10"] <= rows["expected_won_deals"]).all()
     assert (rows["expected_won_deals"] <= rows["won_deals_p90"]).all()
-    # the horizon rows move only the segments whose latest closes moved (at 2,500 deals the
-    # planted drop is too small to prove: 22 closes, none found); the past lean is shown, not removed
+    # the horizon rows move only the segments whose latest closes moved (at 1,500 deals the
+    # planted drop is too small to prove: a few dozen closes at most, none found); the past lean is shown, not removed
     meta = _materialization(runs[SECOND], "pipeline_forecast")
     rules = load_rules(sample_runs[2]).risk
     closes = Warehouse(home=SalesintelHome(path=str(home))).query(
