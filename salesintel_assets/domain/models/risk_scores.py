@@ -4,6 +4,7 @@ risk and the three factors behind it, in plain words with their weight."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,19 +120,23 @@ class Explainer:
         if not len(features):
             return pd.DataFrame({c: np.zeros(0) for c in factors + [PROBABILITY]})
         features = features.reset_index(drop=True)[list(self.spec.columns)]
-        views, parts = [self.typical], {}
-        if probabilities is None:
-            views.append(features)
-        for col in factors:
-            cols = [col] + [c for c in _TIED.get(col, ()) if c in features]
-            codes, values = _distinct(features[cols])
-            typical_with = self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(
-                **{c: values[c].to_numpy() for c in cols})                   # typical deal, this factor's value
-            usual = self.typical[cols].iloc[0]
-            differs = ~features[cols].eq(usual).all(axis=1).to_numpy(dtype=bool)
-            parts[col] = (codes, differs)
-            views += [typical_with, features[differs].assign(**usual.to_dict())]
-        predicted = iter(_predict_views(model, views, chunk))
+        parts = {}
+
+        def views():   # made as the batches take them: at most a batch of them is held at once
+            yield self.typical
+            if probabilities is None:
+                yield features
+            for col in factors:
+                cols = [col] + [c for c in _TIED.get(col, ()) if c in features]
+                codes, values = _distinct(features[cols])
+                usual = self.typical[cols].iloc[0]
+                differs = ~features[cols].eq(usual).all(axis=1).to_numpy(dtype=bool)
+                parts[col] = (codes, differs)
+                yield self.typical.take(np.zeros(len(values), dtype=np.int64)).assign(
+                    **{c: values[c].to_numpy() for c in cols})                 # typical deal, this factor's value
+                yield features[differs].assign(**usual.to_dict())              # the deal, this factor made typical
+
+        predicted = iter(_predict_views(model, views(), chunk))
         reference = next(predicted)[0]
         base = next(predicted) if probabilities is None else np.asarray(probabilities, dtype=float)
         frame = {}
@@ -214,9 +219,10 @@ def _chunked(model, rows: pd.DataFrame, chunk: int) -> np.ndarray:
     return np.concatenate([predict(model, rows.iloc[start:start + chunk]) for start in range(0, len(rows), chunk)])
 
 
-def _predict_views(model, views: list[pd.DataFrame], chunk: int) -> list[np.ndarray]:
+def _predict_views(model, views: Iterable[pd.DataFrame], chunk: int) -> list[np.ndarray]:
     """Each view's predictions, from as few model calls as ``chunk`` rows
-    allow: consecutive views are stacked up to ``chunk`` rows a call. A call
+    allow: consecutive views are stacked up to ``chunk`` rows a call (a view
+    is let go once its batch is predicted). A call
     costs the pipeline's fixed overhead (each horizon's calibrated folds), so
     a few hundred open deals with a dozen factors took 26 calls and seconds."""
     out, batch = [], []
