@@ -41,7 +41,6 @@ def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Pa
     return folder
 
 
-
 def run_job(resources: dict, job: str = "salesintel_job", raise_on_error: bool = True,
             instance: dg.DagsterInstance | None = None, tenant: str = DEFAULT_TENANT,
             **kwargs) -> dg.ExecuteInProcessResult:
