@@ -9,10 +9,33 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models.risk_scores import Explainer
 from salesintel_assets_tests.trust_study import WORLDS, world_tables
+
+
+@pytest.fixture(scope="module")
+def worlds():
+    """The 3,000-deal worlds of seed 91 by name, each generated once for the module (tests only read them)."""
+    made = {}
+
+    def world(name: str) -> dict:
+        if name not in made:
+            made[name] = world_tables(next(w for w in WORLDS if w.name == name), 3000, 91)
+        return made[name]
+
+    return world
+
+
+@pytest.fixture(scope="module")
+def seasonal_replay(worlds):
+    """The seasonal world and its replayed deals, as the models step prepares them."""
+    tables = worlds("seasonal_export")
+    rules = tables["rules"]
+    return tables, rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"], rules.risk,
+                              rules.stages.order, rules.anomalies)
 
 
 def test_the_quarter_clock_counts_a_quarters_last_day_as_its_end_passed():
@@ -47,8 +70,6 @@ def test_a_window_that_ends_before_the_quarters_last_days_is_told_from_one_that_
     the week of the quarter with windows that start days later and take it
     in; only the count of the quarter's last days inside the window tells
     them apart (checked to fail without it, logistic: 0.28 against 0.09)."""
-    from salesintel_assets.domain.common.rules import load_rules
-
     rng = np.random.default_rng(9)
     n = 60_000
     days = rng.integers(1, 93, n).astype(float)
@@ -62,8 +83,8 @@ def test_a_window_that_ends_before_the_quarters_last_days_is_told_from_one_that_
         assert p[group].mean() == pytest.approx(won[group].mean(), abs=0.03)
 
 
-def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model():
-    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model(worlds):
+    tables = worlds("seasonal_export")
     anomalies = tables["rules"].anomalies
     february = anomalies.model_copy(update={"seasonality": anomalies.seasonality.model_copy(
         update={"mode": "on", "fiscal_year_start_month": 2})})
@@ -79,8 +100,8 @@ def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model():
 
 
 @pytest.mark.parametrize("world, seasonal", [("never_closing_export", False), ("seasonal_export", True)])
-def test_the_feature_is_used_only_when_closes_bunch_at_quarter_ends(world, seasonal):
-    tables = world_tables(next(w for w in WORLDS if w.name == world), 3000, 91)
+def test_the_feature_is_used_only_when_closes_bunch_at_quarter_ends(worlds, world, seasonal):
+    tables = worlds(world)
     labelled = rf.labelled_deals(tables["fact"], tables["as_of"])
     anomalies, alpha = tables["rules"].anomalies, tables["rules"].risk.quarter_position_alpha
     assert rf.quarter_seasonal(labelled, anomalies, alpha) is seasonal
@@ -142,24 +163,21 @@ def test_cycle_lengths_that_differ_by_week_of_quarter_are_no_reason_for_the_feat
     cycle = np.where(late, rng.integers(150, 300, 6000), rng.integers(20, 120, 6000))
     labelled = pd.DataFrame({"closed_date": closed, "created_date": closed - pd.to_timedelta(cycle, unit="D"),
                              "is_won": rng.random(6000) < 0.45})
-    tables = world_tables(WORLDS[0], 3000, 91)
-    anomalies = tables["rules"].anomalies
+    anomalies = load_rules().anomalies
     assert rf.quarter_seasonal(labelled, anomalies, 1e-4) is False
     bunched = labelled.assign(is_won=rng.random(6000) < np.where(late, 0.7, 0.35))
     assert rf.quarter_seasonal(bunched, anomalies, 1e-4) is True
 
 
-def test_a_quarter_end_forecast_needs_the_quarter_clock():
+def test_a_quarter_end_forecast_needs_the_quarter_clock(seasonal_replay):
     """On a seasonal world analysed on a quarter's last day, the 90-day wins
     the model expects come near the truth with the clock and drift up
     without it (+15 % here). The age at the latest quarter end no longer
     moves it much: with every quarter's last day among the snapshots, the
     window's count of quarter-end days says most of it (without the age:
     -3.7 % against -4.5 % here)."""
-    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+    tables, prepared = seasonal_replay
     rules, as_of = tables["rules"], tables["as_of"]
-    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
-                          rules.stages.order, rules.anomalies)
     open_frame = rf.open_deals(prepared.fact, as_of)
     truth = tables["world"].deals.set_index("deal_id").reindex(open_frame["deal_id"])
     won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= as_of + pd.Timedelta(days=90))).sum())
@@ -174,11 +192,9 @@ def test_a_quarter_end_forecast_needs_the_quarter_clock():
     assert with_clock + 0.1 < without_clock
 
 
-def test_every_quarters_last_day_is_a_snapshot_date_when_the_model_reads_the_quarter():
-    tables = world_tables(next(w for w in WORLDS if w.name == "seasonal_export"), 3000, 91)
+def test_every_quarters_last_day_is_a_snapshot_date_when_the_model_reads_the_quarter(worlds, seasonal_replay):
+    tables, prepared = seasonal_replay
     rules, as_of = tables["rules"], tables["as_of"]
-    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
-                          rules.stages.order, rules.anomalies)
     assert rf.QUARTER_FEATURE in prepared.spec.numeric
     days = pd.DatetimeIndex(prepared.snapshots["snapshot_date"].unique())
     quarter_ends = days[days.is_quarter_end]
@@ -191,7 +207,7 @@ def test_every_quarters_last_day_is_a_snapshot_date_when_the_model_reads_the_qua
     day = rf._grid(np.array([created]), np.array([last + 999]), pd.Timestamp("2026-07-31"), 7, last,
                    fiscal_start_month=1)[1]
     assert rf.day_numbers(["2026-06-30"])[0] in day and day.max() == rf.day_numbers(["2026-06-30"])[0]
-    plain = world_tables(next(w for w in WORLDS if w.name == "never_closing_export"), 3000, 91)
+    plain = worlds("never_closing_export")
     prepared = rf.prepare(plain["fact"], plain["history"], plain["activities"], as_of, rules.risk,
                           rules.stages.order, rules.anomalies)
     days = pd.DatetimeIndex(prepared.snapshots["snapshot_date"].unique())
@@ -228,8 +244,6 @@ def test_making_the_age_typical_makes_its_age_at_the_quarter_end_typical_too():
 def test_the_logistic_candidate_tells_a_window_that_reaches_the_push_from_one_just_before_it():
     # 30-day windows won often when they reach the quarter's last ten days (40 days or less before its
     # end), rarely otherwise; the age says nothing here
-    from salesintel_assets.domain.common.rules import load_rules
-
     rng = np.random.default_rng(8)
     n = 40_000
     days = rng.integers(1, 93, n).astype(float)
