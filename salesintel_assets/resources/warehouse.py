@@ -1,7 +1,8 @@
 """The DuckDB warehouse: a resource for direct SQL (connections from
 dagster-duckdb's ``DuckDBResource``, one short-lived connection per use, so
-one process writes at a time) and an IO manager that stores every asset as a
-table named exactly after the asset.
+one process writes at a time; during a run the database stays open between
+uses, see ``domain/common/database_hold.py``) and an IO manager that stores
+every asset as a table named exactly after the asset.
 
 We do not use ``DuckDBPandasIOManager``: it skips empty frames (an empty
 quarantine would leave no table) and fixes a table's columns on the first
@@ -19,6 +20,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
+from salesintel_assets.domain.common import database_hold
 from salesintel_assets.domain.common.storage import DATABASE_FILE, DEFAULT_HOME
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, busy_message, table_exists
 from salesintel_assets.domain.common.tenants import Tenant, resolve_tenant
@@ -64,9 +66,16 @@ class SalesintelHome(dg.ConfigurableResource):
 
 class Warehouse(dg.ConfigurableResource):
     """SQL access to the warehouse file, one short-lived connection per use
-    (DuckDB allows one writing process per file)."""
+    (DuckDB allows one writing process per file); while the resource is set
+    up for a run, the file stays open between uses (``database_hold``)."""
 
     home: SalesintelHome
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        database_hold.hold()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        database_hold.release()
 
     def exists(self) -> bool:
         """Whether a run has stored anything yet (checked without creating the home)."""
@@ -77,20 +86,23 @@ class Warehouse(dg.ConfigurableResource):
         """A connection from dagster-duckdb's resource (which waits and retries
         while another process holds the file, about 100 s), closed even when
         the work fails; then one clear sentence instead of DuckDB's error."""
-        config = {"access_mode": "READ_ONLY"} if read_only else {}
+        config = {"access_mode": "READ_ONLY"} if read_only and not database_hold.held() else {}
+        database = str(self.home.database)
+        connection = DuckDBResource(database=database, connection_config=config).get_connection
         stack = ExitStack()
         try:
-            con = stack.enter_context(
-                DuckDBResource(database=str(self.home.database), connection_config=config).get_connection())
+            con = stack.enter_context(connection())
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
             raise dg.Failure(busy_message(self.home.database, exc, "about 100 s")) from None
         with stack:
+            database_hold.using(database, connection)
             try:
                 yield con
             finally:
                 con.close()
+                database_hold.done(database)
 
     def read_table(self, name: str, columns: Sequence[str] | None = None, order_by: str | None = None,
                    read_only: bool = False) -> pd.DataFrame | None:
