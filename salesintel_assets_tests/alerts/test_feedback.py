@@ -3,6 +3,8 @@ wins), the ``salesintel feedback`` command (Slack's signed button requests are
 tested with the service), precision per alert type, the recorded threshold
 adaptation that the alert engine then applies, and the loop's lineage."""
 
+import warnings
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -47,6 +49,22 @@ def test_a_repeated_event_is_a_no_op(tmp_path):
     assert _event(inbox, event_id="slack-action-1") is True
     assert _event(inbox, event_id="slack-action-1", action="helpful") is False  # same id: ignored
     assert len(feedback_inbox.read_events(inbox)) == 2
+
+
+def test_event_times_are_read_exactly_with_or_without_fractions_of_a_second(tmp_path):
+    inbox = tmp_path / "inbox.sqlite3"
+    times = [pd.Timestamp("2026-07-01 10:00"), pd.Timestamp("2026-07-01 10:00:05.250000"),
+             pd.Timestamp("2026-07-01 12:30:00+02:00")]
+    for number, moment in enumerate(times):
+        _event(inbox, event_id=f"e{number}", occurred_at=moment, action="snooze", until=moment + pd.Timedelta("1h"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no guessing the format value by value
+        events = feedback_inbox.read_events(inbox)
+    expected = [pd.Timestamp("2026-07-01 10:00"), pd.Timestamp("2026-07-01 10:00:05.25"),
+                pd.Timestamp("2026-07-01 10:30")]   # naive UTC
+    assert events["occurred_at"].tolist() == expected
+    assert (events["until"] - events["occurred_at"]).eq(pd.Timedelta("1h")).all()
+    assert events["recorded_at"].notna().all()
 
 
 def test_an_older_event_never_overwrites_a_newer_one(tmp_path):

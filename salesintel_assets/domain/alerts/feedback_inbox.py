@@ -77,8 +77,8 @@ def read_events(path: Path) -> pd.DataFrame:
         with closing(_connect(path)) as con:
             events = pd.read_sql_query(f"SELECT {', '.join(EVENT_COLUMNS)} FROM feedback_events "
                                        "ORDER BY occurred_at, event_id", con)
-    for column in ("occurred_at", "until", "recorded_at"):
-        events[column] = pd.to_datetime(events[column])
+    for column in ("occurred_at", "until", "recorded_at"):   # ISO 8601, with or without fractions of a second
+        events[column] = pd.to_datetime(events[column], format="ISO8601")
     return events
 
 
