@@ -31,7 +31,7 @@ def pytest_configure(config):
 # The test files that take 25 s or more, longest first (measured with `--durations=0`).
 # pytest-xdist hands each file to one worker in collection order (`--no-loadscope-reorder`;
 # its default puts files with many tests first, so these few-test files started last and one
-# worker ran on alone for a minute or more while the other had nothing left).
+# worker ran on alone while the other had nothing left).
 LONGEST_FIRST = tuple(f"salesintel_assets_tests/{name}" for name in (
     "models/test_models_assets.py", "deploy/test_daemon.py", "anomalies/test_anomaly_scenarios.py",
     "ingestion/test_ingestion_assets.py", "models/test_risk_model.py", "definitions/test_reruns.py",

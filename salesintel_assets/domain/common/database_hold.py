@@ -49,9 +49,10 @@ def release() -> None:
     global _holders
     with _lock:
         _holders = max(_holders - 1, 0)
-        anchors = list(_open.values()) if _holders == 0 else []
-        if _holders == 0:
-            _open.clear()
+        if _holders:
+            return
+        anchors = list(_open.values())
+        _open.clear()
     for anchor in anchors:
         anchor.keeper.__exit__(None, None, None)
 
