@@ -63,8 +63,17 @@ def excluded_columns(con, context: dict) -> list[str]:
 
 
 def model_signal(con, context: dict) -> list[str]:
-    """A risk model no better than deal age or the segment win rate (the
-    latest training run's verdict, in its own words; else the scores')."""
+    """No risk model (too little history), or one no better than deal age or
+    the segment win rate (the latest training run's verdict, in its own
+    words; else the scores')."""
+    if {"status", "decision", "as_of_date"} <= _columns(con, "deal_risk_model"):
+        latest = con.execute("SELECT status, decision FROM main.deal_risk_model "
+                             "ORDER BY as_of_date DESC, status = 'not enough data' LIMIT 1").fetchall()
+        if latest and latest[0][0] == "not enough data":
+            scored = _count(con, "deal_risk_scores")
+            return [f"no risk model was trained ({latest[0][1]}): " + (
+                "open deals are scored by the last champion" if scored else
+                "open deals are not scored and no forecast is made")]
     if {"model_verdict", "verdict_reason"} <= _columns(con, "deal_risk_model"):
         row = con.execute("SELECT model_verdict, verdict_reason FROM main.deal_risk_model "
                           "WHERE model_verdict IS NOT NULL ORDER BY as_of_date DESC LIMIT 1").fetchall()
@@ -174,6 +183,7 @@ _TOP_ALERTS = """
 
 
 _WEAK_BANDS = " (bands of a model with no signal, see above: not a risk judgement)"
+_NOT_SCORED = " (no open deal was scored: no risk model, see above)"
 
 
 def _scored_by_weak_model(con) -> bool:
@@ -182,6 +192,15 @@ def _scored_by_weak_model(con) -> bool:
         return False
     return bool(con.execute("SELECT count(*) FILTER (WHERE model_verdict <> 'usable') FROM main.deal_risk_scores")
                 .fetchall()[0][0])
+
+
+def _risk_note(con) -> str:
+    """What the high-risk count means: nothing when no deal was scored while
+    some are open, no risk judgement when a weak model scored them."""
+    if not _count(con, "deal_risk_scores") and "is_open" in _columns(con, "fact_deals") \
+            and _count(con, "fact_deals", "WHERE is_open"):
+        return _NOT_SCORED
+    return _WEAK_BANDS if _scored_by_weak_model(con) else ""
 
 
 def _alerts_line(con) -> str:
@@ -230,8 +249,7 @@ def run_summary(warehouse: Warehouse, failed_checks: list[FailedCheck] | None = 
             where = {"driver_scores": "WHERE significant", "deal_risk_scores": "WHERE risk_band = 'high'"}.get(table, "")
             n = _count(con, table, where)
             if n is not None:
-                lines.append(f"{label:<21}{n:,}" + (_WEAK_BANDS if table == "deal_risk_scores" and
-                                                    _scored_by_weak_model(con) else ""))
+                lines.append(f"{label:<21}{n:,}" + (_risk_note(con) if table == "deal_risk_scores" else ""))
         if _count(con, "alerts") is not None:
             lines.append(_alerts_line(con))
         if _count(con, "alert_deliveries") is not None:

@@ -178,7 +178,9 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         training = rm.train(prepared, rules)
     except rm.NotEnoughData as exc:
         context.log.warning(f"deal risk model not trained: not enough data ({exc})")
-        row = base | {"status": "not enough data", "decision": f"not enough data: {exc}", "fingerprint": "none"}
+        # Every column of the schema, empty: a CRM's first run without a model still has a valid table.
+        row = dict.fromkeys(schemas.DealRiskModel.to_schema().columns) | base | {
+            "status": "not enough data", "decision": f"not enough data: {exc}", "fingerprint": "none"}
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=str(exc),
                                                        closed_deals=len(prepared.labelled)))

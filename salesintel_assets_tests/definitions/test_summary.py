@@ -66,3 +66,38 @@ def test_a_dimension_with_one_value_is_said_to_be_missing(home):
            "named as a segment or cause" in lines
     assert "  - region is EU on every deal: it cannot explain win rate and is never named as a segment or cause" in lines
     assert not any(line.startswith("  - product_type") for line in lines)
+
+
+def _history_too_short(home, scored: bool):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM (VALUES ('D1', true, false, false, 1000.0, TIMESTAMP "
+                "'2026-06-30'), ('D2', false, true, false, 500.0, TIMESTAMP '2026-06-30')) "
+                "t(deal_id, is_open, is_won, needs_review, deal_amount, as_of_date)")
+    con.register("_m", pd.DataFrame({
+        "as_of_date": pd.to_datetime(["2026-05-15", "2026-06-30"]), "status": ["trained", "not enough data"],
+        "decision": ["promoted", "not enough data: the validate period has no rows or only one outcome: the "
+                                 "outcome window has ended for 6 past dates only (2026-01-04 to 2026-02-08); more "
+                                 "history is needed"],
+        "model_verdict": ["usable", None], "verdict_reason": ["beats deal age", None]}))
+    con.execute("CREATE TABLE deal_risk_model AS SELECT * FROM _m")
+    con.execute("CREATE TABLE deal_risk_scores AS SELECT 'D1' AS deal_id, 'low' AS risk_band, 'usable' AS model_verdict"
+                + ("" if scored else " WHERE false"))
+    con.close()
+    return _summary(home).splitlines()
+
+
+def test_a_history_too_short_for_a_model_is_said_first_and_the_risk_count_says_nothing_was_scored(home):
+    lines = _history_too_short(home, scored=False)
+    start = lines.index("What you must know:")
+    assert lines[start + 1] == (
+        "  - no risk model was trained (not enough data: the validate period has no rows or only one outcome: the "
+        "outcome window has ended for 6 past dates only (2026-01-04 to 2026-02-08); more history is needed): open "
+        "deals are not scored and no forecast is made")
+    assert "high-risk open deals 0 (no open deal was scored: no risk model, see above)" in lines
+
+
+def test_a_run_without_a_new_model_says_the_last_champion_scored_the_deals(home):
+    lines = _history_too_short(home, scored=True)
+    assert any(line.endswith("more history is needed): open deals are scored by the last champion")
+               for line in lines)
+    assert "high-risk open deals 0" in lines

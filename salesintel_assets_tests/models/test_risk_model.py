@@ -152,6 +152,41 @@ def test_too_few_closed_deals_is_not_enough_data(tables):
         rm.train(_prepare(tables, rules=rules), rules)
 
 
+def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
+    dates = pd.to_datetime(["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25", "2026-02-01"]).repeat(40)
+    rows = pd.DataFrame({"snapshot_date": dates, "won": np.tile([0, 1], 100)})
+    rows.loc[rows["snapshot_date"] == dates.max(), "won"] = 0     # the newest date: one outcome only
+    with pytest.raises(rm.NotEnoughData, match=r"validate period has no rows or only one outcome: the outcome "
+                                               r"window has ended for 5 past dates only \(2026-01-04 to 2026-02-01\)"):
+        rm.time_split(rows, 1000, tables["rules"].risk)
+    rows["won"] = np.tile([0, 1], 100)
+    assert len(rm.time_split(rows, 1000, tables["rules"].risk).validate) == 40
+
+
+def test_a_history_too_short_for_the_main_horizon_names_the_remedy(tables):
+    rules = tables["rules"].risk.model_copy(update={"min_closed_deals": 50})
+    as_of = tables["fact"]["created_date"].min() + pd.Timedelta(days=rules.win_horizon_days + 21)
+    early = _prepare(tables, as_of=as_of, rules=rules)
+    with pytest.raises(rm.NotEnoughData, match=f"more history is needed, or a risk.win_horizon_days shorter than "
+                                               f"{rules.win_horizon_days} in the rules file"):
+        rm.train(early, rules)
+
+
+@pytest.mark.parametrize("candidate", ["logistic", "gradient_boosting"])
+def test_a_feature_with_no_value_in_the_fit_rows_is_learnt_as_nothing(prepared, candidate):
+    # early in a short history no deal has won yet, so no age can be set against won cycles
+    rules = load_rules().risk
+    split = rm.time_split(prepared.states, prepared.labelled, rules)
+    column = "won_cycle_share"
+    assert column in prepared.spec.numeric and split.fit[column].notna().any()
+    fit = split.fit.assign(**{column: np.nan})
+    model, _ = rm.fit_calibrated(candidate, fit, split.calibrate, prepared.spec, rules)
+    p = rm.predict(model, split.validate[prepared.spec.columns])
+    moved = split.validate.assign(**{column: split.validate[column] * 3 + 1})
+    assert np.isfinite(p).all() and 0 < p.min() < p.max() < 1
+    np.testing.assert_allclose(rm.predict(model, moved[prepared.spec.columns]), p)   # the feature plays no part
+
+
 # --- Calibration ----------------------------------------------------------------------
 def test_probabilities_are_calibrated_on_a_world_with_known_probabilities(tables):
     fact, truth = known_probability_fact()

@@ -98,11 +98,12 @@ class Split:
                 "validation_cutoff": str(self.validation_cutoff.date())}
 
 
-def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRules) -> Split:
+def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRules, remedy: str = "") -> Split:
     """Split labelled snapshots by snapshot date (never at random): validation
     is the most recent ``validation_share`` of rows, calibration the share
     before. All rows of one snapshot date fall on the same side. ``labelled``:
-    the closed deals known then (or their number)."""
+    the closed deals known then (or their number); ``remedy`` ends the
+    message of a history too short to split."""
     closed = labelled if isinstance(labelled, (int, np.integer)) else len(labelled)
     if closed < rules.min_closed_deals:
         raise NotEnoughData(f"{closed} closed deals; at least {rules.min_closed_deals} are needed")
@@ -121,7 +122,10 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRule
     for name in ("fit", "calibrate", "validate"):
         part = getattr(split, name)
         if len(part) == 0 or part["won"].nunique() < 2:
-            raise NotEnoughData(f"the {name} period has no rows or only one outcome")
+            dates = when.drop_duplicates()
+            raise NotEnoughData(f"the {name} period has no rows or only one outcome: the outcome window has ended "
+                                f"for {len(dates)} past dates only ({dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d}); "
+                                f"more history is needed{remedy}")
     return split
 
 
@@ -261,9 +265,14 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
     if method == "auto":
         deals = calibration_rows["deal_id"].nunique() if "deal_id" in calibration_rows else len(calibration_rows)
         method = "isotonic" if deals >= rules.isotonic_min_deals else "sigmoid"
+    features = fit_rows[spec.columns]
+    # A feature with no value in the fit rows (no deal won yet early in a short history: no won cycles to
+    # compare ages with) teaches nothing, and scikit-learn's boosting cannot bin it: a constant instead.
+    empty = [c for c in spec.numeric if features[c].isna().all()]
+    features = features.assign(**dict.fromkeys(empty, 0.0))
     with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")  # e.g. a constant column gives KBinsDiscretizer one bin
-        pipeline.fit(fit_rows[spec.columns], fit_rows["won"])
+        pipeline.fit(features, fit_rows["won"])
         model = CalibratedClassifierCV(FrozenEstimator(pipeline), method=method)
         model.fit(calibration_rows[spec.columns], calibration_rows["won"])
     return model, method
@@ -635,7 +644,9 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     """Split by time, fit and calibrate every candidate on the main horizon,
     choose on validation, score both baselines on the same validation rows,
     fit the chosen kind for the other horizons, and judge the result."""
-    split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules), rules.max_fit_rows, rules.seed)
+    remedy = f", or a risk.win_horizon_days shorter than {rules.win_horizon_days} in the rules file"
+    split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules, remedy), rules.max_fit_rows,
+                            rules.seed)
     candidates = train_candidates(split, prepared.spec, rules)
     chosen = choose(candidates, rules.promotion_metric, split.validate)
     validate = split.validate
