@@ -159,6 +159,8 @@ def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
     with pytest.raises(rm.NotEnoughData, match=r"validate period has no rows or only one outcome: the outcome "
                                                r"window has ended for 5 past dates only \(2026-01-04 to 2026-02-01\)"):
         rm.time_split(rows, 1000, tables["rules"].risk)
+    with pytest.raises(rm.NotEnoughData, match=r"ended for one past date only \(2026-01-04\); more history"):
+        rm.time_split(rows.head(40), 1000, tables["rules"].risk)
     rows["won"] = np.tile([0, 1], 100)
     assert len(rm.time_split(rows, 1000, tables["rules"].risk).validate) == 40
 

@@ -123,9 +123,10 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRule
         part = getattr(split, name)
         if len(part) == 0 or part["won"].nunique() < 2:
             dates = when.drop_duplicates()
+            span = (f"{len(dates)} past dates only ({dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d})"
+                    if len(dates) > 1 else f"one past date only ({dates.min():%Y-%m-%d})")
             raise NotEnoughData(f"the {name} period has no rows or only one outcome: the outcome window has ended "
-                                f"for {len(dates)} past dates only ({dates.min():%Y-%m-%d} to {dates.max():%Y-%m-%d}); "
-                                f"more history is needed{remedy}")
+                                f"for {span}; more history is needed{remedy}")
     return split
 
 
