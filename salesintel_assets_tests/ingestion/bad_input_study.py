@@ -185,12 +185,12 @@ def with_rules(extra: str) -> Callable[[Path], str]:
 
 
 def crm_stage_names(folder: Path, deals: list[Deal]) -> Path:
-    names = {"Qualified": "Prospecting", "Demo": "Engaging", "Proposal": "Proposal", "Negotiation": "Negotiation"}
+    names = {"Qualified": "Discovery", "Demo": "Evaluation", "Proposal": "Proposal", "Negotiation": "Negotiation"}
     rows = []
     for r in rows_of(deals):
         stage = r["outcome"] if r["outcome"] else names[r["deal_stage"]]
         rows.append({**r, "deal_stage": stage, "outcome": ""})   # the CRM says won/lost only by stage
-    with_rules("    Engaging: Demo\n")(folder)
+    with_rules("    Discovery: Qualified\n    Evaluation: Demo\n")(folder)
     return write(folder / "export.csv", csv_text(rows))
 
 
