@@ -289,6 +289,32 @@ def test_level_reading_without_enough_measured_dates_is_the_plain_reading():
     assert no_backtest.lean == 0.0 and no_backtest.sigma > 0 and source.startswith("historical")
 
 
+def test_one_replayed_date_and_a_late_change_widen_the_interval_without_a_backtest_to_centre_on():
+    closed = lambda: pd.DataFrame({"is_won": [True, False] * 200,                          # noqa: E731
+                                   "closed_date": pd.date_range("2025-01-01", periods=400, freq="D")})
+    plain, _, _ = forecast.level_readings(None, None, closed, 1, 0.8)
+    info = 400.0
+    one = pd.DataFrame({"analysis_date": [pd.Timestamp("2026-03-01")], "status": ["ok"], "level_shift": [2.0],
+                        "level_information": [info], "revenue_shift": [1.5], "revenue_information": [info]})
+    level, revenue_level, source = forecast.level_readings(None, one, closed, 1, 0.8)
+    # a past forecast that missed by 2 log odds: today's can be as far off; its lean is not applied
+    assert level.lean == 0.0 and level.sigma == pytest.approx(np.sqrt(4.0 - 1 / info)) and level.sigma > plain.sigma
+    assert revenue_level.sigma == pytest.approx(np.sqrt(2.25 - 1 / info))
+    assert "one backtest date" in source
+    small = one.assign(level_shift=0.0, revenue_shift=0.0)
+    assert forecast.level_readings(None, small, closed, 1, 0.8)[0].sigma == pytest.approx(plain.sigma)
+    late = pd.DataFrame([{"analysis_date": pd.Timestamp("2026-05-31"), "status": forecast.LATE_STATUS,
+                          "window_days": 30, "level_shift": -1.0, "level_information": info,
+                          "late_baseline_shift": 0.5, "late_baseline_information": info,
+                          "late_sigma": forecast.late_sigma(-1.5, info, info)}])
+    widened, _, source = forecast.level_readings(None, late, closed, 1, 0.8)
+    assert widened.sigma == pytest.approx(np.hypot(plain.sigma, late["late_sigma"].iloc[0]))
+    assert source.startswith("historical") and "latest short windows" in source
+    note = forecast.forecast_trust.trust_note(100, 20, 180, late)
+    assert note.startswith("not enough data to say how far it can be trusted")
+    assert "in the latest 30-day windows that have ended, fewer deals were won" in note
+
+
 def test_intervals_sized_by_past_misses_cover_about_as_often_as_they_say():
     """Periods whose true level moves by 0.15 log odds (sd) between periods
     around a small lean: forecasts sized by the six periods before each hold

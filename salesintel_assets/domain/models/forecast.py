@@ -614,7 +614,9 @@ def level_readings(models: pd.DataFrame | None, backtest: pd.DataFrame | None, c
     """The past lean and the sd of the pipeline-wide log-odds shift (deals
     and revenue) and where they came from: the backtest when it replayed at
     least two dates, else the month-to-month variation of past win rates
-    (``closed_outcomes`` is called only then)."""
+    (``closed_outcomes`` is called only then), no narrower than the miss of
+    a single replayed date. A change in the latest short windows widens
+    either."""
     level_se = 0.0
     if models is not None and "level_se" in models:
         rows = models[(models["version"] == version) & models["level_se"].notna()]
@@ -622,12 +624,20 @@ def level_readings(models: pd.DataFrame | None, backtest: pd.DataFrame | None, c
     ok = backtest[backtest["status"] == "ok"] if backtest is not None else None
     if ok is not None and len(ok) >= 2:
         level, revenue_level = readings_from(ok.to_dict("records"), level_se, interval, steps)
-        late = late_change(backtest)
-        if late > 0:
-            return (widened(level, late), widened(revenue_level, late),
-                    f"backtest ({len(ok)} dates), widened by a change in the latest short windows ({late:.3f})")
-        return level, revenue_level, f"backtest ({len(ok)} dates)"
-    sigma = fallback_sigma(closed_outcomes(), level_se)
-    none = LevelReading(0.0, sigma, 0)
-    return none, none, "historical month-to-month variation (no backtest)"
+        source = f"backtest ({len(ok)} dates)"
+    else:
+        sigma = fallback_sigma(closed_outcomes(), level_se)
+        level = revenue_level = LevelReading(0.0, sigma, 0)
+        source = "historical month-to-month variation (no backtest)"
+        if ok is not None and len(ok) == 1:
+            # One replayed date is too few to centre on, but how far it missed is evidence of how far today's
+            # forecast can be off (a CRM whose early history behaves unlike today's: a miss of several log odds).
+            one, one_revenue = readings_from(ok.to_dict("records"), level_se, interval, steps)
+            level, revenue_level = (LevelReading(0.0, max(sigma, r.sigma), 0) for r in (one, one_revenue))
+            source = "historical month-to-month variation, no narrower than the one backtest date's miss"
+    late = late_change(backtest)
+    if late > 0:
+        return (widened(level, late), widened(revenue_level, late),
+                f"{source}, widened by a change in the latest short windows ({late:.3f})")
+    return level, revenue_level, source
 

@@ -36,7 +36,7 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
         judged = ok[pd.to_numeric(ok["judged_by_dates"], errors="coerce").fillna(0) >= 2]
     if not len(judged):
         return (f"not enough data to say how far it can be trusted: no past forecast could be checked against "
-                f"what closed, so read the {share} interval (±{_pct(half)}) as a rough guide")
+                f"what closed, so read the {share} interval (±{_pct(half)}) as a rough guide{late_note(backtest)}")
     actual = judged["actual_won_deals"].astype(float)
     errors = (judged["expected_won_deals"].astype(float) / actual.clip(lower=1) - 1).abs()
     held = int(judged["won_deals_in_interval"].astype(bool).sum())
