@@ -223,6 +223,20 @@ def test_a_single_change_is_reported_on_the_single_not_its_pairs():
     assert list(rows.loc[rows["metric"] == "win_rate", "segment"]) == ["industry=EdTech"]
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_business_wide_change_is_reported_once_not_echoed_by_segments(seed):
+    # every segment fell with the business: tested one by one against the rest, a few of dozens pass by chance
+    world = S.generate(24_000, seed, plants=(S.WinRatePlant({}, -0.2),))
+    rows = segment_rows(detect(world, with_metrics=False))
+    assert list(rows.loc[rows["metric"] == "win_rate", "segment"]) == ["all"]
+
+
+def test_a_segment_that_fell_beyond_a_business_wide_change_is_reported_too():
+    world = S.generate(24_000, 1, plants=(S.WinRatePlant({}, -0.15), S.WinRatePlant({"industry": "EdTech"}, -0.33)))
+    rows = segment_rows(detect(world, with_metrics=False))
+    assert sorted(rows.loc[rows["metric"] == "win_rate", "segment"]) == ["all", "industry=EdTech"]
+
+
 def test_a_slower_industry_is_a_cycle_slowdown():
     world = S.generate(24_000, 12, plants=(S.CyclePlant({"industry": "SaaS"}, 1.75),))
     rows = segment_rows(detect(world))

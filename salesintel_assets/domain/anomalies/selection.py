@@ -71,7 +71,11 @@ def resolve_hierarchy(found: pd.DataFrame, comps: list[Comparison], codes: Segme
     - the rest changed too and the inner one no more than the rest: one
       change across the outer segment, only the outer one is reported;
     - the rest changed and the inner one clearly more: two changes, both
-      are reported (the inner one's beyond the outer's)."""
+      are reported (the inner one's beyond the outer's).
+    "Clearly more" is judged for all the inner segments of one outer
+    together (Benjamini-Hochberg at ``complement_alpha``): one business-wide
+    change shows in every segment, and tested one by one, a few of dozens
+    would pass by chance and echo it as findings of their own."""
     alpha = rules.anomalies.hierarchy.complement_alpha
     drop: set[int] = set()
     for _, group in found.groupby(["anomaly_type", "metric", "direction"], sort=False):
@@ -79,6 +83,7 @@ def resolve_hierarchy(found: pd.DataFrame, comps: list[Comparison], codes: Segme
         # times at 1M deals, and a Series lookup costs ~5 us each.
         rows = list(group.to_dict("index").items())
         for i, outer in rows:
+            beyond = []   # (inner, one-sided p of its excess over the rest, excess at least min_effect)
             for j, inner in rows:
                 if i == j or not set(outer["dims"]) < set(inner["dims"]):
                     continue
@@ -88,14 +93,17 @@ def resolve_hierarchy(found: pd.DataFrame, comps: list[Comparison], codes: Segme
                 rest = complement_stats(comps[int(outer["comp_id"])], codes, outer_keys, inner_keys)
                 if not _changed(rest["p_value"], rest["size"], outer, alpha):
                     drop.add(i)
-                elif not _distinct(inner, rest, alpha):
-                    drop.add(j)
+                else:
+                    beyond.append((j, *_excess(inner, rest)))
+            if beyond:
+                q = benjamini_hochberg(np.array([p for _, p, _ in beyond]))
+                drop.update(j for (j, _, large), qv in zip(beyond, q) if not (qv <= alpha and large))
     return found.drop(index=list(drop))
 
 
-def _distinct(inner: dict, rest: dict, alpha: float) -> bool:
-    """Did the inner segment change clearly more than the rest of the outer
-    one (by at least min_effect, and significantly)?"""
+def _excess(inner: dict, rest: dict) -> tuple[float, bool]:
+    """How surely the inner segment changed more than the rest of the outer
+    one (a one-sided p-value), and whether by at least min_effect."""
     sign = inner["sign"]
     if inner["kind"] == "rate":
         gap = (inner["observed"] - inner["expected"]) - (rest["observed"] - rest["expected"])
@@ -108,7 +116,7 @@ def _distinct(inner: dict, rest: dict, alpha: float) -> bool:
     inner_size = signed_size(inner["kind"], inner["family"] in ("cycle", "open_age"), [inner["observed"]],
                              [inner["expected"]], [inner["effect"]], [inner["rank_effect"]])[0]
     z = sign * np.nan_to_num(gap) / np.sqrt(max(var, 1e-12))
-    return bool(z > float(norm.isf(alpha)) and sign * (inner_size - rest["size"]) >= inner["min_effect"])
+    return float(norm.sf(z)), bool(sign * (inner_size - rest["size"]) >= inner["min_effect"])
 
 
 def _changed(p: float, size: float, finding: dict, alpha: float) -> bool:
