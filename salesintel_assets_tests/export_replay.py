@@ -73,8 +73,14 @@ def replay(export_path: Path, as_of: pd.Timestamp, home: Path) -> dict:
                           "--as-of", f"{as_of:%Y-%m-%d}"], env={**_environment(), "SALESINTEL_HOME": str(home)},
                          capture_output=True, text=True)
     row = {"as_of": f"{as_of:%Y-%m-%d}", "exit": run.returncode}
+    refused = {"message": " ".join((run.stderr or run.stdout).strip().splitlines()[-1:])}
+    if not (home / "warehouse.duckdb").exists():   # the input was refused: say why
+        return row | refused
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
+        tables = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {"deal_risk_scores", "pipeline_forecast", "deal_risk_model"} <= tables:
+            return row | refused
         scores = con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df()
         forecast = con.sql("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM pipeline_forecast "
                            "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
