@@ -22,6 +22,7 @@ counts as not won).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -57,16 +58,14 @@ def won_within(export: pd.DataFrame, deal_ids, as_of: pd.Timestamp, days: int = 
     return pd.Series(won.to_numpy(), index=rows.index)
 
 
-def replay(export_path: Path, as_of: pd.Timestamp, home: Path) -> dict:
-    """One date: run the pipeline on the export as of then, and judge it."""
+def replay(export: pd.DataFrame, stages, as_of: pd.Timestamp, home: Path) -> dict:
+    """One date: run the pipeline on the export (as text) as of then, and
+    judge it. ``stages``: the rules' ``stages``."""
     from sklearn.metrics import roc_auc_score
 
     import duckdb
 
-    from salesintel_assets.domain.common.rules import load_rules
-
-    export = pd.read_csv(export_path, dtype=str, keep_default_na=False)
-    then = as_of_export(export, as_of, load_rules().stages)
+    then = as_of_export(export, as_of, stages)
     csv = home / "export_then.csv"
     then.to_csv(csv, index=False)
     run = subprocess.run([sys.executable, "-m", "salesintel_assets.cli", "run", "--csv", str(csv),
@@ -104,8 +103,6 @@ def replay(export_path: Path, as_of: pd.Timestamp, home: Path) -> dict:
 
 
 def _environment() -> dict:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("SALESINTEL_")}
 
 
@@ -114,10 +111,13 @@ def main(argv=None) -> None:
     parser.add_argument("export", type=Path)
     parser.add_argument("dates", nargs="+", type=pd.Timestamp)
     args = parser.parse_args(argv)
+    from salesintel_assets.domain.common.rules import load_rules
+
+    export, stages = pd.read_csv(args.export, dtype=str, keep_default_na=False), load_rules().stages
     rows = []
     for day in args.dates:
         with tempfile.TemporaryDirectory() as home:
-            rows.append(replay(args.export, day, Path(home)))
+            rows.append(replay(export, stages, day, Path(home)))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(pd.DataFrame(rows).to_string(index=False))
 

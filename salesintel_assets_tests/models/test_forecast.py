@@ -9,6 +9,7 @@ import pytest
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.schemas.models import PipelineForecast
 from salesintel_assets_tests.models_support import sample_tables
@@ -375,9 +376,9 @@ def test_backtest_order_does_not_matter_to_the_reading():
 
 def test_a_feature_nobody_had_yet_is_left_out_of_an_early_backtest_date():
     rows = pd.DataFrame({"age_days": [3.0, 40.0], "won_cycle_share": [np.nan, np.nan], "stage": ["a", None]})
-    assert forecast.columns_without_values(rows, ["age_days", "won_cycle_share", "stage"]) == ["won_cycle_share"]
-    assert forecast.columns_without_values(rows.iloc[:0], ["age_days"]) == ["age_days"]
-    assert forecast.columns_without_values(rows, ["age_days", "stage"]) == []
+    assert rm.columns_without_values(rows, ["age_days", "won_cycle_share", "stage"]) == ["won_cycle_share"]
+    assert rm.columns_without_values(rows.iloc[:0], ["age_days"]) == ["age_days"]
+    assert rm.columns_without_values(rows, ["age_days", "stage"]) == []
     spec = rf.FeatureSpec("creation_only", ("industry",), ("age_days", "won_cycle_share"))
     assert forecast.without_columns(spec, ["won_cycle_share"]).columns == ["industry", "age_days"]
     assert forecast.without_columns(spec, []) is spec

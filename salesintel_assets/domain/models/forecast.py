@@ -418,7 +418,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
     split = rm.sampled_for_fit(split, rules.forecast.backtest_max_fit_rows, rules.seed)
-    spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
+    spec = without_columns(spec, rm.columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
@@ -441,11 +441,6 @@ def steps_per_window(cfg) -> int:
     """Backtest dates one forecast window spans (a date's outcome is known
     this many dates later)."""
     return int(np.ceil(cfg.backtest_horizon_days / max(cfg.backtest_step_days, 1)))
-
-
-def columns_without_values(rows: pd.DataFrame, columns) -> list[str]:
-    """Feature columns with no value at all in ``rows``."""
-    return [c for c in columns if c in rows and rows[c].isna().all()]
 
 
 def without_columns(spec: rf.FeatureSpec, columns) -> rf.FeatureSpec:
@@ -498,7 +493,7 @@ def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: p
         return row | {"status": f"{LATE_STATUS}: not enough data: no snapshot after the validation period",
                       "train_deals": closed_then}
     split = rm.sampled_for_fit(split, cfg.backtest_max_fit_rows, rules.seed)
-    spec = without_columns(spec, columns_without_values(split.fit, spec.columns))
+    spec = without_columns(spec, rm.columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, days)
     before, after = (_level_of(model, rm.stratified_sample(rows, cfg.backtest_max_fit_rows, rules.seed), spec)
                      for rows in (split.validate, recent))

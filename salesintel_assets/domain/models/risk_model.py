@@ -249,6 +249,11 @@ class Blend:
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
 
 
+def columns_without_values(rows: pd.DataFrame, columns) -> list[str]:
+    """Feature columns with no value at all in ``rows`` (no deal had one yet)."""
+    return [c for c in columns if c in rows and rows[c].isna().all()]
+
+
 def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataFrame, spec: FeatureSpec,
                    rules: RiskRules, horizon_days: int | None = None):
     """Fit on the older deals, calibrate on the next ones, for a target of
@@ -268,9 +273,9 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
         method = "isotonic" if deals >= rules.isotonic_min_deals else "sigmoid"
     features = fit_rows[spec.columns]
     # A feature with no value in the fit rows (no deal won yet early in a short history: no won cycles to
-    # compare ages with) teaches nothing, and scikit-learn's boosting cannot bin it: a constant instead.
-    empty = [c for c in spec.numeric if features[c].isna().all()]
-    features = features.assign(**dict.fromkeys(empty, 0.0))
+    # compare ages with) teaches nothing, and scikit-learn's boosting cannot bin it: a constant instead (the
+    # backtest's early dates leave it out of their own spec; a trained model keeps the spec it is recorded with).
+    features = features.assign(**dict.fromkeys(columns_without_values(features, spec.numeric), 0.0))
     with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")  # e.g. a constant column gives KBinsDiscretizer one bin
         pipeline.fit(features, fit_rows["won"])
