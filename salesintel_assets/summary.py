@@ -148,6 +148,18 @@ def quarantine_by_rule(con, context: dict) -> list[str]:
     return ["quarantined rows: " + ", ".join(f"{n:,} {rule}" for rule, n in rows)]
 
 
+def open_deals_without_amount(con, context: dict) -> list[str]:
+    """Open deals the CRM has no amount for yet: kept, but revenue figures cannot count them."""
+    if "deal_amount" not in _columns(con, "fact_deals"):
+        return []
+    unknown, known = con.execute("SELECT count(*) FILTER (WHERE deal_amount IS NULL), count(deal_amount) "
+                                 "FROM main.fact_deals WHERE is_open").fetchall()[0]
+    if not unknown:
+        return []
+    return [f"{unknown:,} open deals have no amount (kept as unknown, not 0): pipeline and revenue figures count "
+            f"only the {known:,} open deals that have one"]
+
+
 def undelivered_messages(con, context: dict) -> list[str]:
     """Alert messages no channel delivered, or that may have arrived but cannot be confirmed."""
     if not table_exists(con, "alert_deliveries"):
@@ -164,7 +176,8 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 
 MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
-                                   one_value_dimensions, undelivered_messages, forecast_next_90_days]
+                                   open_deals_without_amount, one_value_dimensions, undelivered_messages,
+                                   forecast_next_90_days]
 
 
 def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:

@@ -17,7 +17,8 @@ class DealRiskScores(pa.DataFrameModel):
     product_type: Series[str] = pa.Field(description="The product sold.")
     lead_source: Series[str] = pa.Field(description="Where the lead came from.")
     deal_stage: Series[str] = pa.Field(description="Current stage (for a closed deal: its stage at close).")
-    deal_amount: Series[float] = pa.Field(description="Deal value.", ge=0)
+    deal_amount: Series[float] = pa.Field(description="Deal value; empty when the CRM has none yet.", ge=0,
+                                          nullable=True)
     age_days: Series[float] = pa.Field(description="Days since creation.", nullable=True, ge=0)
     days_in_stage: Series[float] = pa.Field(nullable=True,
                                             description="Days in the current stage as of the analysis date.")
@@ -32,7 +33,8 @@ class DealRiskScores(pa.DataFrameModel):
         "usable: the model beat deal age alone and the segment win rate on validation; weak: it did not "
         "(its probabilities are not quoted in alerts)"))
     risk_band: Series[str] = pa.Field(description="low, medium or high by win probability.", isin=RISK_BANDS)
-    revenue_at_risk: Series[float] = pa.Field(ge=0, description="deal_amount x (1 - win_probability)")
+    revenue_at_risk: Series[float] = pa.Field(ge=0, nullable=True, description=(
+        "deal_amount x (1 - win_probability); empty when the deal has no amount"))
     reason_1: Series[str] = pa.Field(description="Strongest factor behind the score, in words.", nullable=True)
     reason_1_weight: Series[float] = pa.Field(nullable=True, ge=-1, le=1,
                                               description="change in win probability (fraction) from this factor")
@@ -57,8 +59,9 @@ class DealRiskScores(pa.DataFrameModel):
 
     @pa.dataframe_check
     def revenue_at_risk_matches(cls, df: pd.DataFrame) -> Series[bool]:
-        return (df["revenue_at_risk"] - df["deal_amount"] * (1 - df["win_probability"])).abs() <= 0.01 + 1e-4 * df[
-            "deal_amount"]
+        unknown = df["deal_amount"].isna() & df["revenue_at_risk"].isna()
+        return unknown | ((df["revenue_at_risk"] - df["deal_amount"] * (1 - df["win_probability"])).abs()
+                          <= 0.01 + 1e-4 * df["deal_amount"])
 
 
 class PipelineForecast(pa.DataFrameModel):

@@ -19,7 +19,9 @@ class FactDeals(pa.DataFrameModel):
     deal_stage: Series[str] = pa.Field(description="Current stage (for a closed deal: its stage at close).")
     stage_number: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, ge=1, description="Position of the stage in the rules' stage order (1 = first).")
-    deal_amount: Series[float] = pa.Field(description="Deal value (formatted amounts parsed).", ge=0)
+    deal_amount: Series[float] = pa.Field(
+        nullable=True, ge=0, description="Deal value (formatted amounts parsed); empty for an open deal the CRM "
+                                         "has no amount for yet (never for a closed one)")
     sales_cycle_days: Series[float] = pa.Field(
         nullable=True, description="Days from creation to close (recomputed when the CRM's figure was wrong).")
     outcome: Series[str] = pa.Field(description="Won, Lost or Open.", isin=["Won", "Lost", "Open"])

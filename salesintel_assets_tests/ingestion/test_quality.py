@@ -103,7 +103,7 @@ def test_duplicates_without_timestamps_keep_the_later_row():
 
 
 @pytest.mark.parametrize("overrides, reason", [
-    ({"deal_amount": ""}, "deal_amount is empty"),
+    ({"deal_amount": ""}, "closed deal without deal_amount"),
     ({"created_date": ""}, "created_date is empty"),
     ({"closed_date": ""}, "closed deal without closed_date"),
     ({"outcome": ""}, "closed deal without outcome"),
@@ -115,6 +115,20 @@ def test_critical_nulls_are_quarantined(overrides, reason):
     row = result.quarantined.iloc[0]
     assert row["rule"] == "critical_nulls" and reason in row["reason"]
     assert len(result.clean) == 2 and result.rule_counts["critical_nulls"] == 1
+
+
+def test_an_open_deal_without_amount_is_kept_unknown_and_is_no_broken_row():
+    """CRMs leave an open deal's amount empty until a price is agreed: kept,
+    never 0, counted, and not toward the breaker (a closed one still is)."""
+    unpriced = [deal(f"O{i}", closed_date="", sales_cycle_days="", outcome="", deal_stage="Demo", deal_amount="")
+                for i in range(30)]
+    result = validate_deals(batch(*unpriced, *good(70)), RULES)
+    assert len(result.clean) == 100 and result.quarantined.empty
+    amounts = result.clean.set_index("deal_id")["deal_amount"]
+    assert amounts[[f"O{i}" for i in range(30)]].isna().all() and amounts["G0"] == 1000
+    assert result.rule_counts["missing_amount"] == 30 and result.bad_rows == 0 and not result.breaker_tripped(RULES)
+    closed = validate_deals(batch(deal("C", deal_amount=""), *good(2)), RULES)
+    assert closed.quarantined["reason"].tolist() == ["closed deal without deal_amount"]
 
 
 def test_empty_dimension_is_filled_and_counted():

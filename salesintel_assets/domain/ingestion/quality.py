@@ -8,7 +8,7 @@ Each rule has one action, as the design's quality table says:
 | malformed_row: a line with more or fewer fields than the header | quarantine |
 | unparseable_value: a date or amount that does not parse exactly | quarantine |
 | duplicates: deal_id unique | keep the most recent version, record the others |
-| critical_nulls: id, amount, dates, outcome of closed deals | quarantine |
+| critical_nulls: id, created date; amount, closed date and outcome of closed deals | quarantine |
 | outcome_values: closed deals only Won / Lost (stage and outcome agree) | quarantine |
 | negative_amount: deal_amount below zero | quarantine |
 | future_date: created after the analysis date | quarantine |
@@ -17,11 +17,16 @@ Each rule has one action, as the design's quality table says:
 | stage_mapping: the CRM's stage names mapped to the canonical stages | auto-correct, record |
 | sales_cycle: sales_cycle_days == closed - created | auto-correct, record |
 | missing_dimension: empty rep/segment field | fill "Unknown", record |
+| missing_amount: an open deal's empty deal_amount | keep it unknown, record |
 
 Nothing is dropped silently: every row ends up clean, flagged, corrected or
 quarantined with its rule and reason, and every rule is counted. Only
 quarantined and flagged rows count toward the circuit breaker: a blank
-optional field or a recomputed cycle is not a broken row.
+optional field or a recomputed cycle is not a broken row. Neither is an open
+deal without an amount: many CRMs leave it empty until a price is agreed (a
+closed deal's amount is what it was won or lost at, and stays required). It
+stays unknown, never 0: revenue figures count only the deals with an amount
+and say how many have none.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ RULE_ACTIONS = {
     "stage_mapping": FIX,
     "sales_cycle": FIX,
     "missing_dimension": FIX,
+    "missing_amount": FIX,
 }
 QUARANTINE_RULES = tuple(rule for rule, action in RULE_ACTIONS.items() if action in (QUARANTINE, KEEP_LATEST))
 UNKNOWN = "Unknown"
@@ -149,6 +155,7 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     counts["unknown_stage"] = int(clean["unknown_stage"].sum())
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
+    counts["missing_amount"] = int(clean["deal_amount"].isna().sum())
     clean = clean.drop(columns=["date_logic", "unknown_stage", LINE, DEFECT], errors="ignore")
     return QualityResult(renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
                          batch_rows)
@@ -237,7 +244,7 @@ def _quarantine_reasons(raw: pd.DataFrame, typed: pd.DataFrame, value_reasons: p
     checks: list[tuple[str, pd.Series, object]] = [
         ("unparseable_value", unparsed, lambda i: value_reasons[i]),
         ("critical_nulls", typed["deal_id"] == "", "deal_id is empty"),
-        ("critical_nulls", raw["deal_amount"] == "", "deal_amount is empty"),
+        ("critical_nulls", ~is_open & (raw["deal_amount"] == ""), "closed deal without deal_amount"),
         ("critical_nulls", raw["created_date"] == "", "created_date is empty"),
         ("critical_nulls", ~is_open & (raw["closed_date"] == "") & outcome_given,
          "closed deal without closed_date"),

@@ -234,8 +234,9 @@ class Timeline:
     the age against the segment's winning cycles."""
 
     def __init__(self, deal_ids, stage_history: pd.DataFrame, activities: pd.DataFrame,
-                 stage_order: list[str], won_cycles: WonCycles | None = None):
+                 stage_order: list[str], won_cycles: WonCycles | None = None, typical_amount: float = np.nan):
         self.won_cycles = won_cycles
+        self.typical_amount = typical_amount   # what a deal without an amount is read as (``states_at``)
         self.ids = pd.Index(pd.unique(np.asarray(deal_ids, dtype=object)))
         ranks = {s: i for i, s in enumerate(stage_order)}
         history = stage_history[["deal_id", "stage", "entered_date"]].dropna()
@@ -284,7 +285,10 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
     created = day_numbers(deals["created_date"])
     out = pd.DataFrame({c: deals[c].to_numpy(dtype=object) for c in CREATION_CATEGORICAL if c in spec.columns})
     if "deal_amount" in spec.columns:
-        out["deal_amount"] = deals["deal_amount"].to_numpy(dtype="float64")
+        # An open deal may have no amount yet; a closed one always has one, so a gap would mark exactly the
+        # deals still open today and teach "no amount -> not won". It reads as a typical deal instead.
+        amount = deals["deal_amount"].to_numpy(dtype="float64")
+        out["deal_amount"] = np.where(np.isnan(amount), timeline.typical_amount, amount)
     out["age_days"] = (day - created).astype("float64")
     if WON_CYCLE_SHARE in spec.numeric:
         segments = deals[CYCLE_SEGMENT] if CYCLE_SEGMENT in deals else np.full(len(deals), "")
@@ -513,8 +517,9 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
                            fiscal_start_month=anomalies.seasonality.fiscal_year_start_month if anomalies else 1)
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
+    known = fact["deal_amount"].dropna()
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
-                        WonCycles(deals[deals["is_won"]], segment))
+                        WonCycles(deals[deals["is_won"]], segment), float(known.median()) if len(known) else np.nan)
     snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1], deals)
     del deals
     states = label(snapshots, rules.win_horizon_days, as_of)

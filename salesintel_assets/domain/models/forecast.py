@@ -71,6 +71,12 @@ def empty_forecast() -> pd.DataFrame:
 
 
 # --- Uncertainty of the pipeline's level ------------------------------------------
+def known_amounts(deals: pd.DataFrame) -> np.ndarray:
+    """Deal amounts, 0 where unknown (an open deal the CRM has no amount for
+    yet): revenue figures count only the deals with an amount."""
+    return np.nan_to_num(deals["deal_amount"].to_numpy(dtype=float), nan=0.0)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -283,7 +289,7 @@ def forecast(scored: pd.DataFrame, close_month, sigma: float, revenue_sigma: flo
     months = spread.close_months() if spread is not None else close_month
     frame = scored.reset_index(drop=True).assign(close_month=np.asarray(months, dtype=object), total="all")
     p = frame["win_probability"].to_numpy(dtype=float)
-    amount = frame["deal_amount"].to_numpy(dtype=float)
+    amount = known_amounts(frame)
     coded = {g: pd.factorize(frame[g].astype(str), sort=True) for g in GROUPINGS}
     # with a spread the months' draws are their own readings, so the close-month grouping is not drawn here
     drawn = [g for g in GROUPINGS if spread is None or g != "close_month"]
@@ -425,7 +431,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
-    amount = deals["deal_amount"].to_numpy(dtype=float)
+    amount = known_amounts(deals)
     level_se = validation_level_se(rm.predict(model, split.validate[spec.columns]), split.validate)
     return row | {
         "status": "ok", "train_deals": closed_then, "open_deals": len(deals), "resolved_deals": int(len(p)),
