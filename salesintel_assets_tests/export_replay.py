@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from salesintel_assets.domain.common.rules import stage_key
+
 HORIZON_DAYS = 90
 REOPENED = {"closed_date": "", "sales_cycle_days": "", "outcome": ""}
 
@@ -43,8 +45,8 @@ def as_of_export(export: pd.DataFrame, as_of: pd.Timestamp, stages) -> pd.DataFr
     then = export[created <= as_of].astype(str).replace({"nan": "", "<NA>": ""})
     later = (closed[created <= as_of] > as_of).to_numpy()
     then.loc[later, list(REOPENED)] = list(REOPENED.values())
-    outcome_names = {n.casefold() for n in [*stages.won, *stages.lost, stages.order[-1]]}
-    named = later & then["deal_stage"].str.casefold().isin(outcome_names).to_numpy()
+    outcome_names = {stage_key(n) for n in [*stages.won, *stages.lost, stages.order[-1]]}
+    named = later & then["deal_stage"].map(stage_key).isin(outcome_names).to_numpy()
     then.loc[named, "deal_stage"] = stages.order[0]
     return then
 

@@ -135,6 +135,29 @@ def test_common_crms_stage_names_need_no_mapping(crm, stages):
     assert clean.loc["L", ["deal_stage", "outcome"]].tolist() == ["Closed", "Lost"]
 
 
+def test_a_stage_name_is_known_however_the_crm_spells_it():
+    """Case, spaces and punctuation aside: snake case, HubSpot's internal ids
+    (its API and CSV exports write "closedwon", "decisionmakerboughtin"), dashes, doubled spaces."""
+    spelled = {"closed_won": ("Closed", "Won"), "Closed-Lost": ("Closed", "Lost"), "closedlost": ("Closed", "Lost"),
+               "Closed  Won": ("Closed", "Won"), "appointmentscheduled": ("Qualified", "Open"),
+               "decisionmakerboughtin": ("Proposal", "Open"), "negotiation_review": ("Negotiation", "Open"),
+               "PROPOSAL/PRICE-QUOTE": ("Proposal", "Open")}
+    rows = [deal(f"S{k}", deal_stage=name, outcome="", **({} if outcome != "Open" else
+                                                        {"closed_date": "", "sales_cycle_days": ""}))
+            for k, (name, (_, outcome)) in enumerate(spelled.items())]
+    result = validate_deals(batch(*rows), RULES)
+    clean = result.clean.set_index("deal_id")
+    assert result.quarantined.empty and not clean["needs_review"].any()
+    assert [tuple(clean.loc[f"S{k}", ["deal_stage", "outcome"]]) for k in range(len(spelled))] == list(spelled.values())
+
+
+def test_stage_names_that_read_alike_must_mean_the_same_stage():
+    raw = RULES.model_dump()
+    raw["stages"]["names"] = {"Demo-Done": "Proposal", "demo done": "Negotiation"}
+    with pytest.raises(ValueError, match=r"\['demodone'\] .* map to different stages"):
+        type(RULES).model_validate(raw)
+
+
 def test_unknown_stage_is_flagged_under_its_own_rule_and_counts_toward_the_breaker():
     result = validate_deals(batch(*[deal(f"U{i}", deal_stage="Evaluation") for i in range(60)]), RULES)
     assert result.rule_counts["unknown_stage"] == 60 and result.rule_counts["date_logic"] == 0

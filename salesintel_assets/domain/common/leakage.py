@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from salesintel_assets.domain.common.rules import stage_key
+
 # Known only once a deal has closed (or derived from such a column).
 POST_CLOSE = {
     "sales_cycle_days": "sales_cycle_days is known only after a deal closes (its final length)",
@@ -207,9 +209,9 @@ def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Seri
     column, or when it is empty the stage name the rules say means won or
     lost (an export whose stages are Won and Lost and whose outcome column is
     blank, as many CRMs write it)."""
-    outcome, stage = _lower_text(raw, "outcome"), _lower_text(raw, "deal_stage")
-    by_stage = np.where(stage.isin({s.lower() for s in won_stages}), "won",
-                        np.where(stage.isin({s.lower() for s in lost_stages}), "lost", ""))
+    outcome, stage = _lower_text(raw, "outcome"), _lower_text(raw, "deal_stage").map(stage_key)
+    by_stage = np.where(stage.isin({stage_key(s) for s in won_stages}), "won",
+                        np.where(stage.isin({stage_key(s) for s in lost_stages}), "lost", ""))
     return outcome.where(outcome.isin(["won", "lost"]), np.where(outcome == "", by_stage, ""))
 
 

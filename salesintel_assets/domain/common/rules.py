@@ -6,6 +6,7 @@ every section forbids unknown keys and validates its values.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SUPPORTED_VERSIONS = (1,)
+
+
+
+# A CRM writes one stage many ways: "Closed Won", "closed_won", "Closed-Won",
+# "closedwon" (HubSpot's internal ids), "Closed  Won". Names are compared on
+# their letters and digits only, lower-cased; STAGE_KEY_SQL does the same in DuckDB.
+_NOT_LETTER_OR_DIGIT = re.compile(r"[\W_]+")
+STAGE_KEY_SQL = "regexp_replace(lower(coalesce({column}, '')), '[^\\pL\\pN]+', '', 'g')"
+
+
+def stage_key(name) -> str:
+    """A stage name as compared: lower-case letters and digits only."""
+    return _NOT_LETTER_OR_DIGIT.sub("", str(name).lower())
 
 
 class RulesError(ValueError):
@@ -51,34 +65,40 @@ class StageRules(Section):
         return self
 
     def canonical(self, name: str) -> str | None:
-        """The pipeline stage a CRM stage name means (case and spaces ignored), None when unknown."""
-        key = " ".join(str(name).split()).casefold()
-        lookup = {" ".join(k.split()).casefold(): v for k, v in self.names.items()}
-        lookup.update({s.casefold(): s for s in self.order})
+        """The pipeline stage a CRM stage name means (``stage_key``), None when unknown."""
+        key = stage_key(name)
+        lookup = {stage_key(k): v for k, v in self.names.items()}
+        lookup.update({stage_key(s): s for s in self.order})
         return lookup.get(key)
 
     @model_validator(mode="after")
     def _won_lost_apart(self) -> "StageRules":
-        both = sorted({n.lower() for n in self.won} & {n.lower() for n in self.lost})
+        both = sorted({stage_key(n) for n in self.won} & {stage_key(n) for n in self.lost})
         if both:
             raise ValueError(f"stage names {both} are listed under both won and lost")
+        meanings: dict[str, set[str]] = {}
+        for name, stage in [(s, s) for s in self.order] + list(self.names.items()):
+            meanings.setdefault(stage_key(name), set()).add(stage)
+        clash = sorted(key for key, stages in meanings.items() if len(stages) > 1)
+        if clash:
+            raise ValueError(f"stage names {clash} (case, spaces and punctuation ignored) map to different stages")
         return self
 
     @cached_property
     def lookup(self) -> dict[str, str]:
-        """lower-case CRM or canonical stage name -> canonical stage."""
-        names = {stage.lower(): stage for stage in self.order}
-        names.update({name.lower(): stage for name, stage in self.names.items()})
-        names.update({name.lower(): self.closed_stage for name in self.won + self.lost})
+        """``stage_key`` of a CRM or canonical stage name -> canonical stage."""
+        names = {stage_key(stage): stage for stage in self.order}
+        names.update({stage_key(name): stage for name, stage in self.names.items()})
+        names.update({stage_key(name): self.closed_stage for name in self.won + self.lost})
         return names
 
     @cached_property
     def won_names(self) -> set[str]:
-        return {name.lower() for name in self.won}
+        return {stage_key(name) for name in self.won}
 
     @cached_property
     def lost_names(self) -> set[str]:
-        return {name.lower() for name in self.lost}
+        return {stage_key(name) for name in self.lost}
 
     def number(self, stage: str) -> int | None:
         """1-based position of a stage, None for an unknown stage."""

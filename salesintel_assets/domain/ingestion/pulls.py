@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from salesintel_assets.constants import EXPORT_COLUMNS
+from salesintel_assets.domain.common.rules import STAGE_KEY_SQL, stage_key
 from salesintel_assets.domain.common.tables import table_columns, table_exists
 
 # Optional columns a CRM may deliver beside the export format.
@@ -189,10 +190,11 @@ def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages
     if not columns or not {"outcome", "closed_date"} <= present:
         return {}
     empty = ", ".join(f"""count(*) FILTER (WHERE lower(coalesce("{c}", '')) IN ('', 'unknown'))""" for c in columns)
-    stage = "AND NOT list_contains($stages, lower(coalesce(deal_stage, '')))" if "deal_stage" in present else ""
+    stage = (f"AND NOT list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')})"
+             if "deal_stage" in present else "")
     row = con.execute(f"""SELECT count(*), {empty} FROM main.raw_deals
                           WHERE lower(coalesce(outcome, '')) IN ('', 'open') AND coalesce(closed_date, '') = ''
-                          {stage}""", {"stages": sorted(s.lower() for s in closed_stages)} if stage else {}).fetchone()
+                          {stage}""", {"stages": sorted(map(stage_key, closed_stages))} if stage else {}).fetchone()
     return {c: (int(row[0]), int(n)) for c, n in zip(columns, row[1:])}
 
 
@@ -203,7 +205,7 @@ def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) 
     loading the table whole; raw text is stripped already."""
     present = table_columns(con, "raw_deals")
     selected = ", ".join(f'"{c}"' for c in dict.fromkeys(("outcome", "deal_stage", *columns)) if c in present)
-    by_stage = ("OR (coalesce(outcome, '') = '' AND list_contains($stages, lower(deal_stage)))"
+    by_stage = (f"OR (coalesce(outcome, '') = '' AND list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')}))"
                 if closed_stages and "deal_stage" in present else "")
     return con.execute(f"SELECT {selected} FROM main.raw_deals WHERE lower(outcome) IN ('won', 'lost') {by_stage}",
-                       {"stages": sorted(s.lower() for s in closed_stages)} if by_stage else {}).df()
+                       {"stages": sorted(map(stage_key, closed_stages))} if by_stage else {}).df()

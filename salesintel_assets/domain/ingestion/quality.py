@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import DIMENSION_COLUMNS, EXPORT_COLUMNS
-from salesintel_assets.domain.common.rules import Rules
+from salesintel_assets.domain.common.rules import Rules, stage_key
 from salesintel_assets.domain.ingestion import values
 from salesintel_assets.domain.ingestion.pulls import keep_latest
 
@@ -216,7 +216,8 @@ def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
     """Map the CRM's stage names to the canonical stages in place (a name that
     means won or lost also sets an empty outcome); True where a name changed."""
     stages = rules.stages
-    key = typed["deal_stage"].str.lower()
+    codes, names = pd.factorize(typed["deal_stage"])   # once per distinct name, not per row
+    key = pd.Series(np.append([stage_key(n) for n in names], "")[codes], index=typed.index, dtype=object)
     canonical = key.map(stages.lookup)
     implied = pd.Series(np.where(key.isin(stages.won_names), "Won",
                                  np.where(key.isin(stages.lost_names), "Lost", "")), index=typed.index)
