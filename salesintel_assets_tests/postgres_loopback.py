@@ -16,6 +16,7 @@ from pathlib import Path
 USER = "postgres"
 DATABASE = "postgres"
 PASSWORD = "unused-trust-auth"  # the local server trusts loopback; a deployment sets a real one
+STOP_WAIT_SECONDS = 180
 
 
 def free_port() -> int:
@@ -60,13 +61,13 @@ class LoopbackPostgres:
             return False
         return True
 
-    def _ctl(self, args: list[str]) -> None:
+    def _ctl(self, args: list[str], timeout: int = 60) -> None:
         import subprocess
 
         import pgserver
 
         try:
-            pgserver.pg_ctl(args, pgdata=self.data, user=self._user, timeout=60)
+            pgserver.pg_ctl(args, pgdata=self.data, user=self._user, timeout=timeout)
         except subprocess.CalledProcessError as failed:
             raise RuntimeError(f"pg_ctl {' '.join(args)} failed for {self.data}: "
                                f"{(failed.stderr or failed.output or '').strip()}") from None
@@ -76,7 +77,8 @@ class LoopbackPostgres:
         self._ctl(["-w", "-o", options, "-l", str(self.data / "log"), "start"])
 
     def stop(self) -> None:
-        self._ctl(["-w", "-m", "fast", "stop"])
+        # pg_ctl waits 60 s by default; on a loaded machine the shutdown checkpoint has outlasted it (a CI run)
+        self._ctl(["-w", "-t", str(STOP_WAIT_SECONDS), "-m", "fast", "stop"], timeout=STOP_WAIT_SECONDS + 30)
 
     def environment(self) -> dict[str, str]:
         return {"DAGSTER_POSTGRES_HOST": "127.0.0.1", "DAGSTER_POSTGRES_PORT": str(self.port),

@@ -56,6 +56,11 @@ class FactDeals(pa.DataFrameModel):
         return ~df["is_open"] | (df["closed_date"].isna() & df["sales_cycle_days"].isna())
 
     @pa.dataframe_check
+    def closed_deals_have_an_amount(cls, df: pd.DataFrame) -> Series[bool]:
+        """Only an open deal may lack an amount (a closed one was won or lost at a value)."""
+        return df["is_open"] | df["deal_amount"].notna()
+
+    @pa.dataframe_check
     def closed_cycles_match_dates(cls, df: pd.DataFrame) -> Series[bool]:
         expected = (df["closed_date"] - df["created_date"]).dt.days
         return df["is_open"] | (df["sales_cycle_days"] == expected)

@@ -205,7 +205,7 @@ DIRTY_KINDS = {
     "duplicate": "a stale earlier version of the deal exported beside the current one "
                  "(same deal_id, earlier last_modified; the later row is the truth)",
 }
-INVALID_OUTCOMES = ("Pending", "won ", "Unknown", "Closed Won", "LOST")
+INVALID_OUTCOMES = ("Pending", "TBD", "Unknown", "Closed", "On Hold")   # neither won nor lost, however read
 DIRTY_EDIT_LAG_DAYS = (1, 10)  # a corrupting edit lands this long after the close
 _CLOSED_KINDS = tuple(DIRTY_KINDS)[:6]  # need a closed deal to show
 _DIRTY_NAMES = ("",) + tuple(DIRTY_KINDS)  # code 0: clean

@@ -61,7 +61,8 @@ def test_a_clean_fact_table_passes_in_sql():
 def test_fact_rules_broken_are_found_alike_with_their_counts():
     fact = _fact()
     fact.loc[[3, 4, 7], "deal_amount"] = -5.0                        # ge(0), three rows
-    fact.loc[[8], "deal_amount"] = np.nan                            # not nullable (NaN is null)
+    fact.loc[[8], "deal_amount"] = np.nan                            # a closed deal without an amount
+    fact.loc[[10], "deal_amount"] = np.nan                           # an open one may lack it
     fact.loc[[11, 12], "outcome"] = "Maybe"                          # isin
     fact.loc[13, "deal_id"] = "D0014"                                # duplicate id: two rows
     fact.loc[[21, 22], "stage_number"] = 0                           # ge(1) on a nullable Int64
@@ -72,7 +73,7 @@ def test_fact_rules_broken_are_found_alike_with_their_counts():
     frame_checks = {check.name for check in FactDeals.to_schema().checks}
     column_rules = {rule: n for rule, n in pandera_rules.items() if rule[1] not in frame_checks}
     assert {rule: sql_rules[rule] for rule in column_rules} == column_rules
-    assert column_rules == {("deal_amount", "greater_than_or_equal_to(0)"): 3, ("deal_amount", "not_nullable"): 1,
+    assert column_rules == {("deal_amount", "greater_than_or_equal_to(0)"): 3,
                             ("outcome", "isin(['Won', 'Lost', 'Open'])"): 2, ("deal_id", "field_uniqueness"): 2,
                             ("stage_number", "greater_than_or_equal_to(1)"): 2,
                             ("created_date", "not_nullable"): 1}
@@ -84,6 +85,7 @@ def test_fact_rules_broken_are_found_alike_with_their_counts():
     failing_rows = whole.failure_cases.groupby("check")["index"].nunique()
     assert sql_rules[("FactDeals", "open_deals_have_no_close")] == failing_rows["open_deals_have_no_close"] == 1
     assert sql_rules[("FactDeals", "closed_cycles_match_dates")] == failing_rows["closed_cycles_match_dates"] == 2
+    assert sql_rules[("FactDeals", "closed_deals_have_an_amount")] == failing_rows["closed_deals_have_an_amount"] == 1
 
 
 def test_missing_unknown_and_mistyped_columns_are_found_in_sql():

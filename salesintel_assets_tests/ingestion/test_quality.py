@@ -70,12 +70,24 @@ def test_wrong_sales_cycle_is_corrected_and_recorded():
     assert result.rule_counts["sales_cycle"] == 2 and result.quarantined.empty
 
 
-@pytest.mark.parametrize("outcome", ["Pending", "won ", "WON", "Unknown", "Open"])
+@pytest.mark.parametrize("outcome", ["Pending", "Closed", "TBD", "Unknown", "Open"])
 def test_invalid_outcome_of_closed_deal_is_quarantined(outcome):
     result = validate_deals(batch(deal("OUT", outcome=outcome), *good(2)), RULES)
     row = result.quarantined.set_index("deal_id").loc["OUT"]
     assert row["rule"] == "outcome_values" and "is not one of" in row["reason"]
     assert "OUT" not in set(result.clean["deal_id"])
+
+
+def test_an_outcome_is_read_however_the_crm_spells_it():
+    spelled = {"won ": "Won", "WON": "Won", "lost": "Lost", "Closed Won": "Won", "closed_lost": "Lost"}
+    result = validate_deals(batch(*[deal(f"S{k}", outcome=o) for k, o in enumerate(spelled)],
+                                  deal("O1", closed_date="", sales_cycle_days="", outcome="OPEN", deal_stage="Demo"),
+                                  deal("O2", closed_date="", sales_cycle_days="", outcome="open", deal_stage="Demo")),
+                            RULES)
+    assert result.quarantined.empty and not result.clean["needs_review"].any()
+    outcomes = result.clean.set_index("deal_id")["outcome"]
+    assert [outcomes[f"S{k}"] for k in range(len(spelled))] == list(spelled.values())
+    assert outcomes[["O1", "O2"]].tolist() == ["Open", "Open"]
 
 
 def test_open_deal_is_recognised_not_quarantined():

@@ -322,9 +322,10 @@ def test_a_leak_is_named_when_the_export_says_won_and_lost_only_by_stage(tmp_pat
         "deal_amount looks like it encodes the outcome: 0 on 100 % of lost deals")
     assert leaks.loc["leakage:deal_amount", "rows"] == 5000
     # an outcome that contradicts nothing wins over the stage; an open deal is never screened
-    raw = pd.DataFrame({"outcome": ["Won", "", "", "Open", "lost"],
-                        "deal_stage": ["Lost", "won", "Demo", "Lost", "Demo"]})
-    assert leakage.export_outcomes(raw, ["Won"], ["Lost"]).tolist() == ["won", "won", "", "", "lost"]
+    raw = pd.DataFrame({"outcome": ["Won", "", "", "Open", "lost", "CLOSED_WON", ""],
+                        "deal_stage": ["Lost", "won", "Demo", "Lost", "Demo", "Demo", "closed-lost"]})
+    assert leakage.export_outcomes(raw, ["Won", "Closed Won"], ["Lost", "Closed Lost"]).tolist() == \
+        ["won", "won", "", "", "lost", "won", "lost"]     # spelt any way, as ingestion reads them
 
 
 def test_the_backtest_check_judges_only_dates_with_open_deals(tmp_path):

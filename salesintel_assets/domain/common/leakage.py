@@ -209,10 +209,14 @@ def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Seri
     column, or when it is empty the stage name the rules say means won or
     lost (an export whose stages are Won and Lost and whose outcome column is
     blank, as many CRMs write it)."""
-    outcome, stage = _lower_text(raw, "outcome"), _lower_text(raw, "deal_stage").map(stage_key)
-    by_stage = np.where(stage.isin({stage_key(s) for s in won_stages}), "won",
-                        np.where(stage.isin({stage_key(s) for s in lost_stages}), "lost", ""))
-    return outcome.where(outcome.isin(["won", "lost"]), np.where(outcome == "", by_stage, ""))
+    won, lost = {"won", *map(stage_key, won_stages)}, {"lost", *map(stage_key, lost_stages)}
+
+    def read(text: pd.Series) -> np.ndarray:   # as ingestion reads an outcome (any case, a won or lost name)
+        return np.where(text.isin(won), "won", np.where(text.isin(lost), "lost", ""))
+
+    outcome = _lower_text(raw, "outcome").map(stage_key)
+    by_stage = read(_lower_text(raw, "deal_stage").map(stage_key))
+    return pd.Series(np.where(outcome == "", by_stage, read(outcome)), index=raw.index, dtype=object)
 
 
 def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=(),

@@ -193,8 +193,9 @@ def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages
     stage = (f"AND NOT list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')})"
              if "deal_stage" in present else "")
     row = con.execute(f"""SELECT count(*), {empty} FROM main.raw_deals
-                          WHERE lower(coalesce(outcome, '')) IN ('', 'open') AND coalesce(closed_date, '') = ''
-                          {stage}""", {"stages": sorted(map(stage_key, closed_stages))} if stage else {}).fetchone()
+                          WHERE {STAGE_KEY_SQL.format(column='outcome')} IN ('', 'open')
+                                AND coalesce(closed_date, '') = '' {stage}""",
+                      {"stages": sorted(map(stage_key, closed_stages))} if stage else {}).fetchone()
     return {c: (int(row[0]), int(n)) for c, n in zip(columns, row[1:])}
 
 
@@ -205,7 +206,9 @@ def closed_raw_deals(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) 
     loading the table whole; raw text is stripped already."""
     present = table_columns(con, "raw_deals")
     selected = ", ".join(f'"{c}"' for c in dict.fromkeys(("outcome", "deal_stage", *columns)) if c in present)
-    by_stage = (f"OR (coalesce(outcome, '') = '' AND list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')}))"
-                if closed_stages and "deal_stage" in present else "")
-    return con.execute(f"SELECT {selected} FROM main.raw_deals WHERE lower(outcome) IN ('won', 'lost') {by_stage}",
-                       {"stages": sorted(map(stage_key, closed_stages))} if by_stage else {}).df()
+    outcome = STAGE_KEY_SQL.format(column="outcome")   # read as ingestion reads it: any case, a won or lost name
+    by_stage = (f"OR ({outcome} = '' AND list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')}))"
+                if "deal_stage" in present else "")
+    return con.execute(f"SELECT {selected} FROM main.raw_deals WHERE {outcome} IN ('won', 'lost') "
+                       f"OR list_contains($stages, {outcome}) {by_stage}",
+                       {"stages": sorted(map(stage_key, closed_stages))}).df()

@@ -9,7 +9,7 @@ Each rule has one action, as the design's quality table says:
 | unparseable_value: a date or amount that does not parse exactly | quarantine |
 | duplicates: deal_id unique | keep the most recent version, record the others |
 | critical_nulls: id, created date; amount, closed date and outcome of closed deals | quarantine |
-| outcome_values: closed deals only Won / Lost (stage and outcome agree) | quarantine |
+| outcome_values: closed deals only Won / Lost, any case (stage and outcome agree) | quarantine |
 | negative_amount: deal_amount below zero | quarantine |
 | future_date: created after the analysis date | quarantine |
 | date_logic: closed_date >= created_date | flag for manual review |
@@ -137,6 +137,7 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     if not latest.index.equals(canonical.index):
         bad_cells, value_reasons = bad_cells.loc[latest.index], value_reasons.loc[latest.index]
     typed = _parse(latest, bad_cells)
+    typed["outcome"] = _canonical_outcomes(typed["outcome"], rules)
     schema_errors = _mostly_unparseable(latest, bad_cells, rules)
     mapped = _apply_stage_names(typed, rules)
     reasons, hits = _quarantine_reasons(latest, typed, value_reasons, rules, as_of)
@@ -210,6 +211,18 @@ def _mostly_unparseable(raw: pd.DataFrame, bad_cells: pd.DataFrame, rules: Rules
             example = raw.loc[bad_cells[col], col].iloc[0]
             errors.append(f"{col}: {share:.0%} of values do not parse (e.g. {example!r})")
     return errors
+
+
+def _canonical_outcomes(outcome: pd.Series, rules: Rules) -> pd.Series:
+    """Outcomes as the rules file spells them, compared like stage names
+    (``stage_key``): "won", "WON" or a won stage name such as "Closed Won"
+    is Won, "lost" and the lost names Lost, "open" Open. Anything else stays
+    as written, for the outcome rules to judge."""
+    spelled = {stage_key(v): v for v in rules.quality.valid_outcomes + rules.quality.open_outcomes}
+    spelled |= {key: "Won" for key in rules.stages.won_names} | {key: "Lost" for key in rules.stages.lost_names}
+    codes, names = pd.factorize(outcome)   # once per distinct value
+    canonical = np.array([spelled.get(stage_key(n), n) for n in names] + [""], dtype=object)
+    return pd.Series(canonical[codes], index=outcome.index, dtype=object)
 
 
 def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
