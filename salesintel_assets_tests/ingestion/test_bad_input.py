@@ -26,6 +26,8 @@ ROW = "D1,2024-01-01,2024-01-31,rep_1,SaaS,Europe,Core,Inbound,Closed,1000,30,Wo
     ("05/01/2024", values.DAY_FIRST, "2024-01-05"),
     ("05/01/2024", values.MONTH_FIRST, "2024-05-01"),
     ("2024/1/5", None, "2024-01-05"),
+    ("2024-1-5", None, "2024-01-05"),
+    ("1/15/2024 10:30 AM", values.MONTH_FIRST, "2024-01-15"),  # a report's date and time
     ("5 Jan 2024", None, "2024-01-05"),
 ])
 def test_dates_parse_exactly(text, order, expected):
@@ -39,6 +41,8 @@ def test_dates_parse_exactly(text, order, expected):
     ("05/01/24", values.DAY_FIRST, "two-digit year"),
     ("45292", None, "is not a date"),
     ("05/01/2024", None, "could be day-first or month-first"),
+    ("2024-1/5", None, "is not a date"),
+    ("1/15/2024 13:30 PM", values.MONTH_FIRST, "is not a real date"),
 ])
 def test_dates_that_cannot_be_read_exactly_say_why(text, order, reason):
     parsed, why = values._one_date(text, order, with_time=False)
@@ -47,6 +51,13 @@ def test_dates_that_cannot_be_read_exactly_say_why(text, order, reason):
 
 def test_timestamps_with_offsets_become_utc():
     assert values._one_date("2024-01-05T23:30:00-05:00", None, with_time=True) == ("2024-01-06T04:30:00", "")
+
+
+@pytest.mark.parametrize("text, expected", [("1/15/2024 12:05 AM", "2024-01-15T00:05:00"),
+                                            ("1/15/2024 12:05 PM", "2024-01-15T12:05:00"),
+                                            ("1/15/2024 1:05 pm", "2024-01-15T13:05:00")])
+def test_a_twelve_hour_clock_is_read(text, expected):
+    assert values._one_date(text, values.MONTH_FIRST, with_time=True) == (expected, "")
 
 
 def test_date_order_is_decided_for_the_whole_file_or_blocked_with_a_question():

@@ -33,8 +33,9 @@ DECIMAL_HINT = ("state it with --decimal-mark '.' or ',' (SALESINTEL_DECIMAL_MAR
 
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?"
                   r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?)?$")
-_YMD = re.compile(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})$")
-_NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+_YMD = re.compile(r"^(\d{4})([-/.])(\d{1,2})\2(\d{1,2})$")   # 2024/1/5, 2024-1-5 (unpadded; padded is _ISO)
+# 05/01/2024, with a time as reports write it (13:45, 1:45 PM)
+_NUMERIC = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp][Mm]))?)?$")
 _SHORT_YEAR = re.compile(r"^\d{1,2}([/.-])\d{1,2}\1\d{2}$")
 _NAMED = ("%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%b %d %Y", "%B %d %Y", "%Y-%b-%d")
 _PLAIN_NUMBER = r"-?\d+(?:\.\d+)?"
@@ -119,15 +120,19 @@ def _one_date(value: str, order: str | None, with_time: bool) -> tuple[str | Non
                 parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
                                   int(second or 0))
         elif match := _YMD.match(value):
-            parsed = datetime(*map(int, match.groups()))
+            year, _, month, day = match.groups()
+            parsed = datetime(int(year), int(month), int(day))
         elif match := _NUMERIC.match(value):
             numeric = True
-            first, _, second, year, hour, minute, sec = match.groups()
+            first, _, second, year, hour, minute, sec, half = match.groups()
             if order is None and first != second:
                 return None, f"could be day-first or month-first; {DATE_ORDER_HINT}"
             order = order or DAY_FIRST   # equal parts read alike in both orders
             day, month = (first, second) if order == DAY_FIRST else (second, first)
-            parsed = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(sec or 0))
+            hour = int(hour or 0)
+            if half:   # 12 AM is midnight, 12 PM noon; a 24-hour clock with AM/PM is no time
+                hour = hour % 12 + (12 if half.lower() == "pm" else 0) if 1 <= hour <= 12 else 99
+            parsed = datetime(int(year), int(month), int(day), hour, int(minute or 0), int(sec or 0))
     except ValueError:
         return None, f"is not a real date when read {order.replace('_', '-')}" if numeric else "is not a real date"
     if parsed is None:
