@@ -156,8 +156,9 @@ def open_deals_without_amount(con, context: dict) -> list[str]:
                                  "FROM main.fact_deals WHERE is_open").fetchall()[0]
     if not unknown:
         return []
+    counted = f"only the {known:,} open deals that have one" if known else "none of them: no open deal has one"
     return [f"{unknown:,} open deals have no amount (kept as unknown, not 0): pipeline and revenue figures count "
-            f"only the {known:,} open deals that have one"]
+            + counted]
 
 
 def undelivered_messages(con, context: dict) -> list[str]:

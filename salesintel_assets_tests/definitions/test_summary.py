@@ -101,3 +101,18 @@ def test_a_run_without_a_new_model_says_the_last_champion_scored_the_deals(home)
     assert any(line.endswith("more history is needed): open deals are scored by the last champion")
                for line in lines)
     assert "high-risk open deals 0" in lines
+
+
+def test_open_deals_without_an_amount_are_counted_and_said_to_be_left_out_of_revenue(home):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT *, false AS is_won, false AS needs_review, "
+                "TIMESTAMP '2026-06-30' AS as_of_date FROM (VALUES ('D1', true, NULL), ('D2', true, 5.0), "
+                "('D3', true, NULL), ('D4', false, 7.0)) t(deal_id, is_open, deal_amount)")
+    con.close()
+    assert ("2 open deals have no amount (kept as unknown, not 0): pipeline and revenue figures count only the 1 "
+            "open deals that have one") in _summary(home)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("UPDATE fact_deals SET deal_amount = NULL WHERE is_open")
+    con.close()
+    assert "3 open deals have no amount (kept as unknown, not 0): pipeline and revenue figures count none of them: " \
+           "no open deal has one" in _summary(home)

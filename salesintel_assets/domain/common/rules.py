@@ -17,8 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 SUPPORTED_VERSIONS = (1,)
 
-
-
 # A CRM writes one stage many ways: "Closed Won", "closed_won", "Closed-Won",
 # "closedwon" (HubSpot's internal ids), "Closed  Won". Names are compared on
 # their letters and digits only, lower-cased; STAGE_KEY_SQL does the same in DuckDB.
