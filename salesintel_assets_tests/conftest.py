@@ -67,6 +67,13 @@ def home(tmp_path):
     return path
 
 
+@pytest.fixture
+def contract_env(monkeypatch):
+    """The CLI writes the run-time contract's variables; monkeypatch restores them."""
+    for name in ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF", "DAGSTER_HOME"):
+        monkeypatch.setenv(name, "")
+
+
 @pytest.fixture(scope="session")
 def skygeni_csv(tmp_path_factory):
     """A generated export shaped like the public SkyGeni sample (12 columns,

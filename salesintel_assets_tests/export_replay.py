@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from salesintel_assets.domain.common.rules import stage_key
+from salesintel_assets.domain.common.rules import stage_key, stage_keys
 
 HORIZON_DAYS = 90
 REOPENED = {"closed_date": "", "sales_cycle_days": "", "outcome": ""}
@@ -46,7 +46,7 @@ def as_of_export(export: pd.DataFrame, as_of: pd.Timestamp, stages) -> pd.DataFr
     later = (closed[created <= as_of] > as_of).to_numpy()
     then.loc[later, list(REOPENED)] = list(REOPENED.values())
     outcome_names = {stage_key(n) for n in [*stages.won, *stages.lost, stages.order[-1]]}
-    named = later & then["deal_stage"].map(stage_key).isin(outcome_names).to_numpy()
+    named = later & stage_keys(then["deal_stage"]).isin(outcome_names).to_numpy()
     then.loc[named, "deal_stage"] = stages.order[0]
     return then
 

@@ -1,19 +1,8 @@
 """The README's main command: `salesintel run` materialises every asset and
 prints what it found and where to look."""
 
-import pytest
-
 from salesintel_assets.cli import main
 from salesintel_assets_tests.support import light_rules, read_table
-
-CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF", "DAGSTER_HOME")
-
-
-@pytest.fixture
-def contract_env(monkeypatch):
-    """The CLI writes the contract's variables; monkeypatch restores them."""
-    for name in CONTRACT:
-        monkeypatch.setenv(name, "")
 
 
 def test_run_on_the_shared_export_prints_an_honest_summary(contract_env, home, skygeni_csv, capsys, monkeypatch,

@@ -4,7 +4,6 @@ kept, their amount unknown (never 0), counted in the quality report, and the
 whole pipeline runs on them; revenue figures count only deals with an amount."""
 
 import numpy as np
-import pytest
 
 from salesintel_assets.cli import main
 from salesintel_assets.constants import EXPORT_COLUMNS
@@ -13,14 +12,6 @@ from salesintel_assets.sources import sample_crm
 from salesintel_assets_tests.support import light_rules, read_table
 
 AS_OF = "2026-06-30"
-CONTRACT = ("SALESINTEL_HOME", "SALESINTEL_SOURCE", "SALESINTEL_CSV", "SALESINTEL_AS_OF", "DAGSTER_HOME")
-
-
-@pytest.fixture
-def contract_env(monkeypatch):
-    """The CLI writes the contract's variables; monkeypatch restores them."""
-    for name in CONTRACT:
-        monkeypatch.setenv(name, "")
 
 
 def _export(path, share: float = 0.7, seed: int = 3) -> list[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.common.rules import stage_key
+from salesintel_assets.domain.common.rules import stage_key, stage_keys
 
 # Known only once a deal has closed (or derived from such a column).
 POST_CLOSE = {
@@ -214,8 +214,8 @@ def export_outcomes(raw: pd.DataFrame, won_stages=(), lost_stages=()) -> pd.Seri
     def read(text: pd.Series) -> np.ndarray:   # as ingestion reads an outcome (any case, a won or lost name)
         return np.where(text.isin(won), "won", np.where(text.isin(lost), "lost", ""))
 
-    outcome = _lower_text(raw, "outcome").map(stage_key)
-    by_stage = read(_lower_text(raw, "deal_stage").map(stage_key))
+    outcome = _keys(raw, "outcome")
+    by_stage = read(_keys(raw, "deal_stage"))
     return pd.Series(np.where(outcome == "", by_stage, read(outcome)), index=raw.index, dtype=object)
 
 
@@ -236,6 +236,11 @@ def screen_export(raw: pd.DataFrame, won_stages=(), lost_stages=(),
 
 def _open_rows(raw: pd.DataFrame) -> np.ndarray:
     return (_lower_text(raw, "outcome").isin(["", "open"]) & _lower_text(raw, "closed_date").eq("")).to_numpy()
+
+
+def _keys(raw: pd.DataFrame, column: str) -> pd.Series:
+    """A raw column compared as stage names are (``stage_key``; "" when absent or missing)."""
+    return stage_keys(raw[column]) if column in raw else pd.Series("", index=raw.index, dtype=object)
 
 
 def _lower_text(raw: pd.DataFrame, column: str) -> pd.Series:

@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +29,14 @@ STAGE_KEY_SQL = "regexp_replace(lower(coalesce({column}, '')), '[^\\pL\\pN]+', '
 def stage_key(name) -> str:
     """A stage name as compared: lower-case letters and digits only."""
     return _NOT_LETTER_OR_DIGIT.sub("", str(name).lower())
+
+
+def stage_keys(values: pd.Series) -> pd.Series:
+    """``stage_key`` of every value ("" for a missing one), computed once per
+    distinct value: a column of a million deals holds few of them."""
+    codes, names = pd.factorize(values)
+    return pd.Series(np.array([stage_key(n) for n in names] + [""], dtype=object)[codes], index=values.index,
+                     dtype=object)
 
 
 class RulesError(ValueError):

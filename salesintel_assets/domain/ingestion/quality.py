@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import DIMENSION_COLUMNS, EXPORT_COLUMNS
-from salesintel_assets.domain.common.rules import Rules, stage_key
+from salesintel_assets.domain.common.rules import Rules, stage_key, stage_keys
 from salesintel_assets.domain.ingestion import values
 from salesintel_assets.domain.ingestion.pulls import keep_latest
 
@@ -220,17 +220,14 @@ def _canonical_outcomes(outcome: pd.Series, rules: Rules) -> pd.Series:
     as written, for the outcome rules to judge."""
     spelled = {stage_key(v): v for v in rules.quality.valid_outcomes + rules.quality.open_outcomes}
     spelled |= {key: "Won" for key in rules.stages.won_names} | {key: "Lost" for key in rules.stages.lost_names}
-    codes, names = pd.factorize(outcome)   # once per distinct value
-    canonical = np.array([spelled.get(stage_key(n), n) for n in names] + [""], dtype=object)
-    return pd.Series(canonical[codes], index=outcome.index, dtype=object)
+    return stage_keys(outcome).map(spelled).fillna(outcome).astype(object)
 
 
 def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
     """Map the CRM's stage names to the canonical stages in place (a name that
     means won or lost also sets an empty outcome); True where a name changed."""
     stages = rules.stages
-    codes, names = pd.factorize(typed["deal_stage"])   # once per distinct name, not per row
-    key = pd.Series(np.append([stage_key(n) for n in names], "")[codes], index=typed.index, dtype=object)
+    key = stage_keys(typed["deal_stage"])
     canonical = key.map(stages.lookup)
     implied = pd.Series(np.where(key.isin(stages.won_names), "Won",
                                  np.where(key.isin(stages.lost_names), "Lost", "")), index=typed.index)
