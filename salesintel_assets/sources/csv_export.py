@@ -1,10 +1,11 @@
 """Reading a CRM export file: every cell as text, every line accounted for.
 
 File-level problems (a missing path, a directory, an empty or binary file,
-bytes in no text encoding, a delimiter other than ',') raise
-``BlockedInput`` before anything is written. A line that does not split
-into as many fields as the header is kept with its line number and the
-reason (``_defect``), so one bad line never sinks the file.
+bytes in no text encoding, a missing column) raise ``BlockedInput`` before
+anything is written. The delimiter is read off the header: ',', or ';' as
+spreadsheets write it where the decimal mark is a comma, a tab or '|'. A
+line that does not split into as many fields as the header is kept with its
+line number and the reason (``_defect``), so one bad line never sinks the file.
 
 A plain UTF-8 file whose every line is one record of the header's width
 (the usual export) is split by DuckDB's CSV reader in one vectorised pass;
@@ -31,11 +32,8 @@ from salesintel_assets.domain.ingestion.quality import DEFECT, LINE
 
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-_OTHER_DELIMITERS = {";": "';'", "\t": "tabs", "|": "'|'"}
+DELIMITERS = (",", ";", "\t", "|")
 _FIX_HINT = "check the --csv path (SALESINTEL_CSV)"
-# A quote that neither opens nor closes a field nor doubles another (a"b, "a"b, ' "a'): the line-by-line
-# reader's reading of it is the one to keep.
-_ODD_QUOTE = re.compile(r'[^,\r\n"]"[^,\r\n"]')
 
 
 @dataclass
@@ -79,6 +77,24 @@ def _looks_binary(text: str) -> bool:
     return controls > max(2, len(sample) // 100)
 
 
+def sniff_delimiter(header_line: str, required: tuple[str, ...] = EXPORT_COLUMNS) -> str:
+    """The delimiter the header line is written with: the one that splits it
+    into the most required column names, then into the most cells (so a
+    header with wrong names still reads as its columns, and the message names
+    them); ',' on a tie."""
+    def reading(mark: str) -> tuple[int, int]:
+        cells = {cell.strip().lower() for cell in next(csv.reader([header_line], delimiter=mark), [])}
+        return sum(name in cells for name in required), len(cells)
+    return max(DELIMITERS, key=reading)   # max keeps the first of equals: ',' leads
+
+
+def _odd_quote(delimiter: str) -> re.Pattern:
+    """A quote that neither opens nor closes a field nor doubles another
+    (a"b, "a"b, ' "a'): the line-by-line reader's reading of it is the one to keep."""
+    mark = re.escape(delimiter)
+    return re.compile(rf'[^{mark}\r\n"]"[^{mark}\r\n"]')
+
+
 def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
                 what: str = "CRM export") -> ExportFile:
     """The export as text, or ``BlockedInput`` with one sentence."""
@@ -104,23 +120,33 @@ def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
     if _looks_binary(text):
         raise BlockedInput(f"{where} is a binary file, not a CSV text export: export the deals as CSV "
                            f"and {_FIX_HINT}.")
-    if encoding == "utf-8" and (header := _fast_header(text, where, required)) is not None:
+    if encoding == "utf-8" and (layout := _fast_header(text, where, required)) is not None:
         del text   # DuckDB reads the file itself; the text comes back only if it cannot
-        frame = _duckdb_split(target, header)
+        frame = _duckdb_split(target, layout)
         if frame is not None:
             return ExportFile(frame, encoding)
         text = target.read_bytes().decode(encoding)
     return ExportFile(_split(text.lstrip("\ufeff"), where, required), encoding)
 
 
-def _fast_header(text: str, where: str, required: tuple[str, ...]) -> tuple[list[str], int] | None:
-    """(header, number of lines) when DuckDB's reader may split the file
-    (no NUL byte, LF or CRLF line endings, no odd quote, a good header);
-    None when it needs the line-by-line reader."""
-    if "\x00" in text or text.count("\r") != text.count("\r\n") or ('"' in text and _ODD_QUOTE.search(text)):
+@dataclass
+class _Layout:
+    header: list[str]
+    lines: int
+    delimiter: str
+
+
+def _fast_header(text: str, where: str, required: tuple[str, ...]) -> _Layout | None:
+    """The header, number of lines and delimiter when DuckDB's reader may
+    split the file (no NUL byte, LF or CRLF line endings, no odd quote, a
+    good header); None when it needs the line-by-line reader."""
+    if "\x00" in text or text.count("\r") != text.count("\r\n"):
         return None
     first = text[: text.find("\n") + 1 if "\n" in text else len(text)]
-    header_records = list(csv.reader([first]))
+    delimiter = sniff_delimiter(first, required)
+    if '"' in text and _odd_quote(delimiter).search(text):
+        return None
+    header_records = list(csv.reader([first], delimiter=delimiter))
     if not header_records or not first.strip():
         return None
     header = [cell.strip().lower() for cell in header_records[0]]
@@ -128,24 +154,24 @@ def _fast_header(text: str, where: str, required: tuple[str, ...]) -> tuple[list
         _check_header(header, where, required)
     except BlockedInput:
         return None   # the line-by-line reader says what is wrong
-    return header, text.count("\n") + (0 if text.endswith("\n") else 1)
+    return _Layout(header, text.count("\n") + (0 if text.endswith("\n") else 1), delimiter)
 
 
 def _fast_split(target: Path, text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame | None:
     """The frame ``_split`` would give, read by DuckDB, or None when the file
     needs the line-by-line reader: every line after the header must be one
     record of the header's width, with LF or CRLF line endings."""
-    header = _fast_header(text, where, required)
-    return None if header is None else _duckdb_split(target, header)
+    layout = _fast_header(text, where, required)
+    return None if layout is None else _duckdb_split(target, layout)
 
 
-def _duckdb_split(target: Path, header_and_lines: tuple[list[str], int]) -> pd.DataFrame | None:
+def _duckdb_split(target: Path, layout: _Layout) -> pd.DataFrame | None:
     """``_fast_split`` once the text has passed ``_fast_header``."""
     import duckdb
 
-    header = header_and_lines[0]
+    header = layout.header
     with duckdb.connect() as con:
-        if not _stage(con, target, header_and_lines, "export"):
+        if not _stage(con, target, layout, "export"):
             return None
         # Through Arrow: faster than .df(), and repeated values share one string object.
         held = [con.sql("SELECT " + ", ".join(f"coalesce(c{i}, '') AS c{i}" for i in range(len(header)))
@@ -172,21 +198,21 @@ def text_frame(held: list, header: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _stage(con, target: Path, header_and_lines: tuple[list[str], int], table: str) -> bool:
+def _stage(con, target: Path, layout: _Layout, table: str) -> bool:
     """Split the file into the temp table ``table`` of ``con``: text columns
     c0, c1, ... (NULL for an empty field) and ``_line``; False (and no
     table) when a line is not one record of the header's width."""
     import duckdb
 
-    header, lines = header_and_lines
+    header, lines = layout.header, layout.lines
     names = [f"c{i}" for i in range(len(header))]
     columns = "{" + ", ".join(f"'{name}': 'VARCHAR'" for name in names) + "}"
     # Rows with no visible ASCII character might be blank lines to skip: Python's strip() decides below.
     maybe_blank = " AND ".join(f"NOT regexp_matches(coalesce({name}, ''), '[!-~]')" for name in names)
     try:
         rel = con.sql(f"""SELECT * FROM read_csv(?, auto_detect = false, columns = {columns}, header = true,
-                                                 delim = ',', quote = '"', escape = '"', strict_mode = true)""",
-                      params=[str(target)])
+                                                 delim = ?, quote = '"', escape = '"', strict_mode = true)""",
+                      params=[str(target), layout.delimiter])
         # The reader keeps the file's order: the n-th row is line n + 1.
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, row_number() OVER () + 1 AS _line FROM rel")
     except duckdb.Error:
@@ -216,11 +242,11 @@ def stage_export(con, path: str | Path, table: str, required: tuple[str, ...] = 
     del data
     if _looks_binary(text):
         return None
-    header = _fast_header(text, str(target), required)
+    layout = _fast_header(text, str(target), required)
     del text
-    if header is None or not _stage(con, target, header, table):
+    if layout is None or not _stage(con, target, layout, table):
         return None
-    return header[0]
+    return layout.header
 
 
 def detect_encoding_quietly(data: bytes) -> str | None:
@@ -235,6 +261,7 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     if "\n" not in text:
         text = text.replace("\r", "\n")   # old Mac line endings
     lines = re.split(r"(?<=\n)", text)
+    delimiter = sniff_delimiter(next((line for line in lines if line.strip()), ""), required)
     # A stray NUL byte spoils its line only (the csv module refuses the whole file).
     nul_lines = {number for number, line in enumerate(lines, start=1) if "\x00" in line}
     if nul_lines:
@@ -243,7 +270,7 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     rows: list[list[str]] = []
     numbers: list[int] = []
     defects: list[str] = []
-    for line_number, record, defect in _records(lines, where):
+    for line_number, record, defect in _records(lines, where, delimiter):
         if header is None:
             header = [cell.strip().lower() for cell in record]
             _check_header(header, where, required)
@@ -267,7 +294,7 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     return frame
 
 
-def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str]]:
+def _records(lines: list[str], where: str, delimiter: str = ",") -> Iterator[tuple[int, list[str], str]]:
     """(first line number, fields, defect) of every non-blank record. A quote
     that is never closed would swallow the rest of the file into one field:
     that line alone is reported and reading restarts on the next line."""
@@ -275,7 +302,7 @@ def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str
     offset = 0
     width: int | None = None
     while offset < len(lines):
-        reader = csv.reader(lines[offset:])
+        reader = csv.reader(lines[offset:], delimiter=delimiter)
         end = 0
         restart = None
         try:
@@ -286,7 +313,7 @@ def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str
                 if width is None:
                     width = len(record)
                 elif len(record) != width and end > start:
-                    single = lines[offset + start - 1].rstrip("\r\n").split(",")
+                    single = lines[offset + start - 1].rstrip("\r\n").split(delimiter)
                     yield offset + start, single, "a quote opened on this line is never closed"
                     restart = offset + start
                     break
@@ -300,11 +327,6 @@ def _records(lines: list[str], where: str) -> Iterator[tuple[int, list[str], str
 
 
 def _check_header(header: list[str], where: str, required: tuple[str, ...]) -> None:
-    if len(header) == 1:
-        for mark, name in _OTHER_DELIMITERS.items():
-            if header[0].count(mark) >= 2:
-                raise BlockedInput(f"{where} separates its fields with {name}, not commas: export it "
-                                   "comma-separated (the header must read deal_id,created_date,...).")
     repeated = sorted({c for c in header if header.count(c) > 1 and c})
     if repeated:
         raise BlockedInput(f"{where} has the column(s) {', '.join(repeated)} more than once: keep one of each "

@@ -195,7 +195,8 @@ def test_malformed_rows_are_quarantined_with_their_line(tmp_path):
     (b"", "is empty"),
     (HEADER.encode() + b"\n", "has a header but no deals"),
     (bytes(range(256)) * 4, "is a binary file"),
-    (HEADER.replace(",", ";").encode() + b"\n" + ROW.replace(",", ";").encode(), "with ';', not commas"),
+    (b"id;created;won\n1;2024-01-01;yes\n", "has no column(s) deal_id, created_date, closed_date"),
+    (b"id;created;won\n1;2024-01-01;yes\n", "(found: id, created, won)"),   # read with its own delimiter
     (HEADER.replace(",outcome", "").encode() + b"\n" + ROW.rsplit(",", 1)[0].encode(), "has no column(s) outcome"),
 ])
 def test_file_level_problems_block_with_one_sentence(tmp_path, content, message):
@@ -204,6 +205,22 @@ def test_file_level_problems_block_with_one_sentence(tmp_path, content, message)
     with pytest.raises(BlockedInput, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         read_export(path)
     assert len(str(caught.value).splitlines()) == 1 and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])   # DuckDB's reader, then the line-by-line one
+def test_a_european_spreadsheet_export_is_read_exactly(tmp_path, encoding):
+    """Spreadsheets in much of Europe write ';' between fields, a decimal
+    comma and day-first dates with dots."""
+    path = tmp_path / "export.csv"
+    path.write_bytes((";".join(study.HEADER) + "\n"
+                      "D1;15.01.2024;14.02.2024;rep_1;Télécom;Europe;Core;Inbound;Closed;1.234,50;30;Won\n"
+                      "D2;20.01.2024;;rep_2;FinTech;APAC;Pro;Referral;Demo;980,00;;Open\n").encode(encoding))
+    result = validate_deals(conform_raw(read_export(path).frame), RULES)
+    clean = result.clean.set_index("deal_id")
+    assert result.bad_rows == 0 and list(clean.index) == ["D1", "D2"]
+    assert clean.loc["D1", "industry"] == "Télécom" and clean.loc["D1", "deal_amount"] == 1234.5
+    assert str(clean.loc["D1", "created_date"])[:10] == "2024-01-15" and clean.loc["D2", "deal_amount"] == 980.0
+    assert pd.isna(clean.loc["D2", "closed_date"]) and clean.loc["D2", "outcome"] == "Open"
 
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "latin-1", "cp1252"])
@@ -219,8 +236,7 @@ def test_a_bad_analysis_date_is_a_blocked_input():
         values.parse_analysis_date("2024-7-20")
 
 
-# a row-level quarantine, re-pulls of changed deals and a file-level block (a semicolon-separated file is
-# refused by the reader's own test above; the whole study: `python -m salesintel_assets_tests.ingestion.bad_input_study`)
+# a row-level quarantine, re-pulls of changed deals and a file-level block (the whole study: `python -m salesintel_assets_tests.ingestion.bad_input_study`)
 FAST_KINDS = ["a row with an extra field", "two versions of ten deals with last_modified, pulled 3 times",
               "a file that trips the circuit breaker, pulled twice"]
 

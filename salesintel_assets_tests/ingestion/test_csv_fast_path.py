@@ -37,6 +37,19 @@ def test_clean_files_read_alike(tmp_path, body):
     pd.testing.assert_frame_equal(fast, slow)
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_other_delimiters_read_as_commas_do(tmp_path, delimiter):
+    comma = tmp_path / "comma.csv"
+    comma.write_text(HEADER + ROW.replace("SaaS", '"Saa,S"') + OPEN)
+    other = tmp_path / "other.csv"
+    other.write_text((HEADER + ROW + OPEN).replace(",", delimiter).replace("SaaS", '"Saa,S"'))
+    fast, slow = _both(other)
+    expected = csv_export.read_export(comma).frame
+    assert expected.loc[0, "industry"] == "Saa,S" and expected.loc[1, "deal_stage"] == "Demo"
+    pd.testing.assert_frame_equal(fast, expected)
+    pd.testing.assert_frame_equal(slow, expected)
+
+
 @pytest.mark.parametrize("body", [
     ROW + "\n" + OPEN,                                              # a blank line
     ROW + ",,,,,,,,,,,\n" + OPEN,                                   # a line of bare commas
