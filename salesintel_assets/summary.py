@@ -45,6 +45,17 @@ def _deliveries_line(con) -> str:
     return line + ("; " + ", ".join(extra) if extra else "")
 
 
+# Warning checks whose finding explains every figure below: said first, not among the other failed checks.
+LEADING_CHECKS = ("deals_reach_the_analysis_date",)
+
+
+def data_stops_early(con, context: dict) -> list[str]:
+    """The analysis date lies long after the last deal was created or closed
+    (an old export run as of today): the figures describe a frozen pipeline."""
+    return [f"the data stops long before the analysis date: {text}"
+            for name, _, text in context.get("failed_checks") or [] if name in LEADING_CHECKS and text]
+
+
 def excluded_columns(con, context: dict) -> list[str]:
     """Columns kept out of the model and driver analysis (leakage guard rows
     of data_quality_report: action 'exclude', or a rule naming leakage), in
@@ -134,7 +145,7 @@ def failed_warning_checks(con, context: dict) -> list[str]:
     """Checks that failed without stopping the run (errors stop it and are said anyway)."""
     checks: list[FailedCheck] = context.get("failed_checks") or []
     return [f"failed check {name} ({severity}){': ' + text if text else ''}"
-            for name, severity, text in checks if severity == "warning"]
+            for name, severity, text in checks if severity == "warning" and name not in LEADING_CHECKS]
 
 
 def quarantine_by_rule(con, context: dict) -> list[str]:
@@ -176,7 +187,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
     return lines
 
 
-MUST_KNOW: list[MustKnowFinder] = [excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
+MUST_KNOW: list[MustKnowFinder] = [data_stops_early, excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
                                    open_deals_without_amount, one_value_dimensions, undelivered_messages,
                                    forecast_next_90_days]
 

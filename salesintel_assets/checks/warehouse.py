@@ -1,7 +1,16 @@
-"""Checks of the warehouse layer."""
+"""Checks of the warehouse layer: each table satisfies its pandera model,
+and the deals reach the analysis date (a warning for whoever runs it)."""
+
+import dagster as dg
+import pandas as pd
 
 from salesintel_assets.checks.schema import table_schema_check
+from salesintel_assets.domain.warehouse import recency
+from salesintel_assets.resources.settings import SalesintelSettings
+from salesintel_assets.resources.warehouse import TABLE_SCHEMA, Warehouse
 from salesintel_assets.schemas import warehouse as schemas
+
+WARN = dg.AssetCheckSeverity.WARN
 
 warehouse_checks = [
     table_schema_check("fact_deals", schemas.FactDeals),
@@ -11,3 +20,21 @@ warehouse_checks = [
     table_schema_check("deal_history", schemas.DealHistory, name="deal_history_one_current_version"),
     table_schema_check("fact_stage_transitions", schemas.FactStageTransitions),
 ]
+
+
+@dg.asset_check(asset="fact_deals", description="Some deal was created or closed within quality.max_quiet_days "
+                "before the analysis date (a longer silence is usually an old export run as of today).")
+def deals_reach_the_analysis_date(warehouse: Warehouse, settings: SalesintelSettings) -> dg.AssetCheckResult:
+    created, closed, as_of = warehouse.query(f"""
+        SELECT max(created_date) FILTER (WHERE created_date <= as_of_date),
+               max(closed_date) FILTER (WHERE closed_date <= as_of_date), max(as_of_date)
+        FROM {TABLE_SCHEMA}.fact_deals""").iloc[0].tolist()
+    if pd.isna(as_of):
+        return dg.AssetCheckResult(severity=WARN, passed=True, description="no deals")
+    quiet = recency.quiet_before([created, closed], as_of)
+    limit = settings.rules().quality.max_quiet_days
+    too_long = quiet.too_long(limit)
+    return dg.AssetCheckResult(severity=WARN, passed=not too_long,
+                               description=quiet.sentence() if too_long else "",
+                               metadata={"newest_created_or_closed": str(quiet.newest.date()) if quiet.newest else "",
+                                         "quiet_days": quiet.days, "max_quiet_days": limit})

@@ -136,6 +136,7 @@ class QualityRules(Section):
     date_order: Literal["auto", "day_first", "month_first"] = "auto"
     decimal_mark: Literal["auto", ".", ","] = "auto"
     max_deal_amount: float = Field(default=1e12, gt=0)
+    max_quiet_days: int = Field(default=30, ge=1)
 
 
 # --- Sections of the analytics layers (each owned by its layer). ---
