@@ -187,9 +187,9 @@ def undelivered_messages(con, context: dict) -> list[str]:
     return lines
 
 
-MUST_KNOW: list[MustKnowFinder] = [data_stops_early, excluded_columns, model_signal, failed_warning_checks, quarantine_by_rule,
-                                   open_deals_without_amount, one_value_dimensions, undelivered_messages,
-                                   forecast_next_90_days]
+MUST_KNOW: list[MustKnowFinder] = [data_stops_early, excluded_columns, model_signal, failed_warning_checks,
+                                   quarantine_by_rule, open_deals_without_amount, one_value_dimensions,
+                                   undelivered_messages, forecast_next_90_days]
 
 
 def must_know(con, failed_checks: list[FailedCheck] | None = None) -> list[str]:
