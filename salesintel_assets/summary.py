@@ -45,14 +45,17 @@ def _deliveries_line(con) -> str:
     return line + ("; " + ", ".join(extra) if extra else "")
 
 
-# Warning checks whose finding explains every figure below: said first, not among the other failed checks.
-LEADING_CHECKS = ("deals_reach_the_analysis_date",)
+# Warning checks whose finding explains the figures below: said first (with these words before the
+# check's own), not among the other failed checks.
+LEADING_CHECKS = {"deals_reach_the_analysis_date": "the data stops long before the analysis date",
+                  "closes_recorded_without_gaps": "closes are missing from the history"}
 
 
-def data_stops_early(con, context: dict) -> list[str]:
-    """The analysis date lies long after the last deal was created or closed
-    (an old export run as of today): the figures describe a frozen pipeline."""
-    return [f"the data stops long before the analysis date: {text}"
+def data_incomplete(con, context: dict) -> list[str]:
+    """The data does not cover the period it claims: it stops long before the
+    analysis date (an old export run as of today), or its closes of a long
+    stretch are missing (a backlog then closes at once)."""
+    return [f"{LEADING_CHECKS[name]}: {text}"
             for name, _, text in context.get("failed_checks") or [] if name in LEADING_CHECKS and text]
 
 
@@ -187,7 +190,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
     return lines
 
 
-MUST_KNOW: list[MustKnowFinder] = [data_stops_early, excluded_columns, model_signal, failed_warning_checks,
+MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, failed_warning_checks,
                                    quarantine_by_rule, open_deals_without_amount, one_value_dimensions,
                                    undelivered_messages, forecast_next_90_days]
 

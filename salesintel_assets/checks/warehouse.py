@@ -38,3 +38,23 @@ def deals_reach_the_analysis_date(warehouse: Warehouse, settings: SalesintelSett
                                description=quiet.sentence() if too_long else "",
                                metadata={"newest_created_or_closed": str(quiet.newest.date()) if quiet.newest else "",
                                          "quiet_days": quiet.days, "max_quiet_days": limit})
+
+
+@dg.asset_check(asset="fact_deals", description="No stretch of the history without a close, longer than "
+                "quality.max_quiet_days and ten times the mean time between closes, that a backlog of closes "
+                "follows (its closes are missing from the data).")
+def closes_recorded_without_gaps(warehouse: Warehouse, settings: SalesintelSettings) -> dg.AssetCheckResult:
+    deals = warehouse.query(f"""
+        SELECT created_date, CASE WHEN closed_date <= as_of_date THEN closed_date END AS closed_date, as_of_date
+        FROM {TABLE_SCHEMA}.fact_deals WHERE created_date <= as_of_date""")
+    limit = settings.rules().quality.max_quiet_days
+    gap = recency.longest_close_gap(deals["created_date"], deals["closed_date"], deals["as_of_date"].max(),
+                                    limit) if len(deals) else None
+    if gap is None:
+        return dg.AssetCheckResult(severity=WARN, passed=True, description="too few closes to judge")
+    missing = recency.closes_missing(gap, limit)
+    return dg.AssetCheckResult(severity=WARN, passed=not missing, description=gap.sentence() if missing else "",
+                               metadata={"longest_gap_days": gap.days, "gap_from": str(gap.start.date()),
+                                         "gap_to": str(gap.end.date()), "open_deals_then": gap.open_deals,
+                                         "closes_after_gap": gap.closes_after,
+                                         "usual_closes": round(gap.usual_closes, 1)})

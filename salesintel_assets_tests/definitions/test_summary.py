@@ -45,18 +45,21 @@ def test_the_summary_leads_with_what_you_must_know(home):
     assert "high-risk open deals 0 (bands of a model with no signal, see above: not a risk judgement)" in lines
 
 
-def test_data_that_stops_long_before_the_analysis_date_is_said_first(home):
+def test_data_that_does_not_cover_its_period_is_said_first(home):
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     con.execute("CREATE TABLE fact_deals AS SELECT 'D1' AS deal_id, false AS is_open, true AS is_won, "
                 "false AS needs_review, 1.0 AS deal_amount, TIMESTAMP '2026-12-02' AS as_of_date")
     con.close()
     quiet = "no deal was created or closed in the 865 days before the analysis date 2026-12-02 (the newest on ...)"
+    gap = "no deal was closed from 2016-10-20 to 2017-03-01 (132 days, at the start of the data) although ..."
     lines = _summary(home, failed_checks=[("model_beats_baseline", "warning", "AUC 0.51 vs 0.50"),
+                                          ("closes_recorded_without_gaps", "warning", gap),
                                           ("deals_reach_the_analysis_date", "warning", quiet)]).splitlines()
     start = lines.index("What you must know:")
-    assert lines[start + 1:start + 3] == [f"  - the data stops long before the analysis date: {quiet}",
+    assert lines[start + 1:start + 4] == [f"  - closes are missing from the history: {gap}",
+                                          f"  - the data stops long before the analysis date: {quiet}",
                                           "  - failed check model_beats_baseline (warning): AUC 0.51 vs 0.50"]
-    assert sum("deals_reach_the_analysis_date" in line or "865 days" in line for line in lines) == 1
+    assert sum("_recorded_without_gaps" in line or "_reach_the_analysis_date" in line for line in lines) == 0
 
 
 def test_a_clean_run_says_there_is_nothing_to_know_first(home):

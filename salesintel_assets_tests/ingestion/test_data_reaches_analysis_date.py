@@ -1,11 +1,14 @@
-"""An old export run as of today: the warehouse check says the data stops
-long before the analysis date, in words the run summary can lead with."""
+"""Data that does not cover its period: an old export run as of today (the
+data stops long before the analysis date), or a history whose closes of a
+long stretch are missing. The warehouse checks say so in words the run
+summary can lead with."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from salesintel_assets.checks.warehouse import deals_reach_the_analysis_date
-from salesintel_assets.domain.warehouse.recency import quiet_before
+from salesintel_assets.checks.warehouse import closes_recorded_without_gaps, deals_reach_the_analysis_date
+from salesintel_assets.domain.warehouse.recency import closes_missing, longest_close_gap, quiet_before
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 
@@ -50,3 +53,92 @@ def test_a_live_crm_passes(tmp_path):
     warehouse = _warehouse(tmp_path, ["2024-11-05", "2024-12-20"], ["2024-12-01", None], "2024-12-31")
     result = deals_reach_the_analysis_date(warehouse=warehouse, settings=SalesintelSettings())
     assert result.passed and result.metadata["quiet_days"].value == 11
+
+
+def _history(first_close_day: int, hole: tuple[int, int] | None = None, deals: int = 600, seed: int = 5,
+             backlog: bool = True):
+    """Deals created daily over a year from 2024-01-01, each closed 5-60 days
+    later; none closed before ``first_close_day`` or within ``hole`` (days
+    from the start). With ``backlog`` those closes land on the first day
+    after (closes missing, then caught up); without it the deals created
+    before ``first_close_day`` are fewer and close slowly, over the next
+    300 days (a history that starts, with the open deals an older system
+    handed over)."""
+    rng = np.random.default_rng(seed)
+    created = rng.integers(0, 365, deals)
+    if not backlog:
+        early = created < first_close_day
+        created = np.where(early & (rng.random(deals) < 0.5), rng.integers(first_close_day, 365, deals), created)
+        early = created < first_close_day
+        closed = np.where(early, first_close_day + rng.integers(0, 300, deals), created + rng.integers(5, 60, deals))
+    else:
+        closed = np.maximum(created + rng.integers(5, 60, deals), first_close_day)
+    if hole:
+        closed = np.where((closed >= hole[0]) & (closed < hole[1]), hole[1], closed)
+    start = np.datetime64("2024-01-01")
+    return pd.Series(start + created), pd.Series(start + closed), pd.Timestamp("2025-03-31")
+
+
+def test_a_history_whose_first_months_have_no_close_and_then_a_backlog_is_called_incomplete():
+    created, closed, as_of = _history(first_close_day=120)   # a public sample whose closes begin in May
+    gap = longest_close_gap(created, closed, as_of)
+    # the history begins once a few deals were created (older ones may be strays): in its first days here
+    assert gap.first and pd.Timestamp("2024-01-01") <= gap.start <= pd.Timestamp("2024-01-10")
+    assert gap.end == pd.Timestamp("2024-04-30") and gap.days == (gap.end - gap.start).days > 90
+    assert closes_missing(gap, 30)
+    assert gap.open_deals == int((created < gap.end).sum())
+    assert gap.closes_after > 1.2 * gap.usual_closes
+    assert gap.sentence().startswith(f"no deal was closed from {gap.start:%Y-%m-%d} to 2024-04-30 ({gap.days} days, at "
+                                     "the start of the data) although ")
+    assert "closes of that period are probably missing from the export" in gap.sentence()
+
+
+def test_a_history_that_merely_starts_late_is_not():
+    """A new CRM, or one that took over only the open deals of an old one:
+    no close for months, but no backlog after (the sample CRM's shape)."""
+    gap = longest_close_gap(*_history(first_close_day=120, backlog=False))
+    assert gap.first and gap.days >= 80 and gap.closes_after < gap.usual_closes
+    assert not closes_missing(gap, 30)
+
+
+def test_a_hole_in_the_middle_is_found_and_ordinary_histories_pass():
+    gap = longest_close_gap(*_history(first_close_day=0, hole=(200, 250)))
+    assert not gap.first and gap.end == pd.Timestamp("2024-01-01") + pd.Timedelta(days=250)
+    assert gap.days >= 50 and closes_missing(gap, 30)
+    ordinary = longest_close_gap(*_history(first_close_day=0))
+    assert ordinary.days <= 7 and not closes_missing(ordinary, 30)
+
+
+def test_a_few_stray_deals_years_older_open_no_gap():
+    created, closed, as_of = _history(first_close_day=0)
+    stray = pd.Series(pd.to_datetime(["2016-03-01", "2019-07-15"]))
+    gap = longest_close_gap(pd.concat([stray, created], ignore_index=True),
+                            pd.concat([pd.Series([pd.NaT, pd.NaT]), closed], ignore_index=True), as_of)
+    assert gap.start >= pd.Timestamp("2024-01-01") and not closes_missing(gap, 30)
+
+
+def test_few_or_sparse_closes_are_not_judged():
+    created, closed, as_of = _history(first_close_day=0, deals=20)
+    assert longest_close_gap(created, closed, as_of) is None                 # fewer than 30 closes
+    created, closed, as_of = _history(first_close_day=0, deals=60)          # a close every 6 days or so
+    gap = longest_close_gap(created, closed, as_of)
+    assert gap.days >= 14 and not closes_missing(gap, 30)                    # weeks without one are normal
+
+
+def _gap_warehouse(tmp_path, backlog: bool):
+    created, closed, as_of = _history(first_close_day=120, backlog=backlog)
+    warehouse = Warehouse(home=SalesintelHome(path=str(tmp_path)))
+    warehouse.write_table("fact_deals", pd.DataFrame({
+        "deal_id": [f"D{i}" for i in range(len(created))], "created_date": created, "closed_date": closed,
+        "as_of_date": as_of}))
+    return warehouse
+
+
+def test_the_gap_check_warns_on_the_warehouse_only_when_a_backlog_follows(tmp_path):
+    result = closes_recorded_without_gaps(warehouse=_gap_warehouse(tmp_path / "a", True), settings=SalesintelSettings())
+    assert not result.passed and result.severity.value == "WARN"
+    assert result.description.startswith("no deal was closed from 2024-01-")
+    assert " to 2024-04-30 (" in result.description and result.metadata["longest_gap_days"].value > 90
+    started = closes_recorded_without_gaps(warehouse=_gap_warehouse(tmp_path / "b", False),
+                                           settings=SalesintelSettings())
+    assert started.passed and started.metadata["longest_gap_days"].value >= 80

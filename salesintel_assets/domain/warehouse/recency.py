@@ -1,13 +1,18 @@
-"""Does the data reach the analysis date? A live CRM creates or closes
-deals every week. When nothing happened for longer than the rules allow
-before the analysis date, the usual cause is an old export run as of today
-(the CSV source's default date): every recent window is then empty, open
-deals only age, and the figures describe a pipeline frozen long ago."""
+"""Does the data cover the whole period? A live CRM creates or closes deals
+every week. When nothing happened for longer than the rules allow before
+the analysis date, the usual cause is an old export run as of today (the
+CSV source's default date): every recent window is then empty, open deals
+only age, and the figures describe a pipeline frozen long ago. When deals
+were created but none closed for far longer than closes usually take to
+come (months at the start of a public sample whose closes begin later, or a
+broken outcome sync), the closes of that stretch are missing: the months
+after it show a backlog closing at once, and a model learns it as normal."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 
@@ -38,3 +43,75 @@ def quiet_before(latest_dates, as_of) -> Quiet:
         return Quiet(None, as_of, 0)
     newest = max(known)
     return Quiet(newest, as_of, int((as_of - newest).days))
+
+
+# Fewer closes than this say too little about how often deals close to call a gap in them unusual.
+MIN_CLOSES = 30
+# The history begins after this many deals (or 1 % of them) were created: older ones may be strays.
+STRAY_DEALS = 5
+# A gap is unusual beyond this many times the mean time between closes (and beyond the rules' quiet days).
+GAP_FACTOR = 10
+# ... and its closes are missing when a backlog follows it: this many times the closes an average stretch
+# as long holds. A history that merely starts (a new CRM, or one that took over only the open deals of an
+# old one) ramps up after its first close instead (0.6-0.8 times on the sample CRM; 1.3-2.4 on Maven's).
+BACKLOG_FACTOR = 1.2
+
+
+@dataclass(frozen=True)
+class CloseGap:
+    start: pd.Timestamp   # when the history began (after ``STRAY_DEALS`` creations), or the close before the gap
+    end: pd.Timestamp     # the first close after the gap
+    days: int
+    open_deals: int       # deals open at some point of the gap (created before its end, not closed before its start)
+    closes_per_day: float  # over the history, from the first creation to the last close
+    first: bool           # the gap runs from the history's beginning
+    window_days: int      # the stretch after the gap whose closes are counted
+    closes_after: int     # closes in the ``window_days`` from the gap's end on
+
+    def sentence(self) -> str:
+        where = "at the start of the data" if self.first else "in the data"
+        rate = (f"about {self.closes_per_day:,.0f} deals a day" if self.closes_per_day >= 1
+                else f"one deal every {1 / self.closes_per_day:,.0f} days")
+        return (f"no deal was closed from {self.start:%Y-%m-%d} to {self.end:%Y-%m-%d} ({self.days:,} days, {where}) "
+                f"although {self.open_deals:,} deals were open, where {rate} closed on average, and then "
+                f"{self.closes_after:,} closed in {self.window_days} days (about {self.usual_closes:,.0f} usually): "
+                "closes of that period are probably missing from the export, and win rates, models and forecasts "
+                "that learn from it see a backlog closing at once")
+
+    @property
+    def usual_closes(self) -> float:
+        return self.closes_per_day * self.window_days
+
+
+def longest_close_gap(created: pd.Series, closed: pd.Series, as_of, window_days: int = 30) -> CloseGap | None:
+    """The longest stretch without a close between the history's beginning
+    and the last close known on ``as_of`` (None with fewer than
+    ``MIN_CLOSES`` closes). The stretch after the last close is the quiet
+    check's to judge."""
+    as_of = pd.Timestamp(as_of)
+    created = pd.to_datetime(created).dt.normalize()
+    closed = pd.to_datetime(closed).dt.normalize()
+    closed = closed.where(closed <= as_of)
+    days = np.sort(closed.dropna().unique())
+    if len(days) < 2 or closed.notna().sum() < MIN_CLOSES or created.isna().all():
+        return None
+    # The history starts when deals were being created: a few stray records years older (a test deal, an
+    # account's first opportunity) would otherwise open a "gap" of years before the first close.
+    dates = np.sort(created.dropna().to_numpy(dtype="datetime64[D]"))
+    begun = dates[min(max(STRAY_DEALS, len(dates) // 100), len(dates) - 1)]
+    events = np.concatenate([[begun], days]).astype("datetime64[D]")
+    gaps = np.diff(events).astype(np.int64)
+    k = int(gaps.argmax())
+    start, end = pd.Timestamp(events[k]), pd.Timestamp(events[k + 1])
+    open_then = int(((created < end) & ~(closed < start)).sum())
+    span = max(int((days[-1] - events[0]).astype("timedelta64[D]").astype(np.int64)), 1)
+    after = int(((closed >= end) & (closed < end + pd.Timedelta(days=window_days))).sum())
+    return CloseGap(start, end, int(gaps[k]), open_then, float(closed.notna().sum() / span), k == 0, window_days,
+                    after)
+
+
+def closes_missing(gap: CloseGap | None, max_days: int) -> bool:
+    """A gap longer than the rules' quiet days and ``GAP_FACTOR`` times the
+    mean time between closes, followed by a backlog (``BACKLOG_FACTOR``)."""
+    return (gap is not None and gap.days > max(max_days, GAP_FACTOR / gap.closes_per_day)
+            and gap.closes_after > BACKLOG_FACTOR * gap.usual_closes)

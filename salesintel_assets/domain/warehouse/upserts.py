@@ -56,7 +56,8 @@ def load_memory_limit(con: duckdb.DuckDBPyConnection, limit: str = LOAD_MEMORY_L
 
 def rules_fingerprint(rules: Rules) -> str:
     """Changes when a rule that shapes fact rows changes (then rebuild all)."""
-    shaping = {"stages": rules.stages.model_dump(), "quality": rules.quality.model_dump()}
+    # max_quiet_days only judges the data (a warning check): it shapes no row
+    shaping = {"stages": rules.stages.model_dump(), "quality": rules.quality.model_dump(exclude={"max_quiet_days"})}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
