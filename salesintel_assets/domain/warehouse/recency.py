@@ -63,7 +63,7 @@ class CloseGap:
     end: pd.Timestamp     # the first close after the gap
     days: int
     open_deals: int       # deals open at some point of the gap (created before its end, not closed before its start)
-    closes_per_day: float  # over the history, from the first creation to the last close
+    closes_per_day: float  # over the history, from its beginning (``start`` of a first gap) to the last close
     first: bool           # the gap runs from the history's beginning
     window_days: int      # the stretch after the gap whose closes are counted
     closes_after: int     # closes in the ``window_days`` from the gap's end on
