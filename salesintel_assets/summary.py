@@ -121,6 +121,25 @@ def forecast_next_90_days(con, context: dict) -> list[str]:
             + forecast_trust.trust_note(float(expected), float(low), float(high), backtest)]
 
 
+def unmapped_stages(con, context: dict) -> list[str]:
+    """Stage names the rules file does not map: the deals are analysed, but
+    without a stage position, until someone maps them."""
+    if not {"deal_stage", "stage_number", "is_open"} <= _columns(con, "fact_deals"):
+        return []
+    rows = con.execute("SELECT deal_stage, count(*), count(*) FILTER (WHERE is_open) FROM main.fact_deals "
+                       "WHERE stage_number IS NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    if not rows:
+        return []
+    named = [f"{'empty (Unknown)' if name == 'Unknown' else name} {n:,} ({n_open:,} open)"
+             for name, n, n_open in rows[:UNMAPPED_STAGES_SHOWN]]
+    more = f" and {len(rows) - UNMAPPED_STAGES_SHOWN:,} more" if len(rows) > UNMAPPED_STAGES_SHOWN else ""
+    deals = sum(n for _, n, _ in rows)
+    return [f"{deals:,} deals have a stage the rules file does not know: {', '.join(named)}{more}: they are "
+            "analysed without a stage position (stage momentum and stage-based stall checks leave them out); "
+            "map the names under stages.names in the rules file (SALESINTEL_RULES)"]
+
+
+UNMAPPED_STAGES_SHOWN = 5
 DIMENSIONS = ("industry", "region", "product_type", "lead_source", "sales_rep_id")
 
 
@@ -191,7 +210,8 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 
 MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, failed_warning_checks,
-                                   quarantine_by_rule, open_deals_without_amount, one_value_dimensions,
+                                   quarantine_by_rule, unmapped_stages, open_deals_without_amount,
+                                   one_value_dimensions,
                                    undelivered_messages, forecast_next_90_days]
 
 

@@ -175,8 +175,8 @@ class StageMap:
     """How Salesforce stage names become the rules file's stages. Closed
     and won come from OpportunityStage (API names and labels, since history
     rows carry the name as it was); an open name goes through ``canonical``
-    (the rules file's stage names) and is kept as is when unmapped, so the
-    quality gate flags it. A won deal ends in ``closed_stage``; a lost deal
+    (the rules file's stage names) and is kept as is when unmapped, for the
+    quality gate to count (``unknown_stage``). A won deal ends in ``closed_stage``; a lost deal
     keeps the stage it was lost in, as the export format has it."""
 
     closed: frozenset[str]

@@ -133,3 +133,23 @@ def test_open_deals_without_an_amount_are_counted_and_said_to_be_left_out_of_rev
     con.close()
     assert "3 open deals have no amount (kept as unknown, not 0): pipeline and revenue figures count none of them: " \
            "no open deal has one" in _summary(home)
+
+
+def test_stage_names_the_rules_file_does_not_map_are_named_with_their_deals(home):
+    stages = ["Discovery"] * 4 + ["Review"] * 2 + [f"Step {k}" for k in range(5)] + ["Unknown", "Demo"]
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.register("_f", pd.DataFrame({
+        "deal_id": [f"D{k}" for k in range(len(stages))], "deal_stage": stages,
+        "stage_number": pd.array([None] * (len(stages) - 1) + [2], dtype="Int64"),
+        "is_open": [True, True, True, False] + [True] * (len(stages) - 4), "is_won": False, "needs_review": False,
+        "deal_amount": 1.0, "as_of_date": pd.Timestamp("2026-06-30")}))
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM _f")
+    con.close()
+    assert ("  - 12 deals have a stage the rules file does not know: Discovery 4 (3 open), Review 2 (2 open), "
+            "Step 0 1 (1 open), Step 1 1 (1 open), Step 2 1 (1 open) and 3 more: they are analysed without a stage "
+            "position (stage momentum and stage-based stall checks leave them out); map the names under "
+            "stages.names in the rules file (SALESINTEL_RULES)") in _summary(home).splitlines()
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("UPDATE fact_deals SET stage_number = 1")
+    con.close()
+    assert "does not know" not in _summary(home)

@@ -9,6 +9,7 @@ from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.ingestion import values
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.ingestion.pulls import conform_raw
+from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.ingestion.quality import validate_deals
 from salesintel_assets.sources.csv_export import read_export
 from salesintel_assets_tests.ingestion import bad_input_study as study
@@ -169,10 +170,26 @@ def test_stage_names_that_read_alike_must_mean_the_same_stage():
         type(RULES).model_validate(raw)
 
 
-def test_unknown_stage_is_flagged_under_its_own_rule_and_counts_toward_the_breaker():
-    result = validate_deals(batch(*[deal(f"U{i}", deal_stage="Evaluation") for i in range(60)]), RULES)
-    assert result.rule_counts["unknown_stage"] == 60 and result.rule_counts["date_logic"] == 0
+def test_unknown_stage_names_are_kept_counted_and_not_bad_rows():
+    """A CRM's own pipeline is analysed (without stage positions) rather than
+    the whole pull refused."""
+    open_deals = [deal(f"U{i}", deal_stage="Evaluation", closed_date="", sales_cycle_days="", outcome="")
+                  for i in range(60)]
+    result = validate_deals(batch(*open_deals, deal("C", deal_stage="Signed")), RULES)
+    assert result.rule_counts["unknown_stage"] == 61 and result.rule_counts["closed_stage_open_deal"] == 0
+    assert set(result.clean["deal_stage"]) == {"Evaluation", "Signed"} and not result.clean["needs_review"].any()
+    assert result.bad_rows == 0 and not result.breaker_tripped(RULES)
+
+
+@pytest.mark.parametrize("stage", ["Closed - Signed", "Deal Won", "lost to competitor", "Dead", "Disqualified"])
+def test_an_unknown_stage_that_reads_as_closed_on_an_open_deal_is_flagged_and_counts_toward_the_breaker(stage):
+    rows = [deal(f"U{i}", deal_stage=stage, closed_date="", sales_cycle_days="", outcome="") for i in range(60)]
+    result = validate_deals(batch(*rows), RULES)
+    assert result.rule_counts["closed_stage_open_deal"] == 60 and result.clean["needs_review"].all()
+    assert result.clean["review_reason"].iloc[0] == (
+        f"deal_stage {stage} reads as closed but the deal has no closed_date or outcome")
     assert result.breaker_tripped(RULES)
+    assert "closed_stage_open_deal 60 (e.g. U0: deal_stage" in quality.breaker_sentence(result, RULES, "the export")
 
 
 def test_blank_optional_fields_are_filled_reported_and_not_bad_rows():

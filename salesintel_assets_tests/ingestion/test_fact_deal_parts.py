@@ -13,7 +13,8 @@ from salesintel_assets_tests.support import csv_resources, read_table, run_job, 
 def test_fact_deals_built_in_parts_equal_one_part(tmp_path, skygeni_csv, monkeypatch):
     frame = pd.read_csv(skygeni_csv, dtype=str, keep_default_na=False).head(800)
     frame.loc[3, "deal_amount"] = "-10"                         # quarantined
-    frame.loc[4, "deal_stage"] = "Haggling"                     # flagged: unknown stage
+    frame.loc[4, "deal_stage"] = "Haggling"                     # kept without a stage position
+    frame.loc[8, "closed_date"] = "2000-01-01"                  # flagged: closed before created
     frame.loc[5, "sales_cycle_days"] = "999"                    # corrected from the dates
     frame.loc[6, "industry"] = ""                               # filled "Unknown"
     frame = pd.concat([frame, frame.iloc[[7]]], ignore_index=True)  # a repeated deal
@@ -39,7 +40,8 @@ def test_fact_deals_built_in_parts_equal_one_part(tmp_path, skygeni_csv, monkeyp
     assert collections == []
     whole = read_table(home, "fact_deals").sort_values("deal_id", ignore_index=True)
     pd.testing.assert_frame_equal(parted.drop(columns="as_of_date"), whole.drop(columns="as_of_date"))
-    assert len(whole) == 799 and whole["needs_review"].sum() >= 1 and (whole["industry"] == "Unknown").sum() >= 1
+    assert len(whole) == 799 and whole["needs_review"].sum() == 1 and (whole["industry"] == "Unknown").sum() >= 1
+    assert whole.loc[whole["deal_stage"] == "Haggling", "stage_number"].isna().all()
     assert sorted(read_table(home, "quarantined_deals")["rule"]) == ["duplicates", "negative_amount"]
 
 

@@ -195,13 +195,18 @@ def test_csv_export_with_bom_and_untidy_header_loads(tmp_path):
     assert validate_deals(conform_raw(page), RULES).schema_errors == []
 
 
-def test_unknown_stage_is_flagged_with_its_words_next_to_other_review_reasons():
+def test_only_an_unknown_stage_that_reads_as_closed_is_flagged_with_its_words_next_to_other_review_reasons():
+    open_fields = dict(closed_date="", sales_cycle_days="", outcome="Open")
     result = validate_deals(batch(
-        deal("A", deal_stage="Haggling"), deal("B", deal_stage="Haggling", closed_date="2023-12-01"), deal("C"),
-        deal("D", deal_stage="", outcome="Open", closed_date="", sales_cycle_days="")), RULES)
-    reasons = dict(zip(result.clean["deal_id"], result.clean["review_reason"]))
-    assert reasons["A"] == "deal_stage Haggling is not a stage of the rules file"
-    assert reasons["B"] == "closed_date is before created_date; deal_stage Haggling is not a stage of the rules file"
-    assert reasons["C"] is None
-    assert reasons["D"] == "deal_stage Unknown is not a stage of the rules file"
-    assert result.rule_counts["unknown_stage"] == 3 and result.clean["needs_review"].sum() == 3
+        deal("A", deal_stage="Haggling", **open_fields), deal("B", deal_stage="Haggling", closed_date="2023-12-01"),
+        deal("C"), deal("D", deal_stage="", **open_fields), deal("E", deal_stage="Closed/Signed", **open_fields),
+        deal("F", deal_stage="Wonder Phase", **open_fields), deal("G", deal_stage="Closed/Signed")), RULES)
+    clean = result.clean.set_index("deal_id")
+    assert clean.loc["B", "review_reason"] == "closed_date is before created_date"
+    assert clean.loc["E", "review_reason"] == (
+        "deal_stage Closed/Signed reads as closed but the deal has no closed_date or outcome")
+    assert clean["needs_review"].to_dict() == {k: k in "BE" for k in "ABCDEFG"}
+    assert clean.loc["D", "deal_stage"] == "Unknown"
+    assert result.rule_counts["unknown_stage"] == 6 and result.rule_counts["closed_stage_open_deal"] == 1
+
+

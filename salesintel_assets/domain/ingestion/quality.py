@@ -13,7 +13,8 @@ Each rule has one action, as the design's quality table says:
 | negative_amount: deal_amount below zero | quarantine |
 | future_date: created after the analysis date | quarantine |
 | date_logic: closed_date >= created_date | flag for manual review |
-| unknown_stage: deal_stage not in the rules file's stages or mapping | flag for manual review |
+| unknown_stage: deal_stage not in the rules file's stages or mapping | keep the name without a stage position, record |
+| closed_stage_open_deal: an unknown stage name that says won, lost or closed on a deal without a close | flag for manual review |
 | stage_mapping: the CRM's stage names mapped to the canonical stages | auto-correct, record |
 | sales_cycle: sales_cycle_days == closed - created | auto-correct, record |
 | missing_dimension: empty rep/segment field | fill "Unknown", record |
@@ -22,7 +23,12 @@ Each rule has one action, as the design's quality table says:
 Nothing is dropped silently: every row ends up clean, flagged, corrected or
 quarantined with its rule and reason, and every rule is counted. Only
 quarantined and flagged rows count toward the circuit breaker: a blank
-optional field or a recomputed cycle is not a broken row. Neither is an open
+optional field or a recomputed cycle is not a broken row. Nor is a stage name
+the rules file does not know: a CRM's own pipeline (HubSpot, Salesforce and a
+CSV alike) is analysed without stage positions until the names are mapped, and
+the run summary says so first, rather than the whole pull being refused; only
+a name that reads as an end (won, lost, closed) on a deal without a close is
+flagged, because the export may have left its close out. Neither is an open
 deal without an amount: many CRMs leave it empty until a price is agreed (a
 closed deal's amount is what it was won or lost at, and stays required). It
 stays unknown, never 0: revenue figures count only the deals with an amount
@@ -52,7 +58,8 @@ RULE_ACTIONS = {
     "negative_amount": QUARANTINE,
     "future_date": QUARANTINE,
     "date_logic": FLAG,
-    "unknown_stage": FLAG,
+    "unknown_stage": FIX,
+    "closed_stage_open_deal": FLAG,
     "stage_mapping": FIX,
     "sales_cycle": FIX,
     "missing_dimension": FIX,
@@ -64,6 +71,8 @@ LINE = "_line"        # the row's line in the source file, when it has one
 DEFECT = "_defect"    # why the source could not split the line into fields, "" when it could
 _DATES = ("created_date", "closed_date")
 _BREAKER_EXAMPLES = 3
+# Words in a stage name that say the deal ended.
+_END_WORDS = r"\b(?:won|lost|closed|dead|disqualified|cancell?ed|churned)\b"
 
 
 @dataclass
@@ -154,10 +163,12 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     counts["stage_mapping"] = int(clean.pop("stage_mapped").sum())
     counts["date_logic"] = int(clean["date_logic"].sum())
     counts["unknown_stage"] = int(clean["unknown_stage"].sum())
+    counts["closed_stage_open_deal"] = int(clean["closed_stage_open_deal"].sum())
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
     counts["missing_amount"] = int(clean["deal_amount"].isna().sum())
-    clean = clean.drop(columns=["date_logic", "unknown_stage", LINE, DEFECT], errors="ignore")
+    clean = clean.drop(columns=["date_logic", "unknown_stage", "closed_stage_open_deal", LINE, DEFECT],
+                       errors="ignore")
     return QualityResult(renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
                          batch_rows)
 
@@ -292,8 +303,9 @@ def _quarantine_reasons(raw: pd.DataFrame, typed: pd.DataFrame, value_reasons: p
 
 
 def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """Flag date-logic breaks and unknown stages, recompute sales cycles,
-    fill empty dimensions."""
+    """Flag date-logic breaks and open deals whose unknown stage name says
+    they ended, mark unknown stages, recompute sales cycles, fill empty
+    dimensions."""
     deals = deals.drop(columns=["implied_outcome"])
     is_open = _is_open(deals, rules)
     deals["outcome"] = deals["outcome"].where(~is_open, "Open")
@@ -316,11 +328,17 @@ def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     deals["dimension_filled"] = filled
     unknown_stage = ~deals["deal_stage"].isin(rules.stages.order)
     deals["unknown_stage"] = unknown_stage.to_numpy(bool)
-    if unknown_stage.any():   # the words only for the rows that need them: a million strings is not free
-        stage_reason = "deal_stage " + deals.loc[unknown_stage, "deal_stage"].astype(str) + " is not a stage of the rules file"
-        deals.loc[unknown_stage, "review_reason"] = (
-            (deals.loc[unknown_stage, "review_reason"].fillna("") + "; ").str.lstrip("; ") + stage_reason)
-    deals["needs_review"] = review | unknown_stage.to_numpy(bool)
+    ends = (unknown_stage & is_open).to_numpy(bool)
+    if ends.any():
+        codes, names = pd.factorize(deals.loc[ends, "deal_stage"])   # few names, many deals
+        ends[ends] = np.asarray(pd.Index(names).astype(str).str.lower().str.contains(_END_WORDS), bool)[codes]
+    deals["closed_stage_open_deal"] = ends
+    if ends.any():   # the words only for the rows that need them: a million strings is not free
+        stage_reason = ("deal_stage " + deals.loc[ends, "deal_stage"].astype(str)
+                        + " reads as closed but the deal has no closed_date or outcome")
+        deals.loc[ends, "review_reason"] = (
+            (deals.loc[ends, "review_reason"].fillna("") + "; ").str.lstrip("; ") + stage_reason)
+    deals["needs_review"] = review | ends
     return deals
 
 
@@ -375,7 +393,7 @@ def breaker_sentence(result: QualityResult, rules: Rules, where: str) -> str:
             rows = result.quarantined[result.quarantined["rule"] == rule]
             examples = [f"{r['deal_id'] or 'no id'}: {r['reason']}" for _, r in rows.head(2).iterrows()]
         elif action == FLAG:
-            needle = "closed_date is before" if rule == "date_logic" else "is not a stage"
+            needle = "closed_date is before" if rule == "date_logic" else "reads as closed"
             rows = flagged[flagged["review_reason"].fillna("").str.contains(needle)]
             examples = [f"{r['deal_id']}: {r['review_reason']}" for _, r in rows.head(2).iterrows()]
         else:
