@@ -30,3 +30,9 @@ EXPORT_COLUMNS = (
     "outcome",
 )
 DIMENSION_COLUMNS = ("industry", "region", "product_type", "lead_source")
+# Export columns a file may leave out, read as empty cells are: the rep and
+# the dimensions become "Unknown", the cycle is computed from the dates and
+# the outcome comes from a won or lost stage name (a deal without a close is
+# open). Many real exports have no cycle or lead source column at all.
+DERIVABLE_EXPORT_COLUMNS = ("sales_rep_id",) + DIMENSION_COLUMNS + ("sales_cycle_days", "outcome")
+REQUIRED_EXPORT_COLUMNS = tuple(c for c in EXPORT_COLUMNS if c not in DERIVABLE_EXPORT_COLUMNS)

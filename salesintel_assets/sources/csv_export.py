@@ -26,7 +26,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from salesintel_assets.constants import EXPORT_COLUMNS
+from salesintel_assets.constants import EXPORT_COLUMNS, REQUIRED_EXPORT_COLUMNS
 from salesintel_assets.domain.ingestion.blocked import BlockedInput
 from salesintel_assets.domain.ingestion.quality import DEFECT, LINE
 
@@ -77,15 +77,20 @@ def _looks_binary(text: str) -> bool:
     return controls > max(2, len(sample) // 100)
 
 
-def sniff_delimiter(header_line: str, required: tuple[str, ...] = EXPORT_COLUMNS) -> str:
+def sniff_delimiter(header_line: str, names: tuple[str, ...] = EXPORT_COLUMNS) -> str:
     """The delimiter the header line is written with: the one that splits it
-    into the most required column names, then into the most cells (so a
+    into the most of the known column ``names``, then into the most cells (so a
     header with wrong names still reads as its columns, and the message names
     them); ',' on a tie."""
     def reading(mark: str) -> tuple[int, int]:
         cells = {cell.strip().lower() for cell in next(csv.reader([header_line], delimiter=mark), [])}
-        return sum(name in cells for name in required), len(cells)
+        return sum(name in cells for name in names), len(cells)
     return max(DELIMITERS, key=reading)   # max keeps the first of equals: ',' leads
+
+
+def _known(required: tuple[str, ...]) -> tuple[str, ...]:
+    """The names that tell a delimiter: the required ones and the export's own."""
+    return tuple(dict.fromkeys(required + EXPORT_COLUMNS))
 
 
 def _odd_quote(delimiter: str) -> re.Pattern:
@@ -95,7 +100,7 @@ def _odd_quote(delimiter: str) -> re.Pattern:
     return re.compile(rf'[^{mark}\r\n"]"[^{mark}\r\n"]')
 
 
-def read_export(path: str | Path, required: tuple[str, ...] = EXPORT_COLUMNS,
+def read_export(path: str | Path, required: tuple[str, ...] = REQUIRED_EXPORT_COLUMNS,
                 what: str = "CRM export") -> ExportFile:
     """The export as text, or ``BlockedInput`` with one sentence."""
     where = f"The {what} {path}"
@@ -143,7 +148,7 @@ def _fast_header(text: str, where: str, required: tuple[str, ...]) -> _Layout | 
     if "\x00" in text or text.count("\r") != text.count("\r\n"):
         return None
     first = text[: text.find("\n") + 1 if "\n" in text else len(text)]
-    delimiter = sniff_delimiter(first, required)
+    delimiter = sniff_delimiter(first, _known(required))
     if '"' in text and _odd_quote(delimiter).search(text):
         return None
     header_records = list(csv.reader([first], delimiter=delimiter))
@@ -226,7 +231,8 @@ def _stage(con, target: Path, layout: _Layout, table: str) -> bool:
     return True
 
 
-def stage_export(con, path: str | Path, table: str, required: tuple[str, ...] = EXPORT_COLUMNS) -> list[str] | None:
+def stage_export(con, path: str | Path, table: str,
+                 required: tuple[str, ...] = REQUIRED_EXPORT_COLUMNS) -> list[str] | None:
     """Split a plain UTF-8 export into the temp table ``table`` of ``con``
     (see ``_stage``) without loading it into Python, and return its header;
     None when the file needs ``read_export`` (which then says what, if
@@ -261,7 +267,7 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     if "\n" not in text:
         text = text.replace("\r", "\n")   # old Mac line endings
     lines = re.split(r"(?<=\n)", text)
-    delimiter = sniff_delimiter(next((line for line in lines if line.strip()), ""), required)
+    delimiter = sniff_delimiter(next((line for line in lines if line.strip()), ""), _known(required))
     # A stray NUL byte spoils its line only (the csv module refuses the whole file).
     nul_lines = {number for number, line in enumerate(lines, start=1) if "\x00" in line}
     if nul_lines:
@@ -334,4 +340,4 @@ def _check_header(header: list[str], where: str, required: tuple[str, ...]) -> N
     missing = [c for c in required if c not in header]
     if missing:
         raise BlockedInput(f"{where} has no column(s) {', '.join(missing)} (found: {', '.join(header)[:200]}): "
-                           f"export it with the columns {','.join(required)}.")
+                           f"export it with at least the columns {','.join(required)}.")

@@ -207,6 +207,17 @@ def versions(with_modified: bool) -> Callable[[Path, list[Deal]], Path]:
     return build
 
 
+def without_columns(*names: str, stage_says_outcome: bool = False) -> Callable[[Path, list[Deal]], Path]:
+    """The export without ``names`` (a closed deal's stage Won or Lost when
+    ``stage_says_outcome``, as CRMs without an outcome field write it)."""
+    def build(folder: Path, deals: list[Deal]) -> Path:
+        rows = [{**r, "deal_stage": r["outcome"] or r["deal_stage"]} if stage_says_outcome else r
+                for r in rows_of(deals)]
+        kept = [c for c in HEADER if c not in names]
+        return write(folder / "export.csv", csv_text([{c: r[c] for c in kept} for r in rows], kept))
+    return build
+
+
 def day_first_ambiguous(folder: Path, deals: list[Deal]) -> Path:
     """Every day is 12 or less: nothing in the file says which part is the day."""
     shifted = [Deal(**{**d.__dict__, "created": d.created.replace(day=min(d.created.day, 12)),
@@ -323,8 +334,10 @@ CASES = [
     Case("a path that does not exist", O, "block", missing_path),
     Case("semicolon-separated", O, "load", text_edit(lambda t: t.replace(",", ";"))),
     Case("tab-separated", O, "load", text_edit(lambda t: t.replace(",", "\t"))),
-    Case("a required column missing", O, "block",
-         text_edit(lambda t: "\n".join(",".join(l.split(",")[:-1]) for l in t.split("\n")))),
+    Case("a required column missing (deal_amount)", O, "block", without_columns("deal_amount")),
+    Case("no sales_cycle_days, lead_source or outcome column (won and lost said by the stage)", O, "load",
+         without_columns("sales_cycle_days", "lead_source", "outcome", stage_says_outcome=True),
+         truth=lambda ds: [Deal(**{**d.__dict__, "lead_source": "Unknown"}) for d in ds], repeat=2),
     Case("a column twice", O, "block", text_edit(lambda t: t.replace("region,", "industry,", 1))),
     Case("a bad SALESINTEL_AS_OF", O, "block", plain(), env={"SALESINTEL_AS_OF": "2024-13-45"}),
     Case("an unknown --date-order in the environment", O, "block", plain(), env={"SALESINTEL_DATE_ORDER": "ymd"}),

@@ -214,7 +214,8 @@ def test_malformed_rows_are_quarantined_with_their_line(tmp_path):
     (bytes(range(256)) * 4, "is a binary file"),
     (b"id;created;won\n1;2024-01-01;yes\n", "has no column(s) deal_id, created_date, closed_date"),
     (b"id;created;won\n1;2024-01-01;yes\n", "(found: id, created, won)"),   # read with its own delimiter
-    (HEADER.replace(",outcome", "").encode() + b"\n" + ROW.rsplit(",", 1)[0].encode(), "has no column(s) outcome"),
+    (HEADER.replace(",deal_amount", "").encode() + b"\n" + ROW.replace(",1000,", ",").encode(),
+     "has no column(s) deal_amount"),
 ])
 def test_file_level_problems_block_with_one_sentence(tmp_path, content, message):
     path = tmp_path / "export.csv"
@@ -222,6 +223,22 @@ def test_file_level_problems_block_with_one_sentence(tmp_path, content, message)
     with pytest.raises(BlockedInput, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
         read_export(path)
     assert len(str(caught.value).splitlines()) == 1 and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])   # DuckDB's reader, then the line-by-line one
+def test_derivable_columns_may_be_left_out_of_an_export(tmp_path, encoding):
+    """The rep, the dimensions, the cycle and the outcome (from a won or lost
+    stage name) are read as empty cells are when the file has no such column."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(("deal_id,created_date,closed_date,deal_stage,deal_amount\n"
+                      "D1,2024-01-15,2024-02-14,Won,1200\nD2,2024-01-20,2024-03-01,Lost,900\n"
+                      "D3,2024-01-25,,Négociation,\n").encode(encoding))
+    result = validate_deals(conform_raw(read_export(path).frame), RULES)
+    clean = result.clean.set_index("deal_id")
+    assert result.bad_rows == 0 and clean["outcome"].to_dict() == {"D1": "Won", "D2": "Lost", "D3": "Open"}
+    assert clean["sales_cycle_days"].iloc[:2].tolist() == [30, 41] and pd.isna(clean.loc["D3", "sales_cycle_days"])
+    assert (clean[["sales_rep_id", "industry", "region", "product_type", "lead_source"]] == "Unknown").all().all()
+    assert result.rule_counts["missing_dimension"] == 3 and result.rule_counts["sales_cycle"] == 2
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "cp1252"])   # DuckDB's reader, then the line-by-line one

@@ -143,7 +143,7 @@ def test_circuit_breaker_stops_downstream_and_keeps_cursor(home, export):
 
 def test_missing_column_blocks_the_pipeline_before_anything_is_written(home, export):
     path, frame = export
-    frame.drop(columns=["outcome"]).to_csv(path, index=False)
+    frame.drop(columns=["deal_amount"]).to_csv(path, index=False)
     result = load(home, path, raise_on_error=False)
     assert not result.success and not result.get_asset_materialization_events()
     assert not (home / "lake" / "raw_deals").exists() or not any((home / "lake" / "raw_deals").iterdir())

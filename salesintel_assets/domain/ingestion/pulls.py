@@ -11,13 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from salesintel_assets.constants import EXPORT_COLUMNS
+from salesintel_assets.constants import DERIVABLE_EXPORT_COLUMNS, EXPORT_COLUMNS
 from salesintel_assets.domain.common.rules import STAGE_KEY_SQL, stage_key
 from salesintel_assets.domain.common.tables import table_columns, table_exists
 
 # Optional columns a CRM may deliver beside the export format.
 OPTIONAL_COLUMNS = ("last_modified", "stage_entered_date")
 RAW_COLUMNS = EXPORT_COLUMNS + OPTIONAL_COLUMNS
+EMPTY_WHEN_ABSENT = OPTIONAL_COLUMNS + DERIVABLE_EXPORT_COLUMNS
 # Where a row came from in a file and why it could not be split: carried
 # through the pull for the quarantine's reasons, never stored in raw_deals.
 SOURCE_POSITION = ("_line", "_defect")
@@ -43,13 +44,14 @@ def as_export_text(deals: pd.DataFrame) -> pd.DataFrame:
 
 
 def conform_raw(page: pd.DataFrame) -> pd.DataFrame:
-    """Keep the known columns as text, adding empty optional ones. Missing
-    required columns stay missing: the schema gate reports them."""
+    """Keep the known columns as text, adding empty optional and derivable
+    ones (``EMPTY_WHEN_ABSENT``). Missing required columns stay missing: the
+    schema gate reports them."""
     # Column by column, without a copy of the whole page: a million-row page is large.
     index = pd.RangeIndex(len(page))
     text = {col: stripped_text(page[col]).to_numpy() if col in page.columns
             else np.full(len(page), "", dtype=object)
-            for col in RAW_COLUMNS if col in page.columns or col in OPTIONAL_COLUMNS}
+            for col in RAW_COLUMNS if col in page.columns or col in EMPTY_WHEN_ABSENT}
     text.update({col: page[col].to_numpy() for col in SOURCE_POSITION if col in page.columns})
     return pd.DataFrame(text, index=index, copy=False)
 
