@@ -246,15 +246,15 @@ def _store_pull(context: dg.AssetExecutionContext, crm: CRMSource, warehouse: Wa
                 unseen = ingestion.unseen_quarantine(con, result.quarantined)
                 new_data = bool(len(latest) or len(unseen)) or reruns.rows_change(
                     con, "raw_deal_deletions", deletions, "deal_id", ["deal_id", "deleted_at"])
-                stored = staged_pull.with_digests(latest[raw_columns], latest[quality.LINE], gated["digests"]) \
-                    if gated["digests"] is not None else latest[raw_columns]
+                stored = staged_pull.with_digests(latest[raw_columns], latest.get(quality.LINE), gated["digests"])
                 with load_memory_limit(con):
                     staged_pull.ensure_digest_column(con)
                     upsert_frame(con, "raw_deals", quality.renumbered(stored), "deal_id")
                 upsert_frame(con, "raw_deal_deletions", deletions, "deal_id")
                 append_frame(con, "quarantined_deals", unseen)
             else:
-                for table, frame in (("raw_deals", pull[raw_columns]), ("raw_deal_deletions", deletions)):
+                for table, frame in (("raw_deals", staged_pull.with_digests(pull[raw_columns].iloc[:0], None, None)),
+                                     ("raw_deal_deletions", deletions)):
                     if not table_exists(con, table):
                         upsert_frame(con, table, frame.iloc[:0], "deal_id")
             if not table_exists(con, "quarantined_deals"):

@@ -171,8 +171,12 @@ def write_lake_rows(con: duckdb.DuckDBPyConnection, table: str, header: list[str
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def with_digests(rows: pd.DataFrame, lines: pd.Series, digests: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with the raw digest of the line each came from."""
+def with_digests(rows: pd.DataFrame, lines: pd.Series, digests: pd.DataFrame | None) -> pd.DataFrame:
+    """``rows`` with the raw digest of the line each came from (empty without
+    digests: a pull the staged reader could not split, or a connector's), so
+    raw_deals has the same columns whichever pull created it."""
+    if digests is None:
+        return rows.assign(**{DIGEST: pd.array([pd.NA] * len(rows), dtype="UInt64")})
     by_line = pd.Series(digests[DIGEST].to_numpy(), index=digests["_line"].to_numpy())
     return rows.assign(**{DIGEST: by_line.reindex(lines.to_numpy()).to_numpy()})
 
