@@ -19,7 +19,9 @@ pushed to close in the quarter's last three weeks, so quarter-end months
 have more closes, more wins (about 80 % against 50 %) and longer cycles.
 Plants then change outcomes on top of the season by ``shift`` points of the
 segment's rate in the window (a dip turns wins into losses, a spike losses
-into wins) instead of redrawing them.
+into wins) instead of redrawing them. ``year_end_push`` (when given) is the
+share pushed in the year's last quarter instead: a stronger year-end push,
+as many CRMs show, recurs every year and is no change either.
 
 The truth of each plant is its segment; ``related`` says whether a reported
 segment is that segment, inside it or contains it.
@@ -85,17 +87,19 @@ def _segment_mask(frame_cols: dict, segment: dict) -> np.ndarray:
     return mask
 
 
-def _quarter_push(rng, created, closed, won, share: float) -> np.ndarray:
+def _quarter_push(rng, created, closed, won, share: float, year_end_share: float | None = None) -> np.ndarray:
     """Close dates after the quarter-end push (see the module docstring)."""
     months = closed.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
     quarter_end = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
-    push = won & (months % 3 < 2) & (rng.random(len(closed)) < share)
+    shares = np.where(months % 12 >= 9, share if year_end_share is None else year_end_share, share)
+    push = won & (months % 3 < 2) & (rng.random(len(closed)) < shares)
     target = quarter_end - rng.integers(0, 21, len(closed))
     return np.where(push, np.maximum(target, closed), closed)
 
 
 def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: int = 540,
-             growth: float = 0.5, plants: tuple = (), quarter_push: float = 0.0) -> World:
+             growth: float = 0.5, plants: tuple = (), quarter_push: float = 0.0,
+             year_end_push: float | None = None) -> World:
     """A fact_deals-shaped frame of about ``n_deals`` deals created over
     ``history_days`` up to ``as_of``, with the plants applied."""
     rng = np.random.default_rng(seed)
@@ -125,7 +129,7 @@ def generate(n_deals: int, seed: int, as_of: str = "2026-06-30", history_days: i
     cycle = np.clip(np.round(median * np.exp(rng.normal(0, 0.55, n))), 3, 240).astype(np.int64)
     closed = created + cycle
     if quarter_push > 0:
-        closed = _quarter_push(rng, created, closed, won, quarter_push)
+        closed = _quarter_push(rng, created, closed, won, quarter_push, year_end_push)
         cycle = closed - created
 
     cols = {"industry": np.array(INDUSTRIES, dtype=object)[ind], "region": np.array(REGIONS, dtype=object)[reg],

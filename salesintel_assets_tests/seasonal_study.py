@@ -2,6 +2,7 @@
 and recall of real changes planted on top of the season.
 
     python -m salesintel_assets_tests.seasonal_study [deals] [worlds] [mode] [first_null_seed]
+    python -m salesintel_assets_tests.seasonal_study yearly [deals] [first_seed] [seeds]
 
 ``mode`` (auto, on, off: the rules' ``anomalies.seasonality.mode``) shows
 what standardising baselines for the season buys; "off" is the detector
@@ -11,6 +12,11 @@ quarter; every distinct segment anomaly raised in it is a false alarm.
 Per run: the alarms one daily run raises (what a user sees in one summary).
 Null months use seeds from ``first_null_seed`` (700; other seeds give worlds
 the rules were not chosen on).
+
+``yearly``: worlds with 2.5 years of history whose year-end push is stronger
+than the other quarter ends (``YEAR_END_PUSH``), runs every third day over
+November and December, with and without the yearly-pattern check
+(``domain/anomalies/recurrence.py``): false segment alarms per run.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from salesintel_assets_tests.scenarios import (
 )
 
 QUARTER_PUSH = 0.45  # quarter-end months win ~80 %, the others ~50 % (as in a real CRM)
+YEAR_END_PUSH = 0.8  # ... and the year's last quarter pushes far more
 MONTH_ENDS = ("2026-04-30", "2026-05-31", "2026-06-30")  # first, second, third month of a quarter
 
 
@@ -89,9 +96,37 @@ def study(n_deals: int, worlds: int, mode: str, first_null_seed: int = 700) -> d
             "planted": recall(n_deals, range(worlds), rules)}
 
 
+def yearly_null(n_deals: int, seeds: range, with_check: bool) -> dict:
+    """False segment alarms per run on year-end-push worlds, every third day
+    over November and December."""
+    from unittest import mock
+
+    from salesintel_assets.domain.anomalies import recurrence
+
+    rules = rules_with("auto")
+    never = (lambda found, past: np.zeros(len(found), dtype=bool))
+    runs = []
+    with mock.patch.object(recurrence, "recurring", recurrence.recurring if with_check else never):
+        for seed in seeds:
+            for month_end in ("2026-11-30", "2026-12-31"):
+                world = generate(n_deals, seed, as_of=month_end, history_days=900, quarter_push=QUARTER_PUSH,
+                                 year_end_push=YEAR_END_PUSH)
+                runs += [len(segment_anomalies(world, world.as_of - pd.Timedelta(days=back), rules))
+                         for back in range(0, 30, 3)]
+    return {"with_check": with_check, "runs": len(runs), "false_alarms_per_run": sum(runs) / len(runs),
+            "worst_run": max(runs)}
+
+
 if __name__ == "__main__":
     import json
     import sys
+
+    if sys.argv[1:2] == ["yearly"]:
+        given = [int(a) for a in sys.argv[2:5]]
+        deals, first, count = given + [12_000, 1400, 3][len(given):]
+        for check in (True, False):
+            print(json.dumps(yearly_null(deals, range(first, first + count), check)))
+        sys.exit(0)
 
     deals = int(sys.argv[1]) if len(sys.argv) > 1 else 12_000
     worlds = int(sys.argv[2]) if len(sys.argv) > 2 else 24

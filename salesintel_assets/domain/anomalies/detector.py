@@ -35,10 +35,13 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.anomalies import explanations as text
+from salesintel_assets.domain.anomalies import recurrence
 from salesintel_assets.domain.anomalies.samples import (
-    DealDays, SegmentCurves, align_metrics, closed_comparison, closed_window, created_comparison, entry_quality,
-    metric_values, open_age_comparison, quantile_edges, season_check,
+    NEVER, DealDays, SegmentCurves, align_metrics, baseline_start, closed_comparison, closed_window,
+    created_comparison, day_number, entry_quality, metric_values, open_age_comparison, quantile_edges, season_check,
+    to_timestamp,
 )
+from salesintel_assets.domain.anomalies.seasonality import SeasonCheck
 from salesintel_assets.domain.anomalies.selection import SEGMENT_COLUMNS, keys_of, run_tests, select_findings
 from salesintel_assets.domain.anomalies.significance import Comparison, SegmentCodes, in_segment
 from salesintel_assets.domain.anomalies.root_cause import drill_down
@@ -89,39 +92,49 @@ def empty_anomalies() -> pd.DataFrame:
 
 
 def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: Rules, deals: DealDays,
-                      codes: SegmentCodes) -> tuple[list[Comparison], list[str]]:
-    """Every window x measurement the run tests."""
+                      codes: SegmentCodes, only: set[tuple[str, int]] | None = None,
+                      seasons: SeasonCheck | None = None) -> tuple[list[Comparison], list[str]]:
+    """Every window x measurement the run tests (only these (family, window
+    days) pairs when ``only`` is given; an open-age one stands for its family),
+    seasonal or not as ``seasons`` says (judged on the deals when not given)."""
     ar = rules.anomalies
     curves = SegmentCurves(deals, codes)
     cycle = (deals.closed - deals.created).astype("float64")
     comps: list[Comparison] = []
     notes: list[str] = []
-    acceptable, known, how = entry_quality(fact, metrics, rules, deals)
-    notes.append(how)
+
+    families = None if only is None else {family for family, _ in only}
+
+    def uses(test, family: str, w: int) -> bool:
+        return (only is None or (family, w) in only) and (test.windows_days is None or w in test.windows_days)
+
+    acceptable = known = None
+    if families is None or "quality" in families:
+        acceptable, known, how = entry_quality(fact, metrics, rules, deals)
+        notes.append(how)
     notes.extend(_creation_note(deals, ar.baseline_days))
-    seasons = season_check(deals, rules)
+    seasons = seasons or season_check(deals, rules)
     notes.append(seasons.note)
     metric_cols = {m: metric_values(metrics, m) for m in ar.metric_shift.metrics}
     for m, values in metric_cols.items():
         if values is None:
             notes.append(f"{m}: no deal metrics, its distribution was not tested")
-    def uses(test, w: int) -> bool:
-        return test.windows_days is None or w in test.windows_days
-
     for w in ar.windows_days:
+        if only is not None and not any(window == w for _, window in only):
+            continue
         cw = closed_window(deals, curves, rules, w, seasons.seasonal)
-        if uses(ar.win_rate, w):
+        if uses(ar.win_rate, "win_rate", w):
             comps.append(closed_comparison(cw, rules, family="win_rate", metric="win_rate", kind="rate",
                                            alternative="two-sided", values=deals.won.astype("float64"),
                                            test=ar.win_rate))
-        if uses(ar.cycle, w):
+        if uses(ar.cycle, "cycle", w):
             comps.append(closed_comparison(cw, rules, family="cycle", metric="sales_cycle_days", kind="rank",
                                            alternative="greater", values=cycle, test=ar.cycle,
                                            bins=ar.max_days + 1))
-        if uses(ar.quality, w):
+        if uses(ar.quality, "quality", w):
             comps.append(created_comparison(deals, rules, w, acceptable, known))
         for m, values in metric_cols.items():
-            if values is None or not uses(ar.metric_shift, w):
+            if values is None or not uses(ar.metric_shift, "metric_shift", w):
                 continue
             valid = np.isfinite(values)
             edges = quantile_edges(np.concatenate([values[cw.rows], values[cw.base_rows]]),
@@ -129,10 +142,11 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
             comps.append(closed_comparison(cw, rules, family="metric_shift", metric=m, kind="rank",
                                            alternative="two-sided", values=values, valid=valid,
                                            test=ar.metric_shift, bins=len(edges) + 1, bin_edges=edges))
-    open_age = open_age_comparison(deals, curves, rules, seasons.seasonal)
-    if open_age is None:
+    open_age = open_age_comparison(deals, curves, rules, seasons.seasonal) \
+        if families is None or "open_age" in families else None
+    if open_age is None and families is None:
         notes.append("open deals' ages: not enough history before the baseline to compare ages")
-    else:
+    elif open_age is not None:
         comps.append(open_age)
     for comp in comps:
         notes.extend(comp.notes)
@@ -179,12 +193,15 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     deals = DealDays.from_fact(fact, as_of)
     deal_metrics = align_metrics(fact, deal_metrics)
     codes = SegmentCodes(fact, SEGMENT_COLUMNS)
-    comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes)
+    seasons = season_check(deals, rules)
+    comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes, seasons=seasons)
     notes = single_notes + notes
     tests = run_tests(comps, codes, rules)
     rows = []
     if len(tests):
         found = select_findings(tests, comps, codes, rules)
+        found, yearly = _without_yearly_patterns(found, fact, deals, codes, rules, seasons.seasonal)
+        notes.extend(yearly)
         rows = [_segment_row(r, comps[int(r["comp_id"])], codes, deals, rules, len(tests))
                 for _, r in found.iterrows()]
     stalled = stalled_deals(fact, deal_metrics, transitions, rules, deals)
@@ -196,6 +213,30 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     table = pd.DataFrame(rows) if rows else empty_anomalies()
     table = _finish(table, as_of)
     return AnomalyReport(table, tests, notes, stalled.flagged)
+
+
+def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deals: DealDays, codes: SegmentCodes,
+                             rules: Rules, seasonal: bool) -> tuple[pd.DataFrame, list[str]]:
+    """The findings less those that showed the same way a year earlier
+    (``recurrence``), and the note that says which. Last year's tests are
+    today's: the same seasonal standardisation, and a full baseline (a
+    history too short then has nothing to say)."""
+    wanted = found[found["family"].isin(recurrence.FAMILIES)]
+    if not len(wanted):
+        return found, []
+    day = recurrence.last_year(to_timestamp(deals.as_of))
+    then = deals.earlier(day_number(day))
+    known = deals.created[deals.created < NEVER]
+    longest = int(wanted["window_days"].max())
+    if not len(known) or known.min() > baseline_start(rules, then.as_of, longest, seasonal):
+        return found, []
+    comps, _ = build_comparisons(fact, None, rules, then, codes,
+                                 only=set(zip(wanted["family"], wanted["window_days"].astype(int))),
+                                 seasons=SeasonCheck(seasonal, ""))
+    again = recurrence.recurring(found, run_tests(comps, codes, rules))
+    if not again.any():
+        return found, []
+    return found[~again], [recurrence.note(found[again], day)]
 
 
 def _without_single_valued(fact: pd.DataFrame, rules: Rules) -> tuple[Rules, list[str]]:

@@ -85,6 +85,15 @@ class DealDays:
             open_now=known & (created <= a) & ~(closed <= a),
         )
 
+    def earlier(self, day: int) -> "DealDays":
+        """The same deals as the detector saw them on an earlier ``day``
+        (a deal closed by then was closed by the analysis date too)."""
+        by_then = self.closed <= day
+        known = self.created < NEVER
+        return DealDays(as_of=int(day), created=self.created, closed=self.closed, won=self.won, amount=self.amount,
+                        closed_by_as_of=self.closed_by_as_of & by_then, usable_closed=self.usable_closed & by_then,
+                        open_now=known & (self.created <= day) & ~by_then)
+
 
 class CreationCurve:
     """Deals created per day up to the analysis date (whatever became of
@@ -170,6 +179,11 @@ def dimsets(rules: Rules, with_pairs: bool) -> list[tuple[str, ...]]:
     if with_pairs:
         sets += [tuple(sorted(p)) for p in ar.pairs]
     return sets
+
+
+def baseline_start(rules: Rules, as_of: int, window_days: int, seasonal: bool = False) -> int:
+    """First day of a closed-deal window's baseline."""
+    return _windows(rules, as_of, window_days, seasonal)[2]
 
 
 def _windows(rules: Rules, as_of: int, window_days: int, seasonal: bool = False) -> tuple[int, int, int, int]:

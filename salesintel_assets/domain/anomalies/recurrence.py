@@ -1,0 +1,68 @@
+"""Changes that recur every year at the same time are not news.
+
+Quarter-end seasonality is compared like with like by the baselines
+(``seasonality``). A year can have its own rhythm on top: the year-end push
+is often stronger than the other quarter ends, summer slower. A November
+compared with the weeks of earlier quarters then "dips" every year.
+
+So each finding of a run is looked up one year (52 weeks, the same weekday
+and nearly the same week of the quarter) earlier: the same test on the same
+segment and window, run as the detector would have run it on that day with
+only what was known then. When it moved the same way then, clearly (raw
+p <= ``RECURRING_P``), and this year adds less than a reportable change
+(the test's ``min_effect``) to last year's size (no more than the whole
+business's then), the finding is a yearly pattern: it is said in the run's notes, not raised. A change the history
+has never shown at this time of year is still raised, and so is a real
+change on top of the yearly one (this year's dip a reportable change deeper
+than last year's); so is one whose segment last year had too few deals to
+say (no test, no recurrence).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+YEAR_DAYS = 364              # 52 weeks: the same weekday, the same week of the quarter within a day or two
+RECURRING_P = 0.05           # last year's change must be clear on its own (one test, no correction needed)
+FAMILIES = ("win_rate", "cycle", "open_age")   # replayable from dates and outcomes alone
+KEY = ["family", "metric", "window_days", "segment"]
+
+
+def last_year(as_of: pd.Timestamp) -> pd.Timestamp:
+    return pd.Timestamp(as_of) - pd.Timedelta(days=YEAR_DAYS)
+
+
+def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
+    """Per finding: did the same test move the same way a year earlier,
+    clearly, and by as much as this year's less than a reportable change?
+    Last year's size is the smaller of the segment's and the whole
+    business's (0 when the business did not move that way): a yearly rhythm
+    is the business's, and one segment's size a year ago is a noisy
+    estimate of it, so a real change on top is not hidden by last year's
+    noise (a rhythm of one segment only is still raised)."""
+    if not len(found) or past_tests is None or not len(past_tests):
+        return np.zeros(len(found), dtype=bool)
+    past = past_tests[KEY + ["sign", "size", "p_value"]].drop_duplicates(KEY).rename(
+        columns={"sign": "past_sign", "size": "past_size", "p_value": "past_p"})
+    business = past[past["segment"] == "all"].drop(columns="segment").rename(
+        columns={"past_sign": "all_sign", "past_size": "all_size", "past_p": "all_p"})
+    joined = (found[KEY + ["sign", "size", "min_effect"]].reset_index(drop=True)
+              .merge(past, on=KEY, how="left").merge(business, on=KEY[:-1], how="left"))
+    sign = joined["sign"].to_numpy(dtype=float)
+    same_way = joined["past_sign"].to_numpy(dtype=float) == sign
+    clear = joined["past_p"].to_numpy(dtype=float) <= RECURRING_P
+    business_size = np.where(joined["all_sign"].to_numpy(dtype=float) == sign,
+                             np.nan_to_num(joined["all_size"].to_numpy(dtype=float)), 0.0)
+    last_year_size = np.minimum(joined["past_size"].to_numpy(dtype=float), business_size)
+    added = joined["size"].to_numpy(dtype=float) - last_year_size
+    as_large = added < joined["min_effect"].to_numpy(dtype=float)
+    return np.asarray(same_way & clear & as_large & found["family"].isin(FAMILIES).to_numpy(), dtype=bool)
+
+
+def note(found: pd.DataFrame, day: pd.Timestamp) -> str:
+    """The run's note for the findings left out."""
+    what = "; ".join(f"{r['anomaly_type']} {r['segment']} ({int(r['window_days'])} days)"
+                     for _, r in found.iterrows())
+    return (f"not raised, the same change showed at this time last year (as of {day.date()}): {what}: a yearly "
+            "pattern, not news")

@@ -1,0 +1,76 @@
+"""A change that showed the same way at this time last year is a yearly
+pattern (a stronger year-end push), not news; a new change still is."""
+
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.anomalies import recurrence
+from salesintel_assets.domain.anomalies.detector import detect_anomalies
+from salesintel_assets_tests import scenarios as S
+from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, rules_with
+
+AUTO = rules_with("auto")
+YEAR_END_PUSH = 0.8   # the year's last quarter pushes far more wins to its end than the others
+
+
+def _finding(**overrides) -> dict:
+    row = {"family": "win_rate", "metric": "win_rate", "window_days": 30, "segment": "all", "sign": -1.0,
+           "size": 0.20, "p_value": 0.001, "anomaly_type": "win_rate_dip", "min_effect": 0.08}
+    return row | overrides
+
+
+@pytest.mark.parametrize("past, expected", [
+    (_finding(p_value=0.01, size=0.13), True),              # the same way, clearly, as large but for 0.07
+    (_finding(p_value=0.01, size=0.30), True),              # larger last year
+    (_finding(p_value=0.01, size=0.12), False),             # this year adds a reportable change (0.08)
+    (_finding(p_value=0.20, size=0.20), False),             # not clear on its own
+    (_finding(p_value=0.01, sign=1.0), False),              # the other way
+    (_finding(p_value=0.01, segment="region=EU"), False),   # another segment
+    (_finding(p_value=0.01, window_days=7), False),         # another window
+])
+def test_a_finding_recurs_only_when_the_same_test_moved_the_same_way_clearly_last_year(past, expected):
+    found = pd.DataFrame([_finding()])
+    assert recurrence.recurring(found, pd.DataFrame([past])).tolist() == [expected]
+
+
+@pytest.mark.parametrize("business_past, expected", [
+    (0.25, True),    # the whole business moved as much a year ago: a yearly rhythm
+    (0.16, False),   # the segment went 0.14 further than the business a year ago (noise, or its own rhythm)
+])
+def test_last_years_size_is_no_more_than_the_whole_business_moved(business_past, expected):
+    found = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.30)])
+    past = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.25, p_value=0.01),
+                         _finding(size=business_past, p_value=1e-6)])
+    assert recurrence.recurring(found, past).tolist() == [expected]
+
+
+def test_only_families_replayable_from_dates_and_outcomes_are_judged():
+    found = pd.DataFrame([_finding(family="metric_shift", metric="smi")])
+    assert recurrence.recurring(found, pd.DataFrame([_finding(family="metric_shift", metric="smi")])).tolist() \
+        == [False]
+    assert recurrence.recurring(found, pd.DataFrame()).tolist() == [False]
+
+
+def _win_rate_findings(world: S.World, as_of: str) -> tuple[pd.DataFrame, list[str]]:
+    as_of = pd.Timestamp(as_of)
+    fact = world.fact[world.fact["created_date"] <= as_of].reset_index(drop=True)
+    report = detect_anomalies(fact, None, None, AUTO, as_of)
+    found = report.anomalies
+    return found[found["anomaly_type"].isin(["win_rate_dip", "win_rate_spike"])], report.notes
+
+
+def test_a_stronger_year_end_push_is_not_raised_every_november():
+    world = S.generate(12_000, 1400, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
+                       year_end_push=YEAR_END_PUSH)
+    found, notes = _win_rate_findings(world, "2026-11-30")
+    assert found.empty, found[["anomaly_type", "segment"]]
+    said = [n for n in notes if n.startswith("not raised, the same change showed at this time last year")]
+    assert said and "(as of 2025-12-01)" in said[0] and "win_rate_dip all" in said[0]
+
+
+def test_a_real_dip_on_top_of_the_yearly_pattern_is_still_raised():
+    world = S.generate(12_000, 1402, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
+                       year_end_push=YEAR_END_PUSH,
+                       plants=(S.WinRatePlant({"lead_source": "Inbound"}, -0.25),))
+    found, _ = _win_rate_findings(world, "2026-11-30")
+    assert "lead_source=Inbound" in set(found.loc[found["anomaly_type"] == "win_rate_dip", "segment"])
