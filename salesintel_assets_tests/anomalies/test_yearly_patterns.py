@@ -5,12 +5,9 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.domain.anomalies import recurrence
-from salesintel_assets.domain.anomalies.detector import detect_anomalies
 from salesintel_assets_tests import scenarios as S
-from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, rules_with
-
-AUTO = rules_with("auto")
-YEAR_END_PUSH = 0.8   # the year's last quarter pushes far more wins to its end than the others
+from salesintel_assets_tests.anomalies.test_seasonality import AUTO, _win_rate_findings
+from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, YEAR_END_PUSH
 
 
 def _finding(**overrides) -> dict:
@@ -51,18 +48,10 @@ def test_only_families_replayable_from_dates_and_outcomes_are_judged():
     assert recurrence.recurring(found, pd.DataFrame()).tolist() == [False]
 
 
-def _win_rate_findings(world: S.World, as_of: str) -> tuple[pd.DataFrame, list[str]]:
-    as_of = pd.Timestamp(as_of)
-    fact = world.fact[world.fact["created_date"] <= as_of].reset_index(drop=True)
-    report = detect_anomalies(fact, None, None, AUTO, as_of)
-    found = report.anomalies
-    return found[found["anomaly_type"].isin(["win_rate_dip", "win_rate_spike"])], report.notes
-
-
 def test_a_stronger_year_end_push_is_not_raised_every_november():
     world = S.generate(12_000, 1400, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
                        year_end_push=YEAR_END_PUSH)
-    found, notes = _win_rate_findings(world, "2026-11-30")
+    found, notes = _win_rate_findings(world, AUTO, "2026-11-30")
     assert found.empty, found[["anomaly_type", "segment"]]
     said = [n for n in notes if n.startswith("not raised, the same change showed at this time last year")]
     assert said and "(as of 2025-12-01)" in said[0] and "win_rate_dip all" in said[0]
@@ -72,5 +61,5 @@ def test_a_real_dip_on_top_of_the_yearly_pattern_is_still_raised():
     world = S.generate(12_000, 1402, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
                        year_end_push=YEAR_END_PUSH,
                        plants=(S.WinRatePlant({"lead_source": "Inbound"}, -0.25),))
-    found, _ = _win_rate_findings(world, "2026-11-30")
+    found, _ = _win_rate_findings(world, AUTO, "2026-11-30")
     assert "lead_source=Inbound" in set(found.loc[found["anomaly_type"] == "win_rate_dip", "segment"])
