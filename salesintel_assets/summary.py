@@ -121,6 +121,9 @@ def forecast_next_90_days(con, context: dict) -> list[str]:
             + forecast_trust.trust_note(float(expected), float(low), float(high), backtest)]
 
 
+UNMAPPED_STAGES_SHOWN = 5
+
+
 def unmapped_stages(con, context: dict) -> list[str]:
     """Stage names the rules file does not map: the deals are analysed, but
     without a stage position, until someone maps them."""
@@ -139,7 +142,6 @@ def unmapped_stages(con, context: dict) -> list[str]:
             "map the names under stages.names in the rules file (SALESINTEL_RULES)"]
 
 
-UNMAPPED_STAGES_SHOWN = 5
 DIMENSIONS = ("industry", "region", "product_type", "lead_source", "sales_rep_id")
 
 
