@@ -1,16 +1,21 @@
 """The verdict over more than one out-of-time period: the gain over a
-baseline is ranked within each period and averaged, the calibration period
-counts only deals the fit never saw, and a lead that one period shows and
-the other does not is judged on the mean, with its bound."""
+baseline is ranked within each period and averaged, every period counts
+only deals the fit never saw, and a lead that one period shows and the
+other does not is judged on the mean, with its bound."""
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from salesintel_assets.domain.common.rules import load_rules
+from salesintel_assets.domain.ingestion import pulls as ingestion
+from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.warehouse import upserts as warehouse
 from salesintel_assets_tests.models.test_ranking_features import NO_ACTIVITIES, NO_HISTORY, _lingering_fact
+from salesintel_assets_tests.skygeni_like import skygeni_like_export
 
 AGE = rm.AGE_BASELINE
 
@@ -64,7 +69,7 @@ def test_one_deal_in_both_periods_is_resampled_as_one():
     assert rm.fold_gain_lower_bound(same, AGE, seed=2) < rm.fold_gain_lower_bound(distinct, AGE, seed=2)
 
 
-def test_calibration_period_counts_only_deals_the_fit_never_saw():
+def test_the_verdict_counts_only_deals_the_fit_never_saw():
     rules = load_rules().risk
     fact = _lingering_fact(np.random.default_rng(21), 900, signal=1.0)
     prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp("2025-12-31"), rules, ["Proposal", "Closed"])
@@ -73,11 +78,45 @@ def test_calibration_period_counts_only_deals_the_fit_never_saw():
     p = rm.predict(training.chosen.model, split.validate[prepared.spec.columns])
     folds = rm.validation_folds(split, training.chosen, prepared.spec, rules, p, rm.baseline_predictions(split, rules))
     assert [f.name for f in folds] == ["calibrate", "validate"]
-    calibrate = folds[0].rows
-    assert len(calibrate) > 100 and not calibrate["deal_id"].isin(split.fit["deal_id"]).any()
-    assert split.calibrate["deal_id"].isin(split.fit["deal_id"]).any()      # there were such deals to leave out
-    assert len(folds[0].model) == len(calibrate) == len(folds[0].baselines[AGE])
+    for fold, period in zip(folds, (split.calibrate, split.validate)):
+        assert len(fold.rows) > 100 and not fold.rows["deal_id"].isin(split.fit["deal_id"]).any()
+        assert period["deal_id"].isin(split.fit["deal_id"]).any()      # there were such deals to leave out
+        assert len(fold.model) == len(fold.rows) == len(fold.baselines[AGE])
+    # each other horizon's validation period too, and the verdict's figures are those of the unseen deals
+    assert [f.name for f in training.folds] == ["calibrate", "validate", "validate 30d", "validate 90d"]
+    for fold, days in zip(training.folds[2:], (30, 90)):
+        part = rm.sampled_for_fit(rm.time_split(prepared.rows_for(days), prepared.labelled, rules),
+                                  rules.max_fit_rows, rules.seed)
+        assert len(fold.rows) > 100 and not fold.rows["deal_id"].isin(part.fit["deal_id"]).any()
+    unseen = folds[1]
+    assert f"on {len(unseen.rows):,} validation snapshots of deals the fit never saw" in training.verdict.reason
+    assert f"AUC {roc_auc_score(unseen.rows['won'], unseen.model):.3f}" in training.verdict.reason
     assert "pooled over 4 validation sets" in training.verdict.reason and training.verdict.usable, training.verdict.reason
+
+
+def test_an_export_without_signal_cut_at_a_date_is_no_better_than_deal_age():
+    """The SkyGeni-shaped export as its CRM stood on 2023-09-30: every deal
+    open then closes within 120 days, won or lost at random. Judged on the
+    validation rows of deals the fit had seen, with their outcome in its
+    labels, gradient boosting learnt the deals themselves (amount, rep and
+    segment) and "beat" deal age by 0.04 AUC."""
+    rules = load_rules()
+    as_of = pd.Timestamp("2023-09-30")
+    export = skygeni_like_export()
+    export = export[pd.to_datetime(export["created_date"]) <= as_of]
+    later = pd.to_datetime(export["closed_date"]) > as_of
+    export = export.assign(closed_date=export["closed_date"].where(~later, ""),
+                           sales_cycle_days=export["sales_cycle_days"].where(~later, ""),
+                           outcome=export["outcome"].where(~later, "Open"),
+                           deal_stage=export["deal_stage"].where(~later | (export["deal_stage"] != "Closed"),
+                                                                 "Negotiation"))
+    clean = quality.validate_deals(ingestion.conform_raw(export), rules).clean
+    fact = warehouse.build_fact_deals(clean, NO_HISTORY, NO_ACTIVITIES, rules, as_of)
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules.risk, rules.stages.order, rules.anomalies)
+    training = rm.train(prepared, rules.risk)
+    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.BLEND}
+    assert not training.verdict.usable and training.verdict.reason.startswith("no better than"), \
+        training.verdict.reason
 
 
 BASE = {AGE: {"auc": 0.840, "log_loss": 0.315}}
