@@ -166,10 +166,14 @@ def one_value_dimensions(con, context: dict) -> list[str]:
 
 
 def failed_warning_checks(con, context: dict) -> list[str]:
-    """Checks that failed without stopping the run (errors stop it and are said anyway)."""
+    """Checks that failed without stopping the run (errors stop it and are
+    said anyway), except those whose words a line above already says in full
+    (a weak model's verdict, in "no signal found")."""
     checks: list[FailedCheck] = context.get("failed_checks") or []
+    said = " ".join(model_signal(con, context))
     return [f"failed check {name} ({severity}){': ' + text if text else ''}"
-            for name, severity, text in checks if severity == "warning" and name not in LEADING_CHECKS]
+            for name, severity, text in checks
+            if severity == "warning" and name not in LEADING_CHECKS and not (text and text in said)]
 
 
 def quarantine_by_rule(con, context: dict) -> list[str]:

@@ -45,6 +45,25 @@ def test_the_summary_leads_with_what_you_must_know(home):
     assert "high-risk open deals 0 (bands of a model with no signal, see above: not a risk judgement)" in lines
 
 
+def test_a_weak_models_verdict_is_said_once(home):
+    reason = "no better than deal age: validation AUC 0.427 vs 0.474 on 228 validation snapshots"
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("CREATE TABLE fact_deals AS SELECT 'D1' AS deal_id, true AS is_open, false AS is_won, "
+                "false AS needs_review, 1.0 AS deal_amount, TIMESTAMP '2026-06-30' AS as_of_date")
+    con.execute(f"CREATE TABLE deal_risk_model AS SELECT TIMESTAMP '2026-06-30' AS as_of_date, 'trained' AS status, "
+                f"'weak' AS model_verdict, '{reason}' AS verdict_reason")
+    con.close()
+    lines = _summary(home, failed_checks=[("model_beats_baseline", "warning", reason),
+                                          ("forecast_win_rate_within_target", "warning", "missed on 1 of 1 dates")]
+                     ).splitlines()
+    start = lines.index("What you must know:")
+    assert lines[start + 1:start + 3] == [
+        f"  - no signal found: the risk model is weak and not promoted ({reason}), so its win probabilities are "
+        "not quoted in alerts",
+        "  - failed check forecast_win_rate_within_target (warning): missed on 1 of 1 dates"]
+    assert sum(reason in line for line in lines) == 1
+
+
 def test_data_that_does_not_cover_its_period_is_said_first(home):
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     con.execute("CREATE TABLE fact_deals AS SELECT 'D1' AS deal_id, false AS is_open, true AS is_won, "
