@@ -93,8 +93,9 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
     for run in model_runs:
         for metric in ("val_auc", "val_brier", "val_log_loss", "val_ece", "baseline_auc", "baseline_brier",
                        "baseline_log_loss", "baseline_ece", "age_baseline_auc", "model_usable",
-                       "no_better_than_deal_age", "h90d_val_auc"):
+                       "no_better_than_deal_age", "h90d_val_auc", "unseen_val_auc", "unseen_age_baseline_auc"):
             assert metric in run.data.metrics
+        assert 0 < run.data.metrics["unseen_validation_rows"] < float(run.data.params["validation_rows"])
         assert run.data.tags["model_verdict"] == "usable" and run.data.tags["target"] == "won within 180 days"
     versions = client.search_model_versions("name='deal_risk'")
     assert sorted(int(v.version) for v in versions) == [1, 2]

@@ -121,9 +121,16 @@ def run_params(rules, training, prepared) -> dict:
 
 def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
-    baseline on the validation snapshots, each horizon and the challenge."""
+    baseline on the validation snapshots, the model and deal age on those of
+    deals the fit never saw (``unseen_``, what the verdict reads), each
+    horizon and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
+    unseen = next((f for f in training.folds if f.name == "validate"), None)
+    if unseen is not None:
+        out |= metrics("unseen_val_", drift.evaluate(unseen.rows["won"], unseen.model))
+        out |= metrics("unseen_age_baseline_", drift.evaluate(unseen.rows["won"], unseen.baselines[AGE_BASELINE]))
+        out["unseen_validation_rows"] = len(unseen.rows)
     out["model_usable"] = float(training.verdict.usable)
     out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
     for days, values in training.horizon_metrics.items():
