@@ -428,6 +428,20 @@ def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, 
     assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before   # no leaked global state
 
 
+def test_the_champion_is_challenged_on_deals_the_new_fit_never_saw(training, prepared, tables):
+    """The new model's fit labels carry the outcomes of the deals it saw: on
+    those it would be judged on what it learnt, the champion not."""
+    rules = tables["rules"].risk
+    validate, fit = training.split.validate, training.split.fit
+    unseen = validate[~validate["deal_id"].isin(fit["deal_id"])]
+    assert 0 < len(unseen) < len(validate)
+    outcome = rm.challenge(training, prepared, rules, training.chosen.model, prepared.spec)
+    assert outcome.rows == len(unseen)
+    cutoff = unseen["snapshot_date"].sort_values().iloc[len(unseen) // 2]
+    later = rm.challenge(training, prepared, rules, training.chosen.model, prepared.spec, cutoff)
+    assert later.rows == int((unseen["snapshot_date"] > cutoff).sum()) > 0
+
+
 def test_whole_number_features_may_be_blank_when_served_and_logging_stays_quiet(tmp_path):
     import warnings
 

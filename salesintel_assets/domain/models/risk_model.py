@@ -724,7 +724,8 @@ def challenge(training: Training, prepared: Prepared, rules: RiskRules, champion
     """A weak model is never promoted. Otherwise score the new model and the
     champion on the same validation rows: snapshots after both models'
     training data (a champion trained on later data than these rows would be
-    judged on what it has seen)."""
+    judged on what it has seen), of deals the new model's fit never saw (its
+    labels would carry their outcomes: ``unseen_by_fit``)."""
     rows = training.split.validate
     metric = rules.promotion_metric
     new = training.chosen
@@ -746,6 +747,7 @@ def challenge(training: Training, prepared: Prepared, rules: RiskRules, champion
         return Challenge(decision, metrics, None, len(rows))
     if champion_cutoff is not None:
         rows = rows[rows["snapshot_date"] > champion_cutoff]
+    rows = rows[unseen_by_fit(rows, training.split.fit)]
     model = training.model if training.model is not None else new.model
     challenger = drift.evaluate(rows["won"], predict(model, rows[prepared.spec.columns]))
     if len(rows) == 0 or rows["won"].nunique() < 2:
