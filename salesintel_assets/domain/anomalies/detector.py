@@ -104,6 +104,7 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
     notes: list[str] = []
 
     families = None if only is None else {family for family, _ in only}
+    windows = None if only is None else {w for _, w in only}
 
     def uses(test, family: str, w: int) -> bool:
         return (only is None or (family, w) in only) and (test.windows_days is None or w in test.windows_days)
@@ -120,7 +121,7 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
         if values is None:
             notes.append(f"{m}: no deal metrics, its distribution was not tested")
     for w in ar.windows_days:
-        if only is not None and not any(window == w for _, window in only):
+        if windows is not None and w not in windows:
             continue
         cw = closed_window(deals, curves, rules, w, seasons.seasonal)
         if uses(ar.win_rate, "win_rate", w):

@@ -171,7 +171,7 @@ def write_lake_rows(con: duckdb.DuckDBPyConnection, table: str, header: list[str
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
-def with_digests(rows: pd.DataFrame, lines: pd.Series, digests: pd.DataFrame | None) -> pd.DataFrame:
+def with_digests(rows: pd.DataFrame, lines: pd.Series | None, digests: pd.DataFrame | None) -> pd.DataFrame:
     """``rows`` with the raw digest of the line each came from (empty without
     digests: a pull the staged reader could not split, or a connector's), so
     raw_deals has the same columns whichever pull created it."""

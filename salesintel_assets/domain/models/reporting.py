@@ -9,7 +9,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, relation_or_empty
 from salesintel_assets.domain.models import drift
-from salesintel_assets.domain.models.risk_model import AGE_BASELINE
+from salesintel_assets.domain.models.risk_model import AGE_BASELINE, validation_fold
 
 FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
                 "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
@@ -126,10 +126,10 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     horizon and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
-    unseen = next((f for f in training.folds if f.name == "validate"), None)
+    unseen = validation_fold(training.folds)
     if unseen is not None:
-        out |= metrics("unseen_val_", drift.evaluate(unseen.rows["won"], unseen.model))
-        out |= metrics("unseen_age_baseline_", drift.evaluate(unseen.rows["won"], unseen.baselines[AGE_BASELINE]))
+        out |= metrics("unseen_val_", unseen.evaluate())
+        out |= metrics("unseen_age_baseline_", unseen.evaluate(AGE_BASELINE))
         out["unseen_validation_rows"] = len(unseen.rows)
     out["model_usable"] = float(training.verdict.usable)
     out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))

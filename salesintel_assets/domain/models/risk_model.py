@@ -467,6 +467,18 @@ class ValidationFold:
     model: np.ndarray
     baselines: dict[str, np.ndarray]
 
+    def evaluate(self, baseline: str | None = None) -> dict:
+        """The model's metrics on the period (a baseline's, when named)."""
+        return drift.evaluate(self.rows["won"], self.model if baseline is None else self.baselines[baseline])
+
+
+VALIDATE = "validate"   # the main horizon's validation period among the verdict sets
+
+
+def validation_fold(folds: list[ValidationFold]) -> ValidationFold | None:
+    """The main horizon's validation period (its deals the fit never saw)."""
+    return next((f for f in folds if f.name == VALIDATE), None)
+
 
 def ranking_scores(model, features: pd.DataFrame) -> np.ndarray:
     """The fitted pipeline's own scores, before calibration (a blend: the mean
@@ -497,7 +509,7 @@ def validation_folds(split: Split, chosen: Candidate, spec: FeatureSpec, rules: 
                                     {AGE_BASELINE: AgeBaseline.fit(split.fit).predict(calibrate),
                                      SEGMENT_BASELINE: SegmentBaseline.fit(split.fit, rules.baseline_segment)
                                      .predict(calibrate)}))
-    folds.append(unseen_fold("validate", split, p_validate, base_validate))
+    folds.append(unseen_fold(VALIDATE, split, p_validate, base_validate))
     return folds
 
 
@@ -701,11 +713,10 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
     # calibrated for every open deal, old or young (on the young ones alone a model ranking far better than
     # deal age tied it on log loss, 0.6226 against 0.6221, on a seasonal world of 3,000 deals)
-    unseen = next(f for f in folds if f.name == "validate")
-    honest = lambda p, every: drift.evaluate(unseen.rows["won"], p) | {"log_loss": every["log_loss"]}  # noqa: E731
-    verdict = judge(honest(unseen.model, chosen.metrics),
-                    {name: honest(p, baselines[name]) for name, p in unseen.baselines.items()}, rules,
-                    len(unseen.rows), bounds, gains, len(folds))
+    unseen = validation_fold(folds)
+    verdict = judge(unseen.evaluate() | {"log_loss": chosen.metrics["log_loss"]},
+                    {name: unseen.evaluate(name) | {"log_loss": baselines[name]["log_loss"]} for name in base_p},
+                    rules, len(unseen.rows), bounds, gains, len(folds))
     return Training(split, candidates, chosen, baselines[SEGMENT_BASELINE], fingerprint(split, prepared.spec, rules),
                     baselines, verdict, HorizonModel(horizons, models, rules.win_horizon_days), horizon_metrics, folds)
 
