@@ -106,6 +106,16 @@ def model_signal(con, context: dict) -> list[str]:
             "win probabilities are not quoted in alerts"]
 
 
+def short_history_horizon(con, context: dict) -> list[str]:
+    """The latest model answers a shorter horizon than the rules file's: the
+    history is too short for it (its ``horizon_note``)."""
+    if "horizon_note" not in _columns(con, "deal_risk_model"):
+        return []
+    row = con.execute("SELECT horizon_note FROM main.deal_risk_model WHERE version IS NOT NULL "
+                      "ORDER BY as_of_date DESC LIMIT 1").fetchall()
+    return [row[0][0]] if row and row[0][0] else []
+
+
 def forecast_next_90_days(con, context: dict) -> list[str]:
     """Wins expected in the next 90 days, with the 80 % interval and how far
     it can be trusted (from the backtest)."""
@@ -215,7 +225,8 @@ def undelivered_messages(con, context: dict) -> list[str]:
     return lines
 
 
-MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, failed_warning_checks,
+MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, short_history_horizon,
+                                   failed_warning_checks,
                                    quarantine_by_rule, unmapped_stages, open_deals_without_amount,
                                    one_value_dimensions,
                                    undelivered_messages, forecast_next_90_days]

@@ -21,6 +21,7 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.domain.common import leakage, reruns
+from salesintel_assets.domain.common.rules import RiskRules
 from salesintel_assets.domain.common.run_memo import RunMemo
 from salesintel_assets.domain.models import reuse
 from salesintel_assets.domain.models import reporting
@@ -34,7 +35,7 @@ FRESHNESS = fail_after(hours=26)
 INPUTS = ["fact_deals", "fact_stage_transitions", "raw_activities"]
 DRIFT_NUMBERS = ("won", "expected_won", "live_auc", "live_brier", "live_log_loss", "live_ece", "observed_rate",
                  "predicted_rate", "validation_auc", "calibration_p_value")
-MODEL_INTEGERS = ["version", "champion_version", "train_rows", "validation_rows", "validation_deals"]
+MODEL_INTEGERS = ["version", "champion_version", "win_horizon_days", "train_rows", "validation_rows", "validation_deals"]
 
 
 def _asset(model, kinds=("duckdb",), **kwargs):
@@ -58,10 +59,32 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         fact = warehouse.read_table("fact_deals", reporting.FACT_COLUMNS)
         with warehouse.connect() as con:
             history, activities = reporting.read_timeline_inputs(con)
-        return rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
+        prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
+        # a history too short for the rules' horizon trains a shorter one (short_history_fallback)
+        return rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))[0]
 
     key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
     return _RUN_REPLAY.get(key, replay)
+
+
+def _horizon_note(configured: RiskRules, trained: RiskRules) -> str | None:
+    if trained.win_horizon_days == configured.win_horizon_days:
+        return None
+    return (f"the history is too short for {configured.win_horizon_days}-day win probabilities: the model answers "
+            f"won within {trained.win_horizon_days} days (win_probability is for {trained.win_horizon_days} days "
+            f"until the history allows {configured.win_horizon_days})")
+
+
+def _model_rules(rules: RiskRules, tags: dict) -> RiskRules:
+    """The risk rules with the main horizon a registered model answers (a
+    model of a short history answers a shorter one than the rules')."""
+    days = int(tags.get("win_horizon_days", rules.win_horizon_days))
+    return rules if days == rules.win_horizon_days else rules.model_copy(update={"win_horizon_days": days})
+
+
+def _risk_rules(settings: SalesintelSettings, prepared: rf.Prepared) -> RiskRules:
+    """The risk rules with the horizon the models are trained for this run."""
+    return _model_rules(settings.rules().risk, {"win_horizon_days": prepared.horizon})
 
 
 def _newest_first(table: pd.DataFrame, **extra) -> dict:
@@ -171,9 +194,12 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status=status, decision=kept,
                                                        version=int(reused.version)))
-    rules, prepared = settings.rules().risk, _prepare(context, warehouse, settings)
+    prepared = _prepare(context, warehouse, settings)
+    rules = _risk_rules(settings, prepared)
+    note = _horizon_note(settings.rules().risk, rules)
     base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,
-            "champion_version": champion.version if champion else None, "version": None, "run_id": None}
+            "champion_version": champion.version if champion else None, "version": None, "run_id": None,
+            "win_horizon_days": rules.win_horizon_days, "horizon_note": note}
     try:
         training = rm.train(prepared, rules)
     except rm.NotEnoughData as exc:
@@ -203,12 +229,14 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                 "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
-                "win_horizon_days": rules.win_horizon_days,
+                "win_horizon_days": rules.win_horizon_days, **({"horizon_note": note} if note else {}),
                 **{f"validation_auc_{days}d": round(m["auc"], 5) for days, m in training.horizon_metrics.items()},
                 "decision": decision.reason, "feature_description": prepared.spec.describe(),
                 "target": rm.target_name(rules), "model_verdict": verdict.label, "verdict_reason": verdict.reason,
                 "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or "none"}
-            | reuse.training_tags(rules, reruns.code_fingerprint(), pd.Timestamp.now(tz="UTC").tz_localize(None))
+            # the rules file's own rules: a same-day re-run compares them before it knows the horizon that fits
+            | reuse.training_tags(settings.rules().risk, reruns.code_fingerprint(),
+                                  pd.Timestamp.now(tz="UTC").tz_localize(None))
             | ({"no_better_than_deal_age": "true"} if verdict.reason.startswith("no better than deal age") else {}),
             trusted_types=rm.SKOPS_TRUSTED_TYPES, run_name=f"deal_risk {prepared.as_of:%Y-%m-%d}",
             datasets={"training": split.fit, "validation": split.validate})
@@ -225,7 +253,6 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         "promotion_metric": rules.promotion_metric, "decision": decision.reason,
         "model_verdict": verdict.label, "verdict_reason": verdict.reason,
         **{f"age_baseline_{k}": training.baselines[rm.AGE_BASELINE][k] for k in ("auc", "log_loss")},
-        "win_horizon_days": rules.win_horizon_days,
         "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or None,
         "champion_version": now_champion.version if now_champion else None, "level_se": level_se,
         "fingerprint": training.fingerprint, "fit_label_cutoff": split.validation_cutoff,
@@ -316,7 +343,7 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         warehouse.write_table("deal_risk_scores", rs.empty_scores())
         return dg.MaterializeResult(metadata=frame_metadata(rs.empty_scores(), note=note,
                                                             open_deals=len(open_frame)))
-    spec = rf.FeatureSpec.from_tags(champion.tags)
+    spec, rules = rf.FeatureSpec.from_tags(champion.tags), _model_rules(rules, champion.tags)
     features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
     alias = CHAMPION if champion.version == getattr(mlflow.version_by_alias(CHAMPION), "version", None) else CHALLENGER
     verdict = champion.tags.get("model_verdict", "usable")
@@ -400,7 +427,8 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
     if kept:
         _RUN_REPLAY.clear()
         return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
-    rules, prepared = settings.rules().risk, _prepare(context, warehouse, settings)
+    prepared = _prepare(context, warehouse, settings)
+    rules = _risk_rules(settings, prepared)
     candidate = rules.candidates[0]
     if models is not None and "candidate" in models and models["candidate"].notna().any():
         candidate = str(models.loc[models["candidate"].notna(), "candidate"].iloc[-1])
@@ -435,10 +463,11 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     if scores is None or not len(scores):
         empty = forecast.empty_forecast()
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
-    backtest = warehouse.read_table("forecast_backtest")
+    backtest, models = warehouse.read_table("forecast_backtest"), warehouse.read_table("deal_risk_model")
+    version = int(scores["model_version"].iloc[0])
+    rules = _model_rules(rules, {"win_horizon_days": reporting.version_horizon(models, version, rules.win_horizon_days)})
     level, revenue_level, source = forecast.level_readings(
-        warehouse.read_table("deal_risk_model"), backtest,
-        lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), int(scores["model_version"].iloc[0]),
+        models, backtest, lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), version,
         rules.forecast.interval, forecast.steps_per_window(rules.forecast))
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     by_horizon = horizons.scored_horizons(scores, rules.win_horizon_days)
@@ -451,7 +480,8 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
                                                    settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
     changes = segment_changes.find(closes[closes["closed_date"] > segment_after].reset_index(drop=True), as_of,
                                    rules.forecast.segment_changes)
-    level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed["90d"],
+    reach = "90d" if "90d" in keyed else "30d"   # a model of a short history may answer 30 days only
+    level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed[reach],
                                                                      changes)
     table = forecast.forecast(scores, horizons.month_spread(by_horizon, as_of, rules.win_horizon_days, won),
                               level.sigma, revenue_level.sigma, rules, keyed, segment_shift, segment_shift)
@@ -466,10 +496,11 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         revenue_interval=[float(total["revenue_p10"]), float(total["revenue_p90"])],
         interval=rules.forecast.interval, sigma=round(level.sigma, 4), revenue_sigma=round(revenue_level.sigma, 4),
         past_lean=round(level.lean, 4), past_lean_note=_lean_note(level),
-        model_expected_won_deals_90d=round(float(keyed["90d"].sum()), 1),
-        trust_note=forecast_trust.trust_note(*(float(by_key.loc["90d", c]) for c in
+        **{f"model_expected_won_deals_{reach}": round(float(keyed[reach].sum()), 1)},
+        trust_note=forecast_trust.trust_note(*(float(by_key.loc[reach, c]) for c in
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
-                                       backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast)),
+                                       backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast))
+        if reach == "90d" else "the model answers 30 days only (a short history): no 90-day forecast to judge",
         sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes),
         segment_changes_table=dg.MetadataValue.md(segment_changes.changes_table(changes).to_markdown(index=False)),
         by_month=figure_markdown(reporting.forecast_figure(table))))

@@ -24,7 +24,8 @@ class DealRiskScores(pa.DataFrameModel):
                                             description="Days in the current stage as of the analysis date.")
     win_probability: Series[float] = pa.Field(
         ge=0, le=1, description="calibrated probability that the deal is won within the rules file's "
-                                "risk.win_horizon_days (180 by default) of the analysis date")
+                                "risk.win_horizon_days (180 by default) of the analysis date; for a history too "
+                                "short for it, within the shorter horizon deal_risk_model.win_horizon_days states")
     win_probability_30d: Series[float] = pa.Field(ge=0, le=1, nullable=True,
                                                   description="probability the deal is won within 30 days")
     win_probability_90d: Series[float] = pa.Field(ge=0, le=1, nullable=True,
@@ -124,6 +125,12 @@ class DealRiskModel(pa.DataFrameModel):
     baseline_log_loss: Series[float] = pa.Field(description="The baseline's log loss.", nullable=True, ge=0)
     baseline_ece: Series[float] = pa.Field(description="The baseline's calibration error.", nullable=True, ge=0, le=1)
     decision: Series[str] = pa.Field(description="Why the champion did or did not change.")
+    win_horizon_days: Series[pd.Int64Dtype] = pa.Field(
+        nullable=True, ge=1, description="The model's main horizon: its win_probability is won within this many days "
+                                         "(the rules' risk.win_horizon_days, or a shorter one when the history is "
+                                         "too short for it: horizon_note).")
+    horizon_note: Series[str] = pa.Field(nullable=True, description=(
+        "Why the model answers a shorter horizon than the rules file's (a history too short for it), else empty."))
     model_verdict: Series[str] = pa.Field(nullable=True, isin=["usable", "weak"],
                                           description="usable, or weak: no better than deal age or the segment rate")
     champion_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1,

@@ -299,6 +299,52 @@ def test_a_weak_model_is_kept_on_a_same_day_rerun_with_few_changes_and_retrained
     assert len(_client(home).search_model_versions("name='deal_risk'")) == 2
 
 
+SHORT_AS_OF = "2023-07-31"   # seven months into the SkyGeni-shaped export: too short for 180-day windows
+
+
+def _short_history_run(folder, **overrides):
+    """The SkyGeni-shaped export as its CRM stood seven months in."""
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.skygeni_like import skygeni_like_export
+
+    home, export = folder / "home", folder / "export.csv"
+    as_of_export(skygeni_like_export(), pd.Timestamp(SHORT_AS_OF), load_rules().stages).to_csv(export, index=False)
+    seed_mlflow_store(home)
+    rules = rules_file(folder, **FAST, **overrides)
+    return home, run_selection(csv_resources(home, export, as_of=SHORT_AS_OF, rules_path=str(rules)), CHAIN)
+
+
+def test_a_history_too_short_for_the_main_horizon_gets_a_90_day_model_scores_and_a_forecast(tmp_path):
+    home, result = _short_history_run(tmp_path)
+    assert result.success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "trained" and model["win_horizon_days"] == 90
+    assert model["horizon_note"].startswith("the history is too short for 180-day win probabilities: the model "
+                                            "answers won within 90 days")
+    tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
+    assert tags["win_horizon_days"] == "90" and tags["target"] == "won within 90 days"
+    scores = read_table(home, "deal_risk_scores")
+    assert len(scores) == read_table(home, "fact_deals")["is_open"].sum() > 0
+    # the main probability is the 90-day one, and the 30-day one is never above it
+    np.testing.assert_array_equal(scores["win_probability"], scores["win_probability_90d"])
+    assert (scores["win_probability_30d"] <= scores["win_probability"]).all()
+    table = read_table(home, "pipeline_forecast")
+    assert set(table.loc[table["grouping"] == "horizon", "key"]) == {"30d", "90d", "quarter_end"}
+    summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
+    assert f"  - {model['horizon_note']}" in summary.splitlines()
+    assert "wins expected in the next 90 days:" in summary
+
+
+def test_without_the_fallback_a_short_history_gets_no_model_and_is_told_more_history_is_needed(tmp_path):
+    home, result = _short_history_run(tmp_path, short_history_fallback=False)
+    assert result.success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "not enough data" and model["win_horizon_days"] == 180
+    assert model["decision"].endswith("more history is needed, or a risk.win_horizon_days shorter than 180 in the "
+                                      "rules file")
+    assert read_table(home, "deal_risk_scores").empty and read_table(home, "pipeline_forecast").empty
+
+
 def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
     rules = rules_file(tmp_path, min_closed_deals=100_000, **FAST)
     result = run_selection(sample_resources(home, n_deals=600, rules_path=str(rules)), CHAIN)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.domain.models import drift
+from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
@@ -166,12 +167,66 @@ def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
 
 
 def test_a_history_too_short_for_the_main_horizon_names_the_remedy(tables):
-    rules = tables["rules"].risk.model_copy(update={"min_closed_deals": 50})
+    rules = tables["rules"].risk.model_copy(update={"min_closed_deals": 50, "short_history_fallback": False})
     as_of = tables["fact"]["created_date"].min() + pd.Timedelta(days=rules.win_horizon_days + 21)
     early = _prepare(tables, as_of=as_of, rules=rules)
+    assert rm.fitting_horizon(early, rules) == rules.win_horizon_days   # without the fallback: the rules' or none
     with pytest.raises(rm.NotEnoughData, match=f"more history is needed, or a risk.win_horizon_days shorter than "
                                                f"{rules.win_horizon_days} in the rules file"):
         rm.train(early, rules)
+    # with the fallback on, the shorter horizons were tried first (none fits here): no remedy of a shorter one
+    with pytest.raises(rm.NotEnoughData, match=r"more history is needed$"):
+        rm.train(early, rules.model_copy(update={"short_history_fallback": True}))
+
+
+def _export_prepared(tmp_path, day: str, rules):
+    """The SkyGeni-shaped export (history from 2023-01-01) as its CRM stood on ``day``."""
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.skygeni_like import skygeni_like_export
+    from salesintel_assets_tests.support import export_fact_deals
+
+    path = tmp_path / f"export_{day}.csv"
+    as_of_export(skygeni_like_export(), pd.Timestamp(day), load_rules().stages).to_csv(path, index=False)
+    return rf.prepare(export_fact_deals(path, day), NO_HISTORY, NO_ACTIVITIES, pd.Timestamp(day), rules,
+                      load_rules().stages.order)
+
+
+def test_a_history_too_short_for_the_main_horizon_trains_the_longest_horizon_that_fits(tmp_path):
+    rules = load_rules().risk
+    seven_months = _export_prepared(tmp_path, "2023-07-31", rules)
+    days = rm.fitting_horizon(seven_months, rules)
+    assert days == 90
+    at, short_rules = rm.at_horizon(seven_months, rules, days)
+    assert at.horizon == short_rules.win_horizon_days == 90 and rules.win_horizon_days == 180
+    # the states are labelled "won within 90 days", censored where that window had not ended
+    pd.testing.assert_frame_equal(at.states, rf.label(seven_months.snapshots, 90, seven_months.as_of))
+    assert at.states["snapshot_date"].max() > seven_months.states["snapshot_date"].max()
+    training = rm.train(at, short_rules)
+    assert training.model.main == 90 and sorted(training.model.horizons) == [30, 90]
+    assert rm.target_name(short_rules) == "won within 90 days"
+    # three and a half months: 30 days only, so the forecast answers no 90 days and no quarter's end 76 days away
+    rules_50 = rules.model_copy(update={"min_closed_deals": 50})
+    early = _export_prepared(tmp_path, "2023-04-15", rules_50)
+    at, short_rules = rm.at_horizon(early, rules_50, rm.fitting_horizon(early, rules_50))
+    model = rm.train(at, short_rules).model
+    assert model.horizons == [30]
+    keyed, _ = horizons.horizon_probabilities(rm.predict_horizons(model, at.states[at.spec.columns].head(50)),
+                                              at.as_of)
+    assert set(keyed) == {"30d"}
+
+
+def test_a_history_too_short_for_every_horizon_says_more_history_is_needed(tmp_path):
+    rules = load_rules().risk.model_copy(update={"min_closed_deals": 50})
+    seven_weeks = _export_prepared(tmp_path, "2023-02-20", rules)
+    assert rm.fitting_horizon(seven_weeks, rules) == rules.win_horizon_days
+    with pytest.raises(rm.NotEnoughData) as raised:
+        rm.train(seven_weeks, rules)
+    assert str(raised.value) == "no snapshot has a finished outcome window yet"
+
+
+def test_a_history_long_enough_keeps_the_rules_horizon(prepared, tables):
+    rules = tables["rules"].risk
+    assert rm.fitting_horizon(prepared, rules) == 180 and rm.at_horizon(prepared, rules, 180) == (prepared, rules)
 
 
 @pytest.mark.parametrize("candidate", ["logistic", "gradient_boosting"])

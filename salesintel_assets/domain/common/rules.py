@@ -344,6 +344,7 @@ class RiskRules(Section):
 
     min_closed_deals: int = Field(ge=50)
     win_horizon_days: int = Field(ge=30, le=730)
+    short_history_fallback: bool = True
     min_auc_gain: float = Field(ge=0, lt=0.2)
     implausible_auc: float = Field(gt=0.9, le=1)
     snapshot_every_days: int = Field(ge=1, le=90)

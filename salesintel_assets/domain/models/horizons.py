@@ -26,6 +26,7 @@ from salesintel_assets.domain.models import features as rf
 
 TIMING_QUARTERS = 8     # earlier quarters whose timing is read (two years: recent habits, enough wins)
 TIMING_PRIOR = 30.0     # pseudo-wins at the straight line's share: few wins barely move it
+QUARTER_END_SLACK_DAYS = 2   # the longest quarter (92 days) against a 90-day horizon
 
 
 def quarter_end(as_of: pd.Timestamp, fiscal_start_month: int = 1) -> pd.Timestamp:
@@ -135,8 +136,14 @@ def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp
     timing = {"days": to_quarter_end, "between_days": [int(lo), int(hi)]}
     if won is not None and to_quarter_end < hi:
         timing |= timing_share(won, as_of, to_quarter_end, lo, hi)
-    keyed = {"30d": within_days(by_horizon, 30), "90d": within_days(by_horizon, 90),
-             "quarter_end": within_days(by_horizon, to_quarter_end, timing.get("share"))}
+    # A key beyond the model's longest horizon is not answered (a model of a short history may answer 30
+    # days only); a quarter's last day is 90-92 days from the next one's: the 90-day answer stands for it.
+    longest = max(by_horizon)
+    keyed = {"30d": within_days(by_horizon, 30)}
+    if longest >= 90:
+        keyed["90d"] = within_days(by_horizon, 90)
+    if to_quarter_end <= longest + QUARTER_END_SLACK_DAYS:
+        keyed["quarter_end"] = within_days(by_horizon, to_quarter_end, timing.get("share"))
     return keyed, timing
 
 

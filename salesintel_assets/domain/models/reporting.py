@@ -55,6 +55,15 @@ def append_row(previous, row: dict, key: list[str], integers=()) -> pd.DataFrame
     return new.reset_index(drop=True)
 
 
+def version_horizon(models: pd.DataFrame | None, version: int, default: int) -> int:
+    """The main horizon (days) a model version was trained for, by its latest
+    ``deal_risk_model`` row (``default`` without one)."""
+    if models is None or "win_horizon_days" not in models or "version" not in models:
+        return int(default)
+    days = models.loc[_matches(models["version"], version), "win_horizon_days"].dropna()
+    return int(days.iloc[-1]) if len(days) else int(default)
+
+
 def _matches(column: pd.Series, value) -> np.ndarray:
     if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
         return column.isna().to_numpy()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -679,11 +679,38 @@ class Training:
     folds: list = field(default_factory=list)   # the out-of-time sets the verdict pooled
 
 
+def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
+    """The horizon the model is trained for: the rules' main one when the
+    history is long enough to split its labelled snapshots honestly, else
+    (``short_history_fallback``) the longest shorter one that is (90, then
+    30 days). A 180-day window needs about eight months of history, and a
+    young CRM is better served by 90-day probabilities and a forecast than by
+    none. When none fits, the main one: training then says why."""
+    shorter = sorted((h for h in HORIZONS if h < rules.win_horizon_days), reverse=True)
+    for days in [rules.win_horizon_days] + (shorter if rules.short_history_fallback else []):
+        try:
+            time_split(prepared.rows_for(days), prepared.labelled, rules)
+        except NotEnoughData:
+            continue
+        return days
+    return rules.win_horizon_days
+
+
+def at_horizon(prepared: Prepared, rules: RiskRules, days: int) -> tuple[Prepared, RiskRules]:
+    """The models' inputs and rules with ``days`` as the main horizon."""
+    if days == prepared.horizon and days == rules.win_horizon_days:
+        return prepared, rules
+    return (replace(prepared, states=prepared.rows_for(days), horizon=days),
+            rules.model_copy(update={"win_horizon_days": days}))
+
+
 def train(prepared: Prepared, rules: RiskRules) -> Training:
     """Split by time, fit and calibrate every candidate on the main horizon,
     choose on validation, score both baselines on the same validation rows,
     fit the chosen kind for the other horizons, and judge the result."""
-    remedy = f", or a risk.win_horizon_days shorter than {rules.win_horizon_days} in the rules file"
+    # with the fallback on, the shorter horizons are tried before this one is (``fitting_horizon``)
+    remedy = "" if rules.short_history_fallback else \
+        f", or a risk.win_horizon_days shorter than {rules.win_horizon_days} in the rules file"
     split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules, remedy), rules.max_fit_rows,
                             rules.seed)
     candidates = train_candidates(split, prepared.spec, rules)
