@@ -97,7 +97,7 @@ def replay(export: pd.DataFrame, stages, as_of: pd.Timestamp, home: Path) -> dic
         row |= {"expected_90d": round(expected, 1), "p10": low, "p90": high,
                 "error": round(expected / max(int(truth.sum()), 1) - 1, 3),
                 "in_interval": bool(low <= truth.sum() <= high)}
-    if len(scores) and 0 < truth.sum() < len(truth):
+    if len(scores) and scores["win_probability_90d"].notna().all() and 0 < truth.sum() < len(truth):
         y = truth.reindex(scores["deal_id"]).fillna(False).to_numpy(dtype=int)
         row |= {"auc_model": round(roc_auc_score(y, scores["win_probability_90d"]), 3),
                 "auc_age": round(roc_auc_score(y, -scores["age_days"]), 3)}

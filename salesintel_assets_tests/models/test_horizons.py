@@ -85,6 +85,19 @@ def test_the_quarter_end_reading_lies_the_measured_share_between_the_horizons():
     np.testing.assert_allclose(near["quarter_end"], p30 * timing["share"])
 
 
+def test_a_window_beyond_the_models_longest_horizon_is_not_answered():
+    p30 = np.full(10, 0.1)
+    keyed, _ = horizons.horizon_probabilities({30: p30}, AS_OF)   # a model of 30 days only
+    assert set(keyed) == {"30d"}
+    # a 90-day model answers a quarter's end up to 92 days away (from a quarter's last day) with its 90 days
+    last_day = pd.Timestamp("2026-06-30")
+    keyed, timing = horizons.horizon_probabilities({30: p30, 90: p30 + 0.2}, last_day)
+    assert timing["days"] == 92 and set(keyed) == {"30d", "90d", "quarter_end"}
+    np.testing.assert_allclose(keyed["quarter_end"], p30 + 0.2)
+    keyed, _ = horizons.horizon_probabilities({30: p30, 90: p30 + 0.2}, pd.Timestamp("2026-04-01"))
+    assert set(keyed) == {"30d", "90d", "quarter_end"}
+
+
 def test_the_timing_is_said_in_words():
     by_horizon = {30: np.full(3, 0.1), 90: np.full(3, 0.3), 180: np.full(3, 0.5)}
     _, timing = horizons.horizon_probabilities(by_horizon, AS_OF, won=_pushed_to_quarter_ends(3000))

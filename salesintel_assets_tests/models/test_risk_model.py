@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.domain.models import drift
-from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
@@ -179,14 +178,20 @@ def test_a_history_too_short_for_the_main_horizon_names_the_remedy(tables):
         rm.train(early, rules.model_copy(update={"short_history_fallback": True}))
 
 
-def _export_prepared(tmp_path, day: str, rules):
-    """The SkyGeni-shaped export (history from 2023-01-01) as its CRM stood on ``day``."""
+def _export_prepared(tmp_path, day: str, rules, lingering: int = 0):
+    """The SkyGeni-shaped export (history from 2023-01-01) as its CRM stood on
+    ``day``, with ``lingering`` more deals from its first month still open."""
     from salesintel_assets_tests.export_replay import as_of_export
     from salesintel_assets_tests.skygeni_like import skygeni_like_export
     from salesintel_assets_tests.support import export_fact_deals
 
     path = tmp_path / f"export_{day}.csv"
-    as_of_export(skygeni_like_export(), pd.Timestamp(day), load_rules().stages).to_csv(path, index=False)
+    export = as_of_export(skygeni_like_export(), pd.Timestamp(day), load_rules().stages)
+    if lingering:
+        old = export.head(lingering).assign(deal_id=[f"L{i:04d}" for i in range(lingering)], created_date="2023-01-05",
+                                            closed_date="", sales_cycle_days="", outcome="", deal_stage="Qualified")
+        export = pd.concat([export, old], ignore_index=True)
+    export.to_csv(path, index=False)
     return rf.prepare(export_fact_deals(path, day), NO_HISTORY, NO_ACTIVITIES, pd.Timestamp(day), rules,
                       load_rules().stages.order)
 
@@ -204,15 +209,23 @@ def test_a_history_too_short_for_the_main_horizon_trains_the_longest_horizon_tha
     training = rm.train(at, short_rules)
     assert training.model.main == 90 and sorted(training.model.horizons) == [30, 90]
     assert rm.target_name(short_rules) == "won within 90 days"
-    # three and a half months: 30 days only, so the forecast answers no 90 days and no quarter's end 76 days away
+    # three and a half months: a 30-day model would fit, but 30-day odds make poor risk bands: no fallback to it
     rules_50 = rules.model_copy(update={"min_closed_deals": 50})
     early = _export_prepared(tmp_path, "2023-04-15", rules_50)
-    at, short_rules = rm.at_horizon(early, rules_50, rm.fitting_horizon(early, rules_50))
-    model = rm.train(at, short_rules).model
-    assert model.horizons == [30]
-    keyed, _ = horizons.horizon_probabilities(rm.predict_horizons(model, at.states[at.spec.columns].head(50)),
-                                              at.as_of)
-    assert set(keyed) == {"30d"}
+    assert rm.fitting_horizon(early, rules_50) == 180
+    rm.time_split(early.rows_for(30), early.labelled, rules_50)   # (it would fit)
+
+
+def test_no_fallback_when_many_open_deals_are_older_than_any_the_shorter_horizon_learnt_from(tmp_path):
+    rules = load_rules().risk
+    seven_months = _export_prepared(tmp_path, "2023-07-31", rules, lingering=100)
+    open_ages = rf.open_deals(seven_months.fact, seven_months.as_of)["age_days"]
+    oldest_learnt = seven_months.rows_for(90)["age_days"].max()
+    assert (open_ages > oldest_learnt).mean() > rm.MAX_OLDER_OPEN_SHARE   # 100 deals open since January
+    rm.time_split(seven_months.rows_for(90), seven_months.labelled, rules)   # (the 90-day split itself fits)
+    assert rm.fitting_horizon(seven_months, rules) == 180
+    few = _export_prepared(tmp_path, "2023-07-31", rules, lingering=20)
+    assert rm.fitting_horizon(few, rules) == 90
 
 
 def test_a_history_too_short_for_every_horizon_says_more_history_is_needed(tmp_path):

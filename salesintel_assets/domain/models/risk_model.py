@@ -45,8 +45,8 @@ import pandas as pd
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models.features import (HORIZONS, QUARTER_FEATURE, FeatureSpec, Prepared, day_numbers,
-                                                     features_for, quarter_end_days_in_window, spec_feasible,
-                                                     states_at)
+                                                     features_for, open_deals, quarter_end_days_in_window,
+                                                     spec_feasible, states_at)
 from salesintel_assets.domain.common.rules import RiskRules
 
 # skops refuses unknown types on load; these are the ones our pipelines hold
@@ -679,18 +679,38 @@ class Training:
     folds: list = field(default_factory=list)   # the out-of-time sets the verdict pooled
 
 
+# Horizons a short history falls back to. Not 30 days: most deals that will
+# be won are not won within a month, so 30-day probabilities would put nearly
+# every deal in the high-risk band and make its alerts' odds read as doom.
+FALLBACK_HORIZONS = (90,)
+# A fallback model must have learnt from deals as old as the open ones: at
+# most this share of the open deals may be older than every labelled state.
+# Beyond that age a model only repeats what it learnt of the oldest deals it
+# saw, and on young CRMs whose old open deals linger that read the 90-day
+# wins 25-50 % high with an interval that missed (measured on generated
+# CRMs five to seven months old); "not enough data" is the honest answer.
+MAX_OLDER_OPEN_SHARE = 0.1
+
+
 def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
     """The horizon the model is trained for: the rules' main one when the
     history is long enough to split its labelled snapshots honestly, else
-    (``short_history_fallback``) the longest shorter one that is (90, then
-    30 days). A 180-day window needs about eight months of history, and a
-    young CRM is better served by 90-day probabilities and a forecast than by
-    none. When none fits, the main one: training then says why."""
-    shorter = sorted((h for h in HORIZONS if h < rules.win_horizon_days), reverse=True)
+    (``short_history_fallback``) the longest of ``FALLBACK_HORIZONS`` below
+    it that is and whose labelled states are as old as nearly every open
+    deal (``MAX_OLDER_OPEN_SHARE``). A 180-day window needs about eight
+    months of history, a 90-day one about five, and a young CRM is better
+    served by 90-day probabilities and a forecast than by none. When none
+    fits, the main one: training then says why."""
+    shorter = sorted((h for h in FALLBACK_HORIZONS if h < rules.win_horizon_days), reverse=True)
+    open_ages = (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
     for days in [rules.win_horizon_days] + (shorter if rules.short_history_fallback else []):
+        rows = prepared.rows_for(days)
         try:
-            time_split(prepared.rows_for(days), prepared.labelled, rules)
+            time_split(rows, prepared.labelled, rules)
         except NotEnoughData:
+            continue
+        fallback = days != rules.win_horizon_days
+        if fallback and np.mean(open_ages > rows["age_days"].max()) > MAX_OLDER_OPEN_SHARE:
             continue
         return days
     return rules.win_horizon_days
@@ -708,7 +728,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     """Split by time, fit and calibrate every candidate on the main horizon,
     choose on validation, score both baselines on the same validation rows,
     fit the chosen kind for the other horizons, and judge the result."""
-    # with the fallback on, the shorter horizons are tried before this one is (``fitting_horizon``)
+    # with the fallback on, the shorter horizon was tried before this one (``fitting_horizon``)
     remedy = "" if rules.short_history_fallback else \
         f", or a risk.win_horizon_days shorter than {rules.win_horizon_days} in the rules file"
     split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules, remedy), rules.max_fit_rows,
