@@ -68,6 +68,7 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
 
 
 def _horizon_note(configured: RiskRules, trained: RiskRules) -> str | None:
+    """Why the model answers a shorter horizon than the rules file's, in words (None when it does not)."""
     if trained.win_horizon_days == configured.win_horizon_days:
         return None
     return (f"the history is too short for {configured.win_horizon_days}-day win probabilities: the model answers "
@@ -480,7 +481,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
                                                    settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
     changes = segment_changes.find(closes[closes["closed_date"] > segment_after].reset_index(drop=True), as_of,
                                    rules.forecast.segment_changes)
-    reach = "90d" if "90d" in keyed else "30d"   # a model of a short history may answer 30 days only
+    reach = "90d" if "90d" in keyed else "30d"   # a rules file's 30-day horizon on a short history: 30 days only
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed[reach],
                                                                      changes)
     table = forecast.forecast(scores, horizons.month_spread(by_horizon, as_of, rules.win_horizon_days, won),
@@ -500,7 +501,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         trust_note=forecast_trust.trust_note(*(float(by_key.loc[reach, c]) for c in
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
                                        backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast))
-        if reach == "90d" else "the model answers 30 days only (a short history): no 90-day forecast to judge",
+        if reach == "90d" else "the model answers 30 days only: no 90-day forecast to judge",
         sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes),
         segment_changes_table=dg.MetadataValue.md(segment_changes.changes_table(changes).to_markdown(index=False)),
         by_month=figure_markdown(reporting.forecast_figure(table))))

@@ -136,8 +136,8 @@ def horizon_probabilities(by_horizon: dict[int, np.ndarray], as_of: pd.Timestamp
     timing = {"days": to_quarter_end, "between_days": [int(lo), int(hi)]}
     if won is not None and to_quarter_end < hi:
         timing |= timing_share(won, as_of, to_quarter_end, lo, hi)
-    # A key beyond the model's longest horizon is not answered (a model of a short history may answer 30
-    # days only); a quarter's last day is 90-92 days from the next one's: the 90-day answer stands for it.
+    # A key beyond the model's longest horizon is not answered (a rules file's 30-day horizon on a history
+    # too short for 90 days); a quarter's last day is 90-92 days from the next one's: the 90-day answer.
     longest = max(by_horizon)
     keyed = {"30d": within_days(by_horizon, 30)}
     if longest >= 90:
