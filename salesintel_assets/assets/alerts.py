@@ -27,6 +27,7 @@ from salesintel_assets.domain.alerts import snoozes
 from salesintel_assets.domain.alerts.delivery import run_delivery
 from salesintel_assets.domain.alerts.feedback_inbox import acknowledged_alerts, feedback_table, read_events
 from salesintel_assets.domain.alerts.routing import Router
+from salesintel_assets.domain.models import reporting
 from salesintel_assets.metadata import fail_after, frame_metadata, schema_metadata
 from salesintel_assets.resources.delivery_ledger import DeliveryLedger
 from salesintel_assets.resources.feedback import FeedbackInbox
@@ -44,8 +45,17 @@ def _utcnow() -> pd.Timestamp:
     return pd.Timestamp(datetime.now(timezone.utc).replace(tzinfo=None))
 
 
+def _risk_horizon(risk: pd.DataFrame | None, warehouse: Warehouse, rules) -> int:
+    """The days the scores' model answers (shorter than the rules' for a model of a short history)."""
+    if risk is None or not len(risk) or "model_version" not in risk:
+        return rules.risk.win_horizon_days
+    return reporting.version_horizon(warehouse.read_table("deal_risk_model"), int(risk["model_version"].iloc[0]),
+                                     rules.risk.win_horizon_days)
+
+
 @dg.asset(group_name=ALERTS, freshness_policy=FRESHNESS, kinds={"duckdb"},
-          deps=["fact_deals", "fact_stage_transitions", "deal_risk_scores", "alert_threshold_changes"],
+          deps=["fact_deals", "fact_stage_transitions", "deal_risk_scores", "deal_risk_model",
+                "alert_threshold_changes"],
           metadata=schema_metadata(schemas.Alerts))
 def alerts(anomalies: pd.DataFrame, dim_sales_reps: pd.DataFrame, settings: SalesintelSettings,
            warehouse: Warehouse) -> dg.Output[pd.DataFrame]:
@@ -58,7 +68,8 @@ def alerts(anomalies: pd.DataFrame, dim_sales_reps: pd.DataFrame, settings: Sale
     router = Router(dim_sales_reps, rules.alerts)
     with warehouse.connect() as con:
         evidence = alert_rules.load_evidence(con, anomalies, as_of)
-    ctx = alert_rules.Context(evidence, router, warehouse.read_table("deal_risk_scores"), rules, as_of)
+    risk = warehouse.read_table("deal_risk_scores")
+    ctx = alert_rules.Context(evidence, router, risk, rules, as_of, _risk_horizon(risk, warehouse, rules))
     floors = feedback.severity_floors(warehouse.read_table("alert_threshold_changes"))
     candidates, skipped = alert_rules.build_candidates(anomalies, ctx, floors)
     table = alert_state.update_alerts(warehouse.read_table("alerts"), candidates, router, rules, as_of)

@@ -236,13 +236,36 @@ def test_risk_scores_enrich_deal_alerts_when_present():
     ctx = alert_rules.Context(evidence(), Router(reps_frame(), rules.alerts), risk, rules, pd.Timestamp("2026-06-30"))
     candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0)]), ctx)
     content = candidates.iloc[0]["content"]
-    assert content["why"][-1] == "The risk model gives it a 12 % chance to win (high risk)."
+    assert content["why"][-1] == "The risk model gives it a 12 % chance to win within 180 days (high risk)."
     assert content["root_cause"][1] == ("Risk model's top reasons: no activity in 41 days; "
                                         "Enterprise deals in Qualified stall.")
     # A usable model's probability is the deal's chance now: money at stake = amount x (fresh - model).
     assert content["money"] == ("$40,320 ($84,000 deal amount x the 48-point drop in win chance: 60 % for a deal "
                                 "fresh in Qualified, 12 % per the risk model)")
     assert candidates.iloc[0]["amount_at_stake"] == pytest.approx(84_000 * 0.48)
+
+
+def test_a_model_of_a_shorter_horizon_is_quoted_with_it_and_not_set_against_the_fresh_deals_chance():
+    """A model of a short history answers 90 days; the fresh deal's chance is over the rules' 180: the drop
+    between them would be the horizons' difference, not the stall's."""
+    from salesintel_assets.domain.alerts.routing import Router
+    from salesintel_assets_tests.alert_support import reps_frame
+
+    rules = load_rules()
+    risk = pd.DataFrame([{"deal_id": "D00042", "win_probability": 0.12, "risk_band": "high", "model_verdict": "usable",
+                          "reason_1": None, "reason_1_weight": None, "reason_2": None, "reason_2_weight": None,
+                          "reason_3": None, "reason_3_weight": None}])
+    ctx = alert_rules.Context(evidence(), Router(reps_frame(), rules.alerts), risk, rules, pd.Timestamp("2026-06-30"),
+                              risk_horizon_days=90)
+    anomaly = stalled("D00042", "rep_2", 84_000.0)
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([anomaly]), ctx)
+    content = candidates.iloc[0]["content"]
+    assert content["why"][-1] == "The risk model gives it a 12 % chance to win within 90 days (high risk)."
+    assert "per the risk model" not in content["money"]
+    assert content["money"].endswith("; the risk model answers 90 days, not 180, so priority comes from staleness "
+                                     "and amount)")
+    # how deals that lasted as long ended (17.5 % against 60 % fresh), not the model's 12 %
+    assert candidates.iloc[0]["amount_at_stake"] == pytest.approx(84_000 * (0.6 - 0.175))
 
 
 def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stage_time():

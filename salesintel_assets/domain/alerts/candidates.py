@@ -159,8 +159,11 @@ class Context:
     """Everything the alert text needs beyond the anomaly itself."""
 
     def __init__(self, evidence: Evidence, router: Router, risk: pd.DataFrame | None, rules: Rules,
-                 as_of: pd.Timestamp):
+                 as_of: pd.Timestamp, risk_horizon_days: int | None = None):
         self.rules = rules
+        # the days the risk model's win_probability speaks of: the rules' horizon, or a shorter one for a
+        # model of a short history (deal_risk_model.win_horizon_days)
+        self.risk_horizon_days = int(risk_horizon_days or rules.risk.win_horizon_days)
         self.as_of = pd.Timestamp(as_of)
         self.router = router
         deals = evidence.deals
@@ -226,7 +229,10 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
     base = a.get("baseline_win_rate")
     fresh = f"a deal fresh in {stage}" if stage else "a new deal"
     history_stake = 0.0 if missing(a.get("amount_at_stake")) else float(a["amount_at_stake"])
-    if not missing(base) and risk and not missing(risk.get("win_probability")) and not np.isnan(deal_amount):
+    # the fresh deal's chance is over the rules' horizon: a model of a shorter one is not set against it
+    same_horizon = ctx.risk_horizon_days == ctx.rules.risk.win_horizon_days
+    if (not missing(base) and risk and not missing(risk.get("win_probability")) and not np.isnan(deal_amount)
+            and same_horizon):
         now = float(risk["win_probability"])
         drop = max(float(base) - now, 0.0)
         return deal_amount * drop, (f"{money(deal_amount * drop)} ({money(deal_amount)} deal amount x the "
@@ -234,6 +240,8 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
                                     f"{pct(now)} per the risk model)")
     said = {"weak": "the risk model is weak", None: "there are no risk model scores"}.get(
         ctx.model_verdict, "the risk model has no score for this deal")
+    if risk and not same_horizon:
+        said = f"the risk model answers {ctx.risk_horizon_days} days, not {ctx.rules.risk.win_horizon_days}"
     said += ", so priority comes from staleness and amount"
     if missing(base) or (history_stake <= 0 and missing(a.get("historical_win_rate"))):
         return 0.0, (f"not known ({money(deal_amount)} deal amount): not enough data for the drop in win chance; "
@@ -289,7 +297,8 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     why = [_stall_evidence(a, compared_in, ctx.rules.anomalies.stalled.min_history_deals,
                            ctx.rules.risk.win_horizon_days)]
     if risk and not missing(risk.get("win_probability")):
-        why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win "
+        why.append(f"The risk model gives it a {pct(risk['win_probability'])} chance to win within "
+                   f"{ctx.risk_horizon_days} days "
                    f"({risk.get('risk_band', 'n/a')} risk).")
 
     causes = []
