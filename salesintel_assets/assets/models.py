@@ -76,16 +76,9 @@ def _horizon_note(configured: RiskRules, trained: RiskRules) -> str | None:
             f"until the history allows {configured.win_horizon_days})")
 
 
-def _model_rules(rules: RiskRules, tags: dict) -> RiskRules:
-    """The risk rules with the main horizon a registered model answers (a
-    model of a short history answers a shorter one than the rules')."""
-    days = int(tags.get("win_horizon_days", rules.win_horizon_days))
-    return rules if days == rules.win_horizon_days else rules.model_copy(update={"win_horizon_days": days})
-
-
 def _risk_rules(settings: SalesintelSettings, prepared: rf.Prepared) -> RiskRules:
     """The risk rules with the horizon the models are trained for this run."""
-    return _model_rules(settings.rules().risk, {"win_horizon_days": prepared.horizon})
+    return rm.with_horizon(settings.rules().risk, prepared.horizon)
 
 
 def _newest_first(table: pd.DataFrame, **extra) -> dict:
@@ -344,7 +337,9 @@ def deal_risk_scores(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         warehouse.write_table("deal_risk_scores", rs.empty_scores())
         return dg.MaterializeResult(metadata=frame_metadata(rs.empty_scores(), note=note,
                                                             open_deals=len(open_frame)))
-    spec, rules = rf.FeatureSpec.from_tags(champion.tags), _model_rules(rules, champion.tags)
+    # the horizon the model answers (shorter than the rules' for a model of a short history)
+    spec = rf.FeatureSpec.from_tags(champion.tags)
+    rules = rm.with_horizon(rules, int(champion.tags.get("win_horizon_days", rules.win_horizon_days)))
     features = rf.open_states(open_frame, prepared.timeline, spec, prepared.as_of)
     alias = CHAMPION if champion.version == getattr(mlflow.version_by_alias(CHAMPION), "version", None) else CHALLENGER
     verdict = champion.tags.get("model_verdict", "usable")
@@ -466,7 +461,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
         return dg.Output(empty, metadata=frame_metadata(empty, note="no scored open deals"))
     backtest, models = warehouse.read_table("forecast_backtest"), warehouse.read_table("deal_risk_model")
     version = int(scores["model_version"].iloc[0])
-    rules = _model_rules(rules, {"win_horizon_days": reporting.version_horizon(models, version, rules.win_horizon_days)})
+    rules = rm.with_horizon(rules, reporting.version_horizon(models, version, rules.win_horizon_days))
     level, revenue_level, source = forecast.level_readings(
         models, backtest, lambda: warehouse.query(reporting.CLOSED_OUTCOMES_SQL), version,
         rules.forecast.interval, forecast.steps_per_window(rules.forecast))

@@ -717,12 +717,15 @@ def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
     return rules.win_horizon_days
 
 
+def with_horizon(rules: RiskRules, days: int) -> RiskRules:
+    """The risk rules with ``days`` as the main horizon (the same rules when it is theirs)."""
+    return rules if int(days) == rules.win_horizon_days else rules.model_copy(update={"win_horizon_days": int(days)})
+
+
 def at_horizon(prepared: Prepared, rules: RiskRules, days: int) -> tuple[Prepared, RiskRules]:
     """The models' inputs and rules with ``days`` as the main horizon."""
-    if days == prepared.horizon and days == rules.win_horizon_days:
-        return prepared, rules
-    return (replace(prepared, states=prepared.rows_for(days), horizon=days),
-            rules.model_copy(update={"win_horizon_days": days}))
+    at = prepared if days == prepared.horizon else replace(prepared, states=prepared.rows_for(days), horizon=days)
+    return at, with_horizon(rules, days)
 
 
 def train(prepared: Prepared, rules: RiskRules) -> Training:
