@@ -25,6 +25,7 @@ from salesintel_assets.domain.common.rules import RiskRules
 from salesintel_assets.domain.common.run_memo import RunMemo
 from salesintel_assets.domain.models import reuse
 from salesintel_assets.domain.models import reporting
+from salesintel_assets.domain.warehouse import recency
 from salesintel_assets.metadata import fail_after, figure_markdown, frame_metadata, schema_metadata
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
 from salesintel_assets.resources.settings import SalesintelSettings
@@ -59,12 +60,20 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         fact = warehouse.read_table("fact_deals", reporting.FACT_COLUMNS)
         with warehouse.connect() as con:
             history, activities = reporting.read_timeline_inputs(con)
-        prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
+        prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies,
+                              _learning_start(fact, as_of, rules.quality.max_quiet_days))
         # a history too short for the rules' horizon trains a shorter one (short_history_fallback)
         return rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))[0]
 
     key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
     return _RUN_REPLAY.get(key, replay)
+
+
+def _learning_start(fact: pd.DataFrame, as_of: pd.Timestamp, max_quiet_days: int) -> pd.Timestamp | None:
+    """After a stretch whose closes are missing (what closes_recorded_without_gaps warns of), the day the
+    models learn from."""
+    known = fact[fact["created_date"] <= as_of]
+    return recency.learning_start(known["created_date"], known["closed_date"], as_of, max_quiet_days)
 
 
 def _horizon_note(configured: RiskRules, trained: RiskRules) -> str | None:
@@ -197,6 +206,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     try:
         training = rm.train(prepared, rules)
     except rm.NotEnoughData as exc:
+        if prepared.learn_from is not None:
+            exc = f"{exc}; closes before {prepared.learn_from:%Y-%m-%d} are missing, so the model learns from then on"
         context.log.warning(f"deal risk model not trained: not enough data ({exc})")
         # Every column of the schema, empty: a CRM's first run without a model still has a valid table.
         row = dict.fromkeys(schemas.DealRiskModel.to_schema().columns) | base | {
@@ -224,6 +235,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
                 "win_horizon_days": rules.win_horizon_days, **({"horizon_note": note} if note else {}),
+                **({"learned_from": str(prepared.learn_from.date())} if prepared.learn_from is not None else {}),
                 **{f"validation_auc_{days}d": round(m["auc"], 5) for days, m in training.horizon_metrics.items()},
                 "decision": decision.reason, "feature_description": prepared.spec.describe(),
                 "target": rm.target_name(rules), "model_verdict": verdict.label, "verdict_reason": verdict.reason,
@@ -298,6 +310,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "champion_version": row["champion_version"], "promotion_metric": row["promotion_metric"],
         "challenger_score": row["challenger_score"], "champion_score": row["champion_score"],
         "candidate": row["candidate"], "feature_mode": prepared.spec.mode,
+        "learned_from": str(prepared.learn_from.date()) if prepared.learn_from is not None else None,
         "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
         "split": dg.MetadataValue.json(training.split.summary()),

@@ -345,6 +345,22 @@ def test_without_the_fallback_a_short_history_gets_no_model_and_is_told_more_his
     assert read_table(home, "deal_risk_scores").empty and read_table(home, "pipeline_forecast").empty
 
 
+def test_a_history_whose_first_closes_are_missing_trains_from_its_first_close_and_says_so(tmp_path):
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.models.test_risk_model import _backlog_export
+
+    home, export, day = tmp_path / "home", tmp_path / "export.csv", "2023-12-31"
+    as_of_export(_backlog_export("2023-05-01"), pd.Timestamp(day), load_rules().stages).to_csv(export, index=False)
+    seed_mlflow_store(home)
+    result = run_selection(csv_resources(home, export, as_of=day, rules_path=str(rules_file(tmp_path, **FAST))), CHAIN)
+    assert result.success and check_results(result)["closes_recorded_without_gaps"] is False
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "trained" and model["fit_label_cutoff"] > pd.Timestamp("2023-05-01")
+    tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
+    assert tags["learned_from"] == "2023-05-01"
+    assert not read_table(home, "deal_risk_scores").empty
+
+
 def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
     rules = rules_file(tmp_path, min_closed_deals=100_000, **FAST)
     result = run_selection(sample_resources(home, n_deals=600, rules_path=str(rules)), CHAIN)

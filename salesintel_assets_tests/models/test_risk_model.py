@@ -196,6 +196,43 @@ def _export_prepared(tmp_path, day: str, rules, lingering: int = 0):
                       load_rules().stages.order)
 
 
+def _backlog_export(first_close: str):
+    """The SkyGeni-shaped export with every close before ``first_close``
+    missing until then, when the backlog closes at once (Maven's public
+    sample: deals from October 2016, closes from March 2017)."""
+    from salesintel_assets_tests.skygeni_like import skygeni_like_export
+
+    export = skygeni_like_export()
+    created, closed = pd.to_datetime(export["created_date"]), pd.to_datetime(export["closed_date"])
+    late = closed.where(closed >= pd.Timestamp(first_close), pd.Timestamp(first_close))
+    return export.assign(closed_date=late.dt.strftime("%Y-%m-%d"), sales_cycle_days=(late - created).dt.days.astype(str))
+
+
+def test_a_history_whose_first_closes_are_missing_is_replayed_from_its_first_close_on(tmp_path):
+    from salesintel_assets.domain.warehouse import recency
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.support import export_fact_deals
+
+    rules, day, first = load_rules(), "2023-12-31", pd.Timestamp("2023-05-01")
+    path = tmp_path / "backlog.csv"
+    as_of_export(_backlog_export("2023-05-01"), pd.Timestamp(day), rules.stages).to_csv(path, index=False)
+    fact = export_fact_deals(path, day)
+    start = recency.learning_start(fact["created_date"], fact["closed_date"], pd.Timestamp(day),
+                                   rules.quality.max_quiet_days)
+    assert start == first
+    args = (fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp(day), rules.risk, rules.stages.order)
+    blind, seen = rf.prepare(*args), rf.prepare(*args, learn_from=start)
+    # replayed from the start, the history teaches that nothing closes for months, then everything at once
+    rows = blind.rows_for(30)
+    month_before = rows["snapshot_date"].between(first - pd.Timedelta(days=30), first, inclusive="left")
+    assert rows.loc[rows["snapshot_date"] < first - pd.Timedelta(days=30), "won"].mean() == 0
+    assert rows.loc[month_before, "won"].mean() > 0.25
+    # from the first close on, the 30-day win rate is what it stays: about 20 %
+    assert seen.learn_from == start and seen.snapshots["snapshot_date"].min() >= first
+    assert seen.states["snapshot_date"].min() >= first and 0.15 < seen.rows_for(30)["won"].mean() < 0.25
+    assert rm.train(seen, rules.risk).split.fit["snapshot_date"].min() >= first
+
+
 def test_a_history_too_short_for_the_main_horizon_trains_the_longest_horizon_that_fits(tmp_path):
     rules = load_rules().risk
     seven_months = _export_prepared(tmp_path, "2023-07-31", rules)

@@ -356,16 +356,18 @@ def quarter_end_days_in_window(days_to_quarter_end, horizon_days: int) -> np.nda
 
 def _grid(created: np.ndarray, ends: np.ndarray, as_of: pd.Timestamp, every_days: int,
           last_day: int, max_rows: int | None = None, seed: int = 0,
-          fiscal_start_month: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+          fiscal_start_month: int | None = None, first_day: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(row position, day) for every grid date on which a deal was open:
     created <= day < end, days on a grid ending at the analysis date, none
-    after ``last_day``; with ``fiscal_start_month``, every quarter's last
-    day too. Above ``max_rows`` a uniform random sample of them, drawn
-    without listing them all (deals open for years would not fit)."""
+    before ``first_day`` or after ``last_day``; with ``fiscal_start_month``,
+    every quarter's last day too. Above ``max_rows`` a uniform random sample
+    of them, drawn without listing them all (deals open for years would not
+    fit)."""
     end = day_numbers([as_of])[0]
     if not len(created):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    start = end - ((end - created.min()) // every_days) * every_days
+    begin = created.min() if first_day is None else max(created.min(), first_day)
+    start = end - ((end - begin) // every_days) * every_days
     grid = np.arange(start, min(end, last_day) + 1, every_days)
     if fiscal_start_month is not None:
         days = np.arange(start, min(end, last_day) + 1)
@@ -402,8 +404,9 @@ def trustworthy_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
 
 def snapshot_states(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
                     rules: RiskRules, closed_stage: str, last_day: pd.Timestamp | None = None,
-                    deals: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every deal that was open on each grid date up to ``last_day`` -- won,
+                    deals: pd.DataFrame | None = None, first_day: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every deal that was open on each grid date from ``first_day`` (the
+    history's start when None) up to ``last_day`` -- won,
     lost, or still open today (deals that never close included) -- as it
     looked then: deal_id, snapshot_date, created_date, closed_date (NaT while
     open at the analysis date), won_by_as_of plus the features. A random
@@ -417,8 +420,9 @@ def snapshot_states(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, a
     # weekly grid lands on it in few quarters (3 of the 13 before 2026-06-30 on a grid ending then), so the
     # model had barely seen it.
     quarter_ends = spec.fiscal_start_month if QUARTER_FEATURE in spec.numeric else None
+    first = day_numbers([first_day])[0] if first_day is not None else None
     pos, day = _grid(created, ends, pd.Timestamp(as_of), rules.snapshot_every_days, last, rules.max_training_rows,
-                     rules.seed, quarter_ends)
+                     rules.seed, quarter_ends, first)
     rows = deals.iloc[pos]
     states = states_at(rows, day, timeline, spec)
     states.insert(0, "deal_id", rows["deal_id"].to_numpy(dtype=object))
@@ -459,7 +463,9 @@ def spec_feasible(spec: FeatureSpec, current: FeatureSpec) -> bool:
 class Prepared:
     """What every models-layer asset starts from. ``snapshots``: every open
     deal on every grid date (unlabelled); ``states``: those labelled for the
-    main horizon (``won`` = won within ``horizon`` days)."""
+    main horizon (``won`` = won within ``horizon`` days). ``learn_from``:
+    the first grid day the snapshots may start on (None: the history's
+    start), after a stretch whose closes are missing."""
 
     as_of: pd.Timestamp
     fact: pd.DataFrame
@@ -471,6 +477,7 @@ class Prepared:
     snapshots: pd.DataFrame = None
     horizon: int = 180
     leaks: list = None
+    learn_from: pd.Timestamp | None = None
 
     def rows_for(self, horizon_days: int) -> pd.DataFrame:
         return self.states if horizon_days == self.horizon else label(self.snapshots, horizon_days, self.as_of)
@@ -502,10 +509,13 @@ def quarter_seasonal(labelled: pd.DataFrame, anomalies, alpha: float) -> bool:
 
 
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
-            rules: RiskRules, stage_order: list[str], anomalies=None) -> Prepared:
+            rules: RiskRules, stage_order: list[str], anomalies=None,
+            learn_from: pd.Timestamp | None = None) -> Prepared:
     """Everything the models steps share. With the rules' anomaly section
     (``anomalies``), where in the quarter a state is becomes a feature when
-    past closes show quarter-end seasonality (``quarter_seasonal``)."""
+    past closes show quarter-end seasonality (``quarter_seasonal``). With
+    ``learn_from`` (``recency.learning_start``), deals are replayed only from
+    that day on: before it, closes are missing and a backlog closes at once."""
     from salesintel_assets.domain.common import leakage
 
     as_of = pd.Timestamp(as_of)
@@ -520,18 +530,19 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     known = fact["deal_amount"].dropna()
     timeline = Timeline(fact["deal_id"], stage_history, activities, stage_order,
                         WonCycles(deals[deals["is_won"]], segment), float(known.median()) if len(known) else np.nan)
-    snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1], deals)
+    snapshots = replayed_snapshots(fact, timeline, spec, as_of, rules, stage_order[-1], deals, learn_from)
     del deals
     states = label(snapshots, rules.win_horizon_days, as_of)
     return Prepared(as_of, fact, labelled, spec, timeline, states, stage_order[-1], snapshots,
-                    rules.win_horizon_days, leaks)
+                    rules.win_horizon_days, leaks, learn_from)
 
 
 HORIZONS = (30, 90)  # days; besides the rules' main horizon, the model also answers these
 
 
 def replayed_snapshots(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp,
-                       rules: RiskRules, closed_stage: str, deals: pd.DataFrame | None = None) -> pd.DataFrame:
+                       rules: RiskRules, closed_stage: str, deals: pd.DataFrame | None = None,
+                       learn_from: pd.Timestamp | None = None) -> pd.DataFrame:
     """The replayed states every models-layer step shares: every grid date up
     to the shortest horizon before the analysis date (so each horizon's
     labels can be read from them), built once. A past analysis date T reads
@@ -539,10 +550,10 @@ def replayed_snapshots(fact: pd.DataFrame, timeline: Timeline, spec: FeatureSpec
     recorded by s, and "won within H days of s" is already known on T when
     s + H <= T, so ``label(snapshots, H, T)`` is exactly what replaying on
     T would give (on a 7-day grid that ends on the analysis date instead of
-    on T: the same sampling)."""
+    on T: the same sampling). None before ``learn_from``."""
     shortest = min(HORIZONS + (rules.win_horizon_days,))
     return snapshot_states(fact, timeline, spec, as_of, rules, closed_stage,
-                           pd.Timestamp(as_of) - pd.Timedelta(days=shortest), deals)
+                           pd.Timestamp(as_of) - pd.Timedelta(days=shortest), deals, learn_from)
 
 
 def open_states(open_frame: pd.DataFrame, timeline: Timeline, spec: FeatureSpec, as_of: pd.Timestamp) -> pd.DataFrame:
