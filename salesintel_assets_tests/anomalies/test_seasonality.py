@@ -24,9 +24,15 @@ def _win_rate_findings(world: S.World, rules, as_of: str) -> pd.DataFrame:
     return found[found["anomaly_type"].isin(["win_rate_dip", "win_rate_spike"])], report.notes
 
 
-def test_seasons_count_weeks_before_the_fiscal_quarter_end():
+def test_seasons_count_weeks_before_each_month_end_of_the_fiscal_quarter():
     days = np.array([_day("2026-03-31"), _day("2026-03-25"), _day("2026-03-24"), _day("2026-01-01")])
-    assert list(seasonality.season_of(days, 1, 7)) == [0, 0, 1, 12]
+    assert list(seasonality.season_of(days, 1, 7)) == [0, 0, 1, 14]
+    # A quarter-end month's first day is never its quarter's second month's last days (both about 30 days
+    # before the quarter end): pushes follow months, and Maven's quarter-end months win from their 1st.
+    firsts = np.array([_day("2017-03-01"), _day("2017-06-01"), _day("2017-09-01")])
+    lasts = np.array([_day("2017-05-31"), _day("2017-08-31"), _day("2017-11-30")])
+    assert set(seasonality.season_of(firsts, 1, 7)) == {4}
+    assert set(seasonality.season_of(lasts, 1, 7)) == {5}
     # A fiscal year starting in February ends its quarter on 30 April, not 31 March.
     assert seasonality.quarter_end_day(np.array([_day("2026-03-31")]), 2)[0] == _day("2026-04-30")
     snaps = seasonality.same_point_in_earlier_quarters(_day("2026-06-20"), _day("2025-12-01"), _day("2026-05-31"), 1)
