@@ -123,6 +123,14 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
     for w in ar.windows_days:
         if windows is not None and w not in windows:
             continue
+        if uses(ar.quality, "quality", w):
+            comps.append(created_comparison(deals, rules, w, acceptable, known))
+        history = closed_history_days(deals, deals.as_of - w + 1)
+        if history < MIN_CLOSED_HISTORY_DAYS:
+            notes.append(f"deals closed in the last {w} days: not compared, the {history} days of closes before "
+                         f"them are fewer than a quarter's {MIN_CLOSED_HISTORY_DAYS} (too short to tell a change "
+                         "from where in the quarter the window falls)")
+            continue
         cw = closed_window(deals, curves, rules, w, seasons.seasonal)
         if uses(ar.win_rate, "win_rate", w):
             comps.append(closed_comparison(cw, rules, family="win_rate", metric="win_rate", kind="rate",
@@ -132,8 +140,6 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
             comps.append(closed_comparison(cw, rules, family="cycle", metric="sales_cycle_days", kind="rank",
                                            alternative="greater", values=cycle, test=ar.cycle,
                                            bins=ar.max_days + 1))
-        if uses(ar.quality, "quality", w):
-            comps.append(created_comparison(deals, rules, w, acceptable, known))
         for m, values in metric_cols.items():
             if values is None or not uses(ar.metric_shift, "metric_shift", w):
                 continue
@@ -152,6 +158,18 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
     for comp in comps:
         notes.extend(comp.notes)
     return comps, notes
+
+
+# A baseline of closes shorter than a quarter holds only some months of the quarter: a window in another
+# month differs by the season alone (Maven's sample as of 2017-05-31, its second month of closes: a
+# "slower cycle", 68 days against April's 7, where every quarter's second month runs that long).
+MIN_CLOSED_HISTORY_DAYS = 91
+
+
+def closed_history_days(deals: DealDays, before: int) -> int:
+    """Days from the first usable close to ``before`` (0 when none closed before it)."""
+    closed = deals.closed[deals.usable_closed & (deals.closed < before)]
+    return int(before - closed.min()) if len(closed) else 0
 
 
 def _creation_note(deals: DealDays, baseline_days: int, days: int = 30) -> list[str]:
@@ -191,12 +209,12 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     if not fact.index.equals(pd.RangeIndex(len(fact))):   # positions are row numbers; no copy when they already are
         fact = fact.reset_index(drop=True)
     rules, single_notes = _without_single_valued(fact, rules)
-    deals = DealDays.from_fact(fact, as_of)
+    deals, backlog_notes = DealDays.from_fact(fact, as_of).without_backlog(fact, rules.quality.max_quiet_days)
     deal_metrics = align_metrics(fact, deal_metrics)
     codes = SegmentCodes(fact, SEGMENT_COLUMNS)
     seasons = season_check(deals, rules)
     comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes, seasons=seasons)
-    notes = single_notes + notes
+    notes = single_notes + backlog_notes + notes
     tests = run_tests(comps, codes, rules)
     rows = []
     if len(tests):

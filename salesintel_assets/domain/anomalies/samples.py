@@ -19,7 +19,7 @@ to the window's position in the quarter (``seasonality``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,7 @@ import pandas as pd
 from salesintel_assets.domain.anomalies import seasonality
 from salesintel_assets.domain.anomalies.significance import Comparison, Sample
 from salesintel_assets.domain.common.rules import Rules
+from salesintel_assets.domain.warehouse import recency
 
 NEVER = np.int64(2**40)  # day number standing for "no date"
 ENTRY_SCORE_COLUMNS = {"lead_source": "lead_source_score", "industry": "industry_score", "rep": "rep_score"}
@@ -84,6 +85,24 @@ class DealDays:
             usable_closed=closed_by & ~review & (closed >= created),
             open_now=known & (created <= a) & ~(closed <= a),
         )
+
+    def without_backlog(self, fact: pd.DataFrame, max_quiet_days: int) -> tuple["DealDays", list[str]]:
+        """After a stretch whose closes are missing (``recency.closes_missing``),
+        the closes of its catch-up are dated when they were recorded, not
+        when they happened (and their cycles run long by as much): they are
+        left out of every comparison of closed deals, with a note."""
+        as_of = to_timestamp(self.as_of)
+        known = fact["created_date"] <= as_of
+        gap = recency.longest_close_gap(fact.loc[known, "created_date"], fact.loc[known, "closed_date"], as_of,
+                                        max_quiet_days)
+        if not recency.closes_missing(gap, max_quiet_days):
+            return self, []
+        start = day_number(gap.end)
+        backlog = self.usable_closed & (self.closed >= start) & (self.closed < start + gap.window_days)
+        note = (f"{int(backlog.sum()):,} deals closed from {gap.end:%Y-%m-%d} to "
+                f"{to_timestamp(start + gap.window_days - 1):%Y-%m-%d}, after {gap.days:,} days without a close, "
+                "are a backlog recorded late: left out of the comparisons of closed deals")
+        return replace(self, usable_closed=self.usable_closed & ~backlog), [note]
 
     def earlier(self, day: int) -> "DealDays":
         """The same deals as the detector saw them on an earlier ``day``
