@@ -72,8 +72,8 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
 def _learning_start(fact: pd.DataFrame, as_of: pd.Timestamp, max_quiet_days: int) -> pd.Timestamp | None:
     """After a stretch whose closes are missing (what closes_recorded_without_gaps warns of), the day the
     models learn from."""
-    known = fact[fact["created_date"] <= as_of]
-    return recency.learning_start(known["created_date"], known["closed_date"], as_of, max_quiet_days)
+    gap = recency.missing_closes(fact["created_date"], fact["closed_date"], as_of, max_quiet_days)
+    return gap.end if gap else None
 
 
 def _horizon_note(configured: RiskRules, trained: RiskRules) -> str | None:

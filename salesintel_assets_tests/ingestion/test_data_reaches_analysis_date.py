@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.checks.warehouse import closes_recorded_without_gaps, deals_reach_the_analysis_date
-from salesintel_assets.domain.warehouse.recency import (closes_missing, learning_start, longest_close_gap,
+from salesintel_assets.domain.warehouse.recency import (closes_missing, longest_close_gap, missing_closes,
                                                         quiet_before)
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
@@ -93,8 +93,9 @@ def test_a_history_whose_first_months_have_no_close_and_then_a_backlog_is_called
                                      "the start of the data) although ")
     assert "closes of that period are probably missing from the export" in gap.sentence()
     # the models learn from the first close after it, and the sentence says so
-    assert learning_start(created, closed, as_of, 30) == gap.end
-    assert gap.sentence().endswith("the risk model and its forecast learn from 2024-04-30 on")
+    assert missing_closes(created, closed, as_of, 30) == gap
+    assert gap.sentence().endswith("the risk model and its forecast learn from 2024-04-30 on, and the anomaly tests "
+                                   "leave out the closes of the 30 days from then")
 
 
 def test_a_history_that_merely_starts_late_is_not():
@@ -103,17 +104,17 @@ def test_a_history_that_merely_starts_late_is_not():
     gap = longest_close_gap(*_history(first_close_day=120, backlog=False))
     assert gap.first and gap.days >= 80 and gap.closes_after < gap.usual_closes
     assert not closes_missing(gap, 30)
-    assert learning_start(*_history(first_close_day=120, backlog=False), 30) is None   # its whole history is learnt
+    assert missing_closes(*_history(first_close_day=120, backlog=False), 30) is None   # its whole history is learnt
 
 
 def test_a_hole_in_the_middle_is_found_and_ordinary_histories_pass():
     gap = longest_close_gap(*_history(first_close_day=0, hole=(200, 250)))
     assert not gap.first and gap.end == pd.Timestamp("2024-01-01") + pd.Timedelta(days=250)
     assert gap.days >= 50 and closes_missing(gap, 30)
-    assert learning_start(*_history(first_close_day=0, hole=(200, 250)), 30) == gap.end
+    assert missing_closes(*_history(first_close_day=0, hole=(200, 250)), 30).end == gap.end
     ordinary = longest_close_gap(*_history(first_close_day=0))
     assert ordinary.days <= 7 and not closes_missing(ordinary, 30)
-    assert learning_start(*_history(first_close_day=0), 30) is None
+    assert missing_closes(*_history(first_close_day=0), 30) is None
 
 
 def test_a_few_stray_deals_years_older_open_no_gap():

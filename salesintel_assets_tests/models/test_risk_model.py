@@ -217,8 +217,8 @@ def test_a_history_whose_first_closes_are_missing_is_replayed_from_its_first_clo
     path = tmp_path / "backlog.csv"
     as_of_export(_backlog_export("2023-05-01"), pd.Timestamp(day), rules.stages).to_csv(path, index=False)
     fact = export_fact_deals(path, day)
-    start = recency.learning_start(fact["created_date"], fact["closed_date"], pd.Timestamp(day),
-                                   rules.quality.max_quiet_days)
+    start = recency.missing_closes(fact["created_date"], fact["closed_date"], pd.Timestamp(day),
+                                   rules.quality.max_quiet_days).end
     assert start == first
     args = (fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp(day), rules.risk, rules.stages.order)
     blind, seen = rf.prepare(*args), rf.prepare(*args, learn_from=start)

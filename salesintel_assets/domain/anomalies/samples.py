@@ -87,15 +87,13 @@ class DealDays:
         )
 
     def without_backlog(self, fact: pd.DataFrame, max_quiet_days: int) -> tuple["DealDays", list[str]]:
-        """After a stretch whose closes are missing (``recency.closes_missing``),
+        """After a stretch whose closes are missing (``recency.missing_closes``),
         the closes of its catch-up are dated when they were recorded, not
         when they happened (and their cycles run long by as much): they are
         left out of every comparison of closed deals, with a note."""
-        as_of = to_timestamp(self.as_of)
-        known = fact["created_date"] <= as_of
-        gap = recency.longest_close_gap(fact.loc[known, "created_date"], fact.loc[known, "closed_date"], as_of,
-                                        max_quiet_days)
-        if not recency.closes_missing(gap, max_quiet_days):
+        gap = recency.missing_closes(fact["created_date"], fact["closed_date"], to_timestamp(self.as_of),
+                                     max_quiet_days)
+        if gap is None:
             return self, []
         start = day_number(gap.end)
         backlog = self.usable_closed & (self.closed >= start) & (self.closed < start + gap.window_days)

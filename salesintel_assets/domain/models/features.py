@@ -514,7 +514,7 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     """Everything the models steps share. With the rules' anomaly section
     (``anomalies``), where in the quarter a state is becomes a feature when
     past closes show quarter-end seasonality (``quarter_seasonal``). With
-    ``learn_from`` (``recency.learning_start``), deals are replayed only from
+    ``learn_from`` (the end of ``recency.missing_closes``), deals are replayed only from
     that day on: before it, closes are missing and a backlog closes at once."""
     from salesintel_assets.domain.common import leakage
 
