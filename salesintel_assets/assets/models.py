@@ -206,14 +206,14 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     try:
         training = rm.train(prepared, rules)
     except rm.NotEnoughData as exc:
-        if prepared.learn_from is not None:
-            exc = f"{exc}; closes before {prepared.learn_from:%Y-%m-%d} are missing, so the model learns from then on"
-        context.log.warning(f"deal risk model not trained: not enough data ({exc})")
+        reason = str(exc) if prepared.learn_from is None else \
+            f"{exc}; closes before {prepared.learn_from:%Y-%m-%d} are missing, so the model learns from then on"
+        context.log.warning(f"deal risk model not trained: not enough data ({reason})")
         # Every column of the schema, empty: a CRM's first run without a model still has a valid table.
         row = dict.fromkeys(schemas.DealRiskModel.to_schema().columns) | base | {
-            "status": "not enough data", "decision": f"not enough data: {exc}", "fingerprint": "none"}
+            "status": "not enough data", "decision": f"not enough data: {reason}", "fingerprint": "none"}
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
-        return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=str(exc),
+        return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
     chosen, split, verdict = training.chosen, training.split, training.verdict
     validation_p = rm.predict(training.model, split.validate[prepared.spec.columns])

@@ -361,6 +361,21 @@ def test_a_history_whose_first_closes_are_missing_trains_from_its_first_close_an
     assert not read_table(home, "deal_risk_scores").empty
 
 
+def test_too_little_history_since_missing_closes_says_why_there_is_no_model(tmp_path):
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.models.test_risk_model import _backlog_export
+
+    home, export, day = tmp_path / "home", tmp_path / "export.csv", "2023-07-15"
+    as_of_export(_backlog_export("2023-05-01"), pd.Timestamp(day), load_rules().stages).to_csv(export, index=False)
+    seed_mlflow_store(home)
+    result = run_selection(csv_resources(home, export, as_of=day, rules_path=str(rules_file(tmp_path, **FAST))), CHAIN)
+    assert result.success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "not enough data"
+    assert model["decision"].endswith("; closes before 2023-05-01 are missing, so the model learns from then on")
+    assert read_table(home, "deal_risk_scores").empty
+
+
 def test_too_few_closed_deals_registers_no_model_and_never_crashes(home, tmp_path):
     rules = rules_file(tmp_path, min_closed_deals=100_000, **FAST)
     result = run_selection(sample_resources(home, n_deals=600, rules_path=str(rules)), CHAIN)
