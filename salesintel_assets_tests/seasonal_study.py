@@ -2,6 +2,7 @@
 and recall of real changes planted on top of the season.
 
     python -m salesintel_assets_tests.seasonal_study [deals] [worlds] [mode] [first_null_seed]
+    python -m salesintel_assets_tests.seasonal_study young [first_seed] [seeds] [history days ...]
     python -m salesintel_assets_tests.seasonal_study yearly [deals] [first_seed] [seeds]
 
 ``mode`` (auto, on, off: the rules' ``anomalies.seasonality.mode``) shows
@@ -12,6 +13,12 @@ quarter; every distinct segment anomaly raised in it is a false alarm.
 Per run: the alarms one daily run raises (what a user sees in one summary).
 Null months use seeds from ``first_null_seed`` (700; other seeds give worlds
 the rules were not chosen on).
+
+``young``: CRMs that went live ``history`` days before the analysis date
+(15 deals a day, nothing imported), seasonal and not, at the three month
+ends of a quarter and a week into the next: false segment alarms per run
+with nothing planted, and recall of the three plants (a lead-source dip,
+an industry x region spike, a slower industry).
 
 ``yearly``: worlds with 2.5 years of history whose year-end push is stronger
 than the other quarter ends (``YEAR_END_PUSH``), runs every third day over
@@ -58,16 +65,20 @@ def null_month(n_deals: int, seed: int, rules, days: int = 30) -> tuple[set, lis
     return raised, per_run
 
 
-def planted_seasonal_world(n_deals: int, seed: int, as_of: str):
+def three_plants(seed: int) -> tuple:
     """The scenario study's three plants (a lead-source dip, an industry x
-    region spike, a slower industry) on top of the season."""
+    region spike, a slower industry) in segments drawn from the seed."""
     rng = np.random.default_rng(20_000 + seed)
     source = SOURCES[rng.integers(len(SOURCES))]
     industry, region = INDUSTRIES[rng.integers(len(INDUSTRIES))], REGIONS[rng.integers(len(REGIONS))]
     slow = str(rng.choice([i for i in INDUSTRIES if i != industry]))
-    plants = (WinRatePlant({"lead_source": source}, DIP), WinRatePlant({"industry": industry, "region": region}, SPIKE),
-              CyclePlant({"industry": slow}, SLOWDOWN))
-    return seasonal_world(n_deals, seed, as_of, plants)
+    return (WinRatePlant({"lead_source": source}, DIP), WinRatePlant({"industry": industry, "region": region}, SPIKE),
+            CyclePlant({"industry": slow}, SLOWDOWN))
+
+
+def planted_seasonal_world(n_deals: int, seed: int, as_of: str):
+    """The three plants on top of the season."""
+    return seasonal_world(n_deals, seed, as_of, three_plants(seed))
 
 
 def recall(n_deals: int, seeds: range, rules) -> dict:
@@ -94,6 +105,30 @@ def study(n_deals: int, worlds: int, mode: str, first_null_seed: int = 700) -> d
             "worst_month": max(map(len, months)), "months_above_one": sum(len(m) > 1 for m in months),
             "alarms": [sorted(m) for m in months],
             "planted": recall(n_deals, range(worlds), rules)}
+
+
+def young(seeds: range, histories: tuple[int, ...], per_day: int = 15) -> list[dict]:
+    """Per history length and season (pushed or not): false segment alarms
+    per run with nothing planted, and the share of plants found, over the
+    seeds and the dates of ``MONTH_ENDS`` and a week into the next quarter."""
+    rules, rows = rules_with("auto"), []
+    dates = MONTH_ENDS + ("2026-07-07",)
+    for history in histories:
+        for push in (QUARTER_PUSH, 0.0):
+            alarms, hits = [], {"dip": 0, "spike": 0, "cycle": 0}
+            for seed in seeds:
+                for as_of in dates:
+                    null = generate(per_day * history, seed, as_of=as_of, history_days=history, quarter_push=push)
+                    alarms.append(len(segment_anomalies(null, rules=rules)))
+                    planted = generate(per_day * history, seed, as_of=as_of, history_days=history, quarter_push=push,
+                                       plants=three_plants(seed))
+                    for name, hit in score_world(planted, segment_anomalies(planted, rules=rules))[0].items():
+                        hits[name] += hit["related"]
+            runs = len(alarms)
+            rows.append({"history_days": history, "seasonal": push > 0, "runs": runs,
+                         "false_alarms_per_run": round(sum(alarms) / runs, 3), "worst_run": max(alarms),
+                         "recall": {k: round(v / runs, 2) for k, v in hits.items()}})
+    return rows
 
 
 def yearly_null(n_deals: int, seeds: range, with_check: bool) -> dict:
@@ -126,6 +161,13 @@ if __name__ == "__main__":
         deals, first, count = given + [12_000, 1400, 3][len(given):]
         for check in (True, False):
             print(json.dumps(yearly_null(deals, range(first, first + count), check)))
+        sys.exit(0)
+
+    if sys.argv[1:2] == ["young"]:
+        first, count = [int(a) for a in sys.argv[2:4]] + [1500, 3][len(sys.argv[2:4]):]
+        histories = tuple(int(a) for a in sys.argv[4:]) or (130, 160, 200, 250, 300)
+        for row in young(range(first, first + count), histories):
+            print(json.dumps(row))
         sys.exit(0)
 
     deals = int(sys.argv[1]) if len(sys.argv) > 1 else 12_000

@@ -269,17 +269,38 @@ def exposure_weights(curve: CreationCurve, gid: np.ndarray, cycle: np.ndarray, w
 
 def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
     """Are closings seasonal? Judged on the closes before the longest window
-    (a recent change must not decide how it is itself judged), leaving out
-    the first ``baseline_days`` of the history: closes soon after the first
-    deal can only be short deals, which would look like a season."""
+    (a recent change must not decide how it is itself judged). Closes soon
+    after the first deal can only be short deals, which would look like a
+    season, so only deals of cycle at most C count, closed C days or more
+    after the first deal: every such day can hold every such cycle, and
+    without a season their mix is the same on each. C is ``baseline_days``,
+    shorter in a young CRM so that two quarters of closes are judged, but
+    not below ``seasonality.MIN_JUDGED_CYCLE_DAYS`` (a blanket
+    ``baseline_days`` left a CRM's first 300 days untested, and its first
+    quarter ends raised win-rate spikes)."""
     ar = rules.anomalies
     before = deals.as_of - max(ar.windows_days + [ar.open_age.window_days]) + 1
     known = deals.created[deals.created < NEVER]
-    after = (int(known.min()) if len(known) else before) + ar.baseline_days
-    rows = np.flatnonzero(deals.usable_closed & (deals.closed < before) & (deals.closed >= after))
-    cycles = (deals.closed[rows] - deals.created[rows]).astype("float64")
+    first = int(known.min()) if len(known) else before
+    longest = int(np.clip(before - first - 2 * seasonality.QUARTER_DAYS, seasonality.MIN_JUDGED_CYCLE_DAYS,
+                          max(ar.baseline_days, seasonality.MIN_JUDGED_CYCLE_DAYS)))
+    cycles = (deals.closed - deals.created).astype("float64")
+    rows = np.flatnonzero(deals.usable_closed & (deals.closed < before) & (deals.closed >= first + longest)
+                          & (cycles <= longest))
+    cycles = cycles[rows]
     return seasonality.detect(deals.closed[rows], deals.won[rows], cycles, ar.seasonality,
                               ar.win_rate.min_effect, ar.cycle.min_effect)
+
+
+def _contained_at_same_point(curve: CreationCurve, base_runs: tuple, season: np.ndarray,
+                             cycle: np.ndarray) -> np.ndarray:
+    """Per window deal: was any deal created ``cycle`` days before a baseline
+    day of the deal's season?"""
+    if not len(cycle):
+        return np.zeros(0, dtype=bool)
+    seasons = int(max(season.max(), base_runs[0].max(initial=0))) + 1
+    exposure = curve.by_season_lag(base_runs, seasons, int(cycle.max()) + 1)[0]
+    return exposure[season, cycle] > 0
 
 
 def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_days: int,
@@ -301,6 +322,9 @@ def closed_window(deals: DealDays, curves: SegmentCurves, rules: Rules, window_d
         base_season = season(rows_b)
         runs = tuple(seasonality.season_runs(lo, hi, cfg.fiscal_year_start_month, cfg.bin_days)
                      for lo, hi in ((start, end), (b_start, b_end)))
+        # ... nor one the baseline's days at the same point of the quarter
+        # could not (a young CRM's one earlier quarter end held short deals only).
+        comparable &= _contained_at_same_point(curve, runs[1], season(rows_w), cycle_w)
     weight = exposure_weights(curve, zeros, cycle_b, (start, end), (b_start, b_end), base_season, runs)
     if seasonal:
         factor = seasonality.standardising_factors(season(rows_w[comparable]), base_season, weight)
@@ -327,8 +351,9 @@ def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: st
         reweight=(cw.weights if keep_b is None else (lambda dimset: cw.weights(dimset)[keep_b])),
     )
     if cw.dropped and family == "win_rate":
+        where = "" if cw.season_factor is None else " at the same point of earlier quarters"
         comp.notes.append(f"{cw.dropped} deals closed in the last {cw.window_days} days have cycles longer than "
-                          "the history before the baseline allows and were left out of the comparisons")
+                          f"the history before the baseline allows{where} and were left out of the comparisons")
     return comp
 
 

@@ -16,10 +16,12 @@ a mixed window with the same mix. A change on top of the pattern still
 shows; the pattern itself never does. Open deals' ages are compared with
 snapshots taken at the same point of earlier quarters.
 
-``mode: auto`` standardises only when the history before the windows shows a
-season effect (win rate or cycle differing by season, at ``detect_alpha``):
-re-weighting costs effective baseline deals, which a world without seasons
-should not pay.
+``mode: auto`` standardises when the history before the windows shows a
+season effect (win rate or cycle differing by season, at ``detect_alpha``),
+and, as a precaution, when that history is too short to tell (less than a
+quarter of closes, or too few in any season): a young CRM's first quarter
+end would otherwise be its first alert. Re-weighting costs effective
+baseline deals, which a history shown to have no season need not pay.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ import numpy as np
 from scipy import stats as sps
 
 MAX_SEASONS = 3 * 31  # three months of at most 31 one-day periods
+QUARTER_DAYS = 91     # closes spanning fewer days cannot show every month of a quarter
+# A young CRM's season is judged on its shorter deals only (``samples.season_check``),
+# but not on deals shorter than this: a push to the quarter's end lengthens a
+# win's cycle by up to two months, and a tighter cap would leave the pushed wins out.
+MIN_JUDGED_CYCLE_DAYS = 60
 
 
 def _months(days: np.ndarray) -> np.ndarray:
@@ -105,10 +112,17 @@ def _season_name(season: int, bin_days: int) -> str:
 
 @dataclass
 class SeasonCheck:
-    seasonal: bool
+    seasonal: bool                   # compare like with like (found, forced, or a precaution)
     note: str
     p_rate: float = float("nan")     # win rate by season (chi-square), when tested
     rate_gap: float = float("nan")   # highest less lowest season's win rate
+
+
+def _too_little(why: str, p_rate: float = float("nan"), rate_gap: float = float("nan")) -> SeasonCheck:
+    return SeasonCheck(True, f"quarter-end seasonality: {why}, too little to tell whether closings bunch at "
+                             "quarter ends; as a precaution each window is compared with the same point of "
+                             "earlier quarters (closes at a point no earlier quarter holds are not compared)",
+                       p_rate, rate_gap)
 
 
 def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min_rate_gap: float,
@@ -124,12 +138,14 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
     if cfg.mode == "on":
         return SeasonCheck(True, "quarter-end seasonality: on in the rules; each window is compared with "
                                  "the same point of earlier quarters")
+    span = int(np.ptp(close_days)) + 1 if len(close_days) else 0
+    if span < QUARTER_DAYS:
+        return _too_little(f"the closes it can judge span {span} days, less than a quarter")
     season = season_of(close_days, cfg.fiscal_year_start_month, cfg.bin_days)
     counts = np.bincount(season, minlength=MAX_SEASONS)
     present = np.flatnonzero(counts >= min_per_season)
     if len(present) < 2:
-        return SeasonCheck(False, "quarter-end seasonality: too little closed history to tell; "
-                                  "baselines are not standardised")
+        return _too_little(f"no two points of the quarter hold {min_per_season} of the closes it can judge")
     keep = np.isin(season, present)
     wins = np.bincount(season[keep], weights=won[keep].astype("float64"), minlength=MAX_SEASONS)[present]
     rates = wins / counts[present]
@@ -150,6 +166,9 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
                                  f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, "
                                  f"p = {p_cycle:.2g}): each window is compared with the same point of earlier quarters",
                            p_rate, rate_gap)
+    if span < 2 * QUARTER_DAYS:   # one quarter end, one of each month: a season may not show yet
+        return _too_little(f"past closes spanning {span} days, less than two quarters, show no season (win rate "
+                           f"{shown}; p = {p_rate:.2g})", p_rate, rate_gap)
     return SeasonCheck(False, f"no quarter-end seasonality worth standardising in past closes (win rate {shown}; "
                               f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, p = {p_cycle:.2g})",
                        p_rate, rate_gap)
