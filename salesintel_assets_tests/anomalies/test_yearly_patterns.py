@@ -1,6 +1,9 @@
 """A change that showed the same way at this time last year is a yearly
 pattern (a stronger year-end push), not news; a new change still is."""
 
+from unittest import mock
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -41,11 +44,27 @@ def test_last_years_size_is_no_more_than_the_whole_business_moved(business_past,
     assert recurrence.recurring(found, past).tolist() == [expected]
 
 
-def test_only_families_replayable_from_dates_and_outcomes_are_judged():
-    found = pd.DataFrame([_finding(family="metric_shift", metric="smi")])
-    assert recurrence.recurring(found, pd.DataFrame([_finding(family="metric_shift", metric="smi")])).tolist() \
-        == [False]
-    assert recurrence.recurring(found, pd.DataFrame()).tolist() == [False]
+def test_only_families_replayable_from_closed_deals_are_judged():
+    # new deals' quality is read from deal metrics as of today, which a year back did not exist
+    found = pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
+    assert recurrence.recurring(found, pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
+                                ).tolist() == [False]
+    shift = pd.DataFrame([_finding(family="metric_shift", metric="smi")])
+    assert recurrence.recurring(shift, pd.DataFrame([_finding(family="metric_shift", metric="smi")])).tolist() \
+        == [True]
+    assert recurrence.recurring(shift, pd.DataFrame()).tolist() == [False]
+
+
+def test_a_metric_shift_that_showed_last_november_is_not_raised():
+    world = S.generate(12_000, 1400, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
+                       year_end_push=YEAR_END_PUSH)
+    as_of = pd.Timestamp("2026-11-15")
+    never = (lambda found, past: np.zeros(len(found), dtype=bool))
+    with mock.patch.object(recurrence, "recurring", never):
+        unchecked = S.segment_anomalies(world, as_of, AUTO)
+    assert ("smi", "region=India") in set(zip(unchecked["metric"], unchecked["segment"]))
+    found = S.segment_anomalies(world, as_of, AUTO)
+    assert ("smi", "region=India") not in set(zip(found["metric"], found["segment"]))
 
 
 def test_a_stronger_year_end_push_is_not_raised_every_november():

@@ -219,7 +219,7 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     rows = []
     if len(tests):
         found = select_findings(tests, comps, codes, rules)
-        found, yearly = _without_yearly_patterns(found, fact, deals, codes, rules, seasons.seasonal)
+        found, yearly = _without_yearly_patterns(found, fact, deal_metrics, deals, codes, rules, seasons.seasonal)
         notes.extend(yearly)
         rows = [_segment_row(r, comps[int(r["comp_id"])], codes, deals, rules, len(tests))
                 for _, r in found.iterrows()]
@@ -234,8 +234,9 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     return AnomalyReport(table, tests, notes, stalled.flagged)
 
 
-def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deals: DealDays, codes: SegmentCodes,
-                             rules: Rules, seasonal: bool) -> tuple[pd.DataFrame, list[str]]:
+def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deal_metrics: pd.DataFrame | None,
+                             deals: DealDays, codes: SegmentCodes, rules: Rules,
+                             seasonal: bool) -> tuple[pd.DataFrame, list[str]]:
     """The findings less those that showed the same way a year earlier
     (``recurrence``), and the note that says which. Last year's tests are
     today's: the same seasonal standardisation, and a full baseline (a
@@ -249,7 +250,7 @@ def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deals: Dea
     longest = int(wanted["window_days"].max())
     if not len(known) or known.min() > baseline_start(rules, then.as_of, longest, seasonal):
         return found, []
-    comps, _ = build_comparisons(fact, None, rules, then, codes,
+    comps, _ = build_comparisons(fact, deal_metrics, rules, then, codes,
                                  only=set(zip(wanted["family"], wanted["window_days"].astype(int))),
                                  seasons=SeasonCheck(seasonal, ""))
     again = recurrence.recurring(found, run_tests(comps, codes, rules))

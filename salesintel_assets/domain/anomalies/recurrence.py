@@ -8,7 +8,7 @@ compared with the weeks of earlier quarters then "dips" every year.
 So each finding of a run is looked up one year (52 weeks, the same weekday
 and nearly the same week of the quarter) earlier: the same test on the same
 segment and window, run as the detector would have run it on that day with
-only what was known then. When it moved the same way then, clearly (raw
+only what was known then (a metric shift with today's scores, ``FAMILIES``). When it moved the same way then, clearly (raw
 p <= ``RECURRING_P``), and this year adds less than a reportable change
 (the test's ``min_effect``) to last year's size (no more than the whole
 business's then), the finding is a yearly pattern: it is said in the run's
@@ -25,7 +25,10 @@ import pandas as pd
 
 YEAR_DAYS = 364              # 52 weeks: the same weekday, the same week of the quarter within a day or two
 RECURRING_P = 0.05           # last year's change must be clear on its own (one test, no correction needed)
-FAMILIES = ("win_rate", "cycle", "open_age")   # replayable from dates and outcomes alone
+# Replayable from dates and outcomes, and metric shifts with today's scores of
+# the deals closed then: a closed deal's SMI no longer changes, and PVS and DQS
+# then measure both years with one ruler (their segment rates move slowly).
+FAMILIES = ("win_rate", "cycle", "open_age", "metric_shift")
 KEY = ["family", "metric", "window_days", "segment"]
 
 
