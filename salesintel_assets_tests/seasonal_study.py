@@ -16,9 +16,10 @@ the rules were not chosen on).
 
 ``young``: CRMs that went live ``history`` days before the analysis date
 (15 deals a day, nothing imported), seasonal and not, at the three month
-ends of a quarter and a week into the next: false segment alarms per run
-with nothing planted, and recall of the three plants (a lead-source dip,
-an industry x region spike, a slower industry).
+ends of a quarter and a week into the next (a seed's world is the same on
+each date, shifted in time: only where in the quarter it ends changes):
+false segment alarms per run with nothing planted, and recall of the three
+plants (a lead-source dip, an industry x region spike, a slower industry).
 
 ``yearly``: worlds with 2.5 years of history whose year-end push is stronger
 than the other quarter ends (``YEAR_END_PUSH``), runs every third day over

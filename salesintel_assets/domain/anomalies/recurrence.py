@@ -8,11 +8,11 @@ compared with the weeks of earlier quarters then "dips" every year.
 So each finding of a run is looked up one year (52 weeks, the same weekday
 and nearly the same week of the quarter) earlier: the same test on the same
 segment and window, run as the detector would have run it on that day with
-only what was known then (a metric shift with today's scores, ``FAMILIES``). When it moved the same way then, clearly (raw
-p <= ``RECURRING_P``), and this year adds less than a reportable change
-(the test's ``min_effect``) to last year's size (no more than the whole
-business's then), the finding is a yearly pattern: it is said in the run's
-notes, not raised. A change the history has never shown at this time of
+only what was known then (a metric shift with today's scores, ``FAMILIES``).
+When it moved the same way then, clearly (raw p <= ``RECURRING_P``), and
+this year adds less than a reportable change (the test's ``min_effect``) to
+last year's size (no more than the whole business's then), the finding is a
+yearly pattern: it is said in the run's notes, not raised. A change the history has never shown at this time of
 year is still raised, and so is a real change on top of the yearly one
 (this year's dip a reportable change deeper than last year's), and one
 whose segment last year had too few deals to say (no test, no recurrence).

@@ -18,9 +18,9 @@ snapshots taken at the same point of earlier quarters.
 
 ``mode: auto`` standardises when the history before the windows shows a
 season effect (win rate or cycle differing by season, at ``detect_alpha``),
-and, as a precaution, when that history is too short to tell (less than a
-quarter of closes, or too few in any season): a young CRM's first quarter
-end would otherwise be its first alert. Re-weighting costs effective
+and, as a precaution, when that history is too short to tell (less than
+two quarters of closes that show no season, or too few closes per season):
+a young CRM's first quarter end would otherwise be its first alert. Re-weighting costs effective
 baseline deals, which a history shown to have no season need not pay.
 """
 
@@ -140,7 +140,7 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
                                  "the same point of earlier quarters")
     span = int(np.ptp(close_days)) + 1 if len(close_days) else 0
     if span < QUARTER_DAYS:
-        return _too_little(f"the closes it can judge span {span} days, less than a quarter")
+        return _too_little(f"the closes it can judge span {span} day{'' if span == 1 else 's'}, less than a quarter")
     season = season_of(close_days, cfg.fiscal_year_start_month, cfg.bin_days)
     counts = np.bincount(season, minlength=MAX_SEASONS)
     present = np.flatnonzero(counts >= min_per_season)
