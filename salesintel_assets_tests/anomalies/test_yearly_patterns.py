@@ -45,7 +45,7 @@ def test_last_years_size_is_no_more_than_the_whole_business_moved(business_past,
 
 
 def test_only_families_replayable_from_closed_deals_are_judged():
-    # new deals' quality is read from deal metrics as of today, which a year back did not exist
+    # a quality drop (new deals' lead quality) is not in recurrence.FAMILIES: it is never replayed
     found = pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
     assert recurrence.recurring(found, pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
                                 ).tolist() == [False]
