@@ -12,10 +12,11 @@ only what was known then (a metric shift with today's scores, ``FAMILIES``).
 When it moved the same way then, clearly (raw p <= ``RECURRING_P``), and
 this year adds less than a reportable change (the test's ``min_effect``) to
 last year's size (no more than the whole business's then), the finding is a
-yearly pattern: it is said in the run's notes, not raised. A change the history has never shown at this time of
-year is still raised, and so is a real change on top of the yearly one
-(this year's dip a reportable change deeper than last year's), and one
-whose segment last year had too few deals to say (no test, no recurrence).
+yearly pattern: it is said in the run's notes, not raised. A change the
+history has never shown at this time of year is still raised, and so is a
+real change on top of the yearly one (this year's dip a reportable change
+deeper than last year's), and one whose segment last year had too few deals
+to say (no test, no recurrence).
 """
 
 from __future__ import annotations

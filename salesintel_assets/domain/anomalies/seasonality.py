@@ -20,8 +20,9 @@ snapshots taken at the same point of earlier quarters.
 season effect (win rate or cycle differing by season, at ``detect_alpha``),
 and, as a precaution, when that history is too short to tell (less than
 two quarters of closes that show no season, or too few closes per season):
-a young CRM's first quarter end would otherwise be its first alert. Re-weighting costs effective
-baseline deals, which a history shown to have no season need not pay.
+a young CRM's first quarter end would otherwise be its first alert.
+Re-weighting costs effective baseline deals, which a history shown to have
+no season need not pay.
 """
 
 from __future__ import annotations
