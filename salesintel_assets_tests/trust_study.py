@@ -15,7 +15,7 @@ and the generator's cycle-length laws for won, lost and lingering deals
 (``best_probability``). It knows the latent win probability, which no CRM
 records, but not the stage or activity trail, so a model using them can
 exceed it on stage-history worlds; on export-only worlds it is a fair
-ceiling (on ``seasonal_export``, whose wins bunch up at quarter ends, and
+ceiling (on ``seasonal_export`` and ``fiscal_seasonal_export``, whose wins bunch up at quarter ends, and
 ``seasonal_spike_export``, whose pushed wins land in a quarter's last three days, only
 roughly: the laws leave the push out). ``auc_oracle`` is a looser bound that also knows which deals the
 generator made linger.
@@ -76,6 +76,7 @@ class WorldSpec:
     export_only: bool = False  # a plain CSV export: no stage history, no activities
     quarter_end_seasonality: bool = False
     push_last_days: int | None = None   # pushed wins land in the quarter's last this many days (default 21)
+    fiscal_start_month: int = 1   # the pushes' quarters (2: they end in January, April, July, October)
 
 
 WORLDS = (
@@ -87,6 +88,9 @@ WORLDS = (
     # pushed wins crowd the quarter's last three days, the spike many real CRMs show
     WorldSpec("seasonal_spike_export", never_close_share=0.3, export_only=True, quarter_end_seasonality=True,
               push_last_days=3),
+    # a fiscal year starting in February: pushes land where the default rules' quarters do not end
+    WorldSpec("fiscal_seasonal_export", never_close_share=0.3, export_only=True, quarter_end_seasonality=True,
+              fiscal_start_month=2),
 )
 
 
@@ -97,7 +101,8 @@ def world_tables(spec: WorldSpec, n_deals: int, seed: int, end_date: date = samp
     world = sample_crm.generate_world(n_deals, seed, end_date=end_date, never_close_share=spec.never_close_share,
                                       leaking_amount=spec.leaking_amount, with_activities=not spec.export_only,
                                       quarter_end_seasonality=spec.quarter_end_seasonality,
-                                      quarter_end_last_days=spec.push_last_days)
+                                      quarter_end_last_days=spec.push_last_days,
+                                      fiscal_year_start_month=spec.fiscal_start_month)
     snap = sample_crm.snapshot(world)
     clean = quality.validate_deals(ingestion.conform_raw(ingestion.as_export_text(snap.deals)), rules).clean
     as_of = pd.Timestamp(world.end_date)

@@ -177,6 +177,7 @@ class QuarterEndPush:
 
     share: float = 0.45
     last_days: int = 21
+    fiscal_start_month: int = 1   # quarters of a fiscal year starting then (2: they end in Jan, Apr, Jul, Oct)
 
 
 SEGMENT_WIN_DROP = SegmentWinDrop()
@@ -588,9 +589,10 @@ def _push_to_quarter_end(rng: np.random.Generator, deals: dict, p: QuarterEndPus
     """Move pushed wins to the quarter's last days (never past the longest cycle)."""
     closed, n = deals["closed"], len(deals["closed"])
     months = np.minimum(closed, _day(date(9999, 1, 1))).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    quarter_end = (months - months % 3 + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
+    in_quarter = (months - (p.fiscal_start_month - 1)) % 3   # 0 in a quarter's first month
+    quarter_end = (months - in_quarter + 3).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
     target = np.maximum(quarter_end - rng.integers(0, p.last_days, n), closed)
-    push = (deals["won"] & (months % 3 < 2) & (rng.random(n) < p.share)
+    push = (deals["won"] & (in_quarter < 2) & (rng.random(n) < p.share)
             & (target - deals["created"] <= CYCLE_RANGE[1]))
     deals["closed"] = np.where(push, target, closed)
     deals["cycle"] = deals["closed"] - deals["created"]
@@ -760,7 +762,7 @@ def _deal_frame(deals: dict, deal_ids: np.ndarray, rep_ids: np.ndarray) -> pd.Da
 def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_END_DATE,
                    with_activities: bool = True, quarter_end_seasonality: bool = False,
                    never_close_share: float = 0.0, leaking_amount: bool = False,
-                   quarter_end_last_days: int | None = None) -> SampleWorld:
+                   quarter_end_last_days: int | None = None, fiscal_year_start_month: int = 1) -> SampleWorld:
     """Simulate the sample CRM's truth: ``n_deals`` deals created in the
     ~18 months up to ``end_date``, plus the deals created during the horizon.
     Deals are identical whether or not activities are generated.
@@ -769,7 +771,8 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
     change): ``quarter_end_seasonality``: wins bunch up at quarter ends
     (``QuarterEndPush``; ``quarter_end_last_days`` narrows where pushed wins
     land, e.g. 3: the quarter's last three days, the spike many real CRMs
-    show); ``never_close_share`` of the would-be-lost deals
+    show; ``fiscal_year_start_month`` moves the quarters, 2 for a fiscal
+    year starting in February); ``never_close_share`` of the would-be-lost deals
     linger open for months or forever (outcome "Open" in the truth when never
     closed); ``leaking_amount`` exports a lost deal's amount as 0, as CRMs
     that store the closed value do."""
@@ -791,7 +794,8 @@ def generate_world(n_deals: int = 6000, seed: int = 42, end_date: date = SAMPLE_
     deals = _concat([migrated, deals])
     if quarter_end_seasonality:
         push = QUARTER_END_PUSH
-        _push_to_quarter_end(rng, deals, replace(push, last_days=quarter_end_last_days or push.last_days))
+        _push_to_quarter_end(rng, deals, replace(push, last_days=quarter_end_last_days or push.last_days,
+                                                 fiscal_start_month=fiscal_year_start_month))
     _plant_segment_drop(rng, deals, t)
     _plant_stuck(rng, deals, t)
     if never_close_share:

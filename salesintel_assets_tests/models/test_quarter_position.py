@@ -87,7 +87,7 @@ def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model(wor
     tables = worlds("seasonal_export")
     anomalies = tables["rules"].anomalies
     february = anomalies.model_copy(update={"seasonality": anomalies.seasonality.model_copy(
-        update={"mode": "on", "fiscal_year_start_month": 2})})
+        update={"mode": "on", "fiscal_year_start_month": 2, "quarter_ends": "fiscal_year"})})
     prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"],
                           tables["rules"].risk, tables["rules"].stages.order, february)
     assert prepared.spec.fiscal_start_month == 2 and rf.QUARTER_FEATURE in prepared.spec.numeric
@@ -97,6 +97,11 @@ def test_the_clocks_fiscal_year_is_the_season_tests_and_stays_with_the_model(wor
     states = rf.open_states(rf.open_deals(prepared.fact, tables["as_of"]).head(5), prepared.timeline,
                             prepared.spec, tables["as_of"])
     assert (states[rf.QUARTER_FEATURE] == 31).all()   # 2026-06-30 to the fiscal quarter's end on 2026-07-31
+    # with quarter_ends auto, this world's wins, which bunch at calendar quarter ends, overrule the rules
+    followed = february.model_copy(update={"seasonality": february.seasonality.model_copy(
+        update={"quarter_ends": "auto"})})
+    assert rf.quarters_of_the_wins(rf.labelled_deals(tables["fact"], tables["as_of"]),
+                                   followed).seasonality.fiscal_year_start_month == 1
 
 
 @pytest.mark.parametrize("world, seasonal", [("never_closing_export", False), ("seasonal_export", True)])
@@ -257,3 +262,33 @@ def test_the_logistic_candidate_tells_a_window_that_reaches_the_push_from_one_ju
     reaching = (days >= 29) & (days < 36)       # a week whose windows reach it
     assert p[just_before].mean() == pytest.approx(won[just_before].mean(), abs=0.03)
     assert p[reaching].mean() == pytest.approx(won[reaching].mean(), abs=0.03)
+
+
+def test_the_quarter_clock_follows_where_wins_bunch():
+    """A CRM whose fiscal year starts in February pushes deals into the ends
+    of January, April, July and October. Read in the rules' calendar
+    quarters, the clock's quarter-end days point two months off, and its
+    90-day forecast on the fiscal quarter's last day came 20 % high here
+    (3,000 deals of seed 91) against 11 % with the wins' own quarters."""
+    from datetime import date
+
+    spec = next(w for w in WORLDS if w.name == "fiscal_seasonal_export")
+    tables = world_tables(spec, 3000, 91, date(2026, 7, 31))
+    rules, as_of = tables["rules"], tables["as_of"]
+    assert rules.anomalies.seasonality.fiscal_year_start_month == 1
+    calendar = rules.anomalies.model_copy(update={"seasonality": rules.anomalies.seasonality.model_copy(
+        update={"quarter_ends": "fiscal_year"})})
+    errors = {}
+    for name, anomalies in (("wins", rules.anomalies), ("rules", calendar)):
+        prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], as_of, rules.risk,
+                              rules.stages.order, anomalies)
+        assert rf.QUARTER_FEATURE in prepared.spec.numeric
+        assert prepared.spec.fiscal_start_month == (2 if name == "wins" else 1)
+        assert ("quarters starting in February" in prepared.spec.describe()) is (name == "wins")
+        open_frame = rf.open_deals(prepared.fact, as_of)
+        truth = tables["world"].deals.set_index("deal_id").reindex(open_frame["deal_id"])
+        won = int(((truth["outcome"] == "Won") & (truth["closed_date"] <= as_of + pd.Timedelta(days=90))).sum())
+        model = rm.train(prepared, rules.risk).model
+        expected = rm.predict_horizons(model, rf.open_states(open_frame, prepared.timeline, prepared.spec, as_of))[90]
+        errors[name] = float(expected.sum()) / won - 1
+    assert abs(errors["wins"]) + 0.05 < abs(errors["rules"]), errors

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.anomalies import explanations as text
+from salesintel_assets.domain.anomalies import quarter_ends
 from salesintel_assets.domain.anomalies import recurrence
 from salesintel_assets.domain.anomalies.samples import (
     NEVER, DealDays, SegmentCurves, align_metrics, baseline_start, closed_comparison, closed_window,
@@ -212,9 +213,12 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
     deals, backlog_notes = DealDays.from_fact(fact, as_of).without_backlog(fact, rules.quality.max_quiet_days)
     deal_metrics = align_metrics(fact, deal_metrics)
     codes = SegmentCodes(fact, SEGMENT_COLUMNS)
-    seasons = season_check(deals, rules)
+    seasons, quarter_notes = season_check(deals, rules), []
+    if seasons.shown:   # a season's partition does not depend on where quarters end; its names do
+        rules, quarter_notes = _on_quarters_of_the_wins(rules, deals)
+        seasons = season_check(deals, rules) if quarter_notes else seasons
     comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes, seasons=seasons)
-    notes = single_notes + backlog_notes + notes
+    notes = single_notes + backlog_notes + quarter_notes + notes
     tests = run_tests(comps, codes, rules)
     rows = []
     if len(tests):
@@ -257,6 +261,16 @@ def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deal_metri
     if not again.any():
         return found, []
     return found[~again], [recurrence.note(found[again], day)]
+
+
+def _on_quarters_of_the_wins(rules: Rules, deals: DealDays) -> tuple[Rules, list[str]]:
+    """The rules with their quarters where past wins bunch, when that
+    clearly differs from the fiscal year's (``quarter_ends.following_wins``)."""
+    ar = rules.anomalies
+    cfg, note = quarter_ends.following_wins(ar.seasonality, deals.closed[deals.usable_closed & deals.won])
+    if not note:
+        return rules, []
+    return rules.model_copy(update={"anomalies": ar.model_copy(update={"seasonality": cfg})}), [note]
 
 
 def _without_single_valued(fact: pd.DataFrame, rules: Rules) -> tuple[Rules, list[str]]:

@@ -117,6 +117,7 @@ class SeasonCheck:
     note: str
     p_rate: float = float("nan")     # win rate by season (chi-square), when tested
     rate_gap: float = float("nan")   # highest less lowest season's win rate
+    shown: bool = False              # past closes show a season (or the rules force one); not a precaution
 
 
 def _too_little(why: str, p_rate: float = float("nan"), rate_gap: float = float("nan")) -> SeasonCheck:
@@ -138,7 +139,7 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
         return SeasonCheck(False, "quarter-end seasonality: off in the rules; baselines are not standardised")
     if cfg.mode == "on":
         return SeasonCheck(True, "quarter-end seasonality: on in the rules; each window is compared with "
-                                 "the same point of earlier quarters")
+                                 "the same point of earlier quarters", shown=True)
     span = int(np.ptp(close_days)) + 1 if len(close_days) else 0
     if span < QUARTER_DAYS:
         return _too_little(f"the closes it can judge span {span} day{'' if span == 1 else 's'}, less than a quarter")
@@ -166,7 +167,7 @@ def detect(close_days: np.ndarray, won: np.ndarray, cycles: np.ndarray, cfg, min
         return SeasonCheck(True, f"quarter-end seasonality found in past closes (win rate {shown}; "
                                  f"p = {p_rate:.2g}; median cycles differ by {100 * cycle_gap:.0f} %, "
                                  f"p = {p_cycle:.2g}): each window is compared with the same point of earlier quarters",
-                           p_rate, rate_gap)
+                           p_rate, rate_gap, shown=True)
     if span < 2 * QUARTER_DAYS:   # one quarter end, one of each month: a season may not show yet
         return _too_little(f"past closes spanning {span} days, less than two quarters, show no season (win rate "
                            f"{shown}; p = {p_rate:.2g})", p_rate, rate_gap)

@@ -458,6 +458,9 @@ class AnomalyRules(Section):
 
         mode: Literal["auto", "on", "off"] = "auto"
         fiscal_year_start_month: int = Field(default=1, ge=1, le=12)
+        # auto: quarters end where past wins bunch when that clearly differs
+        # from the fiscal year's (domain/anomalies/quarter_ends.py)
+        quarter_ends: Literal["auto", "fiscal_year"] = "auto"
         bin_days: int = Field(default=7, ge=1, le=31)
         # Baseline length when standardising (at least baseline_days): only
         # the same weeks of earlier quarters count, so it spans more quarters.

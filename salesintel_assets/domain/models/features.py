@@ -107,8 +107,12 @@ class FeatureSpec:
                    int(tags.get("fiscal_year_start_month", 1)))
 
     def describe(self) -> str:
-        seasonal = ("; wins bunch at quarter ends, so also where in the quarter the day is, how many of the "
-                    "quarters' last days the window takes in, and the deal's age at the latest quarter end"
+        from salesintel_assets.domain.anomalies.quarter_ends import MONTH_NAMES
+
+        quarters = "" if self.fiscal_start_month % 3 == 1 else \
+            f" (quarters starting in {MONTH_NAMES[self.fiscal_start_month - 1]})"
+        seasonal = (f"; wins bunch at quarter ends{quarters}, so also where in the quarter the day is, how many of "
+                    "the quarters' last days the window takes in, and the deal's age at the latest quarter end"
                     if QUARTER_FEATURE in self.numeric else "")
         if self.mode == STAGE_HISTORY:
             return "replayed states from stage history: creation attributes, age (also against the segment's " \
@@ -492,9 +496,9 @@ def quarter_seasonal(labelled: pd.DataFrame, anomalies, alpha: float) -> bool:
     labelled deals, its win-rate part only and at ``alpha``: the anomaly
     layer's own level also standardises for cycle lengths that differ by
     week of the quarter (clean-up closes do that), but a model feature needs
-    wins that bunch, clearly. Its quarters are those of the rules' fiscal
-    year, as are the features' (``quarter_clock``). The rules' mode on / off
-    decides alone."""
+    wins that bunch, clearly. Which months end the quarters does not change
+    the test (it compares every week of every month of the quarter). The
+    rules' mode on / off decides alone."""
     from salesintel_assets.domain.anomalies import seasonality
 
     if anomalies is None or not len(labelled) or anomalies.seasonality.mode == "off":
@@ -508,12 +512,28 @@ def quarter_seasonal(labelled: pd.DataFrame, anomalies, alpha: float) -> bool:
     return bool(check.p_rate < alpha and check.rate_gap >= anomalies.win_rate.min_effect / 2)
 
 
+def quarters_of_the_wins(labelled: pd.DataFrame, anomalies):
+    """The rules' anomaly section with its quarters where the labelled
+    deals' wins bunch, when that clearly differs from the fiscal year's
+    (``quarter_ends.following_wins``): the quarter clock must point at the
+    days deals are pushed into."""
+    from salesintel_assets.domain.anomalies import quarter_ends
+
+    if anomalies is None or not len(labelled):
+        return anomalies
+    won = day_numbers(labelled.loc[labelled["is_won"].astype(bool), "closed_date"])
+    cfg, note = quarter_ends.following_wins(anomalies.seasonality, won)
+    return anomalies.model_copy(update={"seasonality": cfg}) if note else anomalies
+
+
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
             rules: RiskRules, stage_order: list[str], anomalies=None,
             learn_from: pd.Timestamp | None = None) -> Prepared:
     """Everything the models steps share. With the rules' anomaly section
     (``anomalies``), where in the quarter a state is becomes a feature when
-    past closes show quarter-end seasonality (``quarter_seasonal``). With
+    past closes show quarter-end seasonality (``quarter_seasonal``), in the
+    quarters of the rules' fiscal year or, when wins clearly bunch at other
+    months' ends, in the wins' own (``quarters_of_the_wins``). With
     ``learn_from`` (the end of ``recency.missing_closes``), deals are replayed only from
     that day on: before it, closes are missing and a backlog closes at once."""
     from salesintel_assets.domain.common import leakage
@@ -522,8 +542,10 @@ def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.Data
     labelled = labelled_deals(fact, as_of)
     leaks = leakage.screen(labelled, labelled["is_won"].to_numpy(dtype=bool), SCREENED_COLUMNS,
                            leakage.open_empty_counts(open_deals(fact, as_of), SCREENED_COLUMNS))
+    seasonal = quarter_seasonal(labelled, anomalies, rules.quarter_position_alpha)
+    anomalies = quarters_of_the_wins(labelled, anomalies) if seasonal else anomalies
     spec = choose_features(labelled, stage_history, activities, rules, exclude=leakage.excluded(leaks),
-                           seasonal=quarter_seasonal(labelled, anomalies, rules.quarter_position_alpha),
+                           seasonal=seasonal,
                            fiscal_start_month=anomalies.seasonality.fiscal_year_start_month if anomalies else 1)
     deals = trustworthy_deals(fact, as_of)
     segment = CYCLE_SEGMENT if CYCLE_SEGMENT in spec.categorical else None
