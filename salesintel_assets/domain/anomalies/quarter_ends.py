@@ -14,9 +14,10 @@ pushed wins come from them). Each whole month's wins per day are compared,
 on a log scale, with the mean of its two neighbours', so growth or decline
 cancels. Months are grouped by their place in a quarter (which of every
 third month they are). The rules' quarters stand unless another group's
-months stand out above the rules' quarter-end months, clearly (one-sided
-Welch test at the season test's ``detect_alpha``) and by at least
-``MIN_LIFT``.
+months stand out above the rules' quarter-end months, clearly (a
+one-sided test at the season test's ``detect_alpha``, ``from_wins``) and
+by at least ``MIN_LIFT``. The callers ask only once past closes show a
+season: without one, where quarters end changes nothing but a note.
 """
 
 from __future__ import annotations
