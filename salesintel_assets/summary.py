@@ -116,6 +116,16 @@ def short_history_horizon(con, context: dict) -> list[str]:
     return [row[0][0]] if row and row[0][0] else []
 
 
+def quarters_from_wins(con, context: dict) -> list[str]:
+    """The latest model counted other quarters than the rules' fiscal year:
+    wins bunch at other months' ends (its ``quarter_note``)."""
+    if "quarter_note" not in _columns(con, "deal_risk_model"):
+        return []
+    row = con.execute("SELECT quarter_note FROM main.deal_risk_model WHERE version IS NOT NULL "
+                      "ORDER BY as_of_date DESC LIMIT 1").fetchall()
+    return [row[0][0]] if row and row[0][0] else []
+
+
 def forecast_next_90_days(con, context: dict) -> list[str]:
     """Wins expected in the next 90 days, with the 80 % interval and how far
     it can be trusted (from the backtest)."""
@@ -226,7 +236,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 
 MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, short_history_horizon,
-                                   failed_warning_checks,
+                                   quarters_from_wins, failed_warning_checks,
                                    quarantine_by_rule, unmapped_stages, open_deals_without_amount,
                                    one_value_dimensions,
                                    undelivered_messages, forecast_next_90_days]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.constants import MODELS
+from salesintel_assets.domain.anomalies import quarter_ends
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
@@ -202,7 +203,9 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     note = _horizon_note(settings.rules().risk, rules)
     base = {"as_of_date": prepared.as_of, "feature_mode": prepared.spec.mode,
             "champion_version": champion.version if champion else None, "version": None, "run_id": None,
-            "win_horizon_days": rules.win_horizon_days, "horizon_note": note}
+            "win_horizon_days": rules.win_horizon_days, "horizon_note": note,
+            "quarter_note": quarter_ends.moved_note(settings.rules().anomalies.seasonality.fiscal_year_start_month,
+                                                    prepared.spec.fiscal_start_month)}
     try:
         training = rm.train(prepared, rules)
     except rm.NotEnoughData as exc:

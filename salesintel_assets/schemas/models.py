@@ -131,6 +131,9 @@ class DealRiskModel(pa.DataFrameModel):
                                          "too short for it: horizon_note).")
     horizon_note: Series[str] = pa.Field(nullable=True, description=(
         "Why the model answers a shorter horizon than the rules file's (a history too short for it), else empty."))
+    quarter_note: Series[str] = pa.Field(nullable=True, description=(
+        "Where wins bunch at other months' ends than the rules' quarters end, and the models' quarter clock "
+        "followed them (anomalies.seasonality.quarter_ends: auto), else empty."))
     model_verdict: Series[str] = pa.Field(nullable=True, isin=["usable", "weak"],
                                           description="usable, or weak: no better than deal age or the segment rate")
     champion_version: Series[pd.Int64Dtype] = pa.Field(nullable=True, ge=1,

@@ -333,6 +333,33 @@ def test_a_history_too_short_for_the_main_horizon_gets_a_90_day_model_scores_and
     summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
     assert f"  - {model['horizon_note']}" in summary.splitlines()
     assert "wins expected in the next 90 days:" in summary
+    assert pd.isna(model["quarter_note"]) and "wins bunch" not in summary   # no season, no quarters moved
+
+
+def test_wins_that_bunch_at_other_months_ends_than_the_rules_quarters_are_in_the_run_summary(tmp_path):
+    """A CRM whose fiscal year starts in February, run on the default rules
+    (calendar quarters): the models' quarter clock follows its wins, and the
+    summary says the forecast's quarter_end is still the rules' quarter."""
+    from datetime import date
+
+    from salesintel_assets.domain.ingestion import pulls as ingestion
+    from salesintel_assets.sources import sample_crm
+
+    world = sample_crm.generate_world(3000, 91, end_date=date(2026, 7, 31), never_close_share=0.3,
+                                      with_activities=False, quarter_end_seasonality=True, fiscal_year_start_month=2)
+    home, export = tmp_path / "home", tmp_path / "export.csv"
+    ingestion.as_export_text(sample_crm.snapshot(world).deals).to_csv(export, index=False)
+    seed_mlflow_store(home)
+    rules = rules_file(tmp_path, **FAST)
+    assert run_selection(csv_resources(home, export, as_of="2026-07-31", rules_path=str(rules)), CHAIN).success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["quarter_note"].startswith("wins bunch at the ends of January, April, July, October, not at the "
+                                            "rules' quarter ends")
+    assert "fiscal_year_start_month to 2 in the rules file" in model["quarter_note"]
+    tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
+    assert tags["fiscal_year_start_month"] == "2" and "quarters starting in February" in tags["feature_description"]
+    summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
+    assert f"  - {model['quarter_note']}" in summary.splitlines()
 
 
 def test_without_the_fallback_a_short_history_gets_no_model_and_is_told_more_history_is_needed(tmp_path):

@@ -121,3 +121,15 @@ def following_wins(seasonality_rules, won_close_days: np.ndarray) -> tuple[objec
     if not ends.note:
         return cfg, ""
     return cfg.model_copy(update={"fiscal_year_start_month": ends.fiscal_start_month}), ends.note
+
+
+def moved_note(rules_start_month: int, used_start_month: int) -> str | None:
+    """In words, for the run summary: the models counted other quarters than
+    the rules' fiscal year (None when they did not)."""
+    if (used_start_month - rules_start_month) % 3 == 0:
+        return None
+    ends = ", ".join(MONTH_NAMES[m] for m in range((used_start_month + 1) % 3, 12, 3))
+    return (f"wins bunch at the ends of {ends}, not at the rules' quarter ends: the models' quarter clock follows "
+            f"them, but the forecast's quarter_end is the rules' quarter; if your fiscal quarters end then, set "
+            f"anomalies.seasonality.fiscal_year_start_month to {(used_start_month - 1) % 3 + 1} in the rules file "
+            "(SALESINTEL_RULES)")
