@@ -267,7 +267,7 @@ def test_the_logistic_candidate_tells_a_window_that_reaches_the_push_from_one_ju
 def test_the_quarter_clock_follows_where_wins_bunch():
     """A CRM whose fiscal year starts in February pushes deals into the ends
     of January, April, July and October. Read in the rules' calendar
-    quarters, the clock's quarter-end days point two months off, and its
+    quarters, the clock's quarter-end days point a month early, and its
     90-day forecast on the fiscal quarter's last day came 20 % high here
     (3,000 deals of seed 91) against 11 % with the wins' own quarters."""
     from datetime import date
