@@ -73,13 +73,16 @@ def test_the_months_compared_are_whole():
 def test_the_rules_can_keep_their_own_quarters():
     from salesintel_assets.domain.common.rules import load_rules
 
-    cfg = load_rules().anomalies.seasonality
+    anomalies = load_rules().anomalies
+    cfg = anomalies.seasonality
     assert cfg.quarter_ends == "auto"
     wins = _wins(18, 80, 0.03, pushed_place=0)
-    moved, note = quarter_ends.following_wins(cfg, wins)
-    assert moved.fiscal_year_start_month == 2 and note.startswith("wins bunch")
+    moved, note = quarter_ends.following_wins(anomalies, wins)
+    assert moved.seasonality.fiscal_year_start_month == 2 and note.startswith("wins bunch")
+    assert moved.model_copy(update={"seasonality": cfg}) == anomalies   # nothing else moves
     for kept in (cfg.model_copy(update={"quarter_ends": "fiscal_year"}), cfg.model_copy(update={"mode": "off"})):
-        assert quarter_ends.following_wins(kept, wins) == (kept, "")
+        section = anomalies.model_copy(update={"seasonality": kept})
+        assert quarter_ends.following_wins(section, wins) == (section, "")
 
 
 @pytest.fixture(scope="module")

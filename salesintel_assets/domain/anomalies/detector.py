@@ -266,11 +266,8 @@ def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deal_metri
 def _on_quarters_of_the_wins(rules: Rules, deals: DealDays) -> tuple[Rules, list[str]]:
     """The rules with their quarters where past wins bunch, when that
     clearly differs from the fiscal year's (``quarter_ends.following_wins``)."""
-    ar = rules.anomalies
-    cfg, note = quarter_ends.following_wins(ar.seasonality, deals.closed[deals.usable_closed & deals.won])
-    if not note:
-        return rules, []
-    return rules.model_copy(update={"anomalies": ar.model_copy(update={"seasonality": cfg})}), [note]
+    moved, note = quarter_ends.following_wins(rules.anomalies, deals.closed[deals.usable_closed & deals.won])
+    return (rules.model_copy(update={"anomalies": moved}), [note]) if note else (rules, [])
 
 
 def _without_single_valued(fact: pd.DataFrame, rules: Rules) -> tuple[Rules, list[str]]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from salesintel_assets.domain.anomalies.seasonality import month_numbers
+
 # Smallest lift (log of wins per day against the neighbours' mean) that moves
 # the quarters: at a million deals a trace is significant.
 MIN_LIFT = 0.1
@@ -41,8 +43,9 @@ class QuarterEnds:
     note: str = ""            # why the rules' quarters were not used; empty when they were
 
 
-def _months(days: np.ndarray) -> np.ndarray:
-    return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+def _ending(place: int) -> str:
+    """The four months at ``place`` in their quarters (0: January, April, July, October)."""
+    return ", ".join(MONTH_NAMES[m] for m in range(place, 12, 3))
 
 
 def monthly_rates(won_close_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +54,7 @@ def monthly_rates(won_close_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     days = np.asarray(won_close_days, dtype="int64")
     if not len(days):
         return np.zeros(0, np.int64), np.zeros(0)
-    months = _months(days)
+    months = month_numbers(days)
     first_day = lambda m: np.asarray(m).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)  # noqa: E731
     lo, hi = int(months.min()), int(months.max())
     lo += int(first_day(lo) < days.min())           # a month the wins enter part-way is not whole
@@ -98,8 +101,7 @@ def from_wins(won_close_days: np.ndarray, rules_start_month: int, alpha: float) 
     if not p < alpha:
         return QuarterEnds(rules_start_month)
     start = (top + 1) % 3 + 1   # quarters start the month after the bunching months
-    ends = ", ".join(MONTH_NAMES[m] for m in range(top, 12, 3))
-    rules_ends = ", ".join(MONTH_NAMES[m] for m in range(rules_end, 12, 3))
+    ends, rules_ends = _ending(top), _ending(rules_end)
     return QuarterEnds(start, (
         f"wins bunch at the ends of {ends} (deals won per day, against the months either side: "
         f"x{np.exp(means[top]):.2f} in {ends}, x{np.exp(means[rules_end]):.2f} in {rules_ends}, the rules' "
@@ -110,17 +112,18 @@ def from_wins(won_close_days: np.ndarray, rules_start_month: int, alpha: float) 
         "keeps the rules' quarters"))
 
 
-def following_wins(seasonality_rules, won_close_days: np.ndarray) -> tuple[object, str]:
-    """The rules' ``anomalies.seasonality`` section with its fiscal start
+def following_wins(anomaly_rules, won_close_days: np.ndarray) -> tuple[object, str]:
+    """The rules' ``anomalies`` section with its seasonality's fiscal start
     month moved to where these wins bunch (``quarter_ends: auto``), and the
-    note saying so (empty when it stands)."""
-    cfg = seasonality_rules
+    note saying so (the section as it was, and no note, when it stands)."""
+    cfg = anomaly_rules.seasonality
     if cfg.mode == "off" or cfg.quarter_ends != "auto":
-        return cfg, ""
+        return anomaly_rules, ""
     ends = from_wins(won_close_days, cfg.fiscal_year_start_month, cfg.detect_alpha)
     if not ends.note:
-        return cfg, ""
-    return cfg.model_copy(update={"fiscal_year_start_month": ends.fiscal_start_month}), ends.note
+        return anomaly_rules, ""
+    moved = cfg.model_copy(update={"fiscal_year_start_month": ends.fiscal_start_month})
+    return anomaly_rules.model_copy(update={"seasonality": moved}), ends.note
 
 
 def moved_note(rules_start_month: int, used_start_month: int) -> str | None:
@@ -128,8 +131,7 @@ def moved_note(rules_start_month: int, used_start_month: int) -> str | None:
     the rules' fiscal year (None when they did not)."""
     if (used_start_month - rules_start_month) % 3 == 0:
         return None
-    ends = ", ".join(MONTH_NAMES[m] for m in range((used_start_month + 1) % 3, 12, 3))
-    return (f"wins bunch at the ends of {ends}, not at the rules' quarter ends: the models' quarter clock follows "
+    return (f"wins bunch at the ends of {_ending((used_start_month + 1) % 3)}, not at the rules' quarter ends: the models' quarter clock follows "
             f"them, but the forecast's quarter_end is the rules' quarter; if your fiscal quarters end then, set "
             f"anomalies.seasonality.fiscal_year_start_month to {(used_start_month - 1) % 3 + 1} in the rules file "
             "(SALESINTEL_RULES)")

@@ -40,14 +40,14 @@ QUARTER_DAYS = 91     # closes spanning fewer days cannot show every month of a 
 MIN_JUDGED_CYCLE_DAYS = 60
 
 
-def _months(days: np.ndarray) -> np.ndarray:
+def month_numbers(days: np.ndarray) -> np.ndarray:
     """Months since 1970-01 of each day number."""
     return np.asarray(days, dtype="int64").astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
 
 
 def _first_month(days: np.ndarray, fiscal_start_month: int) -> np.ndarray:
     """The first month (since 1970-01) of each day's fiscal quarter."""
-    months = _months(days)
+    months = month_numbers(days)
     return months - (months - (fiscal_start_month - 1)) % 3
 
 
@@ -84,7 +84,7 @@ def season_of(days: np.ndarray, fiscal_start_month: int, bin_days: int) -> np.nd
     days = np.asarray(days, dtype="int64")
     if not len(days):
         return np.zeros(0, dtype=np.int64)
-    months = _months(days)
+    months = month_numbers(days)
     month_end = (months + 1).astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) - 1
     per_month = _periods_per_month(bin_days)
     later_months = 2 - (months - (fiscal_start_month - 1)) % 3

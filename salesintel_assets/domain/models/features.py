@@ -522,8 +522,7 @@ def quarters_of_the_wins(labelled: pd.DataFrame, anomalies):
     if anomalies is None or not len(labelled):
         return anomalies
     won = day_numbers(labelled.loc[labelled["is_won"].astype(bool), "closed_date"])
-    cfg, note = quarter_ends.following_wins(anomalies.seasonality, won)
-    return anomalies.model_copy(update={"seasonality": cfg}) if note else anomalies
+    return quarter_ends.following_wins(anomalies, won)[0]
 
 
 def prepare(fact: pd.DataFrame, stage_history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
