@@ -82,6 +82,39 @@ def test_a_swing_of_the_whole_business_is_no_segment_change(cfg):
     assert sc.find(_closes(seed=4, recent_rate_all=0.25), AS_OF, cfg) == []
 
 
+def _retail_drops(seed: int) -> pd.DataFrame:
+    """Closes where Retail (a quarter of the deals) won 20 % of its last 45
+    days' closes against 55 % before; nothing else changed."""
+    frame = _closes(seed=seed).drop(columns="is_won")
+    recent = (frame["closed_date"] > AS_OF - pd.Timedelta(days=45)).to_numpy()
+    rate = frame["industry"].map(RATES).to_numpy(float)
+    rate = np.where(recent & (frame["industry"] == "Retail").to_numpy(), 0.2, rate)
+    return frame.assign(is_won=np.random.default_rng(seed + 1000).random(len(frame)) < rate)
+
+
+def test_one_big_change_does_not_lower_the_bar_for_the_rest(cfg):
+    # Retail's drop lifts every other segment against a rest that holds Retail: a dozen echoes pass the first
+    # Benjamini-Hochberg round. Re-tested without Retail against that round's lenient p-value cutoff, noise
+    # got through as a second change in 9 of these 40 worlds; with every segment tested afresh, in none.
+    second = 0
+    for seed in range(20, 60):
+        changes = sc.find(_retail_drops(seed), AS_OF, cfg)
+        assert changes[0].values == ("Retail",) and changes[0].shift < 0
+        second += len(changes) > 1
+    assert second <= 1
+
+
+def test_two_real_changes_are_both_found(cfg):
+    closes = _closes(seed=8, drop=("FinTech", "Europe", 0.15))
+    recent = (closes["closed_date"] > AS_OF - pd.Timedelta(days=45)).to_numpy()
+    health_india = ((closes["industry"] == "Health") & (closes["region"] == "India")).to_numpy()
+    rng = np.random.default_rng(8)
+    closes.loc[recent & health_india, "is_won"] = rng.random(int((recent & health_india).sum())) < 0.85
+    changes = {c.values: c.shift for c in sc.find(closes, AS_OF, cfg)}
+    assert changes.keys() == {("FinTech", "Europe"), ("Health", "India")}
+    assert changes[("FinTech", "Europe")] < 0 < changes[("Health", "India")]
+
+
 def test_a_segment_with_too_few_recent_closes_is_not_tested(cfg):
     closes = _closes(n=12000, seed=5, drop=("FinTech", "Europe", 0.0))
     recent = closes["closed_date"] > AS_OF - pd.Timedelta(days=45)

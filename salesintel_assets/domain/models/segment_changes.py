@@ -17,11 +17,15 @@ and only a material change counts (``min_change`` in log odds: a smaller
 one moves the forecast by less than its noise, and is more often an echo of
 a stronger change elsewhere than news).
 One real change also moves the segments that contain it (a pair's drop shows
-in both its singles), so the discoveries are resolved greedily: the
-strongest is kept, the others are re-tested without its deals and kept only
-if they still pass. A kept change, shrunk by its noise (positive-part James-
-Stein: change x (1 - se^2 / change^2)), moves the log odds of that segment's
-open deals in the forecast, and its standard error widens the interval.
+in both its singles) and, as the rest of the business, every other
+segment, so the discoveries are resolved greedily: the strongest is kept,
+then every segment is tested again without its deals, with a fresh
+Benjamini-Hochberg (the first round's many echoes of one change would
+otherwise lower the bar for the rest), and the strongest first-round
+discovery that still passes is kept, until none does. A kept change,
+shrunk by its noise (positive-part James-Stein: change x (1 - se^2 /
+change^2)), moves the log odds of that segment's open deals in the
+forecast, and its standard error widens the interval.
 """
 
 from __future__ import annotations
@@ -91,25 +95,51 @@ def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tup
     return out
 
 
-def _log_odds(won: float, deals: float) -> tuple[float, float]:
-    """Log odds of a win rate and its variance (0.5 added to each count)."""
-    return float(np.log((won + 0.5) / (deals - won + 0.5))), 1 / (won + 0.5) + 1 / (deals - won + 0.5)
+def _log_odds(won: np.ndarray, deals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log odds of win rates and their variances (0.5 added to each count)."""
+    won, lost = won + 0.5, deals - won + 0.5
+    return np.log(won / lost), 1 / won + 1 / lost
 
 
-def _contrast(cell: np.ndarray, keep: np.ndarray, recent: np.ndarray, won: np.ndarray) -> tuple:
-    """(change, se, counts) of a cell's log odds ratio (recent against
-    baseline) less the rest's, on the rows ``keep`` holds."""
-    inside, rest = cell & keep, ~cell & keep
-    parts = []
-    for rows in (inside & recent, inside & ~recent, rest & recent, rest & ~recent):
-        parts.append((int(np.count_nonzero(rows & won)), int(np.count_nonzero(rows))))
-    lo = [_log_odds(w, n) for w, n in parts]
-    change = (lo[0][0] - lo[1][0]) - (lo[2][0] - lo[3][0])
-    return change, float(np.sqrt(sum(v for _, v in lo))), parts
+def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarray,
+               won: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell of one dimension group, on ``rows``: (change, se, counts) of
+    its log odds ratio (recent against baseline) less the rest's; counts
+    [cell, part] = (won, deals) of the cell's recent, the cell's baseline,
+    the rest's recent and the rest's baseline closes."""
+    counts = np.zeros((cells, 4, 2), dtype=np.int64)
+    for part, period in enumerate((rows & recent, rows & ~recent)):
+        for kind, mask in enumerate((period & won, period)):
+            inside = np.bincount(codes[mask], minlength=cells)
+            counts[:, part, kind] = inside
+            counts[:, part + 2, kind] = np.count_nonzero(mask) - inside
+    lo, variance = _log_odds(counts[..., 0].astype(float), counts[..., 1].astype(float))
+    change = (lo[:, 0] - lo[:, 1]) - (lo[:, 2] - lo[:, 3])
+    return change, np.sqrt(variance.sum(axis=1)), counts
 
 
 def _shrunk(change: float, se: float) -> float:
     return change * max(0.0, 1 - se ** 2 / change ** 2) if change else 0.0
+
+
+def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.ndarray, cfg) -> list[tuple]:
+    """The material changes among the ``tested`` cells (per dimension group:
+    columns, codes, labels, cells) on ``rows`` that Benjamini-Hochberg keeps
+    at ``fdr_alpha`` over every cell with enough closes there, strongest (by
+    z) first: (group, cell, change, se, q, counts)."""
+    from scipy.stats import norm
+
+    found = []   # (group, cell, change, se, counts) of the cells with enough closes
+    for g, (_, codes, labels, cells) in enumerate(tested):
+        change, se, counts = _contrasts(codes, len(labels), rows, recent, won)
+        enough = (counts[cells, 0, 1] >= cfg.min_recent_deals) & (counts[cells, 1, 1] >= cfg.min_baseline_deals)
+        found += [(g, int(k), float(change[k]), float(se[k]), counts[k]) for k in cells[enough]]
+    if not found:
+        return []
+    z = np.array([abs(f[2]) / f[3] for f in found])
+    q = stats.benjamini_hochberg(2 * norm.sf(z))
+    kept = [i for i in np.argsort(-z, kind="stable") if q[i] <= cfg.fdr_alpha and abs(found[i][2]) >= cfg.min_change]
+    return [(*found[i][:4], float(q[i]), found[i][4]) for i in kept]
 
 
 def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
@@ -126,41 +156,23 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     recent = (frame["closed_date"] > as_of - pd.Timedelta(days=cfg.recent_days)).to_numpy()
     won = frame["is_won"].astype(bool).to_numpy()
     groups = [(d,) for d in cfg.dimensions] + [tuple(p) for p in cfg.pairs]
-    everything = np.ones(len(frame), dtype=bool)
-    tests = []   # (columns, values, mask, change, se, parts)
+    tested = []   # per dimension group: columns, codes, labels and the cells with enough closes to test
     for columns, codes, labels in _cells(frame, groups):
         recent_n = np.bincount(codes[recent], minlength=len(labels))
         baseline_n = np.bincount(codes[~recent], minlength=len(labels))
-        for k in np.flatnonzero((recent_n >= cfg.min_recent_deals) & (baseline_n >= cfg.min_baseline_deals)):
-            mask = codes == k
-            tests.append((columns, labels[k], mask, *_contrast(mask, everything, recent, won)))
-    if not tests:
-        return []
-    from scipy.stats import norm
-
-    p = np.array([2 * norm.sf(abs(t[3]) / t[4]) for t in tests])
-    q = stats.benjamini_hochberg(p)
-    found = q <= cfg.fdr_alpha
-    if not found.any():
-        return []
-    cutoff = float(p[found].max())   # the step-up's p-value threshold
-    candidates = [(t, qv) for t, qv, f in zip(tests, q, found) if f]
+        cells = np.flatnonzero((recent_n >= cfg.min_recent_deals) & (baseline_n >= cfg.min_baseline_deals))
+        tested.append((columns, codes, labels, cells))
     kept, taken = [], np.zeros(len(frame), dtype=bool)
-    while candidates:
-        retested = []
-        for t, qv in candidates:
-            change, se, parts = _contrast(t[2], ~taken, recent, won)
-            if parts[0][1] >= cfg.min_recent_deals and parts[1][1] >= cfg.min_baseline_deals \
-                    and 2 * norm.sf(abs(change) / se) <= cutoff and abs(change) >= cfg.min_change:
-                retested.append((abs(change) / se, t, qv, change, se, parts))
-        if not retested:
-            break
-        _, t, qv, change, se, parts = max(retested, key=lambda r: r[0])
-        (recent_won, recent_n), (baseline_won, baseline_n) = parts[0], parts[1]
-        kept.append(SegmentChange(t[0], t[1], change, _shrunk(change, se), se, float(qv),
-                                  recent_n, recent_won, baseline_n, baseline_won))
-        taken |= t[2]
-        candidates = [(r[1], r[2]) for r in retested if r[1] is not t]
+    discoveries = _discoveries(tested, ~taken, recent, won, cfg)
+    first_round = {(g, k) for g, k, *_ in discoveries}
+    while discoveries:
+        g, k, change, se, q_value, counts = discoveries[0]
+        columns, codes, labels, _ = tested[g]
+        (recent_won, recent_n), (baseline_won, baseline_n) = counts[0], counts[1]
+        kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value,
+                                  int(recent_n), int(recent_won), int(baseline_n), int(baseline_won)))
+        taken |= codes == k
+        discoveries = [d for d in _discoveries(tested, ~taken, recent, won, cfg) if (d[0], d[1]) in first_round]
     return kept
 
 
