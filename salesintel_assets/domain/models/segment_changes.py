@@ -123,17 +123,17 @@ def _shrunk(change: float, se: float) -> float:
 
 
 def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.ndarray, cfg) -> list[tuple]:
-    """The material changes among the ``tested`` cells (per dimension group:
-    columns, codes, labels, cells) on ``rows`` that Benjamini-Hochberg keeps
+    """The material changes among the cells of the ``tested`` dimension
+    groups (columns, codes, labels) on ``rows`` that Benjamini-Hochberg keeps
     at ``fdr_alpha`` over every cell with enough closes there, strongest (by
     z) first: (group, cell, change, se, q, counts)."""
     from scipy.stats import norm
 
     found = []   # (group, cell, change, se, counts) of the cells with enough closes
-    for g, (_, codes, labels, cells) in enumerate(tested):
+    for g, (_, codes, labels) in enumerate(tested):
         change, se, counts = _contrasts(codes, len(labels), rows, recent, won)
-        enough = (counts[cells, 0, 1] >= cfg.min_recent_deals) & (counts[cells, 1, 1] >= cfg.min_baseline_deals)
-        found += [(g, int(k), float(change[k]), float(se[k]), counts[k]) for k in cells[enough]]
+        enough = (counts[:, 0, 1] >= cfg.min_recent_deals) & (counts[:, 1, 1] >= cfg.min_baseline_deals)
+        found += [(g, int(k), float(change[k]), float(se[k]), counts[k]) for k in np.flatnonzero(enough)]
     if not found:
         return []
     z = np.array([abs(f[2]) / f[3] for f in found])
@@ -156,18 +156,13 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     recent = (frame["closed_date"] > as_of - pd.Timedelta(days=cfg.recent_days)).to_numpy()
     won = frame["is_won"].astype(bool).to_numpy()
     groups = [(d,) for d in cfg.dimensions] + [tuple(p) for p in cfg.pairs]
-    tested = []   # per dimension group: columns, codes, labels and the cells with enough closes to test
-    for columns, codes, labels in _cells(frame, groups):
-        recent_n = np.bincount(codes[recent], minlength=len(labels))
-        baseline_n = np.bincount(codes[~recent], minlength=len(labels))
-        cells = np.flatnonzero((recent_n >= cfg.min_recent_deals) & (baseline_n >= cfg.min_baseline_deals))
-        tested.append((columns, codes, labels, cells))
+    tested = _cells(frame, groups)   # a cell is tested while it has enough closes left (``_discoveries``)
     kept, taken = [], np.zeros(len(frame), dtype=bool)
     discoveries = _discoveries(tested, ~taken, recent, won, cfg)
     first_round = {(g, k) for g, k, *_ in discoveries}
     while discoveries:
         g, k, change, se, q_value, counts = discoveries[0]
-        columns, codes, labels, _ = tested[g]
+        columns, codes, labels = tested[g]
         (recent_won, recent_n), (baseline_won, baseline_n) = counts[0], counts[1]
         kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value,
                                   int(recent_n), int(recent_won), int(baseline_n), int(baseline_won)))
