@@ -68,7 +68,8 @@ def test_a_segment_that_started_losing_is_found_once_and_moves_only_its_open_dea
                                              load_rules().risk)
     assert np.all(adjusted[inside] < 0.4) and np.all(adjusted[~inside] == 0.4)
     assert sd == pytest.approx(inside.mean() * change.se)   # equal p: the segment's share of the information
-    assert "FinTech" in sc.note(changes) and sc.note(changes).endswith("forecast at the new level")
+    assert sc.note(changes).startswith("industry=FinTech, region=Europe won ")
+    assert f"odds are moved x{np.exp(change.shift):.2f}" in sc.note(changes)
     assert list(sc.changes_table(changes).columns) == sc.CHANGE_COLUMNS
 
 
@@ -80,6 +81,18 @@ def test_noise_and_segments_that_always_differed_are_no_change(cfg, seed):
 def test_a_swing_of_the_whole_business_is_no_segment_change(cfg):
     # every segment's latest closes won 25 points more (a quarter-end bunching, a good month)
     assert sc.find(_closes(seed=4, recent_rate_all=0.25), AS_OF, cfg) == []
+
+
+def test_a_segment_that_held_while_the_rest_fell_names_the_rests_fall(cfg):
+    # Everyone's latest closes won 25 points less, except FinTech x Europe, which kept its 50 %: its own
+    # two rates barely differ, so the words must show the fall it is measured against.
+    changes = sc.find(_closes(seed=5, recent_rate_all=-0.25, drop=("FinTech", "Europe", 0.5)), AS_OF, cfg)
+    assert [(c.values, c.change > 0) for c in changes] == [(("FinTech", "Europe"), True)]
+    row = changes[0].row()
+    assert abs(row["recent_win_rate"] - row["baseline_win_rate"]) < 0.1
+    assert row["rest_baseline_win_rate"] - row["rest_recent_win_rate"] > 0.15
+    assert (f"while the rest of the business went from {row['rest_baseline_win_rate']:.0%} to "
+            f"{row['rest_recent_win_rate']:.0%}") in sc.note(changes)
 
 
 def _retail_drops(seed: int) -> pd.DataFrame:
@@ -149,7 +162,7 @@ def test_a_pair_of_unlisted_dimensions_is_refused():
 
 def test_the_changes_noise_widens_the_interval_by_the_segments_share():
     deals = _open()
-    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.8, 0.3, 0.001, 40, 6, 200, 90)
+    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.8, 0.3, 0.001, 40, 6, 200, 90, 800, 360, 4000, 1800)
     level = forecast.LevelReading(lean=-0.1, sigma=0.2, dates=8)
     p = np.full(len(deals), 0.3)
     count, revenue, shift = forecast.segment_corrected(level, level, deals, p, [change])

@@ -297,7 +297,7 @@ class RiskRules(Section):
 
     class SegmentChanges(Section):
         """Segments whose latest closes moved beyond the rest of the business
-        (``segment_changes``): their open deals are forecast at the new level."""
+        (``segment_changes``): their open deals' odds move by the change against the rest."""
 
         enabled: bool = True
         recent_days: int = Field(default=45, ge=14, le=180)

@@ -39,14 +39,14 @@ from salesintel_assets.domain.common import stats
 
 READ_COLUMNS = ("created_date", "closed_date", "is_won", "industry", "region", "product_type", "lead_source")
 CHANGE_COLUMNS = ["segment", "change", "shift", "se", "q_value", "recent_deals", "recent_win_rate",
-                  "baseline_deals", "baseline_win_rate"]
+                  "baseline_deals", "baseline_win_rate", "rest_recent_win_rate", "rest_baseline_win_rate"]
 
 
 @dataclass(frozen=True)
 class SegmentChange:
     """A segment's win-rate change in log odds beyond the rest of the
     business (``change``), what the forecast applies (``shift``, shrunk) and
-    the evidence."""
+    the evidence: the segment's closes and the rest's, lately and before."""
 
     columns: tuple[str, ...]
     values: tuple[str, ...]
@@ -58,6 +58,10 @@ class SegmentChange:
     recent_won: int
     baseline_deals: int
     baseline_won: int
+    rest_recent_deals: int
+    rest_recent_won: int
+    rest_baseline_deals: int
+    rest_baseline_won: int
 
     @property
     def label(self) -> str:
@@ -68,11 +72,20 @@ class SegmentChange:
                 "se": round(self.se, 3), "q_value": float(f"{self.q_value:.3g}"), "recent_deals": self.recent_deals,
                 "recent_win_rate": round(self.recent_won / self.recent_deals, 3),
                 "baseline_deals": self.baseline_deals,
-                "baseline_win_rate": round(self.baseline_won / self.baseline_deals, 3)}
+                "baseline_win_rate": round(self.baseline_won / self.baseline_deals, 3),
+                "rest_recent_win_rate": round(self.rest_recent_won / max(self.rest_recent_deals, 1), 3),
+                "rest_baseline_win_rate": round(self.rest_baseline_won / max(self.rest_baseline_deals, 1), 3)}
 
     def sentence(self) -> str:
+        # The rest's rates too: the change is against them, and a segment that held while the season (or
+        # the market) moved everyone else shows a change its own two rates alone do not explain.
+        rest = (f"{self.rest_baseline_won / max(self.rest_baseline_deals, 1):.0%} to "
+                f"{self.rest_recent_won / max(self.rest_recent_deals, 1):.0%}")
         return (f"{self.label} won {self.recent_won / self.recent_deals:.0%} of {self.recent_deals} deals closed "
-                f"lately against {self.baseline_won / self.baseline_deals:.0%} of {self.baseline_deals} before")
+                f"lately against {self.baseline_won / self.baseline_deals:.0%} of {self.baseline_deals} before, "
+                f"while the rest of the business went from {rest}: its open deals' odds are moved "
+                f"x{np.exp(self.shift):.2f} (the change against the rest, x{np.exp(self.change):.2f}, shrunk for "
+                "its noise)")
 
 
 def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], np.ndarray, list]]:
@@ -163,9 +176,10 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     while discoveries:
         g, k, change, se, q_value, counts = discoveries[0]
         columns, codes, labels = tested[g]
-        (recent_won, recent_n), (baseline_won, baseline_n) = counts[0], counts[1]
+        (recent_won, recent_n), (baseline_won, baseline_n), (rest_won, rest_n), (rest_before_won, rest_before_n) = counts
         kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value,
-                                  int(recent_n), int(recent_won), int(baseline_n), int(baseline_won)))
+                                  int(recent_n), int(recent_won), int(baseline_n), int(baseline_won),
+                                  int(rest_n), int(rest_won), int(rest_before_n), int(rest_before_won)))
         taken |= codes == k
         discoveries = [d for d in _discoveries(tested, ~taken, recent, won, cfg) if (d[0], d[1]) in first_round]
     return kept
@@ -206,7 +220,7 @@ def note(changes: list[SegmentChange]) -> str:
     """The changes in words, for the forecast's metadata."""
     if not changes:
         return "no segment's latest closes moved beyond the rest of the business"
-    return "; ".join(c.sentence() for c in changes) + ": their open deals are forecast at the new level"
+    return "; ".join(c.sentence() for c in changes)
 
 
 def changes_table(changes: list[SegmentChange]) -> pd.DataFrame:
