@@ -81,6 +81,7 @@ class WorldSpec:
 
 WORLDS = (
     WorldSpec("sample"),
+    WorldSpec("plain_export", export_only=True),   # every deal closes in time, and no stage history
     WorldSpec("never_closing", never_close_share=0.5),
     WorldSpec("never_closing_export", never_close_share=0.5, export_only=True),
     WorldSpec("leaking_amount", never_close_share=0.3, leaking_amount=True, export_only=True),
