@@ -176,10 +176,8 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     while discoveries:
         g, k, change, se, q_value, counts = discoveries[0]
         columns, codes, labels = tested[g]
-        (recent_won, recent_n), (baseline_won, baseline_n), (rest_won, rest_n), (rest_before_won, rest_before_n) = counts
-        kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value,
-                                  int(recent_n), int(recent_won), int(baseline_n), int(baseline_won),
-                                  int(rest_n), int(rest_won), int(rest_before_n), int(rest_before_won)))
+        deals_and_wins = [int(v) for won_, deals_ in counts for v in (deals_, won_)]   # per part: deals, won
+        kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value, *deals_and_wins))
         taken |= codes == k
         discoveries = [d for d in _discoveries(tested, ~taken, recent, won, cfg) if (d[0], d[1]) in first_round]
     return kept
