@@ -60,48 +60,69 @@ def won_within(export: pd.DataFrame, deal_ids, as_of: pd.Timestamp, days: int = 
     return pd.Series(won.to_numpy(), index=rows.index)
 
 
-def replay(export: pd.DataFrame, stages, as_of: pd.Timestamp, home: Path) -> dict:
-    """One date: run the pipeline on the export (as text) as of then, and
-    judge it. ``stages``: the rules' ``stages``."""
-    from sklearn.metrics import roc_auc_score
-
+def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
+    """``salesintel run --csv CSV --as-of D`` in its own home, and what it
+    wrote that a judge reads: ``scores`` (deal_id, age_days,
+    win_probability_90d), ``forecast`` (expected, p10, p90 of the 90-day
+    wins, or None), ``verdict``, ``anomalies`` (metric, segment) and
+    ``alerts`` (priority); only ``exit`` and ``message`` when the input was
+    refused."""
     import duckdb
 
-    then = as_of_export(export, as_of, stages)
-    csv = home / "export_then.csv"
-    then.to_csv(csv, index=False)
     run = subprocess.run([sys.executable, "-m", "salesintel_assets.cli", "run", "--csv", str(csv),
                           "--as-of", f"{as_of:%Y-%m-%d}"], env={**_environment(), "SALESINTEL_HOME": str(home)},
                          capture_output=True, text=True)
-    row = {"as_of": f"{as_of:%Y-%m-%d}", "exit": run.returncode}
-    refused = {"message": " ".join((run.stderr or run.stdout).strip().splitlines()[-1:])}
+    refused = {"exit": run.returncode, "message": " ".join((run.stderr or run.stdout).strip().splitlines()[-1:])}
     if not (home / "warehouse.duckdb").exists():   # the input was refused: say why
-        return row | refused
+        return refused
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
         tables = {name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if not {"deal_risk_scores", "pipeline_forecast", "deal_risk_model"} <= tables:
-            return row | refused
-        scores = con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df()
+        if not {"deal_risk_scores", "pipeline_forecast", "deal_risk_model", "anomalies", "alerts"} <= tables:
+            return refused
         forecast = con.sql("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM pipeline_forecast "
                            "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
         verdict = con.sql("SELECT model_verdict FROM deal_risk_model ORDER BY as_of_date DESC LIMIT 1").fetchall()
+        return {"exit": run.returncode,
+                "scores": con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df(),
+                "forecast": forecast[0] if forecast else None, "verdict": verdict[0][0] if verdict else None,
+                "anomalies": con.sql("SELECT metric, segment FROM anomalies").df(),
+                "alerts": con.sql("SELECT priority FROM alerts").df()}
     finally:
         con.close()
-    open_ids = then.loc[then["closed_date"].eq(""), "deal_id"]
-    truth = won_within(export, open_ids, as_of)
-    row |= {"open_deals": len(open_ids), "won_90d": int(truth.sum()),
-            "verdict": verdict[0][0] if verdict else None}
-    if forecast:
-        expected, low, high = forecast[0]
+
+
+def judged(ran: dict, truth: pd.Series) -> dict:
+    """The 90-day wins forecast and the open deals' ranking (model against
+    deal age) against ``truth``: per open deal id, won within 90 days."""
+    from sklearn.metrics import roc_auc_score
+
+    row = {"open_deals": len(truth), "won_90d": int(truth.sum()), "verdict": ran["verdict"]}
+    if ran["forecast"]:
+        expected, low, high = ran["forecast"]
         row |= {"expected_90d": round(expected, 1), "p10": low, "p90": high,
                 "error": round(expected / max(int(truth.sum()), 1) - 1, 3),
                 "in_interval": bool(low <= truth.sum() <= high)}
+    scores = ran["scores"]
     if len(scores) and scores["win_probability_90d"].notna().all() and 0 < truth.sum() < len(truth):
         y = truth.reindex(scores["deal_id"]).fillna(False).to_numpy(dtype=int)
         row |= {"auc_model": round(roc_auc_score(y, scores["win_probability_90d"]), 3),
                 "auc_age": round(roc_auc_score(y, -scores["age_days"]), 3)}
     return row
+
+
+def replay(export: pd.DataFrame, stages, as_of: pd.Timestamp, home: Path) -> dict:
+    """One date: run the pipeline on the export (as text) as of then, and
+    judge it. ``stages``: the rules' ``stages``."""
+    then = as_of_export(export, as_of, stages)
+    csv = home / "export_then.csv"
+    then.to_csv(csv, index=False)
+    ran = run_as_of(csv, as_of, home)
+    row = {"as_of": f"{as_of:%Y-%m-%d}", "exit": ran["exit"]}
+    if "message" in ran:
+        return row | {"message": ran["message"]}
+    open_ids = then.loc[then["closed_date"].eq(""), "deal_id"]
+    return row | judged(ran, won_within(export, open_ids, as_of))
 
 
 def _environment() -> dict:

@@ -95,15 +95,20 @@ WORLDS = (
 )
 
 
+def generate(spec: WorldSpec, n_deals: int, seed: int, end_date: date) -> sample_crm.SampleWorld:
+    """The world's truth, ending on ``end_date``."""
+    return sample_crm.generate_world(n_deals, seed, end_date=end_date, never_close_share=spec.never_close_share,
+                                     leaking_amount=spec.leaking_amount, with_activities=not spec.export_only,
+                                     quarter_end_seasonality=spec.quarter_end_seasonality,
+                                     quarter_end_last_days=spec.push_last_days,
+                                     fiscal_year_start_month=spec.fiscal_start_month)
+
+
 def world_tables(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_crm.SAMPLE_END_DATE) -> dict:
     """The world's truth, and fact_deals / stage history / activities as the
     warehouse would hold them on the world's end date (the analysis date)."""
     rules = load_rules()
-    world = sample_crm.generate_world(n_deals, seed, end_date=end_date, never_close_share=spec.never_close_share,
-                                      leaking_amount=spec.leaking_amount, with_activities=not spec.export_only,
-                                      quarter_end_seasonality=spec.quarter_end_seasonality,
-                                      quarter_end_last_days=spec.push_last_days,
-                                      fiscal_year_start_month=spec.fiscal_start_month)
+    world = generate(spec, n_deals, seed, end_date)
     snap = sample_crm.snapshot(world)
     clean = quality.validate_deals(ingestion.conform_raw(ingestion.as_export_text(snap.deals)), rules).clean
     as_of = pd.Timestamp(world.end_date)

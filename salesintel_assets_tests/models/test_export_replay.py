@@ -3,7 +3,7 @@
 import pandas as pd
 
 from salesintel_assets.domain.common.rules import load_rules
-from salesintel_assets_tests.export_replay import as_of_export, won_within
+from salesintel_assets_tests.export_replay import as_of_export, judged, won_within
 
 EXPORT = pd.DataFrame({
     "deal_id": ["A", "B", "C", "D", "E"],
@@ -31,3 +31,13 @@ def test_the_truth_is_won_within_the_horizon_after_the_date():
     truth = won_within(EXPORT, ["B", "C", "E"], AS_OF)
     assert truth.to_dict() == {"B": True, "C": False, "E": False}
     assert not won_within(EXPORT, ["B"], AS_OF, days=20)["B"]
+
+
+def test_a_run_is_judged_on_the_open_deals_it_scored():
+    truth = pd.Series([True, False, False, True], index=["B", "C", "E", "F"])
+    ran = {"verdict": "usable", "forecast": (3.0, 2.5, 4.0),
+           "scores": pd.DataFrame({"deal_id": ["B", "C", "E", "F"], "age_days": [10, 50, 40, 80],
+                                   "win_probability_90d": [0.9, 0.2, 0.3, 0.6]})}
+    row = judged(ran, truth)
+    assert row["won_90d"] == 2 and row["error"] == 0.5 and not row["in_interval"]   # 3 forecast, 2 won, below p10
+    assert row["auc_model"] == 1.0 and row["auc_age"] == 0.5   # the model ranks both wins first; age does not
