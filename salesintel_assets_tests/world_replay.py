@@ -25,19 +25,10 @@ import pandas as pd
 
 from salesintel_assets.domain.ingestion.pulls import as_export_text
 from salesintel_assets.sources import sample_crm
-from salesintel_assets_tests.export_replay import HORIZON_DAYS, judged, run_as_of
+from salesintel_assets_tests.export_replay import judged, run_as_of, won_within
 from salesintel_assets_tests.trust_study import WORLDS, WorldSpec, generate
 
 EXPORT_WORLDS = tuple(w for w in WORLDS if w.export_only)   # a CSV export carries no stage history
-
-
-def won_within(world: sample_crm.SampleWorld, deal_ids, as_of: date) -> pd.Series:
-    """Per deal id: won within ``HORIZON_DAYS`` after ``as_of``, by the world's truth."""
-    rows = world.deals.set_index("deal_id").reindex(list(deal_ids))
-    closed = pd.to_datetime(rows["closed_date"])
-    end = pd.Timestamp(as_of) + pd.Timedelta(days=HORIZON_DAYS)
-    won = rows["outcome"].eq("Won") & (closed > pd.Timestamp(as_of)) & (closed <= end)
-    return pd.Series(won.to_numpy(), index=rows.index)
 
 
 def replay(spec: WorldSpec, n_deals: int, seed: int, as_of: date, home: Path) -> dict:
@@ -48,7 +39,7 @@ def replay(spec: WorldSpec, n_deals: int, seed: int, as_of: date, home: Path) ->
     row = {"world": spec.name, "seed": seed, "as_of": as_of.isoformat(), "exit": ran["exit"]}
     if "message" in ran:
         return row | {"message": ran["message"]}
-    row |= judged(ran, won_within(world, ran["scores"]["deal_id"], as_of))
+    row |= judged(ran, won_within(world.deals, ran["scores"]["deal_id"], pd.Timestamp(as_of)))
     segments = ran["anomalies"][~ran["anomalies"]["segment"].astype(str).str.startswith("deal_id=")]
     return row | {"max_probability": round(float(ran["scores"]["win_probability_90d"].max()), 3),
                   "segment_anomalies": len(segments), "alerts": len(ran["alerts"]),
