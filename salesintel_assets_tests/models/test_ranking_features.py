@@ -1,6 +1,6 @@
 """What lets the risk model rank open deals beyond their age on a plain
 export: the age against the segment's winning cycles (known at the snapshot
-only), the blend of the two candidates, and an honest deal-age baseline."""
+only), the blend of the candidates, and an honest deal-age baseline."""
 
 import numpy as np
 import pandas as pd
@@ -114,6 +114,24 @@ def test_a_world_with_nothing_beyond_age_is_called_no_better_than_deal_age():
     fact = _lingering_fact(np.random.default_rng(11), 1200, signal=0.0)
     prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp("2025-12-31"), rules, ["Proposal", "Closed"])
     training = rm.train(prepared, rules)
-    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.BLEND}
+    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.MIXTURE, rm.BLEND}
     assert not training.verdict.usable
     assert training.verdict.reason.startswith("no better than deal age"), training.verdict.reason
+
+
+def test_every_candidate_of_a_plain_export_is_stored_with_trusted_types_only():
+    """skops refuses unknown types on load: the mixture (a plain export's
+    candidate) must be covered like the others."""
+    import skops.io
+
+    rules = load_rules().risk
+    fact = _lingering_fact(np.random.default_rng(12), 1200, signal=1.0)
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp("2025-12-31"), rules, ["Proposal", "Closed"])
+    training = rm.train(prepared, rules)
+    assert rm.MIXTURE in {c.name for c in training.candidates}
+    for name, model in [(c.name, c.model) for c in training.candidates] + [("horizons", training.model)]:
+        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        assert set(untrusted) <= set(rm.SKOPS_TRUSTED_TYPES), name
+        loaded = skops.io.loads(skops.io.dumps(model), trusted=list(rm.SKOPS_TRUSTED_TYPES))
+        features = prepared.states[prepared.spec.columns].head(50)
+        np.testing.assert_allclose(loaded.predict_proba(features), model.predict_proba(features))

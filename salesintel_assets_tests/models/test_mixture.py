@@ -1,0 +1,131 @@
+"""The mixture candidate: a deal's chance of being won at all from its
+creation facts, times how likely a deal still open at its age is a win and
+closes within the window -- learnt only from closes before its last
+snapshot."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.common.rules import load_rules
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models.mixture import Mixture
+
+CUTOFF = pd.Timestamp("2025-06-30")
+CHANCE = {"Referral": 0.8, "Outbound": 0.3}
+
+
+def _rows(n: int = 4000, seed: int = 2) -> pd.DataFrame:
+    """Closed deals as snapshot rows: lead source sets the chance of a win
+    (``CHANCE``), wins close in 10-50 days, losses in 100-300."""
+    rng = np.random.default_rng(seed)
+    lead = rng.choice(list(CHANCE), n)
+    won = rng.random(n) < pd.Series(lead).map(CHANCE).to_numpy()
+    cycle = np.where(won, rng.integers(10, 51, n), rng.integers(100, 301, n))
+    closed = CUTOFF - pd.to_timedelta(rng.integers(0, 400, n), unit="D")
+    return pd.DataFrame({"deal_id": [f"D{i}" for i in range(n)], "snapshot_date": CUTOFF,
+                         "created_date": closed - pd.to_timedelta(cycle, unit="D"), "closed_date": closed,
+                         "won_by_as_of": won, "lead_source": lead, "product_type": "Core", "deal_amount": 10_000.0})
+
+
+def _fit(rows: pd.DataFrame) -> Mixture:
+    return Mixture(categorical=("lead_source", "product_type"), numeric=("deal_amount",), horizon_days=90,
+                   segment="product_type").fit(rows)
+
+
+def _p(model: Mixture, lead: str, age: float, product: str = "Core") -> float:
+    frame = pd.DataFrame({"lead_source": [lead], "product_type": [product], "deal_amount": [10_000.0],
+                          "age_days": [age]})
+    return float(model.predict_proba(frame)[0, 1])
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return _rows()
+
+
+def test_a_young_deal_is_as_likely_won_as_its_creation_facts_say(rows):
+    model = _fit(rows)
+    for lead in CHANCE:
+        seen = rows.loc[rows["lead_source"] == lead, "won_by_as_of"].mean()
+        assert _p(model, lead, 0) == pytest.approx(seen, abs=0.04)   # every win closes within 90 days
+
+
+def test_a_deal_still_open_halfway_through_the_winning_cycles_is_judged_by_bayes(rows):
+    """At 30 days about half the wins have closed and no loss has: a deal
+    still open is a win with odds p/2 : (1 - p)."""
+    model = _fit(rows)
+    for lead, p in CHANCE.items():
+        half = p * 0.5 / (p * 0.5 + 1 - p)
+        assert _p(model, lead, 30) == pytest.approx(half, abs=0.06)
+    assert _p(model, "Referral", 30) > _p(model, "Outbound", 30)
+
+
+def test_a_deal_past_every_cycle_seen_is_no_bet(rows):
+    """Past every win (60 days) or past every close at all (400 days) a deal
+    is not a likely win, whatever its creation facts; it keeps their order."""
+    model = _fit(rows)
+    for age in (60, 400):
+        referral, outbound = _p(model, "Referral", age), _p(model, "Outbound", age)
+        assert referral < 0.001 and outbound < referral
+
+
+def test_the_mixture_reads_only_closes_by_its_last_snapshot(rows):
+    """Deals that closed after the last snapshot date are not known then:
+    turning their outcomes and cycles upside down must not move anything."""
+    later = _rows(1500, seed=9)
+    later["closed_date"] = later["closed_date"] + pd.Timedelta(days=500)
+    flipped = later.assign(won_by_as_of=~later["won_by_as_of"],
+                           created_date=later["created_date"] - pd.Timedelta(days=200))
+    frame = pd.DataFrame({"lead_source": ["Referral", "Outbound"] * 3, "product_type": "Core",
+                          "deal_amount": 10_000.0, "age_days": [0, 0, 30, 30, 120, 120]})
+    one, two = (_fit(pd.concat([rows, extra], ignore_index=True)).predict_proba(frame) for extra in (later, flipped))
+    np.testing.assert_allclose(one, two)
+    np.testing.assert_allclose(one, _fit(rows).predict_proba(frame))
+
+
+def test_a_product_with_few_closes_leans_on_every_products_cycles(rows):
+    """Three slow Enterprise wins alone would say a 30-day-old Enterprise
+    deal has not had time; pulled toward all products' cycles it reads
+    between that and Core. An unseen product reads every product's curve."""
+    few = pd.DataFrame({"deal_id": ["E1", "E2", "E3"], "snapshot_date": CUTOFF,
+                        "created_date": CUTOFF - pd.Timedelta(days=300), "closed_date": CUTOFF - pd.Timedelta(days=10),
+                        "won_by_as_of": True, "lead_source": "Referral", "product_type": "Enterprise",
+                        "deal_amount": 10_000.0})
+    model = _fit(pd.concat([rows, few], ignore_index=True))
+    core, enterprise = _p(model, "Referral", 30), _p(model, "Referral", 30, "Enterprise")
+    assert 0 < enterprise < core
+    every = pd.concat([rows, few], ignore_index=True)
+    cycles = (every["closed_date"] - every["created_date"]).dt.days[every["won_by_as_of"]]
+    unseen = model.won_survival_[len(model.levels_)]   # the row an unseen product reads
+    assert unseen[30] == pytest.approx((cycles > 30).mean())
+
+
+def test_one_outcome_only_falls_back_to_the_share_won(rows):
+    wins = rows[rows["won_by_as_of"]]
+    model = _fit(wins)
+    assert model.chance_ is None
+    assert _p(model, "Referral", 0) == pytest.approx(_p(model, "Outbound", 0)) == pytest.approx(
+        len(wins) / (len(wins) + 1), abs=0.01)
+
+
+# --- As a candidate of the risk model --------------------------------------------
+NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                           "entered_date": pd.Series(dtype="datetime64[ns]")})
+NO_ACTIVITIES = pd.DataFrame({"deal_id": pd.Series(dtype=object), "activity_date": pd.Series(dtype="datetime64[ns]")})
+
+
+def test_the_mixture_is_a_candidate_only_without_stage_history_or_quarter_clock():
+    rules = load_rules().risk
+    assert rm.MIXTURE in rules.candidates
+    creation = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",))
+    staged = rf.FeatureSpec(rf.STAGE_HISTORY, ("lead_source", "stage"), ("age_days", "days_in_stage"))
+    seasonal = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",) + rf.CALENDAR_FEATURES)
+    assert rm.candidate_names(rules, creation) == ["logistic", "gradient_boosting", rm.MIXTURE, rm.BLEND]
+    assert rm.blend_members(rules, creation) == ("logistic", "gradient_boosting", rm.MIXTURE)
+    for spec in (staged, seasonal):
+        assert rm.MIXTURE not in rm.candidate_names(rules, spec)
+        assert rm.blend_members(rules, spec) == ("logistic", "gradient_boosting")
+    only = rules.model_copy(update={"candidates": [rm.MIXTURE]})
+    assert rm.blend_members(only, creation) == rm.BLEND_MEMBERS   # a blend needs two members
