@@ -64,7 +64,8 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
     """``salesintel run --csv CSV --as-of D`` in its own home, and what it
     wrote that a judge reads: ``scores`` (deal_id, age_days,
     win_probability_90d), ``forecast`` (expected, p10, p90 of the 90-day
-    wins, or None), ``verdict``, ``anomalies`` (metric, segment) and
+    wins, or None), ``verdict`` and ``candidate`` (the model's kind),
+    ``anomalies`` (metric, segment) and
     ``alerts`` (priority); only ``exit`` and ``message`` when the input was
     refused."""
     import duckdb
@@ -82,10 +83,11 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
             return refused
         forecast = con.sql("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM pipeline_forecast "
                            "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
-        verdict = con.sql("SELECT model_verdict FROM deal_risk_model ORDER BY as_of_date DESC LIMIT 1").fetchall()
+        model = con.sql("SELECT model_verdict, candidate FROM deal_risk_model ORDER BY as_of_date DESC LIMIT 1").fetchall()
         return {"exit": run.returncode,
                 "scores": con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df(),
-                "forecast": forecast[0] if forecast else None, "verdict": verdict[0][0] if verdict else None,
+                "forecast": forecast[0] if forecast else None, "verdict": model[0][0] if model else None,
+                "candidate": model[0][1] if model else None,
                 "anomalies": con.sql("SELECT metric, segment FROM anomalies").df(),
                 "alerts": con.sql("SELECT priority FROM alerts").df()}
     finally:
@@ -97,7 +99,8 @@ def judged(ran: dict, truth: pd.Series) -> dict:
     deal age) against ``truth``: per open deal id, won within 90 days."""
     from sklearn.metrics import roc_auc_score
 
-    row = {"open_deals": len(truth), "won_90d": int(truth.sum()), "verdict": ran["verdict"]}
+    row = {"open_deals": len(truth), "won_90d": int(truth.sum()), "verdict": ran["verdict"],
+           "candidate": ran.get("candidate")}
     if ran["forecast"]:
         expected, low, high = ran["forecast"]
         row |= {"expected_90d": round(expected, 1), "p10": low, "p90": high,

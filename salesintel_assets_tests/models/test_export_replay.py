@@ -35,9 +35,10 @@ def test_the_truth_is_won_within_the_horizon_after_the_date():
 
 def test_a_run_is_judged_on_the_open_deals_it_scored():
     truth = pd.Series([True, False, False, True], index=["B", "C", "E", "F"])
-    ran = {"verdict": "usable", "forecast": (3.0, 2.5, 4.0),
+    ran = {"verdict": "usable", "candidate": "blend", "forecast": (3.0, 2.5, 4.0),
            "scores": pd.DataFrame({"deal_id": ["B", "C", "E", "F"], "age_days": [10, 50, 40, 80],
                                    "win_probability_90d": [0.9, 0.2, 0.3, 0.6]})}
     row = judged(ran, truth)
     assert row["won_90d"] == 2 and row["error"] == 0.5 and not row["in_interval"]   # 3 forecast, 2 won, below p10
     assert row["auc_model"] == 1.0 and row["auc_age"] == 0.5   # the model ranks both wins first; age does not
+    assert row["verdict"] == "usable" and row["candidate"] == "blend"
