@@ -110,6 +110,18 @@ def test_one_outcome_only_falls_back_to_the_share_won(rows):
         len(wins) / (len(wins) + 1), abs=0.01)
 
 
+def test_no_creation_fact_falls_back_to_the_share_won(rows):
+    """Every creation column excluded (a leak guard can take the amount, an
+    export may hold no segment): the chance is the share won, the cycles
+    still tell old from young."""
+    model = Mixture(horizon_days=90).fit(rows)
+    assert model.chance_ is None
+    frame = pd.DataFrame({"age_days": [0.0, 30.0, 400.0]})
+    young, halfway, old = model.predict_proba(frame)[:, 1]
+    assert young == pytest.approx(rows["won_by_as_of"].mean(), abs=0.01)
+    assert young > halfway > 0.05 > 0.001 > old
+
+
 # --- As a candidate of the risk model --------------------------------------------
 NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                            "entered_date": pd.Series(dtype="datetime64[ns]")})

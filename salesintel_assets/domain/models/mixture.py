@@ -65,14 +65,14 @@ class Mixture(ClassifierMixin, BaseEstimator):
 
     def _fit_chance(self, closed: pd.DataFrame, won: np.ndarray):
         """Logistic regression of the final outcome on the creation facts
-        (None with one outcome only: the prior then serves)."""
+        (None with one outcome or no creation fact: the prior then serves)."""
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-        if len(np.unique(won)) < 2:
+        if len(np.unique(won)) < 2 or not (self.categorical or self.numeric):
             return None
         prep = ColumnTransformer([
             ("levels", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_level_rows),
