@@ -1,5 +1,6 @@
 """Worlds for the models-layer tests: the sample CRM as warehouse tables, a
-world whose win probabilities are known, and a rules file with overrides."""
+world whose win probabilities are known, a rules file with overrides, and
+the check that a trained model survives storage."""
 
 from __future__ import annotations
 
@@ -99,3 +100,17 @@ def seed_mlflow_store(home: Path) -> None:
 
     Path(home).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_STORE_TEMPLATE[0], Path(home) / "mlflow.db")
+
+
+def assert_stored_with_trusted_types(training, features: pd.DataFrame) -> None:
+    """skops refuses unknown types on load: every candidate and the horizon
+    model must hold only the trusted ones, and predict the same once loaded."""
+    import skops.io
+
+    from salesintel_assets.domain.models import risk_model as rm
+
+    for name, model in [(c.name, c.model) for c in training.candidates] + [("horizons", training.model)]:
+        stored = skops.io.dumps(model)
+        assert set(skops.io.get_untrusted_types(data=stored)) <= set(rm.SKOPS_TRUSTED_TYPES), name
+        loaded = skops.io.loads(stored, trusted=list(rm.SKOPS_TRUSTED_TYPES))
+        np.testing.assert_allclose(loaded.predict_proba(features), model.predict_proba(features))

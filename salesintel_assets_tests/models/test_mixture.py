@@ -123,11 +123,6 @@ def test_no_creation_fact_falls_back_to_the_share_won(rows):
 
 
 # --- As a candidate of the risk model --------------------------------------------
-NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
-                           "entered_date": pd.Series(dtype="datetime64[ns]")})
-NO_ACTIVITIES = pd.DataFrame({"deal_id": pd.Series(dtype=object), "activity_date": pd.Series(dtype="datetime64[ns]")})
-
-
 def test_the_mixture_is_a_candidate_only_without_stage_history_or_quarter_clock():
     rules = load_rules().risk
     assert rm.MIXTURE in rules.candidates

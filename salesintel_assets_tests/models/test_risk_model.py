@@ -16,7 +16,8 @@ from salesintel_assets.sources import sample_crm
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
 from salesintel_assets.resources.warehouse import SalesintelHome
-from salesintel_assets_tests.models_support import known_probability_fact, sample_tables
+from salesintel_assets_tests.models_support import (assert_stored_with_trusted_types, known_probability_fact,
+                                                    sample_tables)
 
 NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                            "entered_date": pd.Series(dtype="datetime64[ns]")})
@@ -568,12 +569,8 @@ def test_whole_number_features_may_be_blank_when_served_and_logging_stays_quiet(
     assert version.version == 1
 
 
-def test_skops_trusted_types_cover_every_candidate(training):
-    import skops.io
-
-    for name, model in [(c.name, c.model) for c in training.candidates] + [("horizons", training.model)]:
-        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-        assert set(untrusted) <= set(rm.SKOPS_TRUSTED_TYPES), name
+def test_skops_trusted_types_cover_every_candidate(training, prepared):
+    assert_stored_with_trusted_types(training, prepared.states[prepared.spec.columns].head(50))
 
 
 # --- Champion decision and live drift -------------------------------------------------------

@@ -300,25 +300,26 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
     if method == "auto":
         deals = calibration_rows["deal_id"].nunique() if "deal_id" in calibration_rows else len(calibration_rows)
         method = "isotonic" if deals >= rules.isotonic_min_deals else "sigmoid"
+    with warnings.catch_warnings(), one_thread():
+        warnings.simplefilter("ignore")  # e.g. a constant column gives KBinsDiscretizer one bin
+        fitted = fitted_candidate(name, fit_rows, spec, rules, horizon_days)
+        model = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
+        model.fit(calibration_rows[spec.columns], calibration_rows["won"])
+    return model, method
+
+
+def fitted_candidate(name: str, fit_rows: pd.DataFrame, spec: FeatureSpec, rules: RiskRules,
+                     horizon_days: int | None = None):
+    """The candidate fitted on the older snapshots, before calibration: the
+    mixture reads their closes, the pipelines their features."""
     if name == MIXTURE:
-        with warnings.catch_warnings(), one_thread():
-            warnings.simplefilter("ignore")
-            fitted = mixture_for(spec, rules, horizon_days).fit(fit_rows)
-            model = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
-            model.fit(calibration_rows[spec.columns], calibration_rows["won"])
-        return model, method
-    pipeline = build_pipeline(name, spec, rules, horizon_days)
+        return mixture_for(spec, rules, horizon_days).fit(fit_rows)
     features = fit_rows[spec.columns]
     # A feature with no value in the fit rows (no deal won yet early in a short history: no won cycles to
     # compare ages with) teaches nothing, and scikit-learn's boosting cannot bin it: a constant instead (the
     # backtest's early dates leave it out of their own spec; a trained model keeps the spec it is recorded with).
     features = features.assign(**dict.fromkeys(columns_without_values(features, spec.numeric), 0.0))
-    with warnings.catch_warnings(), one_thread():
-        warnings.simplefilter("ignore")  # e.g. a constant column gives KBinsDiscretizer one bin
-        pipeline.fit(features, fit_rows["won"])
-        model = CalibratedClassifierCV(FrozenEstimator(pipeline), method=method)
-        model.fit(calibration_rows[spec.columns], calibration_rows["won"])
-    return model, method
+    return build_pipeline(name, spec, rules, horizon_days).fit(features, fit_rows["won"])
 
 
 def mixture_for(spec: FeatureSpec, rules: RiskRules, horizon_days: int | None = None) -> Mixture:
