@@ -151,8 +151,35 @@ def test_a_burst_of_new_leads_disqualified_within_days_is_no_change(cfg):
                           "lead_source": "Partner", "is_won": False})
     both = pd.concat([closes, burst], ignore_index=True)
     assert sc.find(both, AS_OF, cfg) == []
-    found = sc.find(both, AS_OF, cfg.model_copy(update={"min_age_days": 0}))   # counted, they look like a drop
+    # counted and compared across all ages at close, they look like a drop
+    found = sc.find(both, AS_OF, cfg.model_copy(update={"min_age_days": 0, "age_bands_days": []}))
     assert any("lead_source" in c.columns and c.shift < 0 for c in found)
+
+
+def test_a_segment_whose_latest_closes_held_no_old_clean_ups_is_no_change(cfg):
+    # Deals that linger for months are closed lost in clean-ups; fresh closes win at the usual rates. Lately
+    # one segment had no clean-up while the rest did: its closes' win rate rose, its deals' odds did not.
+    rng = np.random.default_rng(11)
+    closes = _closes(seed=12)
+    n = 6000
+    closed = AS_OF - pd.to_timedelta(rng.integers(0, 410, n), unit="D")
+    old = pd.DataFrame({"created_date": closed - pd.to_timedelta(rng.integers(200, 400, n), unit="D"),
+                        "closed_date": closed, "industry": rng.choice(list(RATES), n),
+                        "region": rng.choice(["Europe", "APAC", "India"], n), "product_type": "Core",
+                        "lead_source": rng.choice(["Inbound", "Partner", "Referral"], n),
+                        "is_won": rng.random(n) < 0.05})
+    recent = (old["closed_date"] > AS_OF - pd.Timedelta(days=45)).to_numpy()
+    old = old[~(recent & (old["industry"] == "Retail").to_numpy() & (old["region"] == "APAC").to_numpy())]
+    both = pd.concat([closes, old], ignore_index=True)
+    fresh_and_old = cfg.model_copy(update={"age_bands_days": [200]})   # fresh closes are 20-200 days old here
+    assert sc.find(both, AS_OF, fresh_and_old) == []
+    pooled = sc.find(both, AS_OF, cfg.model_copy(update={"age_bands_days": []}))   # every age in one comparison
+    assert [(c.values, c.shift > 0) for c in pooled] == [(("Retail", "APAC"), True)]
+
+
+def test_age_bands_must_increase():
+    with pytest.raises(ValidationError, match="age_bands_days"):
+        RiskRules.SegmentChanges(age_bands_days=[90, 45])
 
 
 def test_a_pair_of_unlisted_dimensions_is_refused():

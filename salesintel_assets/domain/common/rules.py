@@ -307,6 +307,7 @@ class RiskRules(Section):
         min_age_days: int = Field(default=14, ge=0, le=365)
         min_recent_deals: int = Field(default=20, ge=10)
         min_baseline_deals: int = Field(default=40, ge=20)
+        age_bands_days: list[int] = Field(default=[90])
         dimensions: list[Literal["industry", "region", "product_type", "lead_source"]] = Field(
             default=["industry", "region", "product_type", "lead_source"])
         pairs: list[tuple[str, str]] = Field(default=[
@@ -315,6 +316,8 @@ class RiskRules(Section):
 
         @model_validator(mode="after")
         def _pairs_of_dimensions(self):
+            if self.age_bands_days != sorted(set(self.age_bands_days)) or any(d <= 0 for d in self.age_bands_days):
+                raise ValueError("age_bands_days must be increasing positive day counts")
             for pair in self.pairs:
                 if pair[0] == pair[1] or not set(pair) <= set(self.dimensions):
                     raise ValueError(f"pair {list(pair)} must name two different dimensions listed above")

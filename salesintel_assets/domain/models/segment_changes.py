@@ -10,7 +10,15 @@ old: a burst of new leads disqualified within days says how leads arrive,
 not how the deals in play will end), against the same change in the rest
 of the business: a difference of log odds ratios, so a business-wide swing
 or the quarter-end bunching that moves every segment alike is no segment
-change.
+change. The comparison is made within bands of age at close
+(``age_bands_days``) and pooled by inverse variance: deals that linger for
+months are mostly closed lost in clean-ups, and how many of those a
+segment had lately is chance, not news. Compared across all ages, a
+segment that had none in its latest closes looked like it started winning
+(a false rise of +1.6 log odds in one seasonal scenario world moved its
+90-day forecast from +13 % to +21 %; within bands it found the real drop
+and forecast +6 %). One band edge at 90 days: finer bands left too few
+closes per band and let other false rises through.
 
 Benjamini-Hochberg across every tested segment controls false discoveries,
 and only a material change counts (``min_change`` in log odds: a smaller
@@ -84,8 +92,8 @@ class SegmentChange:
         return (f"{self.label} won {self.recent_won / self.recent_deals:.0%} of {self.recent_deals} deals closed "
                 f"lately against {self.baseline_won / self.baseline_deals:.0%} of {self.baseline_deals} before, "
                 f"while the rest of the business went from {rest}: its open deals' odds are moved "
-                f"x{np.exp(self.shift):.2f} (the change against the rest, x{np.exp(self.change):.2f}, shrunk for "
-                "its noise)")
+                f"x{np.exp(self.shift):.2f} (the change against the rest among deals of like age at close, "
+                f"x{np.exp(self.change):.2f}, shrunk for its noise)")
 
 
 def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], np.ndarray, list]]:
@@ -114,28 +122,38 @@ def _log_odds(won: np.ndarray, deals: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.log(won / lost), 1 / won + 1 / lost
 
 
-def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarray,
-               won: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarray, won: np.ndarray,
+               bands: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cell of one dimension group, on ``rows``: (change, se, counts) of
-    its log odds ratio (recent against baseline) less the rest's; counts
-    [cell, part] = (won, deals) of the cell's recent, the cell's baseline,
-    the rest's recent and the rest's baseline closes."""
-    counts = np.zeros((cells, 4, 2), dtype=np.int64)
+    its log odds ratio (recent against baseline) less the rest's, within each
+    band of age at close (``bands``: each close's band) and pooled across
+    them by inverse variance (a band where one of the four parts has no
+    close says nothing); counts [cell, part] = (won, deals) of the cell's
+    recent, the cell's baseline, the rest's recent and the rest's baseline
+    closes, over all bands. A cell with no usable band has se inf."""
+    n_bands = int(bands.max()) + 1 if len(bands) else 1
+    counts = np.zeros((cells, n_bands, 4, 2), dtype=np.int64)
     for part, period in enumerate((rows & recent, rows & ~recent)):
         for kind, mask in enumerate((period & won, period)):
-            inside = np.bincount(codes[mask], minlength=cells)
-            counts[:, part, kind] = inside
-            counts[:, part + 2, kind] = np.count_nonzero(mask) - inside
+            inside = np.bincount(codes[mask] * n_bands + bands[mask], minlength=cells * n_bands)
+            counts[:, :, part, kind] = inside = inside.reshape(cells, n_bands)
+            counts[:, :, part + 2, kind] = np.bincount(bands[mask], minlength=n_bands)[None, :] - inside
     lo, variance = _log_odds(counts[..., 0].astype(float), counts[..., 1].astype(float))
-    change = (lo[:, 0] - lo[:, 1]) - (lo[:, 2] - lo[:, 3])
-    return change, np.sqrt(variance.sum(axis=1)), counts
+    change = (lo[..., 0] - lo[..., 1]) - (lo[..., 2] - lo[..., 3])
+    weight = np.where((counts[..., 1] > 0).all(axis=2), 1 / variance.sum(axis=2), 0.0)
+    total = weight.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = np.where(total > 0, (weight * change).sum(axis=1) / total, 0.0)
+        se = np.where(total > 0, 1 / np.sqrt(total), np.inf)
+    return pooled, se, counts.sum(axis=1)
 
 
 def _shrunk(change: float, se: float) -> float:
     return change * max(0.0, 1 - se ** 2 / change ** 2) if change else 0.0
 
 
-def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.ndarray, cfg) -> list[tuple]:
+def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.ndarray, bands: np.ndarray,
+                 cfg) -> list[tuple]:
     """The material changes among the cells of the ``tested`` dimension
     groups (columns, codes, labels) on ``rows`` that Benjamini-Hochberg keeps
     at ``fdr_alpha`` over every cell with enough closes there, strongest (by
@@ -144,8 +162,9 @@ def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.nda
 
     found = []   # (group, cell, change, se, counts) of the cells with enough closes
     for g, (_, codes, labels) in enumerate(tested):
-        change, se, counts = _contrasts(codes, len(labels), rows, recent, won)
-        enough = (counts[:, 0, 1] >= cfg.min_recent_deals) & (counts[:, 1, 1] >= cfg.min_baseline_deals)
+        change, se, counts = _contrasts(codes, len(labels), rows, recent, won, bands)
+        enough = ((counts[:, 0, 1] >= cfg.min_recent_deals) & (counts[:, 1, 1] >= cfg.min_baseline_deals)
+                  & np.isfinite(se))
         found += [(g, int(k), float(change[k]), float(se[k]), counts[k]) for k in np.flatnonzero(enough)]
     if not found:
         return []
@@ -165,13 +184,16 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
     when = closed["closed_date"]
     start = as_of - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days)
     age = (when - closed["created_date"]).dt.days
-    frame = closed[(when <= as_of) & (when > start) & (age >= cfg.min_age_days)]
+    keep = ((when <= as_of) & (when > start) & (age >= cfg.min_age_days)).to_numpy(dtype=bool)
+    frame = closed[keep]
     recent = (frame["closed_date"] > as_of - pd.Timedelta(days=cfg.recent_days)).to_numpy()
     won = frame["is_won"].astype(bool).to_numpy()
+    bands = np.searchsorted(np.asarray(cfg.age_bands_days, dtype=float), age[keep].to_numpy(),
+                            side="right")
     groups = [(d,) for d in cfg.dimensions] + [tuple(p) for p in cfg.pairs]
     tested = _cells(frame, groups)   # a cell is tested while it has enough closes left (``_discoveries``)
     kept, taken = [], np.zeros(len(frame), dtype=bool)
-    discoveries = _discoveries(tested, ~taken, recent, won, cfg)
+    discoveries = _discoveries(tested, ~taken, recent, won, bands, cfg)
     first_round = {(g, k) for g, k, *_ in discoveries}
     while discoveries:
         g, k, change, se, q_value, counts = discoveries[0]
@@ -179,7 +201,7 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
         deals_and_wins = [int(v) for won_, deals_ in counts for v in (deals_, won_)]   # per part: deals, won
         kept.append(SegmentChange(columns, labels[k], change, _shrunk(change, se), se, q_value, *deals_and_wins))
         taken |= codes == k
-        discoveries = [d for d in _discoveries(tested, ~taken, recent, won, cfg) if (d[0], d[1]) in first_round]
+        discoveries = [d for d in _discoveries(tested, ~taken, recent, won, bands, cfg) if (d[0], d[1]) in first_round]
     return kept
 
 
