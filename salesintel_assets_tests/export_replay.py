@@ -83,7 +83,8 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
             return refused
         forecast = con.sql("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM pipeline_forecast "
                            "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
-        model = con.sql("SELECT model_verdict, candidate FROM deal_risk_model ORDER BY as_of_date DESC LIMIT 1").fetchall()
+        model = con.sql("SELECT model_verdict, candidate FROM deal_risk_model "
+                        "ORDER BY as_of_date DESC LIMIT 1").fetchall()
         return {"exit": run.returncode,
                 "scores": con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df(),
                 "forecast": forecast[0] if forecast else None, "verdict": model[0][0] if model else None,

@@ -135,8 +135,9 @@ def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarr
     counts = np.zeros((cells, n_bands, 4, 2), dtype=np.int64)
     for part, period in enumerate((rows & recent, rows & ~recent)):
         for kind, mask in enumerate((period & won, period)):
-            inside = np.bincount(codes[mask] * n_bands + bands[mask], minlength=cells * n_bands)
-            counts[:, :, part, kind] = inside = inside.reshape(cells, n_bands)
+            cell_band = codes[mask] * n_bands + bands[mask]
+            inside = np.bincount(cell_band, minlength=cells * n_bands).reshape(cells, n_bands)
+            counts[:, :, part, kind] = inside
             counts[:, :, part + 2, kind] = np.bincount(bands[mask], minlength=n_bands)[None, :] - inside
     lo, variance = _log_odds(counts[..., 0].astype(float), counts[..., 1].astype(float))
     change = (lo[..., 0] - lo[..., 1]) - (lo[..., 2] - lo[..., 3])
