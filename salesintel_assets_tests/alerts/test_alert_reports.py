@@ -2,12 +2,16 @@
 report, delivered once per period through the ledger; the schedules' config."""
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from salesintel_assets.definitions import build_definitions
+from salesintel_assets.domain.alerts.reports import rep_scorecards
+from salesintel_assets.domain.alerts.routing import Router
+from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.schedules import schedules
 from salesintel_assets.tenant_runs import run_in_process
-from salesintel_assets_tests.alert_support import N_DEALS
+from salesintel_assets_tests.alert_support import AS_OF, N_DEALS, reps_frame
 from salesintel_assets_tests.support import read_table, sample_resources
 
 
@@ -68,3 +72,20 @@ def test_schedules_carry_their_delivery_config():
         assert request.partition_key == "default"  # one run per tenant; here only the default one
         assert schedule.cron_schedule == cron and schedule.job_name == "alert_delivery_job"
         assert config["ops"]["alert_deliveries"]["config"] == {"digests": digests, "reports": reports}
+
+
+def test_a_scorecards_deal_without_an_amount_says_so_never_n_a():
+    """A CRM with no amount for a deal (none until a price is agreed): "no amount", not "n/a" or $0."""
+    stats = pd.DataFrame([{"sales_rep_id": "rep_1", "won_n": 9, "closed_n": 20, "open_n": 2, "open_amount": 40_000.0,
+                           "open_priced_n": 1}])
+    risk = pd.DataFrame([{"sales_rep_id": "rep_1", "deal_id": d, "deal_amount": amount, "win_probability": p,
+                          "risk_band": "high", "revenue_at_risk": r, "reason_1": None, "model_verdict": "usable"}
+                         for d, amount, p, r in (("D1", 40_000.0, 0.1, 36_000.0), ("D2", None, 0.05, 0.0))])
+    alerts = pd.DataFrame(columns=["first_seen", "sales_rep_id", "status", "priority", "amount_at_stake",
+                                   "content_json"])
+    [(_, card)] = rep_scorecards(reps_frame(), stats, alerts, risk, Router(reps_frame(), load_rules().alerts), AS_OF,
+                                 "2026-W27")
+    lines = card.text.split("\n")
+    assert "Open pipeline: 2 deals, $40,000 on the 1 with an amount" in lines
+    assert "  - D1 ($40,000): 10 % win probability" in lines
+    assert "  - D2 (no amount): 5 % win probability" in lines

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 
 from salesintel_assets.domain.alerts import candidates as alert_rules
+from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.rules import RulesError, load_rules
 from salesintel_assets_tests.alert_support import (
-    build_alerts, deals_frame, evidence, segment, stalled, write_rules,
+    AS_OF, build_alerts, deals_frame, evidence, reps_frame, segment, stalled, write_rules,
 )
 
 VELOCITY_TEXT = """\
@@ -202,8 +203,39 @@ def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
     assert list(ev.deals["deal_id"]) == ["D00042"]
     seg = ev.segments.set_index("segment")
     assert seg.loc["industry=FinTech&region=Europe"].to_dict() == {
-        "open_n": 1, "open_amount": 84_000.0, "closed_n": 2, "won_n": 1}
+        "open_n": 1, "open_amount": 84_000.0, "open_priced_n": 1, "closed_n": 2, "won_n": 1}
     assert "unknown_dim=x" not in seg.index  # no guessing about a dimension the warehouse lacks
+
+
+def _segment_alert_with_pipeline(open_n: int, open_amount: float, priced_n: int) -> dict:
+    found = evidence()
+    segments = found.segments.assign(open_priced_n=found.segments["open_n"])
+    key = segments["segment"].eq("industry=FinTech&region=Europe")
+    segments.loc[key, ["open_n", "open_amount", "open_priced_n"]] = [open_n, open_amount, priced_n]
+    rules = load_rules()
+    ctx = alert_rules.Context(alert_rules.Evidence(deals=found.deals, segments=segments),
+                              Router(reps_frame(), rules.alerts), None, rules, AS_OF)
+    anomaly = segment("win_rate_dip", "industry=FinTech&region=Europe", amount=0.0)
+    return alert_rules.build_candidates(pd.DataFrame([anomaly]), ctx)[0].iloc[0]
+
+
+def test_a_segment_whose_open_deals_have_no_amount_has_money_not_known_never_zero_dollars():
+    """Many CRMs have no amount on open deals until a price is agreed: the pipeline says so, the money at
+    stake is "not known", and a partly priced pipeline says how many deals its figures leave out."""
+    alert = _segment_alert_with_pipeline(99, 0.0, 0)
+    content = alert["content"]
+    assert dict(content["facts"])["Open pipeline"] == "99 deals, no amounts recorded"
+    assert content["money"] == "not known: none of the 99 open deals in FinTech · Europe has an amount"
+    assert alert["amount_at_stake"] == 0
+
+    partly = _segment_alert_with_pipeline(99, 2_550_000.0, 60)["content"]
+    assert dict(partly["facts"])["Open pipeline"] == "99 deals, $2.55M on the 60 with an amount"
+    assert partly["money"].startswith("$714,000 expected revenue at risk ($2.55M open pipeline in 99 deals")
+    assert partly["money"].endswith("; 39 of the open deals have no amount and are not in these figures")
+
+    priced = _segment_alert_with_pipeline(99, 2_550_000.0, 99)["content"]
+    assert dict(priced["facts"])["Open pipeline"] == "99 deals, $2.55M"
+    assert "no amount" not in priced["money"]
 
 
 @pytest.mark.parametrize("mutate, message", [

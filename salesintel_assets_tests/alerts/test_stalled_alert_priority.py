@@ -74,3 +74,32 @@ def test_the_run_summary_counts_p1s_and_crises(home):
     assert "alerts               3 open: 2 P1 (2 stalled-deal crises), 1 P2/P3 for digests (1 stalled deals)" in text
     top = text.split("Top alerts:\n")[1].splitlines()[:3]
     assert top[0].startswith("  [P1] D00044") and top[1].startswith("  [P1] D00042")
+
+
+def _without_amount(deal_id: str) -> alert_rules.Evidence:
+    found = evidence()
+    deals = found.deals.assign(deal_amount=found.deals["deal_amount"].mask(found.deals["deal_id"].eq(deal_id)))
+    return alert_rules.Evidence(deals=deals, segments=found.segments)
+
+
+def test_a_deal_without_an_amount_has_money_at_stake_not_known_never_zero_dollars():
+    """Many CRMs record no amount until a price is agreed (a public sample's open deals have none): the
+    alert says the money is not known, quotes the drop in win chance it would be priced at, and names
+    no "$0" or "n/a" amount; the model's score is quoted, not said to be missing."""
+    risk = pd.DataFrame([{"deal_id": "D00044", "win_probability": 0.12, "risk_band": "high",
+                          "model_verdict": "usable"}])
+    ctx = alert_rules.Context(_without_amount("D00044"), Router(reps_frame(), RULES.alerts), risk, RULES, AS_OF)
+    anomaly = dict(SMALLER_BIG_DROP, amount_at_stake=0.0)
+    alert = alert_rules.build_candidates(pd.DataFrame([anomaly]), ctx)[0].iloc[0]
+    content = alert["content"]
+    assert content["money"] == ("not known: the deal has no amount (its win chance: 60 % for a deal fresh in "
+                                "Qualified, 12 % per the risk model); priority comes from staleness")
+    assert alert["amount_at_stake"] == 0
+    assert "n/a" not in alert["title"] and "$" not in alert["title"]
+    assert dict(content["facts"])["Deal"].endswith(" · no amount")
+
+    unscored = alert_rules.Context(_without_amount("D00044"), Router(reps_frame(), RULES.alerts), None, RULES, AS_OF)
+    alert = alert_rules.build_candidates(pd.DataFrame([anomaly]), unscored)[0].iloc[0]
+    assert alert["content"]["money"] == ("not known: the deal has no amount (its win chance: 60 % for a deal fresh "
+                                         "in Qualified, 18 % for deals that lasted as long); priority comes from "
+                                         "staleness")

@@ -102,6 +102,21 @@ def test_staleness_sets_the_level_and_money_at_stake_orders_within_it():
     assert result.loc["ZERO", "stake"] == 0 and result.loc["ZERO", "severity"] == "high"
 
 
+def test_a_deal_without_an_amount_is_said_to_have_none_never_zero_dollars():
+    """Many CRMs record no amount until a price is agreed: the stall and its drop in win chance are
+    explained, the money at stake is "not known", and the amount is never shown as $0 or n/a."""
+    fact = _priority_world()
+    fact.loc[fact["deal_id"].eq("BIG"), "deal_amount"] = np.nan
+    found = detect_anomalies(fact, None, None, RULES, AS_OF).anomalies.set_index("deal_id")
+    text = found.loc["BIG", "explanation"]
+    assert text.startswith("Deal BIG (no amount, rep_1) has been open 150 days")
+    assert "-point drop; money at stake not known: the deal has no amount." in text
+    assert "$0" not in text and "n/a" not in text
+    assert found.loc["BIG", "amount_at_stake"] == 0
+    # Priced deals read as before.
+    assert "of money at stake ($100k x the drop)." in found.loc["STALEST", "explanation"]
+
+
 def test_a_handful_of_crises_and_money_that_matters():
     fact = _priority_world()
     one = _run(fact, _rules(max_crises=1))

@@ -20,8 +20,8 @@ from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import SEVERITIES, AlertMapping, Rules
 from salesintel_assets.domain.alerts.routing import Router
 from salesintel_assets.domain.common.segment_keys import parse_segment
-from salesintel_assets.domain.alerts.wording import (count, metric_label, metric_value, missing,
-                                                    money, pct, segment_label, sentence)
+from salesintel_assets.domain.alerts.wording import (amount_text, count, metric_label, metric_value, missing,
+                                                    money, pct, pipeline, segment_label, sentence)
 
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 ANOMALY_COLUMNS = [
@@ -76,7 +76,7 @@ class Evidence:
     million deals never become Python objects."""
 
     deals: pd.DataFrame      # fact_deals rows of the deals named by the anomalies
-    segments: pd.DataFrame   # segment, open_n, open_amount, closed_n, won_n
+    segments: pd.DataFrame   # segment, open_n, open_amount, open_priced_n, closed_n, won_n
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
@@ -109,7 +109,7 @@ def load_evidence(con: duckdb.DuckDBPyConnection, anomalies: pd.DataFrame, as_of
 def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -> pd.DataFrame:
     """Open pipeline and closed history of the segments: one GROUP BY per set
     of dimensions (a handful of hash aggregates, whatever the number of segments)."""
-    columns = ["segment", "open_n", "open_amount", "closed_n", "won_n"]
+    columns = ["segment", "open_n", "open_amount", "open_priced_n", "closed_n", "won_n"]
     by_dims: dict[tuple, list[str]] = {}
     for segment in segments:
         by_dims.setdefault(tuple(parse_segment(segment)), []).append(segment)
@@ -120,6 +120,7 @@ def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -
             SELECT {keys + ',' if dims else ''}
                    count(*) FILTER (WHERE is_open) AS open_n,
                    coalesce(sum(deal_amount) FILTER (WHERE is_open), 0) AS open_amount,
+                   count(deal_amount) FILTER (WHERE is_open) AS open_priced_n,
                    count(*) FILTER (WHERE outcome IN ('Won', 'Lost') AND closed_date <= $as_of) AS closed_n,
                    count(*) FILTER (WHERE outcome = 'Won' AND closed_date <= $as_of) AS won_n
             FROM fact_deals {'GROUP BY ALL' if dims else ''}""", {"as_of": as_of}).df()
@@ -128,6 +129,7 @@ def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -
             r = found.get(tuple(parse_segment(segment).values()))
             rows.append({"segment": segment, "open_n": int(r["open_n"]) if r is not None else 0,
                          "open_amount": float(r["open_amount"]) if r is not None else 0.0,
+                         "open_priced_n": int(r["open_priced_n"]) if r is not None else 0,
                          "closed_n": int(r["closed_n"]) if r is not None else 0,
                          "won_n": int(r["won_n"]) if r is not None else 0})
     return pd.DataFrame(rows, columns=columns)
@@ -188,9 +190,11 @@ class Context:
         key = "all" if missing(segment) or not parse_segment(segment) else str(segment)
         return self.segments.loc[key].to_dict() if key in self.segments.index else {}
 
-    def open_pipeline(self, segment) -> tuple[int, float]:
+    def open_pipeline(self, segment) -> tuple[int, float, int]:
+        """Open deals, their amount and how many of them have one."""
         found = self._segment(segment)
-        return int(found.get("open_n", 0)), float(found.get("open_amount", 0.0))
+        open_n = int(found.get("open_n", 0))
+        return open_n, float(found.get("open_amount", 0.0)), int(found.get("open_priced_n", open_n))
 
     def history_win_rate(self, segment) -> tuple[int, int]:
         found = self._segment(segment)
@@ -231,22 +235,26 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
     history_stake = 0.0 if missing(a.get("amount_at_stake")) else float(a["amount_at_stake"])
     # the fresh deal's chance is over the rules' horizon: a model of a shorter one is not set against it
     same_horizon = ctx.risk_horizon_days == ctx.rules.risk.win_horizon_days
-    if (not missing(base) and risk and not missing(risk.get("win_probability")) and not np.isnan(deal_amount)
-            and same_horizon):
+    scored = bool(risk) and not missing(risk.get("win_probability"))
+    if np.isnan(deal_amount):
+        # Many CRMs have no amount until a price is agreed: the money is unknown, never $0.
+        return 0.0, _unpriced_stall(a, base, fresh, risk if scored and same_horizon else None)
+    if not missing(base) and scored and same_horizon:
         now = float(risk["win_probability"])
         drop = max(float(base) - now, 0.0)
         return deal_amount * drop, (f"{money(deal_amount * drop)} ({money(deal_amount)} deal amount x the "
                                     f"{drop * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
                                     f"{pct(now)} per the risk model)")
     said = {"weak": "the risk model is weak", None: "there are no risk model scores"}.get(
-        ctx.model_verdict, "the risk model has no score for this deal")
-    if risk and not same_horizon:
+        ctx.model_verdict, "the risk model has no score for this deal" if not scored else "")
+    if scored and not same_horizon:
         said = f"the risk model answers {ctx.risk_horizon_days} days, not {ctx.rules.risk.win_horizon_days}"
-    said += ", so priority comes from staleness and amount"
+    said = f"{said}, so priority" if said else "priority"
+    said += " comes from staleness and amount"
     if missing(base) or (history_stake <= 0 and missing(a.get("historical_win_rate"))):
         return 0.0, (f"not known ({money(deal_amount)} deal amount): not enough data for the drop in win chance; "
                      f"{said}")
-    if not np.isnan(deal_amount) and deal_amount > 0:
+    if deal_amount > 0:
         now = float(base) - history_stake / deal_amount
     else:
         now = float(base) if missing(a.get("historical_win_rate")) else min(float(a["historical_win_rate"]), float(base))
@@ -255,6 +263,20 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
     return history_stake, (f"{money(history_stake)} ({money(deal_amount)} deal amount x the "
                            f"{(float(base) - now) * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
                            f"{pct(now)} for {alike}; {said})")
+
+
+def _unpriced_stall(a: dict, base, fresh: str, risk: dict | None) -> str:
+    """The money line of a stalled deal with no amount: not known, with the
+    drop in win chance it would be priced at when there is one."""
+    if risk is not None:
+        now, source = float(risk["win_probability"]), "per the risk model"
+    elif not missing(a.get("historical_win_rate")):
+        now, source = float(a["historical_win_rate"]), "for deals that lasted as long"
+    else:
+        now, source = None, ""
+    chance = ("" if missing(base) or now is None else
+              f" (its win chance: {pct(base)} for {fresh}, {pct(now)} {source})")
+    return f"not known: the deal has no amount{chance}; priority comes from staleness"
 
 
 def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
@@ -281,12 +303,12 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
         title = f"{deal_id} stalled {days:.0f} days in {stage}"
     else:
         title = f"{deal_id} has been in {stage} for {days:.0f} days"
-    if type_key == "deal_velocity_crisis" and stage:
+    if type_key == "deal_velocity_crisis" and stage and not np.isnan(amount):
         title += f" ({money(amount)})"
 
     described = " · ".join(str(deal[c]) for c in ("industry", "region", "product_type")
                            if not missing(deal.get(c)))
-    facts = [("Deal", f"{deal_id}" + (f" · {described}" if described else "") + f" · {money(amount)}"),
+    facts = [("Deal", f"{deal_id}" + (f" · {described}" if described else "") + f" · {amount_text(amount)}"),
              ("Rep", f"{rep_name} ({rep_id})" if not missing(rep_id) else rep_name),
              ("Stage", stage_text)]
     metric = a.get("metric")
@@ -347,7 +369,7 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
     segment = a.get("segment")
     label = segment_label(segment, ctx.router)
     metric = a.get("metric")
-    open_n, open_amount = ctx.open_pipeline(segment)
+    open_n, open_amount, priced_n = ctx.open_pipeline(segment)
     shift = _shift_text(a)
     title = f"{label}: {shift}"
     if type_key == "win_rate_degradation":
@@ -356,7 +378,7 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
              ("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))} vs baseline "
                         f"{metric_value(metric, a.get('expected'))} ({a.get('severity')})"),
              ("Window", f"{_window_text(a)}, n = {count(a.get('n'))} vs {count(a.get('baseline_n'))} before"),
-             ("Open pipeline", f"{open_n:,} deals, {money(open_amount)}")]
+             ("Open pipeline", pipeline(open_n, open_amount, priced_n))]
 
     why = []
     if metric == "win_rate" and not missing(a.get("n")) and int(a["n"]) > 0 and not missing(a.get("observed")):
@@ -381,7 +403,10 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
     spike = metric == "win_rate" and a.get("direction") == "up"
     what = ("expected revenue upside if the higher win rate holds (an opportunity, not a risk)" if spike
             else "expected revenue at risk" if metric == "win_rate" else "at stake")
-    if not missing(amount) and float(amount) > 0:
+    if open_n and not priced_n:
+        # no open deal here has an amount (many CRMs have none until a price is agreed): unknown, not $0
+        amount, money_text = 0.0, f"not known: none of the {open_n:,} open deals in {label} has an amount"
+    elif not missing(amount) and float(amount) > 0:
         amount = float(amount)
         money_text = f"{money(amount)} {what} ({open_n:,} open deals worth {money(open_amount)} in {label})"
     elif metric == "win_rate" and not missing(a.get("expected")) and not missing(a.get("observed")):
@@ -392,6 +417,8 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
     else:
         amount = open_amount
         money_text = f"{money(open_amount)} open pipeline ({open_n:,} open deals in {label})"
+    if 0 < priced_n < open_n:
+        money_text += f"; {open_n - priced_n:,} of the open deals have no amount and are not in these figures"
     causes = [sentence(a["root_cause"])] if not missing(a.get("root_cause")) and str(a["root_cause"]).strip() else []
     industry = parse_segment(segment).get("industry")
     return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": amount,

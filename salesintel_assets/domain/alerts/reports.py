@@ -9,7 +9,7 @@ import json
 
 import pandas as pd
 
-from salesintel_assets.domain.alerts.wording import missing, money, pct
+from salesintel_assets.domain.alerts.wording import amount_text, missing, money, pct, pipeline
 from salesintel_assets.domain.alerts.messages import Message, _context, _header, _section, escape, headline
 from salesintel_assets.domain.alerts.routing import Contact, Router
 
@@ -17,6 +17,7 @@ REP_STATS_SQL = """
     SELECT sales_rep_id,
            count(*) FILTER (WHERE is_open) AS open_n,
            coalesce(sum(deal_amount) FILTER (WHERE is_open), 0) AS open_amount,
+           count(deal_amount) FILTER (WHERE is_open) AS open_priced_n,
            count(*) FILTER (WHERE outcome IN ('Won', 'Lost') AND closed_date > $start AND closed_date <= $as_of) AS closed_n,
            count(*) FILTER (WHERE outcome = 'Won' AND closed_date > $start AND closed_date <= $as_of) AS won_n
     FROM fact_deals GROUP BY sales_rep_id"""
@@ -25,7 +26,8 @@ WIN_RATE_SQL = """
            count(*) FILTER (WHERE is_won AND closed_date > $mid AND closed_date <= $as_of) AS won_now,
            count(*) FILTER (WHERE closed_date > $start AND closed_date <= $mid) AS closed_before,
            count(*) FILTER (WHERE is_won AND closed_date > $start AND closed_date <= $mid) AS won_before,
-           count(*) FILTER (WHERE is_open) AS open_n, coalesce(sum(deal_amount) FILTER (WHERE is_open), 0) AS open_amount
+           count(*) FILTER (WHERE is_open) AS open_n, coalesce(sum(deal_amount) FILTER (WHERE is_open), 0) AS open_amount,
+           count(deal_amount) FILTER (WHERE is_open) AS open_priced_n
     FROM fact_deals WHERE outcome IN ('Won', 'Lost', 'Open')"""
 SCORECARD_DAYS = 90
 REPORT_DAYS = 30
@@ -53,6 +55,11 @@ def _message(title: str, lines: list[str]) -> Message:
     return Message(subject=title, text=title + "\n\n" + "\n".join(lines), blocks=blocks)
 
 
+def _pipeline(row) -> str:
+    """The open pipeline of a stats row (``open_priced_n``: deals with an amount; all of them when absent)."""
+    return pipeline(int(row["open_n"]), float(row["open_amount"]), int(row.get("open_priced_n", row["open_n"])))
+
+
 def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame, risk: pd.DataFrame | None,
                    router: Router, as_of: pd.Timestamp, week: str) -> list[tuple[Contact, Message]]:
     """One scorecard per rep with deals: win rate vs the team, pipeline,
@@ -71,7 +78,7 @@ def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame
         s = stats.loc[rep_id]
         lines = [f"Win rate (last {SCORECARD_DAYS} days): {_rate(s['won_n'], s['closed_n'])} closed deals "
                  f"(team {_rate(team_won, team_closed)})",
-                 f"Open pipeline: {int(s['open_n']):,} deals, {money(s['open_amount'])}"]
+                 f"Open pipeline: {_pipeline(s)}"]
         if weak:
             lines.append("Deals at risk: the risk model is no better than deal age, so no probabilities are quoted")
         elif risk is not None and len(risk):
@@ -79,7 +86,8 @@ def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame
             mine = mine.sort_values("revenue_at_risk", ascending=False)
             lines.append(f"Deals at risk: {len(mine)} high-risk deals, {money(mine['revenue_at_risk'].sum())} "
                          f"revenue at risk")
-            lines += [f"  - {d['deal_id']} ({money(d['deal_amount'])}): {pct(d['win_probability'])} win probability"
+            lines += [f"  - {d['deal_id']} ({amount_text(d['deal_amount'])}): {pct(d['win_probability'])} win "
+                      "probability"
                       + (f"; {d['reason_1']}" if not missing(d.get("reason_1")) else "")
                       for d in mine.head(3).to_dict("records")]
         else:
@@ -105,7 +113,7 @@ def executive_report(alerts: pd.DataFrame, precision: pd.DataFrame | None, ledge
     lines = [f"Win rate: {_rate(company['won_now'], company['closed_now'])} deals closed in the last "
              f"{REPORT_DAYS} days vs {_rate(company['won_before'], company['closed_before'])} in the "
              f"{REPORT_DAYS} days before",
-             f"Open pipeline: {int(company['open_n']):,} deals, {money(company['open_amount'])}",
+             f"Open pipeline: {_pipeline(company)}",
              f"Alerts since {month_start:%Y-%m-%d}: {len(seen)} "
              f"({', '.join(f'{p} {n}' for p, n in seen['priority'].value_counts().sort_index().items()) or 'none'}); "
              f"{int(seen['status'].eq('resolved').sum())} resolved; {money(live['amount_at_stake'].sum())} "

@@ -34,6 +34,21 @@ def money(amount) -> str:
     return f"${amount:,.0f}"
 
 
+def amount_text(amount) -> str:
+    """A deal's amount; "no amount" when the CRM has none (unknown, never $0)."""
+    return "no amount" if missing(amount) else money(amount)
+
+
+def pipeline(open_n: int, open_amount: float, priced_n: int) -> str:
+    """'43 deals, $1.2M': open deals and their amount, saying when some or
+    all of them have none (their money is unknown, not $0)."""
+    if open_n and not priced_n:
+        return f"{open_n:,} deals, no amounts recorded"
+    if priced_n < open_n:
+        return f"{open_n:,} deals, {money(open_amount)} on the {priced_n:,} with an amount"
+    return f"{open_n:,} deals, {money(open_amount)}"
+
+
 def pct(rate, digits: int = 0) -> str:
     if missing(rate):
         return "n/a"

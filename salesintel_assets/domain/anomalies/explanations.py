@@ -138,7 +138,8 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
     as long ended (survival estimate: still-open deals censored, with the
     sample and an interval; "not enough data" below the minimum) and the
     money at stake = amount x the drop in win chance."""
-    amount = money(row["amount"])
+    priced = np.isfinite(row["amount"])
+    amount = money(row["amount"]) if priced else "no amount"
     head = f"Deal {row['deal_id']} ({amount}, {row['sales_rep_id']}) "
     beyond = row.get("won_percentile")
     beyond_text = (f" (longer than {pct(beyond)} of won deals)" if beyond is not None and np.isfinite(beyond)
@@ -175,11 +176,14 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
                      f"{_chance(row, 'past_limit', horizon)} from that point. ")
         now = "that"
     if row.get("stake_known"):
-        text += (f"Against {pct(row['base_win_rate'])} for {fresh}, {now} is a "
-                 f"{100 * row['win_probability_drop']:.0f}-point drop: about {money(row['stake'])} of money at "
-                 f"stake ({amount} x the drop).")
+        drop = (f"Against {pct(row['base_win_rate'])} for {fresh}, {now} is a "
+                f"{100 * row['win_probability_drop']:.0f}-point drop")
+        text += (f"{drop}: about {money(row['stake'])} of money at stake ({amount} x the drop)." if priced
+                 else f"{drop}; money at stake not known: the deal has no amount.")
         if row["level"] >= 2 and not row.get("drop_confirmed"):
             text += " The interval does not confirm the drop, so it is no crisis."
+    elif not priced:
+        text += "Money at stake not known: the deal has no amount; ranked by staleness."
     else:
         text += "Money at stake not known (not enough data): ranked by staleness and amount."
     return text

@@ -183,7 +183,9 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     lim = np.select([stalled_stage, stalled_age], [limit, np.full(len(limit), age_limit)], default=critical)[rows]
     out = pd.DataFrame({
         "deal_id": open_column("deal_id").to_numpy()[rows], "sales_rep_id": open_column("sales_rep_id").to_numpy()[rows],
-        "deal_stage": stage[rows], "amount": deals.amount[open_rows][rows], "age": age[rows],
+        # NaN when the CRM has no amount for the deal (unknown, never $0: the explanation says so)
+        "deal_stage": stage[rows], "amount": pd.to_numeric(open_column("deal_amount"), errors="coerce")
+        .to_numpy(dtype="float64")[rows], "age": age[rows],
         "days_in_stage": days[rows], "rule": rule, "limit": lim, "observed": observed,
         # How many times its limit the deal has run (SMI is "below": inverted).
         "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),
@@ -308,7 +310,7 @@ def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: floa
     base = out["base_win_rate"].to_numpy()
     known = np.isfinite(now) & np.isfinite(base)
     drop = np.where(known, np.clip(base - now, 0, 1), np.nan)
-    amount = np.maximum(out["amount"].to_numpy(dtype="float64"), 0.0)
+    amount = np.maximum(np.nan_to_num(out["amount"].to_numpy(dtype="float64")), 0.0)
     stake = np.where(known, amount * np.nan_to_num(drop), 0.0)
     confirmed = known & (now_high < base)   # the interval says the chance really fell
 
