@@ -30,15 +30,14 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     however narrow its interval."""
     half = (high - low) / 2 / expected if expected > 0 else float("inf")
     share = _pct(interval)
-    judged = pd.DataFrame()
+    ok = judged = pd.DataFrame()
     if backtest is not None and len(backtest) and "judged_by_dates" in backtest:
         ok = backtest[backtest["status"] == "ok"]
         judged = ok[pd.to_numeric(ok["judged_by_dates"], errors="coerce").fillna(0) >= 2]
     if not len(judged):
-        return (f"not enough data to say how far it can be trusted: no past forecast could be checked against "
-                f"what closed, so read the {share} interval (±{_pct(half)}) as a rough guide{late_note(backtest)}")
-    actual = judged["actual_won_deals"].astype(float)
-    errors = (judged["expected_won_deals"].astype(float) / actual.clip(lower=1) - 1).abs()
+        return (f"not enough data to say how far it can be trusted: {_unjudged(ok)}, so read the {share} interval "
+                f"(±{_pct(half)}) as a rough guide{late_note(backtest)}")
+    errors = _errors(judged).abs()
     held = int(judged["won_deals_in_interval"].astype(bool).sum())
     windows = max(len(judged) // max(steps_per_window, 1), 1)
     past = (f"past forecasts checked on {len(judged)} dates ({_windows(windows)}) missed by "
@@ -59,6 +58,25 @@ def trust_note(expected: float, low: float, high: float, backtest: pd.DataFrame 
     if len(judged) >= 5 and held / len(judged) < interval - 0.2:
         caution = "; the intervals held less often than they claim, so read them as too narrow"
     return f"{verdict}; {past}{caution}{late_note(backtest)}"
+
+
+def _errors(rows: pd.DataFrame) -> pd.Series:
+    """Past forecasts' relative errors (+ too high) against the wins that came."""
+    actual = rows["actual_won_deals"].astype(float)
+    return rows["expected_won_deals"].astype(float) / actual.clip(lower=1) - 1
+
+
+def _unjudged(ok: pd.DataFrame) -> str:
+    """What the past forecasts say when none was judged forward in time
+    (each had fewer than two earlier dates to size its interval): their
+    point errors still are out of sample, and a lean they share is news."""
+    if not len(ok) or "actual_won_deals" not in ok:
+        return "no past forecast could be checked against what closed"
+    errors = _errors(ok)
+    lean = ", all too high" if (errors > 0).all() else ", all too low" if (errors < 0).all() else ""
+    return (f"past forecasts replayed on {len(ok)} dates, too early in the history to size their intervals as "
+            f"today's is sized, missed by {_pct(errors.abs().mean())} on average{lean} (worst "
+            f"{_pct(errors.abs().max())})")
 
 
 def late_row(backtest: pd.DataFrame | None) -> pd.Series | None:
