@@ -103,3 +103,13 @@ def test_a_deal_without_an_amount_has_money_at_stake_not_known_never_zero_dollar
     assert alert["content"]["money"] == ("not known: the deal has no amount (its win chance: 60 % for a deal fresh "
                                          "in Qualified, 18 % for deals that lasted as long); priority comes from "
                                          "staleness")
+
+
+def test_evidence_from_a_history_too_short_to_follow_enough_deals_says_so():
+    row = dict(SMALLER_BIG_DROP, historical_win_rate=None, historical_win_low=None, historical_win_high=None, n=60)
+    table, _ = build_alerts([row])
+    assert ("Not enough data to say how deals stalled this long in Qualified end (too few of the 60 deals that "
+            "lasted as long were followed to an outcome or for 180 days: the history is too short).") \
+        in table.iloc[0]["body_text"]
+    few = dict(row, n=4)
+    assert "(only 4 deals lasted as long; 30 needed)" in build_alerts([few])[0].iloc[0]["body_text"]

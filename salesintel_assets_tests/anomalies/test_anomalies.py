@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from salesintel_assets.domain.anomalies import detector as A
+from salesintel_assets.domain.anomalies.explanations import segment_explanation
 from salesintel_assets.domain.metrics import deal_metrics as metrics
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.anomalies.samples import (
@@ -520,3 +521,16 @@ def test_metrics_read_in_the_facts_order_are_what_aligning_them_gives():
     pd.testing.assert_frame_equal(align_metrics(fact, fast), align_metrics(fact, read), check_exact=True)
     assert metrics_in_fact_order(con, "fact", "shuffled", columns, fact["deal_id"].to_numpy()) is None
     assert metrics_in_fact_order(con, "fact", "missing", columns, fact["deal_id"].to_numpy()) is None
+
+
+def test_a_metric_shift_says_how_consistent_it_is_not_only_its_means():
+    """A real export's deal quality score 'fell to 0.56 (baseline 0.57)': a consistent shift of a tight
+    distribution, which the means alone make look like noise."""
+    row = {"window_start": pd.Timestamp("2017-08-02"), "window_end": pd.Timestamp("2017-08-31"),
+           "baseline_days": 180, "q_value": 1.6e-5, "n": 250, "baseline_n": 210.0, "anomaly_type": "metric_shift",
+           "amount_at_stake": 515_000.0, "metric": "dqs", "direction": "down", "observed": 0.5625,
+           "expected": 0.5736, "rank_effect": -0.12}
+    text = segment_explanation(row, {"region": "West"}, 126)
+    assert "average 0.562, against 0.574 expected" in text
+    assert "a recent deal scored lower than a comparable earlier one 62 % of the time, where no change would be " \
+           "50 %" in text

@@ -57,6 +57,13 @@ def test_win_incidence_without_outcomes_is_not_a_zero_percent_claim():
     assert followed["rate"] == 0 and followed["high"] < 0.1
 
 
+def test_win_incidence_counts_the_deals_whose_fate_within_the_horizon_is_known():
+    # 10 deals: 2 won and 2 lost within 20 days, 6 still open after 60 of the 180 days asked.
+    assert win_incidence([10, 20, 60], [2, 0, 0], [0, 2, 0], [0, 0, 6], horizon=180)["followed"] == 4
+    # Open deals followed past the horizon are known not to have won within it.
+    assert win_incidence([10, 20, 200], [2, 0, 0], [0, 2, 0], [0, 0, 6], horizon=180)["followed"] == 10
+
+
 def test_win_incidence_is_unbiased_where_the_naive_share_is_not():
     rng = np.random.default_rng(7)
     n = 4000
@@ -115,6 +122,24 @@ def test_a_deal_without_an_amount_is_said_to_have_none_never_zero_dollars():
     assert found.loc["BIG", "amount_at_stake"] == 0
     # Priced deals read as before.
     assert "of money at stake ($100k x the drop)." in found.loc["STALEST", "explanation"]
+
+
+def test_a_history_too_short_to_follow_deals_to_the_horizon_is_not_enough_data():
+    """A young CRM (four months of deals): 300 closed within 10-89 days, 20 lost after 110-115 days in the
+    last week, and 40 deals open 110 days. Of the 60 deals that lasted 110 days, 20 were lost and 40 were
+    followed no further: "0 % won within 180 days" would count those 40 as never won."""
+    rows = [_deal(f"W{i:03d}", 10 + i % 50, "Won", closed_days_ago=i % 60) for i in range(200)]
+    rows += [_deal(f"L{i:03d}", 60 + i % 30, "Lost", closed_days_ago=i % 30) for i in range(100)]
+    rows += [_deal(f"M{i:03d}", 110 + i % 6, "Lost", closed_days_ago=i % 6) for i in range(20)]
+    rows += [_deal(f"O{i:03d}", 110, "Open") for i in range(40)]
+    found = detect_anomalies(pd.DataFrame(rows), None, None, RULES, AS_OF).anomalies
+    stalled = found[found["anomaly_type"].eq("stalled_deal")].set_index("deal_id")
+    assert len(stalled) == 25 and stalled["historical_win_rate"].isna().all() and (stalled["n"] == 60).all()
+    assert ("Not enough data to say how deals this stale end: of the 60 deals that stayed open at least 110 days, "
+            "only 20 were followed to an outcome or for 180 days (the history is too short), fewer than the 30 "
+            "needed.") in stalled.iloc[0]["explanation"]
+    # Without a known drop in win chance: no money at stake, no crisis.
+    assert (stalled["amount_at_stake"] == 0).all() and not stalled["severity"].eq("critical").any()
 
 
 def test_a_handful_of_crises_and_money_that_matters():

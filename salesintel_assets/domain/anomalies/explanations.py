@@ -121,8 +121,11 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
     else:  # metric_shift
         name = METRIC_WORDS.get(row["metric"], row["metric"])
         verb = "fell" if row["direction"] == "down" else "rose"
+        # The test compares whole distributions: a small change of the mean can be a large, consistent one.
         text = (f"The {name} of {who} {verb}: the {n} deals closed {period} average {row['observed']:.3g}, "
-                f"against {row['expected']:.3g} expected from {base} (about {nb} comparable deals). ")
+                f"against {row['expected']:.3g} expected from {base} (about {nb} comparable deals; a recent deal "
+                f"scored {'lower' if verb == 'fell' else 'higher'} than a comparable earlier one "
+                f"{pct(0.5 + abs(row['rank_effect']))} of the time, where no change would be 50 %). ")
         money_text = f"{money(stake)} of open pipeline is in this segment."
     return f"{text}{evidence(q, tests)} {money_text}"
 
@@ -165,6 +168,11 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
         text += (f"Of the {n:,} deals that {what} ({still_open:,} still open; {censored}), an estimated "
                  f"{_chance(row, 'history', horizon)} from that point. ")
         now = "this"
+    elif n >= min_n:
+        followed = int(row.get("history_followed") or 0)
+        text += (f"Not enough data to say how deals this stale end: of the {n:,} deals that {what}, only "
+                 f"{followed:,} were followed to an outcome or for {horizon} days (the history is too short), "
+                 f"fewer than the {min_n} needed. ")
     else:
         text += (f"Not enough data to say how deals this stale end: only {n:,} deal{'s' if n != 1 else ''} "
                  f"{what}, fewer than the {min_n} needed. ")

@@ -44,6 +44,7 @@ from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.stats import win_incidence
 
 LEVELS = np.array(["low", "medium", "high", "critical"], dtype=object)
+COUNTS = ("n", "open", "followed")   # per win chance: deals that lasted as long, still open, fate known
 
 
 @dataclass
@@ -84,7 +85,9 @@ class StallHistory:
     def chance(self, days: float) -> dict:
         """Win chance within the horizon of the deals that lasted at least
         ``days`` (from that point on), with its interval, the number of such
-        deals and how many are still open; the rate is NaN below ``min_n``."""
+        deals, how many are still open and how many were followed to an
+        outcome or through the horizon; the rate is NaN below ``min_n``
+        deals (or followed deals, when most were not followed)."""
         start = float(np.floor(days))
         cached = self._cache.get(start)
         if cached is not None:
@@ -100,7 +103,11 @@ class StallHistory:
         found = win_incidence(np.arange(late + 1), count(np.where(beyond, 0, won)), count(np.where(beyond, 0, lost)),
                               count(np.where(beyond, won + lost, 0) + still_open), self.horizon)
         found["still_open"] = int(still_open.sum())
-        if found["n"] < self.min_n:
+        # When most deals' fate within the horizon is unknown (a young CRM censors them early), the minimum
+        # sample applies to those followed to an outcome or through it: the few that ended soon (mostly
+        # lost) would otherwise speak for all.
+        unfollowed = 2 * found["followed"] < found["n"]
+        if found["n"] < self.min_n or (unfollowed and found["followed"] < self.min_n):
             found.update(rate=np.nan, low=np.nan, high=np.nan)
         self._cache[start] = found
         return dict(found)
@@ -261,7 +268,7 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: Stal
     Computed once per history and whole day, whatever the number of deals."""
     n = len(out)
     fields = {f"{prefix}_{f}": np.full(n, np.nan) for prefix in ("history", "past_limit", "base")
-              for f in ("win_rate", "win_low", "win_high", "n", "open")}
+              for f in ("win_rate", "win_low", "win_high", *COUNTS)}
     percentile, past_days = np.full(n, np.nan), np.full(n, np.nan)
     by_stage_rule = out["rule"].eq("stage").to_numpy()
     value = np.floor(np.where(by_stage_rule, out["days_in_stage"], out["age"]).astype("float64"))
@@ -279,14 +286,15 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: Stal
         for prefix, points in (("history", days), ("past_limit", nearest), ("base", np.zeros(len(days)))):
             chances = [history.chance(d) if np.isfinite(d) else None for d in points]
             for f, src in (("win_rate", "rate"), ("win_low", "low"), ("win_high", "high"), ("n", "n"),
-                           ("open", "still_open")):
-                per_day = np.array([c[src] if c else (0 if f in ("n", "open") else np.nan) for c in chances],
+                           ("open", "still_open"), ("followed", "followed")):
+                per_day = np.array([c[src] if c else (0 if f in COUNTS else np.nan) for c in chances],
                                    dtype="float64")
                 fields[f"{prefix}_{f}"][rows] = per_day[inverse]
         percentile[rows] = history.won_share_within(days)[inverse]
         past_days[rows] = nearest[inverse]
+    counted = tuple(f"_{c}" for c in COUNTS)
     for name, column in fields.items():
-        out[name] = np.nan_to_num(column).astype(np.int64) if name.endswith(("_n", "_open")) else column
+        out[name] = np.nan_to_num(column).astype(np.int64) if name.endswith(counted) else column
     out["historical_win_rate"] = out["history_win_rate"]
     out["won_percentile"] = percentile
     out["past_limit_days"] = past_days
@@ -334,7 +342,8 @@ def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: floa
     out["crisis_stake"] = crisis_at
     notes = []
     if not usable_chance:
-        notes.append("not enough closed deals to estimate a new deal's win chance: no stalled deal is a crisis")
+        notes.append("not enough data to estimate a new deal's win chance (too few closed deals, or too few "
+                     "followed through the horizon): no stalled deal is a crisis")
     elif by_time.any():
         notes.append(f"a stalled-deal crisis needs critical staleness, a confirmed drop in win chance and at "
                      f"least ${crisis_at:,.0f} at stake (the {cfg.crisis_stake_quantile:.0%} quantile of what "

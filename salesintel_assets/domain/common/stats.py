@@ -131,11 +131,16 @@ def win_incidence(times, won, lost, still_open, horizon: float, z: float = Z95) 
     never reads as "not won". The standard error is the delta-method
     (Dinse-Larson) variance; the interval is Wilson's with the effective
     sample size that variance implies, so it stays inside [0, 1] and is
-    sane at 0 %. Returns rate, low, high, n (deals) and still_open."""
+    sane at 0 %. Returns rate, low, high, n (deals), still_open, and
+    ``followed``: the deals whose fate within the horizon is known (an
+    outcome within it, or followed past it); the others are censored
+    before it, and a young history has few followed deals however many it
+    has."""
     t = np.asarray(times, dtype="float64")
     w, l, c = (np.asarray(x, dtype="float64") for x in (won, lost, still_open))
     n_total, open_total = float(w.sum() + l.sum() + c.sum()), float(c.sum())
-    out = {"rate": np.nan, "low": np.nan, "high": np.nan, "n": int(n_total), "still_open": int(open_total)}
+    out = {"rate": np.nan, "low": np.nan, "high": np.nan, "n": int(n_total), "still_open": int(open_total),
+           "followed": int(n_total - c[t <= horizon].sum())}
     if n_total <= 0:
         return out
     grid, inverse = np.unique(t, return_inverse=True)
