@@ -216,9 +216,13 @@ def _stall_evidence(a: dict, stage: str | None, min_n: int, horizon: int) -> str
     n = a.get("n")
     where = f"in {stage}" if stage else "open"
     if missing(a.get("historical_win_rate")) or missing(n) or int(n) < min_n:
-        seen = ("" if missing(n) else f" (only {int(n):,} deals lasted as long; {min_n} needed)" if int(n) < min_n
-                else f" (too few of the {int(n):,} deals that lasted as long were followed to an outcome or for "
-                     f"{horizon} days: the history is too short)")
+        if missing(n):
+            seen = ""
+        elif int(n) < min_n:
+            seen = f" (only {int(n):,} deals lasted as long; {min_n} needed)"
+        else:   # enough deals, too few of them followed (``StallHistory.chance``)
+            seen = (f" (too few of the {int(n):,} deals that lasted as long were followed to an outcome or for "
+                    f"{horizon} days: the history is too short)")
         return f"Not enough data to say how deals stalled this long {where} end{seen}."
     n, rate = int(n), float(a["historical_win_rate"])
     interval = ("" if missing(a.get("historical_win_low")) else

@@ -188,11 +188,11 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     rule = np.select([stalled_stage, stalled_age], ["stage", "age"], default="smi")[rows]
     observed = np.select([stalled_stage, stalled_age], [days, age], default=smi_open)[rows]
     lim = np.select([stalled_stage, stalled_age], [limit, np.full(len(limit), age_limit)], default=critical)[rows]
+    # NaN when the CRM has no amount for the deal: unknown, never $0 (the explanation says so)
+    amounts = pd.to_numeric(open_column("deal_amount"), errors="coerce").to_numpy(dtype="float64")
     out = pd.DataFrame({
         "deal_id": open_column("deal_id").to_numpy()[rows], "sales_rep_id": open_column("sales_rep_id").to_numpy()[rows],
-        # NaN when the CRM has no amount for the deal (unknown, never $0: the explanation says so)
-        "deal_stage": stage[rows], "amount": pd.to_numeric(open_column("deal_amount"), errors="coerce")
-        .to_numpy(dtype="float64")[rows], "age": age[rows],
+        "deal_stage": stage[rows], "amount": amounts[rows], "age": age[rows],
         "days_in_stage": days[rows], "rule": rule, "limit": lim, "observed": observed,
         # How many times its limit the deal has run (SMI is "below": inverted).
         "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),
