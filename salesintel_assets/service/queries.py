@@ -162,11 +162,16 @@ def pipeline(data: ServingData, scope: Scope) -> dict:
     if frame is None or frame.empty:
         return {"open_deals": 0, "pipeline_amount": 0.0, "expected_won_deals": 0.0, "won_deals_p10": 0.0,
                 "won_deals_p90": 0.0, "expected_won_revenue": 0.0, "revenue_p10": 0.0, "revenue_p90": 0.0,
-                "revenue_at_risk": 0.0, "scored_deals": 0}
-    total = frame[["open_deals", "pipeline_amount", "scored_deals", "expected_won", "var_won", "expected_revenue",
-                   "var_revenue", "revenue_at_risk"]].sum()
+                "revenue_at_risk": 0.0, "scored_deals": 0, "priced_deals": 0}
+    if "priced_deals" not in frame:   # a snapshot published before the column: every deal counted as priced
+        frame = frame.assign(priced_deals=frame["open_deals"])
+    total = frame[["open_deals", "pipeline_amount", "priced_deals", "scored_deals", "expected_won", "var_won",
+                   "expected_revenue", "var_revenue", "revenue_at_risk"]].sum()
     sd_won, sd_rev = math.sqrt(total["var_won"]), math.sqrt(total["var_revenue"])
+    # priced_deals: open deals with an amount (many CRMs have none until a price is agreed); the money
+    # figures count only those, and with none of them they are unknown, not $0
     return {"open_deals": int(total["open_deals"]), "pipeline_amount": float(total["pipeline_amount"]),
+            "priced_deals": int(total["priced_deals"]),
             "scored_deals": int(total["scored_deals"]), "expected_won_deals": float(total["expected_won"]),
             "won_deals_p10": max(0.0, float(total["expected_won"] - Z80 * sd_won)),
             "won_deals_p90": float(total["expected_won"] + Z80 * sd_won),

@@ -93,7 +93,7 @@ def _queries(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> dict[str, s
             GROUP BY ALL ORDER BY sales_rep_id, month""",
         "pipeline_by_rep": """
             SELECT sales_rep_id, count(*) AS open_deals, sum(deal_amount) AS pipeline_amount,
-                   count(win_probability) AS scored_deals,
+                   count(deal_amount) AS priced_deals, count(win_probability) AS scored_deals,
                    sum(win_probability) AS expected_won, sum(win_probability * (1 - win_probability)) AS var_won,
                    sum(deal_amount * win_probability) AS expected_revenue,
                    sum(deal_amount * deal_amount * win_probability * (1 - win_probability)) AS var_revenue,
