@@ -105,19 +105,26 @@ def overview(request: Request, dimension: str | None = None):
 def forecast(request: Request):
     who = _who(request)
     data = request.app.state.data
-    result = queries.forecast(data, visible_reps(who, data.table("reps")))
+    scope = visible_reps(who, data.table("reps"))
+    result = queries.forecast(data, scope)
     labels = {"horizon": ("By horizon (closing within 30 days, 90 days, by quarter end)", "Horizon"),
               "close_month": ("By expected close month", "Close month"),
               "scope": ("Your open pipeline", "Scope")}
     basis_label, key_label = labels[result["basis"]]
+    pipe = queries.pipeline(data, scope)
+    # No open deal with an amount (many CRMs have none until a price is agreed): revenue is unknown, not
+    # $0, so the charts show won deals instead
+    unpriced = bool(pipe["open_deals"]) and not pipe["priced_deals"]
+    shown = ("expected_won_deals", "won_deals_p10", "won_deals_p90") if unpriced else (
+        "expected_won_revenue", "revenue_p10", "revenue_p90")
+    fmt = (lambda v: f"{float(v):,.0f}") if unpriced else charts.money
     rows = result["rows"]
-    chart = charts.interval_bars(rows, "key", "expected_won_revenue", "revenue_p10", "revenue_p90",
-                                 width=1100, height=300)
+    chart = charts.interval_bars(rows, "key", *shown, fmt=fmt, width=1100, height=300)
     months = result.get("months") or []
-    month_chart = charts.interval_bars(months, "key", "expected_won_revenue", "revenue_p10", "revenue_p90",
-                                       width=1100, height=260) if months else None
+    month_chart = charts.interval_bars(months, "key", *shown, fmt=fmt, width=1100, height=260) if months else None
     return _page(request, "forecast.html", who, "/forecast", "Forecast", rows=rows, chart=chart,
-                 basis_label=basis_label, key_label=key_label, months=months, month_chart=month_chart)
+                 basis_label=basis_label, key_label=key_label, months=months, month_chart=month_chart,
+                 unpriced=unpriced)
 
 
 @router.get("/risks", response_class=HTMLResponse)

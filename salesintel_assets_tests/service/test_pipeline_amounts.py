@@ -1,4 +1,4 @@
-"""The overview's money figures when the CRM has no amounts on open deals
+"""The dashboard's money figures when the CRM has no amounts on open deals
 (many have none until a price is agreed): unknown, never $0."""
 
 import pandas as pd
@@ -11,12 +11,12 @@ from salesintel_assets.service.settings import ServiceSettings
 from salesintel_assets.service.tokens import TokenStore
 
 
-def _overview(home) -> str:
+def _view(home, path: str = "/") -> str:
     settings = ServiceSettings(home=home)
     token = TokenStore(settings.tokens_path).create("data")[0]
     with TestClient(create_app(settings)) as client:
         client.post("/login", data={"token": token})
-        page = client.get("/")
+        page = client.get(path)
     assert page.status_code == 200
     return page.text
 
@@ -44,5 +44,15 @@ def test_the_published_pipeline_counts_the_deals_with_an_amount(served_home):
 ])
 def test_the_overview_says_when_open_deals_have_no_amount(served_home, share, shown, hidden):
     _unprice(served_home, share)
-    kpis = _overview(served_home).split('class="grid kpis"')[1].split('class="grid two"')[0]
+    kpis = _view(served_home).split('class="grid kpis"')[1].split('class="grid two"')[0]
     assert all(text in kpis for text in shown) and not any(text in kpis for text in hidden)
+
+
+def test_the_forecast_shows_won_deals_when_no_open_deal_has_an_amount(served_home):
+    priced = _view(served_home, "/forecast")
+    assert "<h2>Expected won revenue</h2>" in priced and "$" in priced.split("<h2>Detail</h2>")[1]
+    _unprice(served_home, 1.0)
+    page = _view(served_home, "/forecast")
+    assert "<h2>Expected won deals</h2>" in page and "No open deal has an amount, so revenue is not known." in page
+    detail = page.split("<h2>Detail</h2>")[1]
+    assert "$" not in detail and "<td class=\"num\">–</td>" in detail
