@@ -83,10 +83,10 @@ def deals_frame() -> pd.DataFrame:
 
 
 def evidence() -> Evidence:
-    segments = pd.DataFrame([("all", 400, 9_000_000.0, 2000, 900),
-                             ("industry=FinTech&region=Europe", 99, 2_550_000.0, 878, 380),
-                             ("lead_source=Partner", 334, 6_000_000.0, 1200, 430)],
-                            columns=["segment", "open_n", "open_amount", "closed_n", "won_n"])
+    segments = pd.DataFrame([("all", 400, 9_000_000.0, 400, 2000, 900),
+                             ("industry=FinTech&region=Europe", 99, 2_550_000.0, 99, 878, 380),
+                             ("lead_source=Partner", 334, 6_000_000.0, 334, 1200, 430)],
+                            columns=["segment", "open_n", "open_amount", "open_priced_n", "closed_n", "won_n"])
     return Evidence(deals=deals_frame(), segments=segments)
 
 

@@ -209,7 +209,7 @@ def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
 
 def _segment_alert_with_pipeline(open_n: int, open_amount: float, priced_n: int) -> dict:
     found = evidence()
-    segments = found.segments.assign(open_priced_n=found.segments["open_n"])
+    segments = found.segments.copy()
     key = segments["segment"].eq("industry=FinTech&region=Europe")
     segments.loc[key, ["open_n", "open_amount", "open_priced_n"]] = [open_n, open_amount, priced_n]
     rules = load_rules()

@@ -193,8 +193,7 @@ class Context:
     def open_pipeline(self, segment) -> tuple[int, float, int]:
         """Open deals, their amount and how many of them have one."""
         found = self._segment(segment)
-        open_n = int(found.get("open_n", 0))
-        return open_n, float(found.get("open_amount", 0.0)), int(found.get("open_priced_n", open_n))
+        return int(found.get("open_n", 0)), float(found.get("open_amount", 0.0)), int(found.get("open_priced_n", 0))
 
     def history_win_rate(self, segment) -> tuple[int, int]:
         found = self._segment(segment)
@@ -251,12 +250,11 @@ def _stall_money(a: dict, deal_amount: float, risk: dict, ctx: Context, stage: s
         return deal_amount * drop, (f"{money(deal_amount * drop)} ({money(deal_amount)} deal amount x the "
                                     f"{drop * 100:.0f}-point drop in win chance: {pct(base)} for {fresh}, "
                                     f"{pct(now)} per the risk model)")
-    said = {"weak": "the risk model is weak", None: "there are no risk model scores"}.get(
-        ctx.model_verdict, "the risk model has no score for this deal" if not scored else "")
+    reason = {"weak": "the risk model is weak", None: "there are no risk model scores"}.get(
+        ctx.model_verdict, "" if scored else "the risk model has no score for this deal")
     if scored and not same_horizon:
-        said = f"the risk model answers {ctx.risk_horizon_days} days, not {ctx.rules.risk.win_horizon_days}"
-    said = f"{said}, so priority" if said else "priority"
-    said += " comes from staleness and amount"
+        reason = f"the risk model answers {ctx.risk_horizon_days} days, not {ctx.rules.risk.win_horizon_days}"
+    said = f"{reason + ', so ' if reason else ''}priority comes from staleness and amount"
     if missing(base) or (history_stake <= 0 and missing(a.get("historical_win_rate"))):
         return 0.0, (f"not known ({money(deal_amount)} deal amount): not enough data for the drop in win chance; "
                      f"{said}")

@@ -56,8 +56,8 @@ def _message(title: str, lines: list[str]) -> Message:
 
 
 def _pipeline(row) -> str:
-    """The open pipeline of a stats row (``open_priced_n``: deals with an amount; all of them when absent)."""
-    return pipeline(int(row["open_n"]), float(row["open_amount"]), int(row.get("open_priced_n", row["open_n"])))
+    """The open pipeline of a stats row (``open_priced_n``: its open deals with an amount)."""
+    return pipeline(int(row["open_n"]), float(row["open_amount"]), int(row["open_priced_n"]))
 
 
 def rep_scorecards(reps: pd.DataFrame, stats: pd.DataFrame, alerts: pd.DataFrame, risk: pd.DataFrame | None,
