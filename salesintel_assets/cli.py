@@ -33,8 +33,6 @@ def _home(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from salesintel_assets.definitions import build_definitions
     from salesintel_assets.domain.common.rules import RulesError, load_rules
     from salesintel_assets.domain.ingestion.blocked import BlockedInput

@@ -97,8 +97,6 @@ def tenant_list(args) -> int:
 def run_tenants_command(args, log_level: str) -> int:
     """``salesintel run --tenant X`` or ``--all-tenants``: one run per tenant;
     each tenant's outcome on its own line, the worst exit code."""
-    import dagster as dg
-
     from salesintel_assets.definitions import build_definitions
     from salesintel_assets.domain.common.tenants import TenantError, resolve_tenant, tenant_names
     from salesintel_assets.domain.common.rules import RulesError

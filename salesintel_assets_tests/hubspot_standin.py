@@ -364,7 +364,7 @@ class HubSpotStandIn(LoopbackServer):
         for group in body.get("filterGroups") or []:
             for f in group.get("filters") or []:
                 if f.get("propertyName") != "hs_lastmodifieddate":
-                    return self._error(400, "VALIDATION_ERROR", f"the stand-in filters only on hs_lastmodifieddate")
+                    return self._error(400, "VALIDATION_ERROR", "the stand-in filters only on hs_lastmodifieddate")
                 value = _ms(f["value"])
                 op = f["operator"]
                 low = max(low, value if op == "GTE" else value + 1 if op == "GT" else low)

@@ -20,6 +20,7 @@ from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models.verdict import AGE_BASELINE
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.domain.common import leakage, reruns
 from salesintel_assets.domain.common.rules import RiskRules
@@ -261,7 +262,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
         "promotion_metric": rules.promotion_metric, "decision": decision.reason,
         "model_verdict": verdict.label, "verdict_reason": verdict.reason,
-        **{f"age_baseline_{k}": training.baselines[rm.AGE_BASELINE][k] for k in ("auc", "log_loss")},
+        **{f"age_baseline_{k}": training.baselines[AGE_BASELINE][k] for k in ("auc", "log_loss")},
         "excluded_columns": ",".join(sorted(leakage.excluded(prepared.leaks))) or None,
         "champion_version": now_champion.version if now_champion else None, "level_se": level_se,
         "fingerprint": training.fingerprint, "fit_label_cutoff": split.validation_cutoff,

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from slack_bolt import App
 from slack_bolt.authorization import AuthorizeResult

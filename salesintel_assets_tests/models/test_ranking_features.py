@@ -9,6 +9,7 @@ from sklearn.metrics import roc_auc_score
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import verdict
 from salesintel_assets_tests.models_support import assert_stored_with_trusted_types
 
 NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
@@ -79,7 +80,7 @@ def test_age_baseline_ranks_by_age_without_artificial_ties():
     age = np.arange(400, dtype=float)
     rows = pd.DataFrame({"age_days": np.repeat(age, 5),
                          "won": (np.random.default_rng(1).random(2000) < np.repeat(np.exp(-age / 80), 5)).astype(int)})
-    baseline = rm.AgeBaseline.fit(rows)
+    baseline = verdict.AgeBaseline.fit(rows)
     inside = pd.DataFrame({"age_days": np.linspace(baseline.ages.min(), baseline.ages.max(), 200)})
     assert len(np.unique(baseline.predict(inside))) > 150     # ten deciles would give ten values
     assert roc_auc_score(rows["won"], baseline.predict(rows)) >= roc_auc_score(rows["won"], -rows["age_days"]) - 0.005

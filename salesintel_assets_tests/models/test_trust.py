@@ -16,6 +16,7 @@ from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import horizons
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models.verdict import AGE_BASELINE, judge
 from salesintel_assets.sources import sample_crm
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 from salesintel_assets.summary import must_know, run_summary
@@ -226,11 +227,11 @@ def test_a_model_without_signal_is_weak_and_never_promoted():
 def test_an_implausibly_perfect_model_is_never_usable():
     rules = load_rules().risk
     perfect = {"auc": 0.995, "log_loss": 0.05}
-    baselines = {rm.AGE_BASELINE: {"auc": 0.6, "log_loss": 0.6}}
-    verdict = rm.judge(perfect, baselines, rules, 1000)
+    baselines = {AGE_BASELINE: {"auc": 0.6, "log_loss": 0.6}}
+    verdict = judge(perfect, baselines, rules, 1000)
     assert not verdict.usable and "implausibly perfect" in verdict.reason
-    assert rm.judge({"auc": 0.8, "log_loss": 0.4}, baselines, rules, 1000).usable
-    close = rm.judge({"auc": 0.605, "log_loss": 0.59}, baselines, rules, 1000)
+    assert judge({"auc": 0.8, "log_loss": 0.4}, baselines, rules, 1000).usable
+    close = judge({"auc": 0.605, "log_loss": 0.59}, baselines, rules, 1000)
     assert not close.usable and close.reason.startswith("no better than deal age")
 
 

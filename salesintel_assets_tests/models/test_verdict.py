@@ -13,16 +13,17 @@ from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import quality
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models import verdict
 from salesintel_assets.domain.warehouse import upserts as warehouse
 from salesintel_assets_tests.models.test_ranking_features import NO_ACTIVITIES, NO_HISTORY, _lingering_fact
 from salesintel_assets_tests.skygeni_like import skygeni_like_export
 
-AGE = rm.AGE_BASELINE
+AGE = verdict.AGE_BASELINE
 
 
 def _fold(name, won, model, base, deals):
     rows = pd.DataFrame({"deal_id": deals, "won": won})
-    return rm.ValidationFold(name, rows, np.asarray(model, float), {AGE: np.asarray(base, float)})
+    return verdict.ValidationFold(name, rows, np.asarray(model, float), {AGE: np.asarray(base, float)})
 
 
 def test_gain_is_ranked_within_each_period_not_across_them():
@@ -35,12 +36,12 @@ def test_gain_is_ranked_within_each_period_not_across_them():
         won = (rng.random(n) < rate).astype(int)
         age = rng.uniform(0, 1, n)
         folds.append(_fold(f"p{k}", won, level + 0.01 * age, age, [f"{k}-{i}" for i in range(n)]))
-    mean, per = rm.fold_gain(folds, AGE)
+    mean, per = verdict.fold_gain(folds, AGE)
     assert per == [pytest.approx(0.0), pytest.approx(0.0)]      # within a period it ranks exactly like age
-    assert not rm.fold_gain_lower_bound(folds, AGE, seed=1) > 0
+    assert not verdict.fold_gain_lower_bound(folds, AGE, seed=1) > 0
     pooled = pd.concat([f.rows for f in folds])
     scores = [np.concatenate([f.model for f in folds]), np.concatenate([f.baselines[AGE] for f in folds])]
-    assert rm.auc_gain_lower_bound(pooled["won"], *scores, pooled["deal_id"], seed=1) > 0.2   # pooled, it would pass
+    assert verdict.auc_gain_lower_bound(pooled["won"], *scores, pooled["deal_id"], seed=1) > 0.2   # pooled, it would pass
 
 
 def test_a_real_lead_in_both_periods_has_a_positive_lower_bound():
@@ -51,8 +52,8 @@ def test_a_real_lead_in_both_periods_has_a_positive_lower_bound():
         signal, age = rng.normal(size=n), rng.normal(size=n)
         won = (rng.random(n) < 1 / (1 + np.exp(-(signal + age)))).astype(int)
         folds.append(_fold(f"p{k}", won, signal + age, age, [f"{k}-{i}" for i in range(n)]))
-    mean, per = rm.fold_gain(folds, AGE)
-    assert min(per) > 0.05 and rm.fold_gain_lower_bound(folds, AGE, seed=1) > 0.05
+    mean, per = verdict.fold_gain(folds, AGE)
+    assert min(per) > 0.05 and verdict.fold_gain_lower_bound(folds, AGE, seed=1) > 0.05
 
 
 def test_one_deal_in_both_periods_is_resampled_as_one():
@@ -65,8 +66,8 @@ def test_one_deal_in_both_periods_is_resampled_as_one():
     model = age + 0.3 * noise
     same = [_fold(f"p{k}", won, model, age, [f"d{i}" for i in range(n)]) for k in range(2)]
     distinct = [_fold(f"p{k}", won, model, age, [f"{k}-{i}" for i in range(n)]) for k in range(2)]
-    assert rm.fold_gain(same, AGE)[0] == pytest.approx(rm.fold_gain(distinct, AGE)[0])
-    assert rm.fold_gain_lower_bound(same, AGE, seed=2) < rm.fold_gain_lower_bound(distinct, AGE, seed=2)
+    assert verdict.fold_gain(same, AGE)[0] == pytest.approx(verdict.fold_gain(distinct, AGE)[0])
+    assert verdict.fold_gain_lower_bound(same, AGE, seed=2) < verdict.fold_gain_lower_bound(distinct, AGE, seed=2)
 
 
 def test_the_verdict_counts_only_deals_the_fit_never_saw():
@@ -125,23 +126,23 @@ BASE = {AGE: {"auc": 0.840, "log_loss": 0.315}}
 def test_verdict_reads_the_mean_gain_over_periods():
     rules = load_rules().risk
     metrics = {"auc": 0.851, "log_loss": 0.309}           # +0.011 on the last period alone
-    usable = rm.judge(metrics, BASE, rules, 9000, {AGE: 0.004}, {AGE: 0.016}, periods=2)
+    usable = verdict.judge(metrics, BASE, rules, 9000, {AGE: 0.004}, {AGE: 0.016}, periods=2)
     assert usable.usable and "+0.016 over deal age" in usable.reason
     # the last period's lead alone would pass; the mean over both periods does not
-    weak = rm.judge(metrics, BASE, rules, 9000, {AGE: 0.001}, {AGE: 0.004}, periods=2)
+    weak = verdict.judge(metrics, BASE, rules, 9000, {AGE: 0.001}, {AGE: 0.004}, periods=2)
     assert not weak.usable and weak.reason.startswith("no better than deal age: ")
     assert "gain pooled over 2 validation sets +0.004" in weak.reason
-    chance = rm.judge(metrics, BASE, rules, 9000, {AGE: -0.002}, {AGE: 0.016}, periods=2)
+    chance = verdict.judge(metrics, BASE, rules, 9000, {AGE: -0.002}, {AGE: 0.016}, periods=2)
     assert not chance.usable and chance.reason.startswith("no better than deal age beyond chance")
 
 
 def test_verdict_on_bad_input_is_weak_with_a_reason():
     rules = load_rules().risk
     metrics = {"auc": 0.851, "log_loss": 0.309}
-    assert not rm.judge(metrics, BASE, rules, 9000, {AGE: float("nan")}, {AGE: float("nan")}, periods=2).usable
-    worse_loss = rm.judge({"auc": 0.9, "log_loss": 0.4}, BASE, rules, 9000, {AGE: 0.05}, {AGE: 0.06}, periods=2)
+    assert not verdict.judge(metrics, BASE, rules, 9000, {AGE: float("nan")}, {AGE: float("nan")}, periods=2).usable
+    worse_loss = verdict.judge({"auc": 0.9, "log_loss": 0.4}, BASE, rules, 9000, {AGE: 0.05}, {AGE: 0.06}, periods=2)
     assert not worse_loss.usable and "log loss 0.4000 vs 0.3150" in worse_loss.reason
-    nothing = rm.judge({"auc": float("nan"), "log_loss": 0.3}, BASE, rules, 0)
+    nothing = verdict.judge({"auc": float("nan"), "log_loss": 0.3}, BASE, rules, 0)
     assert not nothing.usable and nothing.reason == "no validation AUC (one outcome only)"
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.tables import TABLE_SCHEMA, relation_or_empty
 from salesintel_assets.domain.models import drift
-from salesintel_assets.domain.models.risk_model import AGE_BASELINE, validation_fold
+from salesintel_assets.domain.models.verdict import AGE_BASELINE, validation_fold
 
 FACT_COLUMNS = ["deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
                 "lead_source", "deal_stage", "deal_amount", "is_open", "is_won", "needs_review", "age_days",
