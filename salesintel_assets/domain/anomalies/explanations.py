@@ -147,21 +147,28 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
     beyond = row.get("won_percentile")
     beyond_text = (f" (longer than {pct(beyond)} of won deals)" if beyond is not None and np.isfinite(beyond)
                    else "")
+    read, total = int(row.get("won_read") or 0), int(row.get("won_total") or 0)
+    # In a young CRM the limit comes from the older won deals: the newer ones could only have been quick.
+    older = (f" (of the {read:,} won deals that started long enough ago for the slower wins to have happened; "
+             f"the {total - read:,} newer ones could only have been quick)" if 0 < 2 * read < total else "")
     if row["rule"] == "stage":
         text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days{beyond_text}; "
-                f"{pct(stage_pct)} of won deals left {row['deal_stage']} within {row['limit']:.0f} days. ")
+                f"{pct(stage_pct)} of won deals left {row['deal_stage']} within {row['limit']:.0f} days{older}. ")
         what = f"stayed in {row['deal_stage']} at least {row['days_in_stage']:.0f} days"
         fresh = f"a deal entering {row['deal_stage']}"
     elif row["rule"] == "age":
         text = (f"{head}has been open {row['age']:.0f} days{beyond_text}, now in {row['deal_stage']}; "
-                f"{pct(age_pct)} of won deals closed within {row['limit']:.0f} days. Without stage history "
+                f"{pct(age_pct)} of won deals closed within {row['limit']:.0f} days{older}. Without stage history "
                 "it is judged by its age. ")
         what = f"stayed open at least {row['age']:.0f} days"
         fresh = "a new deal"
     else:
+        time = ("its time is not beyond what won deals took" if row.get("time_judged", True) else
+                "how long won deals take is not known yet (too few won deals, or a history too short for the "
+                "slower wins), so its time is not judged")
         return (f"{head}is in {row['deal_stage']} after {row['age']:.0f} days: its Stage Momentum Index is "
-                f"{row['smi']:.3f}, below the critical {row['limit']:.2f}, but its time is not beyond what won "
-                "deals took, so it is listed at low priority.")
+                f"{row['smi']:.3f}, below the critical {row['limit']:.2f}, but {time}, and it is listed at low "
+                "priority.")
     n, still_open = int(row["history_n"]), int(row["history_open"])
     censored = "still-open deals counted while observed, never as lost"
     if np.isfinite(row["history_win_rate"]):

@@ -7,7 +7,15 @@ stage history, stayed open) longer than almost every won deal did.
   deals): the deal's age above the ``age_percentile`` of won deals' cycles.
 - SMI rule: SMI below the metrics section's ``smi.critical_below``, for
   deals whose stage has no duration evidence. SMI is an index, not evidence
-  of how long won deals take: such deals are listed at low severity only.
+  of how long won deals take: such deals are listed at low severity only
+  (and the rules file never makes an alert of them).
+
+Both percentiles come from won deals that started (were created, or entered
+the stage) at least ``follow_up_factor`` times the limit before the analysis
+date (``WonDurations``): in a young CRM only the quick wins have happened
+yet, and a limit read from every won deal would call ordinary deals stalled.
+When fewer deals than ``min_history_deals`` started that long ago, the
+history is too short to judge stalls by time.
 
 Win chance (the evidence): among every deal that reached the deal's days
 (in its stage, or open) by the analysis date, the estimated share won within
@@ -66,8 +74,7 @@ class StallHistory:
         self.days, self.after, self.won, self.lost, self.still_open = (
             np.asarray(x, dtype="float64")[order] for x in (days, after, won, lost, still_open))
         self.min_n, self.horizon = min_n, float(horizon)
-        self._won_days, self._won_cum = self.days, np.cumsum(self.won)
-        self.won_total = float(self.won.sum())
+        self.won_durations: WonDurations | None = None   # how long its won deals took, with their follow-up
         self._cache: dict[float, dict] = {}
         # Distinct durations and how many deals lasted at least each of them.
         self._by_days, inverse = np.unique(self.days, return_inverse=True)
@@ -121,18 +128,81 @@ class StallHistory:
         enough = np.flatnonzero(self._reached[: last + 1] >= self.min_n) if last >= 0 else []
         return float(self._by_days[enough[-1]]) if len(enough) else np.nan
 
-    def won_quantile(self, q: float) -> float:
-        """Smallest duration with at least a share q of won deals at or below it."""
-        return float(self._won_days[np.searchsorted(self._won_cum, q * self._won_cum[-1] - 1e-9)])
 
-    def won_share_within(self, days: np.ndarray) -> np.ndarray:
-        """Share of won deals that took at most ``days`` (the deal's percentile among won deals)."""
+class WonDurations:
+    """How long won deals took (in their stage, or open), each with how long
+    it could be watched: the days from its start (entering the stage, or
+    creation) to the analysis date, ``count`` deals per row; and how long
+    every deal (won, lost or open) could be watched (``watched``, with
+    ``watched_count``).
+
+    In a young CRM only the quick wins have happened yet, so a limit read
+    from every won deal is too short and ordinary deals look stalled (a CRM
+    two months old: "90 % of won deals closed within 31 days", where its
+    wins take 57 days at the median). ``limit`` reads the percentile from
+    the won deals that started at least ``follow`` times the limit before
+    the analysis date, whose wins up to that long are all in (a fixed point:
+    the limit chooses those deals, and only grows). Fewer than ``min_n``
+    deals of any outcome started that long ago: the history is too short to
+    say. Enough deals but too few of them won: the older deals rarely won,
+    which says nothing more about how long wins take; the limit stays."""
+
+    def __init__(self, days, follow_up, count=None, watched=None, watched_count=None):
+        days = np.floor(np.asarray(days, dtype="float64"))
+        order = np.argsort(days, kind="stable")
+        self.days = days[order]
+        self.follow_up = np.asarray(follow_up, dtype="float64")[order]
+        self.count = (np.ones(len(days)) if count is None else np.asarray(count, dtype="float64"))[order]
+        self.total = float(self.count.sum())
+        if watched is None:
+            watched, watched_count = self.follow_up, self.count
+        watched = np.asarray(watched, dtype="float64")
+        weights = np.ones(len(watched)) if watched_count is None else np.asarray(watched_count, dtype="float64")
+        by_follow = np.argsort(watched, kind="stable")
+        self._watched = watched[by_follow]
+        self._watched_at_least = np.cumsum(weights[by_follow][::-1])[::-1]   # deals watched at least each value
+        self.cohort = np.ones(len(self.days), dtype=bool)   # the won deals the limit was read from
+
+    @property
+    def counted(self) -> float:
+        return float(self.count[self.cohort].sum())
+
+    def watched_at_least(self, days: float) -> float:
+        at = np.searchsorted(self._watched, days, side="left")
+        return float(self._watched_at_least[at]) if at < len(self._watched) else 0.0
+
+    def limit(self, q: float, min_won: int, follow: float, min_n: int) -> float:
+        """The ``q`` percentile of won deals' durations, read from those
+        watched at least ``follow`` times it; NaN when fewer than ``min_won``
+        won deals, or fewer than ``min_n`` deals watched that long."""
+        self.cohort = np.ones(len(self.days), dtype=bool)
+        if self.total < min_won:
+            return np.nan
+        limit = self._quantile(self.cohort, q)
+        for _ in range(50):   # each step reads older deals, so the limit only grows: a few steps
+            if self.watched_at_least(follow * limit) < min_n:
+                return np.nan
+            older = self.follow_up >= follow * limit
+            if self.count[older].sum() < min_won:
+                break
+            self.cohort, previous = older, limit
+            limit = max(previous, self._quantile(older, q))
+            if limit <= previous:
+                break
+        return float(limit)
+
+    def share_within(self, days: np.ndarray) -> np.ndarray:
+        """Share of the won deals the limit was read from that took at most ``days``."""
         days = np.atleast_1d(np.asarray(days, dtype="float64"))
-        if self.won_total <= 0:
+        cum = np.concatenate([[0.0], np.cumsum(self.count[self.cohort])])
+        if cum[-1] <= 0:
             return np.full(len(days), np.nan)
-        cum = np.concatenate([[0.0], self._won_cum])
-        return cum[np.searchsorted(self._won_days, np.floor(days), side="right")] / self.won_total
+        return cum[np.searchsorted(self.days[self.cohort], np.floor(days), side="right")] / cum[-1]
 
+    def _quantile(self, cohort: np.ndarray, q: float) -> float:
+        """Smallest duration with at least a share q of the cohort's won deals at or below it."""
+        cum = np.cumsum(self.count[cohort])
+        return float(self.days[cohort][np.searchsorted(cum, q * cum[-1] - 1e-9)])
 
 def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
                   rules: Rules, deals: DealDays) -> StalledResult:
@@ -158,17 +228,25 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     age = (deals.as_of - deals.created[open_rows]).astype("float64")
 
     by_stage = _stage_history(transitions, fact, rules, deals)
-    thresholds = {s: h.won_quantile(cfg.stage_percentile) for s, h in by_stage.items()
-                  if h.won_total >= cfg.min_won_stage_deals}
+    limit_of = lambda won, q: won.limit(q, cfg.min_won_stage_deals, cfg.follow_up_factor,  # noqa: E731
+                                        cfg.min_history_deals)
+    limits = {name: limit_of(h.won_durations, cfg.stage_percentile) for name, h in by_stage.items()}
+    thresholds = {name: value for name, value in limits.items() if np.isfinite(value)}
     if not thresholds:
-        notes.append("no usable stage history (none in the source or too few won deals per stage): "
-                     "stalled deals are judged by their age against won deals' cycles")
+        notes.append("no usable stage history (none in the source, too few won deals per stage, or a history too "
+                     "short to have seen the slower ones): stalled deals are judged by their age against won "
+                     "deals' cycles")
     by_age = _age_history(deals, rules)
-    age_limit = by_age.won_quantile(cfg.age_percentile) if by_age.won_total >= cfg.min_won_stage_deals else np.nan
-
-    if not np.isfinite(age_limit):
-        notes.append(f"only {by_age.won_total:,.0f} won deals (fewer than {cfg.min_won_stage_deals}): not enough "
+    won = by_age.won_durations
+    age_limit = limit_of(won, cfg.age_percentile)
+    if won.total < cfg.min_won_stage_deals:
+        notes.append(f"only {won.total:,.0f} won deals (fewer than {cfg.min_won_stage_deals}): not enough "
                      "data to judge stalls by age or to call any stalled deal a crisis")
+    elif not np.isfinite(age_limit):
+        notes.append(f"the history is too short to say how long won deals take: fewer than "
+                     f"{cfg.min_history_deals} deals were created long enough ago for the slower wins to have "
+                     f"happened ({cfg.follow_up_factor:g} times the limit the {won.total:,.0f} won deals so far "
+                     "give): stalls are not judged by age")
     limit = pd.Series(stage).map(thresholds).to_numpy(dtype="float64")
     stage_rule = np.isfinite(limit) & np.isfinite(days)
     stalled_stage = stage_rule & (days > limit)
@@ -197,6 +275,8 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
         # How many times its limit the deal has run (SMI is "below": inverted).
         "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),
         "smi": smi_open[rows], "smi_critical": smi_below[rows],
+        # A deal listed for its SMI alone was judged by time too, unless no time limit could be set.
+        "time_judged": stage_rule[rows] | np.isfinite(age_limit),
         "entered": (pd.to_datetime(open_column("stage_entered_date")).to_numpy()[rows]
                     if "stage_entered_date" in fact else np.full(len(rows), np.datetime64("NaT"))),
         # Day numbers to dates at once (an open deal's creation day is always known).
@@ -217,8 +297,12 @@ def _age_history(deals: DealDays, rules: Rules) -> StallHistory:
     end = np.where(deals.open_now[rows], deals.as_of, deals.closed[rows])
     won = deals.won[rows] & deals.usable_closed[rows]
     lost = ~deals.won[rows] & deals.usable_closed[rows]
-    return StallHistory.from_deals((end - deals.created[rows]).astype("float64"), won, lost, deals.open_now[rows],
-                                   rules.anomalies.stalled.min_history_deals, rules.risk.win_horizon_days)
+    days = (end - deals.created[rows]).astype("float64")
+    history = StallHistory.from_deals(days, won, lost, deals.open_now[rows],
+                                      rules.anomalies.stalled.min_history_deals, rules.risk.win_horizon_days)
+    watched = (deals.as_of - deals.created[rows]).astype("float64")
+    history.won_durations = WonDurations(days[won], watched[won], watched=watched)
+    return history
 
 
 def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str, StallHistory]:
@@ -239,25 +323,40 @@ def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str
     try:
         con.register("_t", transitions[["deal_id", "stage", "exited_date", "days_in_stage"]])
         con.register("_c", status)
-        table = con.execute("""
-            WITH d AS (
+        con.execute("""
+            CREATE TEMP TABLE d AS
                 SELECT t.stage, c.won, c.lost, c.still_open,
                        CASE WHEN t.exited_date IS NULL OR t.exited_date <= $as_of THEN t.days_in_stage
                             ELSE t.days_in_stage - date_diff('day', $as_of, t.exited_date) END AS days,
                        CASE WHEN t.exited_date IS NULL OR t.exited_date > $as_of THEN 0
-                            ELSE greatest(date_diff('day', t.exited_date, c.end_date), 0) END AS after
+                            ELSE greatest(date_diff('day', t.exited_date, c.end_date), 0) END AS after,
+                       -- days from leaving the stage to the analysis date (0 while still in it)
+                       CASE WHEN t.exited_date IS NULL OR t.exited_date > $as_of THEN 0
+                            ELSE date_diff('day', t.exited_date, $as_of) END AS since_exit
                 FROM _t t JOIN _c c USING (deal_id)
-                WHERE t.stage <> $closed AND t.days_in_stage IS NOT NULL)
+                WHERE t.stage <> $closed AND t.days_in_stage IS NOT NULL""",
+                    {"as_of": to_timestamp(deals.as_of).to_pydatetime(), "closed": rules.stages.closed_stage})
+        table = con.execute("""
             SELECT stage, floor(days) AS days, after, count(*) FILTER (WHERE won) AS won,
                    count(*) FILTER (WHERE lost) AS lost, count(*) FILTER (WHERE still_open) AS still_open
-            FROM d WHERE days >= 0 GROUP BY ALL""",
-                            {"as_of": to_timestamp(deals.as_of).to_pydatetime(),
-                             "closed": rules.stages.closed_stage}).df()
+            FROM d WHERE days >= 0 GROUP BY ALL""").df()
+        # How long each stay could be watched (from entering the stage), won ones by their days, for the limits.
+        won = con.execute("""SELECT stage, floor(days) AS days, days + since_exit AS follow_up, count(*) AS n
+                             FROM d WHERE won AND days >= 0 GROUP BY ALL""").df()
+        watched = con.execute("""SELECT stage, days + since_exit AS follow_up, count(*) AS n
+                                 FROM d WHERE days >= 0 GROUP BY ALL""").df()
     finally:
         con.close()
-    return {str(name): StallHistory(g["days"], g["after"], g["won"], g["lost"], g["still_open"],
-                                    cfg.min_history_deals, rules.risk.win_horizon_days)
-            for name, g in table.groupby("stage")}
+    histories = {}
+    won_by_stage, watched_by_stage = dict(iter(won.groupby("stage"))), dict(iter(watched.groupby("stage")))
+    for name, g in table.groupby("stage"):
+        history = StallHistory(g["days"], g["after"], g["won"], g["lost"], g["still_open"], cfg.min_history_deals,
+                               rules.risk.win_horizon_days)
+        stays, all_stays = won_by_stage.get(name, won.iloc[:0]), watched_by_stage[name]
+        history.won_durations = WonDurations(stays["days"], stays["follow_up"], stays["n"],
+                                             all_stays["follow_up"], all_stays["n"])
+        histories[str(name)] = history
+    return histories
 
 
 def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: StallHistory) -> None:
@@ -270,6 +369,7 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: Stal
     fields = {f"{prefix}_{f}": np.full(n, np.nan) for prefix in ("history", "past_limit", "base")
               for f in ("win_rate", "win_low", "win_high", *COUNTS)}
     percentile, past_days = np.full(n, np.nan), np.full(n, np.nan)
+    won_read, won_total = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)   # the limit's won deals, of all
     by_stage_rule = out["rule"].eq("stage").to_numpy()
     value = np.floor(np.where(by_stage_rule, out["days_in_stage"], out["age"]).astype("float64"))
     key = np.where(by_stage_rule, out["deal_stage"].astype(str), "").astype(object)
@@ -290,14 +390,16 @@ def _evidence(out: pd.DataFrame, by_stage: dict[str, StallHistory], by_age: Stal
                 per_day = np.array([c[src] if c else (0 if f in COUNTS else np.nan) for c in chances],
                                    dtype="float64")
                 fields[f"{prefix}_{f}"][rows] = per_day[inverse]
-        percentile[rows] = history.won_share_within(days)[inverse]
+        percentile[rows] = history.won_durations.share_within(days)[inverse]
         past_days[rows] = nearest[inverse]
+        won_read[rows], won_total[rows] = history.won_durations.counted, history.won_durations.total
     counted = tuple(f"_{c}" for c in COUNTS)
     for name, column in fields.items():
         out[name] = np.nan_to_num(column).astype(np.int64) if name.endswith(counted) else column
     out["historical_win_rate"] = out["history_win_rate"]
     out["won_percentile"] = percentile
     out["past_limit_days"] = past_days
+    out["won_read"], out["won_total"] = won_read, won_total
 
 
 def _priority(out: pd.DataFrame, open_amounts: np.ndarray, new_deal_chance: float, rules: Rules) -> list[str]:

@@ -446,6 +446,9 @@ class AnomalyRules(Section):
         crisis_stake_quantile: float = Field(default=0.9, gt=0, lt=1)
         # A handful: at most this many crises per run, most money at stake first.
         max_crises: int = Field(default=5, ge=0, le=100)
+        # Won deals' durations are read only from deals that started at least
+        # this many times the limit before the analysis date (their wins are all in).
+        follow_up_factor: float = Field(default=2.0, ge=1, le=10)
 
         @model_validator(mode="after")
         def _ordered(self) -> "AnomalyRules.Stalled":
