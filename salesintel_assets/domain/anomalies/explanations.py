@@ -149,8 +149,8 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
                    else "")
     read, total = int(row.get("won_read") or 0), int(row.get("won_total") or 0)
     # In a young CRM the limit comes from the older won deals: the newer ones could only have been quick.
-    older = (f" (of the {read:,} won deals that started long enough ago for the slower wins to have happened; "
-             f"the {total - read:,} newer ones could only have been quick)" if 0 < 2 * read < total else "")
+    older = (f" (read from the {read:,} of {total:,} won deals that started long enough ago for the slower wins "
+             "to have happened)" if 0 < 2 * read < total else "")
     if row["rule"] == "stage":
         text = (f"{head}has been in {row['deal_stage']} for {row['days_in_stage']:.0f} days{beyond_text}; "
                 f"{pct(stage_pct)} of won deals left {row['deal_stage']} within {row['limit']:.0f} days{older}. ")
