@@ -182,6 +182,29 @@ def test_a_planted_dip_is_reported_with_its_evidence(dip_world, dip_report):
     assert set(rows["segment"]) == {"lead_source=Partner"}
 
 
+
+@pytest.mark.parametrize("priced_share", [0.0, 0.5])
+def test_a_segment_whose_open_deals_have_no_amount_never_reads_as_zero_dollars(dip_world, priced_share):
+    """Many CRMs record no amount until a price is agreed: the explanation says the money is not known (or
+    how many open deals the amount is on), never "$0 of open pipeline"."""
+    fact = dip_world.fact.copy()
+    open_partner = np.flatnonzero(fact["is_open"] & fact["lead_source"].eq("Partner"))
+    unpriced = open_partner[int(priced_share * len(open_partner)):]
+    fact.loc[fact.index[unpriced], "deal_amount"] = np.nan
+    report = A.detect_anomalies(fact, None, None, RULES, dip_world.as_of)
+    rows = segment_rows(report)
+    row = rows[(rows["segment"] == "lead_source=Partner") & (rows["anomaly_type"] == "win_rate_dip")].iloc[0]
+    text = row["explanation"]
+    assert "$0" not in text
+    if priced_share == 0:
+        assert (f"None of the {len(open_partner):,} open deals in this segment has an amount, so how much less "
+                "would close is not known.") in text
+        assert row["amount_at_stake"] == 0
+    else:
+        priced = len(open_partner) - len(unpriced)
+        assert (f"of open pipeline is in this segment (on the {priced:,} of its {len(open_partner):,} open deals "
+                "with an amount); at the lower rate about") in text
+
 def test_bh_runs_over_every_test_of_the_run(dip_report):
     tests = dip_report.tests
     assert set(tests["family"]) == {"win_rate", "cycle", "open_age", "quality", "metric_shift"}
@@ -529,7 +552,7 @@ def test_a_metric_shift_says_how_consistent_it_is_not_only_its_means():
     row = {"window_start": pd.Timestamp("2017-08-02"), "window_end": pd.Timestamp("2017-08-31"),
            "baseline_days": 180, "q_value": 1.6e-5, "n": 250, "baseline_n": 210.0, "anomaly_type": "metric_shift",
            "amount_at_stake": 515_000.0, "metric": "dqs", "direction": "down", "observed": 0.5625,
-           "expected": 0.5736, "rank_effect": -0.12}
+           "expected": 0.5736, "rank_effect": -0.12, "money_deals": 40, "money_priced": 40}
     text = segment_explanation(row, {"region": "West"}, 126)
     assert "average 0.562, against 0.574 expected" in text
     assert "a recent deal scored lower than a comparable earlier one 62 % of the time, where no change would be " \

@@ -290,14 +290,16 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
                  n_tests: int) -> dict:
     keys = keys_of(r)
     open_rows = np.flatnonzero(deals.open_now)
-    open_amount = float(deals.amount[open_rows[in_segment(codes, open_rows, keys)]].sum())
+    open_in = open_rows[in_segment(codes, open_rows, keys)]
+    open_amount = float(deals.amount[open_in].sum())
+    # The deals the money is on, and how many of them have an amount (none: not known, never $0).
     family = r["family"]
     if family == "win_rate":
         stake = open_amount * abs(r["effect"])
     elif family == "quality":
         w = comp.window
-        low_open = (w.value == 0) & deals.open_now[w.rows] & in_segment(codes, w.rows, keys)
-        stake = float(deals.amount[w.rows[low_open]].sum())
+        open_in = w.rows[(w.value == 0) & deals.open_now[w.rows] & in_segment(codes, w.rows, keys)]
+        stake = float(deals.amount[open_in].sum())
     else:
         stake = open_amount
     cause = drill_down(comp, codes, keys, rules.anomalies.dimensions)
@@ -312,6 +314,7 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
         "sales_rep_id": keys.get("sales_rep_id"), "amount_at_stake": stake, "historical_win_rate": np.nan,
     }
     detail = {**row, "k": r["k"], "rank_effect": r["rank_effect"], "open_amount": open_amount,
+              "money_deals": len(open_in), "money_priced": int(deals.priced[open_in].sum()),
               "baseline_days": rules.anomalies.baseline_days}
     row["explanation"] = text.segment_explanation(detail, keys, n_tests)
     return row

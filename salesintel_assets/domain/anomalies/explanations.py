@@ -83,6 +83,23 @@ def root_cause_text(cause: RootCause | None, kind: str, what: str) -> str:
             f"mix {_delta(kind, cause.mix)} of {_delta(kind, cause.change)}.")
 
 
+def _unknown_money(row: dict, what: str, deals: str = "open deals in this segment") -> str | None:
+    """The money sentence when none of the deals it is on has an amount
+    (many CRMs record none until a price is agreed): not known, never $0."""
+    n, priced = int(row["money_deals"]), int(row["money_priced"])
+    if priced:
+        return None
+    if not n:
+        return f"There are no {deals}."
+    return f"None of the {n:,} {deals} has an amount, so {what} is not known."
+
+
+def _priced_on(row: dict, deals: str = "its {n:,} open deals") -> str:
+    """When not every deal the money is on has an amount: on how many it is."""
+    n, priced = int(row["money_deals"]), int(row["money_priced"])
+    return f" (on the {priced:,} of {deals.format(n=n)} with an amount)" if priced < n else ""
+
+
 def segment_explanation(row: dict, keys: dict, tests: int) -> str:
     who = describe(keys)
     period = f"between {day(row['window_start'])} and {day(row['window_end'])}"
@@ -97,27 +114,33 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
         text = (f"Win rate of {who} {verb}: {k} of {n} deals closed {period} were won "
                 f"({pct(row['observed'])}, 95 % interval {pct(float(low))}-{pct(float(high))}), against "
                 f"{pct(row['expected'])} expected from {base} (about {nb} comparable deals). ")
-        money_text = (f"{money(row['open_amount'])} of open pipeline is in this segment; at the "
-                      f"{'lower' if verb == 'fell' else 'higher'} rate about {money(stake)} "
-                      f"{'less' if verb == 'fell' else 'more'} of it would close.")
+        money_text = _unknown_money(row, f"how much {'less' if verb == 'fell' else 'more'} would close") or (
+            f"{money(row['open_amount'])} of open pipeline is in this segment{_priced_on(row)}; at the "
+            f"{'lower' if verb == 'fell' else 'higher'} rate about {money(stake)} "
+            f"{'less' if verb == 'fell' else 'more'} of it would close.")
     elif kind == "cycle_slowdown":
         text = (f"Deals are taking longer to close for {who}: the {n} deals closed {period} took a median "
                 f"{row['observed']:.0f} days, against {row['expected']:.0f} expected from {base} (about {nb} "
                 f"comparable deals; {pct(0.5 + row['rank_effect'])} of recent deals took longer than a "
                 f"typical baseline deal). ")
-        money_text = f"{money(stake)} of open pipeline in this segment may close later than forecast."
+        money_text = (_unknown_money(row, "how much money may close later than forecast")
+                      or f"{money(stake)} of open pipeline in this segment may close later than forecast"
+                         f"{_priced_on(row)}.")
     elif kind == "open_age_increase":
         opened = describe(keys, "open")
         text = (f"{opened[0].upper() + opened[1:]} are getting older: the {n} deals open on "
                 f"{day(row['window_end'])} have a "
                 f"median age of {row['observed']:.0f} days, against {row['expected']:.0f} expected from open "
                 f"deals in {base} (about {nb} deals, adjusted for how many deals were created when). ")
-        money_text = f"{money(stake)} of open pipeline is in this segment."
+        money_text = (_unknown_money(row, "the money in it")
+                      or f"{money(stake)} of open pipeline is in this segment{_priced_on(row)}.")
     elif kind == "quality_drop":
         text = (f"New pipeline quality dropped for {who}: of the {n} deals created {period}, "
                 f"{pct(1 - row['observed'])} are low quality at entry, against {pct(1 - row['expected'])} "
                 f"expected from the {nb} deals created in {base}. ")
-        money_text = f"{money(stake)} of the new low-quality deals are still open."
+        money_text = (_unknown_money(row, "the money in them", "new low-quality deals still open")
+                      or f"{money(stake)} of the new low-quality deals are still open"
+                         f"{_priced_on(row, 'those {n:,}')}.")
     else:  # metric_shift
         name = METRIC_WORDS.get(row["metric"], row["metric"])
         verb = "fell" if row["direction"] == "down" else "rose"
@@ -126,7 +149,8 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
                 f"against {row['expected']:.3g} expected from {base} (about {nb} comparable deals; a recent deal "
                 f"scored {'lower' if verb == 'fell' else 'higher'} than a comparable earlier one "
                 f"{pct(0.5 + abs(row['rank_effect']))} of the time, where no change would be 50 %). ")
-        money_text = f"{money(stake)} of open pipeline is in this segment."
+        money_text = (_unknown_money(row, "the money in it")
+                      or f"{money(stake)} of open pipeline is in this segment{_priced_on(row)}.")
     return f"{text}{evidence(q, tests)} {money_text}"
 
 

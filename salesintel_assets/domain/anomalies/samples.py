@@ -56,7 +56,8 @@ class DealDays:
     created: np.ndarray
     closed: np.ndarray
     won: np.ndarray
-    amount: np.ndarray
+    amount: np.ndarray            # 0 where the CRM has none
+    priced: np.ndarray            # the CRM has an amount for the deal
     closed_by_as_of: np.ndarray   # a Won/Lost close on or before the analysis date
     usable_closed: np.ndarray     # ... with consistent dates (not flagged for review)
     open_now: np.ndarray          # created by the analysis date, not closed by then
@@ -74,13 +75,14 @@ class DealDays:
         created = day_numbers(fact["created_date"])
         closed = day_numbers(fact["closed_date"])
         outcome = fact["outcome"].astype("string").fillna("")
+        amount = pd.to_numeric(fact["deal_amount"], errors="coerce")
         known = created < NEVER
         closed_by = known & (closed <= a) & outcome.isin(["Won", "Lost"]).to_numpy()
         review = fact["needs_review"].fillna(False).to_numpy(dtype=bool)
         return cls(
             as_of=a, created=created, closed=closed,
             won=outcome.eq("Won").to_numpy(dtype=bool),
-            amount=pd.to_numeric(fact["deal_amount"], errors="coerce").fillna(0.0).to_numpy(dtype="float64"),
+            amount=amount.fillna(0.0).to_numpy(dtype="float64"), priced=amount.notna().to_numpy(dtype=bool),
             closed_by_as_of=closed_by,
             usable_closed=closed_by & ~review & (closed >= created),
             open_now=known & (created <= a) & ~(closed <= a),
@@ -108,8 +110,8 @@ class DealDays:
         by_then = self.closed <= day
         known = self.created < NEVER
         return DealDays(as_of=int(day), created=self.created, closed=self.closed, won=self.won, amount=self.amount,
-                        closed_by_as_of=self.closed_by_as_of & by_then, usable_closed=self.usable_closed & by_then,
-                        open_now=known & (self.created <= day) & ~by_then)
+                        priced=self.priced, closed_by_as_of=self.closed_by_as_of & by_then,
+                        usable_closed=self.usable_closed & by_then, open_now=known & (self.created <= day) & ~by_then)
 
 
 class CreationCurve:
