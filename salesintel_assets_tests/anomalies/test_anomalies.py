@@ -557,3 +557,19 @@ def test_a_metric_shift_says_how_consistent_it_is_not_only_its_means():
     assert "average 0.562, against 0.574 expected" in text
     assert "a recent deal scored lower than a comparable earlier one 62 % of the time, where no change would be " \
            "50 %" in text
+
+
+def test_open_age_says_which_open_deals_it_compared():
+    """Only ages every baseline date could show are compared: a segment with 43 open deals, 9 of them older
+    than that, is not said to have 34 open deals."""
+    row = {"window_start": pd.Timestamp("2017-12-02"), "window_end": pd.Timestamp("2017-12-31"),
+           "baseline_days": 180, "q_value": 4.2e-8, "n": 34, "baseline_n": 118.4, "anomaly_type": "open_age_increase",
+           "amount_at_stake": 0.0, "metric": "open_deal_age_days", "direction": "up", "observed": 159.0,
+           "expected": 68.0, "rank_effect": 0.3, "money_deals": 43, "money_priced": 0}
+    text = segment_explanation(row, {"industry": "software"}, 133)
+    assert text.startswith("Open software deals are getting older: the 34 of its 43 deals open on 31 Dec 2017 young "
+                           "enough to compare (an older one could not have been open on every baseline date) have a "
+                           "median age of 159 days")
+    assert text.endswith("None of the 43 open deals in this segment has an amount, so the money in it is not known.")
+    every = segment_explanation({**row, "n": 43}, {"industry": "software"}, 133)
+    assert "getting older: the 43 deals open on 31 Dec 2017 have a median age" in every

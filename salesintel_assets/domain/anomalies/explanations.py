@@ -128,8 +128,11 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
                          f"{_priced_on(row)}.")
     elif kind == "open_age_increase":
         opened = describe(keys, "open")
-        text = (f"{opened[0].upper() + opened[1:]} are getting older: the {n} deals open on "
-                f"{day(row['window_end'])} have a "
+        # Only ages every baseline date could show are compared: older open deals are left out, and said so.
+        counted = (f"the {n} deals open on {day(row['window_end'])}" if n >= int(row["money_deals"]) else
+                   f"the {n} of its {int(row['money_deals'])} deals open on {day(row['window_end'])} young enough "
+                   "to compare (an older one could not have been open on every baseline date)")
+        text = (f"{opened[0].upper() + opened[1:]} are getting older: {counted} have a "
                 f"median age of {row['observed']:.0f} days, against {row['expected']:.0f} expected from open "
                 f"deals in {base} (about {nb} deals, adjusted for how many deals were created when). ")
         money_text = (_unknown_money(row, "the money in it")
