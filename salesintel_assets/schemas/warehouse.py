@@ -17,6 +17,8 @@ class FactDeals(pa.DataFrameModel):
     product_type: Series[str] = pa.Field(description="The product sold.")
     lead_source: Series[str] = pa.Field(description="Where the lead came from.")
     deal_stage: Series[str] = pa.Field(description="Current stage (for a closed deal: its stage at close).")
+    crm_stage: Series[str] = pa.Field(
+        nullable=True, description="deal_stage as the CRM names it (the rules file maps it to deal_stage).")
     stage_number: Series[pd.Int64Dtype] = pa.Field(
         nullable=True, ge=1, description="Position of the stage in the rules' stage order (1 = first).")
     deal_amount: Series[float] = pa.Field(

@@ -323,3 +323,21 @@ def test_a_deal_without_stage_history_is_described_by_its_age_not_a_guessed_stag
     # compared with deals as old, whatever their stage: not "in Qualified"
     assert content["why"][0].startswith("Of the 40 deals that stayed this long open,")
     assert "for a new deal" in content["money"]
+
+
+def test_a_file_exports_deal_is_named_in_the_crms_own_stage():
+    """An export that calls the stage "Engaging" (mapped to Demo by the rules file): its reps read "Engaging"."""
+    from salesintel_assets.domain.alerts.routing import Router
+    from salesintel_assets_tests.alert_support import AS_OF, deals_frame, evidence, reps_frame, stalled
+
+    rules = load_rules()
+    facts = evidence()
+    deals = deals_frame()
+    deals.loc[deals["deal_id"] == "D00042", ["days_in_stage", "deal_stage", "crm_stage"]] = [float("nan"), "Demo", "Engaging"]
+    deals["age_days"] = 97.0
+    facts.deals = deals
+    ctx = alert_rules.Context(facts, Router(reps_frame(), rules.alerts), None, rules, AS_OF)
+    candidates, _ = alert_rules.build_candidates(pd.DataFrame([stalled("D00042", "rep_2", 84_000.0, days=97.0,
+                                                                       metric="open_deal_age_days")]), ctx)
+    assert candidates.iloc[0]["title"] == "D00042 open 97 days, still in Engaging ($84,000)"
+    assert ["Stage", "Engaging (open 97 days; time in stage not recorded)"] in candidates.iloc[0]["content"]["facts"]

@@ -208,3 +208,10 @@ def test_deals_without_dates_or_history_are_not_judged_and_do_not_break_the_run(
     assert by_deal.loc["STALEST", "stake"] == 0 and by_deal.loc["STALEST", "severity"] == "high"
     only_open = pd.DataFrame([_deal(f"O{i}", 300, "Open") for i in range(5)])  # nothing ever closed
     assert _run(only_open).deals.empty
+
+
+def test_a_file_exports_stalled_deal_is_in_the_crms_own_stage():
+    fact = _priority_world()
+    fact["crm_stage"] = np.where(fact["deal_stage"].eq("Proposal"), "Engaging", fact["deal_stage"])
+    found = detect_anomalies(fact, None, None, RULES, AS_OF).anomalies.set_index("deal_id")
+    assert "has been open 150 days (longer than 100 % of won deals), now in Engaging;" in found.loc["BIG", "explanation"]

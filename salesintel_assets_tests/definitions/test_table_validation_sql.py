@@ -36,7 +36,7 @@ def _fact(n: int = 200) -> pd.DataFrame:
     return pd.DataFrame({
         "deal_id": [f"D{i:04d}" for i in range(n)], "created_date": created, "closed_date": closed,
         "sales_rep_id": "R1", "industry": "Retail", "region": "EU", "product_type": "Core", "lead_source": "Web",
-        "deal_stage": "Demo", "stage_number": pd.array([2] * n, dtype="Int64"),
+        "deal_stage": "Demo", "crm_stage": "Engaging", "stage_number": pd.array([2] * n, dtype="Int64"),
         "deal_amount": np.full(n, 1000.0), "sales_cycle_days": np.where(is_open, np.nan, 30.0),
         "outcome": np.where(is_open, "Open", np.where(np.arange(n) % 2 == 0, "Won", "Lost")),
         "is_open": is_open, "is_won": ~is_open & (np.arange(n) % 2 == 0), "age_days": 30.0,

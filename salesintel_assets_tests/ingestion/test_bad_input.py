@@ -145,6 +145,8 @@ def test_common_crms_stage_names_need_no_mapping(crm, stages):
     assert not clean["needs_review"].any()
     assert clean.loc[[f"O{k}" for k in range(len(stages))], "deal_stage"].tolist() == list(stages.values())
     assert clean.loc["L", ["deal_stage", "outcome"]].tolist() == ["Closed", "Lost"]
+    # What the CRM calls them is kept for the words its users read.
+    assert clean.loc[[f"O{k}" for k in range(len(stages))], "crm_stage"].tolist() == list(stages)
 
 
 def test_a_stage_name_is_known_however_the_crm_spells_it():

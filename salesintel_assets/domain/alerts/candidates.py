@@ -299,10 +299,11 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     if not stage:
         title = f"{deal_id} has stalled"
     elif np.isnan(days):
-        # No stage history (a file export): the deal's age is the evidence.
+        # No stage history (a file export): the deal's age is the evidence, and the stage has the export's name.
         opened = f"open {float(age):.0f} days" if not missing(age) else "open"
-        title = f"{deal_id} {opened}, still in {stage}"
-        stage_text = f"{stage} ({opened}; time in stage not recorded)"
+        named = stage if missing(deal.get("crm_stage")) else str(deal["crm_stage"])
+        title = f"{deal_id} {opened}, still in {named}"
+        stage_text = f"{named} ({opened}; time in stage not recorded)"
     elif type_key == "deal_velocity_crisis":
         title = f"{deal_id} stalled {days:.0f} days in {stage}"
     else:

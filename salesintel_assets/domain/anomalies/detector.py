@@ -62,7 +62,7 @@ ANOMALY_COLUMNS = {
 # What the layer reads from the warehouse.
 FACT_COLUMNS = ("deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
                 "lead_source", "deal_stage", "deal_amount", "outcome", "is_open", "needs_review",
-                "stage_entered_date", "days_in_stage")
+                "stage_entered_date", "days_in_stage", "crm_stage")
 METRIC_COLUMNS = ("deal_id", "pvs", "smi", "dqs", "lead_source_score", "industry_score", "rep_score")
 TRANSITION_COLUMNS = ("deal_id", "stage", "exited_date", "days_in_stage")
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}

@@ -271,6 +271,9 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     out = pd.DataFrame({
         "deal_id": open_column("deal_id").to_numpy()[rows], "sales_rep_id": open_column("sales_rep_id").to_numpy()[rows],
         "deal_stage": stage[rows], "amount": amounts[rows], "age": age[rows],
+        # What the CRM calls the stage (a file export's own names), for the words a user reads.
+        "crm_stage": (open_column("crm_stage").fillna(open_column("deal_stage")).to_numpy(dtype=object)[rows]
+                      if "crm_stage" in fact else stage[rows]),
         "days_in_stage": days[rows], "rule": rule, "limit": lim, "observed": observed,
         # How many times its limit the deal has run (SMI is "below": inverted).
         "overdue": np.where(rule == "smi", critical / np.maximum(smi_open[rows], 1e-9), observed / np.maximum(lim, 1.0)),

@@ -25,7 +25,7 @@ from salesintel_assets.domain.warehouse.tombstones import close_deleted_history,
 
 FACT_COLUMNS = [
     "deal_id", "created_date", "closed_date", "sales_rep_id", "industry", "region", "product_type",
-    "lead_source", "deal_stage", "stage_number", "deal_amount", "sales_cycle_days", "outcome",
+    "lead_source", "deal_stage", "crm_stage", "stage_number", "deal_amount", "sales_cycle_days", "outcome",
     "is_open", "is_won", "age_days", "stage_entered_date", "days_in_stage", "last_modified",
     "activity_count", "last_activity_date", "needs_review", "review_reason", "cycle_corrected",
     "original_sales_cycle_days", "as_of_date",
@@ -57,7 +57,8 @@ def load_memory_limit(con: duckdb.DuckDBPyConnection, limit: str = LOAD_MEMORY_L
 def rules_fingerprint(rules: Rules) -> str:
     """Changes when a rule that shapes fact rows changes (then rebuild all)."""
     # max_quiet_days only judges the data (a warning check): it shapes no row
-    shaping = {"stages": rules.stages.model_dump(), "quality": rules.quality.model_dump(exclude={"max_quiet_days"})}
+    shaping = {"stages": rules.stages.model_dump(), "quality": rules.quality.model_dump(exclude={"max_quiet_days"}),
+               "columns": FACT_COLUMNS}   # a new column rebuilds the table too
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -65,6 +66,8 @@ def fact_rows(clean: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     """Fact rows for validated deals; the date-dependent columns are left for
     ``refresh_time_columns``."""
     fact = clean.copy()
+    if "crm_stage" not in fact:   # deals validated without a stage mapping step name their stages canonically
+        fact["crm_stage"] = fact["deal_stage"]
     fact["stage_number"] = fact["deal_stage"].map(rules.stages.numbers).astype("Int64")
     fact["is_open"] = fact["outcome"].eq("Open")
     fact["is_won"] = fact["outcome"].eq("Won")
