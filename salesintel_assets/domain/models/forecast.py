@@ -418,9 +418,10 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
 def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     horizon = rules.forecast.backtest_horizon_days
     row = {"analysis_date": day, "model": candidate}
-    closed_then = int(rf.labelled_mask(fact, day).sum())
+    labelled_then = fact[rf.labelled_mask(fact, day)]   # an export of one outcome gets no replay either
+    closed_then = len(labelled_then)
     try:
-        split = rm.time_split(rf.label(snapshots, horizon, day), closed_then, rules)
+        split = rm.time_split(rf.label(snapshots, horizon, day), labelled_then, rules)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
     split = rm.sampled_for_fit(split, rules.forecast.backtest_max_fit_rows, rules.seed)
@@ -488,9 +489,10 @@ def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: p
     days = cfg.late_window_days
     day = pd.Timestamp(as_of) - pd.Timedelta(days=days)
     row = {"analysis_date": day, "status": LATE_STATUS, "model": candidate, "window_days": days}
-    closed_then = int(rf.labelled_mask(fact, day).sum())
+    labelled_then = fact[rf.labelled_mask(fact, day)]
+    closed_then = len(labelled_then)
     try:
-        split = rm.time_split(rf.label(snapshots, days, day), closed_then, rules)
+        split = rm.time_split(rf.label(snapshots, days, day), labelled_then, rules)
     except rm.NotEnoughData as exc:
         return row | {"status": f"{LATE_STATUS}: not enough data: {exc}", "train_deals": closed_then}
     recent = rf.label(snapshots, days, as_of)

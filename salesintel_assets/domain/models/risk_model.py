@@ -71,6 +71,7 @@ SKOPS_TRUSTED_TYPES = (
 MIN_LEVEL_ROWS = 20  # rarer categories are pooled as "infrequent" by both candidates
 QUARTER_WEEKS = 13   # bins of the days to the quarter's end (a quarter is 13 weeks)
 MAX_MODEL_CATEGORIES = 250  # HistGradientBoosting accepts at most 255 categories per feature
+MIN_OUTCOME_SHARE = 0.01    # fewer lost (or won) closed deals than this share: the export left them out
 
 
 class NotEnoughData(ValueError):
@@ -114,6 +115,8 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRule
     closed = labelled if isinstance(labelled, (int, np.integer)) else len(labelled)
     if closed < rules.min_closed_deals:
         raise NotEnoughData(f"{closed} closed deals; at least {rules.min_closed_deals} are needed")
+    if not isinstance(labelled, (int, np.integer)):
+        _both_outcomes(labelled)
     if not len(rows):
         raise NotEnoughData("no snapshot has a finished outcome window yet")
     days = np.sort(rows["snapshot_date"].to_numpy())
@@ -135,6 +138,20 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRule
             raise NotEnoughData(f"the {name} period has no rows or only one outcome: the outcome window has ended "
                                 f"for {span}; more history is needed{remedy}")
     return split
+
+
+def _both_outcomes(labelled: pd.DataFrame) -> None:
+    """An export of won deals only (a report filtered to wins, with the open
+    pipeline) looks like a CRM where nothing is ever lost: a model learns
+    that every deal is won and forecasts wins from deals that never close.
+    Far fewer lost (or won) deals than any real business has: no model."""
+    won = int(labelled["is_won"].sum())
+    fewer, missing, kept = min((won, "won", "lost"), (len(labelled) - won, "lost", "won"))
+    if fewer < MIN_OUTCOME_SHARE * len(labelled):
+        raise NotEnoughData(f"{'no' if not fewer else f'only {fewer:,}'} {missing} deals among the "
+                            f"{len(labelled):,} closed ones: the export probably leaves its {missing} deals out "
+                            f"(a report of {kept} deals?), and a model would learn that every deal is {kept}; "
+                            f"export the {missing} deals too")
 
 
 def stratified_sample(rows: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
