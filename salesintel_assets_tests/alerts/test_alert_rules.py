@@ -333,7 +333,8 @@ def test_a_file_exports_deal_is_named_in_the_crms_own_stage():
     rules = load_rules()
     facts = evidence()
     deals = deals_frame()
-    deals.loc[deals["deal_id"] == "D00042", ["days_in_stage", "deal_stage", "crm_stage"]] = [float("nan"), "Demo", "Engaging"]
+    exported = deals["deal_id"] == "D00042"
+    deals.loc[exported, ["days_in_stage", "deal_stage", "crm_stage"]] = [float("nan"), "Demo", "Engaging"]
     deals["age_days"] = 97.0
     facts.deals = deals
     ctx = alert_rules.Context(facts, Router(reps_frame(), rules.alerts), None, rules, AS_OF)

@@ -96,7 +96,8 @@ def test_a_young_crm_with_stage_history_is_not_judged_by_its_quick_stays():
     """Sixty days live, every deal in Demo from its creation: won deals left Demo within their cycle so far."""
     fact = _flow(60)
     closed = ~fact["is_open"]
-    days = np.where(closed, (fact["closed_date"] - fact["created_date"]).dt.days, (AS_OF - fact["created_date"]).dt.days)
+    end = fact["closed_date"].where(closed, AS_OF)
+    days = (end - fact["created_date"]).dt.days.to_numpy()
     transitions = pd.DataFrame({"deal_id": fact["deal_id"], "stage": "Demo", "days_in_stage": days.astype(float),
                                 "exited_date": fact["closed_date"].where(closed)})
     fact = fact.assign(stage_entered_date=fact["created_date"], days_in_stage=days.astype(float))

@@ -214,4 +214,5 @@ def test_a_file_exports_stalled_deal_is_in_the_crms_own_stage():
     fact = _priority_world()
     fact["crm_stage"] = np.where(fact["deal_stage"].eq("Proposal"), "Engaging", fact["deal_stage"])
     found = detect_anomalies(fact, None, None, RULES, AS_OF).anomalies.set_index("deal_id")
-    assert "has been open 150 days (longer than 100 % of won deals), now in Engaging;" in found.loc["BIG", "explanation"]
+    explanation = found.loc["BIG", "explanation"]
+    assert "has been open 150 days (longer than 100 % of won deals), now in Engaging;" in explanation

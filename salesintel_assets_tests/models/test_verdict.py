@@ -41,7 +41,8 @@ def test_gain_is_ranked_within_each_period_not_across_them():
     assert not verdict.fold_gain_lower_bound(folds, AGE, seed=1) > 0
     pooled = pd.concat([f.rows for f in folds])
     scores = [np.concatenate([f.model for f in folds]), np.concatenate([f.baselines[AGE] for f in folds])]
-    assert verdict.auc_gain_lower_bound(pooled["won"], *scores, pooled["deal_id"], seed=1) > 0.2   # pooled, it would pass
+    # pooled, it would pass
+    assert verdict.auc_gain_lower_bound(pooled["won"], *scores, pooled["deal_id"], seed=1) > 0.2
 
 
 def test_a_real_lead_in_both_periods_has_a_positive_lower_bound():

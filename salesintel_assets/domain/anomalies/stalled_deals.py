@@ -204,6 +204,7 @@ class WonDurations:
         cum = np.cumsum(self.count[cohort])
         return float(self.days[cohort][np.searchsorted(cum, q * cum[-1] - 1e-9)])
 
+
 def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
                   rules: Rules, deals: DealDays) -> StalledResult:
     cfg = rules.anomalies.stalled
@@ -228,8 +229,9 @@ def stalled_deals(fact: pd.DataFrame, metrics: pd.DataFrame | None, transitions:
     age = (deals.as_of - deals.created[open_rows]).astype("float64")
 
     by_stage = _stage_history(transitions, fact, rules, deals)
-    limit_of = lambda won, q: won.limit(q, cfg.min_won_stage_deals, cfg.follow_up_factor,  # noqa: E731
-                                        cfg.min_history_deals)
+    def limit_of(won: WonDurations, q: float) -> float:
+        return won.limit(q, cfg.min_won_stage_deals, cfg.follow_up_factor, cfg.min_history_deals)
+
     limits = {name: limit_of(h.won_durations, cfg.stage_percentile) for name, h in by_stage.items()}
     thresholds = {name: value for name, value in limits.items() if np.isfinite(value)}
     if not thresholds:
