@@ -248,7 +248,7 @@ def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
     new_stage = canonical.where(canonical.notna(), typed["deal_stage"])
     mapped = (new_stage != typed["deal_stage"]).to_numpy(bool)
     # What the CRM calls the stage, for the words its users read (the analysis uses the canonical stage).
-    typed["crm_stage"] = typed["deal_stage"].where(mapped, new_stage)
+    typed["crm_stage"] = typed["deal_stage"]
     typed["deal_stage"] = new_stage
     return mapped
 
