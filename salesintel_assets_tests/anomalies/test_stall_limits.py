@@ -83,13 +83,13 @@ def test_old_deals_that_rarely_won_keep_the_limit_instead_of_emptying_it():
     # 200 wins of 10-59 days, all closed 60 days ago (watched 70-119 days), and 200 losses watched 160-359 days:
     # few old deals won, which says nothing more about how long wins take.
     cycles = 10 + np.arange(200) % 50
-    won = WonDurations(cycles, cycles + 60, watched=np.concatenate([cycles + 60, 160 + np.arange(200)]))
+    won = WonDurations(cycles, cycles + 60, np.concatenate([cycles + 60, 160 + np.arange(200)]))
     # Every win says 54 days; the 48 wins watched 108+ days (of 48-59 days) say 58; the 16 watched 116+ are too few.
     assert won.limit(0.9, min_won=30, follow=2.0, min_n=30) == 58
     assert won.counted == 48 and won.total == 200
     assert won.share_within(np.array([57, 58, 70])) == pytest.approx([40 / 48, 44 / 48, 1.0])
     # Nothing watched twice the limit: not known.
-    assert np.isnan(WonDurations(cycles, cycles + 5).limit(0.9, min_won=30, follow=2.0, min_n=30))
+    assert np.isnan(WonDurations(cycles, cycles + 5, cycles + 5).limit(0.9, min_won=30, follow=2.0, min_n=30))
 
 
 def test_a_young_crm_with_stage_history_is_not_judged_by_its_quick_stays():

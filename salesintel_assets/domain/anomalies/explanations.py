@@ -184,8 +184,7 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
         what = f"stayed in {row['deal_stage']} at least {row['days_in_stage']:.0f} days"
         fresh = f"a deal entering {row['deal_stage']}"
     elif row["rule"] == "age":
-        text = (f"{head}has been open {row['age']:.0f} days{beyond_text}, now in "
-                f"{row.get('crm_stage') or row['deal_stage']}; "
+        text = (f"{head}has been open {row['age']:.0f} days{beyond_text}, now in {row['crm_stage']}; "
                 f"{pct(age_pct)} of won deals closed within {row['limit']:.0f} days{older}. Without stage history "
                 "it is judged by its age. ")
         what = f"stayed open at least {row['age']:.0f} days"
@@ -194,7 +193,7 @@ def stalled_explanation(row: dict, stage_pct: float, age_pct: float, min_n: int,
         time = ("its time is not beyond what won deals took" if row.get("time_judged", True) else
                 "how long won deals take is not known yet (too few won deals, or a history too short for the "
                 "slower wins), so its time is not judged")
-        return (f"{head}is in {row.get('crm_stage') or row['deal_stage']} after {row['age']:.0f} days: its Stage "
+        return (f"{head}is in {row['crm_stage']} after {row['age']:.0f} days: its Stage "
                 f"Momentum Index is {row['smi']:.3f}, below the critical {row['limit']:.2f}, but {time}, and it is "
                 "listed at low priority.")
     n, still_open = int(row["history_n"]), int(row["history_open"])

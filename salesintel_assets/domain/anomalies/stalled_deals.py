@@ -147,15 +147,13 @@ class WonDurations:
     say. Enough deals but too few of them won: the older deals rarely won,
     which says nothing more about how long wins take; the limit stays."""
 
-    def __init__(self, days, follow_up, count=None, watched=None, watched_count=None):
+    def __init__(self, days, follow_up, watched, count=None, watched_count=None):
         days = np.floor(np.asarray(days, dtype="float64"))
         order = np.argsort(days, kind="stable")
         self.days = days[order]
         self.follow_up = np.asarray(follow_up, dtype="float64")[order]
         self.count = (np.ones(len(days)) if count is None else np.asarray(count, dtype="float64"))[order]
         self.total = float(self.count.sum())
-        if watched is None:
-            watched, watched_count = self.follow_up, self.count
         watched = np.asarray(watched, dtype="float64")
         weights = np.ones(len(watched)) if watched_count is None else np.asarray(watched_count, dtype="float64")
         by_follow = np.argsort(watched, kind="stable")
@@ -306,7 +304,7 @@ def _age_history(deals: DealDays, rules: Rules) -> StallHistory:
     history = StallHistory.from_deals(days, won, lost, deals.open_now[rows],
                                       rules.anomalies.stalled.min_history_deals, rules.risk.win_horizon_days)
     watched = (deals.as_of - deals.created[rows]).astype("float64")
-    history.won_durations = WonDurations(days[won], watched[won], watched=watched)
+    history.won_durations = WonDurations(days[won], watched[won], watched)
     return history
 
 
@@ -358,8 +356,8 @@ def _stage_history(transitions, fact, rules: Rules, deals: DealDays) -> dict[str
         history = StallHistory(g["days"], g["after"], g["won"], g["lost"], g["still_open"], cfg.min_history_deals,
                                rules.risk.win_horizon_days)
         stays, all_stays = won_by_stage.get(name, won.iloc[:0]), watched_by_stage[name]
-        history.won_durations = WonDurations(stays["days"], stays["follow_up"], stays["n"],
-                                             all_stays["follow_up"], all_stays["n"])
+        history.won_durations = WonDurations(stays["days"], stays["follow_up"], all_stays["follow_up"],
+                                             stays["n"], all_stays["n"])
         histories[str(name)] = history
     return histories
 

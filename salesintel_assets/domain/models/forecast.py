@@ -418,7 +418,8 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
 def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     horizon = rules.forecast.backtest_horizon_days
     row = {"analysis_date": day, "model": candidate}
-    labelled_then = fact[rf.labelled_mask(fact, day)]   # an export of one outcome gets no replay either
+    # Their outcomes only (an export of one outcome gets no replay either), not a copy of every column.
+    labelled_then = fact.loc[rf.labelled_mask(fact, day), ["is_won"]]
     closed_then = len(labelled_then)
     try:
         split = rm.time_split(rf.label(snapshots, horizon, day), labelled_then, rules)
@@ -489,7 +490,7 @@ def late_check(fact, snapshots, spec, rules: RiskRules, candidate: str, as_of: p
     days = cfg.late_window_days
     day = pd.Timestamp(as_of) - pd.Timedelta(days=days)
     row = {"analysis_date": day, "status": LATE_STATUS, "model": candidate, "window_days": days}
-    labelled_then = fact[rf.labelled_mask(fact, day)]
+    labelled_then = fact.loc[rf.labelled_mask(fact, day), ["is_won"]]
     closed_then = len(labelled_then)
     try:
         split = rm.time_split(rf.label(snapshots, days, day), labelled_then, rules)

@@ -66,8 +66,6 @@ def fact_rows(clean: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     """Fact rows for validated deals; the date-dependent columns are left for
     ``refresh_time_columns``."""
     fact = clean.copy()
-    if "crm_stage" not in fact:   # deals validated without a stage mapping step name their stages canonically
-        fact["crm_stage"] = fact["deal_stage"]
     fact["stage_number"] = fact["deal_stage"].map(rules.stages.numbers).astype("Int64")
     fact["is_open"] = fact["outcome"].eq("Open")
     fact["is_won"] = fact["outcome"].eq("Won")
