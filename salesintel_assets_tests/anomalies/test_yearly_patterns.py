@@ -44,6 +44,19 @@ def test_last_years_size_is_no_more_than_the_whole_business_moved(business_past,
     assert recurrence.recurring(found, past).tolist() == [expected]
 
 
+@pytest.mark.parametrize("business_past, expected", [
+    (_finding(size=0.25, p_value=1e-6), True),              # every segment fell with the business a year ago
+    (_finding(size=0.12, p_value=1e-6), False),             # this year adds a reportable change (0.09)
+    (_finding(size=0.25, p_value=0.20), False),             # the business's move was not clear
+    (_finding(size=0.25, p_value=1e-6, sign=1.0), False),   # it went the other way
+])
+def test_a_segment_untested_last_year_is_read_by_the_business_then(business_past, expected):
+    # a yearly clean-up closing stale deals lost: a segment too small to test then still fell with it
+    found = pd.DataFrame([_finding(segment="lead_source=Event", size=0.21)])
+    past = pd.DataFrame([business_past, _finding(segment="lead_source=Web", size=0.30, p_value=1e-4)])
+    assert recurrence.recurring(found, past).tolist() == [expected]
+
+
 def test_only_families_replayable_from_closed_deals_are_judged():
     # a quality drop (new deals' lead quality) is not in recurrence.FAMILIES: it is never replayed
     found = pd.DataFrame([_finding(family="quality", metric="low_quality_share")])

@@ -12,11 +12,14 @@ only what was known then (a metric shift with today's scores, ``FAMILIES``).
 When it moved the same way then, clearly (raw p <= ``RECURRING_P``), and
 this year adds less than a reportable change (the test's ``min_effect``) to
 last year's size (no more than the whole business's then), the finding is a
-yearly pattern: it is said in the run's notes, not raised. A change the
-history has never shown at this time of year is still raised, and so is a
-real change on top of the yearly one (this year's dip a reportable change
-deeper than last year's), and one whose segment last year had too few deals
-to say (no test, no recurrence).
+yearly pattern: it is said in the run's notes, not raised. A segment with
+too few deals to test a year ago is judged by the whole business then (a
+yearly clean-up closing stale deals lost in January took every segment
+down; on a generated CRM with one, a segment of 46 deals then, untested,
+dipped with the business the next January and was raised as news). A change
+the history has never shown at this time of year is still raised, and so is
+a real change on top of the yearly one (this year's dip a reportable change
+deeper than last year's).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def last_year(as_of: pd.Timestamp) -> pd.Timestamp:
 
 def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
     """Per finding: did the same test move the same way a year earlier,
-    clearly, and by as much as this year's less than a reportable change?
+    clearly, and by as much as this year's less than a reportable change
+    (with no test of the segment then: the whole business's)?
     Last year's size is the smaller of the segment's and the whole
     business's (0 when the business did not move that way): a yearly rhythm
     is the business's, and one segment's size a year ago is a noisy
@@ -56,12 +60,18 @@ def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
     sign = joined["sign"].to_numpy(dtype=float)
     same_way = joined["past_sign"].to_numpy(dtype=float) == sign
     clear = joined["past_p"].to_numpy(dtype=float) <= RECURRING_P
-    business_size = np.where(joined["all_sign"].to_numpy(dtype=float) == sign,
-                             np.nan_to_num(joined["all_size"].to_numpy(dtype=float)), 0.0)
-    last_year_size = np.minimum(joined["past_size"].to_numpy(dtype=float), business_size)
+    business_way = joined["all_sign"].to_numpy(dtype=float) == sign
+    business_size = np.where(business_way, np.nan_to_num(joined["all_size"].to_numpy(dtype=float)), 0.0)
+    # A segment too small to test a year ago is read by the business then: a yearly clean-up that closed
+    # every stale deal lost took each segment's win rate down with it, tested or not.
+    untested = joined["past_sign"].isna().to_numpy()
+    business_clear = business_way & (joined["all_p"].to_numpy(dtype=float) <= RECURRING_P)
+    last_year_size = np.where(untested, business_size,
+                              np.minimum(joined["past_size"].to_numpy(dtype=float), business_size))
     added = joined["size"].to_numpy(dtype=float) - last_year_size
     as_large = added < joined["min_effect"].to_numpy(dtype=float)
-    return np.asarray(same_way & clear & as_large & found["family"].isin(FAMILIES).to_numpy(), dtype=bool)
+    moved = np.where(untested, business_clear, same_way & clear)
+    return np.asarray(moved & as_large & found["family"].isin(FAMILIES).to_numpy(), dtype=bool)
 
 
 def note(found: pd.DataFrame, day: pd.Timestamp) -> str:
