@@ -491,8 +491,9 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
                      ["created_date", "closed_date"]]
     keyed, timing = horizons.horizon_probabilities(by_horizon, as_of,
                                                    settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
-    changes = segment_changes.find(closes[closes["closed_date"] > segment_after].reset_index(drop=True), as_of,
-                                   rules.forecast.segment_changes)
+    segment_closes = closes[closes["closed_date"] > segment_after].reset_index(drop=True)
+    changes = segment_changes.find(segment_closes, as_of, rules.forecast.segment_changes)
+    cleaned = segment_changes.clean_ups(segment_closes, as_of, rules.forecast.segment_changes)
     reach = "90d" if "90d" in keyed else "30d"   # a rules file's 30-day horizon on a short history: 30 days only
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed[reach],
                                                                      changes)
@@ -514,6 +515,6 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
                                        backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast))
         if reach == "90d" else "the model answers 30 days only: no 90-day forecast to judge",
-        sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes),
+        sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes, cleaned),
         segment_changes_table=dg.MetadataValue.md(segment_changes.changes_table(changes).to_markdown(index=False)),
         by_month=figure_markdown(reporting.forecast_figure(table))))

@@ -197,3 +197,37 @@ def test_the_changes_noise_widens_the_interval_by_the_segments_share():
     assert count.sigma == pytest.approx(np.hypot(0.2, share * 0.3)) and count.lean == -0.1
     assert revenue == count and set(np.unique(shift)) == {-0.8, 0.0}
     assert forecast.segment_corrected(level, level, deals, p, [])[:2] == (level, level)
+
+
+CLEAN_UP_DAY = AS_OF - pd.Timedelta(days=10)
+
+
+def _with_stale_closes(closes, won_share: float, n=600, seed=4):
+    """``n`` deals untouched for months closed on one day, none of them Retail
+    (a segment whose deals never go stale), ``won_share`` of them won."""
+    rng = np.random.default_rng(seed)
+    stale = pd.DataFrame({
+        "created_date": CLEAN_UP_DAY - pd.to_timedelta(rng.integers(200, 500, n), unit="D"),
+        "closed_date": np.full(n, CLEAN_UP_DAY), "industry": rng.choice(["SaaS", "FinTech", "Health"], n),
+        "region": rng.choice(["Europe", "APAC", "India"], n), "product_type": rng.choice(["Core", "Pro"], n),
+        "lead_source": rng.choice(["Inbound", "Partner", "Referral"], n), "is_won": rng.random(n) < won_share})
+    return pd.concat([closes, stale], ignore_index=True)
+
+
+def test_a_clean_up_day_is_left_out_and_said(cfg):
+    closes = _with_stale_closes(_closes(seed=1), won_share=0.0)
+    cleaned = sc.clean_ups(closes, AS_OF, cfg)
+    on_day = closes["closed_date"].eq(CLEAN_UP_DAY)   # the 600 stale deals and that day's ordinary closes
+    assert [(c.day, c.closes, c.lost) for c in cleaned] == [(CLEAN_UP_DAY, on_day.sum(),
+                                                             (~closes.loc[on_day, "is_won"]).sum())]
+    assert sc.find(closes, AS_OF, cfg) == []
+    assert sc.note([], cleaned).endswith(
+        f"the closes of clean-up days (stale deals closed lost at once) were left out: {cleaned[0].sentence()}")
+    # read as closes, the clean-up took everyone but Retail down, and Retail looked as if it started winning
+    kept_in = sc.find(closes, AS_OF, cfg.model_copy(update={"clean_up_factor": 1e9}))
+    assert [c.values for c in kept_in][:1] == [("Retail",)] and kept_in[0].shift > 0
+
+
+def test_a_day_of_wins_pushed_to_the_quarters_end_is_no_clean_up(cfg):
+    assert sc.clean_ups(_with_stale_closes(_closes(seed=1), won_share=0.6), AS_OF, cfg) == []
+    assert sc.clean_ups(_closes(seed=1), AS_OF, cfg) == []   # an ordinary day is none either
