@@ -515,6 +515,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
                                          ("expected_won_deals", "won_deals_p10", "won_deals_p90")),
                                        backtest, rules.forecast.interval, forecast.steps_per_window(rules.forecast))
         if reach == "90d" else "the model answers 30 days only: no 90-day forecast to judge",
-        sigma_source=source, quarter_end_timing=horizons.timing_note(timing), segment_changes=segment_changes.note(changes, cleaned),
+        sigma_source=source, quarter_end_timing=horizons.timing_note(timing),
+        segment_changes=segment_changes.note(changes, cleaned),
         segment_changes_table=dg.MetadataValue.md(segment_changes.changes_table(changes).to_markdown(index=False)),
         by_month=figure_markdown(reporting.forecast_figure(table))))
