@@ -18,9 +18,8 @@ newest: *fit* | *calibrate* | *validate*. Each candidate (a regularised
 logistic regression, shallow gradient boosting, on data without stage
 history or quarter-end seasonality the two-class ``Mixture``, and their
 ``Blend``) is fitted on *fit*, its
-probabilities calibrated on *calibrate* (sigmoid with an intercept per age
-band, ``calibration``, or isotonic with enough deals), and compared on
-*validate*. Two baselines are fitted on the same
+probabilities calibrated on *calibrate* (sigmoid, or isotonic with enough
+deals), and compared on *validate*. Two baselines are fitted on the same
 rows and scored on the same validation snapshots: deal age alone and the
 segment win rate. The AUC gain over each is pooled over several
 out-of-time sets (``validation_folds``: the calibration period, the
@@ -46,7 +45,6 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models import drift
-from salesintel_assets.domain.models.calibration import AgeBandedSigmoid
 from salesintel_assets.domain.models.features import (CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS, QUARTER_FEATURE,
                                                      STAGE_HISTORY, FeatureSpec, Prepared, day_numbers, features_for,
                                                      open_deals, quarter_end_days_in_window, spec_feasible, states_at)
@@ -62,7 +60,6 @@ SKOPS_TRUSTED_TYPES = (
     "salesintel_assets.domain.models.risk_model.HorizonModel",
     "salesintel_assets.domain.models.risk_model.Blend",
     "salesintel_assets.domain.models.mixture.Mixture",
-    "salesintel_assets.domain.models.calibration.AgeBandedSigmoid",
     "numpy.dtype",
     "functools.partial",
     "salesintel_assets.domain.models.features.quarter_end_days_in_window",
@@ -326,10 +323,7 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
     with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")  # e.g. a constant column gives KBinsDiscretizer one bin
         fitted = fitted_candidate(name, fit_rows, spec, rules, horizon_days)
-        # Platt scaling with an intercept per age band (``calibration``): one intercept follows the many
-        # rows of lingering deals and moves the young ones too.
-        model = (AgeBandedSigmoid(fitted) if method == "sigmoid"
-                 else CalibratedClassifierCV(FrozenEstimator(fitted), method=method))
+        model = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
         model.fit(calibration_rows[spec.columns], calibration_rows["won"])
     return model, method
 
@@ -469,14 +463,13 @@ def ranking_scores(model, features: pd.DataFrame) -> np.ndarray:
     """The fitted pipeline's own scores, before calibration (a blend: the mean
     of its members'). Calibration is fitted on the calibration period, so
     only these scores are out of sample there; they rank like the calibrated
-    ones up to the calibration's map (monotone within each age band)."""
+    ones up to the calibration's (monotone) map."""
     if isinstance(model, Blend):
         return np.mean([ranking_scores(m, features) for m in model.models], axis=0)
     if isinstance(model, HorizonModel):
         return ranking_scores(model.models[model.horizons.index(model.main)], features)
-    base = model.estimator if isinstance(model, AgeBandedSigmoid) else model.calibrated_classifiers_[0].estimator
     with one_thread():
-        return base.predict_proba(features)[:, 1]
+        return model.calibrated_classifiers_[0].estimator.predict_proba(features)[:, 1]
 
 
 def validation_folds(split: Split, chosen: Candidate, spec: FeatureSpec, rules: RiskRules,
