@@ -57,6 +57,15 @@ def test_a_segment_untested_last_year_is_read_by_the_business_then(business_past
     assert recurrence.recurring(found, past).tolist() == [expected]
 
 
+def test_each_window_is_replayed_when_its_baseline_a_year_back_fits_the_history():
+    found = pd.DataFrame([_finding(window_days=7), _finding(window_days=30),
+                          _finding(family="quality", metric="low_quality_share", window_days=7)])
+    baseline_starts = {7: 1000, 30: 977}   # day numbers, a year back: the longer window's baseline starts earlier
+    assert recurrence.replayable(found, 990, baseline_starts.__getitem__).tolist() == [True, False, False]
+    assert recurrence.replayable(found, 970, baseline_starts.__getitem__).tolist() == [True, True, False]
+    assert recurrence.replayable(found, 1001, baseline_starts.__getitem__).tolist() == [False, False, False]
+
+
 def test_only_families_replayable_from_closed_deals_are_judged():
     # a quality drop (new deals' lead quality) is not in recurrence.FAMILIES: it is never replayed
     found = pd.DataFrame([_finding(family="quality", metric="low_quality_share")])

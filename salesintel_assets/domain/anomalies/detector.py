@@ -244,15 +244,13 @@ def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deal_metri
     """The findings less those that showed the same way a year earlier
     (``recurrence``), and the note that says which. Last year's tests are
     today's: the same seasonal standardisation, and a full baseline (a
-    history too short then has nothing to say)."""
-    wanted = found[found["family"].isin(recurrence.FAMILIES)]
-    if not len(wanted):
-        return found, []
+    window whose baseline then lies before the history has nothing to say)."""
     day = recurrence.last_year(to_timestamp(deals.as_of))
     then = deals.earlier(day_number(day))
     known = deals.created[deals.created < NEVER]
-    longest = int(wanted["window_days"].max())
-    if not len(known) or known.min() > baseline_start(rules, then.as_of, longest, seasonal):
+    wanted = found[recurrence.replayable(found, known.min() if len(known) else NEVER,
+                                         lambda window: baseline_start(rules, then.as_of, window, seasonal))]
+    if not len(wanted):
         return found, []
     comps, _ = build_comparisons(fact, deal_metrics, rules, then, codes,
                                  only=set(zip(wanted["family"], wanted["window_days"].astype(int))),

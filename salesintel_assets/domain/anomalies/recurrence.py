@@ -40,6 +40,18 @@ def last_year(as_of: pd.Timestamp) -> pd.Timestamp:
     return pd.Timestamp(as_of) - pd.Timedelta(days=YEAR_DAYS)
 
 
+def replayable(found: pd.DataFrame, first_created: int, baseline_start) -> np.ndarray:
+    """Per finding: can its test be run again a year back? Its family is
+    replayed and its window's baseline then (``baseline_start(window_days)``,
+    a day number) starts within the history (``first_created``). Judged per
+    window: a history too short for a 30-day window's baseline a year back
+    may hold a 7-day one's (on a history of 750 days, 8 too few for the
+    30-day window, a clean-up's week was raised in one segment although the
+    whole business fell further in the same week a year before)."""
+    fits = {w: baseline_start(int(w)) >= first_created for w in found["window_days"].unique()}
+    return (found["family"].isin(FAMILIES) & found["window_days"].map(fits).fillna(False).astype(bool)).to_numpy()
+
+
 def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
     """Per finding: did the same test move the same way a year earlier,
     clearly, and by as much as this year's less than a reportable change
