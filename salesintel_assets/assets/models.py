@@ -492,8 +492,8 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     keyed, timing = horizons.horizon_probabilities(by_horizon, as_of,
                                                    settings.rules().anomalies.seasonality.fiscal_year_start_month, won)
     segment_closes = closes[closes["closed_date"] > segment_after].reset_index(drop=True)
-    changes = segment_changes.find(segment_closes, as_of, rules.forecast.segment_changes)
     cleaned = segment_changes.clean_ups(segment_closes, as_of, rules.forecast.segment_changes)
+    changes = segment_changes.find(segment_closes, as_of, rules.forecast.segment_changes, cleaned)
     reach = "90d" if "90d" in keyed else "30d"   # a rules file's 30-day horizon on a short history: 30 days only
     level, revenue_level, segment_shift = forecast.segment_corrected(level, revenue_level, scores, keyed[reach],
                                                                      changes)

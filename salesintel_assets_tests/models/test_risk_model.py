@@ -157,13 +157,14 @@ def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
     dates = pd.to_datetime(["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25", "2026-02-01"]).repeat(40)
     rows = pd.DataFrame({"snapshot_date": dates, "won": np.tile([0, 1], 100)})
     rows.loc[rows["snapshot_date"] == dates.max(), "won"] = 0     # the newest date: one outcome only
+    closed = pd.DataFrame({"is_won": np.tile([True, False], 500)})   # 1,000 closed deals, both outcomes
     with pytest.raises(rm.NotEnoughData, match=r"validate period has no rows or only one outcome: the outcome "
                                                r"window has ended for 5 past dates only \(2026-01-04 to 2026-02-01\)"):
-        rm.time_split(rows, 1000, tables["rules"].risk)
+        rm.time_split(rows, closed, tables["rules"].risk)
     with pytest.raises(rm.NotEnoughData, match=r"ended for one past date only \(2026-01-04\); more history"):
-        rm.time_split(rows.head(40), 1000, tables["rules"].risk)
+        rm.time_split(rows.head(40), closed, tables["rules"].risk)
     rows["won"] = np.tile([0, 1], 100)
-    assert len(rm.time_split(rows, 1000, tables["rules"].risk).validate) == 40
+    assert len(rm.time_split(rows, closed, tables["rules"].risk).validate) == 40
 
 
 def test_a_history_too_short_for_the_main_horizon_names_the_remedy(tables):

@@ -106,17 +106,15 @@ class Split:
                 "validation_cutoff": str(self.validation_cutoff.date())}
 
 
-def time_split(rows: pd.DataFrame, labelled: pd.DataFrame | int, rules: RiskRules, remedy: str = "") -> Split:
+def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules, remedy: str = "") -> Split:
     """Split labelled snapshots by snapshot date (never at random): validation
     is the most recent ``validation_share`` of rows, calibration the share
     before. All rows of one snapshot date fall on the same side. ``labelled``:
-    the closed deals known then (or their number); ``remedy`` ends the
+    the closed deals known then (``is_won`` at least); ``remedy`` ends the
     message of a history too short to split."""
-    closed = labelled if isinstance(labelled, (int, np.integer)) else len(labelled)
-    if closed < rules.min_closed_deals:
-        raise NotEnoughData(f"{closed} closed deals; at least {rules.min_closed_deals} are needed")
-    if not isinstance(labelled, (int, np.integer)):
-        _both_outcomes(labelled)
+    if len(labelled) < rules.min_closed_deals:
+        raise NotEnoughData(f"{len(labelled)} closed deals; at least {rules.min_closed_deals} are needed")
+    _both_outcomes(labelled)
     if not len(rows):
         raise NotEnoughData("no snapshot has a finished outcome window yet")
     days = np.sort(rows["snapshot_date"].to_numpy())

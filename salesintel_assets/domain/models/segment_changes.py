@@ -216,17 +216,20 @@ def _discoveries(tested: list, rows: np.ndarray, recent: np.ndarray, won: np.nda
     return [(*found[i][:4], float(q[i]), found[i][4]) for i in kept]
 
 
-def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[SegmentChange]:
+def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg,
+         cleaned: list[CleanUp] | None = None) -> list[SegmentChange]:
     """The segment changes to apply, strongest first. ``closed``: deals
     closed on or before ``as_of`` with ``closed_date``, ``is_won`` and the
-    segment columns; ``cfg``: the rules' ``risk.forecast.segment_changes``."""
+    segment columns; ``cfg``: the rules' ``risk.forecast.segment_changes``;
+    ``cleaned``: its clean-up days when the caller has them (``clean_ups``)."""
     if not cfg.enabled or not len(closed):
         return []
     as_of = pd.Timestamp(as_of)
     when = closed["closed_date"]
     start = as_of - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days)
     age = (when - closed["created_date"]).dt.days
-    tidied = when.dt.normalize().isin([c.day for c in clean_ups(closed, as_of, cfg)])
+    cleaned = clean_ups(closed, as_of, cfg) if cleaned is None else cleaned
+    tidied = when.dt.normalize().isin([c.day for c in cleaned])
     keep = ((when <= as_of) & (when > start) & (age >= cfg.min_age_days) & ~tidied).to_numpy(dtype=bool)
     frame = closed[keep]
     recent = (frame["closed_date"] > as_of - pd.Timedelta(days=cfg.recent_days)).to_numpy()
