@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
+import pandas as pd
 
 from salesintel_assets.domain.alerts.delivery_plan import message_states
 from salesintel_assets.domain.common.storage import (DAGSTER_HOME_DIR, DATABASE_FILE, MLFLOW_DB_FILE, OUTBOX_DIR,
                                                      OUTBOX_FILE)
 from salesintel_assets.domain.common.tables import table_columns as _columns, table_exists
 from salesintel_assets.domain.models import forecast_trust
+from salesintel_assets.domain.warehouse import clean_ups
 from salesintel_assets.resources.warehouse import Warehouse
 
 # (check name, severity, description) of every failed asset check of the run.
@@ -220,6 +222,33 @@ def open_deals_without_amount(con, context: dict) -> list[str]:
             + counted]
 
 
+# A sweep older than a quarter no longer colours the recent win rates a reader sees.
+RECENT_SWEEP_DAYS = 90
+
+
+def recent_clean_ups(con, context: dict) -> list[str]:
+    """Days of the last quarter whose closes were a sweep of stale deals closed
+    lost (``warehouse.clean_ups``): the win rate of those weeks fell by
+    housekeeping, which the anomaly tests and the forecast leave out."""
+    if not {"closed_date", "outcome", "as_of_date"} <= _columns(con, "fact_deals"):
+        return []
+    # the closes around each recent day: half a year either side of it, as the rule reads them
+    closes = con.execute(f"""
+        SELECT closed_date, outcome = 'Won' AS won, as_of FROM main.fact_deals,
+               (SELECT max(as_of_date) AS as_of FROM main.fact_deals)
+        WHERE outcome IN ('Won', 'Lost') AND closed_date <= as_of
+          AND closed_date > as_of - INTERVAL {RECENT_SWEEP_DAYS + clean_ups.HALF_YEAR_DAYS} DAY""").df()
+    if not len(closes):
+        return []
+    since = closes["as_of"].iloc[0] - pd.Timedelta(days=RECENT_SWEEP_DAYS)
+    swept = [c for c in clean_ups.clean_ups_of(closes["closed_date"], closes["won"]) if c.day > since]
+    if not swept:
+        return []
+    return ["clean-up days (stale deals closed lost in one sweep): " + ", ".join(c.sentence() for c in swept)
+            + "; housekeeping, not a fall in selling: the anomaly tests and the forecast's segment changes leave "
+              "them out"]
+
+
 def undelivered_messages(con, context: dict) -> list[str]:
     """Alert messages no channel delivered, or that may have arrived but cannot be confirmed."""
     if not table_exists(con, "alert_deliveries"):
@@ -237,7 +266,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 
 MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, short_history_horizon,
                                    quarters_from_wins, failed_warning_checks,
-                                   quarantine_by_rule, unmapped_stages, open_deals_without_amount,
+                                   quarantine_by_rule, unmapped_stages, open_deals_without_amount, recent_clean_ups,
                                    one_value_dimensions,
                                    undelivered_messages, forecast_next_90_days]
 

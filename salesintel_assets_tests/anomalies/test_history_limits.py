@@ -1,12 +1,12 @@
 """Closed deals are compared only when their history can tell a change from
-the season, and never with a backlog recorded late."""
+the season, never with a backlog recorded late, never with a clean-up day's sweep."""
 
 from unittest import mock
 
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.anomalies import detector
+from salesintel_assets.domain.anomalies import detector, samples
 from salesintel_assets.domain.anomalies.detector import detect_anomalies
 from salesintel_assets.domain.anomalies.samples import DealDays, day_number
 from salesintel_assets_tests import scenarios as S
@@ -66,3 +66,33 @@ def test_a_backlog_recorded_late_is_left_out_of_closed_comparisons():
     # an ordinary history keeps every close
     same, none = DealDays.from_fact(world.fact, world.as_of).without_backlog(world.fact, 30)
     assert none == [] and same.usable_closed.sum() == DealDays.from_fact(world.fact, world.as_of).usable_closed.sum()
+
+
+def _with_sweep(fact: pd.DataFrame, day: str, n: int, seed: int = 5) -> pd.DataFrame:
+    """``n`` deals lost months ago left to linger instead, then closed lost in one sweep on ``day``."""
+    day = pd.Timestamp(day)
+    old_losses = np.flatnonzero((fact["outcome"].eq("Lost") & (fact["created_date"] < day - pd.Timedelta(days=180)))
+                                .to_numpy())
+    swept = np.random.default_rng(seed).choice(old_losses, n, replace=False)
+    fact = fact.copy()
+    fact.loc[swept, "closed_date"] = day
+    fact.loc[swept, "sales_cycle_days"] = (day - fact.loc[swept, "created_date"]).dt.days.astype("float64")
+    return fact
+
+
+def test_a_clean_up_day_is_left_out_of_closed_comparisons_and_said():
+    world = S.generate(8000, 31, as_of="2026-06-30", history_days=540)
+    fact = _with_sweep(world.fact, "2026-06-15", 300)
+    # read as closes, the sweep is a collapse of the win rate and a slower cycle for the whole business
+    with mock.patch.object(samples.clean_ups, "clean_up_days", lambda closed, won: []):
+        unguarded, _ = _closed_findings(fact, "2026-06-30")
+    assert {"win_rate_dip", "cycle_slowdown"} <= set(unguarded.loc[unguarded["segment"] == "all", "anomaly_type"])
+    found, notes = _closed_findings(fact, "2026-06-30")
+    assert found.empty, found[["anomaly_type", "segment"]]
+    on_day = fact["closed_date"].eq(pd.Timestamp("2026-06-15"))   # the sweep and the day's ordinary closes
+    lost = (on_day & fact["outcome"].eq("Lost")).sum() / on_day.sum()
+    assert f"comparisons of closed deals: 15 Jun 2026 ({on_day.sum()} closes, {lost:.0%} lost): " in "".join(notes)
+    # stalled deals still learn from the sweep: lingering until swept out lost is what staleness leads to
+    with mock.patch.object(detector, "stalled_deals", wraps=detector.stalled_deals) as stalled:
+        detect_anomalies(fact, None, None, AUTO, pd.Timestamp("2026-06-30"))
+    assert stalled.call_args.args[-1].usable_closed[on_day.to_numpy()].all()

@@ -1,6 +1,7 @@
 """The run summary leads with what a reader must know."""
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
@@ -172,3 +173,34 @@ def test_stage_names_the_rules_file_does_not_map_are_named_with_their_deals(home
     con.execute("UPDATE fact_deals SET stage_number = 1")
     con.close()
     assert "does not know" not in _summary(home)
+
+
+def _closes_with_sweeps(sweep_days_before: list[int], as_of=pd.Timestamp("2026-06-30")) -> pd.DataFrame:
+    """A year of closes (8 a day, 40 % won) and 300 stale deals closed lost on each sweep day."""
+    rng = np.random.default_rng(8)
+    days = np.repeat(np.arange(365), rng.poisson(8, 365))
+    won = rng.random(len(days)) < 0.4
+    days, won = np.concatenate([days, np.repeat(sweep_days_before, 300)]), np.append(won, [False] * 300 * len(
+        sweep_days_before))
+    return pd.DataFrame({"deal_id": [f"D{i}" for i in range(len(days))], "is_open": False, "is_won": won,
+                         "needs_review": False, "deal_amount": 1000.0, "as_of_date": as_of,
+                         "closed_date": as_of - pd.to_timedelta(days, unit="D"),
+                         "outcome": np.where(won, "Won", "Lost")})
+
+
+def test_a_recent_clean_up_day_is_said(home):
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    fact = _closes_with_sweeps([20, 200])   # the sweep of 200 days ago no longer colours recent rates
+    con.register("_f", fact)
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM _f")
+    con.close()
+    on_day = fact["closed_date"].eq(pd.Timestamp("2026-06-10"))
+    lines = _summary(home).splitlines()
+    assert (f"  - clean-up days (stale deals closed lost in one sweep): 10 Jun 2026 ({on_day.sum()} closes, "
+            f"{(on_day & ~fact['is_won']).sum() / on_day.sum():.0%} lost); housekeeping, not a fall in selling: the "
+            "anomaly tests and the forecast's segment changes leave them out") in lines
+    assert sum(line.startswith("  - clean-up days") for line in lines) == 1
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.execute("DELETE FROM fact_deals WHERE closed_date = TIMESTAMP '2026-06-10'")
+    con.close()
+    assert not any("clean-up" in line for line in _summary(home).splitlines())

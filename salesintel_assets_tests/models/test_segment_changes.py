@@ -224,7 +224,7 @@ def test_a_clean_up_day_is_left_out_and_said(cfg):
     assert sc.note([], cleaned).endswith(
         f"the closes of clean-up days (stale deals closed lost at once) were left out: {cleaned[0].sentence()}")
     # read as closes, the clean-up took everyone but Retail down, and Retail looked as if it started winning
-    kept_in = sc.find(closes, AS_OF, cfg.model_copy(update={"clean_up_factor": 1e9}))
+    kept_in = sc.find(closes, AS_OF, cfg, cleaned=[])
     assert [c.values for c in kept_in][:1] == [("Retail",)] and kept_in[0].shift > 0
 
 

@@ -211,6 +211,10 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
         fact = fact.reset_index(drop=True)
     rules, single_notes = _without_single_valued(fact, rules)
     deals, backlog_notes = DealDays.from_fact(fact, as_of).without_backlog(fact, rules.quality.max_quiet_days)
+    # Stalled deals keep the sweeps' closes: a deal left to linger until it was swept out lost is what
+    # staleness leads to.
+    with_sweeps = deals
+    deals, swept_notes = deals.without_clean_ups()
     deal_metrics = align_metrics(fact, deal_metrics)
     codes = SegmentCodes(fact, SEGMENT_COLUMNS)
     seasons, quarter_notes = season_check(deals, rules), []
@@ -218,7 +222,7 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
         rules, quarter_notes = _on_quarters_of_the_wins(rules, deals)
         seasons = season_check(deals, rules) if quarter_notes else seasons
     comps, notes = build_comparisons(fact, deal_metrics, rules, deals, codes, seasons=seasons)
-    notes = single_notes + backlog_notes + quarter_notes + notes
+    notes = single_notes + backlog_notes + swept_notes + quarter_notes + notes
     tests = run_tests(comps, codes, rules)
     rows = []
     if len(tests):
@@ -227,7 +231,7 @@ def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, tran
         notes.extend(yearly)
         rows = [_segment_row(r, comps[int(r["comp_id"])], codes, deals, rules, len(tests))
                 for _, r in found.iterrows()]
-    stalled = stalled_deals(fact, deal_metrics, transitions, rules, deals)
+    stalled = stalled_deals(fact, deal_metrics, transitions, rules, with_sweeps)
     notes.extend(stalled.notes)
     if stalled.flagged > len(stalled.deals):
         notes.append(f"{stalled.flagged} open deals are past a stall threshold; the {len(stalled.deals)} "

@@ -27,7 +27,7 @@ import pandas as pd
 from salesintel_assets.domain.anomalies import seasonality
 from salesintel_assets.domain.anomalies.significance import Comparison, Sample
 from salesintel_assets.domain.common.rules import Rules
-from salesintel_assets.domain.warehouse import recency
+from salesintel_assets.domain.warehouse import clean_ups, recency
 
 NEVER = np.int64(2**40)  # day number standing for "no date"
 ENTRY_SCORE_COLUMNS = {"lead_source": "lead_source_score", "industry": "industry_score", "rep": "rep_score"}
@@ -103,6 +103,21 @@ class DealDays:
                 f"{to_timestamp(start + gap.window_days - 1):%Y-%m-%d}, after {gap.days:,} days without a close, "
                 "are a backlog recorded late: left out of the comparisons of closed deals")
         return replace(self, usable_closed=self.usable_closed & ~backlog), [note]
+
+    def without_clean_ups(self) -> tuple["DealDays", list[str]]:
+        """The closes of clean-up days (``clean_ups``: stale deals closed lost
+        in one sweep) are left out of every comparison of closed deals, with
+        a note: a sweep is housekeeping, not a fall of the win rate and a
+        slower cycle of everything it touched."""
+        rows = np.flatnonzero(self.usable_closed)
+        swept = clean_ups.clean_up_days(self.closed[rows], self.won[rows])
+        if not swept:
+            return self, []
+        left_out = self.usable_closed & np.isin(self.closed, [day_number(c.day) for c in swept])
+        note = ("clean-up days, left out of the comparisons of closed deals: " + ", ".join(c.sentence() for c in swept)
+                + ": many times a day's usual closes, nearly all lost, stale deals closed in one sweep; housekeeping, "
+                  "not selling")
+        return replace(self, usable_closed=self.usable_closed & ~left_out), [note]
 
     def earlier(self, day: int) -> "DealDays":
         """The same deals as the detector saw them on an earlier ``day``

@@ -308,8 +308,6 @@ class RiskRules(Section):
         min_recent_deals: int = Field(default=20, ge=10)
         min_baseline_deals: int = Field(default=40, ge=20)
         age_bands_days: list[int] = Field(default=[90])
-        clean_up_factor: float = Field(default=10.0, ge=2)
-        clean_up_min_closes: int = Field(default=20, ge=5)
         dimensions: list[Literal["industry", "region", "product_type", "lead_source"]] = Field(
             default=["industry", "region", "product_type", "lead_source"])
         pairs: list[tuple[str, str]] = Field(default=[

@@ -35,10 +35,11 @@ shrunk by its noise (positive-part James-Stein: change x (1 - se^2 /
 change^2)), moves the log odds of that segment's open deals in the
 forecast, and its standard error widens the interval.
 
-Closes of a clean-up day are left out (``clean_ups``): a day with many
-times the usual closes, nearly all lost, is the CRM being tidied (every
-deal untouched for months closed lost at once), not how deals end, and it
-hits segments by how many stale deals they held. On a generated CRM with a
+Closes of a clean-up day are left out (``clean_ups``, the rule in
+``warehouse.clean_ups``): a day with many times the usual closes, nearly
+all lost, is the CRM being tidied (every deal untouched for months closed
+lost at once), not how deals end, and it hits segments by how many stale
+deals they held. On a generated CRM with a
 yearly clean-up, the rest of the business went from 47 % to 8 % won in the
 45 days after one while a segment of slow Suite deals went from 31 % to
 18 %: its open deals' odds were moved x13 and the 90-day forecast was a
@@ -53,9 +54,9 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.common import stats
+from salesintel_assets.domain.warehouse.clean_ups import CleanUp, clean_ups_of
 
 READ_COLUMNS = ("created_date", "closed_date", "is_won", "industry", "region", "product_type", "lead_source")
-CLEAN_UP_LOST_SHARE = 0.9   # a clean-up closes deals lost: a day of wins pushed to the quarter's end is none
 CHANGE_COLUMNS = ["segment", "change", "shift", "se", "q_value", "recent_deals", "recent_win_rate",
                   "baseline_deals", "baseline_win_rate", "rest_recent_win_rate", "rest_baseline_win_rate"]
 
@@ -106,35 +107,13 @@ class SegmentChange:
                 f"x{np.exp(self.change):.2f}, shrunk for its noise)")
 
 
-@dataclass(frozen=True)
-class CleanUp:
-    """A day whose closes were a clean-up: how many, how many lost."""
-
-    day: pd.Timestamp
-    closes: int
-    lost: int
-
-    def sentence(self) -> str:
-        return f"{self.day:%d %b %Y} ({self.closes:,} closes, {self.lost / self.closes:.0%} lost)"
-
-
 def clean_ups(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[CleanUp]:
-    """The days of the window ``find`` reads whose closes are a clean-up: at
-    least ``clean_up_min_closes`` and ``clean_up_factor`` times the window's
-    mean closes per day, at least ``CLEAN_UP_LOST_SHARE`` of them lost."""
+    """The clean-up days (``clean_ups.clean_up_days``) of the window ``find`` reads."""
     as_of = pd.Timestamp(as_of)
-    window_days = cfg.recent_days + cfg.baseline_days
     when = closed["closed_date"]
-    inside = ((when <= as_of) & (when > as_of - pd.Timedelta(days=window_days))).to_numpy(dtype=bool)
-    if not inside.any():
-        return []
-    days = when[inside].dt.normalize()
-    closes = days.value_counts()
-    won = closed.loc[inside, "is_won"].astype(bool).to_numpy()
-    lost = days[~won].value_counts().reindex(closes.index, fill_value=0)
-    bar = max(cfg.clean_up_min_closes, cfg.clean_up_factor * inside.sum() / window_days)
-    hit = (closes >= bar) & (lost >= CLEAN_UP_LOST_SHARE * closes)
-    return [CleanUp(day, int(closes[day]), int(lost[day])) for day in sorted(closes.index[hit.to_numpy()])]
+    inside = ((when <= as_of) & (when > as_of - pd.Timedelta(days=cfg.recent_days + cfg.baseline_days))
+              ).to_numpy(dtype=bool)
+    return clean_ups_of(when[inside], closed.loc[inside, "is_won"].astype(bool))
 
 
 def _cells(frame: pd.DataFrame, groups: list[tuple[str, ...]]) -> list[tuple[tuple[str, ...], np.ndarray, list]]:
