@@ -65,7 +65,7 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
     wrote that a judge reads: ``scores`` (deal_id, age_days,
     win_probability_90d), ``forecast`` (expected, p10, p90 of the 90-day
     wins, or None), ``verdict`` and ``candidate`` (the model's kind),
-    ``anomalies`` (metric, segment) and
+    ``anomalies`` (anomaly_type, metric, segment) and
     ``alerts`` (priority); only ``exit`` and ``message`` when the input was
     refused."""
     import duckdb
@@ -89,7 +89,7 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
                 "scores": con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df(),
                 "forecast": forecast[0] if forecast else None, "verdict": model[0][0] if model else None,
                 "candidate": model[0][1] if model else None,
-                "anomalies": con.sql("SELECT metric, segment FROM anomalies").df(),
+                "anomalies": con.sql("SELECT anomaly_type, metric, segment FROM anomalies").df(),
                 "alerts": con.sql("SELECT priority FROM alerts").df()}
     finally:
         con.close()

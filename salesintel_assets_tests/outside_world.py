@@ -187,9 +187,10 @@ def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, p
     if "auc_model" in row:
         row |= {"vs_best": round(row["auc_model"] / row["auc_best"], 3),
                 "over_age": round(row["auc_model"] - row["auc_age"], 3)}
+    # nothing changes in this world: every segment finding (stalled deals aside) is a false alarm
     found = ran["anomalies"]
-    segment = found[found["metric"].eq("win_rate") & ~found["segment"].astype(str).str.startswith("deal_id")]
-    return row | {"win_rate_findings": ";".join(segment["segment"].astype(str)) or "-"}
+    segment = found[~found["segment"].astype(str).str.startswith("deal_id")]
+    return row | {"segment_findings": ";".join(segment["anomaly_type"] + " " + segment["segment"].astype(str)) or "-"}
 
 
 def main(argv=None) -> None:
