@@ -27,9 +27,19 @@ def _runs(instance, **filters):
 def _succeeded(instance, **filters):
     runs = _runs(instance, **filters)
     failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
-    if failed:
-        raise AssertionError(f"run {failed[0].run_id} of {failed[0].job_name} failed")
+    if failed:   # with what the run's log says went wrong: a failure under load is otherwise hard to trace
+        raise AssertionError(f"run {failed[0].run_id} of {failed[0].job_name} failed: {_why(instance, failed[0])}")
     return [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+
+
+def _why(instance, run) -> str:
+    """The failure events of a run, with their errors."""
+    said = []
+    for kind in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
+        for entry in instance.all_logs(run.run_id, of_type=kind):
+            error = getattr(entry.dagster_event.event_specific_data, "error", None) if entry.dagster_event else None
+            said.append(f"{entry.message} {error.to_string() if error else ''}".strip())
+    return " | ".join(said) or "no failure event logged"
 
 
 @pytest.fixture

@@ -98,6 +98,21 @@ def test_open_deal_is_recognised_not_quarantined():
     assert set(result.clean["outcome"]) == {"Open"} and result.clean["sales_cycle_days"].isna().all()
 
 
+def test_an_open_deals_expected_close_date_is_cleared_counted_and_no_broken_row():
+    """Salesforce and many reports give every open opportunity a close date
+    (when it is expected to close, past or ahead): the deal stays open."""
+    expecting = [deal(f"E{i}", closed_date=day, sales_cycle_days="", outcome="Open", deal_stage=stage)
+                 for i, (day, stage) in enumerate([("2026-09-30", "Demo"), ("2024-01-15", "Proposal")] * 15)]
+    result = validate_deals(batch(*expecting, *good(70)), RULES, as_of=pd.Timestamp("2026-06-30"))
+    assert result.quarantined.empty and result.bad_rows == 0 and not result.breaker_tripped(RULES)
+    kept = result.clean.set_index("deal_id").loc[[f"E{i}" for i in range(30)]]
+    assert (kept["outcome"] == "Open").all() and kept["closed_date"].isna().all()
+    assert result.rule_counts["expected_close_date"] == 30
+    # an empty outcome with a close date may be a close whose outcome was left out: still quarantined
+    unsaid = validate_deals(batch(deal("U", outcome="", deal_stage="Demo"), *good(2)), RULES)
+    assert unsaid.quarantined["reason"].tolist() == ["closed deal without outcome"]
+
+
 def test_duplicates_keep_the_most_recent_version():
     old = deal("DUP", deal_amount="500", last_modified="2024-01-05T10:00:00")
     new = deal("DUP", deal_amount="900", last_modified="2024-02-01T10:00:00")

@@ -185,10 +185,12 @@ def test_the_raw_screen_counts_blank_fields_of_open_deals_in_duckdb():
     con = duckdb.connect()
     con.execute("CREATE TABLE raw_deals AS SELECT * FROM (VALUES ('1', '', '', 'Demo', ''),"
                 " ('2', '', '', 'Demo', 'Web'), ('3', 'Open', '', 'Demo', 'Unknown'),"
-                " ('4', '', '2024-01-01', 'Won', 'Web'), ('5', '', '', 'LOST', ''), ('6', '', '', 'closed_lost', ''))"
+                " ('4', '', '2024-01-01', 'Won', 'Web'), ('5', '', '', 'LOST', ''), ('6', '', '', 'closed_lost', ''),"
+                " ('7', 'open', '2026-09-30', 'Demo', ''))"
                 " t(deal_id, outcome, closed_date, deal_stage, lead_source)")
     counts = ingestion.open_raw_empty_counts(con, ["lead_source", "not_a_column"], ["Won", "Closed Lost", "Lost"])
-    assert counts == {"lead_source": (3, 2)}    # deals 5 and 6 are closed by their stage names, deal 4 by its date
+    # deals 5 and 6 are closed by their stage names, deal 4 by its date; deal 7's date is an expected close
+    assert counts == {"lead_source": (4, 3)}
     closed = ingestion.closed_raw_deals(con, ["lead_source"], ["Won", "Closed Lost", "Lost"])
     assert sorted(closed["deal_stage"]) == ["LOST", "Won", "closed_lost"]   # closed by stage name, however spelt
 

@@ -183,8 +183,8 @@ def pull_committed(con: duckdb.DuckDBPyConnection, pull_id: str | None) -> bool:
 
 
 def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages=()) -> dict[str, tuple[int, int]]:
-    """Per column of the stored raw deals that are open (no outcome or Open,
-    no close date, not in a won or lost stage): (open deals, of them blank
+    """Per column of the stored raw deals that are open (Open, or no outcome
+    and no close date; not in a won or lost stage): (open deals, of them blank
     or "Unknown"), counted in DuckDB: what the leakage screen needs to find
     a column filled in only at close."""
     present = table_columns(con, "raw_deals")
@@ -194,9 +194,10 @@ def open_raw_empty_counts(con: duckdb.DuckDBPyConnection, columns, closed_stages
     empty = ", ".join(f"""count(*) FILTER (WHERE lower(coalesce("{c}", '')) IN ('', 'unknown'))""" for c in columns)
     stage = (f"AND NOT list_contains($stages, {STAGE_KEY_SQL.format(column='deal_stage')})"
              if "deal_stage" in present else "")
+    outcome = STAGE_KEY_SQL.format(column="outcome")   # an Open deal's close date is its expected one
     row = con.execute(f"""SELECT count(*), {empty} FROM main.raw_deals
-                          WHERE {STAGE_KEY_SQL.format(column='outcome')} IN ('', 'open')
-                                AND coalesce(closed_date, '') = '' {stage}""",
+                          WHERE ({outcome} = 'open' OR ({outcome} = '' AND coalesce(closed_date, '') = ''))
+                                {stage}""",
                       {"stages": sorted(map(stage_key, closed_stages))} if stage else {}).fetchone()
     return {c: (int(row[0]), int(n)) for c, n in zip(columns, row[1:])}
 

@@ -12,6 +12,7 @@ Each rule has one action, as the design's quality table says:
 | outcome_values: closed deals only Won / Lost, any case (stage and outcome agree) | quarantine |
 | negative_amount: deal_amount below zero | quarantine |
 | future_date: created after the analysis date | quarantine |
+| expected_close_date: outcome Open with a closed_date, the stage no end (an expected close) | clear the date, record |
 | date_logic: closed_date >= created_date | flag for manual review |
 | unknown_stage: deal_stage not in the rules file's stages or mapping | keep the name without a stage position, record |
 | closed_stage_open_deal: an unknown stage name that says won, lost or closed on a deal without a close | flag for manual review |
@@ -57,6 +58,7 @@ RULE_ACTIONS = {
     "outcome_values": QUARANTINE,
     "negative_amount": QUARANTINE,
     "future_date": QUARANTINE,
+    "expected_close_date": FIX,
     "date_logic": FLAG,
     "unknown_stage": FIX,
     "closed_stage_open_deal": FLAG,
@@ -149,6 +151,7 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     typed["outcome"] = _canonical_outcomes(typed["outcome"], rules)
     schema_errors = _mostly_unparseable(latest, bad_cells, rules)
     mapped = _apply_stage_names(typed, rules)
+    expected_close = _clear_expected_close_dates(typed, rules)
     reasons, hits = _quarantine_reasons(latest, typed, value_reasons, rules, as_of)
     bad = reasons["rule"].notna()
     for rule, n in hits.items():
@@ -167,6 +170,7 @@ def validate_deals(raw: pd.DataFrame, rules: Rules, *, formats: values.Formats |
     counts["sales_cycle"] = int(clean["cycle_corrected"].sum())
     counts["missing_dimension"] = int(clean["dimension_filled"].sum())
     counts["missing_amount"] = int(clean["deal_amount"].isna().sum())
+    counts["expected_close_date"] = int(expected_close[keep].sum())
     clean = clean.drop(columns=["date_logic", "unknown_stage", "closed_stage_open_deal", LINE, DEFECT],
                        errors="ignore")
     return QualityResult(renumbered(clean), pd.concat(rejected, ignore_index=True), counts, schema_errors,
@@ -251,6 +255,24 @@ def _apply_stage_names(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
     typed["crm_stage"] = typed["deal_stage"]
     typed["deal_stage"] = new_stage
     return mapped
+
+
+def _clear_expected_close_dates(typed: pd.DataFrame, rules: Rules) -> np.ndarray:
+    """An outcome that says Open (not an empty one) with a close date, in a
+    stage that does not say the deal ended: the CRM's expected close date,
+    which Salesforce and many reports fill in for every open opportunity,
+    past or ahead. The deal is open; the date is cleared in place (the raw
+    row keeps it). Quarantined, a whole open pipeline would trip the circuit
+    breaker. A closing stage (the last one, or a name reading as an end)
+    with Open contradicts itself and stays an outcome error. True where
+    cleared."""
+    said_open = (typed["outcome"] != "") & typed["outcome"].isin(rules.quality.open_outcomes)
+    stage = typed["deal_stage"].astype(str)
+    ended = (stage_keys(stage) == stage_key(rules.stages.order[-1])) | stage.str.lower().str.contains(_END_WORDS)
+    cleared = (said_open & ~ended & typed["closed_date"].notna()).to_numpy(bool)
+    if cleared.any():
+        typed.loc[cleared, "closed_date"] = pd.NaT
+    return cleared
 
 
 def _is_open(typed: pd.DataFrame, rules: Rules) -> pd.Series:
