@@ -109,8 +109,7 @@ class DealDays:
         in one sweep) are left out of every comparison of closed deals, with
         a note: a sweep is housekeeping, not a fall of the win rate and a
         slower cycle of everything it touched."""
-        rows = np.flatnonzero(self.usable_closed)
-        swept = clean_ups.clean_up_days(self.closed[rows], self.won[rows])
+        swept = clean_ups.clean_up_days(self.closed[self.usable_closed], self.won[self.usable_closed])
         if not swept:
             return self, []
         left_out = self.usable_closed & np.isin(self.closed, [day_number(c.day) for c in swept])

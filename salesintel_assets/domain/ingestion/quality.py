@@ -266,13 +266,20 @@ def _clear_expected_close_dates(typed: pd.DataFrame, rules: Rules) -> np.ndarray
     breaker. A closing stage (the last one, or a name reading as an end)
     with Open contradicts itself and stays an outcome error. True where
     cleared."""
-    said_open = (typed["outcome"] != "") & typed["outcome"].isin(rules.quality.open_outcomes)
-    stage = typed["deal_stage"].astype(str)
-    ended = (stage_keys(stage) == stage_key(rules.stages.order[-1])) | stage.str.lower().str.contains(_END_WORDS)
-    cleared = (said_open & ~ended & typed["closed_date"].notna()).to_numpy(bool)
-    if cleared.any():
+    cleared = (typed["closed_date"].notna() & (typed["outcome"] != "")
+               & typed["outcome"].isin(rules.quality.open_outcomes)).to_numpy(bool)
+    if cleared.any():   # the stage names only of the rows that need them: a million strings is not free
+        stage = typed.loc[cleared, "deal_stage"]
+        ended = (stage_keys(stage) == stage_key(rules.stages.order[-1])).to_numpy(bool) | _reads_as_end(stage)
+        cleared[cleared] = ~ended
         typed.loc[cleared, "closed_date"] = pd.NaT
     return cleared
+
+
+def _reads_as_end(stages: pd.Series) -> np.ndarray:
+    """Per row: its stage name has a word that says the deal ended (``_END_WORDS``), each name read once."""
+    codes, names = pd.factorize(stages, use_na_sentinel=False)   # few names, many deals
+    return np.asarray(pd.Index(names).astype(str).str.lower().str.contains(_END_WORDS), bool)[codes]
 
 
 def _is_open(typed: pd.DataFrame, rules: Rules) -> pd.Series:
@@ -354,8 +361,7 @@ def _fix_and_flag(deals: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     deals["unknown_stage"] = unknown_stage.to_numpy(bool)
     ends = (unknown_stage & is_open).to_numpy(bool)
     if ends.any():
-        codes, names = pd.factorize(deals.loc[ends, "deal_stage"])   # few names, many deals
-        ends[ends] = np.asarray(pd.Index(names).astype(str).str.lower().str.contains(_END_WORDS), bool)[codes]
+        ends[ends] = _reads_as_end(deals.loc[ends, "deal_stage"])
     deals["closed_stage_open_deal"] = ends
     if ends.any():   # the words only for the rows that need them: a million strings is not free
         stage_reason = ("deal_stage " + deals.loc[ends, "deal_stage"].astype(str)
