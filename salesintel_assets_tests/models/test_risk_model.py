@@ -622,6 +622,24 @@ def test_every_candidate_fits_a_crm_with_more_reps_than_the_boosting_model_can_b
         assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
 
 
+def test_a_rep_needs_twenty_deals_not_twenty_replayed_rows_for_a_level_of_its_own(tables):
+    # 5 reps with 200 deals each, 100 reps with 3 each; every deal replayed on 15 snapshot dates
+    rng = np.random.default_rng(8)
+    reps = [f"big {i}" for i in range(5) for _ in range(200)] + [f"rare {i}" for i in range(100) for _ in range(3)]
+    deals = pd.DataFrame({"deal_id": [f"D{i}" for i in range(len(reps))], "sales_rep": reps,
+                          "won": (rng.random(len(reps)) < 0.3).astype(int)})
+    deals.loc[deals["sales_rep"] == "rare 0", "won"] = 1         # three lucky wins: 45 rows, all won
+    rows = deals.loc[deals.index.repeat(15)].assign(deal_age_days=np.tile(np.arange(15.0) * 7, len(deals)))
+    assert rm.level_rows(rows) == 20 * 15
+    spec = rf.FeatureSpec(mode="test", categorical=("sales_rep",), numeric=("deal_age_days",))
+    asked = pd.DataFrame({"sales_rep": ["rare 0", "rare 1", "big 0"], "deal_age_days": [10.0] * 3})
+    for name in ("logistic", "gradient_boosting"):
+        p = rm.fitted_candidate(name, rows, spec, tables["rules"].risk).predict_proba(asked)[:, 1]
+        # the lucky rep shares the pooled level of the other rare reps: three deals tell nothing yet
+        assert p[0] == pytest.approx(p[1]), name
+        assert p[2] != pytest.approx(p[1]), name                  # a rep with 200 deals keeps its own
+
+
 def test_the_fit_sample_keeps_each_months_win_share_and_its_documented_size():
     rng = np.random.default_rng(4)
     days = pd.Timestamp("2025-01-06") + pd.to_timedelta(7 * rng.integers(0, 52, 20_000), unit="D")
