@@ -21,10 +21,10 @@ def cfg():
     return load_rules().risk.forecast.segment_changes
 
 
-def _closes(n=12000, seed=0, drop=None, recent_rate_all=None):
+def _closes(n=12000, seed=0, drop=None, recent_rate_all=None, held=None):
     """Deals closed over the last 410 days; ``drop``: (industry, region,
     rate) for closes in the last 45 days; ``recent_rate_all``: every
-    segment's recent rate moved alike."""
+    segment's recent rate moved alike, but industry ``held``'s."""
     rng = np.random.default_rng(seed)
     closed = AS_OF - pd.to_timedelta(rng.integers(0, 410, n), unit="D")
     frame = pd.DataFrame({
@@ -35,7 +35,8 @@ def _closes(n=12000, seed=0, drop=None, recent_rate_all=None):
     rate = frame["industry"].map(RATES).to_numpy(float)
     recent = (frame["closed_date"] > AS_OF - pd.Timedelta(days=45)).to_numpy()
     if recent_rate_all is not None:
-        rate = np.where(recent, np.clip(rate + recent_rate_all, 0.02, 0.98), rate)
+        swung = recent & (frame["industry"] != held).to_numpy()
+        rate = np.where(swung, np.clip(rate + recent_rate_all, 0.02, 0.98), rate)
     if drop is not None:
         industry, region, new_rate = drop
         rate = np.where(recent & (frame["industry"] == industry).to_numpy() & (frame["region"] == region).to_numpy(),
@@ -187,9 +188,20 @@ def test_a_pair_of_unlisted_dimensions_is_refused():
         RiskRules.SegmentChanges(dimensions=["industry", "region"], pairs=[("industry", "lead_source")])
 
 
+def test_a_segment_that_held_while_the_rest_fell_is_not_moved_up(cfg):
+    # every industry's latest closes fall 25 points but Retail's: against the rest Retail rose
+    changes = sc.find(_closes(seed=6, recent_rate_all=-0.25, held="Retail"), AS_OF, cfg)
+    retail = next(c for c in changes if c.values == ("Retail",))
+    assert retail.change > 0.8 and sc._shrunk(retail.change, retail.se) > 0.7   # the contrast alone: odds x2+
+    # its own rate did not move: its open deals keep the model's odds (at most its own shrunk move)
+    assert abs(retail.own_change) < 0.25 and 0 <= retail.shift <= max(retail.own_change, 0.0)
+    assert f"and its own, x{np.exp(retail.own_change):.2f}" in sc.note(changes)
+
+
 def test_the_changes_noise_widens_the_interval_by_the_segments_share():
     deals = _open()
-    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.8, 0.3, 0.001, 40, 6, 200, 90, 800, 360, 4000, 1800)
+    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.9, -0.8, 0.3, 0.001, 40, 6, 200, 90, 800, 360, 4000,
+                              1800)
     level = forecast.LevelReading(lean=-0.1, sigma=0.2, dates=8)
     p = np.full(len(deals), 0.3)
     count, revenue, shift = forecast.segment_corrected(level, level, deals, p, [change])
@@ -224,8 +236,9 @@ def test_a_clean_up_day_is_left_out_and_said(cfg):
     assert sc.note([], cleaned).endswith(
         f"the closes of clean-up days (stale deals closed lost at once) were left out: {cleaned[0].sentence()}")
     # read as closes, the clean-up took everyone but Retail down, and Retail looked as if it started winning
+    # against the rest (its own rate did not move: ``test_a_segment_that_held_while_the_rest_fell_...``)
     kept_in = sc.find(closes, AS_OF, cfg, cleaned=[])
-    assert [c.values for c in kept_in][:1] == [("Retail",)] and kept_in[0].shift > 0
+    assert [c.values for c in kept_in][:1] == [("Retail",)] and kept_in[0].change > 0
 
 
 def test_a_day_of_wins_pushed_to_the_quarters_end_is_no_clean_up(cfg):
