@@ -65,9 +65,9 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
     wrote that a judge reads: ``scores`` (deal_id, age_days,
     win_probability_90d), ``forecast`` (expected, p10, p90 of the 90-day
     wins, or None), ``verdict`` and ``candidate`` (the model's kind),
-    ``anomalies`` (anomaly_type, metric, segment) and
-    ``alerts`` (priority); only ``exit`` and ``message`` when the input was
-    refused."""
+    ``anomalies`` (anomaly_type, metric, segment),
+    ``alerts`` (priority) and ``forecast_changes`` (``forecast_changes``);
+    only ``exit`` and ``message`` when the input was refused."""
     import duckdb
 
     run = subprocess.run([sys.executable, "-m", "salesintel_assets.cli", "run", "--csv", str(csv),
@@ -90,9 +90,23 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
                 "forecast": forecast[0] if forecast else None, "verdict": model[0][0] if model else None,
                 "candidate": model[0][1] if model else None,
                 "anomalies": con.sql("SELECT anomaly_type, metric, segment FROM anomalies").df(),
-                "alerts": con.sql("SELECT priority FROM alerts").df()}
+                "alerts": con.sql("SELECT priority FROM alerts").df(),
+                "forecast_changes": forecast_changes(con, as_of)}
     finally:
         con.close()
+
+
+def forecast_changes(con, as_of: pd.Timestamp) -> str:
+    """The segments whose latest closes moved the forecast, found in the
+    warehouse as ``pipeline_forecast`` finds them: "segment shift" (log
+    odds) each, or "-"."""
+    from salesintel_assets.domain.common.rules import load_rules
+    from salesintel_assets.domain.models import forecast, reporting, segment_changes
+
+    rules = load_rules().risk
+    closes = con.execute(reporting.SEGMENT_CLOSES_SQL, [forecast.segment_window(as_of, rules)[0], as_of]).df()
+    changes = segment_changes.find(closes, as_of, rules.forecast.segment_changes)
+    return ";".join(f"{c.label} {c.shift:+.2f}" for c in changes) or "-"
 
 
 def judged(ran: dict, truth: pd.Series) -> dict:
@@ -112,7 +126,7 @@ def judged(ran: dict, truth: pd.Series) -> dict:
         y = truth.reindex(scores["deal_id"]).fillna(False).to_numpy(dtype=int)
         row |= {"auc_model": round(roc_auc_score(y, scores["win_probability_90d"]), 3),
                 "auc_age": round(roc_auc_score(y, -scores["age_days"]), 3)}
-    return row
+    return row | {"forecast_changes": ran.get("forecast_changes", "-")}
 
 
 def replay(export: pd.DataFrame, stages, as_of: pd.Timestamp, home: Path) -> dict:

@@ -23,9 +23,13 @@ days, by simulating the same laws from its creation facts (its latent
 chance is known here, as no CRM records it). Stage is left out of it: an
 export holds no stage history, so no model can learn what a stage says.
 
+``--reps`` sets how many reps sell (40; with 300, each has about 25 deals).
+``forecast_changes`` lists the segments whose latest closes moved the
+forecast: in this world every one is false.
+
 Run: ``python -m salesintel_assets_tests.outside_world [--seeds 1 2]
 [--dates 2026-01-31 2026-06-30] [--never-share 0.3] [--no-cleanup]
-[--pull-in 0.5]`` (about a minute and a half per date).
+[--pull-in 0.5] [--reps 40]`` (about a minute and a half per date).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ def _closes(rng, created: pd.Series, kind: np.ndarray, days: np.ndarray, pull_in
 
 
 def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bool = True,
-             pull_in: float = 0.5) -> pd.DataFrame:
+             pull_in: float = 0.5, reps: int = REPS) -> pd.DataFrame:
     """Every deal with how it truly ends (``close`` NaT for one that never does)."""
     rng = np.random.default_rng(seed)
     span = MONTHS * 30.4
@@ -95,8 +99,8 @@ def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bo
     created = pd.Series(START + pd.to_timedelta(np.floor(when), unit="D"))
     created = created[created.dt.dayofweek < 5].reset_index(drop=True)
     n = len(created)
-    skill, rep_region = rng.normal(0, REP_SKILL_SD, REPS), rng.choice(list(REGIONS), REPS)
-    rep = rng.integers(0, REPS, n)
+    skill, rep_region = rng.normal(0, REP_SKILL_SD, reps), rng.choice(list(REGIONS), reps)
+    rep = rng.integers(0, reps, n)
     industry = rng.choice(list(INDUSTRIES), n, p=INDUSTRY_MIX)
     product = rng.choice(list(PRODUCTS), n, p=PRODUCT_MIX)
     source = rng.choice(list(SOURCES), n, p=SOURCE_MIX)
@@ -166,10 +170,11 @@ def best_probability(open_deals: pd.DataFrame, as_of: pd.Timestamp, seed: int, n
     return out
 
 
-def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float) -> dict:
+def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
+            reps: int = REPS) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in)
+    world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, reps=reps)
     export, open_deals = export_on(world, as_of)
     truth = won_within(open_deals, as_of)
     with tempfile.TemporaryDirectory() as home:
@@ -201,8 +206,9 @@ def main(argv=None) -> None:
     parser.add_argument("--never-share", type=float, default=0.3)
     parser.add_argument("--no-cleanup", action="store_true")
     parser.add_argument("--pull-in", type=float, default=0.5)
+    parser.add_argument("--reps", type=int, default=REPS)
     args = parser.parse_args(argv)
-    rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in)
+    rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in, args.reps)
             for seed in args.seeds for day in args.dates]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):
         print(pd.DataFrame(rows).to_string(index=False))

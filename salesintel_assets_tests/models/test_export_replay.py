@@ -42,3 +42,19 @@ def test_a_run_is_judged_on_the_open_deals_it_scored():
     assert row["won_90d"] == 2 and row["error"] == 0.5 and not row["in_interval"]   # 3 forecast, 2 won, below p10
     assert row["auc_model"] == 1.0 and row["auc_age"] == 0.5   # the model ranks both wins first; age does not
     assert row["verdict"] == "usable" and row["candidate"] == "blend"
+
+
+def test_the_forecasts_segment_changes_are_read_from_the_warehouse_as_the_forecast_finds_them():
+    import duckdb
+
+    from salesintel_assets_tests.export_replay import forecast_changes
+    from salesintel_assets_tests.models.test_segment_changes import AS_OF as DAY, _closes
+
+    con = duckdb.connect()
+    for drop, said in ((("FinTech", "Europe", 0.15), "industry=FinTech, region=Europe -"), (None, "-")):
+        fact = _closes(drop=drop).assign(is_open=False, needs_review=False)
+        con.execute("CREATE OR REPLACE TABLE fact_deals AS SELECT * FROM fact")
+        found = forecast_changes(con, DAY)
+        assert found.startswith(said) and found.count(";") == 0
+        if drop:
+            assert float(found.rsplit(" ", 1)[1]) < -0.5    # its open deals' odds moved down
