@@ -353,8 +353,7 @@ def fitted_candidate(name: str, fit_rows: pd.DataFrame, spec: FeatureSpec, rules
 def level_rows(rows: pd.DataFrame) -> int:
     """The rows a category needs among ``rows`` to have about
     ``MIN_LEVEL_DEALS`` deals of its own (rows per deal times that)."""
-    deals = rows["deal_id"].nunique() if "deal_id" in rows else len(rows)
-    return int(np.ceil(MIN_LEVEL_DEALS * len(rows) / max(deals, 1)))
+    return int(np.ceil(MIN_LEVEL_DEALS * len(rows) / max(rows["deal_id"].nunique(), 1)))
 
 
 def mixture_for(spec: FeatureSpec, rules: RiskRules, horizon_days: int | None = None) -> Mixture:

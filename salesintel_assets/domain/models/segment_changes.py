@@ -186,9 +186,10 @@ def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarr
             counts[:, :, part, kind] = inside
             counts[:, :, part + 2, kind] = np.bincount(bands[mask], minlength=n_bands)[None, :] - inside
     lo, variance = _log_odds(counts[..., 0].astype(float), counts[..., 1].astype(float))
-    own = lo[..., 0] - lo[..., 1]
-    pooled, se = _pooled(own - (lo[..., 2] - lo[..., 3]), variance.sum(axis=2), (counts[..., 1] > 0).all(axis=2))
-    own, own_se = _pooled(own, variance[..., :2].sum(axis=2), (counts[..., :2, 1] > 0).all(axis=2))
+    own_by_band = lo[..., 0] - lo[..., 1]
+    pooled, se = _pooled(own_by_band - (lo[..., 2] - lo[..., 3]), variance.sum(axis=2),
+                         (counts[..., 1] > 0).all(axis=2))
+    own, own_se = _pooled(own_by_band, variance[..., :2].sum(axis=2), (counts[..., :2, 1] > 0).all(axis=2))
     return pooled, se, counts.sum(axis=1), own, own_se
 
 
@@ -199,7 +200,7 @@ def _shrunk(change: float, se: float) -> float:
 def _applied_shift(change: float, se: float, own: float, own_se: float) -> float:
     """The shift a kept change applies: the contrast against the rest, no
     further than the segment's own move (each shrunk; 0 when they disagree)."""
-    against, alone = _shrunk(change, se), _shrunk(own, own_se) if np.isfinite(own_se) else 0.0
+    against, alone = _shrunk(change, se), _shrunk(own, own_se)   # an unmeasured own change (se inf) shrinks to 0
     return float(np.sign(against) * min(abs(against), abs(alone))) if against * alone > 0 else 0.0
 
 
