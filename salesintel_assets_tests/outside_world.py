@@ -24,12 +24,16 @@ chance is known here, as no CRM records it). Stage is left out of it: an
 export holds no stage history, so no model can learn what a stage says.
 
 ``--reps`` sets how many reps sell (40; with 300, each has about 25 deals).
+``--base`` sets the win chance's base log odds (-0.3: about 40 % of the
+deals that close are won; -2 makes it about 15 %), ``--drift`` adds log
+odds per year since the start (a business slowly winning less, below 0),
+``--months`` the history's length (34).
 ``forecast_changes`` lists the segments whose latest closes moved the
 forecast: in this world every one is false.
 
 Run: ``python -m salesintel_assets_tests.outside_world [--seeds 1 2]
 [--dates 2026-01-31 2026-06-30] [--never-share 0.3] [--no-cleanup]
-[--pull-in 0.5] [--reps 40]`` (about a minute and a half per date).
+[--pull-in 0.5] [--reps 40] [--base -0.3] [--drift 0] [--months 34]`` (about a minute and a half per date).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ PRODUCT_MIX = (0.45, 0.35, 0.2)
 SOURCES = {"Web": -0.1, "Event": 0.1, "Partner": 0.35, "Cold": -0.45, "Referral": 0.5}
 SOURCE_MIX = (0.35, 0.15, 0.15, 0.25, 0.1)
 REPS, REP_SKILL_SD = 40, 0.45
+BASE_LOG_ODDS = -0.3
 EARLY_LOSS_SHARE, EARLY_LOSS_DAYS = 0.45, 14.0
 CLEANUP_AGE_DAYS = 180
 PULL_IN_DAYS, PULLED_FROM_DAYS = 5, 20
@@ -91,10 +96,11 @@ def _closes(rng, created: pd.Series, kind: np.ndarray, days: np.ndarray, pull_in
 
 
 def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bool = True,
-             pull_in: float = 0.5, reps: int = REPS) -> pd.DataFrame:
+             pull_in: float = 0.5, reps: int = REPS, base: float = BASE_LOG_ODDS, drift: float = 0.0,
+             months: int = MONTHS) -> pd.DataFrame:
     """Every deal with how it truly ends (``close`` NaT for one that never does)."""
     rng = np.random.default_rng(seed)
-    span = MONTHS * 30.4
+    span = months * 30.4
     when = span * (np.sqrt(1 + 3 * rng.random(deals)) - 1)   # density rising linearly to twice the start's
     created = pd.Series(START + pd.to_timedelta(np.floor(when), unit="D"))
     created = created[created.dt.dayofweek < 5].reset_index(drop=True)
@@ -105,7 +111,9 @@ def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bo
     product = rng.choice(list(PRODUCTS), n, p=PRODUCT_MIX)
     source = rng.choice(list(SOURCES), n, p=SOURCE_MIX)
     amount = np.round(np.exp(rng.normal(np.log([PRODUCTS[p][2] for p in product]), 0.7)), -1)
-    logit = (-0.3 + np.array([INDUSTRIES[i] for i in industry]) + np.array([REGIONS[r] for r in rep_region[rep]])
+    years = (created - START).dt.days.to_numpy() / 365.25
+    logit = (base + drift * years + np.array([INDUSTRIES[i] for i in industry])
+             + np.array([REGIONS[r] for r in rep_region[rep]])
              + np.array([PRODUCTS[p][0] for p in product]) + np.array([SOURCES[s] for s in source]) + skill[rep]
              - 0.25 * (np.log(amount) - np.log(30e3)))
     won_days = np.array([PRODUCTS[p][1] for p in product])
@@ -171,10 +179,11 @@ def best_probability(open_deals: pd.DataFrame, as_of: pd.Timestamp, seed: int, n
 
 
 def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
-            reps: int = REPS) -> dict:
+            reps: int = REPS, **shape) -> dict:
+    """``shape``: ``generate``'s base log odds, drift and months."""
     from sklearn.metrics import roc_auc_score
 
-    world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, reps=reps)
+    world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, reps=reps, **shape)
     export, open_deals = export_on(world, as_of)
     truth = won_within(open_deals, as_of)
     with tempfile.TemporaryDirectory() as home:
@@ -207,8 +216,12 @@ def main(argv=None) -> None:
     parser.add_argument("--no-cleanup", action="store_true")
     parser.add_argument("--pull-in", type=float, default=0.5)
     parser.add_argument("--reps", type=int, default=REPS)
+    parser.add_argument("--base", type=float, default=BASE_LOG_ODDS)
+    parser.add_argument("--drift", type=float, default=0.0)
+    parser.add_argument("--months", type=int, default=MONTHS)
     args = parser.parse_args(argv)
-    rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in, args.reps)
+    shape = {"base": args.base, "drift": args.drift, "months": args.months}
+    rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in, args.reps, **shape)
             for seed in args.seeds for day in args.dates]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):
         print(pd.DataFrame(rows).to_string(index=False))

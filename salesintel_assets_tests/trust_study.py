@@ -193,8 +193,8 @@ def measure(spec: WorldSpec, n_deals: int, seed: int, end_date: date = sample_cr
                                  training.chosen.name, as_of)
     ok = backtest[backtest["status"] == "ok"]
     judged = ok[ok["judged_by_dates"] >= 2]   # judged forward in time, as today's forecast is
-    level_se = forecast.validation_level_se(rm.predict(training.model, training.split.validate[prepared.spec.columns]),
-                                            training.split.validate)
+    judged_p = rm.predict(rm.judged(training.model), training.split.validate[prepared.spec.columns])
+    level_se = forecast.validation_level_se(judged_p, training.split.validate)
     level, revenue_level = forecast.readings_from(ok.to_dict("records"), level_se, rules.risk.forecast.interval,
                                                   forecast.steps_per_window(rules.risk.forecast))
     late = forecast.late_change(backtest)   # widens the interval as pipeline_forecast does

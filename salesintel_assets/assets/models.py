@@ -220,7 +220,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
     chosen, split, verdict = training.chosen, training.split, training.verdict
-    validation_p = rm.predict(training.model, split.validate[prepared.spec.columns])
+    validation_p = rm.predict(rm.judged(training.model), split.validate[prepared.spec.columns])
     level_se = forecast.validation_level_se(validation_p, split.validate)
     existing = mlflow.find_version("fingerprint", training.fingerprint)
     if existing is not None:
@@ -318,6 +318,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
         "split": dg.MetadataValue.json(training.split.summary()),
+        "recent_levels": dg.MetadataValue.md(reporting.levels_note(training.model)),
         "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
                                                  .to_markdown(index=False)),
         "reliability": figure_markdown(reporting.reliability_figure(validate["won"], p)),

@@ -3,6 +3,7 @@ probabilities, reasons in plain words, the MLflow registry with champion /
 challenger and loading by alias, and the live drift check."""
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -311,6 +312,78 @@ def test_probabilities_are_calibrated_on_a_world_with_known_probabilities(tables
     assert training.chosen.metrics["log_loss"] < training.baseline_metrics["log_loss"]
 
 
+def test_a_business_winning_less_each_month_is_scored_at_its_latest_level(tables):
+    """Calibration sits months behind the analysis date (the validation
+    period comes after it): on a business whose odds fall by a third a year
+    the calibrated model reads the older, higher level, the deployed one
+    the latest finished windows'."""
+    fact, truth = known_probability_fact(6000, drift=-1.2)
+    rules = tables["rules"].risk
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, fact["closed_date"].max(), rules, ["Proposal", "Closed"])
+    training = rm.train(prepared, rules)
+    validate = training.split.validate
+    rows = validate[prepared.spec.columns]
+    true_p = pd.Series(truth, index=fact["deal_id"]).loc[validate["deal_id"]].to_numpy().mean()
+    judged = rm.predict(rm.judged(training.model), rows).mean()
+    deployed = rm.predict(training.model, rows).mean()
+    assert judged - true_p > 0.04                          # the calibration period's level, months old
+    assert abs(deployed - true_p) < min(0.03, (judged - true_p) / 2)   # the latest windows' (their luck included)
+    assert training.model.levels[training.model.horizons.index(rules.win_horizon_days)] < -0.15
+
+
+class _Constant:
+    """A stand-in calibrated model: every row the same win probability."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, features):
+        p = np.full(len(features), self.p)
+        return np.column_stack([1 - p, p])
+
+
+def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
+    """Calibration and validation snapshots spread evenly over ``days`` days."""
+    n = len(deal_ids)
+    day = np.arange(n) * days // max(n, 1)
+    rows = pd.DataFrame({"deal_id": deal_ids, "won": won, "age_days": 10.0,
+                         "snapshot_date": pd.Timestamp("2025-01-01") + pd.to_timedelta(day, "D")})
+    half = rows["snapshot_date"] < pd.Timestamp("2025-01-01") + pd.Timedelta(days=days // 2)
+    return rm.Split(rows.iloc[:0], rows[half], rows[~half], pd.Timestamp("2025-01-01"),
+                    rows.loc[half, "snapshot_date"].max())
+
+
+def test_the_recent_level_is_read_off_the_validation_period_and_not_applied_within_its_noise():
+    spec, model, n = rf.FeatureSpec("creation_and_age", (), ("age_days",)), _Constant(0.3), 4000
+    latest = np.arange(n) >= n // 2                     # the validation period: the last 91 of 182 days
+    fell = latest & (np.arange(n) % 1000 < 225)          # 22.5 % won in it against 30 %
+    shift = rm.recent_level(model, _level_split(np.arange(n), fell | ~latest), spec, 7)   # all won before it
+    assert shift == pytest.approx(np.log(0.225 / 0.775) - np.log(0.3 / 0.7), abs=0.02)
+    noise = latest & (np.arange(n) % 1000 < 310)         # 31 %: within the noise of 2,000 deals
+    assert rm.recent_level(model, _level_split(np.arange(n), noise), spec, 7) == 0.0
+    replayed = rm.recent_level(model, _level_split(np.arange(n) // 10, fell), spec, 7)   # 10 rows per deal
+    assert shift < replayed < shift / 2
+    assert rm.recent_level(model, _level_split(np.arange(0), np.zeros(0, bool)), spec, 7) == 0.0
+
+
+def test_where_wins_bunch_at_quarter_ends_the_recent_level_needs_a_whole_quarter():
+    """Less than a quarter of snapshot dates holds more or fewer quarter
+    ends than the calibration period: its level would be the push's."""
+    model, n = _Constant(0.3), 4000
+    plain = rf.FeatureSpec("creation_and_age", (), ("age_days",))
+    seasonal = rf.FeatureSpec("creation_and_age", (), ("age_days", rf.QUARTER_FEATURE))
+    fell = (np.arange(n) >= n // 2) & (np.arange(n) % 1000 < 225)
+
+    def read_seasonal(split):
+        return replace(split, validate=split.validate.assign(**{rf.QUARTER_FEATURE: 0.0}))
+    two_months = _level_split(np.arange(n), fell, days=120)   # validation: the last 60 days
+    assert rm.recent_level(model, two_months, plain, 7) < -0.3
+    assert rm.recent_level(model, read_seasonal(two_months), seasonal, 7) == 0.0
+    quarter = _level_split(np.arange(n), fell)                 # validation: the last 91 days
+    assert rm.recent_level(model, read_seasonal(quarter), seasonal, 7) == pytest.approx(
+        rm.recent_level(model, quarter, plain, 7))
+
+
 def test_expected_calibration_error_sees_miscalibration():
     rng = np.random.default_rng(1)
     p = rng.uniform(0.05, 0.8, 40_000)
@@ -547,6 +620,19 @@ def test_the_champion_is_challenged_on_deals_the_new_fit_never_saw(training, pre
     cutoff = unseen["snapshot_date"].sort_values().iloc[len(unseen) // 2]
     later = rm.challenge(training, prepared, rules, training.chosen.model, prepared.spec, cutoff)
     assert later.rows == int((unseen["snapshot_date"] > cutoff).sum()) > 0
+
+
+def test_the_champion_is_challenged_without_the_recent_levels(training, prepared, tables):
+    """Each model took its level from its own validation rows, which the
+    challenge rows overlap: both are compared as their validation judged them."""
+    rules = tables["rules"].risk
+    plain = rm.challenge(training, prepared, rules, training.model.judged(), prepared.spec)
+    levelled = rm.HorizonModel(training.model.horizons, training.model.models, training.model.main,
+                               [2.0] * len(training.model.horizons))
+    moved = rm.challenge(replace(training, model=levelled), prepared, rules, levelled, prepared.spec)
+    assert moved.challenger == plain.challenger and moved.champion == plain.champion
+    rows = training.split.validate[prepared.spec.columns]
+    assert rm.predict(levelled, rows).mean() > rm.predict(levelled.judged(), rows).mean() + 0.1
 
 
 def test_whole_number_features_may_be_blank_when_served_and_logging_stays_quiet(tmp_path):

@@ -169,3 +169,41 @@ def win_incidence(times, won, lost, still_open, horizon: float, z: float = Z95) 
     low, high = wilson_interval([total * n_eff], [n_eff], z)
     out.update(rate=float(total), low=float(low[0]), high=float(high[0]))
     return out
+
+
+# --- Log-odds levels ------------------------------------------------------------
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def level_shift(p: np.ndarray, actual: float, weights=None) -> float:
+    """The shared log-odds shift that makes the expected total (of
+    ``weights``: 1 for deal counts, amounts for revenue) equal ``actual``."""
+    from scipy.optimize import brentq
+
+    p = np.asarray(p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    if not len(p) or w.sum() <= 0:
+        return float("nan")
+    edge = 0.5 * float(w[w > 0].min())  # an all-won or all-lost total has no finite shift
+    target = float(np.clip(actual, edge, w.sum() - edge))
+    logits = logit(p)
+    return float(brentq(lambda d: (w / (1 + np.exp(-(logits + d)))).sum() - target, -20, 20))
+
+
+def level_information(p: np.ndarray, weights=None, rows_per_deal: float = 1.0) -> float:
+    """Inverse variance of an estimated shift from independent deals (delta
+    method): (sum w p(1-p))^2 / sum w^2 p(1-p); sum p(1-p) for counts."""
+    p = np.asarray(p, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
+    v = p * (1 - p)
+    denominator = float((w ** 2 * v).sum())
+    if denominator <= 0:
+        return 0.0
+    return float((w * v).sum() ** 2 / denominator / max(rows_per_deal, 1.0))
+
+
+def shifted(p: np.ndarray, shift) -> np.ndarray:
+    """Probabilities moved by a log-odds shift (one for all, or one per deal)."""
+    return 1 / (1 + np.exp(-(logit(p) + shift)))

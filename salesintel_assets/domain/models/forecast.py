@@ -56,6 +56,7 @@ from salesintel_assets.domain.models.horizons import MonthSpread
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.common import stats
+from salesintel_assets.domain.common.stats import level_information, level_shift, logit as _logit, shifted
 from salesintel_assets.domain.common.rules import RiskRules
 
 FORECAST_COLUMNS = ["grouping", "key", "open_deals", "pipeline_amount", "expected_won_deals",
@@ -75,38 +76,6 @@ def known_amounts(deals: pd.DataFrame) -> np.ndarray:
     """Deal amounts, 0 where unknown (an open deal the CRM has no amount for
     yet): revenue figures count only the deals with an amount."""
     return np.nan_to_num(deals["deal_amount"].to_numpy(dtype=float), nan=0.0)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def level_shift(p: np.ndarray, actual: float, weights=None) -> float:
-    """The shared log-odds shift that makes the expected total (of
-    ``weights``: 1 for deal counts, amounts for revenue) equal ``actual``."""
-    from scipy.optimize import brentq
-
-    p = np.asarray(p, dtype=float)
-    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
-    if not len(p) or w.sum() <= 0:
-        return float("nan")
-    edge = 0.5 * float(w[w > 0].min())  # an all-won or all-lost total has no finite shift
-    target = float(np.clip(actual, edge, w.sum() - edge))
-    logit = _logit(p)
-    return float(brentq(lambda d: (w / (1 + np.exp(-(logit + d)))).sum() - target, -20, 20))
-
-
-def level_information(p: np.ndarray, weights=None, rows_per_deal: float = 1.0) -> float:
-    """Inverse variance of an estimated shift from independent deals (delta
-    method): (sum w p(1-p))^2 / sum w^2 p(1-p); sum p(1-p) for counts."""
-    p = np.asarray(p, dtype=float)
-    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
-    v = p * (1 - p)
-    denominator = float((w ** 2 * v).sum())
-    if denominator <= 0:
-        return 0.0
-    return float((w * v).sum() ** 2 / denominator / max(rows_per_deal, 1.0))
 
 
 def interval_sigma(shifts, informations, level_se: float) -> float:
@@ -170,11 +139,6 @@ def _widen(interval: float, dof: int) -> float:
 
     q = 1 - (1 - interval) / 2
     return float(sps.t.ppf(q, max(dof, 1)) / sps.norm.ppf(q))
-
-
-def shifted(p: np.ndarray, shift) -> np.ndarray:
-    """Probabilities moved by a log-odds shift (one for all, or one per deal)."""
-    return 1 / (1 + np.exp(-(_logit(p) + shift)))
 
 
 def fallback_sigma(labelled: pd.DataFrame, level_se: float) -> float:
@@ -430,6 +394,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
+    model_p = shifted(model_p, rm.recent_level(model, split, spec, rules.snapshot_every_days))
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)

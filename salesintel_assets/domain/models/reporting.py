@@ -128,11 +128,20 @@ def run_params(rules, training, prepared) -> dict:
             "baseline_segment": ",".join(rules.baseline_segment)}
 
 
+def levels_note(model) -> str:
+    """In words: each horizon's recent level, and what it does to a deal's odds."""
+    lines = [f"- {days} days: odds x{np.exp(level):.2f}" + ("" if level else " (none applied: within noise, "
+                                                                             "or too few quarters of snapshots)")
+             for days, level in sorted(zip(model.horizons, model.levels))]
+    return ("Each horizon's probabilities are moved to the level of its validation snapshots (the latest finished "
+            "windows), shrunk for noise:\n" + "\n".join(lines))
+
+
 def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
     baseline on the validation snapshots, the model and deal age on those of
     deals the fit never saw (``unseen_``, what the verdict reads), each
-    horizon and the challenge."""
+    horizon, its recent level and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
     unseen = validation_fold(training.folds)
@@ -144,6 +153,8 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
     for days, values in training.horizon_metrics.items():
         out |= metrics(f"h{days}d_val_", values)
+    if training.model is not None:   # the recent levels the deployed horizons carry (0: none applied)
+        out |= {f"recent_level_{days}d": level for days, level in zip(training.model.horizons, training.model.levels)}
     for candidate in training.candidates:
         out |= metrics(f"{candidate.name}_val_", candidate.metrics)
     if challenge is not None:

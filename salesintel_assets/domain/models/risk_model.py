@@ -32,6 +32,19 @@ lower bound above 0, it beats them on validation log loss, and its AUC is
 not implausibly perfect (``implausible_auc``); otherwise it is "weak" and
 never promoted (the baselines, the pooled gain and the judgement are in
 ``verdict``). Deal age is also a feature, so the model can only add to it.
+
+The recent level
+----------------
+Calibration comes before validation, months behind the analysis date. On a
+business whose odds moved since (a segment losing more, a burst of poor
+leads), the calibrated level is an older one. So each horizon's deployed
+model carries a recent level (``HorizonModel.levels``): the log-odds shift
+that matches its validation snapshots (the latest finished windows) to
+their wins, shrunk for its noise (``recent_level``). Where wins bunch at
+quarter ends it is read off whole quarters of snapshot dates only
+(``recent_rows``), usually none. The verdict, the validation metrics and
+the challenge judge the model without it (``judged``), as it is taken from
+the same rows; the backtest replays it, so the intervals measure it.
 """
 
 from __future__ import annotations
@@ -45,13 +58,15 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models import drift
-from salesintel_assets.domain.models.features import (CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS, QUARTER_FEATURE,
-                                                     STAGE_HISTORY, FeatureSpec, Prepared, day_numbers, features_for,
-                                                     open_deals, quarter_end_days_in_window, spec_feasible, states_at)
+from salesintel_assets.domain.models.features import (CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS, QUARTER_DAYS,
+                                                     QUARTER_FEATURE, STAGE_HISTORY, FeatureSpec, Prepared, day_numbers,
+                                                     features_for, open_deals, quarter_end_days_in_window,
+                                                     spec_feasible, states_at)
 from salesintel_assets.domain.models.mixture import Mixture
 from salesintel_assets.domain.models.verdict import (AGE_BASELINE, SEGMENT_BASELINE, VALIDATE, AgeBaseline,
                                                     SegmentBaseline, ValidationFold, Verdict, fold_gain,
                                                     fold_gain_lower_bound, judge, validation_fold)
+from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import RiskRules
 
 # skops refuses unknown types on load; these are the ones our pipelines hold
@@ -387,20 +402,28 @@ def predict_horizons(model, features: pd.DataFrame) -> dict[int, np.ndarray]:
 
 
 class HorizonModel:
-    """Calibrated classifiers for several horizons (days). ``predict_proba``
+    """Calibrated classifiers for several horizons (days), each moved by its
+    recent level (``levels``, log odds; ``recent_level``). ``predict_proba``
     answers the main horizon, so the model reads like any classifier;
     ``horizon_probabilities`` answers all of them, never less likely to be
     won within a longer window than within a shorter one."""
 
-    def __init__(self, horizons, models, main: int):
+    def __init__(self, horizons, models, main: int, levels=None):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
+        self.levels = [0.0] * len(self.horizons) if levels is None else [float(x) for x in levels]
         self.classes_ = np.array([0, 1])
+
+    def judged(self) -> "HorizonModel":
+        """The same models without the recent levels: as the validation judged them."""
+        return HorizonModel(self.horizons, self.models, self.main)
 
     def horizon_probabilities(self, features: pd.DataFrame) -> dict[int, np.ndarray]:
         order = np.argsort(self.horizons)
-        probs = np.column_stack([self.models[i].predict_proba(features)[:, 1] for i in order])
+        levels = getattr(self, "levels", None) or [0.0] * len(self.horizons)   # a model saved before levels
+        probs = np.column_stack([stats.shifted(self.models[i].predict_proba(features)[:, 1], levels[i])
+                                 for i in order])
         probs = np.maximum.accumulate(probs, axis=1)
         return {self.horizons[i]: probs[:, k] for k, i in enumerate(order)}
 
@@ -609,6 +632,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     baselines = {name: drift.evaluate(validate["won"], p) for name, p in base_p.items()}
     folds = validation_folds(split, chosen, prepared.spec, rules, p_model, base_p)
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
+    levels = [recent_level(chosen.model, split, prepared.spec, rules.snapshot_every_days)]
     for h in HORIZONS:
         if h == rules.win_horizon_days:
             continue
@@ -623,6 +647,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         folds.append(unseen_fold(f"validate {h}d", part, p_h, baseline_predictions(part, rules)))
         horizons.append(h)
         models.append(model)
+        levels.append(recent_level(model, part, prepared.spec, rules.snapshot_every_days))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
     bounds = {name: fold_gain_lower_bound(folds, name, rules.seed) for name in base_p}
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
@@ -633,7 +658,35 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                     {name: unseen.evaluate(name) | {"log_loss": baselines[name]["log_loss"]} for name in base_p},
                     rules, len(unseen.rows), bounds, gains, len(folds))
     return Training(split, candidates, chosen, baselines[SEGMENT_BASELINE], fingerprint(split, prepared.spec, rules),
-                    baselines, verdict, HorizonModel(horizons, models, rules.win_horizon_days), horizon_metrics, folds)
+                    baselines, verdict, HorizonModel(horizons, models, rules.win_horizon_days, levels), horizon_metrics,
+                    folds)
+
+
+def recent_level(model, split: Split, spec: FeatureSpec, every_days: int) -> float:
+    """The log-odds shift that brings a horizon's calibrated ``model`` to
+    the wins of its validation snapshots (``recent_rows``), shrunk for its
+    noise (rows of one deal are not independent): 0 without rows."""
+    rows = recent_rows(split.validate, QUARTER_FEATURE in spec.numeric, every_days)
+    p = predict(model, rows[spec.columns])
+    shift = stats.level_shift(p, float(rows["won"].sum())) if len(p) else float("nan")
+    if not np.isfinite(shift) or not shift:
+        return 0.0
+    information = stats.level_information(p, rows_per_deal=len(rows) / max(rows["deal_id"].nunique(), 1))
+    return shift * max(0.0, 1 - 1 / max(information, 1e-9) / shift ** 2)
+
+
+def recent_rows(validate: pd.DataFrame, quarter_seasonal: bool, every_days: int) -> pd.DataFrame:
+    """The validation snapshots a recent level is read off. Where wins bunch
+    at quarter ends (the model reads the quarter), only the latest whole
+    quarters of snapshot dates, none when they span less than one: a
+    stretch holding more or fewer quarter ends than the calibration period
+    reads the push as a level (+0.52 off two months on one past date of a
+    seasonal world)."""
+    if not quarter_seasonal or not len(validate):
+        return validate
+    dates = validate["snapshot_date"]
+    quarters = ((dates.max() - dates.min()).days + every_days) // QUARTER_DAYS   # each date stands for its grid step
+    return validate[dates > dates.max() - pd.Timedelta(days=int(quarters) * QUARTER_DAYS)]
 
 
 @dataclass
@@ -674,16 +727,23 @@ def challenge(training: Training, prepared: Prepared, rules: RiskRules, champion
     if champion_cutoff is not None:
         rows = rows[rows["snapshot_date"] > champion_cutoff]
     rows = rows[unseen_by_fit(rows, training.split.fit)]
-    model = training.model if training.model is not None else new.model
+    # Both judged without their recent levels: each took its level from its own validation rows, which
+    # these rows overlap, so with them the comparison would be partly in sample.
+    model = judged(training.model if training.model is not None else new.model)
     challenger = drift.evaluate(rows["won"], predict(model, rows[prepared.spec.columns]))
     if len(rows) == 0 or rows["won"].nunique() < 2:
         decision = drift.Decision(False, "champion kept: no validation snapshots after its training data "
                                   "to compare on fairly", challenger[metric], None)
         return Challenge(decision, challenger, None, len(rows))
-    champion = drift.evaluate(rows["won"], predict(champion_model, features_for(rows, prepared.timeline,
-                                                                                 champion_spec)))
+    champion = drift.evaluate(rows["won"], predict(judged(champion_model), features_for(rows, prepared.timeline,
+                                                                                        champion_spec)))
     return Challenge(drift.champion_decision(challenger, champion, metric, rules.min_improvement), challenger,
                      champion, len(rows))
+
+
+def judged(model):
+    """A model as its validation judged it (a ``HorizonModel`` without its recent levels)."""
+    return model.judged() if isinstance(model, HorizonModel) else model
 
 
 def target_name(rules: RiskRules) -> str:
