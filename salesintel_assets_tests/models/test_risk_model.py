@@ -331,17 +331,6 @@ def test_a_business_winning_less_each_month_is_scored_at_its_latest_level(tables
     assert training.model.levels[training.model.horizons.index(rules.win_horizon_days)] < -0.15
 
 
-class _Constant:
-    """A stand-in calibrated model: every row the same win probability."""
-
-    def __init__(self, p: float):
-        self.p = p
-
-    def predict_proba(self, features):
-        p = np.full(len(features), self.p)
-        return np.column_stack([1 - p, p])
-
-
 def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
     """Calibration and validation snapshots spread evenly over ``days`` days."""
     n = len(deal_ids)
@@ -353,23 +342,28 @@ def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
                     rows.loc[half, "snapshot_date"].max())
 
 
+def _level_at_30_percent(split: rm.Split, spec: rf.FeatureSpec) -> float:
+    """The recent level of a calibrated model that gives every snapshot 30 %."""
+    return rm.recent_level(np.full(len(split.validate), 0.3), split.validate, spec, 7)
+
+
 def test_the_recent_level_is_read_off_the_validation_period_and_not_applied_within_its_noise():
-    spec, model, n = rf.FeatureSpec("creation_and_age", (), ("age_days",)), _Constant(0.3), 4000
+    spec, n = rf.FeatureSpec("creation_and_age", (), ("age_days",)), 4000
     latest = np.arange(n) >= n // 2                     # the validation period: the last 91 of 182 days
     fell = latest & (np.arange(n) % 1000 < 225)          # 22.5 % won in it against 30 %
-    shift = rm.recent_level(model, _level_split(np.arange(n), fell | ~latest), spec, 7)   # all won before it
+    shift = _level_at_30_percent(_level_split(np.arange(n), fell | ~latest), spec)   # all won before it
     assert shift == pytest.approx(np.log(0.225 / 0.775) - np.log(0.3 / 0.7), abs=0.02)
     noise = latest & (np.arange(n) % 1000 < 310)         # 31 %: within the noise of 2,000 deals
-    assert rm.recent_level(model, _level_split(np.arange(n), noise), spec, 7) == 0.0
-    replayed = rm.recent_level(model, _level_split(np.arange(n) // 10, fell), spec, 7)   # 10 rows per deal
+    assert _level_at_30_percent(_level_split(np.arange(n), noise), spec) == 0.0
+    replayed = _level_at_30_percent(_level_split(np.arange(n) // 10, fell), spec)   # 10 rows per deal
     assert shift < replayed < shift / 2
-    assert rm.recent_level(model, _level_split(np.arange(0), np.zeros(0, bool)), spec, 7) == 0.0
+    assert _level_at_30_percent(_level_split(np.arange(0), np.zeros(0, bool)), spec) == 0.0
 
 
 def test_where_wins_bunch_at_quarter_ends_the_recent_level_needs_a_whole_quarter():
     """Less than a quarter of snapshot dates holds more or fewer quarter
     ends than the calibration period: its level would be the push's."""
-    model, n = _Constant(0.3), 4000
+    n = 4000
     plain = rf.FeatureSpec("creation_and_age", (), ("age_days",))
     seasonal = rf.FeatureSpec("creation_and_age", (), ("age_days", rf.QUARTER_FEATURE))
     fell = (np.arange(n) >= n // 2) & (np.arange(n) % 1000 < 225)
@@ -377,11 +371,11 @@ def test_where_wins_bunch_at_quarter_ends_the_recent_level_needs_a_whole_quarter
     def read_seasonal(split):
         return replace(split, validate=split.validate.assign(**{rf.QUARTER_FEATURE: 0.0}))
     two_months = _level_split(np.arange(n), fell, days=120)   # validation: the last 60 days
-    assert rm.recent_level(model, two_months, plain, 7) < -0.3
-    assert rm.recent_level(model, read_seasonal(two_months), seasonal, 7) == 0.0
+    assert _level_at_30_percent(two_months, plain) < -0.3
+    assert _level_at_30_percent(read_seasonal(two_months), seasonal) == 0.0
     quarter = _level_split(np.arange(n), fell)                 # validation: the last 91 days
-    assert rm.recent_level(model, read_seasonal(quarter), seasonal, 7) == pytest.approx(
-        rm.recent_level(model, quarter, plain, 7))
+    assert _level_at_30_percent(read_seasonal(quarter), seasonal) == pytest.approx(
+        _level_at_30_percent(quarter, plain))
 
 
 def test_expected_calibration_error_sees_miscalibration():

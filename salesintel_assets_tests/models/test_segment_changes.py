@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import RiskRules, load_rules
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import segment_changes as sc
@@ -192,7 +193,7 @@ def test_a_segment_that_held_while_the_rest_fell_is_not_moved_up(cfg):
     # every industry's latest closes fall 25 points but Retail's: against the rest Retail rose
     changes = sc.find(_closes(seed=6, recent_rate_all=-0.25, held="Retail"), AS_OF, cfg)
     retail = next(c for c in changes if c.values == ("Retail",))
-    assert retail.change > 0.8 and sc._shrunk(retail.change, retail.se) > 0.7   # the contrast alone: odds x2+
+    assert retail.change > 0.8 and stats.shrunk(retail.change, retail.se) > 0.7   # the contrast alone: odds x2+
     # its own rate did not move: its open deals keep the model's odds (at most its own shrunk move)
     assert abs(retail.own_change) < 0.25 and 0 <= retail.shift <= max(retail.own_change, 0.0)
     assert f"and its own, x{np.exp(retail.own_change):.2f}" in sc.note(changes)

@@ -204,6 +204,12 @@ def level_information(p: np.ndarray, weights=None, rows_per_deal: float = 1.0) -
     return float((w * v).sum() ** 2 / denominator / max(rows_per_deal, 1.0))
 
 
+def shrunk(change: float, se: float) -> float:
+    """A noisy estimate shrunk toward 0 for its standard error (positive-part
+    James-Stein: change x (1 - se^2 / change^2)); an unmeasured one (se inf) is 0."""
+    return change * max(0.0, 1 - se ** 2 / change ** 2) if change else 0.0
+
+
 def shifted(p: np.ndarray, shift) -> np.ndarray:
     """Probabilities moved by a log-odds shift (one for all, or one per deal)."""
     return 1 / (1 + np.exp(-(logit(p) + shift)))

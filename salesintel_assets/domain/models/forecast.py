@@ -394,12 +394,13 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
-    model_p = shifted(model_p, rm.recent_level(model, split, spec, rules.snapshot_every_days))
+    validate_p = rm.predict(model, split.validate[spec.columns])
+    model_p = shifted(model_p, rm.recent_level(validate_p, split.validate, spec, rules.snapshot_every_days))
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
     amount = known_amounts(deals)
-    level_se = validation_level_se(rm.predict(model, split.validate[spec.columns]), split.validate)
+    level_se = validation_level_se(validate_p, split.validate)
     return row | {
         "status": "ok", "train_deals": closed_then, "open_deals": len(deals), "resolved_deals": int(len(p)),
         "pending_deals": 0, "level_shift": level_shift(p, won.sum()),
@@ -484,10 +485,8 @@ def _level_of(model, rows: pd.DataFrame, spec: rf.FeatureSpec) -> dict:
     """A model's level on labelled snapshots: the shift that matches their
     wins and its information (rows of one deal are not independent)."""
     p = rm.predict(model, rows[spec.columns])
-    won = rows["won"].to_numpy(dtype=float)
-    rows_per_deal = len(rows) / max(rows["deal_id"].nunique(), 1)
-    return {"shift": level_shift(p, won.sum()), "information": level_information(p, rows_per_deal=rows_per_deal),
-            "rate": float(p.mean()), "actual": float(won.mean())}
+    shift, information = rm.level_of(p, rows)
+    return {"shift": shift, "information": information, "rate": float(p.mean()), "actual": float(rows["won"].mean())}
 
 
 def late_sigma(change: float, information_after: float, information_before: float) -> float:

@@ -632,7 +632,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     baselines = {name: drift.evaluate(validate["won"], p) for name, p in base_p.items()}
     folds = validation_folds(split, chosen, prepared.spec, rules, p_model, base_p)
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
-    levels = [recent_level(chosen.model, split, prepared.spec, rules.snapshot_every_days)]
+    levels = [recent_level(p_model, validate, prepared.spec, rules.snapshot_every_days)]
     for h in HORIZONS:
         if h == rules.win_horizon_days:
             continue
@@ -647,7 +647,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         folds.append(unseen_fold(f"validate {h}d", part, p_h, baseline_predictions(part, rules)))
         horizons.append(h)
         models.append(model)
-        levels.append(recent_level(model, part, prepared.spec, rules.snapshot_every_days))
+        levels.append(recent_level(p_h, part.validate, prepared.spec, rules.snapshot_every_days))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
     bounds = {name: fold_gain_lower_bound(folds, name, rules.seed) for name in base_p}
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
@@ -662,31 +662,39 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                     folds)
 
 
-def recent_level(model, split: Split, spec: FeatureSpec, every_days: int) -> float:
-    """The log-odds shift that brings a horizon's calibrated ``model`` to
-    the wins of its validation snapshots (``recent_rows``), shrunk for its
-    noise (rows of one deal are not independent): 0 without rows."""
-    rows = recent_rows(split.validate, QUARTER_FEATURE in spec.numeric, every_days)
-    p = predict(model, rows[spec.columns])
-    shift = stats.level_shift(p, float(rows["won"].sum())) if len(p) else float("nan")
-    if not np.isfinite(shift) or not shift:
+def level_of(p: np.ndarray, rows: pd.DataFrame) -> tuple[float, float]:
+    """The log-odds shift that matches probabilities ``p`` on labelled
+    snapshots ``rows`` to their wins, and its information (rows of one deal
+    are not independent)."""
+    rows_per_deal = len(rows) / max(rows["deal_id"].nunique(), 1)
+    return stats.level_shift(p, float(rows["won"].sum())), stats.level_information(p, rows_per_deal=rows_per_deal)
+
+
+def recent_level(p: np.ndarray, validate: pd.DataFrame, spec: FeatureSpec, every_days: int) -> float:
+    """The log-odds shift that brings a horizon's calibrated probabilities
+    ``p`` on its validation snapshots ``validate`` to their wins (those
+    ``recent_rows`` keeps), shrunk for its noise: 0 without rows."""
+    keep = recent_rows(validate, QUARTER_FEATURE in spec.numeric, every_days)
+    if not keep.any():
         return 0.0
-    information = stats.level_information(p, rows_per_deal=len(rows) / max(rows["deal_id"].nunique(), 1))
-    return shift * max(0.0, 1 - 1 / max(information, 1e-9) / shift ** 2)
+    shift, information = level_of(np.asarray(p)[keep], validate[keep])
+    if not np.isfinite(shift) or information <= 0:
+        return 0.0
+    return stats.shrunk(shift, 1 / np.sqrt(information))
 
 
-def recent_rows(validate: pd.DataFrame, quarter_seasonal: bool, every_days: int) -> pd.DataFrame:
-    """The validation snapshots a recent level is read off. Where wins bunch
+def recent_rows(validate: pd.DataFrame, quarter_seasonal: bool, every_days: int) -> np.ndarray:
+    """Which validation snapshots a recent level is read off. Where wins bunch
     at quarter ends (the model reads the quarter), only the latest whole
     quarters of snapshot dates, none when they span less than one: a
     stretch holding more or fewer quarter ends than the calibration period
     reads the push as a level (+0.52 off two months on one past date of a
     seasonal world)."""
     if not quarter_seasonal or not len(validate):
-        return validate
+        return np.ones(len(validate), dtype=bool)
     dates = validate["snapshot_date"]
     quarters = ((dates.max() - dates.min()).days + every_days) // QUARTER_DAYS   # each date stands for its grid step
-    return validate[dates > dates.max() - pd.Timedelta(days=int(quarters) * QUARTER_DAYS)]
+    return (dates > dates.max() - pd.Timedelta(days=int(quarters) * QUARTER_DAYS)).to_numpy()
 
 
 @dataclass

@@ -193,14 +193,10 @@ def _contrasts(codes: np.ndarray, cells: int, rows: np.ndarray, recent: np.ndarr
     return pooled, se, counts.sum(axis=1), own, own_se
 
 
-def _shrunk(change: float, se: float) -> float:
-    return change * max(0.0, 1 - se ** 2 / change ** 2) if change else 0.0
-
-
 def _applied_shift(change: float, se: float, own: float, own_se: float) -> float:
     """The shift a kept change applies: the contrast against the rest, no
     further than the segment's own move (each shrunk; 0 when they disagree)."""
-    against, alone = _shrunk(change, se), _shrunk(own, own_se)   # an unmeasured own change (se inf) shrinks to 0
+    against, alone = stats.shrunk(change, se), stats.shrunk(own, own_se)   # an unmeasured own change shrinks to 0
     return float(np.sign(against) * min(abs(against), abs(alone))) if against * alone > 0 else 0.0
 
 
