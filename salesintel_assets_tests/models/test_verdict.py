@@ -116,7 +116,7 @@ def test_an_export_without_signal_cut_at_a_date_is_no_better_than_deal_age():
     fact = warehouse.build_fact_deals(clean, NO_HISTORY, NO_ACTIVITIES, rules, as_of)
     prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules.risk, rules.stages.order, rules.anomalies)
     training = rm.train(prepared, rules.risk)
-    assert {c.name for c in training.candidates} == {"logistic", "gradient_boosting", rm.MIXTURE, rm.BLEND}
+    assert {c.name for c in training.candidates} == {rm.STACKED, "gradient_boosting", rm.MIXTURE, rm.BLEND}
     assert not training.verdict.usable and training.verdict.reason.startswith("no better than"), \
         training.verdict.reason
 

@@ -358,7 +358,8 @@ class RiskRules(Section):
     calibration_share: float = Field(gt=0.05, lt=0.4)
     validation_share: float = Field(gt=0.05, lt=0.4)
     min_history_coverage: float = Field(gt=0, le=1)
-    candidates: list[Literal["logistic", "gradient_boosting", "mixture", "blend"]] = Field(min_length=1)
+    candidates: list[Literal["logistic", "mixture_logistic", "gradient_boosting", "mixture", "blend"]] = Field(
+        min_length=1)
     logistic_c: float = Field(gt=0, le=100)
     calibration: Literal["auto", "sigmoid", "isotonic"]
     isotonic_min_deals: int = Field(ge=500)

@@ -28,12 +28,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 MAX_AGE_DAYS = 3650   # survival curves are tabulated by day up to ten years (older deals read the tail)
 SURVIVAL_PRIOR_DEALS = 20   # a product with few closes leans on every product's curve with this weight
 # A deal past every winning cycle still gets a sliver of its chance, so old deals keep their order by it.
 TAIL = 1e-4
+# Where fewer deals than this were still open, a curve's tail is a handful of deals: one slow win past the
+# last loss read a 390-day-old deal as a sure win within 30 days (log odds +9 where the 90-day curve said
+# -9). The curve stays flat there instead, so nothing is known to close later: past every cycle.
+TAIL_DEALS = 5
+ODDS_CLIP = 1e-4   # the mixture says 0 past every cycle; log odds need a number
 
 
 class Mixture(ClassifierMixin, BaseEstimator):
@@ -109,6 +114,63 @@ class Mixture(ClassifierMixin, BaseEstimator):
         out = np.clip(out, 0.0, 1.0)
         return np.column_stack([1 - out, out])
 
+    def decision_function(self, features: pd.DataFrame) -> np.ndarray:
+        """The log odds, which the sigmoid calibration reads (without it, it
+        read the probability: a deal the mixture calls lost at 0.1 % came out
+        about as likely as one at 3 %, and the validation log loss was 0.308
+        against 0.300 on nine outside-world runs)."""
+        return log_odds(self.predict_proba(features)[:, 1])
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, ODDS_CLIP, 1 - ODDS_CLIP)
+    return np.log(p / (1 - p))
+
+
+MIXTURE_ODDS = "mixture_log_odds"   # the column a stacked learner reads the mixture's answer from
+
+
+class Stacked(ClassifierMixin, BaseEstimator):
+    """A snapshot learner that reads the mixture's log odds as one more
+    feature: the mixture's shape (old deals are mostly the slow losers and
+    those that never close, and creation facts matter less as a deal ages),
+    with what the learner sees besides (the quarter's clock, stages).
+
+    On 15 runs of a CRM world built on other laws than the sample's (wins
+    bunch at quarter ends, so the mixture is no candidate there), the logistic
+    regression stacked so ranked open deals 0.823 (AUC, mean) against 0.815
+    alone, at least 0.97 of the generator's own ranking on 12 runs against 7;
+    on ten scenario worlds it ranked like the logistic regression or above it.
+    Calibrated on its log odds (``decision_function``), its validation log
+    loss was 0.300 against 0.304 on nine of those runs. The mixture is fitted
+    on the same rows as the learner: fitted out of fold (five folds by deal)
+    instead, its odds ranked 0.005 lower."""
+
+    def __init__(self, mixture=None, learner=None, columns=()):
+        self.mixture = mixture
+        self.learner = learner
+        self.columns = columns
+
+    def fit(self, rows: pd.DataFrame, y=None) -> "Stacked":
+        """``rows``: replayed snapshot rows, as ``Mixture.fit`` takes them."""
+        self.mixture_ = clone(self.mixture).fit(rows)
+        self.learner_ = clone(self.learner).fit(self.with_odds(rows[list(self.columns)]), rows["won"])
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def with_odds(self, features: pd.DataFrame) -> pd.DataFrame:
+        return features.assign(**{MIXTURE_ODDS: self.mixture_.decision_function(features)})
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        return self.learner_.predict_proba(self.with_odds(features[list(self.columns)]))
+
+    def decision_function(self, features: pd.DataFrame) -> np.ndarray:
+        """The learner's log odds, for the sigmoid calibration (as ``Mixture``'s)."""
+        return self.learner_.decision_function(self.with_odds(features[list(self.columns)]))
+
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
 
@@ -130,9 +192,14 @@ def survival_table(cycles: np.ndarray, keys: np.ndarray, levels: list) -> np.nda
             return np.ones(len(ages))
         return 1.0 - np.searchsorted(np.sort(values), ages, side="right") / len(values)
 
+    def floored(row: np.ndarray, deals: float) -> np.ndarray:
+        # fewer than TAIL_DEALS deals left open: the tail is flat (nothing known to close later)
+        return np.maximum(row, TAIL_DEALS / deals) if deals > TAIL_DEALS else row
+
     overall = curve(cycles)
     rows = []
     for level in levels:
         mine = cycles[keys == level]
-        rows.append((len(mine) * curve(mine) + SURVIVAL_PRIOR_DEALS * overall) / (len(mine) + SURVIVAL_PRIOR_DEALS))
-    return np.vstack(rows + [overall])
+        row = (len(mine) * curve(mine) + SURVIVAL_PRIOR_DEALS * overall) / (len(mine) + SURVIVAL_PRIOR_DEALS)
+        rows.append(floored(row, len(mine) + SURVIVAL_PRIOR_DEALS))
+    return np.vstack(rows + [floored(overall, len(cycles))])
