@@ -172,8 +172,9 @@ def win_incidence(times, won, lost, still_open, horizon: float, z: float = Z95) 
 
 
 # --- Log-odds levels ------------------------------------------------------------
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+def logit(p: np.ndarray, floor: float = 1e-6) -> np.ndarray:
+    """Log odds, with ``p`` kept ``floor`` away from 0 and 1 (a certain 0 or 1 has none)."""
+    p = np.clip(np.asarray(p, dtype=float), floor, 1 - floor)
     return np.log(p / (1 - p))
 
 

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from salesintel_assets.domain.common import stats
+
 MAX_AGE_DAYS = 3650   # survival curves are tabulated by day up to ten years (older deals read the tail)
 SURVIVAL_PRIOR_DEALS = 20   # a product with few closes leans on every product's curve with this weight
 # A deal past every winning cycle still gets a sliver of its chance, so old deals keep their order by it.
@@ -119,15 +121,10 @@ class Mixture(ClassifierMixin, BaseEstimator):
         read the probability: every deal the mixture calls lost (0.01 %) came
         out at about 5 %, and the validation log loss was 0.308 against 0.300
         on nine outside-world runs."""
-        return log_odds(self.predict_proba(features)[:, 1])
+        return stats.logit(self.predict_proba(features)[:, 1], ODDS_CLIP)
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
-
-
-def log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, ODDS_CLIP, 1 - ODDS_CLIP)
-    return np.log(p / (1 - p))
 
 
 MIXTURE_ODDS = "mixture_log_odds"   # the column a stacked learner reads the mixture's answer from
