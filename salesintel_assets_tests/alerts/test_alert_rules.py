@@ -181,6 +181,8 @@ def test_not_enough_history_is_said_plainly():
     # A rate behind too few deals is not quoted either.
     table, _ = build_alerts([dict(stalled("D00043", "rep_2", 61_000.0, days=70), n=23)])
     assert "were won" not in table.iloc[0]["body_text"] and "only 23 deals" in table.iloc[0]["body_text"]
+    table, _ = build_alerts([dict(stalled("D00043", "rep_2", 61_000.0, days=70), historical_win_rate=None, n=1)])
+    assert "(only 1 deal lasted as long; 30 needed)" in table.iloc[0]["body_text"]
 
 
 def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
@@ -207,6 +209,28 @@ def test_evidence_is_aggregated_in_sql_from_the_warehouse_tables():
     assert seg.loc["industry=FinTech&region=Europe"].to_dict() == {
         "open_n": 1, "open_amount": 84_000.0, "open_priced_n": 1, "closed_n": 2, "won_n": 1}
     assert "unknown_dim=x" not in seg.index  # no guessing about a dimension the warehouse lacks
+
+
+def _stall_causes(activity_counts: list[int]) -> list[str]:
+    """The root-cause lines of D00043's stall alert (no activity on it) in a
+    warehouse whose deals have ``activity_counts``, evidence read from DuckDB."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("fact_deals", deals_frame().assign(activity_count=activity_counts, is_open=True, outcome="Open",
+                                                    closed_date=pd.NaT))
+    anomalies = pd.DataFrame([stalled("D00043", "rep_2", 61_000.0, days=70)])
+    rules = load_rules()
+    ctx = alert_rules.Context(alert_rules.load_evidence(con, anomalies, AS_OF), Router(reps_frame(), rules.alerts),
+                              None, rules, AS_OF)
+    return alert_rules.build_candidates(anomalies, ctx)[0].iloc[0]["content"]["root_cause"]
+
+
+def test_no_activity_is_said_only_where_the_crm_logs_activities():
+    """A CRM that logs activities and has none on a stalled deal: that is a cause worth saying. A plain export
+    carries no activities on any deal, so "no activity logged" would blame the deal for the export's gap."""
+    assert "No activity logged on this deal." in _stall_causes([3, 0, 0, 0, 0, 0])
+    assert not any("activity" in line for line in _stall_causes([0] * 6))
 
 
 def _segment_alert_with_pipeline(open_n: int, open_amount: float, priced_n: int) -> dict:

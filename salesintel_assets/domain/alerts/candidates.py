@@ -77,6 +77,9 @@ class Evidence:
 
     deals: pd.DataFrame      # fact_deals rows of the deals named by the anomalies
     segments: pd.DataFrame   # segment, open_n, open_amount, open_priced_n, closed_n, won_n
+    # Does the CRM log activities at all? A plain export has none on any deal, so a deal without one says
+    # nothing about the deal.
+    activities_logged: bool = True
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
@@ -103,7 +106,9 @@ def load_evidence(con: duckdb.DuckDBPyConnection, anomalies: pd.DataFrame, as_of
                 if not str(seg).startswith("deal_id=")} | {"all"}
     # A dimension the warehouse does not have gets no pipeline figures (no guessing).
     usable = [seg for seg in sorted(segments) if fact_columns and all(c in fact_columns for c in parse_segment(seg))]
-    return Evidence(deals=deals, segments=_segment_stats(con, usable, as_of))
+    logged = "activity_count" in fact_columns and con.execute(
+        "SELECT EXISTS (SELECT 1 FROM fact_deals WHERE activity_count > 0)").fetchone()[0]
+    return Evidence(deals=deals, segments=_segment_stats(con, usable, as_of), activities_logged=bool(logged))
 
 
 def _segment_stats(con: duckdb.DuckDBPyConnection, segments: list[str], as_of) -> pd.DataFrame:
@@ -171,6 +176,7 @@ class Context:
         deals = evidence.deals
         self.deals = deals.drop_duplicates("deal_id", keep="last").set_index("deal_id", drop=False) if len(deals) else None
         self.segments = evidence.segments.set_index("segment")
+        self.activities_logged = evidence.activities_logged
         self.model_verdict = _verdict(risk)
         risk = quotable_risk(risk)
         usable = risk is not None and len(risk) and "deal_id" in risk.columns
@@ -218,7 +224,7 @@ def _stall_evidence(a: dict, stage: str | None, min_n: int, horizon: int) -> str
         if missing(n):
             seen = ""
         elif int(n) < min_n:
-            seen = f" (only {int(n):,} deals lasted as long; {min_n} needed)"
+            seen = f" (only {int(n):,} deal{'' if int(n) == 1 else 's'} lasted as long; {min_n} needed)"
         else:   # enough deals, too few of them followed (``StallHistory.chance``)
             seen = (f" (too few of the {int(n):,} deals that lasted as long were followed to an outcome or for "
                     f"{horizon} days: the history is too short)")
@@ -339,7 +345,7 @@ def _deal_alert(a: dict, ctx: Context, type_key: str) -> dict:
     if not missing(last_activity):
         quiet = (ctx.as_of - pd.Timestamp(last_activity)).days
         causes.append(f"Last logged activity {pd.Timestamp(last_activity):%Y-%m-%d} ({quiet} days ago).")
-    elif deal and deal.get("activity_count", None) == 0:
+    elif deal and deal.get("activity_count", None) == 0 and ctx.activities_logged:
         causes.append("No activity logged on this deal.")
 
     return {"title": title, "facts": facts, "why": why, "root_cause": causes, "amount_at_stake": stake,
