@@ -10,7 +10,7 @@ import pytest
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
-from salesintel_assets.domain.models.mixture import MIXTURE_ODDS, Mixture
+from salesintel_assets.domain.models.mixture import MIXTURE_ODDS, Mixture, Stacked
 
 CUTOFF = pd.Timestamp("2025-06-30")
 CHANCE = {"Referral": 0.8, "Outbound": 0.3}
@@ -135,17 +135,17 @@ def test_no_creation_fact_falls_back_to_the_share_won(rows):
 
 
 # --- As a candidate of the risk model --------------------------------------------
-def test_the_mixture_is_a_candidate_only_without_stage_history_or_quarter_clock():
+def test_the_mixture_is_a_candidate_only_without_stage_history():
     rules = load_rules().risk
     assert rm.MIXTURE in rules.candidates
     creation = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",))
     staged = rf.FeatureSpec(rf.STAGE_HISTORY, ("lead_source", "stage"), ("age_days", "days_in_stage"))
     seasonal = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source",), ("age_days",) + rf.CALENDAR_FEATURES)
-    assert rm.candidate_names(rules, creation) == [rm.STACKED, "gradient_boosting", rm.MIXTURE, rm.BLEND]
-    assert rm.blend_members(rules, creation) == (rm.STACKED, "gradient_boosting", rm.MIXTURE)
-    for spec in (staged, seasonal):
-        assert rm.MIXTURE not in rm.candidate_names(rules, spec)
-        assert rm.blend_members(rules, spec) == (rm.STACKED, "gradient_boosting")
+    for spec in (creation, seasonal):   # where wins bunch at quarter ends, it is read with the clock
+        assert rm.candidate_names(rules, spec) == [rm.STACKED, "gradient_boosting", rm.MIXTURE, rm.BLEND]
+        assert rm.blend_members(rules, spec) == (rm.STACKED, "gradient_boosting", rm.MIXTURE)
+    assert rm.MIXTURE not in rm.candidate_names(rules, staged)
+    assert rm.blend_members(rules, staged) == (rm.STACKED, "gradient_boosting")
     only = rules.model_copy(update={"candidates": [rm.MIXTURE]})
     assert rm.blend_members(only, creation) == rm.BLEND_MEMBERS   # a blend needs two members
 
@@ -211,3 +211,34 @@ def test_the_calibration_reads_the_mixtures_log_odds():
         model, _ = rm.fit_calibrated(name, fit, calibrate, spec, rules, 90)
         p = rm.predict(model, unseen[spec.columns])
         assert p[past.to_numpy()].mean() < 0.01, name   # on the probabilities: about 0.05 each
+
+
+def test_where_wins_bunch_at_quarter_ends_the_mixture_is_read_with_the_clock():
+    """Windows that reach a quarter's end win three times as often as those
+    that do not. The mixture alone cannot tell them apart; read with the
+    quarter's clock (and nothing else), its chances follow the truth."""
+    from sklearn.metrics import roc_auc_score
+
+    def seasonal(rows, seed):
+        ahead, since = rf.quarter_clock(rf.day_numbers(rows["snapshot_date"]))
+        rows = rows.assign(**{rf.QUARTER_FEATURE: ahead,
+                              rf.QUARTER_AGE_FEATURE: np.maximum(rows["age_days"].to_numpy() - since, -1.0)})
+        thinned = np.random.default_rng(seed).random(len(rows)) < 0.3
+        return rows.assign(won=(rows["won"].astype(bool) & ((ahead <= 30) | thinned)).astype(int))
+
+    plain = rf.FeatureSpec(rf.CREATION_ONLY, ("lead_source", "product_type"), ("deal_amount", "age_days"))
+    clocked = rf.FeatureSpec(rf.CREATION_ONLY, plain.categorical, plain.numeric + rf.CALENDAR_FEATURES)
+    rules = load_rules().risk
+    fit, unseen = seasonal(_snapshots(3000, seed=3), 1), seasonal(_snapshots(3000, seed=4), 2)
+    alone = rm.fitted_candidate(rm.MIXTURE, fit, plain, rules, 30)
+    read = rm.fitted_candidate(rm.MIXTURE, fit, clocked, rules, 30)
+    assert isinstance(alone, Mixture) and isinstance(read, Stacked)
+    reaching = (unseen[rf.QUARTER_FEATURE] <= 30).to_numpy()
+    truth = unseen.loc[reaching, "won"].mean() / unseen.loc[~reaching, "won"].mean()
+    assert 2.5 < truth < 3.5
+    for model, ratio in ((alone, (0.8, 1.25)), (read, (0.8 * truth, 1.25 * truth))):
+        p = model.predict_proba(unseen[clocked.columns])[:, 1]
+        assert ratio[0] < p[reaching].mean() / p[~reaching].mean() < ratio[1]
+    auc = {name: roc_auc_score(unseen["won"], model.predict_proba(unseen[clocked.columns])[:, 1])
+           for name, model in (("alone", alone), ("read", read))}
+    assert auc["read"] > auc["alone"] + 0.03
