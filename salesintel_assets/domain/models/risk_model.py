@@ -16,8 +16,8 @@ Time-based split, calibration, baselines, verdict
 Labelled snapshots are split by snapshot date, never at random, oldest to
 newest: *fit* | *calibrate* | *validate*. Each candidate (a regularised
 logistic regression, shallow gradient boosting, on data without stage
-history or quarter-end seasonality the two-class ``Mixture``, and their
-``Blend``) is fitted on *fit*, its
+history the two-class ``Mixture`` (read with the quarter's clock where wins
+bunch at quarter ends), and their ``Blend``) is fitted on *fit*, its
 probabilities calibrated on *calibrate* (sigmoid, or isotonic with enough
 deals), and compared on *validate*. Two baselines are fitted on the same
 rows and scored on the same validation snapshots: deal age alone and the
