@@ -187,6 +187,27 @@ def one_value_dimensions(con, context: dict) -> list[str]:
     return lines
 
 
+BLANK_SHARE_SAID = 0.05   # a dimension blank on at least this share of deals (but not all) is said
+
+
+def partly_blank_dimensions(con, context: dict) -> list[str]:
+    """A dimension blank on many deals but not all (a lead source filled in
+    by some reps only): ingestion fills the blanks as "Unknown", which win
+    rates, drivers and alerts then read as a segment of its own. The reader
+    should know that segment is the deals without a value."""
+    present = [c for c in DIMENSIONS if c in _columns(con, "fact_deals")]
+    if not present:
+        return []
+    blanks = ", ".join(f"count(*) FILTER (WHERE \"{c}\" = 'Unknown')" for c in present)
+    counts = con.execute(f"SELECT count(*), {blanks} FROM main.fact_deals").fetchall()[0]
+    total, lines = counts[0], []
+    for column, blank in zip(present, counts[1:]):
+        if total and BLANK_SHARE_SAID <= blank / total < 1:
+            lines.append(f"{column} is blank on {blank:,} of {total:,} deals ({blank / total:.0%}; filled as Unknown): "
+                         f"{column}=Unknown in win rates, drivers and alerts means the deals without one")
+    return lines
+
+
 def failed_warning_checks(con, context: dict) -> list[str]:
     """Checks that failed without stopping the run (errors stop it and are
     said anyway), except those whose words a line above already says in full
@@ -267,7 +288,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, short_history_horizon,
                                    quarters_from_wins, failed_warning_checks,
                                    quarantine_by_rule, unmapped_stages, open_deals_without_amount, recent_clean_ups,
-                                   one_value_dimensions,
+                                   one_value_dimensions, partly_blank_dimensions,
                                    undelivered_messages, forecast_next_90_days]
 
 

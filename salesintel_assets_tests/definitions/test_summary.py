@@ -105,6 +105,22 @@ def test_a_dimension_with_one_value_is_said_to_be_missing(home):
     assert not any(line.startswith("  - product_type") for line in lines)
 
 
+def test_a_dimension_blank_on_many_deals_is_said(home):
+    # lead_source blank on 2 of 4 deals, industry on 1 of 40 (below the share said), region on none
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    con.register("_f", pd.DataFrame({
+        "deal_id": [f"D{i}" for i in range(40)],
+        "lead_source": ["Unknown", "Web", "Unknown", "Event"] * 10, "industry": ["Unknown"] + ["Retail"] * 39,
+        "region": ["EU", "NA"] * 20, "is_open": [True, False] * 20, "is_won": [False, True] * 20,
+        "needs_review": False, "deal_amount": 9.0, "as_of_date": pd.Timestamp("2026-06-30")}))
+    con.execute("CREATE TABLE fact_deals AS SELECT * FROM _f")
+    con.close()
+    lines = _summary(home).splitlines()
+    assert "  - lead_source is blank on 20 of 40 deals (50%; filled as Unknown): lead_source=Unknown in win rates, " \
+           "drivers and alerts means the deals without one" in lines
+    assert not any(line.startswith(("  - industry", "  - region")) for line in lines)
+
+
 def _history_too_short(home, scored: bool):
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     con.execute("CREATE TABLE fact_deals AS SELECT * FROM (VALUES ('D1', true, false, false, 1000.0, TIMESTAMP "
