@@ -106,7 +106,7 @@ def test_a_dimension_with_one_value_is_said_to_be_missing(home):
 
 
 def test_a_dimension_blank_on_many_deals_is_said(home):
-    # lead_source blank on 2 of 4 deals, industry on 1 of 40 (below the share said), region on none
+    # lead_source blank on half the deals, industry on 1 of 40 (below the share said), region on none
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     con.register("_f", pd.DataFrame({
         "deal_id": [f"D{i}" for i in range(40)],
