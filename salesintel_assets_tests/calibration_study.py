@@ -18,8 +18,9 @@ On the scenario worlds whose wins bunch at quarter ends the world's own
 probabilities leave the push out: judge those against ``won_90d`` too.
 
 Run: ``python -m salesintel_assets_tests.calibration_study --outside 92
-2026-03-31 --outside 59 2026-02-28 --no-cleanup --scenario 701`` (about a
-minute per world).
+2026-03-31 --outside 93 2026-01-31 --scenario 701`` (about a minute per
+world; the shape options, e.g. ``--no-cleanup`` or ``--drift -0.4``, apply
+to every outside world of the run).
 """
 
 from __future__ import annotations
