@@ -167,45 +167,35 @@ def unmapped_stages(con, context: dict) -> list[str]:
 DIMENSIONS = ("industry", "region", "product_type", "lead_source", "sales_rep_id")
 
 
-def one_value_dimensions(con, context: dict) -> list[str]:
-    """A dimension with one value in the data (an export without lead
-    sources: every deal "Unknown") says nothing about win rate: it is never
-    a segment or a root cause, and the reader should know it is missing."""
-    present = [c for c in DIMENSIONS if c in _columns(con, "fact_deals")]
-    if not present:
-        return []
-    counts = con.execute("SELECT count(*), " + ", ".join(f'count(DISTINCT "{c}"), any_value("{c}")' for c in present)
-                         + " FROM main.fact_deals").fetchall()[0]
-    if counts[0] < 2:
-        return []
-    lines = []
-    for k, column in enumerate(present):
-        distinct, value = counts[1 + 2 * k], counts[2 + 2 * k]
-        if distinct == 1:
-            said = "empty on every deal (filled as Unknown)" if value == "Unknown" else f"{value} on every deal"
-            lines.append(f"{column} is {said}: it cannot explain win rate and is never named as a segment or cause")
-    return lines
-
-
 BLANK_SHARE_SAID = 0.05   # a dimension blank on at least this share of deals (but not all) is said
 
 
-def partly_blank_dimensions(con, context: dict) -> list[str]:
-    """A dimension blank on many deals but not all (a lead source filled in
-    by some reps only): ingestion fills the blanks as "Unknown", which win
-    rates, drivers and alerts then read as a segment of its own. The reader
-    should know that segment is the deals without a value."""
+def dimension_gaps(con, context: dict) -> list[str]:
+    """Dimensions the reader should know are missing, from one scan of the
+    deals. One with a single value in the data (an export without lead
+    sources: every deal "Unknown") says nothing about win rate: it is never
+    a segment or a root cause. One blank on many deals but not all (a lead
+    source filled in by some reps only): ingestion fills the blanks as
+    "Unknown", which win rates, drivers and alerts then read as a segment of
+    its own, the deals without a value."""
     present = [c for c in DIMENSIONS if c in _columns(con, "fact_deals")]
     if not present:
         return []
-    blanks = ", ".join(f"count(*) FILTER (WHERE \"{c}\" = 'Unknown')" for c in present)
-    counts = con.execute(f"SELECT count(*), {blanks} FROM main.fact_deals").fetchall()[0]
-    total, lines = counts[0], []
-    for column, blank in zip(present, counts[1:]):
-        if total and BLANK_SHARE_SAID <= blank / total < 1:
-            lines.append(f"{column} is blank on {blank:,} of {total:,} deals ({blank / total:.0%}; filled as Unknown): "
-                         f"{column}=Unknown in win rates, drivers and alerts means the deals without one")
-    return lines
+    profile = ", ".join(f"count(DISTINCT \"{c}\"), any_value(\"{c}\"), count(*) FILTER (WHERE \"{c}\" = 'Unknown')"
+                        for c in present)
+    total, *counts = con.execute(f"SELECT count(*), {profile} FROM main.fact_deals").fetchall()[0]
+    if total < 2:
+        return []
+    by_column = {column: counts[3 * k:3 * k + 3] for k, column in enumerate(present)}
+    one_value, blank = [], []
+    for column, (distinct, value, blanks) in by_column.items():
+        if distinct == 1:
+            said = "empty on every deal (filled as Unknown)" if value == "Unknown" else f"{value} on every deal"
+            one_value.append(f"{column} is {said}: it cannot explain win rate and is never named as a segment or cause")
+        elif blanks >= BLANK_SHARE_SAID * total:
+            blank.append(f"{column} is blank on {blanks:,} of {total:,} deals ({blanks / total:.0%}; filled as "
+                         f"Unknown): {column}=Unknown in win rates, drivers and alerts means the deals without one")
+    return one_value + blank
 
 
 def failed_warning_checks(con, context: dict) -> list[str]:
@@ -288,7 +278,7 @@ def undelivered_messages(con, context: dict) -> list[str]:
 MUST_KNOW: list[MustKnowFinder] = [data_incomplete, excluded_columns, model_signal, short_history_horizon,
                                    quarters_from_wins, failed_warning_checks,
                                    quarantine_by_rule, unmapped_stages, open_deals_without_amount, recent_clean_ups,
-                                   one_value_dimensions, partly_blank_dimensions,
+                                   dimension_gaps,
                                    undelivered_messages, forecast_next_90_days]
 
 
