@@ -49,12 +49,12 @@ def members(model) -> list:
     return model.models if isinstance(model, rm.Blend) else [model]
 
 
-def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp) -> dict:
+def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
+               rules) -> dict:
     """Train as ``deal_risk_model`` does; the open deals' ids and their 90-day
     probabilities served, recalibrated and uncalibrated (``members``)."""
     from sklearn.calibration import CalibratedClassifierCV
 
-    rules = load_rules()
     prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
     prepared, risk = rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))
     training = rm.train(prepared, risk)
@@ -89,7 +89,7 @@ def outside(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, p
     rules = load_rules()
     clean = quality.validate_deals(ingestion.conform_raw(export), rules, as_of=as_of).clean
     fact = warehouse.build_fact_deals(clean, NO_HISTORY, NO_ACTIVITIES, rules, as_of)
-    sums = level_sums(fact, NO_HISTORY, NO_ACTIVITIES, as_of)
+    sums = level_sums(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules)
     open_deals = open_deals.set_index("deal_id").reindex(sums["deal_id"]).reset_index()
     best = outside_world.best_probability(open_deals, as_of, seed + 1000, never_share, cleanup, pull_in)
     won = outside_world.won_within(open_deals, as_of).to_numpy(dtype=bool)
@@ -99,7 +99,7 @@ def outside(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, p
 def scenario(spec: trust_study.WorldSpec, seed: int) -> dict:
     t = trust_study.world_tables(spec, 6000, seed)
     as_of = t["as_of"]
-    sums = level_sums(t["fact"], t["history"], t["activities"], as_of)
+    sums = level_sums(t["fact"], t["history"], t["activities"], as_of, t["rules"])
     truth = t["world"].deals.set_index("deal_id").reindex(sums["deal_id"])
     best = trust_study.best_probability(truth, sums["age_days"], DAYS, spec.never_close_share)
     won = ((truth["outcome"] == "Won") & (truth["closed_date"] <= as_of + pd.Timedelta(days=DAYS))).to_numpy()
