@@ -4,7 +4,8 @@ sum of the world's own probabilities (a target without the luck of one
 90-day window, so a level error shows on few worlds):
 
 - ``served``: as ``deal_risk_model`` trains and serves them (each member
-  calibrated on the calibration period, the recent level applied);
+  calibrated on the calibration period, the served levels applied:
+  ``risk_model.deployed_levels``);
 - ``recalibrated``: the members calibrated again on the calibration and
   validation periods together (more and newer rows);
 - ``uncalibrated``: the members' own probabilities, as fitted on the fit

@@ -318,7 +318,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
         "split": dg.MetadataValue.json(training.split.summary()),
-        "recent_levels": dg.MetadataValue.md(reporting.levels_note(training.model)),
+        "served_levels": dg.MetadataValue.md(reporting.levels_note(training.model)),
         "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
                                                  .to_markdown(index=False)),
         "reliability": figure_markdown(reporting.reliability_figure(validate["won"], p)),

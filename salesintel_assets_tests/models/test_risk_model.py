@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
@@ -358,6 +359,54 @@ def test_the_recent_level_is_read_off_the_validation_period_and_not_applied_with
     replayed = _level_at_30_percent(_level_split(np.arange(n) // 10, fell), spec)   # 10 rows per deal
     assert shift < replayed < shift / 2
     assert _level_at_30_percent(_level_split(np.arange(0), np.zeros(0, bool)), spec) == 0.0
+
+
+def _periods(shift: float, later_deals: int, seed: int = 5):
+    """A model fitted on 4,000 deals, calibrated on the next ``later_deals``,
+    and validated on as many, whose win rates (at any age) sit ``shift`` in
+    log odds above the fit period's: exactly, not by chance."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+
+    def rows(n: int, moved: float, first: int) -> pd.DataFrame:
+        age = rng.uniform(0, 200, n)
+        p = 1 / (1 + np.exp(-(0.3 - age / 100 + moved)))
+        even = (rng.permutation(n) + 0.5) / n   # evenly spread draws: the realised rate is the law's
+        return pd.DataFrame({"deal_id": np.arange(first, first + n), "age_days": age, "won": (even < p).astype(int),
+                             "snapshot_date": pd.Timestamp("2025-01-01") + pd.to_timedelta(first // 50, "D")})
+    fit = rows(4000, 0.0, 0)
+    calibrate, validate = rows(later_deals, shift, 4000), rows(later_deals, shift, 4000 + later_deals)
+    members = LogisticRegression().fit(fit[["age_days"]], fit["won"])
+    model = CalibratedClassifierCV(FrozenEstimator(members), method="sigmoid")
+    model.fit(calibrate[["age_days"]], calibrate["won"])
+    split = rm.Split(fit, calibrate, validate, fit["snapshot_date"].max(), calibrate["snapshot_date"].max())
+    return model, split
+
+
+def test_the_calibration_periods_luck_is_undone_and_a_real_change_kept():
+    """Calibration takes the level of one period; a few hundred deals' luck
+    (+0.15 in log odds) is mostly taken back toward the members' level, while
+    a fall of a whole log odd in both later periods is served as it is."""
+    spec = rf.FeatureSpec("creation_and_age", (), ("age_days",))
+    model, split = _periods(0.15, 150)
+    rows = pd.concat([split.calibrate, split.validate])[["age_days"]]
+    members, calibrated = rm.ranking_scores(model, rows).mean(), rm.predict(model, rows).mean()
+    level = rm.calibration_level(model, split, spec)
+    served = stats.shifted(rm.predict(model, rows), level).mean()
+    assert calibrated - members > 0.02                                   # the calibration read the luck
+    assert level < 0 and abs(served - members) < (calibrated - members) / 2
+    model, split = _periods(-1.0, 600)
+    rows = pd.concat([split.calibrate, split.validate])
+    level = rm.calibration_level(model, split, spec)
+    assert abs(level) < 0.05                                               # the fall is kept
+    served = stats.shifted(rm.predict(model, rows[["age_days"]]), level).sum()
+    assert served == pytest.approx(rows["won"].sum(), rel=0.03)
+    assert rm.ranking_scores(model, rows[["age_days"]]).sum() > rows["won"].sum() * 1.5   # the members' is stale
+    calibration, recent = rm.deployed_levels(model, split, spec, 7)
+    assert calibration == level and recent == 0.0                           # nothing more in the latest windows
 
 
 def test_where_wins_bunch_at_quarter_ends_the_recent_level_needs_a_whole_quarter():

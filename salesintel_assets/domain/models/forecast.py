@@ -395,7 +395,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
     model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
     validate_p = rm.predict(model, split.validate[spec.columns])
-    model_p = shifted(model_p, rm.recent_level(validate_p, split.validate, spec, rules.snapshot_every_days))
+    model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p)))
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
