@@ -665,7 +665,7 @@ def test_the_champion_is_challenged_on_deals_the_new_fit_never_saw(training, pre
     assert later.rows == int((unseen["snapshot_date"] > cutoff).sum()) > 0
 
 
-def test_the_champion_is_challenged_without_the_recent_levels(training, prepared, tables):
+def test_the_champion_is_challenged_without_the_served_levels(training, prepared, tables):
     """Each model took its level from its own validation rows, which the
     challenge rows overlap: both are compared as their validation judged them."""
     rules = tables["rules"].risk

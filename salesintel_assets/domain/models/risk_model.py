@@ -815,7 +815,7 @@ def challenge(training: Training, prepared: Prepared, rules: RiskRules, champion
     if champion_cutoff is not None:
         rows = rows[rows["snapshot_date"] > champion_cutoff]
     rows = rows[unseen_by_fit(rows, training.split.fit)]
-    # Both judged without their recent levels: each took its level from its own validation rows, which
+    # Both judged without their served levels: each took its levels from its own validation rows, which
     # these rows overlap, so with them the comparison would be partly in sample.
     model = judged(training.model if training.model is not None else new.model)
     challenger = drift.evaluate(rows["won"], predict(model, rows[prepared.spec.columns]))
