@@ -394,13 +394,13 @@ def test_the_calibration_periods_luck_is_undone_and_a_real_change_kept():
     model, split = _periods(0.15, 150)
     rows = pd.concat([split.calibrate, split.validate])[["age_days"]]
     members, calibrated = rm.ranking_scores(model, rows).mean(), rm.predict(model, rows).mean()
-    level = rm.calibration_level(model, split, spec)
+    level = rm.calibration_level(model, split, spec, rm.predict(model, split.validate[["age_days"]]))
     served = stats.shifted(rm.predict(model, rows), level).mean()
     assert calibrated - members > 0.02                                   # the calibration read the luck
     assert level < 0 and abs(served - members) < (calibrated - members) / 2
     model, split = _periods(-1.0, 600)
     rows = pd.concat([split.calibrate, split.validate])
-    level = rm.calibration_level(model, split, spec)
+    level = rm.calibration_level(model, split, spec, rm.predict(model, split.validate[["age_days"]]))
     assert abs(level) < 0.05                                               # the fall is kept
     served = stats.shifted(rm.predict(model, rows[["age_days"]]), level).sum()
     assert served == pytest.approx(rows["won"].sum(), rel=0.03)

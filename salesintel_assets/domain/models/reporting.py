@@ -130,10 +130,9 @@ def run_params(rules, training, prepared) -> dict:
 
 def levels_note(model) -> str:
     """In words: each horizon's served level, its two parts, and what they do to a deal's odds."""
-    calibration = getattr(model, "calibration_levels", None) or [0.0] * len(model.horizons)  # saved before them
     lines = [f"- {days} days: odds x{np.exp(level):.2f} (the calibration and validation periods' level "
              f"x{np.exp(part):.2f}, the latest windows' x{np.exp(level - part):.2f})"
-             for days, level, part in sorted(zip(model.horizons, model.levels, calibration))]
+             for days, level, part in sorted(zip(model.horizons, model.levels, model.calibration_levels))]
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
             "(the latest finished windows) where it differs beyond noise; x1.00 means none applied (within noise, "

@@ -727,16 +727,17 @@ def deployed_levels(model, split: Split, spec: FeatureSpec, every_days: int,
     ``p_validate``: the model's probabilities on them, when already at hand."""
     if p_validate is None:
         p_validate = predict(model, split.validate[spec.columns])
-    calibration = calibration_level(model, split, spec)
+    calibration = calibration_level(model, split, spec, p_validate)
     return calibration, recent_level(stats.shifted(p_validate, calibration), split.validate, spec, every_days)
 
 
-def calibration_level(model, split: Split, spec: FeatureSpec) -> float:
+def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.ndarray) -> float:
     """The log-odds shift that moves a calibrated model from its calibration
     period's level to the level of the calibration and validation periods
     together, measured against its members before calibration and shrunk
     toward theirs for its noise (both periods' and the fit period's, rows
-    clustered by deal): 0 when it cannot be measured."""
+    clustered by deal): 0 when it cannot be measured. ``p_validate``: the
+    model's probabilities on the validation snapshots."""
     later = pd.concat([split.calibrate, split.validate])
     if not len(later) or not len(split.fit):
         return 0.0
@@ -746,7 +747,8 @@ def calibration_level(model, split: Split, spec: FeatureSpec) -> float:
     if not np.isfinite(change) or information <= 0 or fit_information <= 0:
         return 0.0
     kept = stats.shrunk(change, np.sqrt(1 / information + 1 / fit_information))
-    shift = stats.level_shift(predict(model, later[spec.columns]), float(stats.shifted(members, kept).sum()))
+    calibrated = np.concatenate([predict(model, split.calibrate[spec.columns]), p_validate])
+    shift = stats.level_shift(calibrated, float(stats.shifted(members, kept).sum()))
     return shift if np.isfinite(shift) else 0.0
 
 
