@@ -169,6 +169,25 @@ def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
     assert len(rm.time_split(rows, closed, tables["rules"].risk).validate) == 40
 
 
+def test_a_short_history_whose_newest_date_holds_most_rows_still_validates(tables):
+    """Open deals pile up in an export's last months: the newest of five dates
+    holds more rows than the validation share, and used to leave validation
+    empty. The newest date validates, the one before calibrates."""
+    dates = pd.to_datetime(["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25", "2026-02-01"])
+    rows = pd.DataFrame({"snapshot_date": dates.repeat([20, 20, 20, 40, 100])})
+    rows["won"] = np.arange(len(rows)) % 2
+    closed = pd.DataFrame({"is_won": np.tile([True, False], 500)})
+    rules = tables["rules"].risk
+    with pytest.raises(rm.NotEnoughData, match=r"period has no rows"):
+        rm.time_split(rows, closed, rules)
+    split = rm.time_split(rows, closed, rules, every_part_dated=True)
+    assert split.validate["snapshot_date"].unique().tolist() == [dates[-1]]
+    assert split.calibrate["snapshot_date"].unique().tolist() == [dates[-2]]
+    assert len(split.fit) == 60
+    with pytest.raises(rm.NotEnoughData, match=r"ended for 4 past dates only"):   # fewer dates: none forced
+        rm.time_split(rows[rows["snapshot_date"] > dates[0]], closed, rules, every_part_dated=True)
+
+
 def test_a_history_too_short_for_the_main_horizon_names_the_remedy(tables):
     rules = tables["rules"].risk.model_copy(update={"min_closed_deals": 50, "short_history_fallback": False})
     as_of = tables["fact"]["created_date"].min() + pd.Timedelta(days=rules.win_horizon_days + 21)
@@ -235,6 +254,36 @@ def test_a_history_whose_first_closes_are_missing_is_replayed_from_its_first_clo
     assert seen.learn_from == start and seen.snapshots["snapshot_date"].min() >= first
     assert seen.states["snapshot_date"].min() >= first and 0.15 < seen.rows_for(30)["won"].mean() < 0.25
     assert rm.train(seen, rules.risk).split.fit["snapshot_date"].min() >= first
+
+
+def test_four_months_after_the_missing_closes_a_90_day_model_is_validated_on_its_newest_date(tmp_path):
+    """Closes missing until May, then four months of them: five weekly dates
+    of finished 90-day windows, the newest holding more rows than the
+    validation share (open deals pile up). The states are as old as the open
+    deals (the deals were created long before the first close), so the
+    model is trained, the newest date validating and the one before
+    calibrating; young states are not (the remedy test above)."""
+    from salesintel_assets.domain.warehouse import recency
+    from salesintel_assets_tests.export_replay import as_of_export
+    from salesintel_assets_tests.support import export_fact_deals
+
+    rules, day = load_rules(), "2023-08-31"
+    path = tmp_path / "backlog.csv"
+    as_of_export(_backlog_export("2023-05-01"), pd.Timestamp(day), rules.stages).to_csv(path, index=False)
+    fact = export_fact_deals(path, day)
+    start = recency.missing_closes(fact["created_date"], fact["closed_date"], pd.Timestamp(day),
+                                   rules.quality.max_quiet_days).end
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, pd.Timestamp(day), rules.risk, rules.stages.order,
+                          learn_from=start)
+    at, short_rules = rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))
+    dates = np.sort(at.states["snapshot_date"].unique())
+    assert short_rules.win_horizon_days == 90 and len(dates) == rm.MIN_SPLIT_DATES
+    with pytest.raises(rm.NotEnoughData, match="period has no rows"):
+        rm.time_split(at.states, at.labelled, short_rules)
+    split = rm.train(at, short_rules).split
+    assert split.validate["snapshot_date"].unique().tolist() == [dates[-1]]
+    assert split.calibrate["snapshot_date"].unique().tolist() == [dates[-2]]
+    assert split.fit["snapshot_date"].max() == dates[-3]
 
 
 def test_a_history_too_short_for_the_main_horizon_trains_the_longest_horizon_that_fits(tmp_path):

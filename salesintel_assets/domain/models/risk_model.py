@@ -113,6 +113,7 @@ MIN_LEVEL_DEALS = 20
 QUARTER_WEEKS = 13   # bins of the days to the quarter's end (a quarter is 13 weeks)
 MAX_MODEL_CATEGORIES = 250  # HistGradientBoosting accepts at most 255 categories per feature
 MIN_OUTCOME_SHARE = 0.01    # fewer lost (or won) closed deals than this share: the export left them out
+MIN_SPLIT_DATES = 5   # snapshot dates from which each of fit, calibrate and validate keeps at least one
 
 
 class NotEnoughData(ValueError):
@@ -147,12 +148,15 @@ class Split:
                 "validation_cutoff": str(self.validation_cutoff.date())}
 
 
-def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules, remedy: str = "") -> Split:
+def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules, remedy: str = "",
+               every_part_dated: bool = False) -> Split:
     """Split labelled snapshots by snapshot date (never at random): validation
     is the most recent ``validation_share`` of rows, calibration the share
     before. All rows of one snapshot date fall on the same side. ``labelled``:
     the closed deals known then (``is_won`` at least); ``remedy`` ends the
-    message of a history too short to split."""
+    message of a history too short to split. ``every_part_dated``: from
+    ``MIN_SPLIT_DATES`` dates on, a part the shares would leave empty keeps
+    one date (the split is otherwise the same; ``split_for``)."""
     if len(labelled) < rules.min_closed_deals:
         raise NotEnoughData(f"{len(labelled)} closed deals; at least {rules.min_closed_deals} are needed")
     _both_outcomes(labelled)
@@ -163,6 +167,13 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules, rem
     validation_cutoff = pd.Timestamp(days[max(int(n * (1 - rules.validation_share)) - 1, 0)])
     calibration_cutoff = pd.Timestamp(days[max(int(n * (1 - rules.validation_share - rules.calibration_share)) - 1,
                                                0)])
+    dates = np.unique(days)
+    if every_part_dated and len(dates) >= MIN_SPLIT_DATES:
+        # A short history whose newest date holds more than its share of the rows
+        # (open deals pile up: the export's last months) would leave validation
+        # empty: the newest date validates and the one before calibrates.
+        validation_cutoff = min(validation_cutoff, pd.Timestamp(dates[-2]))
+        calibration_cutoff = min(calibration_cutoff, pd.Timestamp(dates[-3]))
     when = rows["snapshot_date"]
     split = Split(fit=rows[when <= calibration_cutoff],
                   calibrate=rows[(when > calibration_cutoff) & (when <= validation_cutoff)],
@@ -639,17 +650,42 @@ def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
     fits, the main one: training then says why."""
     shorter = sorted((h for h in FALLBACK_HORIZONS if h < rules.win_horizon_days), reverse=True)
     open_ages = (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
-    for days in [rules.win_horizon_days] + (shorter if rules.short_history_fallback else []):
-        rows = prepared.rows_for(days)
-        try:
-            time_split(rows, prepared.labelled, rules)
-        except NotEnoughData:
-            continue
-        fallback = days != rules.win_horizon_days
-        if fallback and np.mean(open_ages > rows["age_days"].max()) > MAX_OLDER_OPEN_SHARE:
-            continue
-        return days
+    # a horizon the shares split comes before one whose newest dates had to be given a part each
+    for every_part_dated in (False, True):
+        for days in [rules.win_horizon_days] + (shorter if rules.short_history_fallback else []):
+            rows = prepared.rows_for(days)
+            fallback = days != rules.win_horizon_days
+            if (fallback or every_part_dated) and not as_old_as_the_open_deals(rows, open_ages):
+                continue
+            try:
+                time_split(rows, prepared.labelled, rules, every_part_dated=every_part_dated)
+            except NotEnoughData:
+                continue
+            return days
     return rules.win_horizon_days
+
+
+def as_old_as_the_open_deals(rows: pd.DataFrame, open_ages: np.ndarray) -> bool:
+    """Were the labelled states as old as nearly every open deal is today
+    (``MAX_OLDER_OPEN_SHARE``)? A short history's states are young: a model
+    of them has never seen a deal of today's oldest open ages."""
+    if not len(rows):
+        return False
+    return not len(open_ages) or float(np.mean(open_ages > rows["age_days"].max())) <= MAX_OLDER_OPEN_SHARE
+
+
+def split_for(prepared: Prepared, rows: pd.DataFrame, rules: RiskRules, remedy: str = "") -> Split:
+    """``time_split`` of ``rows``; when the shares leave a part empty, each
+    part keeps one of the newest dates, if the states are
+    ``as_old_as_the_open_deals`` (a history whose older closes are
+    missing: Maven's public sample four months after its first close)."""
+    try:
+        return time_split(rows, prepared.labelled, rules, remedy)
+    except NotEnoughData:
+        open_ages = (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
+        if not as_old_as_the_open_deals(rows, open_ages):
+            raise
+        return time_split(rows, prepared.labelled, rules, remedy, every_part_dated=True)
 
 
 def with_horizon(rules: RiskRules, days: int) -> RiskRules:
@@ -670,7 +706,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     # with the fallback on, the shorter horizon was tried before this one (``fitting_horizon``)
     remedy = "" if rules.short_history_fallback else \
         f", or a risk.win_horizon_days shorter than {rules.win_horizon_days} in the rules file"
-    split = sampled_for_fit(time_split(prepared.states, prepared.labelled, rules, remedy), rules.max_fit_rows,
+    split = sampled_for_fit(split_for(prepared, prepared.states, rules, remedy), rules.max_fit_rows,
                             rules.seed)
     candidates = train_candidates(split, prepared.spec, rules)
     chosen = choose(candidates, rules.promotion_metric, split.validate)
