@@ -646,16 +646,18 @@ def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
     it that is and whose labelled states are as old as nearly every open
     deal (``MAX_OLDER_OPEN_SHARE``). A 180-day window needs about eight
     months of history, a 90-day one about five, and a young CRM is better
-    served by 90-day probabilities and a forecast than by none. When none
-    fits, the main one: training then says why."""
+    served by 90-day probabilities and a forecast than by none. Only when
+    none is split by the shares, the first that ``split_for`` splits with
+    one of the newest dates in each part. When none fits, the main one:
+    training then says why."""
     shorter = sorted((h for h in FALLBACK_HORIZONS if h < rules.win_horizon_days), reverse=True)
-    open_ages = (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
-    # a horizon the shares split comes before one whose newest dates had to be given a part each
+    ages = open_ages(prepared)
+    # a horizon the shares split comes before one whose newest dates had to be given a part each (``split_for``)
     for every_part_dated in (False, True):
         for days in [rules.win_horizon_days] + (shorter if rules.short_history_fallback else []):
             rows = prepared.rows_for(days)
             fallback = days != rules.win_horizon_days
-            if (fallback or every_part_dated) and not as_old_as_the_open_deals(rows, open_ages):
+            if (fallback or every_part_dated) and not as_old_as_the_open_deals(rows, ages):
                 continue
             try:
                 time_split(rows, prepared.labelled, rules, every_part_dated=every_part_dated)
@@ -665,13 +667,18 @@ def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
     return rules.win_horizon_days
 
 
-def as_old_as_the_open_deals(rows: pd.DataFrame, open_ages: np.ndarray) -> bool:
-    """Were the labelled states as old as nearly every open deal is today
-    (``MAX_OLDER_OPEN_SHARE``)? A short history's states are young: a model
-    of them has never seen a deal of today's oldest open ages."""
+def open_ages(prepared: Prepared) -> np.ndarray:
+    """Days since creation of the deals open on the analysis date."""
+    return (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
+
+
+def as_old_as_the_open_deals(rows: pd.DataFrame, ages: np.ndarray) -> bool:
+    """Were the labelled states as old as nearly every open deal (``ages``)
+    is today (``MAX_OLDER_OPEN_SHARE``)? A short history's states are young:
+    a model of them has never seen a deal of today's oldest open ages."""
     if not len(rows):
         return False
-    return not len(open_ages) or float(np.mean(open_ages > rows["age_days"].max())) <= MAX_OLDER_OPEN_SHARE
+    return not len(ages) or float(np.mean(ages > rows["age_days"].max())) <= MAX_OLDER_OPEN_SHARE
 
 
 def split_for(prepared: Prepared, rows: pd.DataFrame, rules: RiskRules, remedy: str = "") -> Split:
@@ -682,8 +689,7 @@ def split_for(prepared: Prepared, rows: pd.DataFrame, rules: RiskRules, remedy: 
     try:
         return time_split(rows, prepared.labelled, rules, remedy)
     except NotEnoughData:
-        open_ages = (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
-        if not as_old_as_the_open_deals(rows, open_ages):
+        if not as_old_as_the_open_deals(rows, open_ages(prepared)):
             raise
         return time_split(rows, prepared.labelled, rules, remedy, every_part_dated=True)
 
