@@ -171,8 +171,9 @@ def test_a_history_too_short_to_validate_says_how_many_dates_it_has(tables):
 
 def test_a_short_history_whose_newest_date_holds_most_rows_still_validates(tables):
     """Open deals pile up in an export's last months: the newest of five dates
-    holds more rows than the validation share, and used to leave validation
-    empty. The newest date validates, the one before calibrates."""
+    holds more rows than the validation share, and the shares leave
+    validation empty. Given a date each, the newest date validates and the
+    one before calibrates."""
     dates = pd.to_datetime(["2026-01-04", "2026-01-11", "2026-01-18", "2026-01-25", "2026-02-01"])
     rows = pd.DataFrame({"snapshot_date": dates.repeat([20, 20, 20, 40, 100])})
     rows["won"] = np.arange(len(rows)) % 2
@@ -262,7 +263,9 @@ def test_four_months_after_the_missing_closes_a_90_day_model_is_validated_on_its
     validation share (open deals pile up). The states are as old as the open
     deals (the deals were created long before the first close), so the
     model is trained, the newest date validating and the one before
-    calibrating; young states are not (the remedy test above)."""
+    calibrating (a young CRM's young states are not split so:
+    ``test_without_the_fallback_a_short_history_gets_no_model...`` in
+    ``test_models_assets``)."""
     from salesintel_assets.domain.warehouse import recency
     from salesintel_assets_tests.export_replay import as_of_export
     from salesintel_assets_tests.support import export_fact_deals
