@@ -28,12 +28,18 @@ export holds no stage history, so no model can learn what a stage says.
 deals that close are won; -2 makes it about 15 %), ``--drift`` adds log
 odds per year since the start (a business slowly winning less, below 0),
 ``--months`` the history's length (34).
+``--plant industry=Banking -1.5 2026-03-01`` makes a real change: deals of
+that segment (a column of the world: industry, region, product, source)
+created from that day on get that many log odds added. ``plant_found``
+lists what the run raised on the segment (a drop is found as a win-rate
+dip); every other segment finding is still false.
 ``forecast_changes`` lists the segments whose latest closes moved the
-forecast: in this world every one is false.
+forecast: in this world every one but the plant's is false.
 
 Run: ``python -m salesintel_assets_tests.outside_world [--seeds 1 2]
 [--dates 2026-01-31 2026-06-30] [--never-share 0.3] [--no-cleanup]
-[--pull-in 0.5] [--reps 40] [--base -0.3] [--drift 0] [--months 34]`` (about a minute and a half per date).
+[--pull-in 0.5] [--reps 40] [--base -0.3] [--drift 0] [--months 34]
+[--plant industry=Banking -1.5 2026-03-01]`` (about a minute and a half per date).
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ EARLY_LOSS_SHARE, EARLY_LOSS_DAYS = 0.45, 14.0
 CLEANUP_AGE_DAYS = 180
 PULL_IN_DAYS, PULLED_FROM_DAYS = 5, 20
 WON, LOST, NEVER = 0, 1, 2
+CONTRACT_COLUMNS = {"product": "product_type", "source": "lead_source"}   # the export's names of world columns
 
 
 def _fates(rng, logit: np.ndarray, won_days: np.ndarray, never_share: float):
@@ -97,8 +104,9 @@ def _closes(rng, created: pd.Series, kind: np.ndarray, days: np.ndarray, pull_in
 
 def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bool = True,
              pull_in: float = 0.5, reps: int = REPS, base: float = BASE_LOG_ODDS, drift: float = 0.0,
-             months: int = MONTHS) -> pd.DataFrame:
-    """Every deal with how it truly ends (``close`` NaT for one that never does)."""
+             months: int = MONTHS, plant: tuple[str, float, pd.Timestamp] | None = None) -> pd.DataFrame:
+    """Every deal with how it truly ends (``close`` NaT for one that never does);
+    ``plant`` (segment ``column=value``, log odds, from) a real change."""
     rng = np.random.default_rng(seed)
     span = months * 30.4
     when = span * (np.sqrt(1 + 3 * rng.random(deals)) - 1)   # density rising linearly to twice the start's
@@ -116,6 +124,10 @@ def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bo
              + np.array([REGIONS[r] for r in rep_region[rep]])
              + np.array([PRODUCTS[p][0] for p in product]) + np.array([SOURCES[s] for s in source]) + skill[rep]
              - 0.25 * (np.log(amount) - np.log(30e3)))
+    if plant:
+        column, value = plant[0].split("=", 1)
+        facts = {"industry": industry, "region": rep_region[rep], "product": product, "source": source}
+        logit = logit + plant[1] * ((facts[column] == value) & (created >= plant[2]).to_numpy())
     won_days = np.array([PRODUCTS[p][1] for p in product])
     kind, days, reached = _fates(rng, logit, won_days, never_share)
     return pd.DataFrame({
@@ -180,7 +192,7 @@ def best_probability(open_deals: pd.DataFrame, as_of: pd.Timestamp, seed: int, n
 
 def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
             reps: int = REPS, **shape) -> dict:
-    """``shape``: ``generate``'s base log odds, drift and months."""
+    """``shape``: ``generate``'s base log odds, drift, months and plant."""
     from sklearn.metrics import roc_auc_score
 
     world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, reps=reps, **shape)
@@ -201,10 +213,20 @@ def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, p
     if "auc_model" in row:
         row |= {"vs_best": round(row["auc_model"] / row["auc_best"], 3),
                 "over_age": round(row["auc_model"] - row["auc_age"], 3)}
-    # nothing changes in this world: every segment finding (stalled deals aside) is a false alarm
+    # only the plant changes this world: every other segment finding (stalled deals aside) is a false alarm
     found = ran["anomalies"]
     segment = found[~found["segment"].astype(str).str.startswith("deal_id")]
-    return row | {"segment_findings": ";".join(segment["anomaly_type"] + " " + segment["segment"].astype(str)) or "-"}
+    target = _contract_segment(shape["plant"]) if shape.get("plant") else None
+    planted = segment["segment"].astype(str).str.split("&").map(lambda parts: target in parts).astype(bool)
+    named = (lambda rows: ";".join(rows["anomaly_type"] + " " + rows["segment"].astype(str)) or "-")
+    return row | {"segment_findings": named(segment[~planted])} | (
+        {"plant_found": named(segment[planted])} if shape.get("plant") else {})
+
+
+def _contract_segment(plant) -> str:
+    """The planted segment as the contract's anomalies name it."""
+    column, value = plant[0].split("=", 1)
+    return f"{CONTRACT_COLUMNS.get(column, column)}={value}"
 
 
 def main(argv=None) -> None:
@@ -219,8 +241,11 @@ def main(argv=None) -> None:
     parser.add_argument("--base", type=float, default=BASE_LOG_ODDS)
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--months", type=int, default=MONTHS)
+    parser.add_argument("--plant", nargs=3, metavar=("COLUMN=VALUE", "LOG_ODDS", "FROM"))
     args = parser.parse_args(argv)
     shape = {"base": args.base, "drift": args.drift, "months": args.months}
+    if args.plant:
+        shape["plant"] = (args.plant[0], float(args.plant[1]), pd.Timestamp(args.plant[2]))
     rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in, args.reps, **shape)
             for seed in args.seeds for day in args.dates]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):

@@ -261,6 +261,24 @@ def test_a_segment_that_fell_beyond_a_business_wide_change_is_reported_too():
     assert sorted(rows.loc[rows["metric"] == "win_rate", "segment"]) == ["all", "industry=EdTech"]
 
 
+def test_a_dip_that_has_lasted_a_quarter_in_a_small_segment_is_found_in_the_90_day_window():
+    # about 30 of the industry's deals close a month: too few to show the dip in 30 days
+    world = S.generate(3_000, 1, plants=(S.WinRatePlant({"industry": "EdTech"}, -0.2, window_days=90),))
+    report = detect(world, with_metrics=False)
+    rows = segment_rows(report)
+    assert list(zip(rows["anomaly_type"], rows["segment"], rows["window_days"])) == [
+        ("win_rate_dip", "industry=EdTech", 90)]
+    tests = report.tests[report.tests["family"] == "win_rate"]
+    month = tests[(tests["segment"] == "industry=EdTech") & (tests["window_days"] == 30)].iloc[0]
+    assert month["n"] < 40 and month["q_value"] > RULES.anomalies.fdr_alpha
+    # pairs and reps are tested in 7 and 30 days only: dozens of small segments would spend the budget
+    small = (tests["dims"].map(len) == 2) | (tests["dimension"] == "sales_rep_id")
+    assert (small & (tests["window_days"] == 30)).any() and not (small & (tests["window_days"] == 90)).any()
+    assert (~small & (tests["window_days"] == 90)).sum() > 5
+    without = segment_rows(detect(world, rules_with(windows_days=[7, 30]), with_metrics=False))
+    assert "industry=EdTech" not in set(without["segment"])
+
+
 def test_a_slower_industry_is_a_cycle_slowdown():
     world = S.generate(24_000, 12, plants=(S.CyclePlant({"industry": "SaaS"}, 1.75),))
     rows = segment_rows(detect(world))
@@ -468,6 +486,8 @@ def test_summary_shows_what_was_tested(dip_report):
     ({"windows_days": [7, 7]}, "distinct"),
     ({"baseline_days": 40}, "twice the longest window"),
     ({"cycle": {"windows_days": [14]}}, "subset"),
+    ({"win_rate": {"pairs_and_reps_windows_days": [14]}}, "pairs_and_reps_windows_days must be a subset"),
+    ({"cycle": {"pairs_and_reps_windows_days": [7]}}, "pairs_and_reps_windows_days must be a subset"),
     ({"stalled": {"critical": {"won_percentile": 0.9, "overdue_ratio": 2.0}}}, "at least as strict as high"),
     ({"win_rate": {"min_effect": 0.7}}, "less than 0.5"),
     ({"surprise": 1}, "Extra inputs"),

@@ -205,11 +205,15 @@ class SegmentCurves:
         return self._curves[dimset]
 
 
-def dimsets(rules: Rules, with_pairs: bool) -> list[tuple[str, ...]]:
-    """The whole business, every single dimension and (optionally) the pairs."""
+def dimsets(rules: Rules, with_pairs: bool, test=None, window_days: int | None = None) -> list[tuple[str, ...]]:
+    """The whole business, every single dimension and (optionally) the pairs;
+    with ``test`` and ``window_days``, the pairs and the reps only in the
+    test's ``pairs_and_reps_windows_days``."""
     ar = rules.anomalies
-    sets = [()] + [(d,) for d in ar.dimensions]
-    if with_pairs:
+    narrow = getattr(test, "pairs_and_reps_windows_days", None)
+    every = narrow is None or window_days in narrow
+    sets = [()] + [(d,) for d in ar.dimensions if every or d != "sales_rep_id"]
+    if with_pairs and every:
         sets += [tuple(sorted(p)) for p in ar.pairs]
     return sets
 
@@ -284,8 +288,9 @@ def exposure_weights(curve: CreationCurve, gid: np.ndarray, cycle: np.ndarray, w
 
 
 def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
-    """Are closings seasonal? Judged on the closes before the longest window
-    (a recent change must not decide how it is itself judged). Closes soon
+    """Are closings seasonal? Judged on the closes before the last
+    ``seasonality.held_out_days`` and the open-age window (a recent change
+    must not decide how it is itself judged). Closes soon
     after the first deal can only be short deals, which would look like a
     season, so only deals of cycle at most C count, closed C days or more
     after the first deal: every such day can hold every such cycle, and
@@ -295,7 +300,7 @@ def season_check(deals: DealDays, rules: Rules) -> seasonality.SeasonCheck:
     ``baseline_days`` left a CRM's first 300 days untested, and its first
     quarter ends raised win-rate spikes)."""
     ar = rules.anomalies
-    before = deals.as_of - max(ar.windows_days + [ar.open_age.window_days]) + 1
+    before = deals.as_of - max(ar.seasonality.held_out_days, ar.open_age.window_days) + 1
     known = deals.created[deals.created < NEVER]
     first = int(known.min()) if len(known) else before
     longest = int(np.clip(before - first - 2 * seasonality.QUARTER_DAYS, seasonality.MIN_JUDGED_CYCLE_DAYS,
@@ -363,8 +368,8 @@ def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: st
         window_days=cw.window_days, window_start=to_timestamp(cw.start), window_end=to_timestamp(cw.end),
         window=Sample(rows_w, values[rows_w]), baseline=Sample(rows_b, values[rows_b], weight),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs), bins=bins, bin_edges=bin_edges,
-        reweight=(cw.weights if keep_b is None else (lambda dimset: cw.weights(dimset)[keep_b])),
+        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs, test, cw.window_days), bins=bins,
+        bin_edges=bin_edges, reweight=(cw.weights if keep_b is None else (lambda dimset: cw.weights(dimset)[keep_b])),
     )
     if cw.dropped and family == "win_rate":
         where = "" if cw.season_factor is None else " at the same point of earlier quarters"
@@ -440,7 +445,7 @@ def created_comparison(deals: DealDays, rules: Rules, window_days: int, acceptab
         window_days=window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
         window=Sample(rows_w, acceptable[rows_w]), baseline=Sample(rows_b, acceptable[rows_b]),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs),
+        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs, test, window_days),
     )
 
 

@@ -398,6 +398,8 @@ class AnomalyRules(Section):
         with_pairs: bool
         # Which of the run's windows this test uses (default: all of them).
         windows_days: list[int] | None = None
+        # Which of those windows also test the pairs and the reps (default: all of them).
+        pairs_and_reps_windows_days: list[int] | None = None
 
     class OpenAgeTest(SegmentTest):
         window_days: int = Field(ge=7, le=365)
@@ -473,6 +475,8 @@ class AnomalyRules(Section):
         # the same weeks of earlier quarters count, so it spans more quarters.
         baseline_days: int = Field(default=364, ge=28, le=1095)
         detect_alpha: float = Field(default=0.01, gt=0, lt=0.5)
+        # The season is judged on the closes before the last held_out_days.
+        held_out_days: int = Field(default=30, ge=0, le=365)
 
     windows_days: list[int] = Field(min_length=1)
     baseline_days: int = Field(ge=28, le=1095)
@@ -513,6 +517,9 @@ class AnomalyRules(Section):
             chosen = getattr(self, name).windows_days
             if chosen is not None and (not chosen or not set(chosen) <= set(self.windows_days)):
                 raise ValueError(f"{name}.windows_days must be a non-empty subset of windows_days")
+            narrow = getattr(self, name).pairs_and_reps_windows_days
+            if narrow is not None and not set(narrow) <= set(chosen or self.windows_days):
+                raise ValueError(f"{name}.pairs_and_reps_windows_days must be a subset of the windows the test uses")
         if self.baseline_days < 2 * max(self.windows_days + [self.open_age.window_days]):
             raise ValueError("baseline_days must be at least twice the longest window")
         if self.severity.high.max_q > self.severity.medium.max_q or \
