@@ -170,8 +170,7 @@ def time_split(rows: pd.DataFrame, labelled: pd.DataFrame, rules: RiskRules, rem
     # A short history whose newest date holds more than its share of the rows
     # (open deals pile up: the export's last months) would leave validation
     # empty: the newest date validates and the one before calibrates.
-    dates = np.unique(days) if every_part_dated else None   # the plain split never reads them
-    if dates is not None and len(dates) >= MIN_SPLIT_DATES:
+    if every_part_dated and len(dates := np.unique(days)) >= MIN_SPLIT_DATES:   # the plain split reads no dates
         validation_cutoff = min(validation_cutoff, pd.Timestamp(dates[-2]))
         calibration_cutoff = min(calibration_cutoff, pd.Timestamp(dates[-3]))
     when = rows["snapshot_date"]
