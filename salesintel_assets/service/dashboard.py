@@ -98,7 +98,8 @@ def overview(request: Request, dimension: str | None = None):
         waterfall_chart = charts._empty(680, 260, "Not enough data for attribution")
     return _page(request, "overview.html", who, "/", "Overview", scope_label=_scope_label(request, who, scope),
                  pipe=queries.pipeline(data, scope), last=points[-1] if points else None,
-                 win_chart=charts.win_rate_chart(points), attr=attr, waterfall_chart=waterfall_chart)
+                 win_chart=charts.win_rate_chart(points), attr=attr, waterfall_chart=waterfall_chart,
+                 clean_ups=queries.clean_ups(data, points[0]["month"] if points else None))
 
 
 @router.get("/forecast", response_class=HTMLResponse)

@@ -18,6 +18,7 @@ import pandas as pd
 from salesintel_assets.domain.alerts.feedback_inbox import read_events
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.serving.snapshot import current_snapshot
+from salesintel_assets.domain.warehouse.clean_ups import CleanUp
 from salesintel_assets.service.access import Scope, sees_alert
 from salesintel_assets.service.settings import inbox_file
 from salesintel_assets.service.tokens import Principal
@@ -153,6 +154,17 @@ def win_rate_series(data: ServingData, scope: Scope, months: int = 18) -> pd.Dat
     low, high = stats.wilson_interval(series["won"].to_numpy(), series["closed"].to_numpy())
     return series.assign(win_rate=series["won"] / series["closed"], ci_low=low, ci_high=high,
                          month=pd.to_datetime(series["month"]).dt.strftime("%Y-%m")).reset_index(drop=True)
+
+
+def clean_ups(data: ServingData, first_month: str | None) -> list[str]:
+    """The clean-up days the monthly win rate leaves out, from its first month
+    shown (``YYYY-MM``) on, in words (none for a snapshot published before
+    they were kept)."""
+    days = data.table("clean_ups")
+    if days is None or days.empty or first_month is None:
+        return []
+    shown = days[pd.to_datetime(days["day"]) >= pd.Timestamp(f"{first_month}-01")]
+    return [CleanUp(pd.Timestamp(r.day), int(r.closes), int(r.lost)).sentence() for r in shown.itertuples()]
 
 
 def pipeline(data: ServingData, scope: Scope) -> dict:

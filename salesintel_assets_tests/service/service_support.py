@@ -103,3 +103,24 @@ class LiveServer:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def with_clean_up_day(home, day, deals: int = 300) -> int:
+    """Add to the warehouse under ``home`` ``deals`` stale deals closed lost
+    on ``day`` (copies of closed deals created before it: a CRM's sweep of
+    deals nobody worked), publish a snapshot as of 2026-06-30 and return how
+    many deals closed that day."""
+    import duckdb
+    import pandas as pd
+
+    from salesintel_assets.domain.serving.snapshot import publish_snapshot
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        con.execute("INSERT INTO main.fact_deals SELECT * REPLACE ('CU-' || deal_id AS deal_id, 'Lost' AS outcome, "
+                    "FALSE AS is_won, CAST(? AS TIMESTAMP_NS) AS closed_date) FROM main.fact_deals "
+                    "WHERE NOT is_open AND created_date < ? ORDER BY deal_id LIMIT ?", [day, day, deals])
+        publish_snapshot(con, home, pd.Timestamp("2026-06-30"))
+        return con.execute("SELECT count(*) FROM main.fact_deals WHERE closed_date = ?", [day]).fetchone()[0]
+    finally:
+        con.close()

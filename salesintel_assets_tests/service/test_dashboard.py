@@ -4,6 +4,7 @@ screenshot of each view is saved under ``test-artifacts/screenshots``."""
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -11,7 +12,7 @@ from salesintel_assets.service import queries
 from salesintel_assets.service.app import create_app
 from salesintel_assets.service.settings import ServiceSettings
 from salesintel_assets.service.tokens import TokenStore
-from salesintel_assets_tests.service.service_support import LiveServer
+from salesintel_assets_tests.service.service_support import LiveServer, with_clean_up_day
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -109,4 +110,17 @@ def test_each_role_sees_its_own(browser, site):
     page.fill("input[name=token]", "si_wrong_token")
     page.click("button[type=submit]")
     assert page.get_by_text("That token is wrong or expired.").is_visible()
+    page.close()
+
+
+def test_the_win_rate_chart_says_which_clean_up_days_it_left_out(browser, site, served_home):
+    url, store, data = site
+    page = _sign_in(browser, url, store.create("data")[0])
+    assert page.locator("p.clean-ups").count() == 0   # the sample CRM is never swept
+    on_day = with_clean_up_day(served_home, pd.Timestamp("2026-05-12"))
+    page.goto(f"{url}/")
+    said = page.locator("p.clean-ups").inner_text()
+    assert said.startswith("Left out: the closes of clean-up days") and f"12 May 2026 ({on_day:,} closes" in said
+    may = next(p for p in queries.win_rate_series(data, None).to_dict("records") if p["month"] == "2026-05")
+    assert may["win_rate"] > 0.2   # May's own closes, not the sweep's
     page.close()

@@ -22,12 +22,14 @@ import pandas as pd
 
 from salesintel_assets.domain.common.storage import TABLE_SCHEMA
 from salesintel_assets.domain.common.tables import table_columns as _columns, table_exists
+from salesintel_assets.domain.warehouse.clean_ups import clean_ups_of
 
 POINTER = "CURRENT"
 KEEP_SNAPSHOTS = 3  # older folders are removed; a reader mid-request keeps its own
 TOP_RISKS_PER_REP = 10  # the overall top 10 is always within the union of per-rep top 10s
 OPEN_ALERT_STATES = ("open", "updated")
 MANIFEST_COLUMNS = ["snapshot", "file", "rows", "published_at", "as_of_date"]
+CLEAN_UP_COLUMNS = ["day", "closes", "lost"]
 
 
 def serving_root(home: str | Path) -> Path:
@@ -73,6 +75,19 @@ def _deals_sql(con: duckdb.DuckDBPyConnection) -> str:
         ORDER BY f.deal_id"""
 
 
+def clean_up_days(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The days the CRM was tidied (``warehouse.clean_ups``: stale deals
+    closed lost at once) among the closes of the ``deals`` view. The monthly
+    win rate leaves them out, as the anomaly tests do: a January sweep is
+    not a January in which deals were lost."""
+    closes = con.execute("SELECT closed_date, outcome = 'Won' AS won FROM deals WHERE NOT is_open "
+                         "AND closed_date IS NOT NULL AND closed_date <= ?", [pd.Timestamp(as_of)]).df()
+    found = clean_ups_of(closes["closed_date"], closes["won"].to_numpy(dtype=bool))
+    return pd.DataFrame({"day": pd.to_datetime([c.day for c in found]).astype("datetime64[ns]"),
+                         "closes": pd.array([c.closes for c in found], dtype="int64"),
+                         "lost": pd.array([c.lost for c in found], dtype="int64")}, columns=CLEAN_UP_COLUMNS)
+
+
 def _copy_table(con, table: str, where: str = "") -> str | None:
     return f"SELECT * FROM {TABLE_SCHEMA}.{table} {where}" if table_exists(con, table) else None
 
@@ -90,6 +105,7 @@ def _queries(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> dict[str, s
             SELECT sales_rep_id, CAST(date_trunc('month', closed_date) AS DATE) AS month,
                    count(*) AS closed, count(*) FILTER (WHERE outcome = 'Won') AS won
             FROM deals WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= DATE '{day}'
+                AND CAST(closed_date AS DATE) NOT IN (SELECT day FROM clean_up_days)
             GROUP BY ALL ORDER BY sales_rep_id, month""",
         "pipeline_by_rep": """
             SELECT sales_rep_id, count(*) AS open_deals, sum(deal_amount) AS pipeline_amount,
@@ -152,7 +168,10 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, folder: Path, name: str, as_o
     # Sorted by deal_id in small row groups: a lookup by id reads one group.
     con.execute(f"COPY ({_deals_sql(con)}) TO '{deals}' (FORMAT parquet, ROW_GROUP_SIZE 16384)")
     con.execute(f"CREATE OR REPLACE TEMP VIEW deals AS SELECT * FROM read_parquet('{deals}')")
-    written = {"deals": deals}
+    cleaned = clean_up_days(con, as_of)
+    cleaned.to_parquet(folder / "clean_ups.parquet", index=False)
+    con.register("clean_up_days", cleaned)
+    written = {"deals": deals, "clean_ups": folder / "clean_ups.parquet"}
     for stem, sql in _queries(con, as_of).items():
         if sql is None:
             continue
@@ -160,6 +179,7 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, folder: Path, name: str, as_o
         con.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
         written[stem] = target
     con.execute("DROP VIEW deals")
+    con.unregister("clean_up_days")
     _freshness(con).to_parquet(folder / "freshness.parquet", index=False)
     written["freshness"] = folder / "freshness.parquet"
     rows = []

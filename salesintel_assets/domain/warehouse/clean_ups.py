@@ -7,9 +7,9 @@ win rate and a slower cycle for the whole business (on a generated CRM
 with one each January, 258 deals closed lost on one day against 3.6 closes
 a day: "win rate fell to 18 %" and "cycles 211 days against 42" were both
 raised as critical), and it moves segments by how many stale deals they
-held. The forecast's segment changes and the anomaly tests leave such
-days' closes out and say so; the models still learn from them (a stale
-deal does end lost).
+held. The forecast's segment changes, the anomaly tests and the dashboard's
+monthly win rate leave such days' closes out and say so; the models still
+learn from them (a stale deal does end lost).
 
 The usual closes of a day are the mean of the other days within half a
 year either side of it (inside the closes given): a growing business's
