@@ -33,6 +33,21 @@ def test_a_finding_recurs_only_when_the_same_test_moved_the_same_way_clearly_las
     assert recurrence.recurring(found, pd.DataFrame([past])).tolist() == [expected]
 
 
+def _ageing(size: float, p_value: float = 0.001) -> dict:
+    return _finding(family="open_age", metric="open_deal_age_days", anomaly_type="open_age_increase", sign=1.0,
+                    size=size, p_value=p_value, min_effect=0.15)
+
+
+@pytest.mark.parametrize("last_year, expected", [
+    (0.33, True),    # 49 % older than its baseline against 33 % a year ago: 12 % beyond the pattern (not 16 points)
+    (0.25, False),   # 19 % beyond it: a reportable change on top of the yearly one
+])
+def test_an_ageing_pipeline_is_judged_by_its_ratio_to_last_years(last_year, expected):
+    # stale deals pile up until a yearly clean-up: every autumn the open deals are older than in spring
+    found = pd.DataFrame([_ageing(0.49)])
+    assert recurrence.recurring(found, pd.DataFrame([_ageing(last_year, p_value=1e-6)])).tolist() == [expected]
+
+
 @pytest.mark.parametrize("business_past, expected", [
     (0.25, True),    # the whole business moved as much a year ago: a yearly rhythm
     (0.16, False),   # the segment went 0.14 further than the business a year ago (noise, or its own rhythm)
