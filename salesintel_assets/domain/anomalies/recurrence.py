@@ -13,11 +13,12 @@ When it moved the same way then, clearly (raw p <= ``RECURRING_P``), and
 this year adds less than a reportable change (the test's ``min_effect``) to
 last year's size (no more than the whole business's then; for cycles and
 ages, relative changes, this year's ratio to last year's:
-``beyond_last_year``), the finding is a yearly pattern: it is said in the run's notes, not raised. A segment with
-too few deals to test a year ago is judged by the whole business then (a
-yearly clean-up closing stale deals lost in January took every segment
-down; on a generated CRM with one, a segment of 46 deals then, untested,
-dipped with the business the next January and was raised as news). A change
+``beyond_last_year``), the finding is a yearly pattern: it is said in the
+run's notes, not raised. A segment with too few deals to test a year ago is
+judged by the whole business then (a yearly clean-up closing stale deals
+lost in January took every segment down; on a generated CRM with one, a
+segment of 46 deals then, untested, dipped with the business the next
+January and was raised as news). A change
 the history has never shown at this time of year is still raised, and so is
 a real change on top of the yearly one (this year's dip a reportable change
 deeper than last year's).

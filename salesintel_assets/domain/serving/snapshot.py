@@ -75,7 +75,7 @@ def _deals_sql(con: duckdb.DuckDBPyConnection) -> str:
         ORDER BY f.deal_id"""
 
 
-def clean_up_days(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame:
+def clean_up_table(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame:
     """The days the CRM was tidied (``warehouse.clean_ups``: stale deals
     closed lost at once) among the closes of the ``deals`` view. The monthly
     win rate leaves them out, as the anomaly tests do: a January sweep is
@@ -168,7 +168,7 @@ def build_snapshot(con: duckdb.DuckDBPyConnection, folder: Path, name: str, as_o
     # Sorted by deal_id in small row groups: a lookup by id reads one group.
     con.execute(f"COPY ({_deals_sql(con)}) TO '{deals}' (FORMAT parquet, ROW_GROUP_SIZE 16384)")
     con.execute(f"CREATE OR REPLACE TEMP VIEW deals AS SELECT * FROM read_parquet('{deals}')")
-    cleaned = clean_up_days(con, as_of)
+    cleaned = clean_up_table(con, as_of)
     cleaned.to_parquet(folder / "clean_ups.parquet", index=False)
     con.register("clean_up_days", cleaned)
     written = {"deals": deals, "clean_ups": folder / "clean_ups.parquet"}
