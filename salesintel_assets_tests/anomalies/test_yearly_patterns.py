@@ -96,8 +96,9 @@ def test_a_metric_shift_that_showed_last_november_is_not_raised():
     world = S.generate(12_000, 1400, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
                        year_end_push=YEAR_END_PUSH)
     as_of = pd.Timestamp("2026-11-15")
-    never = (lambda found, past: np.zeros(len(found), dtype=bool))
-    with mock.patch.object(recurrence, "recurring", never):
+    judged = recurrence.against_last_year
+    never = (lambda found, past: judged(found, past).assign(recurring=False))
+    with mock.patch.object(recurrence, "against_last_year", never):
         unchecked = S.segment_anomalies(world, as_of, AUTO)
     assert ("smi", "region=India") in set(zip(unchecked["metric"], unchecked["segment"]))
     found = S.segment_anomalies(world, as_of, AUTO)
@@ -119,3 +120,11 @@ def test_a_real_dip_on_top_of_the_yearly_pattern_is_still_raised():
                        plants=(S.WinRatePlant({"lead_source": "Inbound"}, -0.25),))
     found, _ = _win_rate_findings(world, AUTO, "2026-11-30")
     assert "lead_source=Inbound" in set(found.loc[found["anomaly_type"] == "win_rate_dip", "segment"])
+    # said and sized against last year's pattern: the business dipped then too, by less
+    inbound = found[found["segment"].eq("lead_source=Inbound")].iloc[0]
+    said = inbound["explanation"].split("At this time last year (as of 1 Dec 2025) the whole business moved the "
+                                        "same way (")[1]
+    then, expected = (float(x.split(" %")[0]) / 100 for x in said.split(" against ", 1))
+    beyond = round(abs(inbound["observed"] - inbound["expected"]) - (expected - then), 2)
+    assert f"this year's goes {100 * beyond:.0f} points beyond last year's" in said
+    assert inbound["severity"] != "critical" and beyond < 0.25   # what it adds, not its whole 30 points

@@ -259,10 +259,13 @@ def _without_yearly_patterns(found: pd.DataFrame, fact: pd.DataFrame, deal_metri
     comps, _ = build_comparisons(fact, deal_metrics, rules, then, codes,
                                  only=set(zip(wanted["family"], wanted["window_days"].astype(int))),
                                  seasons=SeasonCheck(seasonal, ""))
-    again = recurrence.recurring(found, run_tests(comps, codes, rules))
-    if not again.any():
-        return found, []
-    return found[~again], [recurrence.note(found[again], day)]
+    judged = recurrence.against_last_year(found, run_tests(comps, codes, rules))
+    again = judged["recurring"].to_numpy(dtype=bool)
+    # one that grew beyond last year's is raised, sized and worded by how far it goes beyond it
+    found = found.assign(beyond_last_year=judged["beyond"].to_numpy(), last_year_observed=judged["observed"].to_numpy(),
+                         last_year_expected=judged["expected"].to_numpy(),
+                         last_year_business=judged["business"].to_numpy(), last_year_day=day)
+    return found[~again], [recurrence.note(found[again], day)] if again.any() else []
 
 
 def _on_quarters_of_the_wins(rules: Rules, deals: DealDays) -> tuple[Rules, list[str]]:
@@ -319,11 +322,17 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
               "money_deals": len(open_in), "money_priced": int(deals.priced[open_in].sum()),
               "baseline_days": rules.anomalies.baseline_days}
     row["explanation"] = text.segment_explanation(detail, keys, n_tests)
+    if pd.notna(r.get("beyond_last_year", np.nan)):
+        row["explanation"] += " " + text.beyond_last_year(FAMILY_KIND[family], r["last_year_day"],
+                                                          r["last_year_observed"], r["last_year_expected"],
+                                                          r["beyond_last_year"], bool(r["last_year_business"]))
     return row
 
 
 def _severity(r: pd.Series, rules: Rules) -> str:
-    strength = r["size"] / r["min_effect"]
+    # A change that also showed a year earlier is as severe as what it adds to last year's.
+    beyond = r.get("beyond_last_year", np.nan)
+    strength = (r["size"] if pd.isna(beyond) else beyond) / r["min_effect"]
     levels = rules.anomalies.severity
     for name in ("critical", "high", "medium"):
         level = getattr(levels, name)

@@ -157,6 +157,19 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
     return f"{text}{evidence(q, tests)} {money_text}"
 
 
+def beyond_last_year(kind: str, last_day, observed: float, expected: float, beyond: float,
+                     business: bool = False) -> str:
+    """A finding that showed the same way a year earlier, but less: last
+    year's figures (the whole business's when the segment was too small to
+    test then), and how far this year's change goes beyond them."""
+    who = "the whole business" if business else "it"
+    then = (f" ({_value(kind, observed)} against {_value(kind, expected)} expected)"
+            if np.isfinite(observed) and np.isfinite(expected) else "")
+    more = {"rate": f"{100 * beyond:.0f} points", "days": pct(beyond)}.get(kind, "a reportable change")
+    return (f"At this time last year (as of {day(last_day)}) {who} moved the same way{then}: part of this "
+            f"change recurs every year, and this year's goes {more} beyond last year's.")
+
+
 def _chance(row: dict, prefix: str, horizon: int) -> str:
     """'31 % won within 180 days (95 % CI 22-41 %)'."""
     return (f"{pct(row[prefix + '_win_rate'])} won within {horizon} days "

@@ -56,20 +56,34 @@ def replayable(found: pd.DataFrame, first_created: int, baseline_start) -> np.nd
 
 
 def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
-    """Per finding: did the same test move the same way a year earlier,
-    clearly, and by as much as this year's less than a reportable change
-    (with no test of the segment then: the whole business's)?
+    """Per finding: is it a yearly pattern (``against_last_year``)?"""
+    return against_last_year(found, past_tests)["recurring"].to_numpy(dtype=bool)
+
+
+def against_last_year(found: pd.DataFrame, past_tests: pd.DataFrame | None) -> pd.DataFrame:
+    """Per finding, in order: ``recurring`` when the same test moved the same
+    way a year earlier, clearly, and by as much as this year's less than a
+    reportable change (with no test of the segment then: the whole
+    business's); where it moved so, what this year adds (``beyond``,
+    ``beyond_last_year``) and last year's ``observed`` and ``expected``
+    of the size it is measured against (``business``: the whole business's,
+    for a segment untested then or that moved more than the business), NaN
+    elsewhere.
     Last year's size is the smaller of the segment's and the whole
     business's (0 when the business did not move that way): a yearly rhythm
     is the business's, and one segment's size a year ago is a noisy
     estimate of it, so a real change on top is not hidden by last year's
     noise (a rhythm of one segment only is still raised)."""
+    out = pd.DataFrame({"recurring": np.zeros(len(found), dtype=bool), "beyond": np.nan, "observed": np.nan,
+                        "expected": np.nan, "business": np.zeros(len(found), dtype=bool)})
     if not len(found) or past_tests is None or not len(past_tests):
-        return np.zeros(len(found), dtype=bool)
-    past = past_tests[KEY + ["sign", "size", "p_value"]].drop_duplicates(KEY).rename(
-        columns={"sign": "past_sign", "size": "past_size", "p_value": "past_p"})
+        return out
+    figures = [c for c in ("observed", "expected") if c in past_tests]
+    past = past_tests[KEY + ["sign", "size", "p_value"] + figures].drop_duplicates(KEY).rename(
+        columns={"sign": "past_sign", "size": "past_size", "p_value": "past_p", "observed": "past_observed",
+                 "expected": "past_expected"})
     business = past[past["segment"] == "all"].drop(columns="segment").rename(
-        columns={"past_sign": "all_sign", "past_size": "all_size", "past_p": "all_p"})
+        columns=lambda c: c.replace("past_", "all_"))
     joined = (found[KEY + ["sign", "size", "min_effect"]].reset_index(drop=True)
               .merge(past, on=KEY, how="left").merge(business, on=KEY[:-1], how="left"))
     sign = joined["sign"].to_numpy(dtype=float)
@@ -84,9 +98,16 @@ def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
     last_year_size = np.where(untested, business_size,
                               np.minimum(joined["past_size"].to_numpy(dtype=float), business_size))
     added = beyond_last_year(joined["family"].to_numpy(), sign, joined["size"].to_numpy(dtype=float), last_year_size)
-    as_large = added < joined["min_effect"].to_numpy(dtype=float)
-    moved = np.where(untested, business_clear, same_way & clear)
-    return np.asarray(moved & as_large & found["family"].isin(FAMILIES).to_numpy(), dtype=bool)
+    moved = np.where(untested, business_clear, same_way & clear) & found["family"].isin(FAMILIES).to_numpy()
+    out["recurring"] = moved & (added < joined["min_effect"].to_numpy(dtype=float))
+    out["beyond"] = np.where(moved, added, np.nan)
+    # last year's figures are those of the size taken: the business's when it moved less than the segment
+    by_business = untested | (business_size < joined["past_size"].to_numpy(dtype=float))
+    out["business"] = moved & by_business
+    for figure in ("observed", "expected"):
+        then = np.where(by_business, joined.get(f"all_{figure}", np.nan), joined.get(f"past_{figure}", np.nan))
+        out[figure] = np.where(moved, pd.to_numeric(pd.Series(then), errors="coerce").to_numpy(dtype=float), np.nan)
+    return out
 
 
 def beyond_last_year(family: np.ndarray, sign: np.ndarray, size: np.ndarray, last_year_size: np.ndarray) -> np.ndarray:
