@@ -48,6 +48,20 @@ def test_an_ageing_pipeline_is_judged_by_its_ratio_to_last_years(last_year, expe
     assert recurrence.recurring(found, pd.DataFrame([_ageing(last_year, p_value=1e-6)])).tolist() == [expected]
 
 
+def test_a_change_beyond_last_years_is_measured_against_the_size_last_year_had():
+    found = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.30), _finding(segment="region=EU", size=0.30)])
+    past = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.22, p_value=0.01, observed=0.11, expected=0.33),
+                         _finding(segment="region=EU", size=0.22, p_value=0.01, observed=0.11, expected=0.33),
+                         _finding(size=0.15, p_value=1e-6, observed=0.13, expected=0.28)])
+    judged = recurrence.against_last_year(found, past)
+    # the business moved less than either segment: each goes 0.15 beyond it, and the business's figures say so
+    assert judged["recurring"].tolist() == [False, False] and judged["beyond"].round(3).tolist() == [0.15, 0.15]
+    assert judged["business"].all() and judged[["observed", "expected"]].iloc[0].tolist() == [0.13, 0.28]
+    # no yearly pattern where the business did not move that way: nothing to go beyond
+    alone = recurrence.against_last_year(found, past.iloc[:2])
+    assert alone["beyond"].isna().all() and not alone["business"].any()
+
+
 @pytest.mark.parametrize("business_past, expected", [
     (0.25, True),    # the whole business moved as much a year ago: a yearly rhythm
     (0.16, False),   # the segment went 0.14 further than the business a year ago (noise, or its own rhythm)

@@ -64,8 +64,8 @@ def against_last_year(found: pd.DataFrame, past_tests: pd.DataFrame | None) -> p
     """Per finding, in order: ``recurring`` when the same test moved the same
     way a year earlier, clearly, and by as much as this year's less than a
     reportable change (with no test of the segment then: the whole
-    business's); where it moved so, what this year adds (``beyond``,
-    ``beyond_last_year``) and last year's ``observed`` and ``expected``
+    business's); where it moved so and last year's size is not 0, what this
+    year adds (``beyond``, ``beyond_last_year``) and last year's ``observed`` and ``expected``
     of the size it is measured against (``business``: the whole business's,
     for a segment untested then or that moved more than the business), NaN
     elsewhere.
@@ -100,13 +100,15 @@ def against_last_year(found: pd.DataFrame, past_tests: pd.DataFrame | None) -> p
     added = beyond_last_year(joined["family"].to_numpy(), sign, joined["size"].to_numpy(dtype=float), last_year_size)
     moved = np.where(untested, business_clear, same_way & clear) & found["family"].isin(FAMILIES).to_numpy()
     out["recurring"] = moved & (added < joined["min_effect"].to_numpy(dtype=float))
-    out["beyond"] = np.where(moved, added, np.nan)
+    # Beyond a pattern only where there was one: a segment whose business did not move that way has none.
+    grown = moved & (last_year_size > 0)
+    out["beyond"] = np.where(grown, added, np.nan)
     # last year's figures are those of the size taken: the business's when it moved less than the segment
     by_business = untested | (business_size < joined["past_size"].to_numpy(dtype=float))
-    out["business"] = moved & by_business
+    out["business"] = grown & by_business
     for figure in ("observed", "expected"):
         then = np.where(by_business, joined.get(f"all_{figure}", np.nan), joined.get(f"past_{figure}", np.nan))
-        out[figure] = np.where(moved, pd.to_numeric(pd.Series(then), errors="coerce").to_numpy(dtype=float), np.nan)
+        out[figure] = np.where(grown, pd.to_numeric(pd.Series(then), errors="coerce").to_numpy(dtype=float), np.nan)
     return out
 
 
