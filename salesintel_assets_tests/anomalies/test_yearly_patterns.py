@@ -3,7 +3,6 @@ pattern (a stronger year-end push), not news; a new change still is."""
 
 from unittest import mock
 
-import numpy as np
 import pandas as pd
 import pytest
 

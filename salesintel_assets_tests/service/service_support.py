@@ -11,8 +11,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode
 
+import duckdb
+import pandas as pd
 import uvicorn
 
+from salesintel_assets.domain.serving.snapshot import publish_snapshot
 from salesintel_assets_tests.loopback import LoopbackServer
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -110,11 +113,6 @@ def with_clean_up_day(home, day, deals: int = 300) -> int:
     on ``day`` (copies of closed deals created before it: a CRM's sweep of
     deals nobody worked), publish a snapshot as of 2026-06-30 and return how
     many deals closed that day."""
-    import duckdb
-    import pandas as pd
-
-    from salesintel_assets.domain.serving.snapshot import publish_snapshot
-
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     try:
         con.execute("INSERT INTO main.fact_deals SELECT * REPLACE ('CU-' || deal_id AS deal_id, 'Lost' AS outcome, "
