@@ -205,15 +205,15 @@ class SegmentCurves:
         return self._curves[dimset]
 
 
-def dimsets(rules: Rules, with_pairs: bool, test=None, window_days: int | None = None) -> list[tuple[str, ...]]:
-    """The whole business, every single dimension and (optionally) the pairs;
-    with ``test`` and ``window_days``, the pairs and the reps only in the
-    test's ``pairs_and_reps_windows_days``."""
+def dimsets(rules: Rules, test, window_days: int | None = None) -> list[tuple[str, ...]]:
+    """The whole business, every single dimension and, when the test takes
+    them, the pairs; in a window (``window_days``) outside the test's
+    ``pairs_and_reps_windows_days``, neither the pairs nor the reps."""
     ar = rules.anomalies
-    narrow = getattr(test, "pairs_and_reps_windows_days", None)
-    every = narrow is None or window_days in narrow
+    narrow = test.pairs_and_reps_windows_days
+    every = narrow is None or window_days is None or window_days in narrow
     sets = [()] + [(d,) for d in ar.dimensions if every or d != "sales_rep_id"]
-    if with_pairs and every:
+    if test.with_pairs and every:
         sets += [tuple(sorted(p)) for p in ar.pairs]
     return sets
 
@@ -368,7 +368,7 @@ def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: st
         window_days=cw.window_days, window_start=to_timestamp(cw.start), window_end=to_timestamp(cw.end),
         window=Sample(rows_w, values[rows_w]), baseline=Sample(rows_b, values[rows_b], weight),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs, test, cw.window_days), bins=bins,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test, cw.window_days), bins=bins,
         bin_edges=bin_edges, reweight=(cw.weights if keep_b is None else (lambda dimset: cw.weights(dimset)[keep_b])),
     )
     if cw.dropped and family == "win_rate":
@@ -427,7 +427,7 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         window=Sample(rows_w, age_now[rows_w]),
         baseline=Sample(rows_b, ages_b, reweight(()), first),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs), bins=bins, reweight=reweight,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test), bins=bins, reweight=reweight,
     )
 
 
@@ -445,7 +445,7 @@ def created_comparison(deals: DealDays, rules: Rules, window_days: int, acceptab
         window_days=window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
         window=Sample(rows_w, acceptable[rows_w]), baseline=Sample(rows_b, acceptable[rows_b]),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test.with_pairs, test, window_days),
+        min_effect=test.min_effect, dimsets=dimsets(rules, test, window_days),
     )
 
 
