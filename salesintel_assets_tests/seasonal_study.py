@@ -132,17 +132,26 @@ def young(seeds: range, histories: tuple[int, ...], per_day: int = 15) -> list[d
     return rows
 
 
-def yearly_null(n_deals: int, seeds: range, with_check: bool) -> dict:
-    """False segment alarms per run on year-end-push worlds, every third day
-    over November and December."""
+def yearly_check_off():
+    """A context in which no finding counts as a yearly pattern (the
+    detector as it was before the check), for comparisons."""
     from unittest import mock
 
     from salesintel_assets.domain.anomalies import recurrence
 
+    judged = recurrence.against_last_year
+    return mock.patch.object(recurrence, "against_last_year",
+                             lambda found, past: judged(found, past).assign(recurring=False))
+
+
+def yearly_null(n_deals: int, seeds: range, with_check: bool) -> dict:
+    """False segment alarms per run on year-end-push worlds, every third day
+    over November and December."""
+    from contextlib import nullcontext
+
     rules = rules_with("auto")
-    never = (lambda found, past: np.zeros(len(found), dtype=bool))
     runs = []
-    with mock.patch.object(recurrence, "recurring", recurrence.recurring if with_check else never):
+    with nullcontext() if with_check else yearly_check_off():
         for seed in seeds:
             for month_end in ("2026-11-30", "2026-12-31"):
                 world = generate(n_deals, seed, as_of=month_end, history_days=900, quarter_push=QUARTER_PUSH,

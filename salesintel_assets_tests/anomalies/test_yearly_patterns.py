@@ -1,15 +1,17 @@
 """A change that showed the same way at this time last year is a yearly
 pattern (a stronger year-end push), not news; a new change still is."""
 
-from unittest import mock
-
 import pandas as pd
 import pytest
 
 from salesintel_assets.domain.anomalies import recurrence
 from salesintel_assets_tests import scenarios as S
 from salesintel_assets_tests.anomalies.test_seasonality import AUTO, _win_rate_findings
-from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, YEAR_END_PUSH
+from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, YEAR_END_PUSH, yearly_check_off
+
+
+def _recurring(found: pd.DataFrame, past: pd.DataFrame):
+    return recurrence.against_last_year(found, past)["recurring"]
 
 
 def _finding(**overrides) -> dict:
@@ -29,7 +31,7 @@ def _finding(**overrides) -> dict:
 ])
 def test_a_finding_recurs_only_when_the_same_test_moved_the_same_way_clearly_last_year(past, expected):
     found = pd.DataFrame([_finding()])
-    assert recurrence.recurring(found, pd.DataFrame([past])).tolist() == [expected]
+    assert _recurring(found, pd.DataFrame([past])).tolist() == [expected]
 
 
 def _ageing(size: float, p_value: float = 0.001) -> dict:
@@ -44,7 +46,7 @@ def _ageing(size: float, p_value: float = 0.001) -> dict:
 def test_an_ageing_pipeline_is_judged_by_its_ratio_to_last_years(last_year, expected):
     # stale deals pile up until a yearly clean-up: every autumn the open deals are older than in spring
     found = pd.DataFrame([_ageing(0.49)])
-    assert recurrence.recurring(found, pd.DataFrame([_ageing(last_year, p_value=1e-6)])).tolist() == [expected]
+    assert _recurring(found, pd.DataFrame([_ageing(last_year, p_value=1e-6)])).tolist() == [expected]
 
 
 def test_a_change_beyond_last_years_is_measured_against_the_size_last_year_had():
@@ -69,7 +71,7 @@ def test_last_years_size_is_no_more_than_the_whole_business_moved(business_past,
     found = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.30)])
     past = pd.DataFrame([_finding(segment="lead_source=Inbound", size=0.25, p_value=0.01),
                          _finding(size=business_past, p_value=1e-6)])
-    assert recurrence.recurring(found, past).tolist() == [expected]
+    assert _recurring(found, past).tolist() == [expected]
 
 
 @pytest.mark.parametrize("business_past, expected", [
@@ -82,7 +84,7 @@ def test_a_segment_untested_last_year_is_read_by_the_business_then(business_past
     # a yearly clean-up closing stale deals lost: a segment too small to test then still fell with it
     found = pd.DataFrame([_finding(segment="lead_source=Event", size=0.21)])
     past = pd.DataFrame([business_past, _finding(segment="lead_source=Web", size=0.30, p_value=1e-4)])
-    assert recurrence.recurring(found, past).tolist() == [expected]
+    assert _recurring(found, past).tolist() == [expected]
 
 
 def test_each_window_is_replayed_when_its_baseline_a_year_back_fits_the_history():
@@ -97,21 +99,18 @@ def test_each_window_is_replayed_when_its_baseline_a_year_back_fits_the_history(
 def test_only_families_replayable_from_closed_deals_are_judged():
     # a quality drop (new deals' lead quality) is not in recurrence.FAMILIES: it is never replayed
     found = pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
-    assert recurrence.recurring(found, pd.DataFrame([_finding(family="quality", metric="low_quality_share")])
-                                ).tolist() == [False]
+    assert _recurring(found, pd.DataFrame([_finding(family="quality", metric="low_quality_share")])).tolist() \
+        == [False]
     shift = pd.DataFrame([_finding(family="metric_shift", metric="smi")])
-    assert recurrence.recurring(shift, pd.DataFrame([_finding(family="metric_shift", metric="smi")])).tolist() \
-        == [True]
-    assert recurrence.recurring(shift, pd.DataFrame()).tolist() == [False]
+    assert _recurring(shift, pd.DataFrame([_finding(family="metric_shift", metric="smi")])).tolist() == [True]
+    assert _recurring(shift, pd.DataFrame()).tolist() == [False]
 
 
 def test_a_metric_shift_that_showed_last_november_is_not_raised():
     world = S.generate(12_000, 1400, as_of="2026-11-30", history_days=900, quarter_push=QUARTER_PUSH,
                        year_end_push=YEAR_END_PUSH)
     as_of = pd.Timestamp("2026-11-15")
-    judged = recurrence.against_last_year
-    never = (lambda found, past: judged(found, past).assign(recurring=False))
-    with mock.patch.object(recurrence, "against_last_year", never):
+    with yearly_check_off():
         unchecked = S.segment_anomalies(world, as_of, AUTO)
     assert ("smi", "region=India") in set(zip(unchecked["metric"], unchecked["segment"]))
     found = S.segment_anomalies(world, as_of, AUTO)

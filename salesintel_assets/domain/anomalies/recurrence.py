@@ -55,11 +55,6 @@ def replayable(found: pd.DataFrame, first_created: int, baseline_start) -> np.nd
     return (found["family"].isin(FAMILIES) & found["window_days"].map(fits).fillna(False).astype(bool)).to_numpy()
 
 
-def recurring(found: pd.DataFrame, past_tests: pd.DataFrame) -> np.ndarray:
-    """Per finding: is it a yearly pattern (``against_last_year``)?"""
-    return against_last_year(found, past_tests)["recurring"].to_numpy(dtype=bool)
-
-
 def against_last_year(found: pd.DataFrame, past_tests: pd.DataFrame | None) -> pd.DataFrame:
     """Per finding, in order: ``recurring`` when the same test moved the same
     way a year earlier, clearly, and by as much as this year's less than a
