@@ -63,8 +63,9 @@ def deal_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Mater
 def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Output[pd.DataFrame]:
     """Deals, win rate (Wilson 95 % interval), cycle of won and lost deals,
     amount, SPI and lost-deal velocity ratio per dimension, segment and
-    period (month, quarter, all), by closed date, aggregated in DuckDB.
-    ``deal_stage`` of a closed deal is its stage at close."""
+    period (month, quarter, all), by closed date, aggregated in DuckDB,
+    with the closes of clean-up days counted apart. ``deal_stage`` of a
+    closed deal is its stage at close."""
     rules, as_of = settings.rules(), settings.analysis_date()
     with warehouse.connect() as con:
         table = segments.segment_metrics_in(con, f"{TABLE_SCHEMA}.fact_deals", rules, as_of)
@@ -75,7 +76,8 @@ def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Ou
         row = overall.iloc[0]
         extra.update(closed_deals=int(row["deals"]), won_deals=int(row["won"]),
                      win_rate=round(float(row["win_rate"]), 4),
-                     win_rate_ci=[round(float(row["ci_low"]), 4), round(float(row["ci_high"]), 4)])
+                     win_rate_ci=[round(float(row["ci_low"]), 4), round(float(row["ci_high"]), 4)],
+                     clean_up_closes=int(row["clean_up_closes"]))
     else:
         extra["note"] = "no deal has closed on or before the analysis date: nothing to measure yet"
     return dg.Output(table, metadata=frame_metadata(table, **extra))

@@ -80,6 +80,10 @@ class SegmentMetrics(pa.DataFrameModel):
     lost_velocity_ratio: Series[float] = pa.Field(
         nullable=True, ge=0, description="Mean cycle of lost deals / of won deals (above 1: losses drag on).")
     enough_data: Series[bool] = pa.Field(description="Enough deals for the figures to be read (rules' minimum).")
+    clean_up_closes: Series[int] = pa.Field(
+        ge=0, description="Of the closed deals, those closed on clean-up days (stale deals closed lost in one "
+                          "sweep); counted in every rate here, left out where periods are compared.")
+    clean_up_won: Series[int] = pa.Field(ge=0, description="Won deals among the clean-up days' closes.")
 
     class Config:
         strict = False
@@ -88,7 +92,8 @@ class SegmentMetrics(pa.DataFrameModel):
 
     @pa.dataframe_check
     def counts_add_up(cls, df: pd.DataFrame) -> Series[bool]:
-        return df["won"] + df["lost"] == df["deals"]
+        return (df["won"] + df["lost"] == df["deals"]) & (df["clean_up_won"] <= df["clean_up_closes"]) & (
+            df["clean_up_closes"] <= df["deals"])
 
     @pa.dataframe_check
     def rate_inside_interval(cls, df: pd.DataFrame) -> Series[bool]:

@@ -99,7 +99,8 @@ def overview(request: Request, dimension: str | None = None):
     return _page(request, "overview.html", who, "/", "Overview", scope_label=_scope_label(request, who, scope),
                  pipe=queries.pipeline(data, scope), last=points[-1] if points else None,
                  win_chart=charts.win_rate_chart(points), attr=attr, waterfall_chart=waterfall_chart,
-                 clean_ups=queries.clean_ups(data, points[0]["month"] if points else None))
+                 clean_ups=queries.clean_ups(data, points[0]["month"] if points else None),
+                 split_clean_ups=queries.clean_ups(data, attr.get("period_a"), attr.get("period_b")))
 
 
 @router.get("/forecast", response_class=HTMLResponse)

@@ -156,14 +156,16 @@ def win_rate_series(data: ServingData, scope: Scope, months: int = 18) -> pd.Dat
                          month=pd.to_datetime(series["month"]).dt.strftime("%Y-%m")).reset_index(drop=True)
 
 
-def clean_ups(data: ServingData, first_month: str | None) -> list[str]:
-    """The clean-up days the monthly win rate leaves out, from its first month
-    shown (``YYYY-MM``) on, in words (none for a snapshot published before
-    they were kept)."""
+def clean_ups(data: ServingData, first: str | None, last: str | None = None) -> list[str]:
+    """The clean-up days the monthly win rate and the rate-vs-mix split leave
+    out, in words, from the period ``first`` (a month ``YYYY-MM`` or a
+    quarter ``YYYYQn``) on, to the end of ``last`` (on to the end when None);
+    none for a snapshot published before they were kept."""
     days = data.table("clean_ups")
-    if days is None or days.empty or first_month is None:
+    if days is None or days.empty or first is None:
         return []
-    shown = days[pd.to_datetime(days["day"]) >= pd.Timestamp(f"{first_month}-01")]
+    day = pd.to_datetime(days["day"])
+    shown = days[(day >= pd.Period(first).start_time) & (day <= (pd.Period(last).end_time if last else day.max()))]
     return [CleanUp(pd.Timestamp(r.day), int(r.closes), int(r.lost)).sentence() for r in shown.itertuples()]
 
 

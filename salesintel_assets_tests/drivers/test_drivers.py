@@ -34,8 +34,10 @@ def rules_with(section: str, **changes) -> Rules:
 
 
 def segment_table(rows: list[tuple], period_type: str = "all", period: str = "all") -> pd.DataFrame:
-    """segment_metrics-shaped rows from (dimension, segment, deals, won)."""
-    frame = pd.DataFrame(rows, columns=["dimension", "segment", "deals", "won"])
+    """segment_metrics-shaped rows from (dimension, segment, deals, won), or
+    with (..., clean_up_closes, clean_up_won) among them."""
+    frame = pd.DataFrame([tuple(r) + (0, 0)[:6 - len(r)] for r in rows],
+                         columns=["dimension", "segment", "deals", "won", "clean_up_closes", "clean_up_won"])
     frame["period_type"] = period_type
     frame["period_start"] = pd.NaT if period == "all" else pd.Period(period).start_time
     frame["avg_cycle_won"] = frame["avg_cycle_lost"] = frame["avg_amount"] = np.nan
@@ -97,7 +99,8 @@ def test_not_enough_data_and_single_segment_dimensions_are_said_plainly():
 def test_driver_scores_of_nothing_is_an_empty_table():
     empty = segments.finish_segment_metrics(
         pd.DataFrame(columns=["dimension", "segment", "period_type", "period_start", "deals", "won",
-                              "avg_cycle_won", "avg_cycle_lost", "avg_amount"]), RULES)
+                              "avg_cycle_won", "avg_cycle_lost", "avg_amount", "clean_up_closes", "clean_up_won"]),
+        RULES)
     scores = drivers.driver_scores(empty, RULES)
     assert scores.empty and list(scores.columns) == list(drivers.DRIVER_SCORES_COLUMNS)
     assert "not enough closed deals" in drivers.driver_summary(scores)

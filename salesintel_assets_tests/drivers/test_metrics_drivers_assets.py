@@ -48,6 +48,9 @@ def test_skygeni_figures_are_right_and_honest(skygeni_run):
     overall = segments[(segments["dimension"] == "overall") & (segments["period_type"] == "all")].iloc[0]
     assert (overall["deals"], overall["won"]) == (5000, 2263)
     assert _metadata(result, "segment_metrics")["win_rate"].value == pytest.approx(0.4526)
+    # no sweep of stale deals in this export: nothing counted apart, nothing left out of the attribution
+    assert _metadata(result, "segment_metrics")["clean_up_closes"].value == 0
+    assert segments["clean_up_closes"].eq(0).all() and segments["clean_up_won"].eq(0).all()
 
     deals = read_table(home, "deal_metrics")
     assert len(deals) == 5000 and not deals["low_quality"].any() and not deals["is_open"].any()
@@ -60,7 +63,8 @@ def test_skygeni_figures_are_right_and_honest(skygeni_run):
 
     attribution = read_table(home, "win_rate_attribution")
     assert set(attribution["period_a"]) == {"2024Q1"} and set(attribution["period_b"]) == {"2024Q2"}
-    assert "not distinguishable from noise" in _metadata(result, "win_rate_attribution")["verdict"].value
+    verdict = _metadata(result, "win_rate_attribution")["verdict"].value
+    assert "not distinguishable from noise" in verdict and "left out" not in verdict
 
     importance = read_table(home, "driver_importance")
     assert not importance["meaningful"].any()

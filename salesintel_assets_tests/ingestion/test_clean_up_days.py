@@ -4,7 +4,7 @@ days, pushed wins, a growing business and batched closes."""
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.warehouse.clean_ups import CleanUp, clean_up_days, clean_ups_of
+from salesintel_assets.domain.warehouse.clean_ups import CleanUp, clean_up_days, clean_ups_by_day, clean_ups_of
 
 FIRST = int(np.datetime64("2025-01-01", "D").astype(np.int64))
 SWEEP = FIRST + 400
@@ -33,12 +33,22 @@ def test_a_sweep_of_lost_deals_is_a_clean_up_day():
     dates = pd.Series(pd.to_datetime(closed.astype("datetime64[D]"))).astype("datetime64[ns]")
     assert clean_ups_of(pd.concat([dates, pd.Series([pd.NaT])], ignore_index=True),
                         np.append(won, False)) == clean_up_days(closed, won)
+    # and from closes already counted per day, in any order, with days that closed nothing
+    days, closes = np.unique(closed, return_counts=True)
+    lost = np.bincount(np.searchsorted(days, closed[~won]), minlength=len(days))
+    order = np.random.default_rng(2).permutation(len(days))
+    assert clean_ups_by_day(days[order], closes[order], lost[order]) == clean_up_days(closed, won)
+    assert clean_ups_by_day(np.append(days, SWEEP + 9), np.append(closes, 0), np.append(lost, 0)) == clean_up_days(
+        closed, won)
 
 
 def test_a_day_of_pushed_wins_or_an_ordinary_busy_day_is_none():
     assert clean_up_days(*_with_day(*_ordinary(), SWEEP, 300, won_share=0.6)) == []   # wins pulled to a quarter end
     assert clean_up_days(*_with_day(*_ordinary(), SWEEP, 50, won_share=0.0)) == []    # 7x a usual day: not a sweep
     assert clean_up_days(*_ordinary()) == []
+    closed, won = _ordinary()
+    days, closes = np.unique(closed, return_counts=True)
+    assert clean_ups_by_day(days, closes, np.bincount(np.searchsorted(days, closed[~won]), minlength=len(days))) == []
 
 
 def test_a_day_is_judged_against_its_own_months_in_a_growing_business():

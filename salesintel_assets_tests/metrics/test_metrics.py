@@ -422,3 +422,46 @@ def test_the_table_put_together_in_duckdb_is_what_deal_metrics_returns(sample_fa
     with pytest.raises(ValueError, match="changed meanwhile"):
         stored.write_deal_metrics_in(con, "main.fact_deals", "main.deal_metrics",
                                      metrics.computed_columns(fact.iloc[1:], RULES, as_of))
+
+
+@pytest.fixture(scope="module")
+def swept_fact():
+    """A close a day through the first half of 2025, every other one won,
+    SaaS and FinTech in turn; on 14 Feb (its own close a lost SaaS deal) a
+    sweep of 150 stale deals closed lost (120 SaaS, 30 FinTech); on 31 Mar 30
+    wins pushed to the quarter's end, which is no sweep."""
+    rows = [{"outcome": "Won" if i % 2 else "Lost", "created": "2024-11-01", "closed": day,
+             "industry": "SaaS" if i % 4 < 2 else "FinTech"}
+            for i, day in enumerate(pd.date_range("2025-01-01", "2025-06-30").strftime("%Y-%m-%d"))]
+    rows += [{"outcome": "Lost", "created": "2024-05-01", "closed": "2025-02-14",
+              "industry": "SaaS" if i < 120 else "FinTech"} for i in range(150)]
+    rows += [{"outcome": "Won", "created": "2025-01-10", "closed": "2025-03-31"} for _ in range(30)]
+    return make_fact(rows, pd.Timestamp("2025-06-30"))
+
+
+def test_closes_of_a_clean_up_day_are_counted_apart(swept_fact):
+    table = segments.segment_metrics(swept_fact, RULES, pd.Timestamp("2025-06-30"))
+    counted = table.set_index(["dimension", "segment", "period"])[["deals", "clean_up_closes", "clean_up_won"]]
+    assert tuple(counted.loc[("overall", "all", "2025Q1")]) == (90 + 150 + 30, 151, 0)   # still among the closes
+    assert tuple(counted.loc[("industry", "SaaS", "2025-02")])[1:] == (121, 0)
+    assert tuple(counted.loc[("industry", "FinTech", "2025-02")])[1:] == (30, 0)
+    assert tuple(counted.loc[("overall", "all", "all")])[1:] == (151, 0)
+    # the quarter-end day of wins and every other month hold no sweep
+    assert counted.loc[("overall", "all", "2025-03"), "clean_up_closes"] == 0
+    assert counted.xs("2025Q2", level="period")["clean_up_closes"].eq(0).all()
+
+
+def test_a_quarter_is_not_compared_by_its_clean_up_day(swept_fact):
+    from salesintel_assets.domain.drivers import attribution
+
+    table = segments.segment_metrics(swept_fact, RULES, pd.Timestamp("2025-06-30"))
+    change = attribution.change_summary(table, "quarter", "2025Q1", "2025Q2")
+    # the sweep day's 151 closes left out: 119 others (45 + 30 won) against Q2's 91 (45 won), no real change
+    assert (change["closed_a"], change["clean_ups_a"], change["clean_ups_b"]) == (119, 151, 0)
+    assert change["win_rate_a"] == pytest.approx(75 / 119, abs=1e-4) and not change["significant"]
+    assert change["verdict"].endswith("left out: 151 closes of clean-up days in 2025Q1 (stale deals closed lost at "
+                                      "once: how the CRM was tidied, not how the period sold)")
+    split = attribution.win_rate_attribution(table, RULES, pd.Timestamp("2025-06-30"), ("quarter", "2025Q1", "2025Q2"))
+    saas = split[(split["dimension"] == "industry") & (split["segment"] == "SaaS")].iloc[0]
+    assert saas["n_a"] == table.set_index(["dimension", "segment", "period"]).loc[
+        ("industry", "SaaS", "2025Q1"), "deals"] - 121

@@ -117,10 +117,14 @@ def test_the_win_rate_chart_says_which_clean_up_days_it_left_out(browser, site, 
     url, store, data = site
     page = _sign_in(browser, url, store.create("data")[0])
     assert page.locator("p.clean-ups").count() == 0   # the sample CRM is never swept
+    assert page.locator(".split-clean-ups").count() == 0
     on_day = with_clean_up_day(served_home, pd.Timestamp("2026-05-12"))
     page.goto(f"{url}/")
     said = page.locator("p.clean-ups").inner_text()
     assert said.startswith("Left out: the closes of clean-up days") and f"12 May 2026 ({on_day:,} closes" in said
+    # the rate-vs-mix split compares 2026Q1 with 2026Q2, which holds the sweep: it says it left it out too
+    split = page.locator(".split-clean-ups").inner_text()
+    assert split == f"Without the closes of clean-up days: 12 May 2026 ({on_day:,} closes, 100% lost)."
     may = next(p for p in queries.win_rate_series(data, None).to_dict("records") if p["month"] == "2026-05")
     assert may["win_rate"] > 0.2   # May's own closes, not the sweep's
     page.close()

@@ -17,6 +17,11 @@ Notes on meaning:
 - ``volume_share`` and the global rate in SPI are relative to the
   dimension's own total in the period, so the SPIs of a dimension sum to 0.
 - The dimension ``overall`` (segment ``all``) holds the company totals.
+- ``clean_up_closes`` and ``clean_up_won`` count the closes (and wins)
+  among ``deals`` that fell on clean-up days (``warehouse.clean_ups``: stale
+  deals closed lost in one sweep). Every rate here counts them, as the CRM
+  records them; what compares periods (``drivers.attribution``) leaves them
+  out, as a sweep is how the CRM was tidied, not how that period sold.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 from salesintel_assets.domain.metrics.deal_metrics import empty_frame
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.stats import wilson_interval
+from salesintel_assets.domain.warehouse.clean_ups import clean_ups_by_day
 
 SEGMENT_DIMENSIONS = ("industry", "region", "product_type", "lead_source", "deal_stage", "sales_rep_id",
                       "cycle_bin", "amount_tier")
@@ -39,7 +45,7 @@ SEGMENT_METRICS_COLUMNS = {
     "win_rate": "float64", "ci_low": "float64", "ci_high": "float64", "avg_cycle_won": "float64",
     "avg_cycle_lost": "float64", "avg_amount": "float64", "volume_share": "float64",
     "dimension_win_rate": "float64", "spi": "float64", "lost_velocity_ratio": "float64",
-    "enough_data": "bool",
+    "enough_data": "bool", "clean_up_closes": "int64", "clean_up_won": "int64",
 }
 _FACT_COLUMNS = ["is_open", "is_won", "closed_date", "needs_review", "sales_cycle_days", "deal_amount",
                  "industry", "region", "product_type", "lead_source", "deal_stage", "sales_rep_id"]
@@ -70,10 +76,11 @@ def _case(column: str, edges: list[float], labels: list[str]) -> str:
     return f"CASE WHEN {column} IS NULL THEN NULL {whens} ELSE '{labels[-1]}' END"
 
 
-def segment_counts_sql(rules: Rules, relation: str = "fact") -> str:
+def segment_counts_sql(rules: Rules, relation: str = "fact", clean_up_days=()) -> str:
     """The aggregation over the fact ``relation`` (parameter: as_of): every
     dimension per month in one pass of GROUPING SETS over the deals, then
-    months rolled up to quarters and all history from those small sums."""
+    months rolled up to quarters and all history from those small sums;
+    closes on ``clean_up_days`` (timestamps) counted apart as well."""
     m = rules.metrics
     cycle_bin = _case("cycle", m.cycle_bin_edges_days, cycle_bin_labels(m.cycle_bin_edges_days))
     amount_tier = _case("amount", m.amount_tier_edges, amount_tier_labels(m.amount_tier_edges))
@@ -82,6 +89,8 @@ def segment_counts_sql(rules: Rules, relation: str = "fact") -> str:
     sets = ", ".join(f"({d}, month_start)" for d in dims)
     which = " ".join(f"WHEN GROUPING({d}) = 0 THEN '{d}'" for d in dims)
     value = " ".join(f"WHEN GROUPING({d}) = 0 THEN {d}" for d in dims)
+    days = ", ".join(f"DATE '{pd.Timestamp(day):%Y-%m-%d}'" for day in clean_up_days)
+    swept = f"CAST(CAST(closed_date AS DATE) IN ({days}) AS INTEGER)" if days else "0"
     return f"""
     WITH closed AS (
         SELECT CAST(is_won AS INTEGER) AS won,
@@ -89,6 +98,7 @@ def segment_counts_sql(rules: Rules, relation: str = "fact") -> str:
                     ELSE CAST(sales_cycle_days AS DOUBLE) END AS cycle,
                CAST(deal_amount AS DOUBLE) AS amount,
                CAST(date_trunc('month', closed_date) AS TIMESTAMP) AS month_start,
+               {swept} AS swept,
                {text_dims}
         FROM {relation}
         WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= $as_of
@@ -98,7 +108,7 @@ def segment_counts_sql(rules: Rules, relation: str = "fact") -> str:
         SELECT CASE {which} ELSE '{OVERALL}' END AS dimension,
                CASE {value} ELSE 'all' END AS segment,
                month_start,
-               COUNT(*) AS deals, SUM(won) AS won,
+               COUNT(*) AS deals, SUM(won) AS won, SUM(swept) AS swept, SUM(swept * won) AS swept_won,
                SUM(cycle) FILTER (WHERE won = 1) AS cycle_won_sum,
                COUNT(cycle) FILTER (WHERE won = 1) AS cycle_won_n,
                SUM(cycle) FILTER (WHERE won = 0) AS cycle_lost_sum,
@@ -112,6 +122,7 @@ def segment_counts_sql(rules: Rules, relation: str = "fact") -> str:
                 WHEN GROUPING(quarter_start) = 0 THEN 'quarter' ELSE 'all' END AS period_type,
            COALESCE(month_start, quarter_start) AS period_start,
            SUM(deals) AS deals, SUM(won) AS won,
+           SUM(swept) AS clean_up_closes, SUM(swept_won) AS clean_up_won,
            SUM(cycle_won_sum) / NULLIF(SUM(cycle_won_n), 0) AS avg_cycle_won,
            SUM(cycle_lost_sum) / NULLIF(SUM(cycle_lost_n), 0) AS avg_cycle_lost,
            SUM(amount_sum) / NULLIF(SUM(amount_n), 0) AS avg_amount
@@ -139,8 +150,13 @@ def segment_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd
 def segment_metrics_in(con: duckdb.DuckDBPyConnection, relation: str, rules: Rules,
                        as_of: pd.Timestamp) -> pd.DataFrame:
     """The same, straight from a fact table in DuckDB (no deal rows move)."""
-    counts = con.execute(segment_counts_sql(rules, relation),
-                         {"as_of": pd.Timestamp(as_of).to_pydatetime()}).df()
+    as_of = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
+    daily = con.execute(f"""SELECT CAST(closed_date AS DATE) - DATE '1970-01-01' AS day, COUNT(*) AS closes,
+                                   COUNT(*) FILTER (WHERE NOT is_won) AS lost
+                            FROM {relation} WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= $as_of
+                            GROUP BY 1""", as_of).df()
+    swept = [c.day for c in clean_ups_by_day(daily["day"], daily["closes"], daily["lost"])]
+    counts = con.execute(segment_counts_sql(rules, relation, swept), as_of).df()
     if counts.empty:
         return empty_frame(SEGMENT_METRICS_COLUMNS)
     return finish_segment_metrics(counts, rules)
@@ -160,6 +176,8 @@ def finish_segment_metrics(counts: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     out["period_start"] = pd.to_datetime(out["period_start"])
     out["deals"] = out["deals"].astype("int64")
     out["won"] = out["won"].astype("int64")
+    for column in ("clean_up_closes", "clean_up_won"):
+        out[column] = out[column].fillna(0).astype("int64")
     out["lost"] = out["deals"] - out["won"]
     out["period"] = period_label(out["period_type"], out["period_start"])
     out["win_rate"] = out["won"] / out["deals"]

@@ -54,6 +54,25 @@ def clean_up_days(day_numbers: np.ndarray, won: np.ndarray) -> list[CleanUp]:
     first = int(days.min())
     closes = np.bincount(days - first)
     lost = np.bincount(days[~np.asarray(won, dtype=bool)] - first, minlength=len(closes))
+    return _clean_ups_in(first, closes, lost)
+
+
+def clean_ups_by_day(days, closes, lost) -> list[CleanUp]:
+    """``clean_up_days`` of closes already counted per day: day numbers (each
+    once), closes and lost deals on each (a warehouse aggregates a million
+    deals faster than it hands them over)."""
+    days = np.asarray(days, dtype=np.int64)
+    if not len(days) or int(np.sum(closes)) < MIN_CLOSES:
+        return []
+    first = int(days.min())
+    at = days - first
+    counts = [np.bincount(at, weights=np.asarray(v, dtype=float), minlength=int(at.max()) + 1).astype(np.int64)
+              for v in (closes, lost)]
+    return _clean_ups_in(first, *counts)
+
+
+def _clean_ups_in(first: int, closes: np.ndarray, lost: np.ndarray) -> list[CleanUp]:
+    """The clean-up days among per-day counts from day number ``first`` on."""
     candidates = np.flatnonzero((closes >= MIN_CLOSES) & (lost >= LOST_SHARE * closes))
     if not len(candidates):
         return []
