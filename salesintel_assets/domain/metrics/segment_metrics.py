@@ -150,13 +150,13 @@ def segment_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd
 def segment_metrics_in(con: duckdb.DuckDBPyConnection, relation: str, rules: Rules,
                        as_of: pd.Timestamp) -> pd.DataFrame:
     """The same, straight from a fact table in DuckDB (no deal rows move)."""
-    as_of = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
+    params = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
     daily = con.execute(f"""SELECT CAST(closed_date AS DATE) - DATE '1970-01-01' AS day, COUNT(*) AS closes,
                                    COUNT(*) FILTER (WHERE NOT is_won) AS lost
                             FROM {relation} WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= $as_of
-                            GROUP BY 1""", as_of).df()
+                            GROUP BY 1""", params).df()
     swept = [c.day for c in clean_ups_by_day(daily["day"], daily["closes"], daily["lost"])]
-    counts = con.execute(segment_counts_sql(rules, relation, swept), as_of).df()
+    counts = con.execute(segment_counts_sql(rules, relation, swept), params).df()
     if counts.empty:
         return empty_frame(SEGMENT_METRICS_COLUMNS)
     return finish_segment_metrics(counts, rules)
