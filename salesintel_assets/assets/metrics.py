@@ -70,8 +70,10 @@ def segment_metrics(warehouse: Warehouse, settings: SalesintelSettings) -> dg.Ou
     with warehouse.connect() as con:
         table = segments.segment_metrics_in(con, f"{TABLE_SCHEMA}.fact_deals", rules, as_of)
     overall = table[(table["dimension"] == segments.OVERALL) & (table["period_type"] == "all")]
-    monthly = segments.overall_by_period(table, "month")
-    extra = {"as_of": str(as_of.date()), "win_rate_by_month": figure_markdown(charts.win_rate_by_month(monthly))}
+    # a clean-up month is not a month of lost deals: the chart shows each month's own closes
+    monthly = segments.overall_by_period(segments.own_closes(table, rules.metrics.min_sample), "month")
+    extra = {"as_of": str(as_of.date()), "win_rate_by_month": figure_markdown(charts.win_rate_by_month(
+        monthly, without_clean_ups=bool(table["clean_up_closes"].any())))}
     if len(overall):
         row = overall.iloc[0]
         extra.update(closed_deals=int(row["deals"]), won_deals=int(row["won"]),

@@ -449,6 +449,12 @@ def test_closes_of_a_clean_up_day_are_counted_apart(swept_fact):
     # the quarter-end day of wins and every other month hold no sweep
     assert counted.loc[("overall", "all", "2025-03"), "clean_up_closes"] == 0
     assert counted.xs("2025Q2", level="period")["clean_up_closes"].eq(0).all()
+    # what compares periods reads each period's own closes: February's 27 (28 days, less the sweep's), 14 won
+    own = segments.own_closes(table, RULES.metrics.min_sample).set_index(["dimension", "segment", "period"])
+    february = own.loc[("overall", "all", "2025-02")]
+    assert (february["deals"], february["won"], february["lost"]) == (27, 14, 13)
+    assert (february["ci_low"], february["ci_high"]) == pytest.approx(tuple(np.ravel(wilson_interval(14, 27))))
+    assert own.loc[("overall", "all", "2025-04"), "deals"] == counted.loc[("overall", "all", "2025-04"), "deals"]
 
 
 def test_a_quarter_is_not_compared_by_its_clean_up_day(swept_fact):

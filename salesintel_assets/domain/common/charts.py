@@ -25,9 +25,10 @@ def _figure(**kwargs) -> Figure:
 HURT, HELP, NEUTRAL = "#c0392b", "#27ae60", "#b0b7bf"
 
 
-def win_rate_by_month(monthly: pd.DataFrame) -> Figure:
+def win_rate_by_month(monthly: pd.DataFrame, without_clean_ups: bool = False) -> Figure:
     """The company's monthly win rate with Wilson 95 % intervals; faint
-    points are months with too few deals to read."""
+    points are months with too few deals to read. ``without_clean_ups``:
+    the title says the closes of clean-up days are left out."""
     fig = _figure(figsize=(8, 3.2))
     ax = fig.add_subplot()
     if monthly.empty:
@@ -43,7 +44,7 @@ def win_rate_by_month(monthly: pd.DataFrame) -> Figure:
     ax.axhline(total, color="#7f8c8d", linestyle="--", linewidth=1, label=f"all history {total:.1%}")
     ax.set_ylabel("win rate")
     ax.set_ylim(0, 1)
-    ax.set_title("Win rate by month of close")
+    ax.set_title("Win rate by month of close" + (" (without clean-up days' closes)" if without_clean_ups else ""))
     ax.legend(loc="upper left", fontsize=7, ncol=4)
     fig.autofmt_xdate()
     return fig

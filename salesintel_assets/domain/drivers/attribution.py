@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from salesintel_assets.domain.metrics.deal_metrics import empty_frame
+from salesintel_assets.domain.metrics.segment_metrics import own_closes
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.stats import wilson_interval
 
@@ -75,20 +76,12 @@ def decompose(n_a, won_a, n_b, won_b) -> dict[str, np.ndarray]:
             "overall_rate_a": won_a.sum() / n_a.sum(), "overall_rate_b": won_b.sum() / n_b.sum()}
 
 
-def without_clean_ups(segment_metrics: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``deals`` and ``won`` counting the periods' own closes
-    only (a row left with none is dropped: the segment closed nothing else)."""
-    own = segment_metrics.assign(deals=segment_metrics["deals"] - segment_metrics["clean_up_closes"],
-                                 won=segment_metrics["won"] - segment_metrics["clean_up_won"])
-    return own[own["deals"] > 0]
-
-
 def win_rate_attribution(segment_metrics: pd.DataFrame, rules: Rules, as_of: pd.Timestamp,
                          periods: tuple[str, str, str] | None = None) -> pd.DataFrame:
     """Rate and mix effects per segment of every driver dimension, without
     clean-up days' closes; empty when either period has no other closed deals."""
     period_type, period_a, period_b = periods or compared_periods(as_of, rules)
-    segment_metrics = without_clean_ups(segment_metrics)
+    segment_metrics = own_closes(segment_metrics, rules.metrics.min_sample)
     rows = segment_metrics[(segment_metrics["period_type"] == period_type)
                            & segment_metrics["period"].isin([period_a, period_b])
                            & segment_metrics["dimension"].isin(rules.drivers.dimensions)]
@@ -122,9 +115,9 @@ def change_summary(segment_metrics: pd.DataFrame, period_type: str, period_a: st
     """The company's win-rate change between the periods, with intervals and
     a Fisher exact test: is the change itself distinguishable from noise?
     Clean-up days' closes are left out and counted (``clean_ups_a``, ``_b``)."""
-    every = segment_metrics[(segment_metrics["dimension"] == "overall")
-                            & (segment_metrics["period_type"] == period_type)].set_index("period")
-    overall = without_clean_ups(every)
+    rows = segment_metrics[(segment_metrics["dimension"] == "overall")
+                           & (segment_metrics["period_type"] == period_type)]
+    every, overall = rows.set_index("period"), own_closes(rows, 0).set_index("period")
     found = [p for p in (period_a, period_b) if p in overall.index]
     summary: dict = {"period_a": period_a, "period_b": period_b}
     for key, period in (("a", period_a), ("b", period_b)):

@@ -20,8 +20,9 @@ Notes on meaning:
 - ``clean_up_closes`` and ``clean_up_won`` count the closes (and wins)
   among ``deals`` that fell on clean-up days (``warehouse.clean_ups``: stale
   deals closed lost in one sweep). Every rate here counts them, as the CRM
-  records them; what compares periods (``drivers.attribution``) leaves them
-  out, as a sweep is how the CRM was tidied, not how that period sold.
+  records them; what compares periods (``drivers.attribution``, the monthly
+  chart) reads ``own_closes``, without them: a sweep is how the CRM was
+  tidied, not how that period sold.
 """
 
 from __future__ import annotations
@@ -196,6 +197,22 @@ def finish_segment_metrics(counts: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     out["_period"] = out["period_type"].map({p: i for i, p in enumerate(PERIOD_TYPES)})
     out = out.sort_values(["_dim", "_period", "period_start", "segment"], kind="stable")
     return out[list(SEGMENT_METRICS_COLUMNS)].astype(SEGMENT_METRICS_COLUMNS).reset_index(drop=True)
+
+
+def own_closes(segments: pd.DataFrame, min_sample: int) -> pd.DataFrame:
+    """The rows' counts, win rates and intervals without the closes of
+    clean-up days (what compares periods reads); a row left with no close is
+    dropped. Only the keys, counts, rates and intervals are kept: the other
+    figures describe every close."""
+    keys = ["dimension", "segment", "period_type", "period", "period_start"]
+    out = segments[keys].assign(deals=segments["deals"] - segments["clean_up_closes"],
+                                won=segments["won"] - segments["clean_up_won"])
+    out = out[out["deals"] > 0].copy()
+    out["lost"] = out["deals"] - out["won"]
+    out["win_rate"] = out["won"] / out["deals"]
+    out["ci_low"], out["ci_high"] = wilson_interval(out["won"], out["deals"])
+    out["enough_data"] = out["deals"] >= min_sample
+    return out.reset_index(drop=True)
 
 
 def overall_by_period(segments: pd.DataFrame, period_type: str = "month") -> pd.DataFrame:
