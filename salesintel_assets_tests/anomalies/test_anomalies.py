@@ -585,7 +585,8 @@ def test_open_age_says_which_open_deals_it_compared():
     row = {"window_start": pd.Timestamp("2017-12-02"), "window_end": pd.Timestamp("2017-12-31"),
            "baseline_days": 180, "q_value": 4.2e-8, "n": 34, "baseline_n": 118.4, "anomaly_type": "open_age_increase",
            "amount_at_stake": 0.0, "metric": "open_deal_age_days", "direction": "up", "observed": 159.0,
-           "expected": 68.0, "rank_effect": 0.3, "money_deals": 43, "money_priced": 0}
+           "expected": 68.0, "rank_effect": 0.3, "money_deals": 43, "money_priced": 0,
+           "older_left_out": "could not have been open on every baseline date"}
     text = segment_explanation(row, {"industry": "software"}, 133)
     assert text.startswith("Open software deals are getting older: the 34 of its 43 deals open on 31 Dec 2017 young "
                            "enough to compare (an older one could not have been open on every baseline date) have a "
@@ -593,3 +594,6 @@ def test_open_age_says_which_open_deals_it_compared():
     assert text.endswith("None of the 43 open deals in this segment has an amount, so the money in it is not known.")
     every = segment_explanation({**row, "n": 43}, {"industry": "software"}, 133)
     assert "getting older: the 43 deals open on 31 Dec 2017 have a median age" in every
+    swept = segment_explanation({**row, "older_left_out": "may have been closed in the clean-up of 15 Jan 2017"},
+                                {"industry": "software"}, 133)
+    assert "young enough to compare (an older one may have been closed in the clean-up of 15 Jan 2017) have" in swept

@@ -1,6 +1,8 @@
 """Closed deals are compared only when their history can tell a change from
-the season, never with a backlog recorded late, never with a clean-up day's sweep."""
+the season, never with a backlog recorded late, never with a clean-up day's
+sweep; open deals' ages never across what a sweep took out."""
 
+import io
 from unittest import mock
 
 import numpy as np
@@ -9,8 +11,9 @@ import pandas as pd
 from salesintel_assets.domain.anomalies import detector, samples
 from salesintel_assets.domain.anomalies.detector import detect_anomalies
 from salesintel_assets.domain.anomalies.samples import DealDays, day_number
-from salesintel_assets_tests import scenarios as S
+from salesintel_assets_tests import outside_world, scenarios as S
 from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, rules_with
+from salesintel_assets_tests.support import export_fact_deals
 
 AUTO = rules_with("auto")
 CLOSED_FAMILIES = ("win_rate_dip", "win_rate_spike", "cycle_slowdown", "metric_shift")
@@ -96,3 +99,24 @@ def test_a_clean_up_day_is_left_out_of_closed_comparisons_and_said():
     with mock.patch.object(detector, "stalled_deals", wraps=detector.stalled_deals) as stalled:
         detect_anomalies(fact, None, None, AUTO, pd.Timestamp("2026-06-30"))
     assert stalled.call_args.args[-1].usable_closed[on_day.to_numpy()].all()
+
+
+def test_open_deals_are_not_getting_older_merely_since_the_last_clean_up():
+    """A CRM in its second year that sweeps stale deals out every January:
+    from one sweep to the next its open deals age, every year alike. Too
+    young for the yearly check, it was told "open deals are getting older"
+    (critical) at most month ends."""
+    day = pd.Timestamp("2025-07-31")
+    export, _ = outside_world.export_on(outside_world.generate(305), day)
+    fact = export_fact_deals(io.StringIO(export.to_csv(index=False)), day)
+    deals, _ = DealDays.from_fact(fact, day).without_clean_ups()
+    (swept, stale), = deals.sweeps   # the world sweeps out deals at least 180 days old
+    assert swept == day_number(pd.Timestamp("2025-01-15")) and 180 <= stale < 200
+    # ages compared as far as any date would show them: the sawtooth reads as ageing
+    with mock.patch.object(samples.DealDays, "_stale_age", lambda self, on: 10 ** 6):
+        unguarded = detect_anomalies(fact, None, None, AUTO, day).anomalies
+    assert unguarded.loc[unguarded["segment"] == "all", "anomaly_type"].eq("open_age_increase").any()
+    report = detect_anomalies(fact, None, None, AUTO, day)
+    assert not report.anomalies["anomaly_type"].eq("open_age_increase").any()
+    said = f"days: the clean-up of 15 Jan 2025 closed deals from about {stale} days old"
+    assert any(note.startswith("open deals' ages compared up to ") and said in note for note in report.notes)

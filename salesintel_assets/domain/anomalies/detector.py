@@ -320,7 +320,7 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
     }
     detail = {**row, "k": r["k"], "rank_effect": r["rank_effect"], "open_amount": open_amount,
               "money_deals": len(open_in), "money_priced": int(deals.priced[open_in].sum()),
-              "baseline_days": rules.anomalies.baseline_days}
+              "baseline_days": rules.anomalies.baseline_days, "older_left_out": comp.older_left_out}
     row["explanation"] = text.segment_explanation(detail, keys, n_tests)
     if pd.notna(r.get("beyond_last_year", np.nan)):
         row["explanation"] += " " + text.beyond_last_year(FAMILY_KIND[family], r["last_year_day"],

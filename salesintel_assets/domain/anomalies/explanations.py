@@ -131,7 +131,7 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
         # Only ages every baseline date could show are compared: older open deals are left out, and said so.
         counted = (f"the {n} deals open on {day(row['window_end'])}" if n >= int(row["money_deals"]) else
                    f"the {n} of its {int(row['money_deals'])} deals open on {day(row['window_end'])} young enough "
-                   "to compare (an older one could not have been open on every baseline date)")
+                   f"to compare (an older one {row['older_left_out']})")
         text = (f"{opened[0].upper() + opened[1:]} are getting older: {counted} have a "
                 f"median age of {row['observed']:.0f} days, against {row['expected']:.0f} expected from open "
                 f"deals in {base} (about {nb} deals, adjusted for how many deals were created when). ")

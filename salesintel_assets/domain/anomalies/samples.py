@@ -31,6 +31,7 @@ from salesintel_assets.domain.warehouse import clean_ups, recency
 
 NEVER = np.int64(2**40)  # day number standing for "no date"
 ENTRY_SCORE_COLUMNS = {"lead_source": "lead_source_score", "industry": "industry_score", "rep": "rep_score"}
+STALE_AGE_PERCENTILE = 5  # a sweep closed deals from this percentile of the ages it closed lost on
 
 
 def day_numbers(values: pd.Series) -> np.ndarray:
@@ -61,6 +62,8 @@ class DealDays:
     closed_by_as_of: np.ndarray   # a Won/Lost close on or before the analysis date
     usable_closed: np.ndarray     # ... with consistent dates (not flagged for review)
     open_now: np.ndarray          # created by the analysis date, not closed by then
+    # Clean-up days by the analysis date: (day, the age from which that sweep closed deals), ``without_clean_ups``
+    sweeps: tuple[tuple[int, int], ...] = ()
 
     @property
     def all_rows(self) -> np.ndarray:
@@ -112,11 +115,20 @@ class DealDays:
         swept = clean_ups.clean_up_days(self.closed[self.usable_closed], self.won[self.usable_closed])
         if not swept:
             return self, []
-        left_out = self.usable_closed & np.isin(self.closed, [day_number(c.day) for c in swept])
+        days = [day_number(c.day) for c in swept]
+        left_out = self.usable_closed & np.isin(self.closed, days)
         note = ("clean-up days, left out of the comparisons of closed deals: " + ", ".join(c.sentence() for c in swept)
                 + ": many times a day's usual closes, nearly all lost, stale deals closed in one sweep; housekeeping, "
                   "not selling")
-        return replace(self, usable_closed=self.usable_closed & ~left_out), [note]
+        return replace(self, usable_closed=self.usable_closed & ~left_out,
+                       sweeps=tuple((day, self._stale_age(day)) for day in days)), [note]
+
+    def _stale_age(self, day: int) -> int:
+        """The age from which the sweep of ``day`` closed deals: the 5th
+        percentile of the ages of the deals it closed lost (the day's few
+        ordinary closes, young deals lost as usual, do not set it)."""
+        swept = self.usable_closed & (self.closed == day) & ~self.won
+        return int(np.percentile(day - self.created[swept], STALE_AGE_PERCENTILE))
 
     def earlier(self, day: int) -> "DealDays":
         """The same deals as the detector saw them on an earlier ``day``
@@ -125,7 +137,8 @@ class DealDays:
         known = self.created < NEVER
         return DealDays(as_of=int(day), created=self.created, closed=self.closed, won=self.won, amount=self.amount,
                         priced=self.priced, closed_by_as_of=self.closed_by_as_of & by_then,
-                        usable_closed=self.usable_closed & by_then, open_now=known & (self.created <= day) & ~by_then)
+                        usable_closed=self.usable_closed & by_then, open_now=known & (self.created <= day) & ~by_then,
+                        sweeps=tuple(s for s in self.sweeps if s[0] <= day))
 
 
 class CreationCurve:
@@ -393,6 +406,19 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
             deals.as_of, b_start, b_end, rules.anomalies.seasonality.fiscal_year_start_month)
         snapshots = alike if len(alike) >= 2 else snapshots
     oldest = int(snapshots.min()) - curves(())[0].first  # an age every snapshot could show
+    older_left_out, notes = "could not have been open on every baseline date", []
+    # A clean-up closed every deal past an age (``stale``): on a date after it, ages beyond the time since it
+    # plus that age are missing, and come back as the pipeline fills up again. Only ages no sweep could have
+    # removed on any compared date are compared; otherwise open deals "get older" all year from one January
+    # sweep to the next (on a generated CRM in its second year, critical at four month ends of five).
+    for day, stale in deals.sweeps:
+        untouched = max(int(snapshots.min()) - day, 0) + stale
+        if untouched < oldest:
+            oldest = untouched
+            older_left_out = f"may have been closed in the clean-up of {to_timestamp(day):%d %b %Y}"
+            notes = [f"open deals' ages compared up to {oldest} days: the clean-up of {to_timestamp(day):%d %b %Y} "
+                     f"closed deals from about {stale} days old, and such ages come back only as the pipeline fills "
+                     "up again"]
     if oldest < 1:
         return None
     age_now = deals.as_of - deals.created
@@ -428,6 +454,7 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         baseline=Sample(rows_b, ages_b, reweight(()), first),
         min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
         min_effect=test.min_effect, dimsets=dimsets(rules, test), bins=bins, reweight=reweight,
+        notes=notes, older_left_out=older_left_out,
     )
 
 

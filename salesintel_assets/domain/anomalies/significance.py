@@ -69,6 +69,9 @@ class Comparison:
     # Baseline weights per dimension set (each segment's own exposure);
     # None: ``baseline.weight`` for every dimension set.
     reweight: Callable[[tuple], np.ndarray] | None = None
+    # Why values beyond those compared are left out (open ages: older than
+    # every baseline date could show, or than a clean-up left), in words.
+    older_left_out: str = ""
 
     def baseline_weight(self, dimset: tuple[str, ...]) -> np.ndarray:
         return self.baseline.weight if self.reweight is None else self.reweight(tuple(dimset))
