@@ -410,7 +410,7 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
     # A clean-up closed every deal past an age (``stale``): on a date after it, ages beyond the time since it
     # plus that age are missing, and come back as the pipeline fills up again. Only ages no sweep could have
     # removed on any compared date are compared; otherwise open deals "get older" all year from one January
-    # sweep to the next (on a generated CRM in its second year, critical at four month ends of five).
+    # sweep to the next (on a generated CRM in its second year, critical or high at four of six month ends).
     for day, stale in deals.sweeps:
         untouched = max(int(snapshots.min()) - day, 0) + stale
         if untouched < oldest:
