@@ -120,3 +120,35 @@ def test_open_deals_are_not_getting_older_merely_since_the_last_clean_up():
     assert not report.anomalies["anomaly_type"].eq("open_age_increase").any()
     said = f"days: the clean-up of 15 Jan 2025 closed deals from about {stale} days old"
     assert any(note.startswith("open deals' ages compared up to ") and said in note for note in report.notes)
+
+
+def _deal_days(created, closed, won, as_of: int) -> DealDays:
+    created, closed, won = (np.asarray(v) for v in (created, closed, won))
+    shut = closed <= as_of
+    return DealDays(as_of=as_of, created=created, closed=closed, won=won, amount=np.zeros(len(created)),
+                    priced=np.zeros(len(created), dtype=bool), closed_by_as_of=shut, usable_closed=shut,
+                    open_now=~shut)
+
+
+def test_a_purge_of_one_batch_of_leads_does_not_limit_the_ages_compared():
+    """A sweep that closed every deal past an age limits the open ages
+    compared; a day that closed lost one batch of new leads, and left the
+    older open deals open, is a clean-up day for closed deals but takes no
+    age out of the pipeline."""
+    day = 20_000   # the sweep's day number
+    ordinary = np.arange(day - 120, day + 60)              # a close a day, half of them won
+    lingering = np.arange(300) + day - 500                 # open deals 200-500 days old on the sweep's day
+    batch = day - 3 - np.arange(100) % 8                   # leads created in the week before it
+    never = np.int64(2**40)
+
+    def days(sweep_lingering: bool) -> DealDays:
+        closed_lingering = np.full(300, day if sweep_lingering else never)
+        return _deal_days(np.concatenate([ordinary - 20, lingering, batch]),
+                          np.concatenate([ordinary, closed_lingering, np.full(100, never if sweep_lingering else day)]),
+                          np.concatenate([np.arange(len(ordinary)) % 2 == 1, np.zeros(400, dtype=bool)]), day + 60)
+
+    swept, notes = days(sweep_lingering=True).without_clean_ups()
+    (on, stale), = swept.sweeps
+    assert notes and on == day and 200 <= stale < 220
+    purged, notes = days(sweep_lingering=False).without_clean_ups()
+    assert notes and purged.sweeps == ()   # its closes are left out all the same

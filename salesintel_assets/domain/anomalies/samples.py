@@ -31,7 +31,8 @@ from salesintel_assets.domain.warehouse import clean_ups, recency
 
 NEVER = np.int64(2**40)  # day number standing for "no date"
 ENTRY_SCORE_COLUMNS = {"lead_source": "lead_source_score", "industry": "industry_score", "rep": "rep_score"}
-STALE_AGE_PERCENTILE = 5  # a sweep closed deals from this percentile of the ages it closed lost on
+STALE_AGE_PERCENTILE = 5  # a sweep closed deals from this percentile of the ages it closed lost on ...
+STALE_SWEPT_SHARE = 0.5   # ... when it closed at least this share of the deals open at that age or older
 
 
 def day_numbers(values: pd.Series) -> np.ndarray:
@@ -120,15 +121,19 @@ class DealDays:
         note = ("clean-up days, left out of the comparisons of closed deals: " + ", ".join(c.sentence() for c in swept)
                 + ": many times a day's usual closes, nearly all lost, stale deals closed in one sweep; housekeeping, "
                   "not selling")
-        return replace(self, usable_closed=self.usable_closed & ~left_out,
-                       sweeps=tuple((day, self._stale_age(day)) for day in days)), [note]
+        sweeps = tuple((day, stale) for day in days if (stale := self._stale_age(day)) is not None)
+        return replace(self, usable_closed=self.usable_closed & ~left_out, sweeps=sweeps), [note]
 
-    def _stale_age(self, day: int) -> int:
+    def _stale_age(self, day: int) -> int | None:
         """The age from which the sweep of ``day`` closed deals: the 5th
         percentile of the ages of the deals it closed lost (the day's few
-        ordinary closes, young deals lost as usual, do not set it)."""
+        ordinary closes, young deals lost as usual, do not set it). None
+        when it left most deals open at that age or older open: a purge of
+        one batch of leads, not of every stale deal."""
         swept = self.usable_closed & (self.closed == day) & ~self.won
-        return int(np.percentile(day - self.created[swept], STALE_AGE_PERCENTILE))
+        stale = int(np.percentile(day - self.created[swept], STALE_AGE_PERCENTILE))
+        that_old = (self.created <= day - stale) & (self.closed >= day)   # open on the eve of the sweep
+        return stale if (swept & that_old).sum() >= STALE_SWEPT_SHARE * that_old.sum() else None
 
     def earlier(self, day: int) -> "DealDays":
         """The same deals as the detector saw them on an earlier ``day``
