@@ -241,18 +241,15 @@ def recent_clean_ups(con, context: dict) -> list[str]:
     """Days of the last quarter whose closes were a sweep of stale deals closed
     lost (``warehouse.clean_ups``): the win rate of those weeks fell by
     housekeeping, which the anomaly tests and the forecast leave out."""
-    if not {"closed_date", "outcome", "as_of_date"} <= _columns(con, "fact_deals"):
+    if not {"closed_date", "is_open", "is_won", "as_of_date"} <= _columns(con, "fact_deals"):
+        return []
+    as_of = con.execute("SELECT max(as_of_date) FROM main.fact_deals").fetchone()[0]
+    if as_of is None:
         return []
     # the closes around each recent day: half a year either side of it, as the rule reads them
-    closes = con.execute(f"""
-        SELECT closed_date, outcome = 'Won' AS won, as_of FROM main.fact_deals,
-               (SELECT max(as_of_date) AS as_of FROM main.fact_deals)
-        WHERE outcome IN ('Won', 'Lost') AND closed_date <= as_of
-          AND closed_date > as_of - INTERVAL {RECENT_SWEEP_DAYS + clean_ups.HALF_YEAR_DAYS} DAY""").df()
-    if not len(closes):
-        return []
-    since = closes["as_of"].iloc[0] - pd.Timedelta(days=RECENT_SWEEP_DAYS)
-    swept = [c for c in clean_ups.clean_ups_of(closes["closed_date"], closes["won"]) if c.day > since]
+    around = pd.Timestamp(as_of) - pd.Timedelta(days=RECENT_SWEEP_DAYS + clean_ups.HALF_YEAR_DAYS)
+    since = pd.Timestamp(as_of) - pd.Timedelta(days=RECENT_SWEEP_DAYS)
+    swept = [c for c in clean_ups.clean_ups_in(con, "main.fact_deals", as_of, after=around) if c.day > since]
     if not swept:
         return []
     return ["clean-up days (stale deals closed lost in one sweep): " + ", ".join(c.sentence() for c in swept)

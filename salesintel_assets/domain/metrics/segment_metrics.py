@@ -34,7 +34,7 @@ import pandas as pd
 from salesintel_assets.domain.metrics.deal_metrics import empty_frame
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.common.stats import wilson_interval
-from salesintel_assets.domain.warehouse.clean_ups import clean_ups_by_day
+from salesintel_assets.domain.warehouse.clean_ups import clean_ups_in
 
 SEGMENT_DIMENSIONS = ("industry", "region", "product_type", "lead_source", "deal_stage", "sales_rep_id",
                       "cycle_bin", "amount_tier")
@@ -151,13 +151,9 @@ def segment_metrics(fact: pd.DataFrame, rules: Rules, as_of: pd.Timestamp) -> pd
 def segment_metrics_in(con: duckdb.DuckDBPyConnection, relation: str, rules: Rules,
                        as_of: pd.Timestamp) -> pd.DataFrame:
     """The same, straight from a fact table in DuckDB (no deal rows move)."""
-    params = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
-    daily = con.execute(f"""SELECT CAST(closed_date AS DATE) - DATE '1970-01-01' AS day, COUNT(*) AS closes,
-                                   COUNT(*) FILTER (WHERE NOT is_won) AS lost
-                            FROM {relation} WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= $as_of
-                            GROUP BY 1""", params).df()
-    swept = [c.day for c in clean_ups_by_day(daily["day"], daily["closes"], daily["lost"])]
-    counts = con.execute(segment_counts_sql(rules, relation, swept), params).df()
+    swept = [c.day for c in clean_ups_in(con, relation, as_of)]
+    counts = con.execute(segment_counts_sql(rules, relation, swept),
+                         {"as_of": pd.Timestamp(as_of).to_pydatetime()}).df()
     if counts.empty:
         return empty_frame(SEGMENT_METRICS_COLUMNS)
     return finish_segment_metrics(counts, rules)

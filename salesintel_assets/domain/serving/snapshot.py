@@ -22,7 +22,7 @@ import pandas as pd
 
 from salesintel_assets.domain.common.storage import TABLE_SCHEMA
 from salesintel_assets.domain.common.tables import table_columns as _columns, table_exists
-from salesintel_assets.domain.warehouse.clean_ups import clean_ups_of
+from salesintel_assets.domain.warehouse.clean_ups import clean_ups_in
 
 POINTER = "CURRENT"
 KEEP_SNAPSHOTS = 3  # older folders are removed; a reader mid-request keeps its own
@@ -80,9 +80,7 @@ def clean_up_table(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.Da
     closed lost at once) among the closes of the ``deals`` view. The monthly
     win rate leaves them out, as the anomaly tests do: a January sweep is
     not a January in which deals were lost."""
-    closes = con.execute("SELECT closed_date, outcome = 'Won' AS won FROM deals WHERE NOT is_open "
-                         "AND closed_date IS NOT NULL AND closed_date <= ?", [pd.Timestamp(as_of)]).df()
-    found = clean_ups_of(closes["closed_date"], closes["won"].to_numpy(dtype=bool))
+    found = clean_ups_in(con, "deals", as_of, won="outcome = 'Won'")
     return pd.DataFrame({"day": pd.to_datetime([c.day for c in found]).astype("datetime64[ns]"),
                          "closes": pd.array([c.closes for c in found], dtype="int64"),
                          "lost": pd.array([c.lost for c in found], dtype="int64")}, columns=CLEAN_UP_COLUMNS)

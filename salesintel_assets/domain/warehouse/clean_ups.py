@@ -88,6 +88,23 @@ def _clean_ups_in(first: int, closes: np.ndarray, lost: np.ndarray) -> list[Clea
             for d in candidates[hit]]
 
 
+def clean_ups_in(con, relation: str, as_of, won: str = "is_won", after=None) -> list[CleanUp]:
+    """``clean_up_days`` of the closes of a DuckDB ``relation`` (with
+    ``is_open`` and ``closed_date``) on or before ``as_of``, and after
+    ``after`` when given, counted per day in DuckDB. ``won``: the SQL that
+    says a close was won."""
+    params = {"as_of": pd.Timestamp(as_of).to_pydatetime()}
+    since = ""
+    if after is not None:
+        params["after"], since = pd.Timestamp(after).to_pydatetime(), "AND closed_date > $after"
+    daily = con.execute(f"""SELECT CAST(closed_date AS DATE) - DATE '1970-01-01' AS day, COUNT(*) AS closes,
+                                   COUNT(*) FILTER (WHERE NOT ({won})) AS lost
+                            FROM {relation} WHERE NOT is_open AND closed_date IS NOT NULL AND closed_date <= $as_of
+                                 {since}
+                            GROUP BY 1""", params).df()
+    return clean_ups_by_day(daily["day"], daily["closes"], daily["lost"])
+
+
 def clean_ups_of(closed_dates: pd.Series, won) -> list[CleanUp]:
     """``clean_up_days`` of closes given as dates (missing dates skipped)."""
     raw = pd.to_datetime(closed_dates).to_numpy(dtype="datetime64[ns]")
