@@ -10,7 +10,7 @@ import pandas as pd
 
 from salesintel_assets.domain.anomalies import detector, samples
 from salesintel_assets.domain.anomalies.detector import detect_anomalies
-from salesintel_assets.domain.anomalies.samples import DealDays, day_number
+from salesintel_assets.domain.anomalies.samples import NEVER, DealDays, day_number
 from salesintel_assets_tests import outside_world, scenarios as S
 from salesintel_assets_tests.seasonal_study import QUARTER_PUSH, rules_with
 from salesintel_assets_tests.support import export_fact_deals
@@ -139,12 +139,11 @@ def test_a_purge_of_one_batch_of_leads_does_not_limit_the_ages_compared():
     ordinary = np.arange(day - 120, day + 60)              # a close a day, half of them won
     lingering = np.arange(300) + day - 500                 # open deals 200-500 days old on the sweep's day
     batch = day - 3 - np.arange(100) % 8                   # leads created in the week before it
-    never = np.int64(2**40)
 
     def days(sweep_lingering: bool) -> DealDays:
-        closed_lingering = np.full(300, day if sweep_lingering else never)
+        closed_lingering = np.full(300, day if sweep_lingering else NEVER)
         return _deal_days(np.concatenate([ordinary - 20, lingering, batch]),
-                          np.concatenate([ordinary, closed_lingering, np.full(100, never if sweep_lingering else day)]),
+                          np.concatenate([ordinary, closed_lingering, np.full(100, NEVER if sweep_lingering else day)]),
                           np.concatenate([np.arange(len(ordinary)) % 2 == 1, np.zeros(400, dtype=bool)]), day + 60)
 
     swept, notes = days(sweep_lingering=True).without_clean_ups()

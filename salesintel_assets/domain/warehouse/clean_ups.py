@@ -54,7 +54,7 @@ def clean_up_days(day_numbers: np.ndarray, won: np.ndarray) -> list[CleanUp]:
     first = int(days.min())
     closes = np.bincount(days - first)
     lost = np.bincount(days[~np.asarray(won, dtype=bool)] - first, minlength=len(closes))
-    return _clean_ups_in(first, closes, lost)
+    return _clean_ups_among(first, closes, lost)
 
 
 def clean_ups_by_day(days, closes, lost) -> list[CleanUp]:
@@ -68,10 +68,10 @@ def clean_ups_by_day(days, closes, lost) -> list[CleanUp]:
     at = days - first
     counts = [np.bincount(at, weights=np.asarray(v, dtype=float), minlength=int(at.max()) + 1).astype(np.int64)
               for v in (closes, lost)]
-    return _clean_ups_in(first, *counts)
+    return _clean_ups_among(first, *counts)
 
 
-def _clean_ups_in(first: int, closes: np.ndarray, lost: np.ndarray) -> list[CleanUp]:
+def _clean_ups_among(first: int, closes: np.ndarray, lost: np.ndarray) -> list[CleanUp]:
     """The clean-up days among per-day counts from day number ``first`` on."""
     candidates = np.flatnonzero((closes >= MIN_CLOSES) & (lost >= LOST_SHARE * closes))
     if not len(candidates):
