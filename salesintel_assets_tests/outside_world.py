@@ -33,13 +33,17 @@ that segment (a column of the world: industry, region, product, source)
 created from that day on get that many log odds added. ``plant_found``
 lists what the run raised on the segment (a drop is found as a win-rate
 dip); every other segment finding is still false.
+``--stall 0.3 2026-01-15`` makes another: 30 % of the deals created from
+that day on never move (stuck until a clean-up, like the ``never_share``
+ones); ``stall_found`` lists what the run raised as "deals are not closing"
+(the best achievable does not know of the stall).
 ``forecast_changes`` lists the segments whose latest closes moved the
 forecast: in this world every one but the plant's is false.
 
 Run: ``python -m salesintel_assets_tests.outside_world [--seeds 1 2]
 [--dates 2026-01-31 2026-06-30] [--never-share 0.3] [--no-cleanup]
 [--pull-in 0.5] [--reps 40] [--base -0.3] [--drift 0] [--months 34]
-[--plant industry=Banking -1.5 2026-03-01]`` (about a minute and a half per date).
+[--plant industry=Banking -1.5 2026-03-01] [--stall 0.3 2026-01-15]`` (about a minute and a half per date).
 """
 
 from __future__ import annotations
@@ -104,9 +108,13 @@ def _closes(rng, created: pd.Series, kind: np.ndarray, days: np.ndarray, pull_in
 
 def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bool = True,
              pull_in: float = 0.5, reps: int = REPS, base: float = BASE_LOG_ODDS, drift: float = 0.0,
-             months: int = MONTHS, plant: tuple[str, float, pd.Timestamp] | None = None) -> pd.DataFrame:
+             months: int = MONTHS, plant: tuple[str, float, pd.Timestamp] | None = None,
+             stall: tuple[float, pd.Timestamp] | None = None) -> pd.DataFrame:
     """Every deal with how it truly ends (``close`` NaT for one that never does);
-    ``plant`` (segment ``column=value``, log odds, from) a real change."""
+    ``plant`` (segment ``column=value``, log odds, from) a real change;
+    ``stall`` (share, from) another real one: that share of the deals created
+    from that day on never move (drawn apart: the rest of the world is the
+    same with or without it)."""
     rng = np.random.default_rng(seed)
     span = months * 30.4
     when = span * (np.sqrt(1 + 3 * rng.random(deals)) - 1)   # density rising linearly to twice the start's
@@ -130,6 +138,9 @@ def generate(seed: int, deals: int = 8000, never_share: float = 0.3, cleanup: bo
         logit = logit + plant[1] * ((facts[column] == value) & (created >= plant[2]).to_numpy())
     won_days = np.array([PRODUCTS[p][1] for p in product])
     kind, days, reached = _fates(rng, logit, won_days, never_share)
+    if stall:
+        stuck = (created >= stall[1]).to_numpy() & (np.random.default_rng(seed + 7919).random(n) < stall[0])
+        kind, days = np.where(stuck, NEVER, kind), np.where(stuck, np.inf, days)
     return pd.DataFrame({
         "deal_id": [f"OP{i:06d}" for i in range(n)], "created": created,
         "close": _closes(rng, created, kind, days, pull_in, cleanup), "kind": kind, "days": days, "reached": reached,
@@ -192,7 +203,7 @@ def best_probability(open_deals: pd.DataFrame, as_of: pd.Timestamp, seed: int, n
 
 def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
             reps: int = REPS, **shape) -> dict:
-    """``shape``: ``generate``'s base log odds, drift, months and plant."""
+    """``shape``: ``generate``'s base log odds, drift, months, plant and stall."""
     from sklearn.metrics import roc_auc_score
 
     world = generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, reps=reps, **shape)
@@ -213,14 +224,16 @@ def measure(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, p
     if "auc_model" in row:
         row |= {"vs_best": round(row["auc_model"] / row["auc_best"], 3),
                 "over_age": round(row["auc_model"] - row["auc_age"], 3)}
-    # only the plant changes this world: every other segment finding (stalled deals aside) is a false alarm
+    # only the plant and the stall change this world: every other segment finding (stalled deals aside) is false
     found = ran["anomalies"]
     segment = found[~found["segment"].astype(str).str.startswith("deal_id")]
     target = _contract_segment(shape["plant"]) if shape.get("plant") else None
     planted = segment["segment"].astype(str).str.split("&").map(lambda parts: target in parts).astype(bool)
+    stalled = segment["anomaly_type"].eq("still_open_increase") & bool(shape.get("stall"))
     named = (lambda rows: ";".join(rows["anomaly_type"] + " " + rows["segment"].astype(str)) or "-")
-    return row | {"segment_findings": named(segment[~planted])} | (
-        {"plant_found": named(segment[planted])} if shape.get("plant") else {})
+    return row | {"segment_findings": named(segment[~planted & ~stalled])} | (
+        {"plant_found": named(segment[planted])} if shape.get("plant") else {}) | (
+        {"stall_found": named(segment[stalled])} if shape.get("stall") else {})
 
 
 def _contract_segment(plant) -> str:
@@ -242,10 +255,13 @@ def main(argv=None) -> None:
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--months", type=int, default=MONTHS)
     parser.add_argument("--plant", nargs=3, metavar=("COLUMN=VALUE", "LOG_ODDS", "FROM"))
+    parser.add_argument("--stall", nargs=2, metavar=("SHARE", "FROM"))
     args = parser.parse_args(argv)
     shape = {"base": args.base, "drift": args.drift, "months": args.months}
     if args.plant:
         shape["plant"] = (args.plant[0], float(args.plant[1]), pd.Timestamp(args.plant[2]))
+    if args.stall:
+        shape["stall"] = (float(args.stall[0]), pd.Timestamp(args.stall[1]))
     rows = [measure(seed, day, args.never_share, not args.no_cleanup, args.pull_in, args.reps, **shape)
             for seed in args.seeds for day in args.dates]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.max_colwidth", 60):

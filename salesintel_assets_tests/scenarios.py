@@ -217,7 +217,7 @@ def label(segment: dict) -> str:
 # industry whose deals take 1.5x as long to close since 90 days ago.
 DIP, SPIKE, SLOWDOWN = -0.20, 0.30, 1.5
 EXPECTED_TYPES = {"dip": {"win_rate_dip"}, "spike": {"win_rate_spike"},
-                  "cycle": {"cycle_slowdown", "open_age_increase"}}
+                  "cycle": {"cycle_slowdown", "open_age_increase", "still_open_increase"}}
 
 
 def planted_world(n_deals: int, seed: int) -> World:

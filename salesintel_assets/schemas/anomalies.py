@@ -4,9 +4,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-ANOMALY_TYPES = ["win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "quality_drop",
-                 "metric_shift", "stalled_deal"]
-METRICS = ["win_rate", "sales_cycle_days", "open_deal_age_days", "deal_quality", "pvs", "smi", "dqs", "stage_duration"]
+ANOMALY_TYPES = ["win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "still_open_increase",
+                 "quality_drop", "metric_shift", "stalled_deal"]
+METRICS = ["win_rate", "sales_cycle_days", "open_deal_age_days", "still_open_share", "deal_quality", "pvs", "smi",
+           "dqs", "stage_duration"]
 
 
 class Anomalies(pa.DataFrameModel):

@@ -129,6 +129,8 @@ def test_mrkdwn_control_characters_are_escaped_in_blocks_not_in_text():
     (segment("cycle_slowdown", "region=APAC", metric="sales_cycle_days", observed=60, expected=41),
      "segment_performance_shift"),
     (segment("open_age_increase", "region=APAC", metric="open_deal_age_days"), "segment_performance_shift"),
+    (segment("still_open_increase", "all", metric="still_open_share", observed=0.62, expected=0.5, direction="up"),
+     "segment_performance_shift"),
     (segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41, expected=0.62),
      "pipeline_quality_warning"),
     (segment("metric_shift", "region=APAC", metric="pvs", observed=0.8, expected=1.1), "custom_metric_anomaly"),
@@ -148,6 +150,24 @@ def test_several_anomalies_on_one_subject_become_one_alert():
     assert alert["title"] == "APAC: sales cycle rose to 60 days (baseline 41 days)"
     assert "Also seen on this subject:\n- win rate fell to 17 % (baseline 45 %) over the last 45 days to " \
            "2026-06-30 (medium)" in alert["body_text"]
+
+
+def test_deals_not_closing_say_which_deals_and_as_a_share():
+    finding = ("Deals are not closing: of the 588 deals created between 1 Mar 2026 and 31 May 2026 "
+               "(30-120 days old), 365 are still open (62 %, 95 % interval 58 %-66 %), against 50 % of deals as old "
+               "still open on dates in the 180 days before (about 1096 deals, adjusted for how many deals were "
+               "created when). A change this large is unlikely to be chance (q = 0.002 after correcting for all 80 "
+               "segment tests of this run). $1.20M is in the 365 still open.")
+    row = dict(segment("still_open_increase", "all", metric="still_open_share", observed=0.62, expected=0.5,
+                       n=588, baseline_n=1096, direction="up", severity="high"), explanation=finding)
+    table, _ = build_alerts([row])
+    body = table.iloc[0]["body_text"]
+    assert table.iloc[0]["title"] == "all deals: share of deals still open at their age rose to 62 % (baseline 50 %)"
+    assert "Window: deals of the ages compared on 2026-06-30, n = 588 vs 1,096 before" in body
+    # the detector's first sentence says which deals; the significance follows once
+    assert ("Why this matters:\n" + finding.split(". A change")[0] + "; q = 0.002 after correcting for every "
+            "segment tested.") in body
+    assert "the last 45 days" not in body
 
 
 def test_quality_warning_quotes_the_segments_history():

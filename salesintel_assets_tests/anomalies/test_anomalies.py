@@ -207,7 +207,7 @@ def test_a_segment_whose_open_deals_have_no_amount_never_reads_as_zero_dollars(d
 
 def test_bh_runs_over_every_test_of_the_run(dip_report):
     tests = dip_report.tests
-    assert set(tests["family"]) == {"win_rate", "cycle", "open_age", "quality", "metric_shift"}
+    assert set(tests["family"]) == {"win_rate", "cycle", "open_age", "still_open", "quality", "metric_shift"}
     np.testing.assert_allclose(tests["q_value"], stats.benjamini_hochberg(tests["p_value"]))
     assert (segment_rows(dip_report)["explanation"].str.contains(f"all {len(tests)} segment tests")).all()
 
@@ -490,6 +490,7 @@ def test_summary_shows_what_was_tested(dip_report):
     ({"cycle": {"pairs_and_reps_windows_days": [7]}}, "pairs_and_reps_windows_days must be a subset"),
     ({"stalled": {"critical": {"won_percentile": 0.9, "overdue_ratio": 2.0}}}, "at least as strict as high"),
     ({"win_rate": {"min_effect": 0.7}}, "less than 0.5"),
+    ({"still_open": {"ages_days": [120, 30]}}, "still_open.ages_days must be two ages"),
     ({"surprise": 1}, "Extra inputs"),
 ])
 def test_bad_anomaly_rules_are_rejected(tmp_path, change, message):

@@ -10,6 +10,7 @@ the same subject become one alert whose most severe finding leads.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -34,6 +35,7 @@ CANDIDATE_COLUMNS = [
     "dedup_key", "alert_type", "alert_name", "priority", "cadence", "subject", "segment", "deal_id",
     "sales_rep_id", "industry", "severity", "title", "content", "amount_at_stake", "anomaly_id", "anomaly_ids",
 ]
+SENTENCE_END = re.compile(r"(?<=[.])\s+(?=[A-Z])")   # between two sentences of a finding's words
 # --- mapping ------------------------------------------------------------------
 def _matches(rule: AlertMapping, row: dict, amount: float) -> bool:
     severity = SEVERITY_RANK.get(str(row.get("severity")), -1)
@@ -364,6 +366,8 @@ def _shift_text(a: dict) -> str:
 def _window_text(a: dict) -> str:
     days = a.get("window_days")
     end = a.get("window_end")
+    if a.get("metric") == "still_open_share":   # deals of an age on one date, not deals of a window
+        return "deals of the ages compared" + (f" on {pd.Timestamp(end):%Y-%m-%d}" if not missing(end) else "")
     span = f"the last {int(days)} days" if not missing(days) else "the recent window"
     return span + (f" to {pd.Timestamp(end):%Y-%m-%d}" if not missing(end) else "")
 
@@ -392,7 +396,11 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
              ("Open pipeline", pipeline(open_n, open_amount, priced_n))]
 
     why = []
-    if metric == "win_rate" and not missing(a.get("n")) and int(a["n"]) > 0 and not missing(a.get("observed")):
+    if metric == "still_open_share" and not missing(a.get("explanation")):
+        # Which deals (created when, how old) only the detector's words say: its first sentence.
+        lead = SENTENCE_END.split(str(a["explanation"]), maxsplit=1)[0].rstrip(".")
+        why.append(f"{lead}; {_significance(a)}.")
+    elif metric == "win_rate" and not missing(a.get("n")) and int(a["n"]) > 0 and not missing(a.get("observed")):
         n = int(a["n"])
         won = int(round(float(a["observed"]) * n))
         why.append(f"{label} won {pct(a['observed'])} of {n:,} deals closed in {_window_text(a)} "

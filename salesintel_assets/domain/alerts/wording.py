@@ -12,6 +12,7 @@ METRIC_LABELS = {
     "win_rate": "win rate",
     "sales_cycle_days": "sales cycle",          # closed deals only: created to close
     "open_deal_age_days": "age of open deals",  # never a "cycle": these deals have not closed
+    "still_open_share": "share of deals still open at their age",
     "deal_quality": "deal quality score",
     "dqs": "deal quality score (DQS)",
     "pvs": "pipeline velocity score (PVS)",
@@ -19,6 +20,7 @@ METRIC_LABELS = {
     "stage_duration": "days in stage",
 }
 DAY_METRICS = {"sales_cycle_days", "open_deal_age_days", "stage_duration"}
+RATE_METRICS = {"win_rate", "still_open_share"}
 
 
 def missing(value) -> bool:
@@ -61,7 +63,7 @@ def pct(rate, digits: int = 0) -> str:
 def metric_value(metric: str, value) -> str:
     if missing(value):
         return "n/a"
-    if metric == "win_rate":
+    if metric in RATE_METRICS:
         return pct(value)
     if metric in DAY_METRICS:
         return f"{float(value):.0f} days"

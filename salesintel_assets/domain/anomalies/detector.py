@@ -1,5 +1,6 @@
 """Anomaly detection: segment win-rate dips and spikes, slower cycles, older
-open deals, new-pipeline quality drops, shifts of the deal metrics, and
+open deals, more deals still open at an age (a pipeline that stopped
+closing), new-pipeline quality drops, shifts of the deal metrics, and
 stalled deals. One row per anomaly; the alert engine turns them into alerts.
 
 How a segment anomaly is decided (thresholds in the rules file):
@@ -21,9 +22,12 @@ Money at stake (``amount_at_stake``): win-rate changes: the segment's open
 pipeline amount x |rate change| (revenue that would close less, or more, if
 the new rate holds); slower cycles, older open deals and metric shifts: the
 segment's open pipeline amount; quality drops: the open amount of the
-window's new low-quality deals; stalled deals: the deal's amount x the drop
-in its win chance attributable to the stall (a deal fresh in its stage vs
-deals that lasted as long; 0 when there is not enough data, see stalled_deals).
+window's new low-quality deals; more deals still open: the open amount of
+the segment's deals of those ages x the part of their share still open
+beyond the expected (what would have closed by now as usual); stalled
+deals: the deal's amount x the drop in its win chance attributable to the
+stall (a deal fresh in its stage vs deals that lasted as long; 0 when there
+is not enough data, see stalled_deals).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from salesintel_assets.domain.anomalies.significance import Comparison, SegmentC
 from salesintel_assets.domain.anomalies.root_cause import drill_down
 from salesintel_assets.domain.common.rules import Rules
 from salesintel_assets.domain.anomalies.stalled_deals import stalled_deals
+from salesintel_assets.domain.anomalies.still_open import still_open_comparison
 
 ANOMALY_COLUMNS = {
     "anomaly_id": "object", "anomaly_type": "object", "metric": "object", "segment": "object",
@@ -67,10 +72,12 @@ METRIC_COLUMNS = ("deal_id", "pvs", "smi", "dqs", "lead_source_score", "industry
 TRANSITION_COLUMNS = ("deal_id", "stage", "exited_date", "days_in_stage")
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 FAMILY_OF_TYPE = {"win_rate_dip": "win_rate", "win_rate_spike": "win_rate", "cycle_slowdown": "cycle",
-                  "open_age_increase": "open_age", "quality_drop": "quality", "metric_shift": "metric_shift"}
-FAMILY_KIND = {"win_rate": "rate", "quality": "rate", "cycle": "days", "open_age": "days", "metric_shift": "value"}
-FAMILY_WHAT = {"win_rate": "win rate", "quality": "acceptable share", "cycle": "mean cycle",
-               "open_age": "mean age", "metric_shift": "mean"}
+                  "open_age_increase": "open_age", "still_open_increase": "still_open", "quality_drop": "quality",
+                  "metric_shift": "metric_shift"}
+FAMILY_KIND = {"win_rate": "rate", "quality": "rate", "still_open": "rate", "cycle": "days", "open_age": "days",
+               "metric_shift": "value"}
+FAMILY_WHAT = {"win_rate": "win rate", "quality": "acceptable share", "still_open": "share still open",
+               "cycle": "mean cycle", "open_age": "mean age", "metric_shift": "mean"}
 
 
 @dataclass
@@ -96,8 +103,9 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
                       codes: SegmentCodes, only: set[tuple[str, int]] | None = None,
                       seasons: SeasonCheck | None = None) -> tuple[list[Comparison], list[str]]:
     """Every window x measurement the run tests (only these (family, window
-    days) pairs when ``only`` is given; an open-age one stands for its family),
-    seasonal or not as ``seasons`` says (judged on the deals when not given)."""
+    days) pairs when ``only`` is given; an open-age or still-open one stands
+    for its family), seasonal or not as ``seasons`` says (judged on the deals
+    when not given)."""
     ar = rules.anomalies
     curves = SegmentCurves(deals, codes)
     cycle = (deals.closed - deals.created).astype("float64")
@@ -156,6 +164,10 @@ def build_comparisons(fact: pd.DataFrame, metrics: pd.DataFrame | None, rules: R
         notes.append("open deals' ages: not enough history before the baseline to compare ages")
     elif open_age is not None:
         comps.append(open_age)
+    if families is None or "still_open" in families:
+        still, why = still_open_comparison(deals, curves, rules, seasons.seasonal)
+        comps.extend([still] if still is not None else [])
+        notes.extend([why] if why and families is None else [])
     for comp in comps:
         notes.extend(comp.notes)
     return comps, notes
@@ -197,8 +209,8 @@ def reported_effect_size(table: pd.DataFrame) -> np.ndarray:
     sign = np.where(table["direction"] == "up", 1.0, -1.0)
     rate = np.abs(table["effect"].to_numpy(dtype="float64"))
     days = np.where(np.sign(relative) == sign, np.abs(relative), 0.0)
-    return np.select([family.isin(["win_rate", "quality"]), family.isin(["cycle", "open_age"])], [rate, days],
-                     default=np.nan)
+    return np.select([family.isin(["win_rate", "quality", "still_open"]), family.isin(["cycle", "open_age"])],
+                     [rate, days], default=np.nan)
 
 
 def detect_anomalies(fact: pd.DataFrame, deal_metrics: pd.DataFrame | None, transitions: pd.DataFrame | None,
@@ -305,6 +317,12 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
         w = comp.window
         open_in = w.rows[(w.value == 0) & deals.open_now[w.rows] & in_segment(codes, w.rows, keys)]
         stake = float(deals.amount[open_in].sum())
+    elif family == "still_open":
+        # The window's deals still open; the share of their money beyond the usual share still open.
+        w = comp.window
+        open_in = w.rows[(w.value == 1) & in_segment(codes, w.rows, keys)]
+        open_amount = float(deals.amount[open_in].sum())
+        stake = open_amount * max(r["effect"], 0.0) / max(r["observed"], 1e-9)
     else:
         stake = open_amount
     cause = drill_down(comp, codes, keys, rules.anomalies.dimensions)
@@ -320,7 +338,8 @@ def _segment_row(r: pd.Series, comp: Comparison, codes: SegmentCodes, deals: Dea
     }
     detail = {**row, "k": r["k"], "rank_effect": r["rank_effect"], "open_amount": open_amount,
               "money_deals": len(open_in), "money_priced": int(deals.priced[open_in].sum()),
-              "baseline_days": rules.anomalies.baseline_days, "older_left_out": comp.older_left_out}
+              "baseline_days": rules.anomalies.baseline_days, "older_left_out": comp.older_left_out,
+              "ages": comp.ages, "baseline_words": comp.baseline_words}
     row["explanation"] = text.segment_explanation(detail, keys, n_tests)
     if pd.notna(r.get("beyond_last_year", np.nan)):
         row["explanation"] += " " + text.beyond_last_year(FAMILY_KIND[family], r["last_year_day"],

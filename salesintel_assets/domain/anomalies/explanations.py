@@ -137,6 +137,19 @@ def segment_explanation(row: dict, keys: dict, tests: int) -> str:
                 f"deals in {base} (about {nb} deals, adjusted for how many deals were created when). ")
         money_text = (_unknown_money(row, "the money in it")
                       or f"{money(stake)} of open pipeline is in this segment{_priced_on(row)}.")
+    elif kind == "still_open_increase":
+        k = int(round(row["k"]))
+        low, high = wilson_interval(k, n)
+        youngest, oldest = row["ages"]
+        as_of = pd.Timestamp(row["window_end"])
+        born = f"between {day(as_of - pd.Timedelta(days=oldest))} and {day(as_of - pd.Timedelta(days=youngest))}"
+        text = (f"Deals are not closing{' for ' + who if keys else ''}: of the {n} deals created {born} "
+                f"({youngest}-{oldest} days old), {k} are still open ({pct(row['observed'])}, 95 % interval "
+                f"{pct(float(low))}-{pct(float(high))}), against {pct(row['expected'])} of deals as old still open "
+                f"{row['baseline_words']} (about {nb} deals, adjusted for how many deals were created when). ")
+        money_text = (_unknown_money(row, "how much of it is late", "deals of that age still open")
+                      or f"{money(row['open_amount'])} is in the {k} still open{_priced_on(row, 'those {n:,}')}; "
+                         f"about {money(stake)} of it would have closed (won or lost) by now at the usual pace.")
     elif kind == "quality_drop":
         text = (f"New pipeline quality dropped for {who}: of the {n} deals created {period}, "
                 f"{pct(1 - row['observed'])} are low quality at entry, against {pct(1 - row['expected'])} "

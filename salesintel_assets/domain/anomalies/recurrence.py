@@ -34,7 +34,7 @@ RECURRING_P = 0.05           # last year's change must be clear on its own (one 
 # Replayable from dates and outcomes, and metric shifts with today's scores of
 # the deals closed then: a closed deal's SMI no longer changes, and PVS and DQS
 # then measure both years with one ruler (their segment rates move slowly).
-FAMILIES = ("win_rate", "cycle", "open_age", "metric_shift")
+FAMILIES = ("win_rate", "cycle", "open_age", "still_open", "metric_shift")
 KEY = ["family", "metric", "window_days", "segment"]
 RELATIVE_FAMILIES = ("cycle", "open_age")   # sizes relative to the baseline (``selection.effect_size``)
 

@@ -396,6 +396,33 @@ def closed_comparison(cw: ClosedWindow, rules: Rules, *, family: str, metric: st
     return comp
 
 
+def snapshot_days(rules: Rules, as_of: int, window_days: int, every_days: int, seasonal: bool) -> np.ndarray:
+    """Baseline dates of a test of open deals (latest first): every
+    ``every_days`` through the baseline before the window; on seasonal
+    closings the same point of earlier quarters (when two or more fit)."""
+    _, _, b_start, b_end = _windows(rules, as_of, window_days)
+    snapshots = np.arange(b_end, b_start - 1, -every_days)
+    if seasonal:
+        alike = seasonality.same_point_in_earlier_quarters(
+            as_of, b_start, b_end, rules.anomalies.seasonality.fiscal_year_start_month)
+        snapshots = alike if len(alike) >= 2 else snapshots
+    return snapshots
+
+
+def untouched_ages(deals: DealDays, first_snapshot: int, oldest: int) -> tuple[int, tuple[int, int] | None]:
+    """Ages up to which no clean-up can have closed deals on any snapshot
+    from ``first_snapshot`` on (at most ``oldest``), and the sweep (day,
+    stale age) that set the limit, if one did. A sweep on day d closed the
+    deals from ``stale`` days old: on a later date s, ages from
+    stale + (s - d) are missing."""
+    limit = None
+    for day, stale in deals.sweeps:
+        untouched = max(first_snapshot - day, 0) + stale
+        if untouched < oldest:
+            oldest, limit = untouched, (day, stale)
+    return oldest, limit
+
+
 def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
                         seasonal: bool = False) -> Comparison | None:
     """Ages of deals open on the analysis date against the ages of deals open
@@ -404,26 +431,21 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
     creation volume (how many deals of an age a snapshot holds follows how
     many were created that long before)."""
     test = rules.anomalies.open_age
-    start, end, b_start, b_end = _windows(rules, deals.as_of, test.window_days)
-    snapshots = np.arange(b_end, b_start - 1, -test.snapshot_every_days)
-    if seasonal:
-        alike = seasonality.same_point_in_earlier_quarters(
-            deals.as_of, b_start, b_end, rules.anomalies.seasonality.fiscal_year_start_month)
-        snapshots = alike if len(alike) >= 2 else snapshots
+    start, end = deals.as_of - test.window_days + 1, deals.as_of
+    snapshots = snapshot_days(rules, deals.as_of, test.window_days, test.snapshot_every_days, seasonal)
     oldest = int(snapshots.min()) - curves(())[0].first  # an age every snapshot could show
     older_left_out, notes = "could not have been open on every baseline date", []
     # A clean-up closed every deal past an age (``stale``): on a date after it, ages beyond the time since it
     # plus that age are missing, and come back as the pipeline fills up again. Only ages no sweep could have
     # removed on any compared date are compared; otherwise open deals "get older" all year from one January
     # sweep to the next (on a generated CRM in its second year, critical or high at four of six month ends).
-    for day, stale in deals.sweeps:
-        untouched = max(int(snapshots.min()) - day, 0) + stale
-        if untouched < oldest:
-            oldest = untouched
-            older_left_out = f"may have been closed in the clean-up of {to_timestamp(day):%d %b %Y}"
-            notes = [f"open deals' ages compared up to {oldest} days: the clean-up of {to_timestamp(day):%d %b %Y} "
-                     f"closed deals from about {stale} days old, and such ages come back only as the pipeline fills "
-                     "up again"]
+    oldest, sweep = untouched_ages(deals, int(snapshots.min()), oldest)
+    if sweep is not None:
+        day, stale = sweep
+        older_left_out = f"may have been closed in the clean-up of {to_timestamp(day):%d %b %Y}"
+        notes = [f"open deals' ages compared up to {oldest} days: the clean-up of {to_timestamp(day):%d %b %Y} "
+                 f"closed deals from about {stale} days old, and such ages come back only as the pipeline fills "
+                 "up again"]
     if oldest < 1:
         return None
     age_now = deals.as_of - deals.created
@@ -437,30 +459,45 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         ages_b.append(age[rows])
         days_b.append(np.full(len(rows), day))
     rows_b, ages_b, days_b = np.concatenate(rows_b), np.concatenate(ages_b), np.concatenate(days_b)
-    first = np.zeros(len(rows_b), dtype=bool)
-    first[np.unique(rows_b, return_index=True)[1]] = True
+    reweight = creation_reweight(deals, curves, rows_b, ages_b, days_b)
+    bins = rules.anomalies.max_days + 1
+    return Comparison(
+        anomaly_family="open_age", metric="open_deal_age_days", kind="rank", alternative="greater",
+        window_days=test.window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
+        window=Sample(rows_w, age_now[rows_w]),
+        baseline=Sample(rows_b, ages_b, reweight(()), first_of_deal(rows_b)),
+        min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
+        min_effect=test.min_effect, dimsets=dimsets(rules, test), bins=bins, reweight=reweight,
+        notes=notes, older_left_out=older_left_out,
+    )
+
+
+def first_of_deal(rows: np.ndarray) -> np.ndarray:
+    """Marks one row of each deal (a deal open on several snapshot dates is one deal)."""
+    first = np.zeros(len(rows), dtype=bool)
+    first[np.unique(rows, return_index=True)[1]] = True
+    return first
+
+
+def creation_reweight(deals: DealDays, curves: SegmentCurves, rows: np.ndarray, ages: np.ndarray,
+                      days: np.ndarray):
+    """Weights per dimension set of deals seen at ``ages`` on snapshot
+    ``days``: deals created per day in the segment as many days before the
+    analysis date over as many days before the snapshot (a snapshot holds as
+    many deals of an age as were created that long before it)."""
     cache: dict = {}
 
     def reweight(dimset: tuple[str, ...]) -> np.ndarray:
         if dimset not in cache:
             curve, gid = curves(dimset)
             table = curve.rate_table()
-            flat, at = table.ravel(), gid[rows_b] * table.shape[1] - curve.first
-            now = flat[at + deals.as_of - ages_b]
-            then = flat[at + days_b - ages_b]  # the deal's own creation day: never empty
+            flat, at = table.ravel(), gid[rows] * table.shape[1] - curve.first
+            now = flat[at + deals.as_of - ages]
+            then = flat[at + days - ages]  # the deal's own creation day: never empty
             cache[dimset] = now / np.maximum(then, 1e-9)
         return cache[dimset]
 
-    bins = rules.anomalies.max_days + 1
-    return Comparison(
-        anomaly_family="open_age", metric="open_deal_age_days", kind="rank", alternative="greater",
-        window_days=test.window_days, window_start=to_timestamp(start), window_end=to_timestamp(end),
-        window=Sample(rows_w, age_now[rows_w]),
-        baseline=Sample(rows_b, ages_b, reweight(()), first),
-        min_window_deals=test.min_window_deals, min_baseline_deals=test.min_baseline_deals,
-        min_effect=test.min_effect, dimsets=dimsets(rules, test), bins=bins, reweight=reweight,
-        notes=notes, older_left_out=older_left_out,
-    )
+    return reweight
 
 
 def created_comparison(deals: DealDays, rules: Rules, window_days: int, acceptable: np.ndarray,

@@ -54,8 +54,9 @@ def _types(tests: pd.DataFrame) -> np.ndarray:
     fam = tests["family"]
     return np.select(
         [fam.eq("win_rate") & (tests["sign"] < 0), fam.eq("win_rate"), fam.eq("cycle"), fam.eq("open_age"),
-         fam.eq("quality")],
-        ["win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "quality_drop"],
+         fam.eq("still_open"), fam.eq("quality")],
+        ["win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "still_open_increase",
+         "quality_drop"],
         default="metric_shift").astype(object)
 
 

@@ -48,7 +48,7 @@ class Sample:
 class Comparison:
     """One measurement of one window against its baseline."""
 
-    anomaly_family: str          # win_rate | cycle | open_age | quality | metric_shift
+    anomaly_family: str          # win_rate | cycle | open_age | still_open | quality | metric_shift
     metric: str                  # the output contract's metric name
     kind: str                    # "rate" or "rank"
     alternative: str             # "two-sided" | "greater" | "less"
@@ -72,6 +72,10 @@ class Comparison:
     # Why values beyond those compared are left out (open ages: older than
     # every baseline date could show, or than a clean-up left), in words.
     older_left_out: str = ""
+    # The ages compared (youngest, oldest) of a test of deals by age on each date (still open).
+    ages: tuple[int, int] | None = None
+    # When the baseline is not the days just before the window: when it was, in words.
+    baseline_words: str = ""
 
     def baseline_weight(self, dimset: tuple[str, ...]) -> np.ndarray:
         return self.baseline.weight if self.reweight is None else self.reweight(tuple(dimset))

@@ -405,6 +405,26 @@ class AnomalyRules(Section):
         window_days: int = Field(ge=7, le=365)
         snapshot_every_days: int = Field(ge=1, le=60)
 
+    class StillOpenTest(SegmentTest):
+        """Share of deals ``ages_days`` old still open, against deals as old
+        on the same day a year earlier, or on baseline dates before a window
+        of ``window_days`` in a younger history (domain/anomalies/still_open.py)."""
+
+        min_window_deals: int = Field(default=50, ge=5)
+        min_baseline_deals: int = Field(default=100, ge=10)
+        min_effect: float = Field(default=0.08, gt=0, lt=0.5)
+        with_pairs: bool = False
+        pairs_and_reps_windows_days: list[int] | None = Field(default_factory=list)
+        ages_days: tuple[int, int] = (30, 120)
+        window_days: int = Field(default=30, ge=7, le=365)
+        snapshot_every_days: int = Field(default=14, ge=1, le=60)
+
+        @model_validator(mode="after")
+        def _ages(self) -> "AnomalyRules.StillOpenTest":
+            if not 0 <= self.ages_days[0] < self.ages_days[1] <= 730:
+                raise ValueError("still_open.ages_days must be two ages from 0 to 730 days, youngest first")
+            return self
+
     class QualityTest(SegmentTest):
         # deal_metrics score columns fixed when a deal enters the pipeline
         # (progression is left out: it depends on the deal's age).
@@ -488,6 +508,7 @@ class AnomalyRules(Section):
     win_rate: SegmentTest
     cycle: SegmentTest
     open_age: OpenAgeTest
+    still_open: StillOpenTest = StillOpenTest()
     quality: QualityTest
     metric_shift: MetricShiftTest
     hierarchy: Hierarchy
@@ -530,8 +551,8 @@ class AnomalyRules(Section):
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ORG_ROLES = ("rep", "manager", "cro")  # resolved from dim_sales_reps (rep -> manager -> CRO)
-ANOMALY_TYPES = ("win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "quality_drop",
-                 "metric_shift", "stalled_deal")
+ANOMALY_TYPES = ("win_rate_dip", "win_rate_spike", "cycle_slowdown", "open_age_increase", "still_open_increase",
+                 "quality_drop", "metric_shift", "stalled_deal")
 
 
 class AlertTypeRule(Section):
