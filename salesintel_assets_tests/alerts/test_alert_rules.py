@@ -129,8 +129,13 @@ def test_mrkdwn_control_characters_are_escaped_in_blocks_not_in_text():
     (segment("cycle_slowdown", "region=APAC", metric="sales_cycle_days", observed=60, expected=41),
      "segment_performance_shift"),
     (segment("open_age_increase", "region=APAC", metric="open_deal_age_days"), "segment_performance_shift"),
-    (segment("still_open_increase", "all", metric="still_open_share", observed=0.62, expected=0.5, direction="up"),
-     "segment_performance_shift"),
+    # deals that stop closing: across the business, or clearly in a segment, a P1 for sales leadership
+    (segment("still_open_increase", "all", metric="still_open_share", observed=0.62, expected=0.5, direction="up",
+             severity="medium"), "pipeline_stall"),
+    (segment("still_open_increase", "region=APAC", metric="still_open_share", observed=0.62, expected=0.5,
+             direction="up", severity="high"), "pipeline_stall"),
+    (segment("still_open_increase", "region=APAC", metric="still_open_share", observed=0.62, expected=0.5,
+             direction="up", severity="medium"), "segment_performance_shift"),
     (segment("quality_drop", "lead_source=Partner", metric="dqs", observed=0.41, expected=0.62),
      "pipeline_quality_warning"),
     (segment("metric_shift", "region=APAC", metric="pvs", observed=0.8, expected=1.1), "custom_metric_anomaly"),
@@ -159,15 +164,21 @@ def test_deals_not_closing_say_which_deals_and_as_a_share():
                "created when). A change this large is unlikely to be chance (q = 0.002 after correcting for all 80 "
                "segment tests of this run). $1.20M is in the 365 still open.")
     row = dict(segment("still_open_increase", "all", metric="still_open_share", observed=0.62, expected=0.5,
-                       n=588, baseline_n=1096, direction="up", severity="high"), explanation=finding)
+                       n=588, baseline_n=1096, direction="up", severity="high", amount=232_000.0),
+               explanation=finding)
     table, _ = build_alerts([row])
-    body = table.iloc[0]["body_text"]
-    assert table.iloc[0]["title"] == "all deals: share of deals still open at their age rose to 62 % (baseline 50 %)"
+    alert = table.iloc[0]
+    body = alert["body_text"]
+    assert alert["alert_type"] == "pipeline_stall" and alert["priority"] == "P1"
+    assert alert["title"] == "Deals are not closing: 62 % still open at their age (baseline 50 %)"
     assert "Window: deals of the ages compared on 2026-06-30, n = 588 vs 1,096 before" in body
     # the detector's first sentence says which deals; the significance follows once
     assert ("Why this matters:\n" + finding.split(". A change")[0] + "; q = 0.002 after correcting for every "
             "segment tested.") in body
     assert "the last 45 days" not in body
+    assert "Money at stake: $232,000 in deals still open that would have closed (won or lost) by now at the usual " \
+           "pace (" in body
+    assert "1. In all deals, pull the deals named above that are still open: a dated next step or Closed Lost." in body
 
 
 def test_quality_warning_quotes_the_segments_history():

@@ -389,6 +389,10 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
     title = f"{label}: {shift}"
     if type_key == "win_rate_degradation":
         title = f"Win rate in {label} fell to {pct(a.get('observed'))} (baseline {pct(a.get('expected'))})"
+    if metric == "still_open_share":
+        where = "" if not parse_segment(segment) else f" in {label}"
+        title = (f"Deals are not closing{where}: {pct(a.get('observed'))} still open at their age "
+                 f"(baseline {pct(a.get('expected'))})")
     facts = [("Segment", label),
              ("Metric", f"{metric_label(metric)} {metric_value(metric, a.get('observed'))} vs baseline "
                         f"{metric_value(metric, a.get('expected'))} ({a.get('severity')})"),
@@ -421,7 +425,9 @@ def _segment_alert(a: dict, ctx: Context, type_key: str) -> dict:
     amount = a.get("amount_at_stake")
     spike = metric == "win_rate" and a.get("direction") == "up"
     what = ("expected revenue upside if the higher win rate holds (an opportunity, not a risk)" if spike
-            else "expected revenue at risk" if metric == "win_rate" else "at stake")
+            else "expected revenue at risk" if metric == "win_rate"
+            else "in deals still open that would have closed (won or lost) by now at the usual pace"
+            if metric == "still_open_share" else "at stake")
     if open_n and not priced_n:
         # no open deal here has an amount (many CRMs have none until a price is agreed): unknown, not $0
         amount, money_text = 0.0, f"not known: none of the {open_n:,} open deals in {label} has an amount"
