@@ -1,11 +1,12 @@
 """Where the 90-day forecast's level comes from: per world, the sum of
-today's open deals' 90-day win probabilities three ways, each against the
+today's open deals' 90-day win probabilities four ways, each against the
 sum of the world's own probabilities (a target without the luck of one
 90-day window, so a level error shows on few worlds):
 
 - ``served``: as ``deal_risk_model`` trains and serves them (each member
   calibrated on the calibration period, the served levels applied:
-  ``risk_model.deployed_levels``);
+  ``risk_model.deployed_levels`` and ``trend_level``, shown as ``trend``);
+- ``untrended``: served without its ``trend_level`` (``level_trend``);
 - ``recalibrated``: the members calibrated again on the calibration and
   validation periods together (more and newer rows);
 - ``uncalibrated``: the members' own probabilities, as fitted on the fit
@@ -32,6 +33,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.common.rules import load_rules
 from salesintel_assets.domain.ingestion import pulls as ingestion
 from salesintel_assets.domain.ingestion import quality
@@ -41,6 +43,7 @@ from salesintel_assets.domain.warehouse import upserts as warehouse
 from salesintel_assets_tests import outside_world, trust_study
 
 DAYS = 90
+WAYS = ("served", "untrended", "recalibrated", "uncalibrated")
 NO_HISTORY = pd.DataFrame({"deal_id": pd.Series(dtype=str), "stage": pd.Series(dtype=str),
                            "entered_date": pd.Series(dtype="datetime64[ns]")})
 NO_ACTIVITIES = pd.DataFrame({"deal_id": pd.Series(dtype=str), "activity_date": pd.Series(dtype="datetime64[ns]")})
@@ -66,20 +69,24 @@ def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFra
     part = rm.time_split(prepared.rows_for(DAYS), prepared.labelled, risk)
     later = pd.concat([part.calibrate, part.validate])
     fitted = [m.calibrated_classifiers_[0].estimator for m in members(model)]   # frozen, before calibration
+    served = rm.predict_horizons(training.model, features)[DAYS]
+    trend = next(t for days, *_, t in training.model.level_parts() if days == DAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = [CalibratedClassifierCV(f, method=m.method).fit(later[columns], later["won"])
                  for f, m in zip(fitted, members(model))]
         return {"deal_id": open_frame["deal_id"].to_numpy(), "age_days": open_frame["age_days"].to_numpy(float),
                 "candidate": training.chosen.name,
-                "served": rm.predict_horizons(training.model, features)[DAYS],
+                "served": served, "untrended": stats.shifted(served, -trend),
+                "trend": round(trend, 3),
                 "recalibrated": np.mean([m.predict_proba(features[columns])[:, 1] for m in again], axis=0),
                 "uncalibrated": np.mean([f.predict_proba(features[columns])[:, 1] for f in fitted], axis=0)}
 
 
 def judged(sums: dict, best: np.ndarray, won: np.ndarray) -> dict:
     row = {"candidate": sums["candidate"], "won_90d": int(won.sum()), "best_90d": round(float(best.sum()), 1)}
-    for way in ("served", "recalibrated", "uncalibrated"):
+    row["trend"] = sums["trend"]
+    for way in WAYS:
         row[way] = round(float(sums[way].sum()) / max(float(best.sum()), 1e-9) - 1, 3)
     return row
 
@@ -124,7 +131,7 @@ def main(argv=None) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(frame.to_string(index=False))
         print("mean absolute error against the world's own sum:",
-              frame[["served", "recalibrated", "uncalibrated"]].abs().mean().round(3).to_dict())
+              frame[list(WAYS)].abs().mean().round(3).to_dict())
 
 
 if __name__ == "__main__":

@@ -33,15 +33,16 @@ def sample_tables(n_deals: int = 3000, seed: int = 42, clock: date | None = None
             "rules": rules, "as_of": as_of}
 
 
-def known_probability_fact(n_deals: int = 4000, seed: int = 3, drift: float = 0.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Closed deals (no stage history) whose win probability is a known
-    logistic function of lead source and amount (plus ``drift`` log odds
-    per year since the first deal); cycle length carries no signal. Returns
-    (fact, true probability per deal)."""
+def known_probability_fact(n_deals: int = 4000, seed: int = 3, drift: float = 0.0,
+                           span_days: int = 500) -> tuple[pd.DataFrame, np.ndarray]:
+    """Closed deals (no stage history) created over ``span_days`` whose win
+    probability is a known logistic function of lead source and amount (plus
+    ``drift`` log odds per year since the first deal); cycle length carries
+    no signal. Returns (fact, true probability per deal)."""
     rng = np.random.default_rng(seed)
     lead = rng.choice(["Inbound", "Outbound", "Referral", "Partner"], n_deals)
     amount = np.exp(rng.normal(np.log(15_000), 0.8, n_deals)).round()
-    draw, days = rng.random(n_deals), rng.integers(0, 500, n_deals)
+    draw, days = rng.random(n_deals), rng.integers(0, span_days, n_deals)
     logit = -0.2 + pd.Series(lead).map({"Inbound": 0.0, "Outbound": -0.3, "Referral": 0.9, "Partner": -1.0}).to_numpy()
     logit += -0.6 * (np.log(amount) - np.log(15_000)) + drift * days / 365.25
     p = 1 / (1 + np.exp(-logit))

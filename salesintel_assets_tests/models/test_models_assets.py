@@ -117,12 +117,13 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
     assert meta["model_verdict"].value == "usable" and meta["verdict_reason"].value.startswith("beats deal age")
     assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
     run = client.get_run(client.get_model_version("deal_risk", str(second["version"])).run_id)
-    metrics = run.data.metrics   # both levels recorded, and said
-    levels = {days: (metrics[f"calibration_level_{days}d"], metrics[f"recent_level_{days}d"]) for days in (30, 90, 180)}
+    metrics = run.data.metrics   # the three levels recorded, and said
+    levels = {days: [metrics[f"{name}_level_{days}d"] for name in ("calibration", "recent", "trend")]
+              for days in (30, 90, 180)}
     note = meta["served_levels"].value
-    assert all(f"- {days} days: odds x{np.exp(part + recent):.2f} (the calibration and validation periods' level "
-               f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f})" in note
-               for days, (part, recent) in levels.items())
+    assert all(f"- {days} days: odds x{np.exp(sum(parts)):.2f} (the calibration and validation periods' level "
+               f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f}, the trend's "
+               f"x{np.exp(parts[2]):.2f})" in note for days, parts in levels.items())
 
 
 def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):

@@ -384,6 +384,32 @@ def test_a_business_winning_less_each_month_is_scored_at_its_latest_level(tables
     assert training.model.levels[training.model.horizons.index(rules.win_horizon_days)] < -0.15
 
 
+def test_a_fall_that_goes_on_is_followed_to_the_analysis_date(tables):
+    """Three years of odds falling 0.6 a year: the levels read off finished
+    windows sit months behind the analysis date; the trend level moves each
+    horizon on to it (the line through the latest quarters, read there)."""
+    fact, truth = known_probability_fact(6000, drift=-0.6, span_days=1100)
+    rules = tables["rules"].risk
+    as_of = fact["closed_date"].max()
+    prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules, ["Proposal", "Closed"])
+    training = rm.train(prepared, rules)
+    parts = {days: (level, trend) for days, level, _, _, trend in training.model.level_parts()}
+    assert all(trend < -0.1 for _, trend in parts.values())
+    validate = training.split.validate
+    rows = validate[prepared.spec.columns]
+    created = fact.set_index("deal_id").loc[validate["deal_id"], "created_date"]
+    then = pd.Series(truth, index=fact["deal_id"]).loc[validate["deal_id"]].to_numpy()
+    now = stats.shifted(then, -0.6 * (as_of - created).dt.days.to_numpy() / 365.25).mean()   # the law on as_of
+    level, trend = parts[rules.win_horizon_days]
+    untrended = rm.HorizonModel(training.model.horizons, training.model.models, training.model.main,
+                                [lv - tr for lv, tr in parts.values()])
+    served, without = rm.predict(training.model, rows).mean(), rm.predict(untrended, rows).mean()
+    assert without - now > 0.03                                   # the latest finished windows' level
+    assert abs(served - now) < (without - now) / 2
+    off = rm.train(prepared, rules.model_copy(update={"level_trend_quarters": 0}))
+    assert [trend for *_, trend in off.model.level_parts()] == [0.0] * len(off.model.horizons)
+
+
 def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
     """Calibration and validation snapshots spread evenly over ``days`` days."""
     n = len(deal_ids)

@@ -354,6 +354,7 @@ class RiskRules(Section):
     max_training_rows: int = Field(ge=1000)
     max_fit_rows: int = Field(default=100_000, ge=1000)
     quarter_position_alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    level_trend_quarters: int = Field(default=6, ge=0, le=20)
     retrain_changed_share: float = Field(default=0.05, ge=0, le=1)
     calibration_share: float = Field(gt=0.05, lt=0.4)
     validation_share: float = Field(gt=0.05, lt=0.4)
@@ -379,6 +380,13 @@ class RiskRules(Section):
     def _no_repeats(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError("entries must not repeat")
+        return value
+
+    @field_validator("level_trend_quarters")
+    @classmethod
+    def _enough_quarters_for_a_line(cls, value: int) -> int:
+        if 0 < value < 4:
+            raise ValueError("a trend needs at least 4 quarters (0 turns it off)")
         return value
 
 

@@ -129,21 +129,22 @@ def run_params(rules, training, prepared) -> dict:
 
 
 def levels_note(model) -> str:
-    """In words: each horizon's served level, its two parts, and what they do to a deal's odds."""
+    """In words: each horizon's served level, its three parts, and what they do to a deal's odds."""
     lines = [f"- {days} days: odds x{np.exp(level):.2f} (the calibration and validation periods' level "
-             f"x{np.exp(part):.2f}, the latest windows' x{np.exp(level - part):.2f})"
-             for days, level, part in sorted(zip(model.horizons, model.levels, model.calibration_levels))]
+             f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}, the trend's x{np.exp(trend):.2f})"
+             for days, level, part, recent, trend in sorted(model.level_parts())]
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
-            "(the latest finished windows) where it differs beyond noise; x1.00 means none applied (within noise, "
-            "or too few quarters of snapshots):\n" + "\n".join(lines))
+            "(the latest finished windows) where it differs beyond noise, then along the line through the latest "
+            "quarters' levels to the analysis date where they keep moving beyond noise; x1.00 means none applied "
+            "(within noise, or too few quarters of snapshots):\n" + "\n".join(lines))
 
 
 def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
     baseline on the validation snapshots, the model and deal age on those of
     deals the fit never saw (``unseen_``, what the verdict reads), each
-    horizon, its two served levels and the challenge."""
+    horizon, its three served levels and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
     unseen = validation_fold(training.folds)
@@ -155,10 +156,9 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
     for days, values in training.horizon_metrics.items():
         out |= metrics(f"h{days}d_val_", values)
-    if training.model is not None:   # the two levels the deployed horizons carry (0: none applied)
-        model = training.model
-        for days, level, part in zip(model.horizons, model.levels, model.calibration_levels):
-            out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": level - part}
+    if training.model is not None:   # the three levels the deployed horizons carry (0: none applied)
+        for days, _, part, recent, trend in training.model.level_parts():
+            out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": recent, f"trend_level_{days}d": trend}
     for candidate in training.candidates:
         out |= metrics(f"{candidate.name}_val_", candidate.metrics)
     if challenge is not None:

@@ -42,8 +42,8 @@ of a generated CRM whose laws never change, the served 90-day sums of the
 open deals' chances missed the world's own by 10 % on average, the
 members before calibration by 3 %. But where the business moved (a win rate
 falling for a year) the members' level, from the older fit period, is the
-stale one. So each horizon's deployed model is moved twice
-(``HorizonModel.levels``, log odds; ``deployed_levels``):
+stale one. So each horizon's deployed model is moved three times
+(``HorizonModel.levels``, log odds; ``deployed_levels``, ``trend_level``):
 
 - ``calibration_level``: to the level of the calibration and validation
   periods together, measured against the members before calibration and
@@ -57,7 +57,11 @@ stale one. So each horizon's deployed model is moved twice
 - ``recent_level``: to the level of its validation snapshots (the latest
   finished windows) where they differ beyond noise (shrunk for it). Where
   wins bunch at quarter ends it is read off whole quarters of snapshot
-  dates only (``recent_rows``), usually none.
+  dates only (``recent_rows``), usually none;
+- ``trend_level``: where a level still moving will be on the analysis
+  date, read off a line through the latest quarters' levels and shrunk
+  for its noise (``level_trend``): nothing on a flat history, most of a
+  steady fall that the first two cannot see.
 
 The verdict, the validation metrics and the challenge judge the model
 without them (``judged``), as they are taken from the same rows; the
@@ -74,7 +78,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.models import drift
+from salesintel_assets.domain.models import drift, level_trend
 from salesintel_assets.domain.models.features import (CALENDAR_FEATURES, CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS,
                                                      QUARTER_DAYS, QUARTER_FEATURE, STAGE_HISTORY, FeatureSpec,
                                                      Prepared, day_numbers, features_for, open_deals,
@@ -463,15 +467,24 @@ class HorizonModel:
     ``horizon_probabilities`` answers all of them, never less likely to be
     won within a longer window than within a shorter one."""
 
-    def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None):
+    def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
-        self.levels = [0.0] * len(self.horizons) if levels is None else [float(x) for x in levels]
-        # the part of each level that is ``calibration_level`` (the rest is ``recent_level``), for the record
-        self.calibration_levels = ([0.0] * len(self.horizons) if calibration_levels is None
-                                   else [float(x) for x in calibration_levels])
+        def per_horizon(values) -> list[float]:
+            return [0.0] * len(self.horizons) if values is None else [float(x) for x in values]
+        self.levels = per_horizon(levels)
+        # the parts of each level that are ``calibration_level`` and ``trend_level`` (the rest is
+        # ``recent_level``), for the record
+        self.calibration_levels = per_horizon(calibration_levels)
+        self.trend_levels = per_horizon(trend_levels)
         self.classes_ = np.array([0, 1])
+
+    def level_parts(self) -> list[tuple[int, float, float, float, float]]:
+        """Per horizon: days, served level, and its calibration, recent and trend parts."""
+        trends = getattr(self, "trend_levels", None) or [0.0] * len(self.horizons)   # a model saved before trends
+        return [(days, level, part, level - part - trend, trend)
+                for days, level, part, trend in zip(self.horizons, self.levels, self.calibration_levels, trends)]
 
     def judged(self) -> "HorizonModel":
         """The same models without the served levels: as the validation judged them."""
@@ -722,6 +735,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     folds = validation_folds(split, chosen, prepared.spec, rules, p_model, base_p)
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
     levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model)]
+    trends = [trend_level(chosen.model, split, prepared.spec, sum(levels[0]), prepared, rules)]
     for h in HORIZONS:
         if h == rules.win_horizon_days:
             continue
@@ -737,6 +751,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         horizons.append(h)
         models.append(model)
         levels.append(deployed_levels(model, part, prepared.spec, rules.snapshot_every_days, p_h))
+        trends.append(trend_level(model, part, prepared.spec, sum(levels[-1]), prepared, rules))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
     bounds = {name: fold_gain_lower_bound(folds, name, rules.seed) for name in base_p}
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
@@ -748,8 +763,9 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                     rules, len(unseen.rows), bounds, gains, len(folds))
     return Training(split, candidates, chosen, baselines[SEGMENT_BASELINE], fingerprint(split, prepared.spec, rules),
                     baselines, verdict,
-                    HorizonModel(horizons, models, rules.win_horizon_days, [sum(pair) for pair in levels],
-                                 [calibration for calibration, _ in levels]),
+                    HorizonModel(horizons, models, rules.win_horizon_days,
+                                 [sum(pair) + trend for pair, trend in zip(levels, trends)],
+                                 [calibration for calibration, _ in levels], trends),
                     horizon_metrics, folds)
 
 
@@ -804,6 +820,23 @@ def recent_level(p: np.ndarray, validate: pd.DataFrame, spec: FeatureSpec, every
     if not np.isfinite(shift) or information <= 0:
         return 0.0
     return stats.shrunk(shift, 1 / np.sqrt(information))
+
+
+def trend_level(model, split: Split, spec: FeatureSpec, level: float, prepared: Prepared,
+                rules: RiskRules) -> float:
+    """The shift a level still moving adds on ``as_of`` (``level_trend``):
+    the line through the latest ``level_trend_quarters`` quarters of the
+    horizon's labelled snapshots (from a year after the history's first
+    deal on), the model moved by its served ``level``."""
+    if not rules.level_trend_quarters or not len(prepared.fact):
+        return 0.0
+    first_created = prepared.fact["created_date"].quantile(0.01)   # not one stray ancient deal
+    rows = pd.concat([split.fit, split.calibrate, split.validate])
+    rows = rows[level_trend.read_dates(rows["snapshot_date"], rules.level_trend_quarters, first_created)]
+    if not level_trend.spans_enough_quarters(rows["snapshot_date"]):   # no line: nothing to score
+        return 0.0
+    p = stats.shifted(predict(model, rows[spec.columns]), level)
+    return level_trend.trend_shift(p, rows, prepared.as_of).shift
 
 
 def recent_rows(validate: pd.DataFrame, quarter_seasonal: bool, every_days: int) -> np.ndarray:
