@@ -27,7 +27,7 @@ def segment_anomalies_supported_by_evidence(warehouse: Warehouse,
     if segment.empty:
         return dg.AssetCheckResult(passed=True, metadata={"segment_anomalies": 0})
     segment["family"] = segment["anomaly_type"].map(FAMILY_OF_TYPE)
-    test = {f: getattr(ar, f) for f in ("win_rate", "cycle", "open_age", "still_open", "quality", "metric_shift")}
+    test = {f: getattr(ar, f) for f in set(FAMILY_OF_TYPE.values())}   # each family's test in the rules file
     min_n = segment["family"].map(lambda f: test[f].min_window_deals)
     min_base = segment["family"].map(lambda f: test[f].min_baseline_deals)
     min_effect = segment["family"].map(lambda f: test[f].min_effect)

@@ -450,15 +450,8 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         return None
     age_now = deals.as_of - deals.created
     rows_w = np.flatnonzero(deals.open_now & (age_now <= oldest))
-    rows_b, ages_b, days_b = [], [], []
-    known = deals.created < NEVER
-    for day in snapshots:  # a dozen dates, each vectorised over every deal
-        age = day - deals.created
-        rows = np.flatnonzero(known & (deals.created <= day) & (deals.closed > day) & (age <= oldest))
-        rows_b.append(rows)
-        ages_b.append(age[rows])
-        days_b.append(np.full(len(rows), day))
-    rows_b, ages_b, days_b = np.concatenate(rows_b), np.concatenate(ages_b), np.concatenate(days_b)
+    rows_b, ages_b, days_b = on_snapshots(
+        deals, snapshots, lambda day, age: (deals.created <= day) & (deals.closed > day) & (age <= oldest))
     reweight = creation_reweight(deals, curves, rows_b, ages_b, days_b)
     bins = rules.anomalies.max_days + 1
     return Comparison(
@@ -470,6 +463,21 @@ def open_age_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         min_effect=test.min_effect, dimsets=dimsets(rules, test), bins=bins, reweight=reweight,
         notes=notes, older_left_out=older_left_out,
     )
+
+
+def on_snapshots(deals: DealDays, snapshots: np.ndarray, keep) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The deals ``keep(day, age)`` selects on each snapshot date (a mask
+    over every deal, ``age`` its age that day; deals without a creation day
+    never), stacked: their rows, their ages then and the dates."""
+    known = deals.created < NEVER
+    rows_b, ages_b, days_b = [], [], []
+    for day in snapshots:  # a dozen dates, each vectorised over every deal
+        age = day - deals.created
+        rows = np.flatnonzero(known & keep(day, age))
+        rows_b.append(rows)
+        ages_b.append(age[rows])
+        days_b.append(np.full(len(rows), day))
+    return np.concatenate(rows_b), np.concatenate(ages_b), np.concatenate(days_b)
 
 
 def first_of_deal(rows: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ import numpy as np
 
 from salesintel_assets.domain.anomalies.recurrence import YEAR_DAYS
 from salesintel_assets.domain.anomalies.samples import (
-    NEVER, DealDays, SegmentCurves, creation_reweight, dimsets, first_of_deal, snapshot_days, to_timestamp,
-    untouched_ages,
+    NEVER, DealDays, SegmentCurves, creation_reweight, dimsets, first_of_deal, on_snapshots, snapshot_days,
+    to_timestamp, untouched_ages,
 )
 from salesintel_assets.domain.anomalies.significance import Comparison, Sample
 from salesintel_assets.domain.common.rules import Rules
@@ -56,14 +56,11 @@ def still_open_comparison(deals: DealDays, curves: SegmentCurves, rules: Rules,
         if oldest - youngest < MIN_AGE_SPAN:
             return None, f"deals still open at {youngest}-{test.ages_days[1]} days old: not compared, {swept}"
         note = f"deals still open compared at {youngest}-{oldest} days old: {swept}"
-    rows_w = _aged(deals, known, deals.as_of, youngest, oldest)
-    rows_b, ages_b, days_b = [], [], []
-    for day in snapshots:
-        rows = _aged(deals, known, int(day), youngest, oldest)
-        rows_b.append(rows)
-        ages_b.append(day - deals.created[rows])
-        days_b.append(np.full(len(rows), day))
-    rows_b, ages_b, days_b = np.concatenate(rows_b), np.concatenate(ages_b), np.concatenate(days_b)
+
+    def aged(day, age):
+        return (age >= youngest) & (age <= oldest)
+    rows_w, _, _ = on_snapshots(deals, np.array([deals.as_of]), aged)
+    rows_b, ages_b, days_b = on_snapshots(deals, snapshots, aged)
     reweight = creation_reweight(deals, curves, rows_b, ages_b, days_b)
     comp = Comparison(
         anomaly_family="still_open", metric="still_open_share", kind="rate", alternative="greater",
@@ -101,8 +98,3 @@ def _baseline_dates(as_of: int, rules: Rules, seasonal: bool, first: int, oldest
     recent = recent[recent - oldest >= first]
     where = "at the same point of earlier quarters" if seasonal else f"in the {rules.anomalies.baseline_days} days"
     return (recent if len(recent) >= MIN_SNAPSHOTS else recent[:0]), f"on dates {where} before"
-
-
-def _aged(deals: DealDays, known: np.ndarray, day: int, youngest: int, oldest: int) -> np.ndarray:
-    age = day - deals.created
-    return np.flatnonzero(known & (age >= youngest) & (age <= oldest))
