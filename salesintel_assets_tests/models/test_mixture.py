@@ -84,17 +84,56 @@ def test_one_slow_win_past_every_loss_is_no_sure_bet(rows):
 
 
 def test_the_mixture_reads_only_closes_by_its_last_snapshot(rows):
-    """Deals that closed after the last snapshot date are not known then:
-    turning their outcomes and cycles upside down must not move anything."""
+    """Deals that closed after the last snapshot date were open then: how
+    they ended (outcome and date) must not move anything. Deals created
+    after it did not exist yet."""
     later = _rows(1500, seed=9)
+    later["deal_id"] = "L" + later["deal_id"]
     later["closed_date"] = later["closed_date"] + pd.Timedelta(days=500)
+    assert (later["created_date"] <= CUTOFF).sum() > 300          # open on the last snapshot date: they count
     flipped = later.assign(won_by_as_of=~later["won_by_as_of"],
-                           created_date=later["created_date"] - pd.Timedelta(days=200))
+                           closed_date=later["closed_date"] + pd.Timedelta(days=200))
     frame = pd.DataFrame({"lead_source": ["Referral", "Outbound"] * 3, "product_type": "Core",
                           "deal_amount": 10_000.0, "age_days": [0, 0, 30, 30, 120, 120]})
     one, two = (_fit(pd.concat([rows, extra], ignore_index=True)).predict_proba(frame) for extra in (later, flipped))
     np.testing.assert_allclose(one, two)
-    np.testing.assert_allclose(one, _fit(rows).predict_proba(frame))
+    unborn = later.assign(created_date=CUTOFF + pd.Timedelta(days=1))
+    np.testing.assert_allclose(_fit(pd.concat([rows, unborn], ignore_index=True)).predict_proba(frame),
+                               _fit(rows).predict_proba(frame))
+
+
+def _never_closing_rows(n: int = 6000, seed: int = 4, never: float = 0.3) -> pd.DataFrame:
+    """Deals created over two years before ``CUTOFF`` as one snapshot row
+    each: a share ``never`` never closes; of the rest lead source sets the
+    chance of a win, wins close in 10-150 days and losses in 100-300. A deal
+    whose close is after the cutoff is open there."""
+    rng = np.random.default_rng(seed)
+    lead = rng.choice(list(CHANCE), n)
+    stuck = rng.random(n) < never
+    won = ~stuck & (rng.random(n) < pd.Series(lead).map(CHANCE).to_numpy())
+    cycle = np.where(won, rng.integers(10, 151, n), rng.integers(100, 301, n))
+    created = CUTOFF - pd.to_timedelta(rng.integers(0, 730, n), unit="D")
+    closed = pd.Series(created + pd.to_timedelta(cycle, unit="D")).where(~stuck)
+    closed = closed.where(closed <= CUTOFF)
+    return pd.DataFrame({"deal_id": [f"N{i}" for i in range(n)], "snapshot_date": CUTOFF, "created_date": created,
+                         "closed_date": closed, "won_by_as_of": won & closed.notna(), "lead_source": lead,
+                         "product_type": "Core", "deal_amount": 10_000.0})
+
+
+def test_deals_that_never_close_are_read_as_non_wins_still_open():
+    """A CRM that never closes its dead deals: 30 % stay open for ever. Read
+    from closes alone, a deal open 60 days would be a likely win (every loss
+    takes 100 days or more); among the deals that have been open that long,
+    the stuck ones are many, and the mixture counts them (as non-wins still
+    open, by Bayes: the same odds the world itself gives)."""
+    model = _fit(_never_closing_rows())
+    wins_left = (150 - 60) / 141                      # wins still open at 60 days, all closing within 90 more
+    for lead, q in CHANCE.items():
+        win = 0.7 * q
+        truth = win * wins_left / (win * wins_left + 1 - win)
+        assert _p(model, lead, 60) == pytest.approx(truth, abs=0.05)
+        assert _p(model, lead, 0) == pytest.approx(win * 81 / 141, abs=0.05)   # a stuck deal is never won
+    assert _p(model, "Referral", 400) < 0.01             # only the stuck ones are left at 400 days
 
 
 def test_a_product_with_few_closes_leans_on_every_products_cycles(rows):

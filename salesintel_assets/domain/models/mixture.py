@@ -2,8 +2,9 @@
 
 A deal open at age ``a`` is either a future win or not. Its chance of being
 a win at all, ``p(x)``, comes from its creation facts; how long wins and
-non-wins stay open comes from the cycles of deals that closed (survival
-curves ``S_won`` and ``S_lost`` per product). Bayes then gives
+non-wins stay open comes from the cycles of deals that closed and from how
+long the others have been open so far (survival curves ``S_won`` and
+``S_lost`` per product, Kaplan-Meier). Bayes then gives
 
     P(won within H | open at a) = p S_won(a) / (p S_won(a) + (1 - p) S_lost(a))
                                   x (S_won(a) - S_won(a + H)) / S_won(a)
@@ -20,9 +21,23 @@ nothing of stages or of the quarter's clock, which the others do
 (``risk_model.candidate_names``); where wins bunch at quarter ends, it is
 read with the clock (``risk_model.clocked_mixture``).
 
-It learns only from deals closed by the last snapshot date it is given, so a
-fit on the older snapshots never reads a later close; it is calibrated on
-the next snapshots like every other candidate.
+Deals still open on its last snapshot date are neither wins nor losses yet:
+each is shared between the two classes by the same Bayes odds (how likely a
+deal of its facts still open at its age is a win), and ``p(x)`` and both
+curves are fitted again with those shares, a few rounds (the EM fit of a
+mixture cure model). Read from closes alone, a CRM that never closes its
+dead deals looks like one where every deal ends: ``p(x)`` is the share won
+among the deals that closed, ``S_lost`` falls to nothing once the slow
+losses are in, and a deal open past them reads as a likely win. On a world
+where 30 % of deals stay open for ever and losses take 100 days or more, a
+deal open 60 days read 0.75 where the world says 0.45
+(``test_mixture``). Where a clean-up closes the dead deals lost, the shares
+change little.
+
+It learns only from what was known on its last snapshot date (closes by
+then, and how long the others had been open), so a fit on the older
+snapshots never reads a later close; it is calibrated on the next snapshots
+like every other candidate.
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ TAIL = 1e-4
 # -9). The curve stays flat there instead, so nothing is known to close later: past every cycle.
 TAIL_DEALS = 5
 ODDS_CLIP = 1e-4   # the mixture says 0 past every cycle; log odds need a number
+EM_ROUNDS = 8   # deals still open are shared between the classes again this many times (``Mixture.fit``)
 
 
 class Mixture(ClassifierMixin, BaseEstimator):
@@ -59,29 +75,44 @@ class Mixture(ClassifierMixin, BaseEstimator):
         self.min_level_rows = min_level_rows
 
     def fit(self, rows: pd.DataFrame, y=None) -> "Mixture":
-        closed = closed_by(rows, rows["snapshot_date"].max())
-        won = closed["won_by_as_of"].to_numpy(dtype=bool)
+        deals = known_by(rows, rows["snapshot_date"].max())
+        closed, won = deals["closed"].to_numpy(dtype=bool), deals["won"].to_numpy(dtype=bool)
+        days, keys = deals["days"].to_numpy(dtype=np.int64), self._keys(deals)
         self.classes_ = np.array([0, 1])
-        self.chance_ = self._fit_chance(closed, won)
-        self.prior_ = (won.sum() + 1.0) / (len(won) + 2.0)
-        cycles = (closed["closed_date"] - closed["created_date"]).dt.days.to_numpy(dtype=np.int64)
-        keys = self._keys(closed)
         self.levels_ = list(pd.unique(keys))
-        self.won_survival_ = survival_table(cycles[won], keys[won], self.levels_)
-        self.lost_survival_ = survival_table(cycles[~won], keys[~won], self.levels_)
+        row, age = self._rows(keys), np.clip(days, 0, MAX_AGE_DAYS)
+        chance = self._chance_fitter(deals, closed, won)
+        # a deal still open counts as a win by the share its age and facts give (1 - that share a non-win)
+        win_share = np.where(closed, won.astype(float), (won.sum() + 1.0) / (closed.sum() + 2.0))
+        for _ in range(EM_ROUNDS if (~closed).any() else 1):
+            p = chance(win_share)
+            self.prior_ = (win_share.sum() + 1.0) / (len(win_share) + 2.0)
+            self.won_survival_ = survival_table(days, keys, self.levels_, won, np.where(closed, won, win_share))
+            self.lost_survival_ = survival_table(days, keys, self.levels_, closed & ~won,
+                                                 np.where(closed, ~won, 1 - win_share))
+            win, non_win = p * self.won_survival_[row, age], (1 - p) * self.lost_survival_[row, age]
+            win_share = np.where(closed, won, win / np.maximum(win + non_win, 1e-12))
         return self
 
-    def _fit_chance(self, closed: pd.DataFrame, won: np.ndarray):
-        """Logistic regression of the final outcome on the creation facts
-        (None with one outcome or no creation fact: the prior then serves)."""
+    def _chance_fitter(self, deals: pd.DataFrame, closed: np.ndarray, won: np.ndarray):
+        """A function of the open deals' win shares that fits ``chance_`` (a
+        logistic regression of the final outcome on the creation facts; None
+        with one outcome or no creation fact: the prior then serves) and
+        returns every deal's chance. A deal still open is in the fit twice: as
+        a win weighted by its share and as a non-win weighted by the rest.
+        The facts are encoded once; each round refits the regression from
+        the last one's coefficients."""
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import Pipeline, make_pipeline
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-        if len(np.unique(won)) < 2 or not (self.categorical or self.numeric):
-            return None
+        if len(np.unique(won[closed])) < 2 or not (self.categorical or self.numeric):
+            def prior(win_share: np.ndarray) -> np.ndarray:
+                self.chance_ = None
+                return np.full(len(win_share), (win_share.sum() + 1.0) / (len(win_share) + 2.0))
+            return prior
         prep = ColumnTransformer([
             ("levels", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_level_rows),
              list(self.categorical)),
@@ -89,8 +120,18 @@ class Mixture(ClassifierMixin, BaseEstimator):
             ("amount", make_pipeline(SimpleImputer(strategy="median"), FunctionTransformer(np.log1p),
                                      StandardScaler()), list(self.numeric)),
         ])
-        model = Pipeline([("features", prep), ("classifier", LogisticRegression(C=self.c, max_iter=2000))])
-        return model.fit(closed[list(self.categorical) + list(self.numeric)], won)
+        x = prep.fit_transform(deals[list(self.categorical) + list(self.numeric)])
+        still_open = np.flatnonzero(~closed)
+        x_fit = x[np.concatenate([np.flatnonzero(closed), still_open, still_open])]
+        label = np.concatenate([won[closed], np.ones(len(still_open), bool), np.zeros(len(still_open), bool)])
+        classifier = LogisticRegression(C=self.c, max_iter=2000, warm_start=True)
+        self.chance_ = Pipeline([("features", prep), ("classifier", classifier)])
+
+        def fitted(win_share: np.ndarray) -> np.ndarray:
+            weight = np.concatenate([np.ones(closed.sum()), win_share[~closed], 1 - win_share[~closed]])
+            classifier.fit(x_fit, label, sample_weight=weight)
+            return classifier.predict_proba(x)[:, 1]
+        return fitted
 
     def _keys(self, frame: pd.DataFrame) -> np.ndarray:
         if self.segment and self.segment in frame:
@@ -103,10 +144,13 @@ class Mixture(ClassifierMixin, BaseEstimator):
             return np.full(len(features), self.prior_)
         return self.chance_.predict_proba(features[list(self.categorical) + list(self.numeric)])[:, 1]
 
+    def _rows(self, keys: np.ndarray) -> np.ndarray:
+        row = pd.Index(self.levels_).get_indexer(keys)
+        return np.where(row >= 0, row, len(self.levels_))   # an unseen product reads every product's curve
+
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         p = self.chance(features)
-        row = pd.Index(self.levels_).get_indexer(self._keys(features))
-        row = np.where(row >= 0, row, len(self.levels_))   # an unseen product reads every product's curve
+        row = self._rows(self._keys(features))
         age = np.clip(features["age_days"].to_numpy(dtype=float), 0, MAX_AGE_DAYS).astype(np.int64)
         later = np.clip(age + int(self.horizon_days), 0, MAX_AGE_DAYS)
         won_now, won_later = self.won_survival_[row, age], self.won_survival_[row, later]
@@ -173,31 +217,50 @@ class Stacked(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(features)[:, 1] >= 0.5).astype(int)
 
 
-def closed_by(rows: pd.DataFrame, day) -> pd.DataFrame:
-    """The deals among ``rows`` closed by ``day``, once each."""
+def known_by(rows: pd.DataFrame, day) -> pd.DataFrame:
+    """The deals among ``rows`` created by ``day``, once each, as known then:
+    ``closed`` (by ``day``), ``won`` (closed won) and ``days`` (the cycle of a
+    closed deal; how long an open one has been open)."""
+    day = pd.Timestamp(day)
     deals = rows.drop_duplicates("deal_id")
-    return deals[deals["closed_date"].notna() & (deals["closed_date"] <= pd.Timestamp(day))]
+    deals = deals[deals["created_date"] <= day]
+    closed = (deals["closed_date"].notna() & (deals["closed_date"] <= day)).to_numpy(dtype=bool)
+    end = deals["closed_date"].where(closed, day)
+    return deals.assign(closed=closed, won=closed & deals["won_by_as_of"].to_numpy(dtype=bool),
+                        days=(end - deals["created_date"]).dt.days.to_numpy(dtype=np.int64))
 
 
-def survival_table(cycles: np.ndarray, keys: np.ndarray, levels: list) -> np.ndarray:
+def survival_table(days: np.ndarray, keys: np.ndarray, levels: list, ended: np.ndarray | None = None,
+                   weight: np.ndarray | None = None) -> np.ndarray:
     """Share of deals still open at each age in days (0..``MAX_AGE_DAYS``):
     one row per level, each pulled toward the last row (every deal) with
-    ``SURVIVAL_PRIOR_DEALS`` pseudo-deals. No deal at all: nothing closes."""
-    ages = np.arange(MAX_AGE_DAYS + 1)
+    ``SURVIVAL_PRIOR_DEALS`` pseudo-deals. No deal at all: nothing closes.
+    ``ended``: whether the deal closed after ``days`` (else it was still
+    open then: it survived that long, Kaplan-Meier); ``weight``: how much of
+    each deal belongs to this curve (default: all of every deal, all closed)."""
+    ended = np.ones(len(days), bool) if ended is None else np.asarray(ended, dtype=bool)
+    weight = np.ones(len(days)) if weight is None else np.asarray(weight, dtype=float)
 
-    def curve(values: np.ndarray) -> np.ndarray:
-        if not len(values):
-            return np.ones(len(ages))
-        return 1.0 - np.searchsorted(np.sort(values), ages, side="right") / len(values)
+    def curve(mine: np.ndarray) -> np.ndarray:
+        if not weight[mine].sum():
+            return np.ones(MAX_AGE_DAYS + 1)
+        age = np.clip(days[mine], 0, MAX_AGE_DAYS + 1)   # past the table: open through all of it
+        closes = np.bincount(age, weights=weight[mine] * ended[mine], minlength=MAX_AGE_DAYS + 2)
+        leaving = np.bincount(age, weights=weight[mine], minlength=MAX_AGE_DAYS + 2)
+        at_risk = weight[mine].sum() - np.cumsum(leaving) + leaving
+        hazard = np.where(at_risk > 0, closes / np.maximum(at_risk, 1e-12), 0.0)
+        return np.cumprod(1 - hazard)[:MAX_AGE_DAYS + 1]
 
     def floored(row: np.ndarray, deals: float) -> np.ndarray:
         # fewer than TAIL_DEALS deals left open: the tail is flat (nothing known to close later)
         return np.maximum(row, TAIL_DEALS / deals) if deals > TAIL_DEALS else row
 
-    overall = curve(cycles)
+    every = np.ones(len(days), bool)
+    overall, total = curve(every), float(weight.sum())
     rows = []
     for level in levels:
-        mine = cycles[keys == level]
-        row = (len(mine) * curve(mine) + SURVIVAL_PRIOR_DEALS * overall) / (len(mine) + SURVIVAL_PRIOR_DEALS)
-        rows.append(floored(row, len(mine) + SURVIVAL_PRIOR_DEALS))
-    return np.vstack(rows + [floored(overall, len(cycles))])
+        mine = keys == level
+        n = float(weight[mine].sum())
+        row = (n * curve(mine) + SURVIVAL_PRIOR_DEALS * overall) / (n + SURVIVAL_PRIOR_DEALS)
+        rows.append(floored(row, n + SURVIVAL_PRIOR_DEALS))
+    return np.vstack(rows + [floored(overall, total)])
