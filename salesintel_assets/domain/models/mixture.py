@@ -85,8 +85,8 @@ class Mixture(ClassifierMixin, BaseEstimator):
         # a deal still open counts as a win by the share its age and facts give (1 - that share a non-win)
         win_share = np.where(closed, won.astype(float), (won.sum() + 1.0) / (closed.sum() + 2.0))
         for _ in range(EM_ROUNDS if (~closed).any() else 1):
-            p = chance(win_share)
             self.prior_ = (win_share.sum() + 1.0) / (len(win_share) + 2.0)
+            p = chance(win_share)
             self.won_survival_ = survival_table(days, keys, self.levels_, won, np.where(closed, won, win_share))
             self.lost_survival_ = survival_table(days, keys, self.levels_, closed & ~won,
                                                  np.where(closed, ~won, 1 - win_share))
@@ -98,10 +98,10 @@ class Mixture(ClassifierMixin, BaseEstimator):
         """A function of the open deals' win shares that fits ``chance_`` (a
         logistic regression of the final outcome on the creation facts; None
         with one outcome or no creation fact: the prior then serves) and
-        returns every deal's chance. A deal still open is in the fit twice: as
-        a win weighted by its share and as a non-win weighted by the rest.
-        The facts are encoded once; each round refits the regression from
-        the last one's coefficients."""
+        returns every deal's chance (``prior_`` set first). A deal still
+        open is in the fit twice: as a win weighted by its share and as a
+        non-win weighted by the rest. The facts are encoded once; each round
+        refits the regression from the last one's coefficients."""
         from sklearn.compose import ColumnTransformer
         from sklearn.impute import SimpleImputer
         from sklearn.linear_model import LogisticRegression
@@ -109,10 +109,8 @@ class Mixture(ClassifierMixin, BaseEstimator):
         from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
         if len(np.unique(won[closed])) < 2 or not (self.categorical or self.numeric):
-            def prior(win_share: np.ndarray) -> np.ndarray:
-                self.chance_ = None
-                return np.full(len(win_share), (win_share.sum() + 1.0) / (len(win_share) + 2.0))
-            return prior
+            self.chance_ = None
+            return lambda win_share: np.full(len(win_share), self.prior_)
         prep = ColumnTransformer([
             ("levels", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_level_rows),
              list(self.categorical)),
