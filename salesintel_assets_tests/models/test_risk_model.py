@@ -781,6 +781,20 @@ def test_skops_trusted_types_cover_every_candidate(training, prepared):
     assert_stored_with_trusted_types(training, prepared.states[prepared.spec.columns].head(50))
 
 
+def test_a_stored_model_holds_each_fitted_member_once(training):
+    """skops keeps no shared references: a calibrated candidate that still
+    held its constructor's copy of the member stored every tree twice."""
+    import io
+    import zipfile
+
+    import skops.io
+
+    boosting = next(c.model for c in training.candidates if c.name == "gradient_boosting")
+    classifier = boosting.calibrated_classifiers_[0].estimator.estimator[-1]
+    schema = zipfile.ZipFile(io.BytesIO(skops.io.dumps(boosting))).read("schema.json").decode()
+    assert schema.count('"TreePredictor"') == classifier.n_iter_ * classifier.n_trees_per_iteration_ > 0
+
+
 # --- Champion decision and live drift -------------------------------------------------------
 def test_champion_decision_needs_a_real_improvement():
     better, worse = {"log_loss": 0.40, "auc": 0.80}, {"log_loss": 0.45, "auc": 0.75}

@@ -383,6 +383,10 @@ def fit_calibrated(name: str, fit_rows: pd.DataFrame, calibration_rows: pd.DataF
         fitted = fitted_candidate(name, fit_rows, spec, rules, horizon_days)
         model = CalibratedClassifierCV(FrozenEstimator(fitted), method=method)
         model.fit(calibration_rows[spec.columns], calibration_rows["won"])
+    # Predictions read the member from ``calibrated_classifiers_``. skops keeps no shared references, so the
+    # constructor's copy of it was stored a second time: the registered model was 30.5 MB instead of 17.5
+    # (3,000 deals), and it took 1.8 times as long to save and load.
+    model.estimator = None
     return model, method
 
 
