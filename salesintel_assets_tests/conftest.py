@@ -34,11 +34,12 @@ def pytest_configure(config):
 # worker ran on alone while the other had nothing left).
 LONGEST_FIRST = tuple(f"salesintel_assets_tests/{name}" for name in (
     "models/test_models_assets.py", "deploy/test_daemon.py", "anomalies/test_anomaly_scenarios.py",
-    "ingestion/test_ingestion_assets.py", "models/test_risk_model.py", "definitions/test_reruns.py",
+    "ingestion/test_ingestion_assets.py", "models/test_risk_model.py", "models/test_quarter_position.py",
+    "definitions/test_reruns.py",
     "alerts/test_delivery_faults.py", "ingestion/test_bad_input.py", "definitions/test_hubspot_run.py",
     "ingestion/test_open_deals_without_amount.py", "definitions/test_cli.py", "definitions/test_salesforce_run.py",
     "tenants/test_recovery.py", "alerts/test_delivery.py", "models/test_trust.py", "service/test_slack.py",
-    "tenants/test_isolation.py",
+    "tenants/test_isolation.py", "models/test_ranking_features.py", "sources/test_hubspot.py",
 ))
 
 
