@@ -12,6 +12,11 @@ sum of the world's own probabilities (a target without the luck of one
 - ``uncalibrated``: the members' own probabilities, as fitted on the fit
   period.
 
+Beside them the served level's three parts (log odds): ``calibration``
+(``calibration_level``), ``recent`` (``recent_level``) and ``trend``.
+``--learn-from DATE`` replays the snapshots from that day on only (the fit
+period then starts there).
+
 Worlds: the outside world (``outside_world``; ``--outside SEED DATE``, with
 its shape options) and the scenario study's (``trust_study``; ``--scenario
 SEED``: all of its worlds at their end date). The models are trained in
@@ -54,12 +59,13 @@ def members(model) -> list:
 
 
 def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFrame, as_of: pd.Timestamp,
-               rules) -> dict:
+               rules, learn_from: pd.Timestamp | None = None) -> dict:
     """Train as ``deal_risk_model`` does; the open deals' ids and their 90-day
     probabilities served, recalibrated and uncalibrated (``members``)."""
     from sklearn.calibration import CalibratedClassifierCV
 
-    prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies)
+    prepared = rf.prepare(fact, history, activities, as_of, rules.risk, rules.stages.order, rules.anomalies,
+                          learn_from)
     prepared, risk = rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))
     training = rm.train(prepared, risk)
     open_frame = rf.open_deals(prepared.fact, as_of)
@@ -70,7 +76,7 @@ def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFra
     later = pd.concat([part.calibrate, part.validate])
     fitted = [m.calibrated_classifiers_[0].estimator for m in members(model)]   # frozen, before calibration
     served = rm.predict_horizons(training.model, features)[DAYS]
-    trend = next(t for days, *_, t in training.model.level_parts() if days == DAYS)
+    _, _, calibration, recent, trend = next(parts for parts in training.model.level_parts() if parts[0] == DAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = [CalibratedClassifierCV(f, method=m.method).fit(later[columns], later["won"])
@@ -78,26 +84,27 @@ def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFra
         return {"deal_id": open_frame["deal_id"].to_numpy(), "age_days": open_frame["age_days"].to_numpy(float),
                 "candidate": training.chosen.name,
                 "served": served, "untrended": stats.shifted(served, -trend),
-                "trend": round(trend, 3),
+                "calibration": round(calibration, 3), "recent": round(recent, 3), "trend": round(trend, 3),
                 "recalibrated": np.mean([m.predict_proba(features[columns])[:, 1] for m in again], axis=0),
                 "uncalibrated": np.mean([f.predict_proba(features[columns])[:, 1] for f in fitted], axis=0)}
 
 
 def judged(sums: dict, best: np.ndarray, won: np.ndarray) -> dict:
     row = {"candidate": sums["candidate"], "won_90d": int(won.sum()), "best_90d": round(float(best.sum()), 1)}
-    row["trend"] = sums["trend"]
+    row |= {part: sums[part] for part in ("calibration", "recent", "trend")}
     for way in WAYS:
         row[way] = round(float(sums[way].sum()) / max(float(best.sum()), 1e-9) - 1, 3)
     return row
 
 
-def outside(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float, **shape) -> dict:
+def outside(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
+            learn_from: pd.Timestamp | None = None, **shape) -> dict:
     world = outside_world.generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, **shape)
     export, open_deals = outside_world.export_on(world, as_of)
     rules = load_rules()
     clean = quality.validate_deals(ingestion.conform_raw(export), rules, as_of=as_of).clean
     fact = warehouse.build_fact_deals(clean, NO_HISTORY, NO_ACTIVITIES, rules, as_of)
-    sums = level_sums(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules)
+    sums = level_sums(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules, learn_from)
     open_deals = open_deals.set_index("deal_id").reindex(sums["deal_id"]).reset_index()
     best = outside_world.best_probability(open_deals, as_of, seed + 1000, never_share, cleanup, pull_in)
     won = outside_world.won_within(open_deals, as_of).to_numpy(dtype=bool)
@@ -123,9 +130,10 @@ def main(argv=None) -> None:
     parser.add_argument("--pull-in", type=float, default=0.5)
     parser.add_argument("--base", type=float, default=outside_world.BASE_LOG_ODDS)
     parser.add_argument("--drift", type=float, default=0.0)
+    parser.add_argument("--learn-from", type=pd.Timestamp, default=None, metavar="DATE")
     args = parser.parse_args(argv)
     rows = [outside(int(seed), pd.Timestamp(day), args.never_share, not args.no_cleanup, args.pull_in,
-                    base=args.base, drift=args.drift) for seed, day in args.outside]
+                    args.learn_from, base=args.base, drift=args.drift) for seed, day in args.outside]
     rows += [scenario(spec, seed) for seed in args.scenario for spec in trust_study.WORLDS]
     frame = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
