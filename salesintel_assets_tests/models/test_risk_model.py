@@ -406,8 +406,11 @@ def test_a_fall_that_goes_on_is_followed_to_the_analysis_date(tables):
     served, without = rm.predict(training.model, rows).mean(), rm.predict(untrended, rows).mean()
     assert without - now > 0.03                                   # the latest finished windows' level
     assert abs(served - now) < (without - now) / 2
-    off = rm.train(prepared, rules.model_copy(update={"level_trend_quarters": 0}))
-    assert [trend for *_, trend in off.model.level_parts()] == [0.0] * len(off.model.horizons)
+    # the main horizon's trend is the line read on the served level; the rules can turn it off
+    main_trend = rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, rules)
+    assert main_trend == pytest.approx(trend)
+    off = rules.model_copy(update={"level_trend_quarters": 0})
+    assert rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, off) == 0.0
 
 
 def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
@@ -725,6 +728,20 @@ def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, 
     rows = training.split.validate[prepared.spec.columns]
     np.testing.assert_allclose(rm.predict(tracking.load_model(CHAMPION), rows), rm.predict(training.chosen.model, rows))
     np.testing.assert_allclose(rm.predict(tracking.load_model(CHALLENGER), rows), rm.predict(weak_again.model, rows))
+    # this process scores with the object it registered; the stored version predicts the same
+    assert tracking.load_model(CHAMPION) is training.chosen.model
+    stored = tracking.client().get_model_version_download_uri("deal_risk", v2.version)
+    np.testing.assert_allclose(rm.predict(mlflow.sklearn.load_model(stored), rows),
+                               rm.predict(training.chosen.model, rows))
+    # ... and serves through MLflow's generic flavour (what `mlflow models serve` runs)
+    example = rows.head(20).astype({c: "float64" for c in rows.columns if rows[c].dtype.kind in "iu"})
+    np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(stored).predict(example))[:, 1],
+                               training.chosen.model.predict_proba(example)[:, 1])
+    # v1 has left this process's memory (it keeps the latest two): read from the store, once
+    tracking.set_alias(CHAMPION, v1.version)
+    restored = tracking.load_model(CHAMPION)
+    assert restored is not weak.model and restored is tracking.load_model(CHAMPION)
+    np.testing.assert_allclose(rm.predict(restored, rows), rm.predict(weak.model, rows))
     assert (tmp_path / "home" / "mlflow.db").exists() and any((tmp_path / "home" / "mlartifacts").rglob("model.skops"))
     assert (os.environ.get("MLFLOW_TRACKING_URI"), mlflow.get_tracking_uri()) == before   # no leaked global state
 
