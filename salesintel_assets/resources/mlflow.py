@@ -148,7 +148,7 @@ class MLflowTracking(dg.ConfigurableResource):
         """The scikit-learn model behind ``models:/<name>@<alias>`` (a version
         this process loaded lately is not read again)."""
         found = self.client().get_model_version_by_alias(self.registered_name(), alias)
-        key = (self.uri(), self.registered_name(), int(found.version), found.run_id)
+        key = self._loaded_key(int(found.version), found.run_id)
         with _LOADED_LOCK:
             if key in _LOADED:
                 _LOADED.move_to_end(key)
@@ -159,6 +159,9 @@ class MLflowTracking(dg.ConfigurableResource):
             model = mlflow.sklearn.load_model(f"models:/{self.registered_name()}/{found.version}")
         self._keep_loaded(key, model)
         return model
+
+    def _loaded_key(self, version: int, run_id: str) -> tuple:
+        return self.uri(), self.registered_name(), version, run_id
 
     @staticmethod
     def _keep_loaded(key: tuple, model) -> None:
@@ -207,7 +210,7 @@ class MLflowTracking(dg.ConfigurableResource):
         self.tag_version(version, tags)
         # MLflow has read the stored model back (skops, trusted types only): this run's later steps score
         # with the object it stored instead of reading it a third time
-        self._keep_loaded((self.uri(), self.registered_name(), version, run.info.run_id), model)
+        self._keep_loaded(self._loaded_key(version, run.info.run_id), model)
         return ModelVersion(version, run.info.run_id, dict(tags))
 
     def log_run(self, run_name: str, metrics: dict, tags: dict, params: Optional[dict] = None) -> str:

@@ -16,7 +16,7 @@ from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.sources import sample_crm
 from salesintel_assets.domain.common.rules import load_rules
-from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking
+from salesintel_assets.resources.mlflow import CHALLENGER, CHAMPION, MLflowTracking, _missing_values_allowed
 from salesintel_assets.resources.warehouse import SalesintelHome
 from salesintel_assets_tests.models_support import (assert_stored_with_trusted_types, known_probability_fact,
                                                     sample_tables)
@@ -734,7 +734,7 @@ def test_champion_challenger_both_ways_and_loading_by_alias(tmp_path, training, 
     np.testing.assert_allclose(rm.predict(mlflow.sklearn.load_model(stored), rows),
                                rm.predict(training.chosen.model, rows))
     # ... and serves through MLflow's generic flavour (what `mlflow models serve` runs)
-    example = rows.head(20).astype({c: "float64" for c in rows.columns if rows[c].dtype.kind in "iu"})
+    example = _missing_values_allowed(rows.head(20))   # as the signature was inferred
     np.testing.assert_allclose(np.asarray(mlflow.pyfunc.load_model(stored).predict(example))[:, 1],
                                training.chosen.model.predict_proba(example)[:, 1])
     # v1 has left this process's memory (it keeps the latest two): read from the store, once
