@@ -50,13 +50,15 @@ def _deliveries_line(con) -> str:
 # Warning checks whose finding explains the figures below: said first (with these words before the
 # check's own), not among the other failed checks.
 LEADING_CHECKS = {"deals_reach_the_analysis_date": "the data stops long before the analysis date",
-                  "closes_recorded_without_gaps": "closes are missing from the history"}
+                  "closes_recorded_without_gaps": "closes are missing from the history",
+                  "new_deals_reach_the_analysis_date": "the newer deals are missing from the data"}
 
 
 def data_incomplete(con, context: dict) -> list[str]:
     """The data does not cover the period it claims: it stops long before the
-    analysis date (an old export run as of today), or its closes of a long
-    stretch are missing (a backlog then closes at once)."""
+    analysis date (an old export run as of today), its closes of a long
+    stretch are missing (a backlog then closes at once), or it leaves out
+    the newer deals (none created for long while deals still close)."""
     return [f"{LEADING_CHECKS[name]}: {text}"
             for name, _, text in context.get("failed_checks") or [] if name in LEADING_CHECKS and text]
 

@@ -58,3 +58,20 @@ def closes_recorded_without_gaps(warehouse: Warehouse, settings: SalesintelSetti
                                          "gap_to": str(gap.end.date()), "open_deals_then": gap.open_deals,
                                          "closes_after_gap": gap.closes_after,
                                          "usual_closes": round(gap.usual_closes, 1)})
+
+
+@dg.asset_check(asset="fact_deals", description="Some deal was created within quality.max_quiet_days and ten "
+                "times the mean time between creations before the analysis date, when deals still close then "
+                "(an export of closed deals only, or filtered by creation date, leaves out the newer deals).")
+def new_deals_reach_the_analysis_date(warehouse: Warehouse, settings: SalesintelSettings) -> dg.AssetCheckResult:
+    deals = warehouse.query(f"SELECT created_date, closed_date, as_of_date FROM {TABLE_SCHEMA}.fact_deals")
+    limit = settings.rules().quality.max_quiet_days
+    stop = recency.creation_stop(deals["created_date"], deals["closed_date"], deals["as_of_date"].max()) \
+        if len(deals) else None
+    if stop is None:
+        return dg.AssetCheckResult(severity=WARN, passed=True, description="too few deals to judge")
+    missing = recency.creations_missing(stop, limit)
+    return dg.AssetCheckResult(severity=WARN, passed=not missing, description=stop.sentence() if missing else "",
+                               metadata={"newest_created": str(stop.newest.date()), "days_since": stop.days,
+                                         "created_per_day": round(stop.created_per_day, 3),
+                                         "closes_since": stop.closes_since, "max_quiet_days": limit})

@@ -72,11 +72,14 @@ def test_data_that_does_not_cover_its_period_is_said_first(home):
     con.close()
     quiet = "no deal was created or closed in the 865 days before the analysis date 2026-12-02 (the newest on ...)"
     gap = "no deal was closed from 2016-10-20 to 2017-03-01 (132 days, at the start of the data) although ..."
+    newer = "no deal was created in the 116 days before the analysis date 2024-07-20 (the newest on ...)"
     lines = _summary(home, failed_checks=[("model_beats_baseline", "warning", "AUC 0.51 vs 0.50"),
                                           ("closes_recorded_without_gaps", "warning", gap),
+                                          ("new_deals_reach_the_analysis_date", "warning", newer),
                                           ("deals_reach_the_analysis_date", "warning", quiet)]).splitlines()
     start = lines.index("What you must know:")
-    assert lines[start + 1:start + 4] == [f"  - closes are missing from the history: {gap}",
+    assert lines[start + 1:start + 5] == [f"  - closes are missing from the history: {gap}",
+                                          f"  - the newer deals are missing from the data: {newer}",
                                           f"  - the data stops long before the analysis date: {quiet}",
                                           "  - failed check model_beats_baseline (warning): AUC 0.51 vs 0.50"]
     assert sum("_recorded_without_gaps" in line or "_reach_the_analysis_date" in line for line in lines) == 0

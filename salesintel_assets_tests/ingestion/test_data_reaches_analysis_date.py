@@ -1,15 +1,16 @@
 """Data that does not cover its period: an old export run as of today (the
-data stops long before the analysis date), or a history whose closes of a
-long stretch are missing. The warehouse checks say so in words the run
+data stops long before the analysis date), a history whose closes of a
+long stretch are missing, or an export that leaves out the newer deals. The warehouse checks say so in words the run
 summary can lead with."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from salesintel_assets.checks.warehouse import closes_recorded_without_gaps, deals_reach_the_analysis_date
-from salesintel_assets.domain.warehouse.recency import (closes_missing, longest_close_gap, missing_closes,
-                                                        quiet_before)
+from salesintel_assets.checks.warehouse import (closes_recorded_without_gaps, deals_reach_the_analysis_date,
+                                                new_deals_reach_the_analysis_date)
+from salesintel_assets.domain.warehouse.recency import (closes_missing, creation_stop, creations_missing,
+                                                        longest_close_gap, missing_closes, quiet_before)
 from salesintel_assets.resources.settings import SalesintelSettings
 from salesintel_assets.resources.warehouse import SalesintelHome, Warehouse
 
@@ -150,3 +151,56 @@ def test_the_gap_check_warns_on_the_warehouse_only_when_a_backlog_follows(tmp_pa
     started = closes_recorded_without_gaps(warehouse=_gap_warehouse(tmp_path / "b", False),
                                            settings=SalesintelSettings())
     assert started.passed and started.metadata["longest_gap_days"].value >= 80
+
+
+def _creations(every_days: float, stop_day: int, close_after: tuple[int, int] = (5, 400), seed: int = 3):
+    """Deals created every ``every_days`` on average from 2024-01-01 until
+    day ``stop_day``, each closed uniformly ``close_after`` days later (or
+    open); judged on 2025-06-30 (day 546)."""
+    rng = np.random.default_rng(seed)
+    created = np.cumsum(rng.exponential(every_days, int(stop_day / every_days) + 50))
+    created = np.floor(created[created < stop_day]).astype(int)
+    closed = created + rng.integers(*close_after, len(created))
+    start = np.datetime64("2024-01-01")
+    as_of = pd.Timestamp("2025-06-30")
+    return pd.Series(start + created), pd.Series(start + closed).where(start + closed <= np.datetime64(as_of)), as_of
+
+
+def test_an_export_whose_creations_stop_while_closes_go_on_leaves_out_the_newer_deals():
+    created, closed, as_of = _creations(every_days=0.5, stop_day=420)        # none created in the last 126 days
+    stop = creation_stop(created, closed, as_of)
+    assert creations_missing(stop, 30) and stop.days >= 126 and stop.closes_since > 100
+    assert stop.sentence().startswith(f"no deal was created in the {stop.days} days before the analysis date "
+                                      f"2025-06-30 (the newest on {stop.newest:%Y-%m-%d}, after about 2 a day until "
+                                      f"then), while {stop.closes_since} deals closed: the export probably leaves "
+                                      "out the newer deals")
+
+
+@pytest.mark.parametrize("every_days, stop_day, close_after", [
+    (0.5, 546, (5, 400)),    # a live CRM: deals created up to the analysis date
+    (10, 490, (5, 400)),     # one deal every 10 days: 56 days without one is normal (under ten times that)
+    (0.5, 420, (5, 60)),     # closes stopped too: the data stops, which the quiet check says
+])
+def test_creations_that_reach_the_analysis_date_or_are_sparse_or_stop_with_the_closes_are_no_finding(
+        every_days, stop_day, close_after):
+    created, closed, as_of = _creations(every_days, stop_day, close_after)
+    stop = creation_stop(created, closed, as_of)
+    assert stop is not None and not creations_missing(stop, 30)
+
+
+def test_fewer_than_thirty_creations_are_not_judged():
+    created, closed, as_of = _creations(every_days=20, stop_day=500)
+    assert creation_stop(created.iloc[:29], closed.iloc[:29], as_of) is None
+
+
+def test_the_creation_check_warns_on_the_warehouse(tmp_path):
+    for name, stop_day in (("stopped", 420), ("live", 546)):
+        created, closed, as_of = _creations(every_days=0.5, stop_day=stop_day)
+        warehouse = Warehouse(home=SalesintelHome(path=str(tmp_path / name)))
+        warehouse.write_table("fact_deals", pd.DataFrame({
+            "deal_id": [f"D{i}" for i in range(len(created))], "created_date": created, "closed_date": closed,
+            "as_of_date": as_of}))
+        result = new_deals_reach_the_analysis_date(warehouse=warehouse, settings=SalesintelSettings())
+        assert result.severity.value == "WARN" and result.passed == (name == "live")
+        assert result.description.startswith("no deal was created in the ") == (name == "stopped")
+        assert result.metadata["days_since"].value == (as_of - created.max()).days

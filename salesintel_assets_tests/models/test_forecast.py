@@ -8,6 +8,7 @@ import pytest
 
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import horizons
+from salesintel_assets.domain.models import reporting
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.common.rules import load_rules
@@ -115,6 +116,20 @@ def test_forecast_rows_add_up_and_hold_their_intervals(rules):
     months_rows = table[table["grouping"] == "close_month"]
     assert list(months_rows["key"]) == ["2026-07", "2026-08"]
     assert forecast.forecast(scored.iloc[:0], [], 0.2, 0.2, rules).columns.tolist() == forecast.FORECAST_COLUMNS
+
+
+def test_a_month_resting_on_unlikely_big_deals_is_drawn_with_its_interval(rules):
+    # deals open for years in a CRM that stopped creating them: nine draws in ten win none of them, so the
+    # expected revenue lies above the 90th percentile and bars measured from it would have negative length
+    scored = _scored(50).assign(win_probability=0.001)
+    scored.loc[0, "deal_amount"] = 2_000_000
+    table = forecast.forecast(scored, np.full(len(scored), "2026-07"), 0.2, 0.3, rules)
+    month = table[table["grouping"] == "close_month"].iloc[0]
+    assert month["revenue_p90"] < month["expected_won_revenue"]
+    figure = reporting.forecast_figure(table)
+    [interval] = [c for c in figure.axes[0].containers if c.get_label() == "80 % interval"]
+    [[(_, low), (_, high)]] = interval.lines[2][0].get_segments()   # the container's vertical bars
+    assert (low, high) == pytest.approx((month["revenue_p10"], month["revenue_p90"]))
 
 
 def test_a_month_spread_gives_every_month_its_share_of_each_deal(rules):

@@ -103,9 +103,11 @@ def forecast_figure(table: pd.DataFrame):
     ax = fig.subplots()
     x = np.arange(len(months))
     ax.bar(x, months["expected_won_revenue"], color="#4c72b0", label="expected won revenue")
-    ax.errorbar(x, months["expected_won_revenue"],
-                yerr=[months["expected_won_revenue"] - months["revenue_p10"],
-                      months["revenue_p90"] - months["expected_won_revenue"]],
+    # the interval is drawn around its own middle: a month resting on a few unlikely big deals has its
+    # expected revenue above its 90th percentile (no win in nine draws of ten), where bars around the
+    # expectation would need a negative length
+    ax.errorbar(x, (months["revenue_p10"] + months["revenue_p90"]) / 2,
+                yerr=(months["revenue_p90"] - months["revenue_p10"]) / 2,
                 fmt="none", ecolor="black", capsize=4, label="80 % interval")
     ax.set_xticks(x, months["key"])
     ax.set_ylabel("revenue")

@@ -7,7 +7,10 @@ were created but none closed for far longer than closes usually take to
 come (months at the start of a public sample whose closes begin later, or a
 broken outcome sync), the closes of that stretch are missing: the months
 after it show a backlog closing at once, which a model would learn as normal
-(``missing_closes``: the models learn from the first close after it)."""
+(``missing_closes``: the models learn from the first close after it).
+When deals still close but none was created for far longer than creations
+usually take (``creation_stop``), the export leaves out the newer deals:
+one of closed deals only, or filtered by creation date."""
 
 from __future__ import annotations
 
@@ -129,3 +132,47 @@ def missing_closes(created: pd.Series, closed: pd.Series, as_of, max_quiet_days:
     known = (pd.to_datetime(created) <= pd.Timestamp(as_of)).to_numpy()
     gap = longest_close_gap(created[known], closed[known], as_of, max_quiet_days)
     return gap if closes_missing(gap, max_quiet_days) else None
+
+
+@dataclass(frozen=True)
+class CreationStop:
+    newest: pd.Timestamp      # the last day a deal was created
+    as_of: pd.Timestamp
+    days: int                 # from ``newest`` to the analysis date
+    created_per_day: float    # over the history, from its beginning to ``newest``
+    closes_since: int         # deals closed after ``newest``, up to the analysis date
+    last_close: pd.Timestamp | None
+
+    def sentence(self) -> str:
+        rate = (f"about {self.created_per_day:,.0f} a day" if self.created_per_day >= 1
+                else f"one every {1 / self.created_per_day:,.0f} days")
+        return (f"no deal was created in the {self.days:,} days before the analysis date {self.as_of:%Y-%m-%d} "
+                f"(the newest on {self.newest:%Y-%m-%d}, after {rate} until then), while {self.closes_since:,} "
+                "deals closed: the export probably leaves out the newer deals (one of closed deals only, or "
+                "filtered by creation date), and the deals created since are in no figure")
+
+
+def creation_stop(created: pd.Series, closed: pd.Series, as_of) -> CreationStop | None:
+    """How long before ``as_of`` the last deal was created, against how often
+    deals were created before (None with fewer than ``MIN_CLOSES``
+    creations by then)."""
+    as_of = pd.Timestamp(as_of).normalize()
+    created = pd.to_datetime(created).dt.normalize()
+    closed = pd.to_datetime(closed).dt.normalize()
+    dates = np.sort(created[created <= as_of].dropna().to_numpy(dtype="datetime64[D]"))
+    if len(dates) < MIN_CLOSES:
+        return None
+    begun = dates[min(max(STRAY_DEALS, len(dates) // 100), len(dates) - 1)]   # not a few stray old records
+    newest = pd.Timestamp(dates[-1])
+    span = max(int((dates[-1] - begun).astype(np.int64)), 1)
+    known = closed[closed <= as_of]
+    return CreationStop(newest, as_of, int((as_of - newest).days), float((dates >= begun).sum() / span),
+                        int((known > newest).sum()), known.max() if len(known) else None)
+
+
+def creations_missing(stop: CreationStop | None, max_days: int) -> bool:
+    """No creation for longer than the rules' quiet days and ``GAP_FACTOR``
+    times the mean time between creations, while deals closed within the
+    quiet days (when they did not, ``quiet_before`` says the data stops)."""
+    return (stop is not None and stop.days > max(max_days, GAP_FACTOR / stop.created_per_day)
+            and stop.last_close is not None and (stop.as_of - stop.last_close).days <= max_days)
