@@ -346,6 +346,30 @@ def test_a_history_too_short_for_the_main_horizon_gets_a_90_day_model_scores_and
     assert pd.isna(model["quarter_note"]) and "wins bunch" not in summary   # no season, no quarters moved
 
 
+def test_a_young_crm_whose_open_deals_linger_is_told_its_probabilities_rest_on_younger_deals(tmp_path):
+    """Eight months of a CRM whose stuck deals stay open: the 180-day model's
+    fit saw deals up to about two months old, most open deals are older,
+    and many wins came later in a deal's life."""
+    from salesintel_assets_tests.outside_world import export_on, generate
+
+    as_of = "2024-08-31"
+    home, export = tmp_path / "home", tmp_path / "export.csv"
+    export_on(generate(573, deals=2500, months=8), pd.Timestamp(as_of))[0].to_csv(export, index=False)
+    seed_mlflow_store(home)
+    rules = rules_file(tmp_path, **FAST)
+    result = run_selection(csv_resources(home, export, as_of=as_of, rules_path=str(rules)),
+                           "group:ingestion or group:warehouse or key:deal_risk_drift or key:deal_risk_model")
+    assert result.success
+    model = read_table(home, "deal_risk_model").iloc[-1]
+    assert model["status"] == "trained" and model["win_horizon_days"] == 180
+    assert model["horizon_note"].startswith("the history is short for the open deals' ages: ")
+    assert "are older than any deal the 180-day model learned from (" in model["horizon_note"]
+    tags = _client(home).get_model_version("deal_risk", str(int(model["version"]))).tags
+    assert tags["horizon_note"] == model["horizon_note"]
+    summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
+    assert f"  - {model['horizon_note']}" in summary.splitlines()
+
+
 def test_wins_that_bunch_at_other_months_ends_than_the_rules_quarters_are_in_the_run_summary(tmp_path):
     """A CRM whose fiscal year starts in February, run on the default rules
     (calendar quarters): the models' quarter clock follows its wins, and the
