@@ -685,7 +685,11 @@ def fitting_horizon(prepared: Prepared, rules: RiskRules) -> int:
 
 def open_ages(prepared: Prepared) -> np.ndarray:
     """Days since creation of the deals open on the analysis date."""
-    return (prepared.as_of - open_deals(prepared.fact, prepared.as_of)["created_date"]).dt.days.to_numpy()
+    return ages_of_open_deals(prepared.fact, prepared.as_of)
+
+
+def ages_of_open_deals(fact: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    return (as_of - open_deals(fact, as_of)["created_date"]).dt.days.to_numpy()
 
 
 def as_old_as_the_open_deals(rows: pd.DataFrame, ages: np.ndarray) -> bool:
@@ -731,7 +735,7 @@ def age_reach(fact: pd.DataFrame, as_of: pd.Timestamp, rows: pd.DataFrame) -> Ag
     if not len(rows):
         return None
     oldest = int(rows["age_days"].max())
-    ages = (as_of - open_deals(fact, as_of)["created_date"]).dt.days.to_numpy()
+    ages = ages_of_open_deals(fact, as_of)
     won = fact[fact["is_won"].eq(True) & (fact["closed_date"] <= as_of)]
     cycles = (won["closed_date"] - won["created_date"]).dt.days.to_numpy()
     return AgeReach(oldest, float(np.mean(ages > oldest)) if len(ages) else 0.0,

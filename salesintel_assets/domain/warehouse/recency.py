@@ -88,6 +88,14 @@ class CloseGap:
         return self.closes_per_day * self.window_days
 
 
+def history_start(dates: np.ndarray) -> np.datetime64:
+    """The day the history starts among sorted creation ``dates``: when deals
+    were being created. A few stray records years older (a test deal, an
+    account's first opportunity) would otherwise open a "gap" of years
+    before the first close, or stretch the time between creations."""
+    return dates[min(max(STRAY_DEALS, len(dates) // 100), len(dates) - 1)]
+
+
 def longest_close_gap(created: pd.Series, closed: pd.Series, as_of, window_days: int = 30) -> CloseGap | None:
     """The longest stretch without a close between the history's beginning
     and the last close known on ``as_of`` (None with fewer than
@@ -100,10 +108,8 @@ def longest_close_gap(created: pd.Series, closed: pd.Series, as_of, window_days:
     days = np.sort(closed.dropna().unique())
     if len(days) < 2 or closed.notna().sum() < MIN_CLOSES or created.isna().all():
         return None
-    # The history starts when deals were being created: a few stray records years older (a test deal, an
-    # account's first opportunity) would otherwise open a "gap" of years before the first close.
     dates = np.sort(created.dropna().to_numpy(dtype="datetime64[D]"))
-    begun = dates[min(max(STRAY_DEALS, len(dates) // 100), len(dates) - 1)]
+    begun = history_start(dates)
     events = np.concatenate([[begun], days]).astype("datetime64[D]")
     gaps = np.diff(events).astype(np.int64)
     k = int(gaps.argmax())
@@ -162,7 +168,7 @@ def creation_stop(created: pd.Series, closed: pd.Series, as_of) -> CreationStop 
     dates = np.sort(created[created <= as_of].dropna().to_numpy(dtype="datetime64[D]"))
     if len(dates) < MIN_CLOSES:
         return None
-    begun = dates[min(max(STRAY_DEALS, len(dates) // 100), len(dates) - 1)]   # not a few stray old records
+    begun = history_start(dates)
     newest = pd.Timestamp(dates[-1])
     span = max(int((dates[-1] - begun).astype(np.int64)), 1)
     known = closed[closed <= as_of]
