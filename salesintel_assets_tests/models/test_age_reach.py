@@ -18,7 +18,7 @@ def _fact(days: int, never_share: float, cycle_days: tuple[int, int], seed: int 
     closed = created + pd.to_timedelta(rng.integers(*cycle_days, days), unit="D")
     closed = pd.Series(closed).where((rng.random(days) >= never_share) & (closed <= AS_OF))
     return pd.DataFrame({"created_date": created, "closed_date": closed, "is_open": closed.isna(),
-                         "is_won": closed.notna() & (rng.random(days) < 0.5)})
+                         "is_won": closed.notna() & (rng.random(days) < 0.5), "needs_review": False})
 
 
 def _fitted_on(oldest_days: int) -> pd.DataFrame:

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models import features as rf
-from salesintel_assets.domain.models import forecast_trust
+from salesintel_assets.domain.models import age_curve, forecast_trust
 from salesintel_assets.domain.models.horizons import MonthSpread
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import segment_changes
@@ -393,9 +393,15 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     spec = without_columns(spec, rm.columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
     deals = rf.open_at(fact, day)   # open at T, as known at T; outcomes as known today
-    model_p = rm.predict(model, rf.open_states(deals, timeline, spec, day))
+    states = rf.open_states(deals, timeline, spec, day)
+    model_p = rm.predict(model, states)
     validate_p = rm.predict(model, split.validate[spec.columns])
-    model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p)))
+    # as today's model serves deals older than its fit reached (``HorizonModel``), so does the replay
+    curve = rm.curve_past_reach(fact, day, split.fit, spec, rules, horizon)
+    past_reach = 0.0 if curve is None else \
+        age_curve.past_reach_shift(curve, states, horizon, rm.reach_age(split.fit))
+    model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))
+                      + past_reach)
     p, segment_sd = segment_adjusted(closes_known(fact, day, rules), deals, model_p, day, rules)
     end = day + pd.Timedelta(days=horizon)
     won = deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)

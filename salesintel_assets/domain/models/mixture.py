@@ -147,17 +147,22 @@ class Mixture(ClassifierMixin, BaseEstimator):
         return np.where(row >= 0, row, len(self.levels_))   # an unseen product reads every product's curve
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        out = self.within(features, self.horizon_days)
+        return np.column_stack([1 - out, out])
+
+    def within(self, features: pd.DataFrame, days: int) -> np.ndarray:
+        """P(won within ``days`` | open at the deal's age), per deal: the
+        same curves answer any window."""
         p = self.chance(features)
         row = self._rows(self._keys(features))
         age = np.clip(features["age_days"].to_numpy(dtype=float), 0, MAX_AGE_DAYS).astype(np.int64)
-        later = np.clip(age + int(self.horizon_days), 0, MAX_AGE_DAYS)
+        later = np.clip(age + int(days), 0, MAX_AGE_DAYS)
         won_now, won_later = self.won_survival_[row, age], self.won_survival_[row, later]
         lost_now = self.lost_survival_[row, age]
         still_open = p * won_now + (1 - p) * lost_now
         # past every cycle seen (nothing left to close) a deal is no bet at all, and still ordered by p
         out = p * np.maximum(won_now - won_later, TAIL * (won_now + TAIL)) / np.maximum(still_open, TAIL)
-        out = np.clip(out, 0.0, 1.0)
-        return np.column_stack([1 - out, out])
+        return np.clip(out, 0.0, 1.0)
 
     def decision_function(self, features: pd.DataFrame) -> np.ndarray:
         """The log odds, which the sigmoid calibration reads. Without it, it
