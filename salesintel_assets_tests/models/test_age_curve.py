@@ -1,6 +1,6 @@
-"""Deals older than any state the model was fitted on follow the age curve
-of every deal (``age_curve``): a young CRM's old open deals, which win less,
-are no longer read at the chance of the youngest."""
+"""Deals older than the ages a model learned (``risk_model.reach_age``)
+follow the age curve of every deal (``age_curve``): a young CRM's old open
+deals, which win less, are no longer read at the chance of younger ones."""
 
 import numpy as np
 import pandas as pd
@@ -35,8 +35,8 @@ def _deals_aged(*ages) -> pd.DataFrame:
 
 def test_a_deal_past_the_fit_reads_the_fall_of_its_chance_with_age():
     curve = age_curve.fitted(Mixture(horizon_days=90), _fact(), AS_OF, 100_000, 0)
-    shift = age_curve.past_reach_shift(curve, _deals_aged(5, 30, 47, 90, 150, 220), 90, oldest=47)
-    assert (shift[:3] == 0).all()                   # no older than the fit's oldest state: the model's own
+    shift = age_curve.past_reach_shift(curve, _deals_aged(5, 30, 47, 90, 150, 220), 90, reach=47)
+    assert (shift[:3] == 0).all()                   # no older than the reach: the model's own
     assert shift[3] < 0 and shift[4] < shift[3] and shift[5] <= shift[4]   # wins come early: old deals win less
     # the same curve answers the 30-day window too, and its chance is lower than the 90-day one
     assert (curve.within(_deals_aged(60), 30) < curve.within(_deals_aged(60), 90)).all()

@@ -1,4 +1,4 @@
-"""Win chances past the oldest age a model was fitted on.
+"""Win chances past the ages a model learned.
 
 A "won within H days" snapshot is labelled only once its window is over, so
 on a young CRM the states a model is fitted on are young: eight months of
@@ -52,15 +52,15 @@ def fitted(mixture: Mixture, fact: pd.DataFrame, day: pd.Timestamp, max_deals: i
     return clone(mixture).fit(every_deal_by(fact, day, max_deals, seed))
 
 
-def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, oldest: int) -> np.ndarray:
+def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: int) -> np.ndarray:
     """Per deal: the log-odds change of being won within ``days`` between
-    age ``oldest`` and its own age, read from ``curve``; 0 for deals no
-    older than ``oldest``."""
+    age ``reach`` and its own age, read from ``curve``; 0 for deals no
+    older than ``reach``."""
     shift = np.zeros(len(features))
-    older = features["age_days"].to_numpy(dtype=float) > oldest
+    older = features["age_days"].to_numpy(dtype=float) > reach
     if older.any():
         rows = features[older]
-        at_reach = rows.assign(age_days=float(oldest))
+        at_reach = rows.assign(age_days=float(reach))
         shift[older] = (stats.logit(curve.within(rows, days), ODDS_CLIP)
                         - stats.logit(curve.within(at_reach, days), ODDS_CLIP))
     return shift
