@@ -220,7 +220,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
     chosen, split, verdict = training.chosen, training.split, training.verdict
-    reach = rm.age_reach(prepared.fact, prepared.as_of, split.fit)
+    reach = training.age_reach
     if reach is not None and reach.short:   # a young CRM whose open deals are older than the fit's states
         note = base["horizon_note"] = "; ".join(filter(None, [note, reach.sentence(rules.win_horizon_days)]))
     validation_p = rm.predict(rm.judged(training.model), split.validate[prepared.spec.columns])

@@ -132,7 +132,8 @@ class DealRiskModel(pa.DataFrameModel):
     horizon_note: Series[str] = pa.Field(nullable=True, description=(
         "Why the model answers a shorter horizon than the rules file's (a history too short for it), and when "
         "more than a tenth of the open deals are older than any deal its fit learned from while 5 % or more of "
-        "the wins came at such ages (a young CRM: their probabilities rest on younger deals), else empty."))
+        "the wins came at such ages (a young CRM: past the ages the model learned, their probabilities follow the "
+        "age curve of every deal), else empty."))
     quarter_note: Series[str] = pa.Field(nullable=True, description=(
         "Where wins bunch at other months' ends than the rules' quarters end, and the models' quarter clock "
         "followed them (anomalies.seasonality.quarter_ends: auto), else empty."))

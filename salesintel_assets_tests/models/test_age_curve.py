@@ -82,8 +82,10 @@ def test_only_a_fit_that_falls_short_of_the_open_deals_gets_a_curve():
     spec = rm.FeatureSpec(categorical=(), numeric=("age_days",), mode="creation_and_age")
     rules = load_rules().risk
     young = pd.DataFrame({"age_days": np.arange(48)})
-    assert isinstance(rm.curve_past_reach(_fact(), AS_OF, young, spec, rules), Mixture)
+    assert isinstance(rm.curve_past_reach(rm.age_reach(_fact(), AS_OF, young), _fact(), AS_OF, spec, rules), Mixture)
     reaching = pd.DataFrame({"age_days": np.arange(240)})   # as old as every open deal
-    assert rm.curve_past_reach(_fact(), AS_OF, reaching, spec, rules) is None
+    assert rm.curve_past_reach(rm.age_reach(_fact(), AS_OF, reaching), _fact(), AS_OF, spec, rules) is None
     # three years where deals that linger never close: past the fit nothing is won, and the model already says so
-    assert rm.curve_past_reach(_fact(1100), AS_OF, pd.DataFrame({"age_days": np.arange(500)}), spec, rules) is None
+    long = _fact(1100)
+    assert rm.curve_past_reach(rm.age_reach(long, AS_OF, pd.DataFrame({"age_days": np.arange(500)})), long, AS_OF,
+                               spec, rules) is None

@@ -397,7 +397,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day) -> dict:
     model_p = rm.predict(model, states)
     validate_p = rm.predict(model, split.validate[spec.columns])
     # as today's model serves deals older than its fit reached (``HorizonModel``), so does the replay
-    curve = rm.curve_past_reach(fact, day, split.fit, spec, rules, horizon)
+    curve = rm.curve_past_reach(rm.age_reach(fact, day, split.fit), fact, day, spec, rules, horizon)
     past_reach = 0.0 if curve is None else \
         age_curve.past_reach_shift(curve, states, horizon, rm.reach_age(split.fit))
     model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))

@@ -651,6 +651,7 @@ class Training:
     model: HorizonModel = None
     horizon_metrics: dict = field(default_factory=dict)
     folds: list = field(default_factory=list)   # the out-of-time sets the verdict pooled
+    age_reach: "AgeReach | None" = None   # how far the main fit reaches into the open deals' ages
 
 
 # Horizons a short history falls back to. Not 30 days: most deals that will
@@ -720,7 +721,7 @@ def as_old_as_the_open_deals(rows: pd.DataFrame, ages: np.ndarray) -> bool:
 # never close, and their chance is already flat (worlds of 34 months without a clean-up: 0 % of the wins
 # past 377-533 days). On a generated CRM eight months old the 180-day model's fit reached 47 days, 59 % of
 # the open deals were older and 35 % of the wins came later; its 90-day wins read 27 % high, twice the
-# truth for deals over 90 days old.
+# truth for deals over 90 days old, before such deals followed the age curve (``curve_past_reach``).
 MIN_WINS_PAST_SHARE = 0.05
 
 
@@ -744,7 +745,8 @@ class AgeReach:
 
 def age_reach(fact: pd.DataFrame, as_of: pd.Timestamp, rows: pd.DataFrame) -> AgeReach | None:
     """How far the states a model was fitted on (``rows``) reach into the
-    ages of today's open deals and of the wins so far (None without states)."""
+    ages of the deals open on ``as_of`` and of the wins by then (None
+    without states)."""
     if not len(rows):
         return None
     oldest = int(rows["age_days"].max())
@@ -768,12 +770,11 @@ def reach_age(fit_rows: pd.DataFrame) -> int:
     return int(fit_rows["age_days"].quantile(REACH_QUANTILE))
 
 
-def curve_past_reach(fact: pd.DataFrame, as_of: pd.Timestamp, fit_rows: pd.DataFrame, spec: FeatureSpec,
+def curve_past_reach(reach: AgeReach | None, fact: pd.DataFrame, as_of: pd.Timestamp, spec: FeatureSpec,
                      rules: RiskRules, horizon_days: int | None = None) -> Mixture | None:
-    """The age curve (``age_curve``) a model fitted on ``fit_rows`` serves
-    older deals by, where its reach falls short (``AgeReach.short``); None
-    where it does not."""
-    reach = age_reach(fact, as_of, fit_rows)
+    """The age curve (``age_curve``, fitted on every deal known on
+    ``as_of``) a model serves older deals by, where its ``reach`` falls
+    short (``AgeReach.short``); None where it does not."""
     if reach is None or not reach.short:
         return None
     return age_curve.fitted(mixture_for(spec, rules, horizon_days), fact, as_of, rules.max_fit_rows, rules.seed)
@@ -820,7 +821,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     baselines = {name: drift.evaluate(validate["won"], p) for name, p in base_p.items()}
     folds = validation_folds(split, chosen, prepared.spec, rules, p_model, base_p)
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
-    reach = [reach_age(split.fit)]
+    reach_ages = [reach_age(split.fit)]
     levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model)]
     trends = [trend_level(chosen.model, split, prepared.spec, sum(levels[0]), prepared, rules)]
     for h in HORIZONS:
@@ -837,7 +838,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         folds.append(unseen_fold(f"validate {h}d", part, p_h, baseline_predictions(part, rules)))
         horizons.append(h)
         models.append(model)
-        reach.append(reach_age(part.fit))
+        reach_ages.append(reach_age(part.fit))
         levels.append(deployed_levels(model, part, prepared.spec, rules.snapshot_every_days, p_h))
         trends.append(trend_level(model, part, prepared.spec, sum(levels[-1]), prepared, rules))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
@@ -846,6 +847,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     # calibrated for every open deal, old or young (on the young ones alone a model ranking far better than
     # deal age tied it on log loss, 0.6226 against 0.6221, on a seasonal world of 3,000 deals)
     unseen = validation_fold(folds)
+    reach = age_reach(prepared.fact, prepared.as_of, split.fit)
     verdict = judge(unseen.evaluate() | {"log_loss": chosen.metrics["log_loss"]},
                     {name: unseen.evaluate(name) | {"log_loss": baselines[name]["log_loss"]} for name in base_p},
                     rules, len(unseen.rows), bounds, gains, len(folds))
@@ -854,9 +856,9 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                     HorizonModel(horizons, models, rules.win_horizon_days,
                                  [sum(pair) + trend for pair, trend in zip(levels, trends)],
                                  [calibration for calibration, _ in levels], trends,
-                                 curve_past_reach(prepared.fact, prepared.as_of, split.fit, prepared.spec, rules),
-                                 reach),
-                    horizon_metrics, folds)
+                                 curve_past_reach(reach, prepared.fact, prepared.as_of, prepared.spec, rules),
+                                 reach_ages),
+                    horizon_metrics, folds, reach)
 
 
 def level_of(p: np.ndarray, rows: pd.DataFrame) -> tuple[float, float]:
