@@ -64,7 +64,7 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
     """``salesintel run --csv CSV --as-of D`` in its own home, and what it
     wrote that a judge reads: ``scores`` (deal_id, age_days,
     win_probability_90d), ``forecast`` (expected, p10, p90 of the 90-day
-    wins, or None), ``verdict`` and ``candidate`` (the model's kind),
+    wins, or None), ``verdict`` and ``candidate`` (what served: the model's kind, or age_curve),
     ``anomalies`` (anomaly_type, metric, segment),
     ``alerts`` (priority) and ``forecast_changes`` (``forecast_changes``);
     only ``exit`` and ``message`` when the input was refused."""
@@ -83,7 +83,8 @@ def run_as_of(csv: Path, as_of: pd.Timestamp, home: Path) -> dict:
             return refused
         forecast = con.sql("SELECT expected_won_deals, won_deals_p10, won_deals_p90 FROM pipeline_forecast "
                            "WHERE grouping = 'horizon' AND key = '90d'").fetchall()
-        model = con.sql("SELECT model_verdict, candidate FROM deal_risk_model "
+        served = "served_by" if "served_by" in con.table("deal_risk_model").columns else "candidate"
+        model = con.sql(f"SELECT model_verdict, coalesce({served}, candidate) FROM deal_risk_model "
                         "ORDER BY as_of_date DESC LIMIT 1").fetchall()
         return {"exit": run.returncode,
                 "scores": con.sql("SELECT deal_id, age_days, win_probability_90d FROM deal_risk_scores").df(),

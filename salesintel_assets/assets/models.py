@@ -13,6 +13,7 @@ import pandas as pd
 
 from salesintel_assets.constants import MODELS
 from salesintel_assets.domain.anomalies import quarter_ends
+from salesintel_assets.domain.models import curve_judge
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
@@ -219,10 +220,13 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
+    training = curve_judge.settled(training, prepared, rules)
     chosen, split, verdict = training.chosen, training.split, training.verdict
-    reach = training.age_reach
+    reach, judgement = training.age_reach, training.curve_judgement
     if reach is not None and reach.short:   # a young CRM whose open deals are older than the fit's states
-        note = base["horizon_note"] = "; ".join(filter(None, [note, reach.sentence(rules.win_horizon_days)]))
+        reading = reach.sentence(rules.win_horizon_days, judgement)
+        note = base["horizon_note"] = "; ".join(filter(None, [note, reading]))
+    served_by = rm.AGE_CURVE if training.model.curve_serves else chosen.name
     validation_p = rm.predict(rm.judged(training.model), split.validate[prepared.spec.columns])
     level_se = forecast.validation_level_se(validation_p, split.validate)
     existing = mlflow.find_version("fingerprint", training.fingerprint)
@@ -240,6 +244,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
             tags=prepared.spec.to_tags() | {
                 "as_of": str(prepared.as_of.date()), "fit_label_cutoff": str(split.validation_cutoff.date()),
                 "fingerprint": training.fingerprint, "candidate": chosen.name, "calibration": chosen.calibration,
+                "served_by": served_by,
                 "validation_auc": round(chosen.metrics["auc"], 5), "level_se": round(level_se, 5),
                 "win_horizon_days": rules.win_horizon_days, **({"horizon_note": note} if note else {}),
                 **({"learned_from": str(prepared.learn_from.date())} if prepared.learn_from is not None else {}),
@@ -260,6 +265,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     now_champion = mlflow.version_by_alias(CHAMPION)
     row = base | {
         "status": status, "version": version.version, "run_id": version.run_id, "candidate": chosen.name,
+        "served_by": served_by,
         "calibration": chosen.calibration, **{k: chosen.metrics[k] for k in ("auc", "brier", "log_loss", "ece")},
         **{f"baseline_{k}": training.baseline_metrics[k] for k in ("auc", "brier", "log_loss", "ece")},
         "challenger_score": decision.challenger_score, "champion_score": decision.champion_score,
@@ -316,7 +322,8 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "status": row["status"], "decision": row["decision"], "version": row["version"],
         "champion_version": row["champion_version"], "promotion_metric": row["promotion_metric"],
         "challenger_score": row["challenger_score"], "champion_score": row["champion_score"],
-        "candidate": row["candidate"], "feature_mode": prepared.spec.mode,
+        "candidate": row["candidate"], "served_by": row["served_by"],
+        "feature_mode": prepared.spec.mode,
         "learned_from": str(prepared.learn_from.date()) if prepared.learn_from is not None else None,
         "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
@@ -446,15 +453,18 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
         return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
     prepared = _prepare(context, warehouse, settings)
     rules = _risk_rules(settings, prepared)
-    candidate = rules.candidates[0]
+    candidate, served_by = rules.candidates[0], None
     if models is not None and "candidate" in models and models["candidate"].notna().any():
-        candidate = str(models.loc[models["candidate"].notna(), "candidate"].iloc[-1])
+        latest = models[models["candidate"].notna()].iloc[-1]
+        candidate, served_by = str(latest["candidate"]), latest.get("served_by")
     table = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
-                              candidate, prepared.as_of, snapshots=prepared.snapshots)
+                              candidate, prepared.as_of, snapshots=prepared.snapshots,
+                              curve_serves=served_by == rm.AGE_CURVE)
     del prepared
     _RUN_REPLAY.clear()   # deal_risk_scores ran before (steps that are ready together run in name order)
     ok = table[table["status"] == "ok"]
-    meta = {"model": candidate, "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
+    meta = {"model": rm.AGE_CURVE if served_by == rm.AGE_CURVE else candidate,
+            "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
     if len(ok):
         meta |= {"mean_abs_error_points": round(float(ok["error_points"].abs().mean()), 2),
                  "within_target_share": round(float(ok["within_target"].astype(bool).mean()), 3),

@@ -115,6 +115,10 @@ class DealRiskModel(pa.DataFrameModel):
     version: Series[pd.Int64Dtype] = pa.Field(description="MLflow version registered by this run.", nullable=True, ge=1)
     run_id: Series[str] = pa.Field(description="MLflow run id.", nullable=True)
     candidate: Series[str] = pa.Field(description="The model family chosen.", nullable=True)
+    served_by: Series[str] = pa.Field(nullable=True, description=(
+        "What answers the open deals: the chosen family, or age_curve where the fit falls short of the open "
+        "deals' ages and the age curve alone ranked past days' open deals better than it and deal age "
+        "(horizon_note)."))
     auc: Series[float] = pa.Field(description="Validation ROC AUC.", nullable=True, ge=0, le=1)
     brier: Series[float] = pa.Field(description="Validation Brier score.", nullable=True, ge=0, le=1)
     log_loss: Series[float] = pa.Field(description="Validation log loss.", nullable=True, ge=0)
@@ -133,7 +137,8 @@ class DealRiskModel(pa.DataFrameModel):
         "Why the model answers a shorter horizon than the rules file's (a history too short for it), and when "
         "more than a tenth of the open deals are older than any deal its fit learned from while 5 % or more of "
         "the wins came at such ages (a young CRM: past the ages the model learned, their probabilities follow the "
-        "age curve of every deal), else empty."))
+        "age curve of every deal, or the curve alone answers every open deal where it ranked past days' open deals "
+        "better than the model and deal age: served_by), else empty."))
     quarter_note: Series[str] = pa.Field(nullable=True, description=(
         "Where wins bunch at other months' ends than the rules' quarters end, and the models' quarter clock "
         "followed them (anomalies.seasonality.quarter_ends: auto), else empty."))

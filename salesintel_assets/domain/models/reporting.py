@@ -135,6 +135,9 @@ def levels_note(model) -> str:
     lines = [f"- {days} days: odds x{np.exp(level):.2f} (the calibration and validation periods' level "
              f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}, the trend's x{np.exp(trend):.2f})"
              for days, level, part, recent, trend in sorted(model.level_parts())]
+    if getattr(model, "curve_serves", False):
+        return ("The age curve alone answers every horizon, unmoved (served_by: age_curve). The models' own "
+                "levels, kept for the record:\n" + "\n".join(lines))
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
             "(the latest finished windows) where it differs beyond noise, then along the line through the latest "
@@ -146,7 +149,8 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
     baseline on the validation snapshots, the model and deal age on those of
     deals the fit never saw (``unseen_``, what the verdict reads), each
-    horizon, its three served levels and the challenge."""
+    horizon, its three served levels, the age curve's judgement on
+    replayed days (``curve_judge``) and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
     unseen = validation_fold(training.folds)
@@ -163,6 +167,11 @@ def run_metrics(training, challenge, level_se: float) -> dict:
             out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": recent, f"trend_level_{days}d": trend}
     for candidate in training.candidates:
         out |= metrics(f"{candidate.name}_val_", candidate.metrics)
+    judgement = training.curve_judgement
+    if judgement is not None and judgement.days:   # the age curve alone against the model on past days' open deals
+        out |= {"replayed_curve_auc": judgement.curve_auc, "replayed_model_auc": judgement.model_auc,
+                "replayed_age_auc": judgement.age_auc, "replayed_days": judgement.days,
+                "age_curve_serves": float(judgement.serves)}
     if challenge is not None:
         out |= metrics("challenger_", challenge.challenger)
         if challenge.champion is not None:

@@ -306,6 +306,7 @@ class Candidate:
 
 BLEND = "blend"
 MIXTURE = "mixture"
+AGE_CURVE = "age_curve"   # the mixture fitted on every deal known on the analysis date, serving alone
 STACKED = "mixture_logistic"   # the logistic regression reading the mixture's log odds too (``Stacked``)
 BLEND_MEMBERS = (STACKED, "gradient_boosting")
 
@@ -472,10 +473,13 @@ class HorizonModel:
     won within a longer window than within a shorter one. With an
     ``age_curve`` (a fitted ``Mixture``), a deal older than a horizon's
     model learned well (``reach_ages``, ``reach_age``) follows the curve
-    past that age (``age_curve.past_reach_shift``)."""
+    past that age (``age_curve.past_reach_shift``). Where the curve
+    ranked past days' open deals better than the models (``curve_serves``:
+    ``curve_judge``), it answers every horizon alone, unmoved; the models
+    stay for ``judged``, as the validation judged them."""
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
-                 age_curve=None, reach_ages=None):
+                 age_curve=None, reach_ages=None, curve_serves: bool = False):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
@@ -488,6 +492,7 @@ class HorizonModel:
         self.trend_levels = per_horizon(trend_levels)
         self.age_curve = age_curve
         self.reach_ages = None if reach_ages is None else [int(x) for x in reach_ages]
+        self.curve_serves = bool(curve_serves and age_curve is not None)
         self.classes_ = np.array([0, 1])
 
     def level_parts(self) -> list[tuple[int, float, float, float, float]]:
@@ -502,9 +507,12 @@ class HorizonModel:
 
     def horizon_probabilities(self, features: pd.DataFrame) -> dict[int, np.ndarray]:
         order = np.argsort(self.horizons)
-        levels = getattr(self, "levels", None) or [0.0] * len(self.horizons)   # a model saved before levels
-        probs = np.column_stack([stats.shifted(self.models[i].predict_proba(features)[:, 1],
-                                               levels[i] + self._past_reach(features, i)) for i in order])
+        if getattr(self, "curve_serves", False):   # False on a model saved before the curve served alone
+            probs = np.column_stack([self.age_curve.within(features, self.horizons[i]) for i in order])
+        else:
+            levels = getattr(self, "levels", None) or [0.0] * len(self.horizons)   # a model saved before levels
+            probs = np.column_stack([stats.shifted(self.models[i].predict_proba(features)[:, 1],
+                                                   levels[i] + self._past_reach(features, i)) for i in order])
         probs = np.maximum.accumulate(probs, axis=1)
         return {self.horizons[i]: probs[:, k] for k, i in enumerate(order)}
 
@@ -652,6 +660,7 @@ class Training:
     horizon_metrics: dict = field(default_factory=dict)
     folds: list = field(default_factory=list)   # the out-of-time sets the verdict pooled
     age_reach: "AgeReach | None" = None   # how far the main fit reaches into the open deals' ages
+    curve_judgement: object = None   # ``curve_judge.CurveJudgement``: the age curve alone against the model
 
 
 # Horizons a short history falls back to. Not 30 days: most deals that will
@@ -735,12 +744,17 @@ class AgeReach:
     def short(self) -> bool:
         return self.older_open > MAX_OLDER_OPEN_SHARE and self.wins_past >= MIN_WINS_PAST_SHARE
 
-    def sentence(self, horizon_days: int) -> str:
-        return (f"the history is short for the open deals' ages: {self.older_open:.0%} of them are older than "
-                f"any deal the {horizon_days}-day model learned from ({self.oldest_state:,} days), while "
-                f"{self.wins_past:.0%} of the wins so far came at older ages: past that age their probabilities "
-                "follow how every deal's chance fell with age (read from closes and still-open deals alike), "
-                "not what the model learned, so they and the forecast are less certain than the model's")
+    def sentence(self, horizon_days: int, judgement=None) -> str:
+        """In words; with the age curve's ``curve_judge.CurveJudgement``, what it decided too."""
+        opening = (f"the history is short for the open deals' ages: {self.older_open:.0%} of them are older than "
+                   f"any deal the {horizon_days}-day model learned from ({self.oldest_state:,} days), while "
+                   f"{self.wins_past:.0%} of the wins so far came at older ages")
+        if judgement is not None and judgement.serves:
+            return f"{opening}; {judgement.sentence()}"
+        past = ("past that age their probabilities follow how every deal's chance fell with age (read from closes "
+                "and still-open deals alike), not what the model learned, so they and the forecast are less certain "
+                "than the model's")
+        return "; ".join([f"{opening}: {past}"] + ([judgement.sentence()] if judgement is not None else []))
 
 
 def age_reach(fact: pd.DataFrame, as_of: pd.Timestamp, rows: pd.DataFrame) -> AgeReach | None:

@@ -1,0 +1,89 @@
+"""The age curve alone answers a young CRM's open deals only where it ranked
+past days' open deals better than the model and deal age (``curve_judge``)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesintel_assets.domain.models import age_curve, curve_judge, forecast
+from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import risk_model as rm
+from salesintel_assets.domain.models.curve_judge import CurveJudgement
+from salesintel_assets.domain.models.mixture import Mixture
+from salesintel_assets_tests.models.test_age_curve import AS_OF, _deals_aged, _fact, _Flat
+from salesintel_assets_tests.models_support import sample_tables
+
+
+def _judged(days=3, curve=0.74, model=0.70, age=0.68) -> CurveJudgement:
+    return CurveJudgement("gradient_boosting", 90, days, curve, model, age)
+
+
+def test_the_curve_serves_only_where_it_ranked_past_days_better_than_the_model_and_deal_age():
+    assert _judged().serves
+    assert not _judged(model=0.75).serves and not _judged(curve=0.70).serves   # the model ranked better, or tied
+    assert not _judged(age=0.76).serves                                       # deal age alone ranked better
+    assert not _judged(days=0, curve=float("nan"), model=float("nan"), age=float("nan")).serves
+
+
+def test_the_judgement_says_what_answers_and_on_what_evidence():
+    served = _judged().sentence()
+    assert served.startswith("every open deal's probabilities come from the age curve alone")
+    assert ("on 3 past days it ranked the deals open then by what they did in the next 90 days at AUC 0.740, "
+            "against 0.700 for the gradient_boosting model retrained then and 0.680 for deal age") in served
+    assert _judged(model=0.75).sentence().startswith("the age curve alone was not served: on 3 past days")
+    assert "past day it ranked" in _judged(days=1).sentence()
+    assert "no past day could replay both" in _judged(days=0).sentence()
+
+
+def test_a_model_the_curve_serves_answers_every_horizon_from_it_and_is_judged_by_its_models():
+    curve = age_curve.fitted(Mixture(horizon_days=90), _fact(), AS_OF, 100_000, 0)
+    deals = _deals_aged(5, 47, 100, 200)
+    served = rm.HorizonModel([90, 30], [_Flat(0.4), _Flat(0.02)], 90, levels=[0.5, 0.5], age_curve=curve,
+                             reach_ages=[47, 150], curve_serves=True)
+    answers = served.horizon_probabilities(deals)
+    for days in (30, 90):   # the curve's own chances, not moved by the models' levels
+        np.testing.assert_allclose(answers[days], curve.within(deals, days))
+    np.testing.assert_allclose(served.predict_proba(deals)[:, 1], curve.within(deals, 90))
+    np.testing.assert_allclose(served.judged().horizon_probabilities(deals)[90], 0.4)   # validation's view
+    # without a curve there is nothing to serve alone: the models answer
+    plain = rm.HorizonModel([90], [_Flat(0.4)], 90, curve_serves=True)
+    assert not plain.curve_serves
+    np.testing.assert_allclose(plain.horizon_probabilities(deals)[90], 0.4)
+    assert pd.Series(answers[90]).is_monotonic_decreasing   # older deals, fewer wins still to come
+
+
+@pytest.fixture(scope="module")
+def sample_crm():
+    tables = sample_tables(3000, 11)
+    rules = tables["rules"].risk.model_copy(update={
+        "forecast": tables["rules"].risk.forecast.model_copy(update={"backtest_dates": 3})})
+    prepared = rf.prepare(tables["fact"], tables["history"], tables["activities"], tables["as_of"], rules,
+                          tables["rules"].stages.order)
+    return prepared, rules
+
+
+def test_where_stages_and_activity_tell_a_lot_the_model_ranks_past_days_better_and_the_curve_does_not_serve(
+        sample_crm):
+    prepared, rules = sample_crm
+    judgement = curve_judge.judge(prepared.fact, prepared.snapshots, prepared.timeline, prepared.spec, rules,
+                                  "logistic", prepared.as_of)
+    assert judgement.days == 3 and judgement.window_days == 90
+    # the curve reads creation facts and age only; the sample CRM's stages and activity carry most of its signal
+    assert judgement.age_auc < judgement.curve_auc < judgement.model_auc - 0.1
+    assert not judgement.serves
+
+
+def test_the_curve_is_replayed_only_on_days_the_model_could_be_fitted_and_knows_only_those_days(sample_crm):
+    prepared, rules = sample_crm
+    args = (prepared.fact, prepared.snapshots, prepared.timeline, prepared.spec, rules, "logistic")
+    early = prepared.fact["created_date"].min() + pd.Timedelta(days=200)   # 81 closed deals by then
+    for curve_serves in (False, True):
+        with pytest.raises(rm.NotEnoughData):
+            forecast.replayed(*args, early, curve_serves=curve_serves)
+    day = prepared.as_of - pd.Timedelta(days=90)
+    served = forecast.replayed(*args, day, curve_serves=True)
+    assert len(served.deals) == len(rf.open_at(prepared.fact, day)) and (served.deals["created_date"] <= day).all()
+    later = prepared.fact.assign(is_won=~prepared.fact["is_won"].astype(bool))   # every outcome after the day flipped
+    later.loc[later["closed_date"] <= day, "is_won"] = prepared.fact["is_won"]
+    flipped = forecast.replayed(later, *args[1:], day, curve_serves=True)
+    np.testing.assert_allclose(flipped.p, served.p)   # what came after the day does not move the day's curve
