@@ -402,8 +402,9 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     # Their outcomes only (an export of one outcome gets no replay either), not a copy of every column.
     labelled_then = fact.loc[rf.labelled_mask(fact, day), ["is_won"]]
     # The curve too only where the model could be fitted: fitted earlier still, on a few months of the
-    # fastest closes, it read a generated CRM's wins at a quarter of the truth (+1.35 in log odds), and
-    # that one miss sized every later interval (on four eight-month CRMs, wider than the forecast itself).
+    # fastest closes, it read a generated CRM's wins at half the truth (139 where 271 came, +1.35 in log
+    # odds), and that one miss sized every later interval (on three of five CRMs eight to ten months old,
+    # today's interval was wider than the forecast itself).
     split = rm.time_split(rf.label(snapshots, horizon, day), labelled_then, rules)
     if curve_serves:
         states = rf.open_states(deals, timeline, spec, day)
