@@ -226,7 +226,11 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
     if reach is not None and reach.short:   # a young CRM whose open deals are older than the fit's states
         reading = reach.sentence(rules.win_horizon_days, judgement)
         note = base["horizon_note"] = "; ".join(filter(None, [note, reading]))
-    served_by = rm.AGE_CURVE if training.model.curve_serves else chosen.name
+    elif judgement is not None and judgement.serves:
+        note = base["horizon_note"] = "; ".join(filter(None, [note, judgement.sentence()]))
+    served_by = chosen.name
+    if training.model.curve_serves:
+        served_by = rm.AGE_CURVE if judgement.own_level else rm.AGE_CURVE_AT_MODEL_LEVEL
     validation_p = rm.predict(rm.judged(training.model), split.validate[prepared.spec.columns])
     level_se = forecast.validation_level_se(validation_p, split.validate)
     existing = mlflow.find_version("fingerprint", training.fingerprint)

@@ -116,9 +116,9 @@ class DealRiskModel(pa.DataFrameModel):
     run_id: Series[str] = pa.Field(description="MLflow run id.", nullable=True)
     candidate: Series[str] = pa.Field(description="The model family chosen.", nullable=True)
     served_by: Series[str] = pa.Field(nullable=True, description=(
-        "What answers the open deals: the chosen family, or age_curve where the fit falls short of the open "
-        "deals' ages and the age curve alone ranked past days' open deals better than it and deal age "
-        "(horizon_note)."))
+        "What answers the open deals: the chosen family; or, where the age curve ranked past days' open deals "
+        "better than it and deal age, age_curve (at its own level, where the fit falls short of the open deals' "
+        "ages) or age_curve_at_model_level (each horizon's expected wins the model's) (horizon_note)."))
     auc: Series[float] = pa.Field(description="Validation ROC AUC.", nullable=True, ge=0, le=1)
     brier: Series[float] = pa.Field(description="Validation Brier score.", nullable=True, ge=0, le=1)
     log_loss: Series[float] = pa.Field(description="Validation log loss.", nullable=True, ge=0)
@@ -138,7 +138,8 @@ class DealRiskModel(pa.DataFrameModel):
         "more than a tenth of the open deals are older than any deal its fit learned from while 5 % or more of "
         "the wins came at such ages (a young CRM: past the ages the model learned, their probabilities follow the "
         "age curve of every deal, or the curve alone answers every open deal where it ranked past days' open deals "
-        "better than the model and deal age: served_by), else empty."))
+        "better than the model and deal age: served_by), and when the curve ranks the open deals at the model's "
+        "level (served_by age_curve_at_model_level), else empty."))
     quarter_note: Series[str] = pa.Field(nullable=True, description=(
         "Where wins bunch at other months' ends than the rules' quarters end, and the models' quarter clock "
         "followed them (anomalies.seasonality.quarter_ends: auto), else empty."))

@@ -7,6 +7,7 @@ import pytest
 
 from salesintel_assets.domain.models import age_curve, curve_judge, forecast
 from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import reporting
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models.curve_judge import CurveJudgement
 from salesintel_assets.domain.models.mixture import Mixture
@@ -26,6 +27,10 @@ def test_the_curve_serves_only_where_it_ranked_past_days_better_than_the_model_a
 
 
 def test_the_judgement_says_what_answers_and_on_what_evidence():
+    at_model_level = CurveJudgement("blend", 90, 4, 0.79, 0.78, 0.72, own_level=False).sentence()
+    assert at_model_level.startswith("the open deals are ranked by the age curve")
+    assert "at the model's level: each horizon's expected wins are the model's, shared out by the curve" in \
+        at_model_level
     served = _judged().sentence()
     assert served.startswith("every open deal's probabilities come from the age curve alone")
     assert ("on 3 past days it ranked the deals open then by what they did in the next 90 days at AUC 0.740, "
@@ -87,3 +92,17 @@ def test_the_curve_is_replayed_only_on_days_the_model_could_be_fitted_and_knows_
     later.loc[later["closed_date"] <= day, "is_won"] = prepared.fact["is_won"]
     flipped = forecast.replayed(later, *args[1:], day, curve_serves=True)
     np.testing.assert_allclose(flipped.p, served.p)   # what came after the day does not move the day's curve
+
+
+def test_at_the_models_level_the_curve_shares_out_the_models_expected_wins_in_its_own_order(sample_crm):
+    prepared, rules = sample_crm
+    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+    model = rm.HorizonModel([90], [_Flat(0.3)], 90)
+    levels = curve_judge.model_levels(model, curve, prepared)
+    served = rm.HorizonModel([90], [_Flat(0.3)], 90, age_curve=curve, curve_serves=True, curve_levels=levels)
+    deals = rf.open_deals(prepared.fact, prepared.as_of)
+    states = rf.open_states(deals, prepared.timeline, prepared.spec, prepared.as_of)
+    p, own = served.horizon_probabilities(states)[90], curve.within(states, 90)
+    assert p.sum() == pytest.approx(0.3 * len(deals), rel=1e-6) and own.sum() != pytest.approx(p.sum(), rel=0.05)
+    np.testing.assert_array_equal(np.argsort(p, kind="stable"), np.argsort(own, kind="stable"))
+    assert "moved to the models' served level on the open deals" in reporting.levels_note(served)

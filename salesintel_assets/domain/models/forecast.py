@@ -407,6 +407,8 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     # today's interval was wider than the forecast itself).
     split = rm.time_split(rf.label(snapshots, horizon, day), labelled_then, rules)
     if curve_serves:
+        if not len(deals):
+            raise rm.NotEnoughData("no deal was open then")
         states = rf.open_states(deals, timeline, spec, day)
         curve = age_curve.fitted(rm.mixture_for(spec, rules, horizon), fact, day, rules.max_fit_rows, rules.seed)
         p = curve.within(states, horizon)

@@ -136,8 +136,11 @@ def levels_note(model) -> str:
              f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}, the trend's x{np.exp(trend):.2f})"
              for days, level, part, recent, trend in sorted(model.level_parts())]
     if getattr(model, "curve_serves", False):
-        return ("The age curve alone answers every horizon, unmoved (served_by: age_curve). The models' own "
-                "levels, kept for the record:\n" + "\n".join(lines))
+        moved = [f"- {days} days: odds x{np.exp(level):.2f}" for days, level in zip(model.horizons, model.curve_levels)]
+        how = ("moved to the models' served level on the open deals:\n" + "\n".join(moved)) \
+            if any(model.curve_levels) else "unmoved (served_by: age_curve)."
+        return (f"The age curve answers every horizon, {how}\nThe models' own levels, kept for the record:\n"
+                + "\n".join(lines))
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
             "(the latest finished windows) where it differs beyond noise, then along the line through the latest "

@@ -307,6 +307,7 @@ class Candidate:
 BLEND = "blend"
 MIXTURE = "mixture"
 AGE_CURVE = "age_curve"   # the mixture fitted on every deal known on the analysis date, serving alone
+AGE_CURVE_AT_MODEL_LEVEL = "age_curve_at_model_level"   # the same, moved to the models' served level
 STACKED = "mixture_logistic"   # the logistic regression reading the mixture's log odds too (``Stacked``)
 BLEND_MEMBERS = (STACKED, "gradient_boosting")
 
@@ -475,11 +476,13 @@ class HorizonModel:
     model learned well (``reach_ages``, ``reach_age``) follows the curve
     past that age (``age_curve.past_reach_shift``). Where the curve
     ranked past days' open deals better than the models (``curve_serves``:
-    ``curve_judge``), it answers every horizon alone, unmoved; the models
-    stay for ``judged``, as the validation judged them."""
+    ``curve_judge``), it answers every horizon alone, moved by
+    ``curve_levels`` (log odds; the models' served level, or none where
+    the curve's own serves); the models stay for ``judged``, as the
+    validation judged them."""
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
-                 age_curve=None, reach_ages=None, curve_serves: bool = False):
+                 age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
@@ -493,6 +496,7 @@ class HorizonModel:
         self.age_curve = age_curve
         self.reach_ages = None if reach_ages is None else [int(x) for x in reach_ages]
         self.curve_serves = bool(curve_serves and age_curve is not None)
+        self.curve_levels = per_horizon(curve_levels)
         self.classes_ = np.array([0, 1])
 
     def level_parts(self) -> list[tuple[int, float, float, float, float]]:
@@ -508,7 +512,8 @@ class HorizonModel:
     def horizon_probabilities(self, features: pd.DataFrame) -> dict[int, np.ndarray]:
         order = np.argsort(self.horizons)
         if getattr(self, "curve_serves", False):   # False on a model saved before the curve served alone
-            probs = np.column_stack([self.age_curve.within(features, self.horizons[i]) for i in order])
+            probs = np.column_stack([stats.shifted(self.age_curve.within(features, self.horizons[i]),
+                                                   self.curve_levels[i]) for i in order])
         else:
             levels = getattr(self, "levels", None) or [0.0] * len(self.horizons)   # a model saved before levels
             probs = np.column_stack([stats.shifted(self.models[i].predict_proba(features)[:, 1],
