@@ -347,6 +347,21 @@ def test_a_history_too_short_for_the_main_horizon_gets_a_90_day_model_scores_and
     assert pd.isna(model["quarter_note"]) and "wins bunch" not in summary   # no season, no quarters moved
 
 
+def _outside_world_scored(folder, as_of: str, seed: int, **world):
+    """A generated CRM's export on ``as_of`` (``outside_world``) run through the
+    scores and the backtest in ``folder``: its home and the deals open then."""
+    from salesintel_assets_tests.outside_world import export_on, generate
+
+    home, export = folder / "home", folder / "export.csv"
+    frame, still_open = export_on(generate(seed, **world), pd.Timestamp(as_of))
+    frame.to_csv(export, index=False)
+    seed_mlflow_store(home)
+    rules = rules_file(folder, **FAST)
+    assert run_selection(csv_resources(home, export, as_of=as_of, rules_path=str(rules)),
+                         f"{TO_SCORES} or key:forecast_backtest").success
+    return home, still_open
+
+
 def test_a_young_crm_whose_open_deals_linger_is_answered_by_the_age_curve_that_ranked_past_days_better(tmp_path):
     """Eight months of a CRM whose stuck deals stay open: the 180-day model's
     fit saw deals up to about two months old, most open deals are older,
@@ -356,16 +371,10 @@ def test_a_young_crm_whose_open_deals_linger_is_answered_by_the_age_curve_that_r
     alone, the backtest replays it, and the summary says so."""
     from sklearn.metrics import roc_auc_score
 
-    from salesintel_assets_tests.outside_world import export_on, generate, won_within
+    from salesintel_assets_tests.outside_world import won_within
 
     as_of = "2024-08-31"
-    home, export = tmp_path / "home", tmp_path / "export.csv"
-    frame, still_open = export_on(generate(573, deals=2500, months=8), pd.Timestamp(as_of))
-    frame.to_csv(export, index=False)
-    seed_mlflow_store(home)
-    rules = rules_file(tmp_path, **FAST)
-    assert run_selection(csv_resources(home, export, as_of=as_of, rules_path=str(rules)),
-                         f"{TO_SCORES} or key:forecast_backtest").success
+    home, still_open = _outside_world_scored(tmp_path, as_of, 573, deals=2500, months=8)
     model = read_table(home, "deal_risk_model").iloc[-1]
     assert model["status"] == "trained" and model["win_horizon_days"] == 180 and model["served_by"] == "age_curve"
     assert model["horizon_note"].startswith("the history is short for the open deals' ages: ")
@@ -407,16 +416,10 @@ def test_a_longer_history_whose_open_deals_the_age_curve_ranked_better_is_ranked
     windows)."""
     from sklearn.metrics import roc_auc_score
 
-    from salesintel_assets_tests.outside_world import export_on, generate, won_within
+    from salesintel_assets_tests.outside_world import won_within
 
     as_of = "2026-03-31"
-    home, export = tmp_path / "home", tmp_path / "export.csv"
-    frame, still_open = export_on(generate(583, deals=3000, base=-1), pd.Timestamp(as_of))
-    frame.to_csv(export, index=False)
-    seed_mlflow_store(home)
-    rules = rules_file(tmp_path, **FAST)
-    assert run_selection(csv_resources(home, export, as_of=as_of, rules_path=str(rules)),
-                         f"{TO_SCORES} or key:forecast_backtest").success
+    home, still_open = _outside_world_scored(tmp_path, as_of, 583, deals=3000, base=-1)
     model = read_table(home, "deal_risk_model").iloc[-1]
     assert model["served_by"] == "age_curve_at_model_level"
     assert model["horizon_note"].startswith("the open deals are ranked by the age curve (fitted on every deal known "

@@ -93,7 +93,8 @@ def judge(fact: pd.DataFrame, snapshots: pd.DataFrame, timeline: rf.Timeline, sp
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
         try:
             by_model = forecast.replayed(fact, snapshots, timeline, spec, rules, candidate, day)
-            by_curve = forecast.replayed(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves=True)
+            # the same day's open deals, already read (and the day accepted) by the model's replay
+            by_curve = forecast.curve_replayed(fact, by_model.deals, timeline, spec, rules, day)
         except rm.NotEnoughData:
             continue
         won = forecast.won_within(by_model.deals, day, cfg.backtest_horizon_days)

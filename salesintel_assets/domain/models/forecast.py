@@ -407,12 +407,7 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     # today's interval was wider than the forecast itself).
     split = rm.time_split(rf.label(snapshots, horizon, day), labelled_then, rules)
     if curve_serves:
-        if not len(deals):
-            raise rm.NotEnoughData("no deal was open then")
-        states = rf.open_states(deals, timeline, spec, day)
-        curve = age_curve.fitted(rm.mixture_for(spec, rules, horizon), fact, day, rules.max_fit_rows, rules.seed)
-        p = curve.within(states, horizon)
-        return Replayed(deals, states, p, validation_level_se(p, deals))
+        return curve_replayed(fact, deals, timeline, spec, rules, day)
     split = rm.sampled_for_fit(split, rules.forecast.backtest_max_fit_rows, rules.seed)
     spec = without_columns(spec, rm.columns_without_values(split.fit, spec.columns))
     model, _ = rm.fit_calibrated(candidate, split.fit, split.calibrate, spec, rules, horizon)
@@ -426,6 +421,18 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))
                       + past_reach)
     return Replayed(deals, states, model_p, validation_level_se(validate_p, split.validate))
+
+
+def curve_replayed(fact, deals: pd.DataFrame, timeline, spec, rules, day) -> Replayed:
+    """The age curve fitted on every deal known on ``day``, on ``deals``
+    (those open then, on a day ``replayed`` accepts)."""
+    if not len(deals):
+        raise rm.NotEnoughData("no deal was open then")
+    horizon = rules.forecast.backtest_horizon_days
+    states = rf.open_states(deals, timeline, spec, day)
+    curve = age_curve.fitted(rm.mixture_for(spec, rules, horizon), fact, day, rules.max_fit_rows, rules.seed)
+    p = curve.within(states, horizon)
+    return Replayed(deals, states, p, validation_level_se(p, deals))
 
 
 def won_within(deals: pd.DataFrame, day: pd.Timestamp, days: int) -> np.ndarray:
