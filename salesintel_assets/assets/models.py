@@ -48,6 +48,8 @@ def _asset(model, kinds=("duckdb",), **kwargs):
 
 
 _RUN_REPLAY: RunMemo[rf.Prepared] = RunMemo()
+# The model's replays the curve's judge made on past days (deal_risk_model), which forecast_backtest replays again.
+_RUN_JUDGED: RunMemo[dict] = RunMemo()
 
 
 def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings) -> rf.Prepared:
@@ -68,8 +70,23 @@ def _prepare(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         # a history too short for the rules' horizon trains a shorter one (short_history_fallback)
         return rm.at_horizon(prepared, rules.risk, rm.fitting_horizon(prepared, rules.risk))[0]
 
-    key = (context.run_id, str(warehouse.home.database), str(as_of), reruns.rules_digest(rules))
-    return _RUN_REPLAY.get(key, replay)
+    return _RUN_REPLAY.get(_run_key(context, warehouse, settings), replay)
+
+
+def _run_key(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings) -> tuple:
+    rules = settings.rules()
+    return context.run_id, str(warehouse.home.database), str(settings.analysis_date()), reruns.rules_digest(rules)
+
+
+def _judged_replays(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: SalesintelSettings) -> dict:
+    """This run's replays of the model on past days, ``(candidate, day)`` to ``forecast.Replayed``: the curve's
+    judge adds them, the backtest takes them (a run in several processes has none to take and replays again)."""
+    return _RUN_JUDGED.get(_run_key(context, warehouse, settings), dict)
+
+
+def _release_run_values() -> None:
+    _RUN_REPLAY.clear()
+    _RUN_JUDGED.clear()
 
 
 def _learning_start(fact: pd.DataFrame, as_of: pd.Timestamp, max_quiet_days: int) -> pd.Timestamp | None:
@@ -220,7 +237,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
-    training = curve_judge.settled(training, prepared, rules)
+    training = curve_judge.settled(training, prepared, rules, _judged_replays(context, warehouse, settings))
     chosen, split, verdict = training.chosen, training.split, training.verdict
     reach, judgement = training.age_reach, training.curve_judgement
     if reach is not None and reach.short:   # a young CRM whose open deals are older than the fit's states
@@ -453,7 +470,7 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
     kept = reuse.kept_backtest(models, stored, settings.analysis_date(),
                                settings.rules().risk.forecast.backtest_horizon_days)
     if kept:
-        _RUN_REPLAY.clear()
+        _release_run_values()
         return dg.Output(stored, metadata=frame_metadata(stored, kept=kept))
     prepared = _prepare(context, warehouse, settings)
     rules = _risk_rules(settings, prepared)
@@ -463,9 +480,10 @@ def forecast_backtest(context: dg.AssetExecutionContext, warehouse: Warehouse, s
         candidate, served_by = str(latest["candidate"]), latest.get("served_by")
     table = forecast.backtest(prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage,
                               candidate, prepared.as_of, snapshots=prepared.snapshots,
-                              curve_serves=served_by == rm.AGE_CURVE)
+                              curve_serves=served_by == rm.AGE_CURVE,
+                              replays=_judged_replays(context, warehouse, settings))
     del prepared
-    _RUN_REPLAY.clear()   # deal_risk_scores ran before (steps that are ready together run in name order)
+    _release_run_values()   # deal_risk_scores ran before (steps that are ready together run in name order)
     ok = table[table["status"] == "ok"]
     meta = {"model": rm.AGE_CURVE if served_by == rm.AGE_CURVE else candidate,
             "target_points": rules.forecast.win_rate_target_points, "dates_ok": len(ok)}
@@ -488,7 +506,7 @@ def pipeline_forecast(warehouse: Warehouse, settings: SalesintelSettings) -> dg.
     came), by segment and by horizon, with an 80 % interval from simulations that share
     one pipeline-wide log-odds shift per draw (its sd measured in the
     backtest), so deals do not count as independent coins."""
-    _RUN_REPLAY.clear()   # no models step after this one replays deals
+    _release_run_values()   # no models step after this one replays deals
     rules = settings.rules().risk
     scores = warehouse.read_table("deal_risk_scores")
     if scores is None or not len(scores):

@@ -67,11 +67,19 @@ def sample_crm():
     return prepared, rules
 
 
-def test_where_stages_and_activity_tell_a_lot_the_model_ranks_past_days_better_and_the_curve_does_not_serve(
-        sample_crm):
+@pytest.fixture(scope="module")
+def judged(sample_crm):
+    """The judgement on the sample CRM, and the model's replays it made."""
     prepared, rules = sample_crm
+    replays = {}
     judgement = curve_judge.judge(prepared.fact, prepared.snapshots, prepared.timeline, prepared.spec, rules,
-                                  "logistic", prepared.as_of)
+                                  "logistic", prepared.as_of, replays)
+    return judgement, replays
+
+
+def test_where_stages_and_activity_tell_a_lot_the_model_ranks_past_days_better_and_the_curve_does_not_serve(
+        judged):
+    judgement, _ = judged
     assert judgement.days == 3 and judgement.window_days == 90
     # the curve reads creation facts and age only; the sample CRM's stages and activity carry most of its signal
     assert judgement.age_auc < judgement.curve_auc < judgement.model_auc - 0.1
@@ -106,3 +114,25 @@ def test_at_the_models_level_the_curve_shares_out_the_models_expected_wins_in_it
     assert p.sum() == pytest.approx(0.3 * len(deals), rel=1e-6) and own.sum() != pytest.approx(p.sum(), rel=0.05)
     np.testing.assert_array_equal(np.argsort(p, kind="stable"), np.argsort(own, kind="stable"))
     assert "moved to the models' served level on the open deals" in reporting.levels_note(served)
+
+
+def test_the_backtest_takes_the_judges_replays_of_the_model_instead_of_retraining_and_forecasts_the_same(
+        sample_crm, judged, monkeypatch):
+    prepared, rules = sample_crm
+    _, replays = judged
+    days = [prepared.as_of - pd.Timedelta(days=90 + 30 * k) for k in range(3)]
+    assert sorted(replays) == sorted(("logistic", day) for day in days)
+    args = (prepared.fact, prepared.timeline, prepared.spec, rules, prepared.closed_stage, "logistic", prepared.as_of)
+    fresh = forecast.backtest(*args, snapshots=prepared.snapshots)
+    retrained, replay = [], forecast.replayed
+
+    def recorded(*call, **kwargs):
+        retrained.append((call[5], call[6]))
+        return replay(*call, **kwargs)
+
+    monkeypatch.setattr(forecast, "replayed", recorded)
+    newest_two = {key: replays[key] for key in (("logistic", days[0]), ("logistic", days[1]))}
+    reused = forecast.backtest(*args, snapshots=prepared.snapshots, replays=newest_two)
+    assert retrained == [("logistic", days[2])]   # only the day the judge did not replay
+    assert (fresh["status"] == "ok").sum() == 3
+    pd.testing.assert_frame_equal(reused, fresh)

@@ -84,15 +84,19 @@ class CurveJudgement:
 
 
 def judge(fact: pd.DataFrame, snapshots: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec,
-          rules: RiskRules, candidate: str, as_of: pd.Timestamp) -> CurveJudgement:
+          rules: RiskRules, candidate: str, as_of: pd.Timestamp, replays: dict | None = None) -> CurveJudgement:
     """The curve against ``candidate`` and deal age on the backtest's past
-    days (``forecast.replayed``), each fitted on what was known then."""
+    days (``forecast.replayed``), each fitted on what was known then.
+    ``replays`` keeps the model's replays by ``(candidate, day)``, for the
+    backtest of the same run to use instead of retraining on those days."""
     cfg = rules.forecast
     scores = []
     for k in range(min(cfg.backtest_dates, JUDGE_DAYS)):
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
         try:
             by_model = forecast.replayed(fact, snapshots, timeline, spec, rules, candidate, day)
+            if replays is not None:
+                replays[(candidate, day)] = by_model.kept()
             # the same day's open deals, already read (and the day accepted) by the model's replay
             by_curve = forecast.curve_replayed(fact, by_model.deals, timeline, spec, rules, day)
         except rm.NotEnoughData:
@@ -106,18 +110,20 @@ def judge(fact: pd.DataFrame, snapshots: pd.DataFrame, timeline: rf.Timeline, sp
     return CurveJudgement(candidate, cfg.backtest_horizon_days, len(scores), *(float(m) for m in means))
 
 
-def settled(training: rm.Training, prepared: rf.Prepared, rules: RiskRules) -> rm.Training:
+def settled(training: rm.Training, prepared: rf.Prepared, rules: RiskRules,
+            replays: dict | None = None) -> rm.Training:
     """``training`` with the age curve serving where it was judged better
     (``CurveJudgement.serves``): at its own level where the fit falls short
     of the open deals' ages (``AgeReach.short``: the models' level rests on
     young states too), else at the models' served level, each horizon's
     expected wins among today's open deals kept (``model_levels``). The
-    judgement is kept either way."""
+    judgement is kept either way; the model's replays in ``replays``
+    (``judge``)."""
     model = training.model
     if model is None:
         return training
     judgement = judge(prepared.fact, prepared.snapshots, prepared.timeline, prepared.spec, rules,
-                      training.chosen.name, prepared.as_of)
+                      training.chosen.name, prepared.as_of, replays)
     if not judgement.serves:
         return replace(training, curve_judgement=judgement)
     own_level = training.age_reach is not None and training.age_reach.short

@@ -340,7 +340,8 @@ def empty_backtest() -> pd.DataFrame:
 
 def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, rules: RiskRules,
              closed_stage: str, candidate: str, as_of: pd.Timestamp,
-             snapshots: pd.DataFrame | None = None, curve_serves: bool = False) -> pd.DataFrame:
+             snapshots: pd.DataFrame | None = None, curve_serves: bool = False,
+             replays: dict | None = None) -> pd.DataFrame:
     """Replay past analysis dates T (the latest ``backtest_horizon_days``
     before the analysis date): train the same kind of model on what was
     known at T, forecast wins within ``backtest_horizon_days`` for *every*
@@ -358,14 +359,18 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     given) and fits on a stratified sample of at most
     ``backtest_max_fit_rows`` of them, so a date costs a fraction of the
     main fit. Where the age curve serves today (``curve_serves``), each date
-    replays the curve fitted on every deal known then."""
+    replays the curve fitted on every deal known then. ``replays``: the
+    model replays this run already made (``(candidate, day)`` to
+    ``Replayed``, the curve's judge fills it), used instead of retraining
+    on those days: the same inputs give the same replay."""
     cfg = rules.forecast
     if snapshots is None:
         snapshots = rf.replayed_snapshots(fact, timeline, spec, as_of, rules, closed_stage)
     runs = []
     for k in range(cfg.backtest_dates):
         day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
-        runs.append(_replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves))
+        made = None if curve_serves else (replays or {}).get((candidate, day))
+        runs.append(_replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves, made))
     window = pd.Timedelta(days=cfg.backtest_horizon_days)
     rows = []
     for run in runs:
@@ -383,11 +388,16 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
 @dataclass
 class Replayed:
     """What a replay served on a past day: the deals open then (as known
-    then), its probabilities for them, and the standard error of its level."""
-    deals: pd.DataFrame
-    states: pd.DataFrame
+    then), its probabilities for them, and the standard error of its level.
+    Kept for later in a run (``kept``), without the deals and their states:
+    the day's open deals are read again for a fraction of a replay's cost."""
+    deals: pd.DataFrame | None
+    states: pd.DataFrame | None
     p: np.ndarray
     level_se: float
+
+    def kept(self) -> "Replayed":
+        return replace(self, deals=None, states=None)
 
 
 def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_serves: bool = False) -> Replayed:
@@ -441,11 +451,12 @@ def won_within(deals: pd.DataFrame, day: pd.Timestamp, days: int) -> np.ndarray:
     return deals["is_won"].fillna(False).to_numpy(dtype=bool) & (deals["closed_date"] <= end).to_numpy(dtype=bool)
 
 
-def _replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves) -> dict:
+def _replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves, made: Replayed | None) -> dict:
     row = {"analysis_date": day, "model": rm.AGE_CURVE if curve_serves else candidate}
     closed_then = int(rf.labelled_mask(fact, day).sum())
     try:
-        served = replayed(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves)
+        served = replace(made, deals=rf.open_at(fact, day)) if made else \
+            replayed(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
     deals, model_p = served.deals, served.p
