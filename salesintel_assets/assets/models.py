@@ -48,7 +48,7 @@ def _asset(model, kinds=("duckdb",), **kwargs):
 
 
 _RUN_REPLAY: RunMemo[rf.Prepared] = RunMemo()
-# The model's replays the curve's judge made on past days (deal_risk_model), which forecast_backtest replays again.
+# The model's replays the curve's judge made on past days (deal_risk_model), for forecast_backtest to take.
 _RUN_JUDGED: RunMemo[dict] = RunMemo()
 
 

@@ -455,7 +455,7 @@ def _replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves
     row = {"analysis_date": day, "model": rm.AGE_CURVE if curve_serves else candidate}
     closed_then = int(rf.labelled_mask(fact, day).sum())
     try:
-        served = replace(made, deals=rf.open_at(fact, day)) if made else \
+        served = replace(made, deals=rf.open_at(fact, day)) if made is not None else \
             replayed(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves)
     except rm.NotEnoughData as exc:
         return row | {"status": f"not enough data: {exc}", "train_deals": closed_then}
