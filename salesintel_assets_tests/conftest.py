@@ -40,6 +40,7 @@ LONGEST_FIRST = tuple(f"salesintel_assets_tests/{name}" for name in (
     "ingestion/test_open_deals_without_amount.py", "definitions/test_cli.py", "definitions/test_salesforce_run.py",
     "tenants/test_recovery.py", "alerts/test_delivery.py", "models/test_trust.py", "service/test_slack.py",
     "tenants/test_isolation.py", "models/test_ranking_features.py", "sources/test_hubspot.py",
+    "models/test_verdict.py", "anomalies/test_anomalies.py",
 ))
 
 
