@@ -91,8 +91,7 @@ def judge(fact: pd.DataFrame, snapshots: pd.DataFrame, timeline: rf.Timeline, sp
     backtest of the same run to use instead of retraining on those days."""
     cfg = rules.forecast
     scores = []
-    for k in range(min(cfg.backtest_dates, JUDGE_DAYS)):
-        day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
+    for day in forecast.backtest_days(as_of, cfg, JUDGE_DAYS):
         try:
             by_model = forecast.replayed(fact, snapshots, timeline, spec, rules, candidate, day)
             if replays is not None:

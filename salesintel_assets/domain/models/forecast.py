@@ -367,8 +367,7 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     if snapshots is None:
         snapshots = rf.replayed_snapshots(fact, timeline, spec, as_of, rules, closed_stage)
     runs = []
-    for k in range(cfg.backtest_dates):
-        day = pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
+    for day in backtest_days(as_of, cfg):
         made = None if curve_serves else (replays or {}).get((candidate, day))
         runs.append(_replay(fact, snapshots, timeline, spec, rules, candidate, day, curve_serves, made))
     window = pd.Timedelta(days=cfg.backtest_horizon_days)
@@ -383,6 +382,15 @@ def backtest(fact: pd.DataFrame, timeline: rf.Timeline, spec: rf.FeatureSpec, ru
     rows.append(late_check(fact, snapshots, spec, rules, candidate, as_of))
     out = pd.DataFrame(rows).reindex(columns=BACKTEST_COLUMNS)
     return out.sort_values("analysis_date").reset_index(drop=True)
+
+
+def backtest_days(as_of: pd.Timestamp, cfg, count: int | None = None) -> list[pd.Timestamp]:
+    """The past analysis dates the backtest replays, newest first (the first
+    ``count`` of them): the curve's judge replays the same days, and the
+    backtest takes its replays by day."""
+    dates = cfg.backtest_dates if count is None else min(cfg.backtest_dates, count)
+    return [pd.Timestamp(as_of) - pd.Timedelta(days=cfg.backtest_horizon_days + k * cfg.backtest_step_days)
+            for k in range(dates)]
 
 
 @dataclass
