@@ -118,7 +118,8 @@ class DealRiskModel(pa.DataFrameModel):
     served_by: Series[str] = pa.Field(nullable=True, description=(
         "What answers the open deals: the chosen family; or, where the age curve ranked past days' open deals "
         "better than it and deal age, age_curve (at its own level, where the fit falls short of the open deals' "
-        "ages) or age_curve_at_model_level (each horizon's expected wins the model's) (horizon_note)."))
+        "ages; moved by the quarter's clock as a usable model reads it, where wins bunch at quarter ends) or "
+        "age_curve_at_model_level (each horizon's expected wins the model's) (horizon_note)."))
     auc: Series[float] = pa.Field(description="Validation ROC AUC.", nullable=True, ge=0, le=1)
     brier: Series[float] = pa.Field(description="Validation Brier score.", nullable=True, ge=0, le=1)
     log_loss: Series[float] = pa.Field(description="Validation log loss.", nullable=True, ge=0)

@@ -1,16 +1,21 @@
 """The age curve alone answers a young CRM's open deals only where it ranked
 past days' open deals better than the model and deal age (``curve_judge``)."""
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models import age_curve, curve_judge, forecast
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import reporting
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models.curve_judge import CurveJudgement
 from salesintel_assets.domain.models.mixture import Mixture
+from salesintel_assets.domain.models.verdict import Verdict
 from salesintel_assets_tests.models.test_age_curve import AS_OF, _deals_aged, _fact, _Flat
 from salesintel_assets_tests.models_support import sample_tables
 
@@ -136,3 +141,69 @@ def test_the_backtest_takes_the_judges_replays_of_the_model_instead_of_retrainin
     assert retrained == [("logistic", days[2])]   # only the day the judge did not replay
     assert (fresh["status"] == "ok").sum() == 3
     pd.testing.assert_frame_equal(reused, fresh)
+
+
+class _Clocked:
+    """A model whose chance is ``low`` on one day of the quarter (``on``:
+    days to its end) and ``high`` on every other."""
+
+    def __init__(self, on: float, low: float, high: float):
+        self.on, self.low, self.high = on, low, high
+
+    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+        p = np.where(features[rf.QUARTER_FEATURE].to_numpy() == self.on, self.low, self.high)
+        return np.column_stack([1 - p, p])
+
+
+def _with_clock(prepared):
+    """The sample CRM's replay with the quarter clock among its features."""
+    spec = replace(prepared.spec, numeric=prepared.spec.numeric + rf.CALENDAR_FEATURES)
+    return replace(prepared, spec=spec)
+
+
+def test_at_its_own_level_the_curve_moves_as_the_models_read_todays_place_in_the_quarter(sample_crm):
+    prepared, rules = sample_crm
+    clocked = _with_clock(prepared)
+    today = rf.quarter_clock(rf.day_numbers([prepared.as_of]))[0][0]
+    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+    model = rm.HorizonModel([90], [_Clocked(today, low=0.2, high=0.3)], 90)
+    shift, = curve_judge.clock_levels(model, curve, clocked)
+    states = rf.open_states(rf.open_deals(prepared.fact, prepared.as_of), clocked.timeline, clocked.spec,
+                            prepared.as_of)
+    own = curve.within(states, 90)
+    # today against the quarter's average, a week apart: one low day in thirteen
+    ratio = 0.2 / ((0.2 + 12 * 0.3) / 13)
+    assert shift < 0 and stats.shifted(own, shift).sum() == pytest.approx(ratio * own.sum(), rel=1e-6)
+    # a model that reads the same chance on every day of the quarter moves nothing
+    flat, = curve_judge.clock_levels(rm.HorizonModel([90], [_Clocked(today, 0.3, 0.3)], 90), curve, clocked)
+    assert flat == pytest.approx(0.0, abs=1e-9)
+    # without the quarter clock among the features (wins do not bunch at quarter ends) there is nothing to read
+    assert curve_judge.clock_levels(model, curve, prepared) is None
+
+
+def _settled(prepared, rules, monkeypatch, usable: bool) -> rm.Training:
+    """A training whose fit falls short of the open deals' ages, settled as
+    if the curve had ranked past days better than its clocked model."""
+    today = rf.quarter_clock(rf.day_numbers([prepared.as_of]))[0][0]
+    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+    model = rm.HorizonModel([90], [_Clocked(today, low=0.2, high=0.3)], 90, age_curve=curve, reach_ages=[60])
+    monkeypatch.setattr(curve_judge, "judge", lambda *args, **kwargs: _judged())
+    training = rm.Training(None, [], SimpleNamespace(name="gradient_boosting"), {}, "", model=model,
+                           verdict=Verdict(usable, "usable" if usable else "no better than deal age"),
+                           age_reach=rm.AgeReach(60, 0.5, 0.2))
+    return curve_judge.settled(training, prepared, rules)
+
+
+def test_the_clock_moves_the_served_curve_only_when_the_model_that_reads_it_is_usable(sample_crm, monkeypatch):
+    prepared, rules = _with_clock(sample_crm[0]), sample_crm[1]
+    served = _settled(prepared, rules, monkeypatch, usable=True)
+    assert served.model.curve_serves and served.model.curve_by_clock and served.model.curve_levels[0] < 0
+    assert served.curve_judgement.clock == ((90, served.model.curve_levels[0]),)
+    odds = f"x{np.exp(served.model.curve_levels[0]):.2f} within 90 days"
+    assert f"moved by the day's place in the quarter as the model reads the quarter's clock (odds {odds})" in \
+        served.curve_judgement.sentence()
+    assert "at its own level, moved by the day's place in the quarter" in reporting.levels_note(served.model)
+    weak = _settled(prepared, rules, monkeypatch, usable=False)
+    assert weak.model.curve_serves and not weak.model.curve_by_clock and weak.model.curve_levels == [0.0]
+    assert weak.curve_judgement.clock == () and "quarter's clock" not in weak.curve_judgement.sentence()
+    assert "unmoved (served_by: age_curve)" in reporting.levels_note(weak.model)

@@ -27,6 +27,14 @@ serves wherever it ranked the replayed days' open deals better than both
 the model and deal age: at its own level only where the fit falls short
 of the open deals' ages (``AgeReach.short``), elsewhere at the model's
 (``model_levels``).
+
+At its own level the curve reads an average day of the quarter: it is
+fitted on every deal's cycle, whatever the day. Where wins bunch at
+quarter ends, the models read the quarter's clock and the curve is moved
+by it as they read it (``clock_levels``). On five generated CRMs nine and
+ten months old as of a quarter's last day, the 90-day wins read +10 % to
++29 % high by the curve alone (19 % on average) and -10 % to +14 % moved
+(8 %), where the worlds' own chances read within 3 %.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ class CurveJudgement:
     model_auc: float     # the model's, retrained then
     age_auc: float       # deal age alone
     own_level: bool = True   # served at its own level (a young CRM's), else moved to the models'
+    clock: tuple = ()        # at its own level: (days, log odds) per horizon, the clock's move (``clock_levels``)
 
     @property
     def serves(self) -> bool:
@@ -72,8 +81,11 @@ class CurveJudgement:
                 f"did in the next {self.window_days} days at AUC {self.curve_auc:.3f}, against {self.model_auc:.3f} "
                 f"for the {self.candidate} model retrained then and {self.age_auc:.3f} for deal age")
         if self.serves and self.own_level:
+            clock = "" if not self.clock else (
+                ", moved by the day's place in the quarter as the model reads the quarter's clock (odds "
+                + ", ".join(f"x{np.exp(shift):.2f} within {days} days" for days, shift in sorted(self.clock)) + ")")
             return ("every open deal's probabilities come from the age curve alone (fitted on every deal known on "
-                    "the analysis date, closed or still open, it knows nothing of stages or activity), as "
+                    f"the analysis date, closed or still open, it knows nothing of stages or activity){clock}, as "
                     f"{read}")
         if self.serves:
             return ("the open deals are ranked by the age curve (fitted on every deal known on the analysis date, "
@@ -114,7 +126,8 @@ def settled(training: rm.Training, prepared: rf.Prepared, rules: RiskRules,
     """``training`` with the age curve serving where it was judged better
     (``CurveJudgement.serves``): at its own level where the fit falls short
     of the open deals' ages (``AgeReach.short``: the models' level rests on
-    young states too), else at the models' served level, each horizon's
+    young states too), moved by the quarter's clock where a usable model
+    reads one (``clock_levels``), else at the models' served level, each horizon's
     expected wins among today's open deals kept (``model_levels``). The
     judgement is kept either way; the model's replays in ``replays``
     (``judge``)."""
@@ -129,10 +142,15 @@ def settled(training: rm.Training, prepared: rf.Prepared, rules: RiskRules,
     curve = model.age_curve if model.age_curve is not None else \
         age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, rules.max_fit_rows,
                          rules.seed)
+    # a model no better than deal age serves no probability, so its reading of the clock is not taken either
+    usable = training.verdict is not None and training.verdict.usable
+    clock = clock_levels(model, curve, prepared, rules.seed) if own_level and usable else None
     served = rm.HorizonModel(model.horizons, model.models, model.main, model.levels, model.calibration_levels,
                              model.trend_levels, curve, model.reach_ages, curve_serves=True,
-                             curve_levels=None if own_level else model_levels(model, curve, prepared))
-    return replace(training, model=served, curve_judgement=replace(judgement, own_level=own_level))
+                             curve_levels=clock if own_level else model_levels(model, curve, prepared),
+                             curve_by_clock=clock is not None)
+    judgement = replace(judgement, own_level=own_level, clock=tuple(zip(model.horizons, clock or ())))
+    return replace(training, model=served, curve_judgement=judgement)
 
 
 def model_levels(model: rm.HorizonModel, curve, prepared: rf.Prepared) -> list[float]:
@@ -145,3 +163,43 @@ def model_levels(model: rm.HorizonModel, curve, prepared: rf.Prepared) -> list[f
     by_model = model.horizon_probabilities(states)
     shifts = [stats.level_shift(curve.within(states, days), float(by_model[days].sum())) for days in model.horizons]
     return [shift if np.isfinite(shift) else 0.0 for shift in shifts]
+
+
+CLOCK_DEALS = 5000       # open deals the clock's move is read on (a random sample of more)
+CLOCK_STEP_DAYS = 7      # the quarter's days it is averaged over, a week apart
+
+
+def clock_levels(model: rm.HorizonModel, curve, prepared: rf.Prepared, seed: int = 0) -> list[float] | None:
+    """Per horizon of ``model``: the log-odds shift that moves the curve's
+    expected wins among today's open deals as the models' move between
+    today's place in the quarter and the quarter's average (the same deals,
+    the clock moved back a week at a time over a quarter); None where the
+    models read no quarter clock (wins do not bunch at quarter ends).
+
+    A quarter's last day is no average day where wins bunch: many deals due
+    to close early next quarter were pulled in and closed already, and a
+    90-day window ends before the next quarter's last days. Mid-quarter the
+    move is small: x1.04 and x1.07 in the 90-day odds on two such worlds,
+    whose 90-day wins the curve alone read -0.4 % and -6.1 % off, and
+    moved +2.3 % and -1.4 %."""
+    if rf.QUARTER_FEATURE not in prepared.spec.numeric:
+        return None
+    deals = rf.open_deals(prepared.fact, prepared.as_of)
+    if not len(deals):
+        return None
+    if len(deals) > CLOCK_DEALS:
+        deals = deals.sample(CLOCK_DEALS, random_state=seed)
+    states = rf.open_states(deals, prepared.timeline, prepared.spec, prepared.as_of)
+    today, age = rf.day_numbers([prepared.as_of])[0], states["age_days"].to_numpy()
+    fiscal_start = prepared.spec.fiscal_start_month
+
+    def on(day):   # the same deals, as the models read them with the clock on ``day``
+        return model.horizon_probabilities(states.assign(**rf.clock_columns(day, age, fiscal_start)))
+    by_day = [on(today - back) for back in range(0, rf.QUARTER_DAYS, CLOCK_STEP_DAYS)]
+    shifts = []
+    for days in model.horizons:
+        ratio = by_day[0][days].sum() / np.mean([p[days].sum() for p in by_day])
+        own = curve.within(states, days)
+        shift = stats.level_shift(own, ratio * own.sum())
+        shifts.append(float(shift) if np.isfinite(shift) else 0.0)
+    return shifts

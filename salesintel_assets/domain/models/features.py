@@ -298,9 +298,8 @@ def states_at(deals: pd.DataFrame, day: np.ndarray, timeline: Timeline, spec: Fe
         segments = deals[CYCLE_SEGMENT] if CYCLE_SEGMENT in deals else np.full(len(deals), "")
         out[WON_CYCLE_SHARE] = timeline.won_cycles.share_by_age(segments, day, out["age_days"].to_numpy())
     if set(CALENDAR_FEATURES) & set(spec.numeric):
-        ahead, since = quarter_clock(np.broadcast_to(day, (len(deals),)), spec.fiscal_start_month)
-        out[QUARTER_FEATURE] = ahead
-        out[QUARTER_AGE_FEATURE] = np.maximum(out["age_days"].to_numpy() - since, -1.0)
+        for name, values in clock_columns(day, out["age_days"].to_numpy(), spec.fiscal_start_month).items():
+            out[name] = values
     if spec.mode == STAGE_HISTORY:
         codes = timeline.codes(deals["deal_id"])
         stage, entered = timeline.stage_at(codes, day)
@@ -334,6 +333,13 @@ def quarter_clock(day: np.ndarray, fiscal_start_month: int = 1) -> tuple[np.ndar
     after = day + 1
     return ((quarter_end_day(after, fiscal_start_month) - day).astype("float64"),
             (after - quarter_start_day(after, fiscal_start_month)).astype("float64"))
+
+
+def clock_columns(day, age_days: np.ndarray, fiscal_start_month: int = 1) -> dict[str, np.ndarray]:
+    """The quarter clock's features (``CALENDAR_FEATURES``) of states of
+    ``age_days`` on ``day`` (a day number, or one per state)."""
+    ahead, since = quarter_clock(np.broadcast_to(day, np.shape(age_days)), fiscal_start_month)
+    return {QUARTER_FEATURE: ahead, QUARTER_AGE_FEATURE: np.maximum(np.asarray(age_days) - since, -1.0)}
 
 
 QUARTER_DAYS = 91   # a quarter's length, within a day (90-92)

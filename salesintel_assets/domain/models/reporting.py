@@ -136,9 +136,15 @@ def levels_note(model) -> str:
              f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}, the trend's x{np.exp(trend):.2f})"
              for days, level, part, recent, trend in sorted(model.level_parts())]
     if getattr(model, "curve_serves", False):
-        moved = [f"- {days} days: odds x{np.exp(level):.2f}" for days, level in zip(model.horizons, model.curve_levels)]
-        how = ("moved to the models' served level on the open deals:\n" + "\n".join(moved)) \
-            if any(model.curve_levels) else "unmoved (served_by: age_curve)."
+        moved = "\n".join(f"- {days} days: odds x{np.exp(level):.2f}"
+                          for days, level in zip(model.horizons, model.curve_levels))
+        if getattr(model, "curve_by_clock", False):   # False on a model saved before the clock moved the curve
+            how = ("at its own level, moved by the day's place in the quarter as the models read the quarter's "
+                   "clock (today against the quarter's average) on the open deals:\n" + moved)
+        elif any(model.curve_levels):
+            how = "moved to the models' served level on the open deals:\n" + moved
+        else:
+            how = "unmoved (served_by: age_curve)."
         return (f"The age curve answers every horizon, {how}\nThe models' own levels, kept for the record:\n"
                 + "\n".join(lines))
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "

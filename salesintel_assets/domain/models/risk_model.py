@@ -477,12 +477,14 @@ class HorizonModel:
     past that age (``age_curve.past_reach_shift``). Where the curve
     ranked past days' open deals better than the models (``curve_serves``:
     ``curve_judge``), it answers every horizon alone, moved by
-    ``curve_levels`` (log odds; the models' served level, or none where
-    the curve's own serves); the models stay for ``judged``, as the
+    ``curve_levels`` (log odds; the models' served level, or where the
+    curve's own serves, the quarter clock's move as the models read it,
+    ``curve_by_clock``, or none); the models stay for ``judged``, as the
     validation judged them."""
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
-                 age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None):
+                 age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None,
+                 curve_by_clock: bool = False):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
@@ -497,6 +499,7 @@ class HorizonModel:
         self.reach_ages = None if reach_ages is None else [int(x) for x in reach_ages]
         self.curve_serves = bool(curve_serves and age_curve is not None)
         self.curve_levels = per_horizon(curve_levels)
+        self.curve_by_clock = bool(curve_by_clock)   # curve_levels are the quarter clock's, not the models' level
         self.classes_ = np.array([0, 1])
 
     def level_parts(self) -> list[tuple[int, float, float, float, float]]:
