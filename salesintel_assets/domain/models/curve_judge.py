@@ -34,7 +34,7 @@ quarter ends, the models read the quarter's clock and the curve is moved
 by it as they read it (``clock_levels``). On five generated CRMs nine and
 ten months old as of a quarter's last day, the 90-day wins read +10 % to
 +29 % high by the curve alone (19 % on average) and -10 % to +14 % moved
-(8 %), where the worlds' own chances read within 3 %.
+(8 %), where the worlds' own chances read -8 % to +3 %.
 """
 
 from __future__ import annotations
