@@ -161,8 +161,14 @@ def model_levels(model: rm.HorizonModel, curve, prepared: rf.Prepared) -> list[f
         return [0.0] * len(model.horizons)
     states = rf.open_states(deals, prepared.timeline, prepared.spec, prepared.as_of)
     by_model = model.horizon_probabilities(states)
-    shifts = [stats.level_shift(curve.within(states, days), float(by_model[days].sum())) for days in model.horizons]
-    return [shift if np.isfinite(shift) else 0.0 for shift in shifts]
+    return [_shift_to(curve.within(states, days), float(by_model[days].sum())) for days in model.horizons]
+
+
+def _shift_to(p: np.ndarray, wins: float) -> float:
+    """The log-odds shift that brings the expected wins of chances ``p`` to
+    ``wins`` (0 where none can)."""
+    shift = stats.level_shift(p, wins)
+    return float(shift) if np.isfinite(shift) else 0.0
 
 
 CLOCK_DEALS = 5000       # open deals the clock's move is read on (a random sample of more)
@@ -200,6 +206,5 @@ def clock_levels(model: rm.HorizonModel, curve, prepared: rf.Prepared, seed: int
     for days in model.horizons:
         ratio = by_day[0][days].sum() / np.mean([p[days].sum() for p in by_day])
         own = curve.within(states, days)
-        shift = stats.level_shift(own, ratio * own.sum())
-        shifts.append(float(shift) if np.isfinite(shift) else 0.0)
+        shifts.append(_shift_to(own, ratio * own.sum()))
     return shifts
