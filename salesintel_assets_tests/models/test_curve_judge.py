@@ -82,6 +82,13 @@ def judged(sample_crm):
     return judgement, replays
 
 
+@pytest.fixture(scope="module")
+def sample_curve(sample_crm):
+    """The age curve of every deal the sample CRM knew on its analysis date."""
+    prepared, rules = sample_crm
+    return age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+
+
 def test_where_stages_and_activity_tell_a_lot_the_model_ranks_past_days_better_and_the_curve_does_not_serve(
         judged):
     judgement, _ = judged
@@ -107,9 +114,9 @@ def test_the_curve_is_replayed_only_on_days_the_model_could_be_fitted_and_knows_
     np.testing.assert_allclose(flipped.p, served.p)   # what came after the day does not move the day's curve
 
 
-def test_at_the_models_level_the_curve_shares_out_the_models_expected_wins_in_its_own_order(sample_crm):
-    prepared, rules = sample_crm
-    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+def test_at_the_models_level_the_curve_shares_out_the_models_expected_wins_in_its_own_order(
+        sample_crm, sample_curve):
+    prepared, curve = sample_crm[0], sample_curve
     model = rm.HorizonModel([90], [_Flat(0.3)], 90)
     levels = curve_judge.model_levels(model, curve, prepared)
     served = rm.HorizonModel([90], [_Flat(0.3)], 90, age_curve=curve, curve_serves=True, curve_levels=levels)
@@ -155,17 +162,20 @@ class _Clocked:
         return np.column_stack([1 - p, p])
 
 
+def _today(prepared) -> float:
+    """The sample CRM's analysis date on the quarter clock (days to the quarter's end)."""
+    return rf.quarter_clock(rf.day_numbers([prepared.as_of]))[0][0]
+
+
 def _with_clock(prepared):
     """The sample CRM's replay with the quarter clock among its features."""
     spec = replace(prepared.spec, numeric=prepared.spec.numeric + rf.CALENDAR_FEATURES)
     return replace(prepared, spec=spec)
 
 
-def test_at_its_own_level_the_curve_moves_as_the_models_read_todays_place_in_the_quarter(sample_crm):
-    prepared, rules = sample_crm
-    clocked = _with_clock(prepared)
-    today = rf.quarter_clock(rf.day_numbers([prepared.as_of]))[0][0]
-    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
+def test_at_its_own_level_the_curve_moves_as_the_models_read_todays_place_in_the_quarter(sample_crm, sample_curve):
+    prepared, curve = sample_crm[0], sample_curve
+    clocked, today = _with_clock(prepared), _today(prepared)
     model = rm.HorizonModel([90], [_Clocked(today, low=0.2, high=0.3)], 90)
     shift, = curve_judge.clock_levels(model, curve, clocked)
     states = rf.open_states(rf.open_deals(prepared.fact, prepared.as_of), clocked.timeline, clocked.spec,
@@ -181,12 +191,11 @@ def test_at_its_own_level_the_curve_moves_as_the_models_read_todays_place_in_the
     assert curve_judge.clock_levels(model, curve, prepared) is None
 
 
-def _settled(prepared, rules, monkeypatch, usable: bool) -> rm.Training:
+def _settled(prepared, rules, curve, monkeypatch, usable: bool) -> rm.Training:
     """A training whose fit falls short of the open deals' ages, settled as
     if the curve had ranked past days better than its clocked model."""
-    today = rf.quarter_clock(rf.day_numbers([prepared.as_of]))[0][0]
-    curve = age_curve.fitted(rm.mixture_for(prepared.spec, rules), prepared.fact, prepared.as_of, 100_000, 0)
-    model = rm.HorizonModel([90], [_Clocked(today, low=0.2, high=0.3)], 90, age_curve=curve, reach_ages=[60])
+    model = rm.HorizonModel([90], [_Clocked(_today(prepared), low=0.2, high=0.3)], 90, age_curve=curve,
+                            reach_ages=[60])
     monkeypatch.setattr(curve_judge, "judge", lambda *args, **kwargs: _judged())
     training = rm.Training(None, [], SimpleNamespace(name="gradient_boosting"), {}, "", model=model,
                            verdict=Verdict(usable, "usable" if usable else "no better than deal age"),
@@ -194,16 +203,17 @@ def _settled(prepared, rules, monkeypatch, usable: bool) -> rm.Training:
     return curve_judge.settled(training, prepared, rules)
 
 
-def test_the_clock_moves_the_served_curve_only_when_the_model_that_reads_it_is_usable(sample_crm, monkeypatch):
+def test_the_clock_moves_the_served_curve_only_when_the_model_that_reads_it_is_usable(sample_crm, sample_curve,
+                                                                                      monkeypatch):
     prepared, rules = _with_clock(sample_crm[0]), sample_crm[1]
-    served = _settled(prepared, rules, monkeypatch, usable=True)
+    served = _settled(prepared, rules, sample_curve, monkeypatch, usable=True)
     assert served.model.curve_serves and served.model.curve_by_clock and served.model.curve_levels[0] < 0
     assert served.curve_judgement.clock == ((90, served.model.curve_levels[0]),)
     odds = f"x{np.exp(served.model.curve_levels[0]):.2f} within 90 days"
     assert f"moved by the day's place in the quarter as the model reads the quarter's clock (odds {odds})" in \
         served.curve_judgement.sentence()
     assert "at its own level, moved by the day's place in the quarter" in reporting.levels_note(served.model)
-    weak = _settled(prepared, rules, monkeypatch, usable=False)
+    weak = _settled(prepared, rules, sample_curve, monkeypatch, usable=False)
     assert weak.model.curve_serves and not weak.model.curve_by_clock and weak.model.curve_levels == [0.0]
     assert weak.curve_judgement.clock == () and "quarter's clock" not in weak.curve_judgement.sentence()
     assert "unmoved (served_by: age_curve)" in reporting.levels_note(weak.model)
