@@ -3,9 +3,11 @@
 File-level problems (a missing path, a directory, an empty or binary file,
 bytes in no text encoding, a missing column) raise ``BlockedInput`` before
 anything is written. The delimiter is read off the header: ',', or ';' as
-spreadsheets write it where the decimal mark is a comma, a tab or '|'. A
-line that does not split into as many fields as the header is kept with its
-line number and the reason (``_defect``), so one bad line never sinks the file.
+spreadsheets write it where the decimal mark is a comma, a tab or '|'.
+Column names are the contract's in any spelling a person titles them with
+(``column_name``). A line that does not split into as many fields as the
+header is kept with its line number and the reason (``_defect``), so one
+bad line never sinks the file.
 
 A plain UTF-8 file whose every line is one record of the header's width
 (the usual export) is split by DuckDB's CSV reader in one vectorised pass;
@@ -34,6 +36,7 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 DELIMITERS = (",", ";", "\t", "|")
 _FIX_HINT = "check the --csv path (SALESINTEL_CSV)"
+_SEPARATORS = re.compile(r"[\s.\-]+")
 
 
 @dataclass
@@ -77,13 +80,21 @@ def _looks_binary(text: str) -> bool:
     return controls > max(2, len(sample) // 100)
 
 
+def column_name(cell: str) -> str:
+    """A header cell as the contract names columns: trimmed, lower case,
+    spaces, hyphens and dots as one underscore ("Deal Amount" and
+    "deal-amount" are ``deal_amount``): spreadsheets and CRM reports title
+    their columns for people."""
+    return _SEPARATORS.sub("_", cell.strip().lower()).strip("_")
+
+
 def sniff_delimiter(header_line: str, names: tuple[str, ...] = EXPORT_COLUMNS) -> str:
     """The delimiter the header line is written with: the one that splits it
     into the most of the known column ``names``, then into the most cells (so a
     header with wrong names still reads as its columns, and the message names
     them); ',' on a tie."""
     def reading(mark: str) -> tuple[int, int]:
-        cells = {cell.strip().lower() for cell in next(csv.reader([header_line], delimiter=mark), [])}
+        cells = {column_name(cell) for cell in next(csv.reader([header_line], delimiter=mark), [])}
         return sum(name in cells for name in names), len(cells)
     return max(DELIMITERS, key=reading)   # max keeps the first of equals: ',' leads
 
@@ -154,7 +165,7 @@ def _fast_header(text: str, where: str, required: tuple[str, ...]) -> _Layout | 
     header_records = list(csv.reader([first], delimiter=delimiter))
     if not header_records or not first.strip():
         return None
-    header = [cell.strip().lower() for cell in header_records[0]]
+    header = [column_name(cell) for cell in header_records[0]]
     try:
         _check_header(header, where, required)
     except BlockedInput:
@@ -278,7 +289,7 @@ def _split(text: str, where: str, required: tuple[str, ...]) -> pd.DataFrame:
     defects: list[str] = []
     for line_number, record, defect in _records(lines, where, delimiter):
         if header is None:
-            header = [cell.strip().lower() for cell in record]
+            header = [column_name(cell) for cell in record]
             _check_header(header, where, required)
             continue
         if not defect and line_number in nul_lines:

@@ -72,3 +72,26 @@ def test_files_the_fast_reader_cannot_read_faithfully_go_line_by_line(tmp_path, 
     slow = csv_export._split(text.replace("\r", "\n") if body == "CR" else text, "the export",
                              csv_export.EXPORT_COLUMNS)
     pd.testing.assert_frame_equal(csv_export.read_export(path).frame, slow)
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_headers_titled_for_people_read_as_the_contracts_names(tmp_path, delimiter):
+    # a spreadsheet or CRM report titles its columns: "Deal ID", "Created Date", "deal-amount", "Lead.Source"
+    titled = ("Deal ID,Created Date,Closed  Date, Sales Rep Id ,Industry,Region,Product-Type,Lead.Source,Deal Stage,"
+              "deal-amount,Sales Cycle Days,OUTCOME\n")
+    path = tmp_path / "titled.csv"
+    path.write_text((titled + ROW + OPEN).replace(",", delimiter))
+    plain = tmp_path / "plain.csv"
+    plain.write_text((HEADER + ROW + OPEN).replace(",", delimiter))
+    fast, slow = _both(path)
+    expected = csv_export.read_export(plain).frame
+    assert list(expected.columns[:12]) == HEADER.strip().split(",")
+    pd.testing.assert_frame_equal(fast, expected)
+    pd.testing.assert_frame_equal(slow, expected)
+
+
+def test_a_header_naming_one_column_twice_in_two_spellings_is_refused(tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text(HEADER.rstrip("\n") + ",Deal Amount\n" + ROW.rstrip("\n") + ",1200\n")
+    with pytest.raises(csv_export.BlockedInput, match="deal_amount more than once"):
+        csv_export.read_export(path)
