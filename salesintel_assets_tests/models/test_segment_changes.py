@@ -245,3 +245,29 @@ def test_a_clean_up_day_is_left_out_and_said(cfg):
 def test_a_day_of_wins_pushed_to_the_quarters_end_is_no_clean_up(cfg):
     assert sc.clean_ups(_with_stale_closes(_closes(seed=1), won_share=0.6), AS_OF, cfg) == []
     assert sc.clean_ups(_closes(seed=1), AS_OF, cfg) == []   # an ordinary day is none either
+
+
+def test_a_change_picked_for_passing_the_bar_is_corrected_for_the_pick():
+    # Among the estimates that pass |z| > 3.06 (one discovery among 23 tested at 5 %), the raw ones
+    # overstate the effect (the winner's curse): by 1.2 se where it is 2.5 se, by 3.3 se where there is none.
+    rng, bar = np.random.default_rng(0), 3.06
+    for effect, raw_off, adjusted_off in ((0.0, 3.2, 1.9), (2.5, 1.1, 0.2), (5.0, 0.15, 0.4)):
+        z = effect + rng.standard_normal(200_000)
+        picked = z[z > bar][:1500]
+        adjusted = np.array([stats.selection_adjusted(v, 1.0, bar) for v in picked])
+        assert picked.mean() - effect > raw_off * 0.9 if effect < 5 else abs(picked.mean() - effect) < raw_off
+        assert abs(adjusted.mean() - effect) < adjusted_off
+        assert np.all((adjusted >= 0) & (adjusted <= picked))
+    assert stats.selection_adjusted(-1.2, 0.4, bar) == pytest.approx(-stats.selection_adjusted(1.2, 0.4, bar))
+    assert stats.selection_adjusted(1.0, np.inf, bar) == 0.0
+
+
+def test_a_real_drop_found_near_the_bar_is_not_applied_beyond_its_size(cfg):
+    # FinTech x Europe's odds fell by 1.0 in log odds (50 % to 27 % won); found where its noise made it look
+    # bigger, it was applied at x0.32 on average (shrunk for noise alone), beyond the truth's x0.37
+    truth, shifts = np.log(0.27 / 0.73), []
+    for seed in range(100, 160):
+        found = [c for c in sc.find(_closes(n=6000, seed=seed, drop=("FinTech", "Europe", 0.27)), AS_OF, cfg)
+                 if c.values == ("FinTech", "Europe")]
+        shifts += [found[0].shift] if found else []
+    assert len(shifts) >= 12 and truth < np.mean(shifts) < truth + 0.35
