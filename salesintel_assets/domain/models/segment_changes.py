@@ -268,7 +268,8 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg,
     first_round = {(g, k) for g, k, *_ in discoveries}
     while discoveries:
         kept.append(discoveries[0])
-        taken |= tested[kept[-1][0]][1] == kept[-1][1]
+        group, cell = discoveries[0][:2]
+        taken |= tested[group][1] == cell   # the kept cell's closes: its group's cell codes
         discoveries = [d for d in _discoveries(tested, ~taken, recent, won, bands, cfg)[0]
                        if (d[0], d[1]) in first_round]
     return [_change(tested, found, _passing_z(len(kept), cells, cfg.fdr_alpha)) for found in kept]
