@@ -85,7 +85,21 @@ def test_only_a_fit_that_falls_short_of_the_open_deals_gets_a_curve():
     assert isinstance(rm.curve_past_reach(rm.age_reach(_fact(), AS_OF, young), _fact(), AS_OF, spec, rules), Mixture)
     reaching = pd.DataFrame({"age_days": np.arange(240)})   # as old as every open deal
     assert rm.curve_past_reach(rm.age_reach(_fact(), AS_OF, reaching), _fact(), AS_OF, spec, rules) is None
-    # three years where deals that linger never close: past the fit nothing is won, and the model already says so
+
+
+def test_a_long_history_whose_old_open_deals_never_close_reads_them_by_the_curve():
+    # three years where deals that linger never close: the history is not short (no win came past the fit's
+    # oldest state), but most open deals are older than the age the fit learned up to, and a model's thin
+    # oldest states leave them a floor of a chance; the curve reads what the closes say: nothing is won there
+    spec = rm.FeatureSpec(categorical=(), numeric=("age_days",), mode="creation_and_age")
     long = _fact(1100)
-    assert rm.curve_past_reach(rm.age_reach(long, AS_OF, pd.DataFrame({"age_days": np.arange(500)})), long, AS_OF,
-                               spec, rules) is None
+    # the fit's states: most of them young, a thin tail up to 500 days (nine in ten younger than 150)
+    states = pd.DataFrame({"age_days": np.concatenate([np.repeat(np.arange(150), 30), np.arange(150, 500)])})
+    reach = rm.age_reach(long, AS_OF, states)
+    assert not reach.short and reach.past_reach_open > rm.MAX_OLDER_OPEN_SHARE and reach.follows_curve
+    curve = rm.curve_past_reach(reach, long, AS_OF, spec, load_rules().risk)
+    assert isinstance(curve, Mixture)
+    served = rm.HorizonModel([90], [_Flat(0.02)], 90, age_curve=curve, reach_ages=[rm.reach_age(states)])
+    p = served.horizon_probabilities(_deals_aged(30, 120, 400, 900))[90]
+    np.testing.assert_allclose(p[:2], 0.02)          # younger than the age the fit learned up to: the model's own
+    assert (p[2:] < 0.002).all()                     # past it: a tenth of the model's floor, or less

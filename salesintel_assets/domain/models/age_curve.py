@@ -22,9 +22,10 @@ the open deals ranked 0.753, above deal age; on two more such CRMs (seeds
 576 and 577, eight and ten months) the 90-day wins read 1.6 % and 6.2 %
 high where they read 15.7 % and 11.5 % high.
 
-It is used only where the model falls short (``risk_model.AgeReach.short``):
-on long histories the few open deals older than every state never close,
-and the model already says so.
+It is used where many open deals are past the age the model learned up
+to (``risk_model.AgeReach.follows_curve``): on a young CRM, and on a long
+history whose old open deals never close, where a model's thin oldest
+states, squeezed by its calibration, leave them a floor of a chance.
 """
 
 from __future__ import annotations
