@@ -78,7 +78,7 @@ def test_the_served_model_lowers_only_deals_older_than_each_horizons_fit():
     np.testing.assert_allclose(served.judged().horizon_probabilities(deals)[90], 0.4)   # validation's view
 
 
-def test_only_a_fit_that_falls_short_of_the_open_deals_gets_a_curve():
+def test_a_fit_short_of_the_open_deals_gets_a_curve_and_one_as_old_as_them_does_not():
     spec = rm.FeatureSpec(categorical=(), numeric=("age_days",), mode="creation_and_age")
     rules = load_rules().risk
     young = pd.DataFrame({"age_days": np.arange(48)})
