@@ -53,10 +53,12 @@ def fitted(mixture: Mixture, fact: pd.DataFrame, day: pd.Timestamp, max_deals: i
     return clone(mixture).fit(every_deal_by(fact, day, max_deals, seed))
 
 
-def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: int) -> np.ndarray:
+def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: int,
+                     lower_only: bool = False) -> np.ndarray:
     """Per deal: the log-odds change of being won within ``days`` between
     age ``reach`` and its own age, read from ``curve``; 0 for deals no
-    older than ``reach``."""
+    older than ``reach``. ``lower_only`` (a long history,
+    ``risk_model.AgeReach.lowers_only``): never above 0."""
     shift = np.zeros(len(features))
     older = features["age_days"].to_numpy(dtype=float) > reach
     if older.any():
@@ -64,4 +66,4 @@ def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: i
         at_reach = rows.assign(age_days=float(reach))
         shift[older] = (stats.logit(curve.within(rows, days), ODDS_CLIP)
                         - stats.logit(curve.within(at_reach, days), ODDS_CLIP))
-    return shift
+    return np.minimum(shift, 0.0) if lower_only else shift

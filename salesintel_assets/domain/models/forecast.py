@@ -433,9 +433,10 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     model_p = rm.predict(model, states)
     validate_p = rm.predict(model, split.validate[spec.columns])
     # as today's model serves deals older than its fit reached (``HorizonModel``), so does the replay
-    curve = rm.curve_past_reach(rm.age_reach(fact, day, split.fit), fact, day, spec, rules, horizon)
+    reach = rm.age_reach(fact, day, split.fit)
+    curve = rm.curve_past_reach(reach, fact, day, spec, rules, horizon)
     past_reach = 0.0 if curve is None else \
-        age_curve.past_reach_shift(curve, states, horizon, rm.reach_age(split.fit))
+        age_curve.past_reach_shift(curve, states, horizon, rm.reach_age(split.fit), reach.lowers_only)
     model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))
                       + past_reach)
     return Replayed(deals, states, model_p, validation_level_se(validate_p, split.validate))
