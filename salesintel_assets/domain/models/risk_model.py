@@ -768,9 +768,11 @@ class AgeReach:
         close, read about 1-2 % each (4.1 wins among 210 on one world,
         where the world's own chances said 0.0), and the 90-day sums of
         the open deals' chances read 7.3 % above the world's own on
-        average (9.2 % off); with the curve past the age, 5.3 % (7.1 %
-        off, closer on 8 of the 10). As of 2026-06-30, after a clean-up
-        closed the oldest, 8.8 % off against 8.1 %."""
+        average (9.2 % off); with the curve past the age (``lowers_only``),
+        4.4 % (7.1 % off, closer on 8 of the 10), and on eight more
+        (702-709) 4.3 % off against 7.1 %, closer on all of them. As of
+        2026-06-30, after a clean-up closed the oldest, 8.9 % off against
+        8.8 % (seeds 692-701)."""
         return self.short or self.past_reach_open > MAX_OLDER_OPEN_SHARE
 
     @property
