@@ -751,6 +751,7 @@ class AgeReach:
     older_open: float   # share of today's open deals older than that
     wins_past: float    # share of the wins so far whose deal was older than that when won
     past_reach_open: float = 0.0   # share of today's open deals older than the age it learned up to (``reach_age``)
+    reach_age: int = 0   # days: that age
 
     @property
     def short(self) -> bool:
@@ -808,9 +809,10 @@ def age_reach(fact: pd.DataFrame, as_of: pd.Timestamp, rows: pd.DataFrame) -> Ag
     ages = ages_of_open_deals(fact, as_of)
     won = fact[fact["is_won"].eq(True) & (fact["closed_date"] <= as_of)]
     cycles = (won["closed_date"] - won["created_date"]).dt.days.to_numpy()
+    reach = reach_age(rows)
     return AgeReach(oldest, float(np.mean(ages > oldest)) if len(ages) else 0.0,
                     float(np.mean(cycles > oldest)) if len(cycles) else 0.0,
-                    float(np.mean(ages > reach_age(rows))) if len(ages) else 0.0)
+                    float(np.mean(ages > reach)) if len(ages) else 0.0, reach)
 
 
 # The age nine in ten of a model's fitted states are younger than: past it, its states thin out to a few
