@@ -879,7 +879,8 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     baselines = {name: drift.evaluate(validate["won"], p) for name, p in base_p.items()}
     folds = validation_folds(split, chosen, prepared.spec, rules, p_model, base_p)
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
-    reach_ages = [reach_age(split.fit)]
+    reach = age_reach(prepared.fact, prepared.as_of, split.fit)   # time_split leaves no period empty: not None
+    reach_ages = [reach.reach_age]
     levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model)]
     trends = [trend_level(chosen.model, split, prepared.spec, sum(levels[0]), prepared, rules)]
     for h in HORIZONS:
@@ -905,7 +906,6 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     # calibrated for every open deal, old or young (on the young ones alone a model ranking far better than
     # deal age tied it on log loss, 0.6226 against 0.6221, on a seasonal world of 3,000 deals)
     unseen = validation_fold(folds)
-    reach = age_reach(prepared.fact, prepared.as_of, split.fit)
     verdict = judge(unseen.evaluate() | {"log_loss": chosen.metrics["log_loss"]},
                     {name: unseen.evaluate(name) | {"log_loss": baselines[name]["log_loss"]} for name in base_p},
                     rules, len(unseen.rows), bounds, gains, len(folds))
@@ -915,7 +915,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                                  [sum(pair) + trend for pair, trend in zip(levels, trends)],
                                  [calibration for calibration, _ in levels], trends,
                                  curve_past_reach(reach, prepared.fact, prepared.as_of, prepared.spec, rules),
-                                 reach_ages, curve_lowers_only=reach is not None and reach.lowers_only),
+                                 reach_ages, curve_lowers_only=reach.lowers_only),
                     horizon_metrics, folds, reach)
 
 
