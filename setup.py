@@ -40,8 +40,9 @@ setup(
         # deploy: the Dagster instance on PostgreSQL (deploy/dagster.yaml).
         "deploy": ["dagster-postgres==0.29.27"],
         # dev: the tests also start a real PostgreSQL on loopback (pgserver ships the server binaries).
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "httpx>=0.27", "playwright>=1.45",
-                "dagster-postgres==0.29.27", "pgserver>=0.1.4,<0.2"],
+        # threadpoolctl: each test worker's share of the cores (conftest.py).
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "threadpoolctl>=3.1", "httpx>=0.27",
+                "playwright>=1.45", "dagster-postgres==0.29.27", "pgserver>=0.1.4,<0.2"],
     },
     entry_points={
         "console_scripts": ["salesintel=salesintel_assets.cli:main"],

@@ -4,6 +4,7 @@ import shutil
 import tempfile
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from salesintel_assets_tests.models_support import seed_mlflow_store
 from salesintel_assets_tests.skygeni_like import write_skygeni_like_export
@@ -16,6 +17,25 @@ MEMORY_TEMP_NEEDED = 4 * 2**30  # a whole session writes ~0.6 GB; leave room for
 
 
 def pytest_configure(config):
+    _threads_shared_among_workers(config)
+    _temporary_folders_in_memory(config)
+
+
+def _threads_shared_among_workers(config):
+    """Each pytest-xdist worker gets its share of the cores for OpenMP and BLAS
+    (the gradient boosting's threads), here and in the processes it starts.
+    Left to their default, every worker's pools take every core: with two
+    workers on two cores a training test took 56 s instead of 35 s."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if not workers:
+        return
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    threadpool_limits(threads)   # the pools of libraries this process loaded already
+
+
+def _temporary_folders_in_memory(config):
     """Temporary folders in memory when the machine has room there and nobody
     chose a place (``--basetemp``, TMPDIR). Every warehouse, Dagster event log,
     MLflow store and PostgreSQL here lives in a test's temporary folder, and on a
