@@ -97,13 +97,19 @@ def test_a_long_history_whose_old_open_deals_never_close_reads_them_by_the_curve
     states = pd.DataFrame({"age_days": np.concatenate([np.repeat(np.arange(150), 30), np.arange(150, 500)])})
     reach = rm.age_reach(long, AS_OF, states)
     assert not reach.short and reach.past_reach_open > rm.MAX_OLDER_OPEN_SHARE and reach.follows_curve
-    assert reach.lowers_only   # the model saw states of those ages: the curve may take chance away, not add it
     curve = rm.curve_past_reach(reach, long, AS_OF, spec, load_rules().risk)
     assert isinstance(curve, Mixture)
     served = rm.HorizonModel([90], [_Flat(0.02)], 90, age_curve=curve, reach_ages=[rm.reach_age(states)])
     p = served.horizon_probabilities(_deals_aged(30, 120, 400, 900))[90]
     np.testing.assert_allclose(p[:2], 0.02)          # younger than the age the fit learned up to: the model's own
     assert (p[2:] < 0.002).all()                     # past it: a tenth of the model's floor, or less
+
+
+class _Falling:
+    """A curve whose chance falls with age."""
+
+    def within(self, features: pd.DataFrame, days: int) -> np.ndarray:
+        return np.clip(1 - features["age_days"].to_numpy(dtype=float) / 1000, 1e-4, 0.9)
 
 
 class _Rising:
@@ -113,10 +119,11 @@ class _Rising:
         return np.clip(features["age_days"].to_numpy(dtype=float) / 1000, 1e-4, 0.9)
 
 
-def test_past_a_long_historys_reach_the_curve_only_lowers_a_deals_chance():
+def test_past_the_reach_the_curve_only_lowers_a_deals_chance():
     deals = _deals_aged(100, 300, 600)
-    rising = age_curve.past_reach_shift(_Rising(), deals, 90, reach=200)
-    assert rising[0] == 0 and 0 < rising[1] < rising[2]          # as a short history reads it
-    np.testing.assert_array_equal(age_curve.past_reach_shift(_Rising(), deals, 90, reach=200, lower_only=True), 0)
-    served = rm.HorizonModel([90], [_Flat(0.02)], 90, age_curve=_Rising(), reach_ages=[200], curve_lowers_only=True)
+    np.testing.assert_array_equal(age_curve.past_reach_shift(_Rising(), deals, 90, reach=200), 0)
+    served = rm.HorizonModel([90], [_Flat(0.02)], 90, age_curve=_Rising(), reach_ages=[200])
     np.testing.assert_allclose(served.horizon_probabilities(deals)[90], 0.02)
+    # a falling curve still lowers: the same curve read from the oldest age back to the reach
+    falling = age_curve.past_reach_shift(_Falling(), deals, 90, reach=200)
+    assert falling[0] == 0 and falling[2] < falling[1] < 0

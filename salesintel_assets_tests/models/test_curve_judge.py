@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models import age_curve, curve_judge, forecast
@@ -20,15 +21,37 @@ from salesintel_assets_tests.models.test_age_curve import AS_OF, _deals_aged, _f
 from salesintel_assets_tests.models_support import sample_tables
 
 
-def _judged(days=3, curve=0.74, model=0.70, age=0.68) -> CurveJudgement:
-    return CurveJudgement("gradient_boosting", 90, days, curve, model, age)
+def _judged(days=3, curve=0.74, model=0.70, age=0.68, gap_se=0.0, age_gap_se=0.0) -> CurveJudgement:
+    return CurveJudgement("gradient_boosting", 90, days, curve, model, age, gap_se=gap_se, age_gap_se=age_gap_se)
 
 
-def test_the_curve_serves_only_where_it_ranked_past_days_better_than_the_model_and_deal_age():
+def test_the_curve_serves_unless_the_model_or_deal_age_ranked_past_days_better_beyond_the_noise():
     assert _judged().serves
-    assert not _judged(model=0.75).serves and not _judged(curve=0.70).serves   # the model ranked better, or tied
-    assert not _judged(age=0.76).serves                                       # deal age alone ranked better
+    assert not _judged(model=0.75).serves                         # the model ranked better
+    assert _judged(curve=0.70).serves                             # tied: the simpler of the two serves
+    assert _judged(model=0.745, gap_se=0.006).serves              # a lead within one standard error is noise
+    assert not _judged(model=0.75, gap_se=0.006).serves           # beyond it, the model serves
+    assert not _judged(age=0.76).serves                           # deal age alone ranked better
+    assert _judged(age=0.745, age_gap_se=0.006).serves            # within the noise, as for the model
+    assert not _judged(age=0.75, age_gap_se=0.006).serves
     assert not _judged(days=0, curve=float("nan"), model=float("nan"), age=float("nan")).serves
+
+
+def test_the_noise_of_an_auc_difference_is_delongs_and_matches_repeated_samples():
+    rng = np.random.default_rng(5)
+    gaps, ses = [], []
+    for _ in range(300):   # two noisy readings of one latent score, on 300 cases a third of them won
+        won = rng.random(300) < 0.3
+        latent = rng.normal(size=300) + won
+        first, second = np.round(latent + rng.normal(0, 0.5, 300), 1), latent + rng.normal(0, 0.8, 300)
+        gaps.append(roc_auc_score(won, first) - roc_auc_score(won, second))
+        ses.append(stats.auc_difference_se(won, first, second))
+    assert np.mean(ses) == pytest.approx(np.std(gaps), rel=0.15)
+    assert stats.auc_difference_se(won, first, first) == 0                 # one score against itself: no noise
+    assert np.isnan(stats.auc_difference_se([1, 0, 0], [0.9, 0.1, 0.2], [0.5, 0.4, 0.3]))   # one win
+    # the mean gain over days: the days' errors added as independent, divided by the days
+    assert curve_judge.auc_gap_se([0.006, 0.008]) == pytest.approx(0.005)
+    assert curve_judge.auc_gap_se([]) == 0
 
 
 def test_the_judgement_says_what_answers_and_on_what_evidence():
@@ -41,6 +64,10 @@ def test_the_judgement_says_what_answers_and_on_what_evidence():
     assert ("on 3 past days it ranked the deals open then by what they did in the next 90 days at AUC 0.740, "
             "against 0.700 for the gradient_boosting model retrained then and 0.680 for deal age") in served
     assert _judged(model=0.75).sentence().startswith("the age curve alone was not served: on 3 past days")
+    assert ("(the model's lead of 0.005 is within one standard error of the difference (0.006); deal age's lead of "
+            "0.002 is within one standard error of the difference (0.004): a tie is no evidence against the simpler "
+            "curve)") in _judged(model=0.745, age=0.742, gap_se=0.006, age_gap_se=0.004).sentence()
+    assert "lead" not in served
     assert "past day it ranked" in _judged(days=1).sentence()
     assert "no past day could replay both" in _judged(days=0).sentence()
 

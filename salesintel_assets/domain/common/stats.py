@@ -234,3 +234,26 @@ def selection_adjusted(change: float, se: float, threshold_z: float) -> float:
 def shifted(p: np.ndarray, shift) -> np.ndarray:
     """Probabilities moved by a log-odds shift (one for all, or one per deal)."""
     return 1 / (1 + np.exp(-(logit(p) + shift)))
+
+
+def auc_difference_se(won, first, second) -> float:
+    """DeLong's standard error of AUC(``first``) - AUC(``second``), two
+    scores of the same cases (DeLong, DeLong & Clarke-Pearson 1988): each
+    AUC is the mean of its won and lost cases' placements, and the two
+    scores' placements covary case by case. NaN without two cases of each
+    outcome."""
+    won = np.asarray(won, dtype=bool)
+    positives, negatives = int(won.sum()), int((~won).sum())
+    if positives < 2 or negatives < 2:
+        return float("nan")
+    won_places, lost_places = [], []
+    for score in (np.asarray(first, dtype=float), np.asarray(second, dtype=float)):
+        wins, losses = np.sort(score[won]), np.sort(score[~won])
+        # a won case's share of lost ones scored below it, a lost case's of won ones above it (ties count half)
+        won_places.append((np.searchsorted(losses, score[won], "left")
+                           + np.searchsorted(losses, score[won], "right")) / 2 / negatives)
+        lost_places.append(1 - (np.searchsorted(wins, score[~won], "left")
+                                + np.searchsorted(wins, score[~won], "right")) / 2 / positives)
+    variance = sum(float(np.var(np.subtract(*places), ddof=1)) / len(places[0])
+                   for places in (won_places, lost_places))
+    return float(np.sqrt(max(variance, 0.0)))

@@ -25,7 +25,8 @@ high where they read 15.7 % and 11.5 % high.
 It is used where many open deals are past the age the model learned up
 to (``risk_model.AgeReach.follows_curve``): on a young CRM, and on a long
 history whose old open deals never close, where a model's thin oldest
-states, squeezed by its calibration, leave them a floor of a chance.
+states, squeezed by its calibration, leave them a floor of a chance. It
+only ever lowers a deal's chance (``past_reach_shift``).
 """
 
 from __future__ import annotations
@@ -53,12 +54,19 @@ def fitted(mixture: Mixture, fact: pd.DataFrame, day: pd.Timestamp, max_deals: i
     return clone(mixture).fit(every_deal_by(fact, day, max_deals, seed))
 
 
-def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: int,
-                     lower_only: bool = False) -> np.ndarray:
+def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: int) -> np.ndarray:
     """Per deal: the log-odds change of being won within ``days`` between
-    age ``reach`` and its own age, read from ``curve``; 0 for deals no
-    older than ``reach``. ``lower_only`` (a long history,
-    ``risk_model.AgeReach.lowers_only``): never above 0."""
+    age ``reach`` and its own age, read from ``curve``, never above 0; 0
+    for deals no older than ``reach``.
+
+    Never above 0: near its floor a curve's odds are noise, and its rises
+    there were news nowhere measured. Allowed to raise them, it read
+    Growth deals 310-334 days old on outside world 703 as of 2025-12-31 at
+    22-44 % (the model 0.7-1.9 %, the world's own 0): 13.1 wins among the
+    deals it raised, where the model said 0.6. On young CRMs too (outside
+    worlds 693-706 nine and eleven months old, 19 of 28 dates where the
+    curve rose somewhere) the 90-day sums of the open deals' chances read
+    10.5 % off the world's own on average against 11.6 %, closer on 14."""
     shift = np.zeros(len(features))
     older = features["age_days"].to_numpy(dtype=float) > reach
     if older.any():
@@ -66,4 +74,4 @@ def past_reach_shift(curve: Mixture, features: pd.DataFrame, days: int, reach: i
         at_reach = rows.assign(age_days=float(reach))
         shift[older] = (stats.logit(curve.within(rows, days), ODDS_CLIP)
                         - stats.logit(curve.within(at_reach, days), ODDS_CLIP))
-    return np.minimum(shift, 0.0) if lower_only else shift
+    return np.minimum(shift, 0.0)

@@ -436,7 +436,7 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     reach = rm.age_reach(fact, day, split.fit)
     curve = rm.curve_past_reach(reach, fact, day, spec, rules, horizon)
     past_reach = 0.0 if curve is None else \
-        age_curve.past_reach_shift(curve, states, horizon, reach.reach_age, reach.lowers_only)
+        age_curve.past_reach_shift(curve, states, horizon, reach.reach_age)
     model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))
                       + past_reach)
     return Replayed(deals, states, model_p, validation_level_se(validate_p, split.validate))

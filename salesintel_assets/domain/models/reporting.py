@@ -180,6 +180,7 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     if judgement is not None and judgement.days:   # the age curve alone against the model on past days' open deals
         out |= {"replayed_curve_auc": judgement.curve_auc, "replayed_model_auc": judgement.model_auc,
                 "replayed_age_auc": judgement.age_auc, "replayed_days": judgement.days,
+                "replayed_auc_gap_se": judgement.gap_se, "replayed_age_auc_gap_se": judgement.age_gap_se,
                 "age_curve_serves": float(judgement.serves)}
     if challenge is not None:
         out |= metrics("challenger_", challenge.challenger)

@@ -484,7 +484,7 @@ class HorizonModel:
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
                  age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None,
-                 curve_by_clock: bool = False, curve_lowers_only: bool = False):
+                 curve_by_clock: bool = False):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
@@ -500,7 +500,6 @@ class HorizonModel:
         self.curve_serves = bool(curve_serves and age_curve is not None)
         self.curve_levels = per_horizon(curve_levels)
         self.curve_by_clock = bool(curve_by_clock)   # curve_levels are the quarter clock's, not the models' level
-        self.curve_lowers_only = bool(curve_lowers_only)   # past the reach the curve only lowers (``AgeReach``)
         self.classes_ = np.array([0, 1])
 
     def level_parts(self) -> list[tuple[int, float, float, float, float]]:
@@ -529,8 +528,7 @@ class HorizonModel:
         curve = getattr(self, "age_curve", None)   # None on a model saved before age curves
         if curve is None:
             return 0.0
-        return age_curve.past_reach_shift(curve, features, self.horizons[i], self.reach_ages[i],
-                                          getattr(self, "curve_lowers_only", False))   # False: saved before
+        return age_curve.past_reach_shift(curve, features, self.horizons[i], self.reach_ages[i])
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         p = self.horizon_probabilities(features)[self.main]
@@ -769,22 +767,13 @@ class AgeReach:
         close, read about 1-2 % each (4.1 wins among 210 on one world,
         where the world's own chances said 0.0), and the 90-day sums of
         the open deals' chances read 7.3 % above the world's own on
-        average (9.2 % off); with the curve past the age (``lowers_only``),
+        average (9.2 % off); with the curve past the age (which only lowers,
+        ``age_curve.past_reach_shift``),
         4.4 % (7.1 % off, closer on 8 of the 10), and on eight more
         (702-709) 4.3 % off against 7.1 %, closer on all of them. As of
         2026-06-30, after a clean-up closed the oldest, 8.9 % off against
         8.8 % (seeds 692-701)."""
         return self.short or self.past_reach_open > MAX_OLDER_OPEN_SHARE
-
-    @property
-    def lowers_only(self) -> bool:
-        """Past the reach of a history that is not ``short``, the curve only
-        lowers a deal's chance: the model saw states of those ages, and the
-        curve's odds near its floor are noise. Allowed to raise them, it
-        read Growth deals 310-334 days old on outside world 703 as of
-        2025-12-31 at 22-44 % (the model 0.7-1.9 %, the world's own 0):
-        13.1 wins among the deals it raised, where the model said 0.6."""
-        return not self.short
 
     def sentence(self, horizon_days: int, judgement=None) -> str:
         """In words; with the age curve's ``curve_judge.CurveJudgement``, what it decided too."""
@@ -915,7 +904,7 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
                                  [sum(pair) + trend for pair, trend in zip(levels, trends)],
                                  [calibration for calibration, _ in levels], trends,
                                  curve_past_reach(reach, prepared.fact, prepared.as_of, prepared.spec, rules),
-                                 reach_ages, curve_lowers_only=reach.lowers_only),
+                                 reach_ages),
                     horizon_metrics, folds, reach)
 
 
