@@ -248,12 +248,13 @@ def auc_difference_se(won, first, second) -> float:
         return float("nan")
     won_places, lost_places = [], []
     for score in (np.asarray(first, dtype=float), np.asarray(second, dtype=float)):
-        wins, losses = np.sort(score[won]), np.sort(score[~won])
+        at_won, at_lost = score[won], score[~won]
+        wins, losses = np.sort(at_won), np.sort(at_lost)
         # a won case's share of lost ones scored below it, a lost case's of won ones above it (ties count half)
-        won_places.append((np.searchsorted(losses, score[won], "left")
-                           + np.searchsorted(losses, score[won], "right")) / 2 / negatives)
-        lost_places.append(1 - (np.searchsorted(wins, score[~won], "left")
-                                + np.searchsorted(wins, score[~won], "right")) / 2 / positives)
+        won_places.append((np.searchsorted(losses, at_won, "left")
+                           + np.searchsorted(losses, at_won, "right")) / 2 / negatives)
+        lost_places.append(1 - (np.searchsorted(wins, at_lost, "left")
+                                + np.searchsorted(wins, at_lost, "right")) / 2 / positives)
     variance = sum(float(np.var(np.subtract(*places), ddof=1)) / len(places[0])
                    for places in (won_places, lost_places))
     return float(np.sqrt(max(variance, 0.0)))

@@ -138,11 +138,10 @@ def judge(fact: pd.DataFrame, snapshots: pd.DataFrame, timeline: rf.Timeline, sp
         won = forecast.won_within(by_model.deals, day, cfg.backtest_horizon_days)
         if len(np.unique(won)) < 2:
             continue
-        scores.append([roc_auc_score(won, by_curve.p), roc_auc_score(won, by_model.p),
-                       roc_auc_score(won, -by_model.states["age_days"].to_numpy(dtype=float))])
+        by_age = -by_model.states["age_days"].to_numpy(dtype=float)
+        scores.append([roc_auc_score(won, by_curve.p), roc_auc_score(won, by_model.p), roc_auc_score(won, by_age)])
         gap_ses.append(stats.auc_difference_se(won, by_model.p, by_curve.p))
-        age_gap_ses.append(stats.auc_difference_se(won, -by_model.states["age_days"].to_numpy(dtype=float),
-                                                   by_curve.p))
+        age_gap_ses.append(stats.auc_difference_se(won, by_age, by_curve.p))
     means = np.mean(scores, axis=0) if scores else [float("nan")] * 3
     return CurveJudgement(candidate, cfg.backtest_horizon_days, len(scores), *(float(m) for m in means),
                           gap_se=auc_gap_se(gap_ses), age_gap_se=auc_gap_se(age_gap_ses))
