@@ -84,3 +84,23 @@ def test_a_recent_cycle_no_earlier_quarter_end_could_hold_is_not_compared():
     same_point = closed_window(deals, curves, ON, 30, seasonal=True)
     assert set((deals.closed - deals.created)[same_point.rows]) == {20}
     assert same_point.dropped == 60   # two 120-day deals closed on each of June's 30 days
+
+
+def _quarter_end_closes(end_rate: float, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """500 closes over 200 days winning 45 %, ``end_rate`` in each quarter's last week."""
+    rng = np.random.default_rng(seed)
+    close = np.sort(rng.integers(0, 200, 500)) + int(np.datetime64("2026-01-05", "D").astype(np.int64))
+    at_end = seasonality.season_of(close, 1, 7) == 0
+    return close, rng.random(500) < np.where(at_end, end_rate, 0.45), rng.gamma(3.0, 15.0, 500)
+
+
+def test_a_quarter_end_gap_of_reportable_size_is_a_precaution_until_proven_noise():
+    # Two quarters of closes, the chi-square over every week of the quarter
+    # not significant, yet the last weeks won 68 % against 43 %: the next
+    # quarter end would be a spike by the season alone.
+    pushed = seasonality.detect(*_quarter_end_closes(0.65), SEASON_CFG, 0.08, 0.15)
+    assert pushed.p_rate > SEASON_CFG.detect_alpha and not pushed.shown
+    assert pushed.seasonal and "the quarter's last 7 days won 68 % of 38 closes against 43 %" in pushed.note
+    assert "as a precaution" in pushed.note
+    flat = seasonality.detect(*_quarter_end_closes(0.45), SEASON_CFG, 0.08, 0.15)
+    assert not flat.seasonal and flat.note.startswith("no quarter-end seasonality worth standardising")
