@@ -19,8 +19,10 @@ snapshots taken at the same point of earlier quarters.
 ``mode: auto`` standardises when the history before the windows shows a
 season effect (win rate or cycle differing by season, at ``detect_alpha``),
 and, as a precaution, when that history is too short to tell (less than
-two quarters of closes that show no season, or too few closes per season):
-a young CRM's first quarter end would otherwise be its first alert.
+two quarters of closes that show no season, or too few closes per season,
+or a quarter end that won a reportable change more or less than the rest
+of the quarter without the test proving it): a young CRM's first quarter
+end would otherwise be its first alert.
 Re-weighting costs effective baseline deals, which a history shown to have
 no season need not pay.
 """
