@@ -18,6 +18,7 @@ from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import forecast
 from salesintel_assets.domain.models import forecast_trust
 from salesintel_assets.domain.models import horizons
+from salesintel_assets.domain.models import quarter_place
 from salesintel_assets.domain.models import segment_changes
 from salesintel_assets.domain.models import features as rf
 from salesintel_assets.domain.models import risk_model as rm
@@ -238,6 +239,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         return dg.Output(table, metadata=_newest_first(table, status="not enough data", reason=reason,
                                                        closed_deals=len(prepared.labelled)))
     training = curve_judge.settled(training, prepared, rules, _judged_replays(context, warehouse, settings))
+    training = quarter_place.settled(training, prepared, rules.seed)
     chosen, split, verdict = training.chosen, training.split, training.verdict
     reach, judgement = training.age_reach, training.curve_judgement
     if reach is not None and reach.short:   # a young CRM whose open deals are older than the fit's states
@@ -245,6 +247,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         note = base["horizon_note"] = "; ".join(filter(None, [note, reading]))
     elif judgement is not None and judgement.serves:
         note = base["horizon_note"] = "; ".join(filter(None, [note, judgement.sentence()]))
+    if place := quarter_place.sentence(training.place_levels):
+        note = base["horizon_note"] = "; ".join(filter(None, [note, place]))
     served_by = chosen.name
     if training.model.curve_serves:
         served_by = rm.AGE_CURVE if judgement.own_level else rm.AGE_CURVE_AT_MODEL_LEVEL

@@ -371,7 +371,7 @@ def test_a_young_crm_whose_open_deals_linger_is_answered_by_the_age_curve_that_r
     alone, the backtest replays it, and the summary says so."""
     from sklearn.metrics import roc_auc_score
 
-    from salesintel_assets_tests.outside_world import won_within
+    from salesintel_assets_tests.outside_world import best_probability, won_within
 
     as_of = "2024-08-31"
     home, still_open = _outside_world_scored(tmp_path, as_of, 573, deals=2500, months=8)
@@ -400,11 +400,16 @@ def test_a_young_crm_whose_open_deals_linger_is_answered_by_the_age_curve_that_r
     old, expected = scores["age_days"].to_numpy() > 90, scores["win_probability_90d"].to_numpy()
     # carried on from the young states the models learned, the deals over 90 days old read 52 wins where 11 came
     # and all open deals 202 where 140 came; with the curve past the models' reach 14 and 163; by the curve
-    # alone 13 and 146
+    # alone 13 and 146, moved for the day's place in the quarter (two earlier quarters read it low) 160; the
+    # world's own chances read 150
     assert won[old].sum() / 2 < expected[old].sum() < 2 * won[old].sum()
-    assert abs(expected.sum() / won.sum() - 1) < 0.1
+    own = best_probability(still_open, pd.Timestamp(as_of), 1573, 0.3, True, 0.5)
+    assert abs(expected.sum() / own.sum() - 1) < 0.1
     # and it ranks the open deals above deal age alone (0.789 against 0.759; the models past their reach 0.772)
     assert roc_auc_score(won, expected) > roc_auc_score(won, -scores["age_days"]) + 0.02
+    # the curve at its own level reads no clock: the same day of two earlier quarters, read on it, moves it
+    assert "; today's place in the quarter: on the same day of 2 earlier quarters the 90-day chances" in \
+        model["horizon_note"]
     summary = run_summary(Warehouse(home=SalesintelHome(path=str(home))))
     assert f"  - {model['horizon_note']}" in summary.splitlines()
 
@@ -425,6 +430,11 @@ def test_on_a_quarters_last_day_a_young_crms_age_curve_reads_the_quarters_clock_
     served = mlflow.sklearn.load_model(_client(home).get_model_version_download_uri("deal_risk",
                                                                                    str(int(model["version"]))))
     assert served.curve_by_clock and all(level < 0 for level in served.curve_levels)   # fewer wins than on average
+    # the curve takes the model's clock, so the day's place is read on the model: two earlier quarters' same
+    # day read +0.035 in log odds against the days around it, within noise, so the 90-day chances stay
+    logged = _client(home).get_run(model["run_id"]).data.metrics
+    assert logged["place_quarters_90d"] == 2 and logged["place_level_90d"] == 0
+    assert dict(zip(served.horizons, served.place_levels))[90] == 0
     scores = read_table(home, "deal_risk_scores")
     won = won_within(still_open, pd.Timestamp(as_of)).reindex(scores["deal_id"]).to_numpy()
     expected = scores["win_probability_90d"].to_numpy()

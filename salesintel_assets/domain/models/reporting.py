@@ -158,8 +158,9 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
     baseline on the validation snapshots, the model and deal age on those of
     deals the fit never saw (``unseen_``, what the verdict reads), each
-    horizon, its three served levels, the age curve's judgement on
-    replayed days (``curve_judge``) and the challenge."""
+    horizon, its three served levels and its move for today's place in the
+    quarter, the age curve's judgement on replayed days (``curve_judge``)
+    and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
     unseen = validation_fold(training.folds)
@@ -174,6 +175,9 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     if training.model is not None:   # the three levels the deployed horizons carry (0: none applied)
         for days, _, part, recent, trend in training.model.level_parts():
             out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": recent, f"trend_level_{days}d": trend}
+    for level in training.place_levels:   # today's place in the quarter (``quarter_place``)
+        out |= {f"place_level_{level.days}d": level.shift, f"place_change_{level.days}d": level.change,
+                f"place_quarters_{level.days}d": level.quarters}
     for candidate in training.candidates:
         out |= metrics(f"{candidate.name}_val_", candidate.metrics)
     judgement = training.curve_judgement

@@ -70,6 +70,7 @@ backtest replays them, so the intervals measure them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 from contextlib import contextmanager
@@ -480,7 +481,9 @@ class HorizonModel:
     ``curve_levels`` (log odds; the models' served level, or where the
     curve's own serves, the quarter clock's move as the models read it,
     ``curve_by_clock``, or none); the models stay for ``judged``, as the
-    validation judged them."""
+    validation judged them. Whatever serves, each horizon is last moved by
+    its ``place_levels`` (log odds) for today's place in the quarter
+    (``quarter_place``)."""
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
                  age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None,
@@ -500,7 +503,21 @@ class HorizonModel:
         self.curve_serves = bool(curve_serves and age_curve is not None)
         self.curve_levels = per_horizon(curve_levels)
         self.curve_by_clock = bool(curve_by_clock)   # curve_levels are the quarter clock's, not the models' level
+        self.place_levels = [0.0] * len(self.horizons)   # today's place in the quarter (``quarter_place``)
         self.classes_ = np.array([0, 1])
+
+    def at_place(self, shifts) -> "HorizonModel":
+        """The same model, each horizon's chances moved by ``shifts`` (log
+        odds) for today's place in the quarter (``quarter_place``)."""
+        moved = copy.copy(self)
+        moved.place_levels = [float(x) for x in shifts]
+        return moved
+
+    def by_models(self) -> "HorizonModel":
+        """The same model answered by its horizons' models, as it serves where the curve does not."""
+        models = copy.copy(self)
+        models.curve_serves = False
+        return models
 
     def level_parts(self) -> list[tuple[int, float, float, float, float]]:
         """Per horizon: days, served level, and its calibration, recent and trend parts."""
@@ -514,13 +531,15 @@ class HorizonModel:
 
     def horizon_probabilities(self, features: pd.DataFrame) -> dict[int, np.ndarray]:
         order = np.argsort(self.horizons)
+        place = getattr(self, "place_levels", None) or [0.0] * len(self.horizons)   # a model saved before them
         if getattr(self, "curve_serves", False):   # False on a model saved before the curve served alone
             probs = np.column_stack([stats.shifted(self.age_curve.within(features, self.horizons[i]),
-                                                   self.curve_levels[i]) for i in order])
+                                                   self.curve_levels[i] + place[i]) for i in order])
         else:
             levels = getattr(self, "levels", None) or [0.0] * len(self.horizons)   # a model saved before levels
             probs = np.column_stack([stats.shifted(self.models[i].predict_proba(features)[:, 1],
-                                                   levels[i] + self._past_reach(features, i)) for i in order])
+                                                   levels[i] + place[i] + self._past_reach(features, i))
+                                     for i in order])
         probs = np.maximum.accumulate(probs, axis=1)
         return {self.horizons[i]: probs[:, k] for k, i in enumerate(order)}
 
@@ -669,6 +688,7 @@ class Training:
     folds: list = field(default_factory=list)   # the out-of-time sets the verdict pooled
     age_reach: "AgeReach | None" = None   # how far the main fit reaches into the open deals' ages
     curve_judgement: object = None   # ``curve_judge.CurveJudgement``: the age curve alone against the model
+    place_levels: tuple = ()   # ``quarter_place.PlaceLevel`` per horizon: today's place in the quarter
 
 
 # Horizons a short history falls back to. Not 30 days: most deals that will
