@@ -160,8 +160,7 @@ def settled(training, prepared: rf.Prepared, seed: int = 0):
     model = training.model
     if model is None:
         return training
-    judgement = training.curve_judgement
-    own_level = judgement is not None and getattr(judgement, "own_level", False)
+    own_level = training.curve_judgement is not None and training.curve_judgement.own_level
     follows_clock = model.curve_serves and rf.QUARTER_FEATURE in prepared.spec.numeric and \
         (model.curve_by_clock or not own_level)
     levels = place_levels(model.by_models() if follows_clock else model, prepared, seed)
