@@ -71,7 +71,13 @@ class PlaceLevel:
 
 def same_place_days(days: np.ndarray, today: int, fiscal_start_month: int) -> np.ndarray:
     """Of grid ``days`` (day numbers), the one nearest today's place in each
-    earlier quarter (days to the quarter's end within ``SAME_PLACE_DAYS``)."""
+    earlier quarter (days to the quarter's end within ``SAME_PLACE_DAYS``).
+
+    Counted on the models' quarter clock (``features.quarter_clock``: a
+    quarter's last day counts as passed), not the anomaly layer's
+    ``seasonality.same_point_in_earlier_quarters``: within a few days of a
+    quarter's end that one matches a day before the push with the last day
+    of an earlier quarter, after it."""
     days = np.unique(np.asarray(days, dtype=np.int64))
     ahead = rf.quarter_clock(days, fiscal_start_month)[0]
     gap = np.abs(ahead - rf.quarter_clock(np.array([today]), fiscal_start_month)[0][0])
