@@ -130,6 +130,37 @@ def test_two_real_changes_are_both_found(cfg):
     assert changes[("FinTech", "Europe")] < 0 < changes[("Health", "India")]
 
 
+def _retail_slides(seed: int) -> pd.DataFrame:
+    """2,000 closes where Retail won 25 % of its last 90 days' closes
+    against 55 % before: a change in the deals created from a day on,
+    reaching the closes over months, too few of them in 45 days to prove."""
+    frame = _closes(n=2000, seed=seed).drop(columns="is_won")
+    recent = (frame["closed_date"] > AS_OF - pd.Timedelta(days=90)).to_numpy()
+    rate = np.where(recent & (frame["industry"] == "Retail").to_numpy(), 0.25, frame["industry"].map(RATES))
+    return frame.assign(is_won=np.random.default_rng(seed + 500).random(len(frame)) < rate)
+
+
+def test_a_change_that_reaches_the_closes_slowly_is_proved_on_the_longer_window(cfg):
+    assert cfg.recent_days == [45, 90]
+    only_45 = cfg.model_copy(update={"recent_days": [45]})
+    found = {seed: sc.find(_retail_slides(seed), AS_OF, cfg) for seed in range(20)}
+    found_45 = sum(any(c.values == ("Retail",) for c in sc.find(_retail_slides(seed), AS_OF, only_45))
+                   for seed in range(20))
+    retail = [c for changes in found.values() for c in changes if c.values == ("Retail",)]
+    assert len(retail) >= 13 and found_45 <= 8   # measured: 16 against 5
+    assert all(c.shift < 0 for c in retail) and sum(c.recent_days == 90 for c in retail) >= 10
+    assert sum(len(changes) - any(c.values == ("Retail",) for c in changes) for changes in found.values()) <= 1
+    said = next(c for c in retail if c.recent_days == 90).sentence()
+    assert "deals closed in the last 90 days against" in said
+
+
+def test_recent_windows_are_one_or_several_increasing_day_counts():
+    assert RiskRules.SegmentChanges(recent_days=60).recent_days == [60]
+    for bad in ([90, 45], [7], [45, 45], []):
+        with pytest.raises(ValidationError, match="recent_days"):
+            RiskRules.SegmentChanges(recent_days=bad)
+
+
 def test_a_segment_with_too_few_recent_closes_is_not_tested(cfg):
     closes = _closes(n=12000, seed=5, drop=("FinTech", "Europe", 0.0))
     recent = closes["closed_date"] > AS_OF - pd.Timedelta(days=45)
@@ -201,7 +232,7 @@ def test_a_segment_that_held_while_the_rest_fell_is_not_moved_up(cfg):
 
 def test_the_changes_noise_widens_the_interval_by_the_segments_share():
     deals = _open()
-    change = sc.SegmentChange(("region",), ("APAC",), -1.0, -0.9, -0.8, 0.3, 0.001, 40, 6, 200, 90, 800, 360, 4000,
+    change = sc.SegmentChange(("region",), ("APAC",), 45, -1.0, -0.9, -0.8, 0.3, 0.001, 40, 6, 200, 90, 800, 360, 4000,
                               1800)
     level = forecast.LevelReading(lean=-0.1, sigma=0.2, dates=8)
     p = np.full(len(deals), 0.3)

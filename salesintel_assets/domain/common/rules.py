@@ -300,7 +300,7 @@ class RiskRules(Section):
         (``segment_changes``): their open deals' odds move by the change against the rest."""
 
         enabled: bool = True
-        recent_days: int = Field(default=45, ge=14, le=180)
+        recent_days: list[int] = Field(default=[45, 90])   # each a window of latest closes, tested alike
         baseline_days: int = Field(default=365, ge=60, le=1095)
         fdr_alpha: float = Field(default=0.05, gt=0, le=0.2)
         min_change: float = Field(default=0.5, ge=0, le=5)
@@ -314,8 +314,16 @@ class RiskRules(Section):
             ("industry", "region"), ("industry", "product_type"), ("industry", "lead_source"),
             ("region", "lead_source"), ("region", "product_type"), ("product_type", "lead_source")])
 
+        @field_validator("recent_days", mode="before")
+        @classmethod
+        def _one_window_or_several(cls, value):
+            return [value] if isinstance(value, int) else value
+
         @model_validator(mode="after")
         def _pairs_of_dimensions(self):
+            if (self.recent_days != sorted(set(self.recent_days)) or not self.recent_days
+                    or not all(14 <= d <= 180 for d in self.recent_days)):
+                raise ValueError("recent_days must be increasing day counts from 14 to 180")
             if self.age_bands_days != sorted(set(self.age_bands_days)) or any(d <= 0 for d in self.age_bands_days):
                 raise ValueError("age_bands_days must be increasing positive day counts")
             for pair in self.pairs:
