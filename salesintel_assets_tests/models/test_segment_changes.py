@@ -154,6 +154,22 @@ def test_a_change_that_reaches_the_closes_slowly_is_proved_on_the_longer_window(
     assert "deals closed in the last 90 days against" in said
 
 
+def test_a_change_both_windows_prove_is_applied_at_its_latest_level(cfg):
+    # FinTech x Europe won 25 % of its closes 46-90 days ago and 15 % of the last 45 (50 % before): the 90-day
+    # window proves it more strongly (more closes), the 45-day one reads where it stands now
+    frame = _closes(seed=13).drop(columns="is_won")
+    age = (AS_OF - frame["closed_date"]).dt.days.to_numpy()
+    pair = ((frame["industry"] == "FinTech") & (frame["region"] == "Europe")).to_numpy()
+    rate = np.where(pair & (age < 45), 0.15, np.where(pair & (age < 90), 0.25, frame["industry"].map(RATES)))
+    closes = frame.assign(is_won=np.random.default_rng(14).random(len(frame)) < rate)
+    on_90 = sc.find(closes, AS_OF, cfg.model_copy(update={"recent_days": [90]}))[0]
+    on_45 = sc.find(closes, AS_OF, cfg.model_copy(update={"recent_days": [45]}))[0]
+    assert abs(on_90.change / on_90.se) > abs(on_45.change / on_45.se)
+    change = sc.find(closes, AS_OF, cfg)[0]
+    assert (change.values, change.recent_days) == (("FinTech", "Europe"), 45)
+    assert change.change == pytest.approx(on_45.change) and change.shift < 0
+
+
 def test_recent_windows_are_one_or_several_increasing_day_counts():
     assert RiskRules.SegmentChanges(recent_days=60).recent_days == [60]
     for bad in ([90, 45], [7], [45, 45], []):

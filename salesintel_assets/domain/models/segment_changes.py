@@ -13,7 +13,11 @@ or the quarter-end bunching that moves every segment alike is no segment
 change. It is made once per window of ``recent_days`` (45 and 90 days): a
 sudden change fills the last weeks' closes, but one in the deals created
 from a day on reaches the closes over months, as those deals close, and in
-45 days too few of them have closed to prove it. The comparison is made
+45 days too few of them have closed to prove it. A segment both windows
+prove is read on the shorter, its latest level: the longer one proves a
+change of the last 45 days more strongly (more closes) but at about half
+its size (on the sample CRM, FinTech x Europe's odds moved x0.58 on 90 days
+against x0.49 on 45). The comparison is made
 within bands of age at close (``age_bands_days``) and pooled by inverse
 variance: deals that linger for months are mostly closed lost in
 clean-ups, and how many of those a segment had lately is chance, not
@@ -285,7 +289,9 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg,
     discoveries, cells = _discoveries(tested, looks, won, bands, cfg)
     first_round = {found[:3] for found in discoveries}
     while discoveries:
-        kept.append(discoveries[0])
+        # the strongest cell, read on the shortest window that proved it: the latest level (a change of the last
+        # 45 days read on 90 is half the change)
+        kept.append(min((d for d in discoveries if d[1:3] == discoveries[0][1:3]), key=lambda d: d[0]))
         group, cell = discoveries[0][1:3]
         taken |= tested[group][1] == cell   # the kept cell's closes, in every look: its group's cell codes
         discoveries = [d for d in _discoveries(tested, [(rows & ~taken, recent) for rows, recent in looks],
