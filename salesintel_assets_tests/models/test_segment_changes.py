@@ -143,9 +143,9 @@ def _retail_slides(seed: int) -> pd.DataFrame:
 def test_a_change_that_reaches_the_closes_slowly_is_proved_on_the_longer_window(cfg):
     assert cfg.recent_days == [45, 90]
     only_45 = cfg.model_copy(update={"recent_days": [45]})
-    found = {seed: sc.find(_retail_slides(seed), AS_OF, cfg) for seed in range(20)}
-    found_45 = sum(any(c.values == ("Retail",) for c in sc.find(_retail_slides(seed), AS_OF, only_45))
-                   for seed in range(20))
+    worlds = [_retail_slides(seed) for seed in range(20)]
+    found = {seed: sc.find(closes, AS_OF, cfg) for seed, closes in enumerate(worlds)}
+    found_45 = sum(any(c.values == ("Retail",) for c in sc.find(closes, AS_OF, only_45)) for closes in worlds)
     retail = [c for changes in found.values() for c in changes if c.values == ("Retail",)]
     assert len(retail) >= 13 and found_45 <= 8   # measured: 16 against 5
     assert all(c.shift < 0 for c in retail) and sum(c.recent_days == 90 for c in retail) >= 10

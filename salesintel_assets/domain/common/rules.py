@@ -319,11 +319,15 @@ class RiskRules(Section):
         def _one_window_or_several(cls, value):
             return [value] if isinstance(value, int) else value
 
+        @field_validator("recent_days")
+        @classmethod
+        def _increasing_windows(cls, days):
+            if not days or days != sorted(set(days)) or not all(14 <= d <= 180 for d in days):
+                raise ValueError("recent_days must be increasing day counts from 14 to 180")
+            return days
+
         @model_validator(mode="after")
         def _pairs_of_dimensions(self):
-            if (self.recent_days != sorted(set(self.recent_days)) or not self.recent_days
-                    or not all(14 <= d <= 180 for d in self.recent_days)):
-                raise ValueError("recent_days must be increasing day counts from 14 to 180")
             if self.age_bands_days != sorted(set(self.age_bands_days)) or any(d <= 0 for d in self.age_bands_days):
                 raise ValueError("age_bands_days must be increasing positive day counts")
             for pair in self.pairs:

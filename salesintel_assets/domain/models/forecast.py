@@ -579,8 +579,7 @@ def widened(level: LevelReading, sd: float) -> LevelReading:
 # --- Segments that moved lately ---------------------------------------------------------
 def segment_window(as_of: pd.Timestamp, rules: RiskRules) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The close dates (after, up to) ``segment_changes`` reads."""
-    cfg = rules.forecast.segment_changes
-    return pd.Timestamp(as_of) - pd.Timedelta(days=max(cfg.recent_days) + cfg.baseline_days), pd.Timestamp(as_of)
+    return segment_changes.window_start(as_of, rules.forecast.segment_changes), pd.Timestamp(as_of)
 
 
 def closes_known(fact: pd.DataFrame, day: pd.Timestamp, rules: RiskRules) -> pd.DataFrame:

@@ -155,12 +155,17 @@ class SegmentChange:
                 "corrected for its noise and the first for being picked among the segments tested)")
 
 
+def window_start(as_of: pd.Timestamp, cfg) -> pd.Timestamp:
+    """The day after which ``find`` reads closes: the longest window of
+    latest closes and the baseline before it."""
+    return pd.Timestamp(as_of) - pd.Timedelta(days=max(cfg.recent_days) + cfg.baseline_days)
+
+
 def clean_ups(closed: pd.DataFrame, as_of: pd.Timestamp, cfg) -> list[CleanUp]:
     """The clean-up days (``clean_ups.clean_up_days``) of the window ``find`` reads."""
     as_of = pd.Timestamp(as_of)
     when = closed["closed_date"]
-    inside = ((when <= as_of) & (when > as_of - pd.Timedelta(days=max(cfg.recent_days) + cfg.baseline_days))
-              ).to_numpy(dtype=bool)
+    inside = ((when <= as_of) & (when > window_start(as_of, cfg))).to_numpy(dtype=bool)
     return clean_ups_of(when[inside], closed.loc[inside, "is_won"].astype(bool))
 
 
@@ -274,8 +279,8 @@ def find(closed: pd.DataFrame, as_of: pd.Timestamp, cfg,
     age = (when - closed["created_date"]).dt.days
     cleaned = clean_ups(closed, as_of, cfg) if cleaned is None else cleaned
     tidied = when.dt.normalize().isin([c.day for c in cleaned])
-    start = as_of - pd.Timedelta(days=max(cfg.recent_days) + cfg.baseline_days)
-    keep = ((when <= as_of) & (when > start) & (age >= cfg.min_age_days) & ~tidied).to_numpy(dtype=bool)
+    keep = ((when <= as_of) & (when > window_start(as_of, cfg)) & (age >= cfg.min_age_days)
+            & ~tidied).to_numpy(dtype=bool)
     frame, closed_on = closed[keep], when[keep]
     # one look per window: its latest closes against the baseline_days before them
     looks = [((closed_on > as_of - pd.Timedelta(days=days + cfg.baseline_days)).to_numpy(),
