@@ -386,10 +386,12 @@ def test_a_business_winning_less_each_month_is_scored_at_its_latest_level(tables
 
 def test_a_fall_that_goes_on_is_followed_to_the_analysis_date(tables):
     """Three years of odds falling 0.6 a year: the levels read off finished
-    windows sit months behind the analysis date; the trend level moves each
-    horizon on to it (the line through the latest quarters, read there)."""
+    windows sit months behind the analysis date; with the trend line on (off
+    by default), the trend level moves each horizon on to it (the line
+    through the latest quarters, read there)."""
     fact, truth = known_probability_fact(6000, drift=-0.6, span_days=1100)
-    rules = tables["rules"].risk
+    default = tables["rules"].risk
+    rules = default.model_copy(update={"level_trend_quarters": 6})
     as_of = fact["closed_date"].max()
     prepared = rf.prepare(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules, ["Proposal", "Closed"])
     training = rm.train(prepared, rules)
@@ -406,11 +408,11 @@ def test_a_fall_that_goes_on_is_followed_to_the_analysis_date(tables):
     served, without = rm.predict(training.model, rows).mean(), rm.predict(untrended, rows).mean()
     assert without - now > 0.03                                   # the latest finished windows' level
     assert abs(served - now) < (without - now) / 2
-    # the main horizon's trend is the line read on the served level; the rules can turn it off
+    # the main horizon's trend is the line read on the served level; the shipped rules draw none
     main_trend = rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, rules)
     assert main_trend == pytest.approx(trend)
-    off = rules.model_copy(update={"level_trend_quarters": 0})
-    assert rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, off) == 0.0
+    assert default.level_trend_quarters == 0
+    assert rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, default) == 0.0
 
 
 def _level_split(deal_ids, won, days: int = 182) -> rm.Split:
