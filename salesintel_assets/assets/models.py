@@ -304,7 +304,7 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         "validation_deals": int(split.validate["deal_id"].nunique()),
     }
     table = reporting.append_row(previous, row, ["as_of_date", "fingerprint"], integers=MODEL_INTEGERS)
-    return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow, validation_p))
+    return dg.Output(table, metadata=_model_metadata(table, row, training, prepared, mlflow, validation_p, rules))
 
 
 def _kept_version(warehouse: Warehouse, settings: SalesintelSettings, mlflow: MLflowTracking, champion):
@@ -335,7 +335,8 @@ def _challenge(training, prepared, rules, mlflow: MLflowTracking, champion) -> r
                         champion.tags.get("target", "won eventually"))
 
 
-def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: np.ndarray) -> dict:
+def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: np.ndarray,
+                    rules: RiskRules) -> dict:
     compare = pd.DataFrame([{"model": f"{c.name} ({c.calibration})", **reporting.metrics("", c.metrics)}
                             for c in training.candidates]
                            + [{"model": f"baseline: {name}", **reporting.metrics("", m)} for name, m in training.baselines.items()])
@@ -353,7 +354,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "features": dg.MetadataValue.md(prepared.spec.describe() + ": `" + "`, `".join(prepared.spec.columns) + "`"),
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
         "split": dg.MetadataValue.json(training.split.summary()),
-        "served_levels": dg.MetadataValue.md(reporting.levels_note(training.model)),
+        "served_levels": dg.MetadataValue.md(reporting.levels_note(training.model, rules.level_trend_quarters)),
         "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
                                                  .to_markdown(index=False)),
         "reliability": figure_markdown(reporting.reliability_figure(validate["won"], p)),

@@ -152,7 +152,7 @@ def test_at_the_models_level_the_curve_shares_out_the_models_expected_wins_in_it
     p, own = served.horizon_probabilities(states)[90], curve.within(states, 90)
     assert p.sum() == pytest.approx(0.3 * len(deals), rel=1e-6) and own.sum() != pytest.approx(p.sum(), rel=0.05)
     np.testing.assert_array_equal(np.argsort(p, kind="stable"), np.argsort(own, kind="stable"))
-    assert "moved to the models' served level on the open deals" in reporting.levels_note(served)
+    assert "moved to the models' served level on the open deals" in reporting.levels_note(served, 0)
 
 
 def test_the_backtest_takes_the_judges_replays_of_the_model_instead_of_retraining_and_forecasts_the_same(
@@ -239,8 +239,8 @@ def test_the_clock_moves_the_served_curve_only_when_the_model_that_reads_it_is_u
     odds = f"x{np.exp(served.model.curve_levels[0]):.2f} within 90 days"
     assert f"moved by the day's place in the quarter as the model reads the quarter's clock (odds {odds})" in \
         served.curve_judgement.sentence()
-    assert "at its own level, moved by the day's place in the quarter" in reporting.levels_note(served.model)
+    assert "at its own level, moved by the day's place in the quarter" in reporting.levels_note(served.model, 0)
     weak = _settled(prepared, rules, sample_curve, monkeypatch, usable=False)
     assert weak.model.curve_serves and not weak.model.curve_by_clock and weak.model.curve_levels == [0.0]
     assert weak.curve_judgement.clock == () and "quarter's clock" not in weak.curve_judgement.sentence()
-    assert "unmoved (served_by: age_curve)" in reporting.levels_note(weak.model)
+    assert "unmoved (served_by: age_curve)" in reporting.levels_note(weak.model, 0)

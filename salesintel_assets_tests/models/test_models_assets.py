@@ -124,8 +124,9 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
               for days in (30, 90, 180)}
     note = meta["served_levels"].value
     assert all(f"- {days} days: odds x{np.exp(sum(parts)):.2f} (the calibration and validation periods' level "
-               f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f}, the trend's "
-               f"x{np.exp(parts[2]):.2f})" in note for days, parts in levels.items())
+               f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f})" in note
+               and parts[2] == 0 for days, parts in levels.items())
+    assert "off: risk.level_trend_quarters is 0" in note and "the trend's" not in note   # the shipped rules
 
 
 def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):

@@ -12,6 +12,7 @@ import pytest
 from salesintel_assets.domain.common import stats
 from salesintel_assets.domain.models import drift
 from salesintel_assets.domain.models import features as rf
+from salesintel_assets.domain.models import reporting
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import risk_scores as rs
 from salesintel_assets.sources import sample_crm
@@ -413,6 +414,8 @@ def test_a_fall_that_goes_on_is_followed_to_the_analysis_date(tables):
     assert main_trend == pytest.approx(trend)
     assert default.level_trend_quarters == 0
     assert rm.trend_level(training.chosen.model, training.split, prepared.spec, level - trend, prepared, default) == 0.0
+    note = reporting.levels_note(training.model, rules.level_trend_quarters)   # said with the line on
+    assert f"the trend's x{np.exp(trend):.2f})" in note and "along the line through the latest quarters" in note
 
 
 def _level_split(deal_ids, won, days: int = 182) -> rm.Split:

@@ -130,10 +130,15 @@ def run_params(rules, training, prepared) -> dict:
             "baseline_segment": ",".join(rules.baseline_segment)}
 
 
-def levels_note(model) -> str:
-    """In words: each horizon's served level, its three parts, and what they do to a deal's odds."""
+def levels_note(model, trend_quarters: int) -> str:
+    """In words: each horizon's served level, its parts, and what they do to a deal's odds.
+
+    ``trend_quarters`` is ``risk.level_trend_quarters``: 0 means the quarters'
+    trend line is off, which the note says instead of a measured-looking x1.00."""
+    trend_on = trend_quarters > 0
     lines = [f"- {days} days: odds x{np.exp(level):.2f} (the calibration and validation periods' level "
-             f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}, the trend's x{np.exp(trend):.2f})"
+             f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}"
+             + (f", the trend's x{np.exp(trend):.2f})" if trend_on else ")")
              for days, level, part, recent, trend in sorted(model.level_parts())]
     if getattr(model, "curve_serves", False):
         moved = "\n".join(f"- {days} days: odds x{np.exp(level):.2f}"
@@ -147,11 +152,13 @@ def levels_note(model) -> str:
             how = "unmoved (served_by: age_curve)."
         return (f"The age curve answers every horizon, {how}\nThe models' own levels, kept for the record:\n"
                 + "\n".join(lines))
+    trend = ("then along the line through the latest quarters' levels to the analysis date where they keep moving "
+             "beyond noise" if trend_on else
+             "and not along a line through the quarters' levels (off: risk.level_trend_quarters is 0)")
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
-            "(the latest finished windows) where it differs beyond noise, then along the line through the latest "
-            "quarters' levels to the analysis date where they keep moving beyond noise; x1.00 means none applied "
-            "(within noise, or too few quarters of snapshots):\n" + "\n".join(lines))
+            f"(the latest finished windows) where it differs beyond noise, {trend}; x1.00 means none applied "
+            "(within noise, or too few snapshots):\n" + "\n".join(lines))
 
 
 def run_metrics(training, challenge, level_se: float) -> dict:
