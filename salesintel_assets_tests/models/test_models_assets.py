@@ -127,6 +127,7 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
                f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f})" in note
                and parts[2] == 0 for days, parts in levels.items())
     assert "off: risk.level_trend_quarters is 0" in note and "the trend's" not in note   # the shipped rules
+    assert run.data.params["level_trend_quarters"] == "0"   # the zero trend metrics read as off in MLflow too
 
 
 def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):

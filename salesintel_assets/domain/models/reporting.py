@@ -121,6 +121,7 @@ def run_params(rules, training, prepared) -> dict:
     split = training.split.summary()
     return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
             "max_training_rows": rules.max_training_rows, "max_fit_rows": rules.max_fit_rows,
+            "level_trend_quarters": rules.level_trend_quarters,   # 0: the trend_level_<h>d metrics are off, not flat
             "fit_sample": "stratified by snapshot month x outcome, in proportion",
             "backtest_max_fit_rows": rules.forecast.backtest_max_fit_rows, "calibration_share": rules.calibration_share,
             "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
