@@ -12,8 +12,9 @@ sum of the world's own probabilities (a target without the luck of one
 - ``uncalibrated``: the members' own probabilities, as fitted on the fit
   period.
 
-Beside them the served level's three parts (log odds): ``calibration``
-(``calibration_level``), ``recent`` (``recent_level``) and ``trend``.
+Beside them the served level's four parts (log odds): ``calibration``
+(``calibration_level``), ``recent`` (``recent_level``), ``trend`` and
+``cohort`` (``cohort_level``: the win rate's trend by creation date).
 ``--learn-from DATE`` replays the snapshots from that day on only (the fit
 period then starts there).
 
@@ -27,7 +28,8 @@ probabilities leave the push out: judge those against ``won_90d`` too.
 Run: ``python -m salesintel_assets_tests.calibration_study --outside 92
 2026-03-31 --outside 93 2026-01-31 --scenario 701`` (about a minute per
 world; the shape options, e.g. ``--no-cleanup`` or ``--drift -0.4``, apply
-to every outside world of the run).
+to every outside world of the run; ``--cohort-trend-min-z 0`` turns the
+cohort trend off, to compare).
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFra
     later = pd.concat([part.calibrate, part.validate])
     fitted = [m.calibrated_classifiers_[0].estimator for m in members(model)]   # frozen, before calibration
     served = rm.predict_horizons(training.model, features)[DAYS]
-    _, _, calibration, recent, trend = next(parts for parts in training.model.level_parts() if parts[0] == DAYS)
+    _, _, calibration, recent, trend, cohort = next(parts for parts in training.model.level_parts() if parts[0] == DAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         again = [CalibratedClassifierCV(f, method=m.method).fit(later[columns], later["won"])
@@ -85,23 +87,26 @@ def level_sums(fact: pd.DataFrame, history: pd.DataFrame, activities: pd.DataFra
                 "candidate": training.chosen.name,
                 "served": served, "untrended": stats.shifted(served, -trend),
                 "calibration": round(calibration, 3), "recent": round(recent, 3), "trend": round(trend, 3),
+                "cohort": round(cohort, 3),
                 "recalibrated": np.mean([m.predict_proba(features[columns])[:, 1] for m in again], axis=0),
                 "uncalibrated": np.mean([f.predict_proba(features[columns])[:, 1] for f in fitted], axis=0)}
 
 
 def judged(sums: dict, best: np.ndarray, won: np.ndarray) -> dict:
     row = {"candidate": sums["candidate"], "won_90d": int(won.sum()), "best_90d": round(float(best.sum()), 1)}
-    row |= {part: sums[part] for part in ("calibration", "recent", "trend")}
+    row |= {part: sums[part] for part in ("calibration", "recent", "trend", "cohort")}
     for way in WAYS:
         row[way] = round(float(sums[way].sum()) / max(float(best.sum()), 1e-9) - 1, 3)
     return row
 
 
 def outside(seed: int, as_of: pd.Timestamp, never_share: float, cleanup: bool, pull_in: float,
-            learn_from: pd.Timestamp | None = None, **shape) -> dict:
+            learn_from: pd.Timestamp | None = None, cohort_min_z: float | None = None, **shape) -> dict:
     world = outside_world.generate(seed, never_share=never_share, cleanup=cleanup, pull_in=pull_in, **shape)
     export, open_deals = outside_world.export_on(world, as_of)
     rules = load_rules()
+    if cohort_min_z is not None:   # the cohort trend's bar (0: off), to compare with the shipped one
+        rules = rules.model_copy(update={"risk": rules.risk.model_copy(update={"cohort_trend_min_z": cohort_min_z})})
     clean = quality.validate_deals(ingestion.conform_raw(export), rules, as_of=as_of).clean
     fact = warehouse.build_fact_deals(clean, NO_HISTORY, NO_ACTIVITIES, rules, as_of)
     sums = level_sums(fact, NO_HISTORY, NO_ACTIVITIES, as_of, rules, learn_from)
@@ -131,9 +136,12 @@ def main(argv=None) -> None:
     parser.add_argument("--base", type=float, default=outside_world.BASE_LOG_ODDS)
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--learn-from", type=pd.Timestamp, default=None, metavar="DATE")
+    parser.add_argument("--cohort-trend-min-z", type=float, default=None, metavar="Z",
+                        help="risk.cohort_trend_min_z for the outside worlds (0: off; default: the shipped rules')")
     args = parser.parse_args(argv)
     rows = [outside(int(seed), pd.Timestamp(day), args.never_share, not args.no_cleanup, args.pull_in,
-                    args.learn_from, base=args.base, drift=args.drift) for seed, day in args.outside]
+                    args.learn_from, args.cohort_trend_min_z, base=args.base, drift=args.drift)
+            for seed, day in args.outside]
     rows += [scenario(spec, seed) for seed in args.scenario for spec in trust_study.WORLDS]
     frame = pd.DataFrame(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -249,6 +249,8 @@ def deal_risk_model(context: dg.AssetExecutionContext, warehouse: Warehouse, set
         note = base["horizon_note"] = "; ".join(filter(None, [note, judgement.sentence()]))
     if place := quarter_place.sentence(training.place_levels):
         note = base["horizon_note"] = "; ".join(filter(None, [note, place]))
+    if cohort := training.cohort_trend.sentence():
+        note = base["horizon_note"] = "; ".join(filter(None, [note, cohort]))
     served_by = chosen.name
     if training.model.curve_serves:
         served_by = rm.AGE_CURVE if judgement.own_level else rm.AGE_CURVE_AT_MODEL_LEVEL
@@ -355,6 +357,7 @@ def _model_metadata(table, row, training, prepared, mlflow: MLflowTracking, p: n
         "validation": dg.MetadataValue.md(compare.to_markdown(index=False)),
         "split": dg.MetadataValue.json(training.split.summary()),
         "served_levels": dg.MetadataValue.md(reporting.levels_note(training.model, rules.level_trend_quarters)),
+        "cohort_trend": dg.MetadataValue.md(reporting.cohort_note(training)),
         "calibration_table": dg.MetadataValue.md(drift.calibration_table(validate["won"], p).round(3)
                                                  .to_markdown(index=False)),
         "reliability": figure_markdown(reporting.reliability_figure(validate["won"], p)),

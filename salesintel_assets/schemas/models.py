@@ -140,7 +140,9 @@ class DealRiskModel(pa.DataFrameModel):
         "the wins came at such ages (a young CRM: past the ages the model learned, their probabilities follow the "
         "age curve of every deal, or the curve alone answers every open deal where it ranked past days' open deals "
         "better than the model and deal age: served_by), and when the curve ranks the open deals at the model's "
-        "level (served_by age_curve_at_model_level), else empty."))
+        "level (served_by age_curve_at_model_level), and when each new cohort of deals wins less (or more) than the "
+        "one before beyond noise, so the open deals are served at their own cohort's level (risk.cohort_trend_min_z), "
+        "else empty."))
     quarter_note: Series[str] = pa.Field(nullable=True, description=(
         "Where wins bunch at other months' ends than the rules' quarters end, and the models' quarter clock "
         "followed them (anomalies.seasonality.quarter_ends: auto), else empty."))

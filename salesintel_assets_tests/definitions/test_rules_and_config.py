@@ -34,6 +34,7 @@ def test_packaged_rules_load():
     (lambda r: r.pop("stages"), "stages"),
     (lambda r: r["anomalies"]["seasonality"].update(quarter_ends="calendar"), "quarter_ends"),
     (lambda r: r["risk"].update(level_trend_quarters=2), "a trend needs at least 4 quarters"),
+    (lambda r: r["risk"].update(cohort_trend_min_z=-1), "cohort_trend_min_z"),
 ])
 def test_bad_rules_file_is_a_clear_error(tmp_path, mutate, message):
     with pytest.raises(RulesError, match=message):

@@ -119,15 +119,21 @@ def test_mlflow_holds_the_runs_and_the_registered_versions(sample_runs):
     assert meta["model_verdict"].value == "usable" and meta["verdict_reason"].value.startswith("beats deal age")
     assert "mlflow ui --backend-store-uri sqlite:///" in meta["mlflow_ui"].value
     run = client.get_run(client.get_model_version("deal_risk", str(second["version"])).run_id)
-    metrics = run.data.metrics   # the three levels recorded, and said
-    levels = {days: [metrics[f"{name}_level_{days}d"] for name in ("calibration", "recent", "trend")]
+    metrics = run.data.metrics   # the four levels recorded, and said
+    levels = {days: [metrics[f"{name}_level_{days}d"] for name in ("calibration", "recent", "trend", "cohort")]
               for days in (30, 90, 180)}
     note = meta["served_levels"].value
     assert all(f"- {days} days: odds x{np.exp(sum(parts)):.2f} (the calibration and validation periods' level "
-               f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f})" in note
+               f"x{np.exp(parts[0]):.2f}, the latest windows' x{np.exp(parts[1]):.2f}, "
+               f"the cohort trend's x{np.exp(parts[3]):.2f})" in note
                and parts[2] == 0 for days, parts in levels.items())
     assert "off: risk.level_trend_quarters is 0" in note and "the trend's" not in note   # the shipped rules
     assert run.data.params["level_trend_quarters"] == "0"   # the zero trend metrics read as off in MLflow too
+    # the sample CRM's cohorts win alike: the trend is measured, said with its noise, and moves nothing
+    assert run.data.params["cohort_trend_min_z"] == "3.0"
+    assert abs(metrics["cohort_trend_per_year"]) < 3 * metrics["cohort_trend_se"]
+    assert metrics["cohort_trend_served_per_year"] == 0 and not any(parts[3] for parts in levels.values())
+    assert "within noise, so no level moves for it" in meta["cohort_trend"].value
 
 
 def test_scores_follow_the_contract_and_come_from_the_champion(sample_runs):

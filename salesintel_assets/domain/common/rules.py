@@ -367,6 +367,7 @@ class RiskRules(Section):
     max_fit_rows: int = Field(default=100_000, ge=1000)
     quarter_position_alpha: float = Field(default=1e-4, gt=0, lt=0.5)
     level_trend_quarters: int = Field(default=0, ge=0, le=20)
+    cohort_trend_min_z: float = Field(default=3.0, ge=0)
     retrain_changed_share: float = Field(default=0.05, ge=0, le=1)
     calibration_share: float = Field(gt=0.05, lt=0.4)
     validation_share: float = Field(gt=0.05, lt=0.4)

@@ -184,7 +184,7 @@ def settled(training: rm.Training, prepared: rf.Prepared, rules: RiskRules,
     served = rm.HorizonModel(model.horizons, model.models, model.main, model.levels, model.calibration_levels,
                              model.trend_levels, curve, model.reach_ages, curve_serves=True,
                              curve_levels=clock if own_level else model_levels(model, curve, prepared),
-                             curve_by_clock=clock is not None)
+                             curve_by_clock=clock is not None, cohort_levels=model.cohort_levels)
     judgement = replace(judgement, own_level=own_level, clock=tuple(zip(model.horizons, clock or ())))
     return replace(training, model=served, curve_judgement=judgement)
 

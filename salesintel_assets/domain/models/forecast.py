@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from salesintel_assets.domain.models import features as rf
-from salesintel_assets.domain.models import age_curve, forecast_trust
+from salesintel_assets.domain.models import age_curve, cohort_trend, forecast_trust
 from salesintel_assets.domain.models.horizons import MonthSpread
 from salesintel_assets.domain.models import risk_model as rm
 from salesintel_assets.domain.models import segment_changes
@@ -437,8 +437,10 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     curve = rm.curve_past_reach(reach, fact, day, spec, rules, horizon)
     past_reach = 0.0 if curve is None else \
         age_curve.past_reach_shift(curve, states, horizon, reach.reach_age)
-    model_p = shifted(model_p, sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p))
-                      + past_reach)
+    cohort = cohort_trend.measure(fact, day, spec.categorical, rules.cohort_trend_min_z, rules.seed)
+    level = sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p, cohort.served_per_year))
+    level += rm.cohort_level(model, split, spec, cohort, states, deals["created_date"], level)
+    model_p = shifted(model_p, level + past_reach)
     return Replayed(deals, states, model_p, validation_level_se(validate_p, split.validate))
 
 

@@ -122,6 +122,7 @@ def run_params(rules, training, prepared) -> dict:
     return {"as_of": str(prepared.as_of.date()), "snapshot_every_days": rules.snapshot_every_days,
             "max_training_rows": rules.max_training_rows, "max_fit_rows": rules.max_fit_rows,
             "level_trend_quarters": rules.level_trend_quarters,   # 0: the trend_level_<h>d metrics are off, not flat
+            "cohort_trend_min_z": rules.cohort_trend_min_z,   # 0: the cohort trend is measured, never served
             "fit_sample": "stratified by snapshot month x outcome, in proportion",
             "backtest_max_fit_rows": rules.forecast.backtest_max_fit_rows, "calibration_share": rules.calibration_share,
             "validation_share": rules.validation_share, "promotion_metric": rules.promotion_metric,
@@ -139,8 +140,9 @@ def levels_note(model, trend_quarters: int) -> str:
     trend_on = trend_quarters > 0
     lines = [f"- {days} days: odds x{np.exp(level):.2f} (the calibration and validation periods' level "
              f"x{np.exp(part):.2f}, the latest windows' x{np.exp(recent):.2f}"
-             + (f", the trend's x{np.exp(trend):.2f})" if trend_on else ")")
-             for days, level, part, recent, trend in sorted(model.level_parts())]
+             + (f", the trend's x{np.exp(trend):.2f}" if trend_on else "")
+             + f", the cohort trend's x{np.exp(cohort):.2f})"
+             for days, level, part, recent, trend, cohort in sorted(model.level_parts())]
     if getattr(model, "curve_serves", False):
         moved = "\n".join(f"- {days} days: odds x{np.exp(level):.2f}"
                           for days, level in zip(model.horizons, model.curve_levels))
@@ -158,17 +160,24 @@ def levels_note(model, trend_quarters: int) -> str:
              "and not along a line through the quarters' levels (off: risk.level_trend_quarters is 0)")
     return ("Each horizon's probabilities are moved to the level of the calibration and validation periods "
             "together, shrunk toward the model's own for noise, then to the level of its validation snapshots "
-            f"(the latest finished windows) where it differs beyond noise, {trend}; x1.00 means none applied "
-            "(within noise, or too few snapshots):\n" + "\n".join(lines))
+            f"(the latest finished windows) where it differs beyond noise, {trend}, and on to today's open deals' "
+            "creation dates where the win rate moves with them beyond noise (the cohort trend); x1.00 means none "
+            "applied (within noise, or too few snapshots):\n" + "\n".join(lines))
+
+
+def cohort_note(training) -> str:
+    """In words: the win rate's trend by creation date and whether it moved the levels."""
+    trend = getattr(training, "cohort_trend", None)   # None on a training made before cohort trends
+    return "The win rate by creation date was not measured." if trend is None else trend.note()
 
 
 def run_metrics(training, challenge, level_se: float) -> dict:
     """The MLflow run's metrics: the chosen model, every candidate and
     baseline on the validation snapshots, the model and deal age on those of
     deals the fit never saw (``unseen_``, what the verdict reads), each
-    horizon, its three served levels and its move for today's place in the
-    quarter, the age curve's judgement on replayed days (``curve_judge``)
-    and the challenge."""
+    horizon, its four served levels and its move for today's place in the
+    quarter, the cohort trend behind one of them, the age curve's judgement
+    on replayed days (``curve_judge``) and the challenge."""
     out = metrics("val_", training.chosen.metrics) | metrics("baseline_", training.baseline_metrics)
     out |= metrics("age_baseline_", training.baselines[AGE_BASELINE])
     unseen = validation_fold(training.folds)
@@ -180,9 +189,14 @@ def run_metrics(training, challenge, level_se: float) -> dict:
     out["no_better_than_deal_age"] = float(training.verdict.reason.startswith("no better than deal age"))
     for days, values in training.horizon_metrics.items():
         out |= metrics(f"h{days}d_val_", values)
-    if training.model is not None:   # the three levels the deployed horizons carry (0: none applied)
-        for days, _, part, recent, trend in training.model.level_parts():
-            out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": recent, f"trend_level_{days}d": trend}
+    if training.model is not None:   # the four levels the deployed horizons carry (0: none applied)
+        for days, _, part, recent, trend, cohort in training.model.level_parts():
+            out |= {f"calibration_level_{days}d": part, f"recent_level_{days}d": recent, f"trend_level_{days}d": trend,
+                    f"cohort_level_{days}d": cohort}
+    cohort_trend = getattr(training, "cohort_trend", None)
+    if cohort_trend is not None and np.isfinite(cohort_trend.se):   # measured: its slope, noise and what served
+        out |= {"cohort_trend_per_year": cohort_trend.per_year, "cohort_trend_se": cohort_trend.se,
+                "cohort_trend_served_per_year": cohort_trend.served_per_year, "cohort_trend_deals": cohort_trend.deals}
     for level in training.place_levels:   # today's place in the quarter (``quarter_place``)
         out |= {f"place_level_{level.days}d": level.shift, f"place_change_{level.days}d": level.change,
                 f"place_quarters_{level.days}d": level.quarters}

@@ -42,8 +42,9 @@ of a generated CRM whose laws never change, the served 90-day sums of the
 open deals' chances missed the world's own by 10 % on average, the
 members before calibration by 3 %. But where the business moved (a win rate
 falling for a year) the members' level, from the older fit period, is the
-stale one. So each horizon's deployed model is moved three times
-(``HorizonModel.levels``, log odds; ``deployed_levels``, ``trend_level``):
+stale one. So each horizon's deployed model is moved four times
+(``HorizonModel.levels``, log odds; ``deployed_levels``, ``trend_level``,
+``cohort_level``):
 
 - ``calibration_level``: to the level of the calibration and validation
   periods together, measured against the members before calibration and
@@ -61,7 +62,11 @@ stale one. So each horizon's deployed model is moved three times
 - ``trend_level``: where a level still moving will be on the analysis
   date, read off a line through the latest quarters' levels and shrunk
   for its noise (``level_trend``): nothing on a flat history, most of a
-  steady fall that the first two cannot see.
+  steady fall that the first two cannot see. Off by default;
+- ``cohort_level``: where each new cohort of deals wins less (or more)
+  than the one before beyond noise (``cohort_trend``), from the creation
+  dates of the deals its calibration took its level from to those of
+  today's open deals. The first two are then read beyond that trend.
 
 The verdict, the validation metrics and the challenge judge the model
 without them (``judged``), as they are taken from the same rows; the
@@ -79,10 +84,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from salesintel_assets.domain.models import age_curve, drift, level_trend
+from salesintel_assets.domain.models import age_curve, cohort_trend, drift, level_trend
 from salesintel_assets.domain.models.features import (CALENDAR_FEATURES, CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS,
                                                      QUARTER_DAYS, QUARTER_FEATURE, STAGE_HISTORY, FeatureSpec,
-                                                     Prepared, day_numbers, features_for, open_at,
+                                                     Prepared, day_numbers, features_for, open_at, open_deals,
                                                      quarter_end_days_in_window, spec_feasible, states_at)
 from salesintel_assets.domain.models.mixture import MIXTURE_ODDS, Mixture, Stacked
 from salesintel_assets.domain.models.verdict import (AGE_BASELINE, SEGMENT_BASELINE, VALIDATE, AgeBaseline,
@@ -487,17 +492,18 @@ class HorizonModel:
 
     def __init__(self, horizons, models, main: int, levels=None, calibration_levels=None, trend_levels=None,
                  age_curve=None, reach_ages=None, curve_serves: bool = False, curve_levels=None,
-                 curve_by_clock: bool = False):
+                 curve_by_clock: bool = False, cohort_levels=None):
         self.horizons = [int(h) for h in horizons]
         self.models = list(models)
         self.main = int(main)
         def per_horizon(values) -> list[float]:
             return [0.0] * len(self.horizons) if values is None else [float(x) for x in values]
         self.levels = per_horizon(levels)
-        # the parts of each level that are ``calibration_level`` and ``trend_level`` (the rest is
-        # ``recent_level``), for the record
+        # the parts of each level that are ``calibration_level``, ``trend_level`` and the cohort trend's
+        # (``cohort_trend``; the rest is ``recent_level``), for the record
         self.calibration_levels = per_horizon(calibration_levels)
         self.trend_levels = per_horizon(trend_levels)
+        self.cohort_levels = per_horizon(cohort_levels)
         self.age_curve = age_curve
         self.reach_ages = None if reach_ages is None else [int(x) for x in reach_ages]
         self.curve_serves = bool(curve_serves and age_curve is not None)
@@ -519,11 +525,14 @@ class HorizonModel:
         models.curve_serves = False
         return models
 
-    def level_parts(self) -> list[tuple[int, float, float, float, float]]:
-        """Per horizon: days, served level, and its calibration, recent and trend parts."""
-        trends = getattr(self, "trend_levels", None) or [0.0] * len(self.horizons)   # a model saved before trends
-        return [(days, level, part, level - part - trend, trend)
-                for days, level, part, trend in zip(self.horizons, self.levels, self.calibration_levels, trends)]
+    def level_parts(self) -> list[tuple[int, float, float, float, float, float]]:
+        """Per horizon: days, served level, and its calibration, recent, trend and cohort parts."""
+        none = [0.0] * len(self.horizons)
+        trends = getattr(self, "trend_levels", None) or none   # a model saved before trends
+        cohorts = getattr(self, "cohort_levels", None) or none   # a model saved before cohort trends
+        return [(days, level, part, level - part - trend - cohort, trend, cohort)
+                for days, level, part, trend, cohort in zip(self.horizons, self.levels, self.calibration_levels,
+                                                            trends, cohorts)]
 
     def judged(self) -> "HorizonModel":
         """The same models without the served levels: as the validation judged them."""
@@ -689,6 +698,7 @@ class Training:
     age_reach: "AgeReach | None" = None   # how far the main fit reaches into the open deals' ages
     curve_judgement: object = None   # ``curve_judge.CurveJudgement``: the age curve alone against the model
     place_levels: tuple = ()   # ``quarter_place.PlaceLevel`` per horizon: today's place in the quarter
+    cohort_trend: object = None   # ``cohort_trend.CohortTrend``: the win rate's trend by creation date
 
 
 # Horizons a short history falls back to. Not 30 days: most deals that will
@@ -890,8 +900,15 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     horizons, models, horizon_metrics = [rules.win_horizon_days], [chosen.model], {}
     reach = age_reach(prepared.fact, prepared.as_of, split.fit)   # time_split leaves no period empty: not None
     reach_ages = [reach.reach_age]
-    levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model)]
+    open_frame = open_deals(prepared.fact, prepared.as_of)
+    cohort = measured_cohort_trend(prepared, rules, len(open_frame))
+    open_features = states_at(open_frame, np.full(len(open_frame), day_numbers([prepared.as_of])[0]),
+                              prepared.timeline, prepared.spec) if cohort.served_per_year else None
+    levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model,
+                              cohort.served_per_year)]
     trends = [trend_level(chosen.model, split, prepared.spec, sum(levels[0]), prepared, rules)]
+    cohorts = [cohort_level(chosen.model, split, prepared.spec, cohort, open_features, open_frame["created_date"],
+                            sum(levels[0]) + trends[0])]
     for h in HORIZONS:
         if h == rules.win_horizon_days:
             continue
@@ -907,8 +924,11 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         horizons.append(h)
         models.append(model)
         reach_ages.append(reach_age(part.fit))
-        levels.append(deployed_levels(model, part, prepared.spec, rules.snapshot_every_days, p_h))
+        levels.append(deployed_levels(model, part, prepared.spec, rules.snapshot_every_days, p_h,
+                                      cohort.served_per_year))
         trends.append(trend_level(model, part, prepared.spec, sum(levels[-1]), prepared, rules))
+        cohorts.append(cohort_level(model, part, prepared.spec, cohort, open_features, open_frame["created_date"],
+                                    sum(levels[-1]) + trends[-1]))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
     bounds = {name: fold_gain_lower_bound(folds, name, rules.seed) for name in base_p}
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
@@ -921,11 +941,11 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     return Training(split, candidates, chosen, baselines[SEGMENT_BASELINE], fingerprint(split, prepared.spec, rules),
                     baselines, verdict,
                     HorizonModel(horizons, models, rules.win_horizon_days,
-                                 [sum(pair) + trend for pair, trend in zip(levels, trends)],
+                                 [sum(pair) + trend + moved for pair, trend, moved in zip(levels, trends, cohorts)],
                                  [calibration for calibration, _ in levels], trends,
                                  curve_past_reach(reach, prepared.fact, prepared.as_of, prepared.spec, rules),
-                                 reach_ages),
-                    horizon_metrics, folds, reach)
+                                 reach_ages, cohort_levels=cohorts),
+                    horizon_metrics, folds, reach, cohort_trend=cohort)
 
 
 def level_of(p: np.ndarray, rows: pd.DataFrame) -> tuple[float, float]:
@@ -937,33 +957,74 @@ def level_of(p: np.ndarray, rows: pd.DataFrame) -> tuple[float, float]:
 
 
 def deployed_levels(model, split: Split, spec: FeatureSpec, every_days: int,
-                    p_validate: np.ndarray | None = None) -> tuple[float, float]:
+                    p_validate: np.ndarray | None = None, per_year: float = 0.0) -> tuple[float, float]:
     """A horizon's two served shifts (log odds): its ``calibration_level`` and
     the ``recent_level`` its validation snapshots show beyond it.
-    ``p_validate``: the model's probabilities on them, when already at hand."""
+    ``p_validate``: the model's probabilities on them, when already at hand.
+    ``per_year``: a served cohort trend (``cohort_trend``); both are then
+    what the periods show beyond it, as of the calibration period's
+    creation dates, and the trend's own part (``cohort_level``) moves them
+    on from there."""
     if p_validate is None:
         p_validate = predict(model, split.validate[spec.columns])
-    calibration = calibration_level(model, split, spec, p_validate)
-    return calibration, recent_level(stats.shifted(p_validate, calibration), split.validate, spec, every_days)
+    calibration = calibration_level(model, split, spec, p_validate, per_year)
+    along = along_trend(split.validate, calibration_day(model, split, spec) if per_year else None, per_year)
+    return calibration, recent_level(stats.shifted(p_validate, calibration + along), split.validate, spec,
+                                     every_days)
 
 
-def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.ndarray) -> float:
+def along_trend(rows: pd.DataFrame, day: pd.Timestamp | None, per_year: float) -> np.ndarray:
+    """Per row: the log odds a cohort trend of ``per_year`` puts between its
+    deal's creation and ``day`` (0 without a trend: no creation date read)."""
+    return cohort_trend.offsets(rows["created_date"], day, per_year) if per_year else np.zeros(len(rows))
+
+
+def calibration_day(model, split: Split, spec: FeatureSpec) -> pd.Timestamp | None:
+    """The creation date the calibrated model's level sits at (its
+    calibration rows', ``cohort_trend.reference_day``); None without them."""
+    if not len(split.calibrate):
+        return None
+    return cohort_trend.reference_day(split.calibrate["created_date"],
+                                      predict(model, split.calibrate[spec.columns]))
+
+
+def cohort_level(model, split: Split, spec: FeatureSpec, trend: cohort_trend.CohortTrend, open_features: pd.DataFrame,
+                 open_created: pd.Series, level: float) -> float:
+    """The cohort trend's part of a horizon's level: from its calibration
+    rows' creation dates to today's open deals' (``open_features``, the
+    model's probabilities for them moved by the horizon's other parts,
+    ``level``, weigh them)."""
+    if not trend.served_per_year or not len(open_created):
+        return 0.0
+    p_open = stats.shifted(predict(model, open_features[spec.columns]), level)
+    return trend.level_shift(open_created, p_open, calibration_day(model, split, spec))
+
+
+def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.ndarray, per_year: float = 0.0) -> float:
     """The log-odds shift that moves a calibrated model from its calibration
     period's level to the level of the calibration and validation periods
     together, measured against its members before calibration and shrunk
     toward theirs for its noise (both periods' and the fit period's, rows
     clustered by deal): 0 when it cannot be measured. ``p_validate``: the
-    model's probabilities on the validation snapshots."""
+    model's probabilities on the validation snapshots. With a cohort trend
+    (``per_year``) the members are read as of the fit period's creation
+    dates and the calibrated probabilities as of the calibration period's
+    (where each takes its level from), so only a change beyond the trend
+    moves it."""
     later = pd.concat([split.calibrate, split.validate])
     if not len(later) or not len(split.fit):
         return 0.0
-    members = ranking_scores(model, later[spec.columns])
+    fit_members = ranking_scores(model, split.fit[spec.columns])
+    fit_day = cohort_trend.reference_day(split.fit["created_date"], fit_members) if per_year else None
+    members = stats.shifted(ranking_scores(model, later[spec.columns]), along_trend(later, fit_day, per_year))
     change, information = level_of(members, later)
-    fit_information = level_of(ranking_scores(model, split.fit[spec.columns]), split.fit)[1]
+    fit_information = level_of(fit_members, split.fit)[1]
     if not np.isfinite(change) or information <= 0 or fit_information <= 0:
         return 0.0
     kept = stats.shrunk(change, np.sqrt(1 / information + 1 / fit_information))
-    calibrated = np.concatenate([predict(model, split.calibrate[spec.columns]), p_validate])
+    p_calibrate = predict(model, split.calibrate[spec.columns])
+    calibration_at = cohort_trend.reference_day(split.calibrate["created_date"], p_calibrate) if per_year else None
+    calibrated = stats.shifted(np.concatenate([p_calibrate, p_validate]), along_trend(later, calibration_at, per_year))
     shift = stats.level_shift(calibrated, float(stats.shifted(members, kept).sum()))
     return shift if np.isfinite(shift) else 0.0
 
@@ -979,6 +1040,17 @@ def recent_level(p: np.ndarray, validate: pd.DataFrame, spec: FeatureSpec, every
     if not np.isfinite(shift) or information <= 0:
         return 0.0
     return stats.shrunk(shift, 1 / np.sqrt(information))
+
+
+def measured_cohort_trend(prepared: Prepared, rules: RiskRules, open_count: int) -> cohort_trend.CohortTrend:
+    """The win rate's trend by creation date (``cohort_trend``), beside the
+    creation facts the model reads (a column the leakage guard excluded is
+    not among them). Without open deals there is no today's cohort to move
+    the levels to: it is measured only."""
+    trend = cohort_trend.measure(prepared.fact, prepared.as_of, prepared.spec.categorical, rules.cohort_trend_min_z,
+                                 rules.seed)
+    return trend if open_count or not trend.served_per_year else \
+        replace(trend, served_per_year=0.0, reason="no open deal to move the levels to")
 
 
 def trend_level(model, split: Split, spec: FeatureSpec, level: float, prepared: Prepared,
