@@ -70,7 +70,8 @@ class CohortTrend:
         ``open_created``, with probabilities ``open_p`` before this move."""
         if not self.served_per_year or not len(open_created) or reference is None:
             return 0.0
-        return float(offsets(pd.Series([reference_day(open_created, open_p)]), reference, self.served_per_year)[0])
+        years = (reference_day(open_created, open_p) - reference) / pd.Timedelta(days=DAYS_PER_YEAR)
+        return float(self.served_per_year * years)
 
     def sentence(self) -> str:
         """The run summary's line where the trend moved the levels, else empty."""

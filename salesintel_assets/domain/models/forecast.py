@@ -438,8 +438,10 @@ def replayed(fact, snapshots, timeline, spec, rules, candidate: str, day, curve_
     past_reach = 0.0 if curve is None else \
         age_curve.past_reach_shift(curve, states, horizon, reach.reach_age)
     cohort = cohort_trend.measure(fact, day, spec.categorical, rules.cohort_trend_min_z, rules.seed)
-    level = sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p, cohort.served_per_year))
-    level += rm.cohort_level(model, split, spec, cohort, states, deals["created_date"], level)
+    at = rm.calibration_day(model, split, spec) if cohort.served_per_year else None
+    level = sum(rm.deployed_levels(model, split, spec, rules.snapshot_every_days, validate_p, cohort.served_per_year,
+                                   at))
+    level += rm.cohort_level(model, spec, cohort, states, deals["created_date"], level, at)
     model_p = shifted(model_p, level + past_reach)
     return Replayed(deals, states, model_p, validation_level_se(validate_p, split.validate))
 

@@ -88,7 +88,7 @@ from salesintel_assets.domain.models import age_curve, cohort_trend, drift, leve
 from salesintel_assets.domain.models.features import (CALENDAR_FEATURES, CREATION_CATEGORICAL, CYCLE_SEGMENT, HORIZONS,
                                                      QUARTER_DAYS, QUARTER_FEATURE, STAGE_HISTORY, FeatureSpec,
                                                      Prepared, day_numbers, features_for, open_at, open_deals,
-                                                     quarter_end_days_in_window, spec_feasible, states_at)
+                                                     open_states, quarter_end_days_in_window, spec_feasible, states_at)
 from salesintel_assets.domain.models.mixture import MIXTURE_ODDS, Mixture, Stacked
 from salesintel_assets.domain.models.verdict import (AGE_BASELINE, SEGMENT_BASELINE, VALIDATE, AgeBaseline,
                                                     SegmentBaseline, ValidationFold, Verdict, fold_gain,
@@ -902,13 +902,14 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
     reach_ages = [reach.reach_age]
     open_frame = open_deals(prepared.fact, prepared.as_of)
     cohort = measured_cohort_trend(prepared, rules, len(open_frame))
-    open_features = states_at(open_frame, np.full(len(open_frame), day_numbers([prepared.as_of])[0]),
-                              prepared.timeline, prepared.spec) if cohort.served_per_year else None
+    open_features = open_states(open_frame, prepared.timeline, prepared.spec, prepared.as_of) \
+        if cohort.served_per_year else None
+    at = calibration_day(chosen.model, split, prepared.spec) if cohort.served_per_year else None
     levels = [deployed_levels(chosen.model, split, prepared.spec, rules.snapshot_every_days, p_model,
-                              cohort.served_per_year)]
+                              cohort.served_per_year, at)]
     trends = [trend_level(chosen.model, split, prepared.spec, sum(levels[0]), prepared, rules)]
-    cohorts = [cohort_level(chosen.model, split, prepared.spec, cohort, open_features, open_frame["created_date"],
-                            sum(levels[0]) + trends[0])]
+    cohorts = [cohort_level(chosen.model, prepared.spec, cohort, open_features, open_frame["created_date"],
+                            sum(levels[0]) + trends[0], at)]
     for h in HORIZONS:
         if h == rules.win_horizon_days:
             continue
@@ -924,11 +925,12 @@ def train(prepared: Prepared, rules: RiskRules) -> Training:
         horizons.append(h)
         models.append(model)
         reach_ages.append(reach_age(part.fit))
+        at = calibration_day(model, part, prepared.spec) if cohort.served_per_year else None
         levels.append(deployed_levels(model, part, prepared.spec, rules.snapshot_every_days, p_h,
-                                      cohort.served_per_year))
+                                      cohort.served_per_year, at))
         trends.append(trend_level(model, part, prepared.spec, sum(levels[-1]), prepared, rules))
-        cohorts.append(cohort_level(model, part, prepared.spec, cohort, open_features, open_frame["created_date"],
-                                    sum(levels[-1]) + trends[-1]))
+        cohorts.append(cohort_level(model, prepared.spec, cohort, open_features, open_frame["created_date"],
+                                    sum(levels[-1]) + trends[-1], at))
     gains = {name: fold_gain(folds, name)[0] for name in base_p}
     bounds = {name: fold_gain_lower_bound(folds, name, rules.seed) for name in base_p}
     # AUC on the deals the fit never saw; log loss on every validation row, as the probabilities are
@@ -957,18 +959,22 @@ def level_of(p: np.ndarray, rows: pd.DataFrame) -> tuple[float, float]:
 
 
 def deployed_levels(model, split: Split, spec: FeatureSpec, every_days: int,
-                    p_validate: np.ndarray | None = None, per_year: float = 0.0) -> tuple[float, float]:
+                    p_validate: np.ndarray | None = None, per_year: float = 0.0,
+                    calibration_at: pd.Timestamp | None = None) -> tuple[float, float]:
     """A horizon's two served shifts (log odds): its ``calibration_level`` and
     the ``recent_level`` its validation snapshots show beyond it.
     ``p_validate``: the model's probabilities on them, when already at hand.
     ``per_year``: a served cohort trend (``cohort_trend``); both are then
     what the periods show beyond it, as of the calibration period's
-    creation dates, and the trend's own part (``cohort_level``) moves them
-    on from there."""
+    creation dates (``calibration_at``: its ``calibration_day``, when
+    already at hand), and the trend's own part (``cohort_level``) moves
+    them on from there."""
     if p_validate is None:
         p_validate = predict(model, split.validate[spec.columns])
-    calibration = calibration_level(model, split, spec, p_validate, per_year)
-    along = along_trend(split.validate, calibration_day(model, split, spec) if per_year else None, per_year)
+    if per_year and calibration_at is None:
+        calibration_at = calibration_day(model, split, spec)
+    calibration = calibration_level(model, split, spec, p_validate, per_year, calibration_at)
+    along = along_trend(split.validate, calibration_at, per_year)
     return calibration, recent_level(stats.shifted(p_validate, calibration + along), split.validate, spec,
                                      every_days)
 
@@ -988,19 +994,20 @@ def calibration_day(model, split: Split, spec: FeatureSpec) -> pd.Timestamp | No
                                       predict(model, split.calibrate[spec.columns]))
 
 
-def cohort_level(model, split: Split, spec: FeatureSpec, trend: cohort_trend.CohortTrend, open_features: pd.DataFrame,
-                 open_created: pd.Series, level: float) -> float:
-    """The cohort trend's part of a horizon's level: from its calibration
-    rows' creation dates to today's open deals' (``open_features``, the
-    model's probabilities for them moved by the horizon's other parts,
-    ``level``, weigh them)."""
+def cohort_level(model, spec: FeatureSpec, trend: cohort_trend.CohortTrend, open_features: pd.DataFrame,
+                 open_created: pd.Series, level: float, calibration_at: pd.Timestamp | None) -> float:
+    """The cohort trend's part of a horizon's level: from the creation date
+    its calibration rows sit at (``calibration_day``) to today's open
+    deals' (``open_features``, the model's probabilities for them moved by
+    the horizon's other parts, ``level``, weigh them)."""
     if not trend.served_per_year or not len(open_created):
         return 0.0
     p_open = stats.shifted(predict(model, open_features[spec.columns]), level)
-    return trend.level_shift(open_created, p_open, calibration_day(model, split, spec))
+    return trend.level_shift(open_created, p_open, calibration_at)
 
 
-def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.ndarray, per_year: float = 0.0) -> float:
+def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.ndarray, per_year: float = 0.0,
+                      calibration_at: pd.Timestamp | None = None) -> float:
     """The log-odds shift that moves a calibrated model from its calibration
     period's level to the level of the calibration and validation periods
     together, measured against its members before calibration and shrunk
@@ -1009,8 +1016,8 @@ def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.nda
     model's probabilities on the validation snapshots. With a cohort trend
     (``per_year``) the members are read as of the fit period's creation
     dates and the calibrated probabilities as of the calibration period's
-    (where each takes its level from), so only a change beyond the trend
-    moves it."""
+    (``calibration_at``, derived when not given; where each takes its level
+    from), so only a change beyond the trend moves it."""
     later = pd.concat([split.calibrate, split.validate])
     if not len(later) or not len(split.fit):
         return 0.0
@@ -1023,7 +1030,8 @@ def calibration_level(model, split: Split, spec: FeatureSpec, p_validate: np.nda
         return 0.0
     kept = stats.shrunk(change, np.sqrt(1 / information + 1 / fit_information))
     p_calibrate = predict(model, split.calibrate[spec.columns])
-    calibration_at = cohort_trend.reference_day(split.calibrate["created_date"], p_calibrate) if per_year else None
+    if per_year and calibration_at is None:
+        calibration_at = cohort_trend.reference_day(split.calibrate["created_date"], p_calibrate)
     calibrated = stats.shifted(np.concatenate([p_calibrate, p_validate]), along_trend(later, calibration_at, per_year))
     shift = stats.level_shift(calibrated, float(stats.shifted(members, kept).sum()))
     return shift if np.isfinite(shift) else 0.0
